@@ -1,0 +1,47 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+// Hot loops live in C (CKernels) and are always compiled optimised, so debug test builds stay fast.
+let kernelFlags: [CSetting] = [.unsafeFlags(["-O3", "-march=native", "-fno-math-errno"])]
+
+let package = Package(
+    name: "BitSwitch",
+    products: [
+        .library(name: "BitSwitch", targets: ["BitSwitchIR", "BitSwitchONNX", "BitSwitchRuntime", "BitSwitchData",
+                                              "BitSwitchQuant", "BitSwitchPasses"]),
+        .executable(name: "bitswitch", targets: ["bitswitch"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+    ],
+    targets: [
+        .systemLibrary(name: "CProtobufC", pkgConfig: "libprotobuf-c",
+                       providers: [.apt(["libprotobuf-c-dev"])]),
+        .target(name: "CONNX", dependencies: ["CProtobufC"],
+                linkerSettings: [.linkedLibrary("protobuf-c")]),
+        .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        .target(name: "CKernels", cSettings: kernelFlags),
+
+        .target(name: "BitSwitchIR"),
+        .target(name: "BitSwitchONNX", dependencies: ["BitSwitchIR", "CONNX", "CProtobufC"]),
+        .target(name: "BitSwitchRuntime", dependencies: ["BitSwitchIR", "CBLAS", "CKernels"]),
+        .target(name: "BitSwitchData"),
+        .target(name: "BitSwitchQuant", dependencies: ["BitSwitchIR", "BitSwitchRuntime", "BitSwitchData"]),
+        .target(name: "BitSwitchPasses", dependencies: ["BitSwitchIR", "BitSwitchRuntime", "BitSwitchQuant",
+                                                       "BitSwitchData", .product(name: "Yams", package: "Yams")]),
+        .executableTarget(name: "bitswitch", dependencies: [
+            "BitSwitchIR", "BitSwitchONNX", "BitSwitchRuntime", "BitSwitchData", "BitSwitchQuant", "BitSwitchPasses",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+
+        .testTarget(name: "BitSwitchIRTests", dependencies: ["BitSwitchIR"]),
+        .testTarget(name: "BitSwitchONNXTests", dependencies: ["BitSwitchONNX", "BitSwitchRuntime"],
+                    resources: [.copy("Fixtures")]),
+        .testTarget(name: "BitSwitchRuntimeTests", dependencies: ["BitSwitchRuntime"]),
+        .testTarget(name: "BitSwitchDataTests", dependencies: ["BitSwitchData"]),
+        .testTarget(name: "BitSwitchQuantTests", dependencies: ["BitSwitchQuant"]),
+        .testTarget(name: "BitSwitchPassesTests", dependencies: ["BitSwitchPasses", "BitSwitchONNX"]),
+        .testTarget(name: "CLITests", dependencies: ["BitSwitchONNX"]),
+    ]
+)

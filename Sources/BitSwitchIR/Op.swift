@@ -1,0 +1,117 @@
+/// ONNX `auto_pad`.
+public enum AutoPad: String, Sendable, Hashable {
+    case notSet = "NOTSET", sameUpper = "SAME_UPPER", sameLower = "SAME_LOWER", valid = "VALID"
+}
+
+/// Conv attributes. Unset lists take ONNX's defaults from the weight's shape at run time.
+public struct ConvAttrs: Sendable, Hashable {
+    public var kernelShape: [Int]?
+    public var strides: [Int]?
+    public var pads: [Int]?          // [x1_begin, x2_begin, ..., x1_end, x2_end, ...]
+    public var dilations: [Int]?
+    public var group: Int = 1
+    public var autoPad: AutoPad = .notSet
+    public init(kernelShape: [Int]? = nil, strides: [Int]? = nil, pads: [Int]? = nil, dilations: [Int]? = nil,
+                group: Int = 1, autoPad: AutoPad = .notSet) {
+        self.kernelShape = kernelShape; self.strides = strides; self.pads = pads; self.dilations = dilations
+        self.group = group; self.autoPad = autoPad
+    }
+}
+
+/// MaxPool / AveragePool attributes.
+public struct PoolAttrs: Sendable, Hashable {
+    public var kernelShape: [Int]
+    public var strides: [Int]?
+    public var pads: [Int]?
+    public var dilations: [Int]?
+    public var autoPad: AutoPad = .notSet
+    public var ceilMode: Bool = false
+    public var countIncludePad: Bool = false   // AveragePool only
+    public var storageOrder: Int = 0           // MaxPool Indices output only
+    public init(kernelShape: [Int], strides: [Int]? = nil, pads: [Int]? = nil, dilations: [Int]? = nil,
+                autoPad: AutoPad = .notSet, ceilMode: Bool = false, countIncludePad: Bool = false,
+                storageOrder: Int = 0) {
+        self.kernelShape = kernelShape; self.strides = strides; self.pads = pads; self.dilations = dilations
+        self.autoPad = autoPad; self.ceilMode = ceilMode; self.countIncludePad = countIncludePad
+        self.storageOrder = storageOrder
+    }
+}
+
+public struct GemmAttrs: Sendable, Hashable {
+    public var alpha: Float = 1
+    public var beta: Float = 1
+    public var transA: Bool = false
+    public var transB: Bool = false
+    public init(alpha: Float = 1, beta: Float = 1, transA: Bool = false, transB: Bool = false) {
+        self.alpha = alpha; self.beta = beta; self.transA = transA; self.transB = transB
+    }
+}
+
+public enum PadMode: String, Sendable, Hashable { case constant, reflect, edge, wrap }
+
+/// Weight fake-quantizer (Double Rounding, METHOD.md §1). Inputs: W, s (one scale per channel along `axis`).
+public struct FakeQuantWeightAttrs: Sendable, Hashable {
+    public var bits: [Int]            // the trained bit set, descending
+    public var storedBits: Int = 8    // h
+    public var axis: Int = 0
+    public var pinnedBits: Int?       // first/last layer: always this bit-width
+    public var exactGradient: Bool = false
+    public init(bits: [Int], storedBits: Int = 8, axis: Int = 0, pinnedBits: Int? = nil, exactGradient: Bool = false) {
+        self.bits = bits; self.storedBits = storedBits; self.axis = axis; self.pinnedBits = pinnedBits
+        self.exactGradient = exactGradient
+    }
+}
+
+/// Activation fake-quantizer (LSQ, METHOD.md §2). Inputs: x, scales (shape [bits.count], one per bit-width).
+public struct FakeQuantActAttrs: Sendable, Hashable {
+    public var bits: [Int]
+    public var signed: Bool
+    public var pinnedBits: Int?
+    public init(bits: [Int], signed: Bool, pinnedBits: Int? = nil) {
+        self.bits = bits; self.signed = signed; self.pinnedBits = pinnedBits
+    }
+}
+
+/// The operations of the IR, grouped like dialects: ONNX float ops, then the quant dialect.
+/// Optional ONNX inputs (Clip min/max, Squeeze axes, Pad pads, ...) stay node inputs; "" marks an absent one.
+public enum Op: Sendable, Hashable {
+    // ONNX (float) dialect
+    case conv(ConvAttrs)
+    case gemm(GemmAttrs)
+    case matMul
+    case add, sub, mul, div
+    case relu
+    case leakyRelu(alpha: Float)
+    case clip(min: Float?, max: Float?)          // attribute form (opset < 11); input form uses inputs 1 and 2
+    case sigmoid
+    case hardSigmoid(alpha: Float, beta: Float)
+    case hardSwish
+    case tanh
+    case batchNormalization(epsilon: Float, momentum: Float, trainingMode: Bool)
+    case maxPool(PoolAttrs)
+    case averagePool(PoolAttrs)
+    case globalAveragePool
+    case flatten(axis: Int)
+    case reshape(allowZero: Bool)
+    case transpose(perm: [Int]?)
+    case concat(axis: Int)
+    case squeeze(axes: [Int]?)                   // nil: axes from input 1, or every size-1 dim
+    case unsqueeze(axes: [Int]?)                 // nil: axes from input 1
+    case softmax(axis: Int, legacy: Bool)        // legacy (opset < 13): coerce to 2-D at axis
+    case logSoftmax(axis: Int, legacy: Bool)
+    case identity
+    case dropout(ratio: Float)                   // inference: identity (+ all-true mask)
+    case pad(mode: PadMode, pads: [Int]?, value: Float)  // pads nil: from inputs (opset >= 11)
+    case reduceMean(axes: [Int]?, keepDims: Bool, noopWithEmptyAxes: Bool)
+    case shape(start: Int, end: Int?)
+    case gather(axis: Int)
+    case quantizeLinear(axis: Int, saturate: Bool, outputType: DType?)
+    case dequantizeLinear(axis: Int)
+    // quant dialect (domain ai.bitswitch)
+    case fakeQuantWeight(FakeQuantWeightAttrs)
+    case fakeQuantAct(FakeQuantActAttrs)
+    /// BatchNormalization with one set of (scale, bias, mean, var) per bit-width: inputs x, then four [bits.count, C] tensors.
+    case switchableBatchNorm(bits: [Int], epsilon: Float, momentum: Float)
+
+    public static let bitswitchDomain = "ai.bitswitch"
+}

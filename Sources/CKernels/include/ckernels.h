@@ -1,0 +1,1 @@
+void bitswitch_kernels_placeholder(void);

@@ -1,0 +1,1 @@
+int onnx_placeholder(void);
