@@ -207,7 +207,7 @@ private struct GraphReader {
                                  + "not supported")
         }
         func unsupported(_ kind: String) -> BitSwitchError {
-            BitSwitchError(.unsupported, "attribute '\(name)' is a \(kind); \(kind) attributes are not supported")
+            BitSwitchError(.unsupported, "attribute '\(name)' is a \(kind), which BitSwitch does not support")
         }
         var type = a.type
         if a.has_type == 0 || type == ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__UNDEFINED {
@@ -215,9 +215,7 @@ private struct GraphReader {
         }
         switch type {
         case ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOAT: return (name, .float(a.f))
-        case ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT:
-            guard let v = Int(exactly: a.i) else { throw unsupported("int beyond Int range") }
-            return (name, .int(v))
+        case ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT: return (name, .int(Int(a.i)))
         case ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__STRING: return (name, .string(binaryString(a.s)))
         case ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOATS: return (name, .floats(Array(cList(a.floats, a.n_floats))))
         case ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS: return (name, .ints(cList(a.ints, a.n_ints).map { Int($0) }))
