@@ -199,7 +199,7 @@ struct DropoutKernel: TrainableOpKernel {
             let keep = 1 / (1 - ratio)
             var m = [Float](repeating: 0, count: x.count)
             for i in m.indices {
-                let u = Float(context.rng.next() >> 40) * 0x1p-24
+                let u = context.rng.nextFloat()
                 m[i] = u >= ratio ? keep : 0
             }
             var y = x

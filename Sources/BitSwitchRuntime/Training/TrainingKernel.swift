@@ -1,4 +1,5 @@
 import BitSwitchIR
+import BitSwitchData
 import Synchronization
 
 /// What an initializer is to the trainer. Decides whether it gets a gradient and which optimizer group it joins.
