@@ -1,7 +1,6 @@
 /// Rounding arithmetic right shift: `(x + 2^(k−1)) >> k` for k ≥ 1, `x` for k = 0 — round half toward +∞,
-/// what shift hardware does (METHOD.md). Computed as `(x >> k) + bit k−1 of x`, which is the same value
-/// without the overflow of the addition near `Int32.max`. Shifts of 32 or more give the mathematically
-/// correct 0 (or 0 for −2^31 ≤ x < 0, since x + 2^(k−1) lies in [0, 2^k)).
+/// what shift hardware does (METHOD.md). Computed as `(x >> k) + bit k−1 of x`: the same value without the
+/// overflow of the addition near the top of the type, and still exact for shifts as wide as the type or wider.
 @inline(__always)
 public func rshr(_ x: Int32, _ k: Int) -> Int32 {
     precondition(k >= 0, "rshr needs a non-negative shift")
@@ -17,11 +16,37 @@ public func rshr(_ x: Int, _ k: Int) -> Int {
     return (x >> k) &+ ((x >> (k - 1)) & 1)
 }
 
-/// roundHalfEven(v) clamped to [lo, hi] as an integer; NaN maps to 0 so a broken weight cannot trap the conversion.
+// The hot loops below avoid Float.rounded and Int32(Float): without SSE4.1 (the default x86-64 target) the
+// first is a libm call and the second a range check that traps, and either keeps the loop from vectorising.
+// Adding and subtracting 1.5 · 2^23 rounds to nearest-even (the IEEE default mode) any |v| ≤ 2^22; clamping to
+// integer bounds before rounding gives the same result as after.
+
+/// roundHalfEven(clamp(v, lo, hi)) for integer-valued bounds with |lo|, |hi| ≤ 2^22; NaN stays NaN.
 @inline(__always)
-func roundClamp(_ v: Float, _ lo: Float, _ hi: Float) -> Int32 {
-    let r = v.rounded(.toNearestOrEven)
-    if r < lo { return Int32(lo) }
-    if r > hi { return Int32(hi) }
-    return r == r ? Int32(r) : 0
+func roundHalfEvenClamped(_ v: Float, _ lo: Float, _ hi: Float) -> Float {
+    var c = v < lo ? lo : v
+    c = c > hi ? hi : c
+    return (c + 0x1.8p23) - 0x1.8p23
+}
+
+/// The same as an integer, with NaN mapped to 0 so a broken weight cannot produce an out-of-range integer.
+@inline(__always)
+func roundHalfEvenClampedInt(_ v: Float, _ lo: Float, _ hi: Float) -> Int32 {
+    var c = v < lo ? lo : v
+    c = c > hi ? hi : c
+    c = c == c ? c : 0
+    // For |c| ≤ 2^22 the sum lies in [2^23, 2^24), where the low mantissa bits hold 1.5 · 2^23's bits + round(c).
+    return Int32(bitPattern: (c + 0x1.8p23).bitPattern) &- 0x4B40_0000
+}
+
+/// rshr for the small integers of the quantizers (|q| ≤ 2^22): `half` = 2^(Δ−1), or 0 when Δ = 0.
+@inline(__always)
+func shiftRound(_ q: Int32, half: Int32, shift: Int32) -> Int32 {
+    (q &+ half) &>> shift
+}
+
+@inline(__always)
+func clamp(_ q: Int32, _ lo: Int32, _ hi: Int32) -> Int32 {
+    let c = q < lo ? lo : q
+    return c > hi ? hi : c
 }

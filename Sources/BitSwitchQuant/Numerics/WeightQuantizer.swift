@@ -47,7 +47,7 @@ public struct WeightQuantizer: Sendable, Equatable {
         for c in 0..<scales.count {
             let s = scales[c]
             for i in (c * perChannel)..<((c + 1) * perChannel) {
-                q[i] = Int8(truncatingIfNeeded: roundClamp(weight[i] / s, hn, hp))
+                q[i] = Int8(truncatingIfNeeded: roundHalfEvenClampedInt(weight[i] / s, hn, hp))
             }
         }
     }
@@ -69,23 +69,20 @@ public struct WeightQuantizer: Sendable, Equatable {
                         shiftedOutput: UnsafeMutableBufferPointer<Int8>? = nil) {
         precondition(output.count == weight.count && (shiftedOutput?.count ?? weight.count) == weight.count)
         let perChannel = Self.channelSize(weight.count, scales.count)
-        let hn = -Float(1 << (storedBits - 1)), hp = Float((1 << (storedBits - 1)) - 1)
-        let delta = shift, qn = self.qn, qp = self.qp
-        let pow2 = Float(1 << delta)
+        let k = kernelConstants
         for c in 0..<scales.count {
             let s = scales[c]
-            let step = s * pow2
+            let step = s * k.pow2
             let range = (c * perChannel)..<((c + 1) * perChannel)
             if let q = shiftedOutput {
                 for i in range {
-                    let qb = min(max(rshr(roundClamp(weight[i] / s, hn, hp), delta), qn), qp)
+                    let qb = k.shifted(weight[i] / s)
                     q[i] = Int8(truncatingIfNeeded: qb)
                     output[i] = Float(qb) * step
                 }
             } else {
                 for i in range {
-                    let qb = min(max(rshr(roundClamp(weight[i] / s, hn, hp), delta), qn), qp)
-                    output[i] = Float(qb) * step
+                    output[i] = Float(k.shifted(weight[i] / s)) * step
                 }
             }
         }
@@ -101,33 +98,54 @@ public struct WeightQuantizer: Sendable, Equatable {
         precondition(gradOutput.count == weight.count && gradWeight.count == weight.count
                      && gradScales.count == scales.count)
         let perChannel = Self.channelSize(weight.count, scales.count)
-        let hn = -Float(1 << (storedBits - 1)), hp = Float((1 << (storedBits - 1)) - 1)
-        let delta = shift, qn = self.qn, qp = self.qp
-        let fqn = Float(qn), fqp = Float(qp)
-        let pow2 = Float(1 << delta)
-        let g = 1 / (Double(perChannel) * Double(qp)).squareRoot()
-        let form = gradientForm == .exact ? Double(pow2) : 1
+        let k = kernelConstants
+        let fqn = Float(k.qn), fqp = Float(k.qp)
+        let g = 1 / (Double(perChannel) * Double(k.qp)).squareRoot()
+        let form = gradientForm == .exact ? Double(k.pow2) : 1
         for c in 0..<scales.count {
             let s = scales[c]
-            let step = s * pow2
-            var sum = 0.0
-            for i in (c * perChannel)..<((c + 1) * perChannel) {
-                let w = weight[i], go = gradOutput[i]
-                let u = w / step
-                if u < fqn {
-                    gradWeight[i] = 0
-                    sum += Double(go * fqn)
-                } else if u > fqp {
-                    gradWeight[i] = 0
-                    sum += Double(go * fqp)
-                } else {
-                    let qb = min(max(rshr(roundClamp(w / s, hn, hp), delta), qn), qp)
-                    gradWeight[i] = go
-                    sum += Double(go * (Float(qb) - u))
-                }
+            let inversePow2 = 1 / k.pow2
+            // Branch-free body and four partial sums, so the loop vectorises and the sum is not one long chain.
+            @inline(__always) func term(_ i: Int) -> Float {
+                let go = gradOutput[i]
+                let v = weight[i] / s
+                // W / (s · 2^Δ) is (W / s) · 2^−Δ bit for bit: scaling by a power of two is exact.
+                let u = v * inversePow2
+                gradWeight[i] = u >= fqn && u <= fqp ? go : 0
+                let inside = Float(k.shifted(v)) - u
+                return go * (u < fqn ? fqn : (u > fqp ? fqp : inside))
             }
-            gradScales[c] = Float(sum * g * form)
+            var s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0
+            var i = c * perChannel
+            let end = i + perChannel
+            while i + 4 <= end {
+                s0 += Double(term(i))
+                s1 += Double(term(i + 1))
+                s2 += Double(term(i + 2))
+                s3 += Double(term(i + 3))
+                i += 4
+            }
+            while i < end {
+                s0 += Double(term(i))
+                i += 1
+            }
+            gradScales[c] = Float((s0 + s1 + s2 + s3) * g * form)
         }
+    }
+
+    /// Loop-invariant numbers of the forward and backward kernels.
+    private struct KernelConstants {
+        var hn: Float, hp: Float, qn: Int32, qp: Int32, half: Int32, shift: Int32, pow2: Float
+
+        /// q_b from W / s_c.
+        @inline(__always) func shifted(_ v: Float) -> Int32 {
+            clamp(shiftRound(roundHalfEvenClampedInt(v, hn, hp), half: half, shift: shift), qn, qp)
+        }
+    }
+
+    private var kernelConstants: KernelConstants {
+        KernelConstants(hn: -Float(1 << (storedBits - 1)), hp: Float((1 << (storedBits - 1)) - 1), qn: qn, qp: qp,
+                        half: shift > 0 ? Int32(1) << (shift - 1) : 0, shift: Int32(shift), pow2: Float(1 << shift))
     }
 
     /// s_c = max(|μ_c − 3σ_c|, |μ_c + 3σ_c|) / 2^(h−1), σ the population standard deviation of channel c.
