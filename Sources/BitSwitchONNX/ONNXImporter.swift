@@ -63,7 +63,9 @@ private struct GraphReader {
                                  + "the oldest BitSwitch reads", file: file, opset: v)
         }
 
-        var g = Graph(name: cString(gp.name), opsets: opsets)
+        // ONNX requires a graph name; a nameless graph gets Graph's default so a re-export is valid.
+        let graphName = cString(gp.name)
+        var g = Graph(name: graphName.isEmpty ? Graph().name : graphName, opsets: opsets)
         g.metadata = metadata(model, gp)
 
         if gp.n_sparse_initializer > 0 {

@@ -103,6 +103,8 @@ import Testing
         #expect(g.outputs == [ValueInfo(name: "y", type: TensorType(.f32, [.symbol("N"), .unknown]))])
         #expect(g.valueTypes["h"] == TensorType(.f32, [.symbol("N"), .known(3)]))
         #expect(g.valueTypes["h2"] == TensorType(.f32, nil))
+        // "w" is listed as a graph input too, but it has an initializer, so it is a constant.
+        #expect(g.initializerOrder == ["w", "b"])
     }
 
     @Test func quantizeDequantizePerTensorAndPerAxis() throws {
