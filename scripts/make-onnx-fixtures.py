@@ -191,7 +191,7 @@ def qdq():
         helper.make_node("QuantizeLinear", ["x", "x_scale", "x_zp"], ["xq"], name="q_x"),
         helper.make_node("DequantizeLinear", ["xq", "x_scale", "x_zp"], ["xdq"], name="dq_x"),
         helper.make_node("DequantizeLinear", ["w_q", "w_scale", "w_zp"], ["w"], name="dq_w", axis=0),
-        helper.make_node("Conv", ["xdq", "w"], ["c"], name="conv", kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        helper.make_node("Conv", ["xdq", "w"], ["c"], name="conv", kernel_shape=[3, 3], auto_pad="SAME_UPPER"),
         helper.make_node("QuantizeLinear", ["c", "y_scale", "y_zp"], ["cq"], name="q_c"),
         helper.make_node("DequantizeLinear", ["cq", "y_scale", "y_zp"], ["y"], name="dq_c"),
     ]
