@@ -12,6 +12,7 @@ from onnx import helper, numpy_helper
 import onnxruntime as ort
 
 warnings.filterwarnings("ignore")
+ort.set_default_logger_severity(3)
 from onnx.backend.test.case.node import collect_testcases
 
 OPS = ["Conv", "Gemm", "MatMul", "Add", "Sub", "Mul", "Div", "Relu", "LeakyRelu", "Clip", "Sigmoid", "HardSigmoid",
@@ -76,8 +77,103 @@ def run_ort(model, inputs):
     return None, f"onnx-reference (onnxruntime: {str(first_error)[:160]})"
 
 
+def custom_cases():
+    """Extra cases ONNX's suite lacks: depthwise/grouped/1-D/3-D conv, auto_pad with strides and dilations,
+    integer broadcasting arithmetic, batched MatMul broadcasting, pooling corner cases, pad modes, per-axis QDQ."""
+    rng = np.random.default_rng(7)
+    f = lambda *s: rng.standard_normal(s).astype(np.float32)
+    T = onnx.TensorProto
+    spec = []  # (name, op, opset, attrs, [(array, onnx type) or None], n_outputs, output types)
+
+    def add(name, op, opset, attrs, ins, outs=1, out_types=None):
+        spec.append((name, op, opset, attrs, ins, outs, out_types))
+
+    F = T.FLOAT
+    add("custom_conv_depthwise_mult2", "Conv", 17, dict(group=3, pads=[1, 1, 1, 1], strides=[2, 1]),
+        [(f(2, 3, 7, 6), F), (f(6, 1, 3, 3), F), (f(6), F)])
+    add("custom_conv_grouped", "Conv", 17, dict(group=2, dilations=[2, 1]), [(f(2, 4, 9, 8), F), (f(6, 2, 3, 2), F)])
+    add("custom_conv_same_lower_s2", "Conv", 17, dict(auto_pad="SAME_LOWER", strides=[2, 2]),
+        [(f(1, 2, 9, 10), F), (f(3, 2, 3, 3), F), (f(3), F)])
+    add("custom_conv_same_upper_s2", "Conv", 17, dict(auto_pad="SAME_UPPER", strides=[2, 2]),
+        [(f(2, 2, 8, 7), F), (f(4, 2, 4, 4), F)])
+    add("custom_conv_valid", "Conv", 17, dict(auto_pad="VALID", strides=[3, 2]), [(f(1, 1, 10, 9), F), (f(2, 1, 3, 3), F)])
+    add("custom_conv_1d", "Conv", 17, dict(pads=[2, 1], strides=[2]), [(f(2, 3, 11), F), (f(4, 3, 3), F), (f(4), F)])
+    add("custom_conv_3d", "Conv", 17, dict(pads=[1, 0, 1, 0, 1, 1]), [(f(1, 2, 4, 5, 3), F), (f(3, 2, 2, 3, 2), F)])
+    add("custom_conv_1x1_batch", "Conv", 17, {}, [(f(3, 4, 5, 5), F), (f(6, 4, 1, 1), F), (f(6), F)])
+    I32, I64, I8, U8 = T.INT32, T.INT64, T.INT8, T.UINT8
+    ia = lambda lo, hi, s, dt: rng.integers(lo, hi, s).astype(dt)
+    add("custom_add_i32_broadcast", "Add", 14, {}, [(ia(-100, 100, (2, 3, 4), np.int32), I32), (ia(-100, 100, (3, 1), np.int32), I32)])
+    add("custom_sub_i64_broadcast", "Sub", 14, {}, [(ia(-100, 100, (4,), np.int64), I64), (ia(-100, 100, (2, 1, 4), np.int64), I64)])
+    add("custom_mul_i8_wrap", "Mul", 14, {}, [(ia(-128, 127, (3, 4), np.int8), I8), (ia(-128, 127, (4,), np.int8), I8)])
+    add("custom_div_i32_negative", "Div", 14, {}, [(np.array([[-7, 7, -8, 9], [5, -5, 0, 1]], np.int32), I32),
+                                                   (np.array([2, -2, 3, -4], np.int32), I32)])
+    add("custom_div_f32_broadcast", "Div", 14, {}, [(f(2, 1, 4), F), (f(3, 1) + 3, F)])
+    add("custom_matmul_batch_broadcast", "MatMul", 13, {}, [(f(2, 1, 3, 4), F), (f(3, 4, 5), F)])
+    add("custom_matmul_1d_left", "MatMul", 13, {}, [(f(4), F), (f(2, 4, 3), F)])
+    add("custom_matmul_1d_right", "MatMul", 13, {}, [(f(2, 3, 4), F), (f(4), F)])
+    add("custom_gemm_c_column", "Gemm", 13, dict(alpha=0.5, beta=2.0, transA=1), [(f(4, 3), F), (f(4, 5), F), (f(3, 1), F)])
+    add("custom_maxpool_indices_col_major", "MaxPool", 12, dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1],
+        storage_order=1), [(f(2, 2, 7, 6), F)], outs=2, out_types=[F, I64])
+    add("custom_maxpool_ceil_dilated_indices", "MaxPool", 12, dict(kernel_shape=[2, 2], strides=[2, 2], dilations=[2, 1],
+        ceil_mode=1), [(f(1, 2, 9, 8), F)], outs=2, out_types=[F, I64])
+    add("custom_maxpool_u8", "MaxPool", 12, dict(kernel_shape=[2, 2]), [(ia(0, 255, (1, 1, 4, 5), np.uint8), U8)],
+        out_types=[U8])
+    add("custom_avgpool_ceil_include_pad", "AveragePool", 19, dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1],
+        ceil_mode=1, count_include_pad=1), [(f(1, 2, 8, 8), F)])
+    add("custom_avgpool_ceil_exclude_pad", "AveragePool", 19, dict(kernel_shape=[3, 2], strides=[2, 2], pads=[1, 0, 1, 1],
+        ceil_mode=1), [(f(2, 1, 7, 6), F)])
+    add("custom_avgpool_same_lower", "AveragePool", 19, dict(kernel_shape=[3, 3], strides=[2, 2], auto_pad="SAME_LOWER"),
+        [(f(1, 1, 6, 7), F)])
+    add("custom_softmax_legacy_3d", "Softmax", 11, dict(axis=1), [(f(2, 3, 4), F)])
+    add("custom_logsoftmax_axis0", "LogSoftmax", 13, dict(axis=0), [(f(3, 2, 2) * 30, F)])
+    for mode in ["reflect", "edge", "wrap"]:
+        add(f"custom_pad_{mode}", "Pad", 19, dict(mode=mode), [(f(2, 3, 4), F), (np.array([0, 1, 2, 1, 2, 3], np.int64), I64)])
+    add("custom_pad_negative_i32", "Pad", 19, {}, [(ia(-9, 9, (3, 4), np.int32), I32), (np.array([1, -1, -1, 2], np.int64), I64),
+                                                  (np.array(7, np.int32), I32)])
+    add("custom_qlinear_per_axis_i8", "QuantizeLinear", 21, dict(axis=1),
+        [(f(2, 3, 2) * 50, F), (np.array([0.5, 0.25, 2.0], np.float32), F), (np.array([1, -3, 0], np.int8), I8)], out_types=[I8])
+    add("custom_dqlinear_per_axis_u8", "DequantizeLinear", 21, dict(axis=0),
+        [(ia(0, 255, (3, 2), np.uint8), U8), (np.array([0.5, 0.25, 2.0], np.float32), F), (np.array([128, 3, 0], np.uint8), U8)], out_types=[F])
+    add("custom_dqlinear_i32", "DequantizeLinear", 21, {}, [(ia(-10**6, 10**6, (5,), np.int32), I32), (np.array(0.001, np.float32), F)], out_types=[F])
+    add("custom_qlinear_round_half_even", "QuantizeLinear", 21, {},
+        [(np.array([0.5, 1.5, 2.5, -0.5, -1.5, -2.5, 300, -300], np.float32), F), (np.array(1.0, np.float32), F),
+         (np.array(0, np.int8), I8)], out_types=[I8])
+    add("custom_reducemean_middle", "ReduceMean", 18, dict(keepdims=0), [(f(2, 3, 4, 2), F), (np.array([1, -1], np.int64), I64)])
+    add("custom_gather_negative_axis1", "Gather", 13, dict(axis=1), [(f(2, 4, 3), F), (np.array([[-1, 0], [2, 3]], np.int64), I64)])
+    add("custom_batchnorm_training", "BatchNormalization", 15, dict(training_mode=1, momentum=0.8),
+        [(f(3, 2, 2, 3), F), (f(2), F), (f(2), F), (f(2), F), (np.abs(f(2)) + 0.5, F)], outs=3, out_types=[F, F, F])
+    add("custom_clip_int32_inputs", "Clip", 13, {}, [(ia(-50, 50, (10,), np.int32), I32), (np.array(-5, np.int32), I32), None])
+    add("custom_hardswish", "HardSwish", 14, {}, [(f(20) * 4, F)])
+
+    out = []
+    for name, op, opset, attrs, ins, nouts, out_types in spec:
+        in_names = [f"x{i}" if x is not None else "" for i, x in enumerate(ins)]
+        out_names = [f"y{i}" for i in range(nouts)]
+        node = helper.make_node(op, in_names, out_names, **attrs)
+        graph = helper.make_graph(
+            [node], name,
+            [helper.make_tensor_value_info(n, t, a.shape) for n, (a, t) in ((n, x) for n, x in zip(in_names, ins) if x is not None)],
+            [helper.make_tensor_value_info(n, (out_types or [ins[0][1]])[i], None) for i, n in enumerate(out_names)])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+        out.append((name, model, [a for x in ins if x is not None for a in [x[0]]], in_names))
+    return out
+
+
 def main(out_path):
     cases, skipped = [], []
+    for name, model, inputs, in_names in custom_cases():
+        got, source = run_ort(model, inputs)
+        if got is None:
+            raise SystemExit(f"{name}: {source}")
+        g = model.graph
+        enc = {vi.name: encode(v, ONNX_TO_IR[elem_type(vi)]) for vi, v in zip(g.input, inputs)}
+        cases.append({
+            "name": name, "op": g.node[0].op_type, "opset": model.opset_import[0].version, "source": source,
+            "attributes": {a.name: attr_json(a) for a in g.node[0].attribute},
+            "inputs": [enc[n] if n else None for n in in_names],
+            "outputs": [encode(v, ONNX_TO_IR[elem_type(vi)]) for vi, v in zip(g.output, got)],
+            "outputNames": list(g.node[0].output),
+        })
     for case in collect_testcases():
         g = case.model.graph
         if case.name.endswith("_expanded") or len(g.node) != 1 or g.node[0].op_type not in OPS:
