@@ -238,7 +238,7 @@ struct IRParser {
         return Tensor(dtype: t.dtype, shape: shape, storage: storage)
     }
 
-    private mutating func attrValue() throws -> AttrValue {
+    mutating func attrValue() throws -> AttrValue {
         skipTrivia()
         let at = i
         if peek() == UInt8(ascii: "\"") { return .string(try quoted()) }
