@@ -1,2 +1,383 @@
 #include "ckernels.h"
-void bitswitch_kernels_placeholder(void) {}
+#include <math.h>
+#include <string.h>
+
+// Ceil division for b > 0 and any sign of a.
+static inline long cdiv(long a, long b) { return a >= 0 ? (a + b - 1) / b : -((-a) / b); }
+static inline long fdiv(long a, long b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
+
+// Output range [lo, hi) along one dim whose input index o*s - p + k*dl lies in [0, n).
+static inline void valid_range(long n, long out, long s, long p, long off, long *lo, long *hi) {
+    // off = k*dl - p; need 0 <= o*s + off < n
+    long l = cdiv(-off, s);
+    long h = fdiv(n - 1 - off, s) + 1;
+    if (l < 0) l = 0;
+    if (h > out) h = out;
+    if (h < l) h = l;
+    *lo = l; *hi = h;
+}
+
+void bs_im2col_f32(const float *x, float *col, long C, const bs_geom *g, long ldcol) {
+    const long K = g->kd * g->kh * g->kw, plane = g->d * g->h * g->w, osp = g->oh * g->ow;
+    for (long c = 0; c < C; c++) {
+        const float *xc = x + c * plane;
+        for (long kd = 0; kd < g->kd; kd++)
+        for (long kh = 0; kh < g->kh; kh++)
+        for (long kw = 0; kw < g->kw; kw++) {
+            float *row = col + (c * K + (kd * g->kh + kh) * g->kw + kw) * ldcol;
+            long wlo, whi;
+            const long woff = kw * g->dw - g->pw;
+            valid_range(g->w, g->ow, g->sw, g->pw, woff, &wlo, &whi);
+            for (long od = 0; od < g->od; od++) {
+                const long id = od * g->sd - g->pd + kd * g->dd;
+                if (id < 0 || id >= g->d) { memset(row + od * osp, 0, sizeof(float) * osp); continue; }
+                for (long oh = 0; oh < g->oh; oh++) {
+                    float *dst = row + od * osp + oh * g->ow;
+                    const long ih = oh * g->sh - g->ph + kh * g->dh;
+                    if (ih < 0 || ih >= g->h) { memset(dst, 0, sizeof(float) * g->ow); continue; }
+                    const float *src = xc + (id * g->h + ih) * g->w;
+                    for (long ow = 0; ow < wlo; ow++) dst[ow] = 0;
+                    if (g->sw == 1) {
+                        memcpy(dst + wlo, src + wlo + woff, sizeof(float) * (whi - wlo));
+                    } else {
+                        for (long ow = wlo; ow < whi; ow++) dst[ow] = src[ow * g->sw + woff];
+                    }
+                    for (long ow = whi; ow < g->ow; ow++) dst[ow] = 0;
+                }
+            }
+        }
+    }
+}
+
+void bs_col2im_f32(const float *col, float *dx, long C, const bs_geom *g, long ldcol) {
+    const long K = g->kd * g->kh * g->kw, plane = g->d * g->h * g->w, osp = g->oh * g->ow;
+    for (long c = 0; c < C; c++) {
+        float *xc = dx + c * plane;
+        for (long kd = 0; kd < g->kd; kd++)
+        for (long kh = 0; kh < g->kh; kh++)
+        for (long kw = 0; kw < g->kw; kw++) {
+            const float *row = col + (c * K + (kd * g->kh + kh) * g->kw + kw) * ldcol;
+            long wlo, whi;
+            const long woff = kw * g->dw - g->pw;
+            valid_range(g->w, g->ow, g->sw, g->pw, woff, &wlo, &whi);
+            for (long od = 0; od < g->od; od++) {
+                const long id = od * g->sd - g->pd + kd * g->dd;
+                if (id < 0 || id >= g->d) continue;
+                for (long oh = 0; oh < g->oh; oh++) {
+                    const long ih = oh * g->sh - g->ph + kh * g->dh;
+                    if (ih < 0 || ih >= g->h) continue;
+                    const float *src = row + od * osp + oh * g->ow;
+                    float *dst = xc + (id * g->h + ih) * g->w;
+                    if (g->sw == 1) {
+                        float *d = dst + woff;
+                        for (long ow = wlo; ow < whi; ow++) d[ow] += src[ow];
+                    } else {
+                        for (long ow = wlo; ow < whi; ow++) dst[ow * g->sw + woff] += src[ow];
+                    }
+                }
+            }
+        }
+    }
+}
+
+void bs_pack_cn_f32(const float *src, float *dst, long nb, long C, long S) {
+    for (long n = 0; n < nb; n++)
+        for (long c = 0; c < C; c++)
+            memcpy(dst + c * nb * S + n * S, src + (n * C + c) * S, sizeof(float) * S);
+}
+
+void bs_unpack_cn_f32(const float *src, float *dst, long nb, long C, long S, const float *bias) {
+    for (long n = 0; n < nb; n++)
+        for (long c = 0; c < C; c++) {
+            const float *s = src + c * nb * S + n * S;
+            float *d = dst + (n * C + c) * S;
+            if (bias) {
+                const float bv = bias[c];
+                for (long i = 0; i < S; i++) d[i] = s[i] + bv;
+            } else {
+                memcpy(d, s, sizeof(float) * S);
+            }
+        }
+}
+
+void bs_dwconv_fwd_f32(const float *x, const float *w, const float *b, float *y, long N, long C, long mult,
+                       const bs_geom *g) {
+    const long K = g->kd * g->kh * g->kw, plane = g->d * g->h * g->w, osp = g->od * g->oh * g->ow;
+    const long CO = C * mult;
+    for (long n = 0; n < N; n++)
+    for (long co = 0; co < CO; co++) {
+        const float *xc = x + (n * C + co / mult) * plane;
+        const float *wk = w + co * K;
+        float *yc = y + (n * CO + co) * osp;
+        const float bv = b ? b[co] : 0.0f;
+        for (long i = 0; i < osp; i++) yc[i] = bv;
+        for (long kd = 0; kd < g->kd; kd++)
+        for (long kh = 0; kh < g->kh; kh++)
+        for (long kw = 0; kw < g->kw; kw++) {
+            const float wv = wk[(kd * g->kh + kh) * g->kw + kw];
+            long wlo, whi;
+            const long woff = kw * g->dw - g->pw;
+            valid_range(g->w, g->ow, g->sw, g->pw, woff, &wlo, &whi);
+            for (long od = 0; od < g->od; od++) {
+                const long id = od * g->sd - g->pd + kd * g->dd;
+                if (id < 0 || id >= g->d) continue;
+                for (long oh = 0; oh < g->oh; oh++) {
+                    const long ih = oh * g->sh - g->ph + kh * g->dh;
+                    if (ih < 0 || ih >= g->h) continue;
+                    const float *src = xc + (id * g->h + ih) * g->w + woff;
+                    float *dst = yc + (od * g->oh + oh) * g->ow;
+                    if (g->sw == 1) {
+                        for (long ow = wlo; ow < whi; ow++) dst[ow] += wv * src[ow];
+                    } else {
+                        for (long ow = wlo; ow < whi; ow++) dst[ow] += wv * src[ow * g->sw];
+                    }
+                }
+            }
+        }
+    }
+}
+
+void bs_dwconv_bwd_f32(const float *x, const float *w, const float *gy, float *dx, float *dw, long N, long C,
+                       long mult, const bs_geom *g) {
+    const long K = g->kd * g->kh * g->kw, plane = g->d * g->h * g->w, osp = g->od * g->oh * g->ow;
+    const long CO = C * mult;
+    for (long n = 0; n < N; n++)
+    for (long co = 0; co < CO; co++) {
+        const long xoff = (n * C + co / mult) * plane;
+        const float *xc = x + xoff;
+        float *dxc = dx ? dx + xoff : 0;
+        const float *wk = w + co * K;
+        float *dwk = dw + co * K;
+        const float *gc = gy + (n * CO + co) * osp;
+        for (long kd = 0; kd < g->kd; kd++)
+        for (long kh = 0; kh < g->kh; kh++)
+        for (long kw = 0; kw < g->kw; kw++) {
+            const long k = (kd * g->kh + kh) * g->kw + kw;
+            const float wv = wk[k];
+            float acc = 0;
+            long wlo, whi;
+            const long woff = kw * g->dw - g->pw;
+            valid_range(g->w, g->ow, g->sw, g->pw, woff, &wlo, &whi);
+            for (long od = 0; od < g->od; od++) {
+                const long id = od * g->sd - g->pd + kd * g->dd;
+                if (id < 0 || id >= g->d) continue;
+                for (long oh = 0; oh < g->oh; oh++) {
+                    const long ih = oh * g->sh - g->ph + kh * g->dh;
+                    if (ih < 0 || ih >= g->h) continue;
+                    const long base = (id * g->h + ih) * g->w + woff;
+                    const float *src = xc + base;
+                    const float *gr = gc + (od * g->oh + oh) * g->ow;
+                    const long sw = g->sw;
+                    for (long ow = wlo; ow < whi; ow++) acc += gr[ow] * src[ow * sw];
+                    if (dxc) {
+                        float *d = dxc + base;
+                        for (long ow = wlo; ow < whi; ow++) d[ow * sw] += wv * gr[ow];
+                    }
+                }
+            }
+            dwk[k] += acc;
+        }
+    }
+}
+
+void bs_channel_sum_f32(const float *gy, float *db, long N, long C, long S) {
+    for (long c = 0; c < C; c++) db[c] = 0;
+    for (long n = 0; n < N; n++)
+        for (long c = 0; c < C; c++) {
+            const float *p = gy + (n * C + c) * S;
+            float acc = 0;
+            for (long i = 0; i < S; i++) acc += p[i];
+            db[c] += acc;
+        }
+}
+
+// ---- pooling ----
+
+void bs_maxpool_f32(const float *x, float *y, int32_t *argmax, long planes, const bs_geom *g) {
+    const long plane = g->d * g->h * g->w, osp = g->od * g->oh * g->ow;
+    for (long p = 0; p < planes; p++) {
+        const float *xp = x + p * plane;
+        for (long od = 0; od < g->od; od++)
+        for (long oh = 0; oh < g->oh; oh++)
+        for (long ow = 0; ow < g->ow; ow++) {
+            float best = -INFINITY;
+            long bi = -1;
+            for (long kd = 0; kd < g->kd; kd++) {
+                const long id = od * g->sd - g->pd + kd * g->dd;
+                if (id < 0 || id >= g->d) continue;
+                for (long kh = 0; kh < g->kh; kh++) {
+                    const long ih = oh * g->sh - g->ph + kh * g->dh;
+                    if (ih < 0 || ih >= g->h) continue;
+                    for (long kw = 0; kw < g->kw; kw++) {
+                        const long iw = ow * g->sw - g->pw + kw * g->dw;
+                        if (iw < 0 || iw >= g->w) continue;
+                        const long i = (id * g->h + ih) * g->w + iw;
+                        if (bi < 0 || xp[i] > best) { best = xp[i]; bi = i; }
+                    }
+                }
+            }
+            const long o = p * osp + (od * g->oh + oh) * g->ow + ow;
+            y[o] = bi < 0 ? 0.0f : best;
+            if (argmax) argmax[o] = bi < 0 ? -1 : (int32_t)(p * plane + bi);
+        }
+    }
+}
+
+void bs_maxpool_bwd_f32(const float *gy, const int32_t *argmax, float *dx, long n) {
+    for (long i = 0; i < n; i++) if (argmax[i] >= 0) dx[argmax[i]] += gy[i];
+}
+
+// One window's tap range along a dim, and its count for both count_include_pad conventions.
+static inline long tap_count(long o, long s, long p, long k, long dl, long n, long pend, long *padded) {
+    long c = 0, cp = 0;
+    for (long t = 0; t < k; t++) {
+        const long i = o * s - p + t * dl;
+        if (i >= 0 && i < n) c++;
+        if (i >= -p && i < n + pend) cp++;
+    }
+    *padded = cp;
+    return c;
+}
+
+static void avgpool_impl(const float *x, float *y, const float *gy, float *dx, long planes, const bs_geom *g,
+                         long ped, long peh, long pew, int cip) {
+    const long plane = g->d * g->h * g->w, osp = g->od * g->oh * g->ow;
+    for (long od = 0; od < g->od; od++)
+    for (long oh = 0; oh < g->oh; oh++)
+    for (long ow = 0; ow < g->ow; ow++) {
+        long pd, ph, pw;
+        const long cd = tap_count(od, g->sd, g->pd, g->kd, g->dd, g->d, ped, &pd);
+        const long ch = tap_count(oh, g->sh, g->ph, g->kh, g->dh, g->h, peh, &ph);
+        const long cw = tap_count(ow, g->sw, g->pw, g->kw, g->dw, g->w, pew, &pw);
+        const long cnt = cip ? pd * ph * pw : cd * ch * cw;
+        const float inv = cnt > 0 ? 1.0f / (float)cnt : 0.0f;
+        const long o = (od * g->oh + oh) * g->ow + ow;
+        for (long p = 0; p < planes; p++) {
+            const float *xp = x ? x + p * plane : 0;
+            float *dxp = dx ? dx + p * plane : 0;
+            const float gv = gy ? gy[p * osp + o] * inv : 0.0f;
+            float acc = 0;
+            for (long kd = 0; kd < g->kd; kd++) {
+                const long id = od * g->sd - g->pd + kd * g->dd;
+                if (id < 0 || id >= g->d) continue;
+                for (long kh = 0; kh < g->kh; kh++) {
+                    const long ih = oh * g->sh - g->ph + kh * g->dh;
+                    if (ih < 0 || ih >= g->h) continue;
+                    for (long kw = 0; kw < g->kw; kw++) {
+                        const long iw = ow * g->sw - g->pw + kw * g->dw;
+                        if (iw < 0 || iw >= g->w) continue;
+                        const long i = (id * g->h + ih) * g->w + iw;
+                        if (xp) acc += xp[i]; else dxp[i] += gv;
+                    }
+                }
+            }
+            if (y) y[p * osp + o] = acc * inv;
+        }
+    }
+}
+
+void bs_avgpool_f32(const float *x, float *y, long planes, const bs_geom *g, long ped, long peh, long pew,
+                    int count_include_pad) {
+    avgpool_impl(x, y, 0, 0, planes, g, ped, peh, pew, count_include_pad);
+}
+
+void bs_avgpool_bwd_f32(const float *gy, float *dx, long planes, const bs_geom *g, long ped, long peh, long pew,
+                        int count_include_pad) {
+    avgpool_impl(0, 0, gy, dx, planes, g, ped, peh, pew, count_include_pad);
+}
+
+// ---- elementwise ----
+
+#define BS_INNER(EXPR)                                                                         \
+    do {                                                                                        \
+        if (ia == 1 && ib == 1) { for (long i = 0; i < n; i++) { float u = a[i], v = b[i]; y[i] = (EXPR); } } \
+        else if (ia == 1 && ib == 0) { const float v = b[0]; for (long i = 0; i < n; i++) { float u = a[i]; y[i] = (EXPR); } } \
+        else if (ia == 0 && ib == 1) { const float u = a[0]; for (long i = 0; i < n; i++) { float v = b[i]; y[i] = (EXPR); } } \
+        else { for (long i = 0; i < n; i++) { float u = a[i * ia], v = b[i * ib]; y[i] = (EXPR); } } \
+    } while (0)
+
+static void binary_row(int op, const float *a, const float *b, float *y, long n, long ia, long ib) {
+    switch (op) {
+    case BS_ADD: BS_INNER(u + v); break;
+    case BS_SUB: BS_INNER(u - v); break;
+    case BS_MUL: BS_INNER(u * v); break;
+    default: BS_INNER(u / v); break;
+    }
+}
+
+void bs_binary_f32(int op, const float *a, const float *b, float *y, int ndim, const long *shape,
+                   const long *astride, const long *bstride) {
+    if (ndim == 0) { binary_row(op, a, b, y, 1, 0, 0); return; }
+    const long inner = shape[ndim - 1];
+    long outer = 1;
+    for (int d = 0; d < ndim - 1; d++) outer *= shape[d];
+    long idx[64] = {0};
+    long aoff = 0, boff = 0;
+    for (long o = 0; o < outer; o++) {
+        binary_row(op, a + aoff, b + boff, y + o * inner, inner, astride[ndim - 1], bstride[ndim - 1]);
+        for (int d = ndim - 2; d >= 0; d--) {
+            idx[d]++; aoff += astride[d]; boff += bstride[d];
+            if (idx[d] < shape[d]) break;
+            aoff -= astride[d] * shape[d]; boff -= bstride[d] * shape[d]; idx[d] = 0;
+        }
+    }
+}
+
+void bs_unary_f32(int op, const float *x, float *y, long n, float p0, float p1) {
+    switch (op) {
+    case BS_RELU: for (long i = 0; i < n; i++) y[i] = x[i] > 0 ? x[i] : 0.0f; break;
+    case BS_LEAKY_RELU: for (long i = 0; i < n; i++) y[i] = x[i] >= 0 ? x[i] : x[i] * p0; break;
+    case BS_SIGMOID:
+        for (long i = 0; i < n; i++) {
+            // Split by sign so exp never overflows.
+            const float v = x[i];
+            if (v >= 0) { y[i] = 1.0f / (1.0f + expf(-v)); }
+            else { const float e = expf(v); y[i] = e / (1.0f + e); }
+        }
+        break;
+    case BS_HARD_SIGMOID:
+        for (long i = 0; i < n; i++) { const float v = p0 * x[i] + p1; y[i] = v < 0 ? 0 : (v > 1 ? 1 : v); }
+        break;
+    case BS_HARD_SWISH:
+        for (long i = 0; i < n; i++) {
+            const float v = x[i] / 6.0f + 0.5f;
+            y[i] = x[i] * (v < 0 ? 0 : (v > 1 ? 1 : v));
+        }
+        break;
+    case BS_TANH: for (long i = 0; i < n; i++) y[i] = tanhf(x[i]); break;
+    default:
+        // max then min, so min > max yields max as in ONNX Runtime.
+        for (long i = 0; i < n; i++) { float v = x[i]; v = v < p0 ? p0 : v; y[i] = v > p1 ? p1 : v; }
+        break;
+    }
+}
+
+void bs_softmax_f32(const float *x, float *y, long outer, long n, long inner, int log) {
+    for (long o = 0; o < outer; o++)
+        for (long j = 0; j < inner; j++) {
+            const float *xp = x + o * n * inner + j;
+            float *yp = y + o * n * inner + j;
+            float m = -INFINITY;
+            for (long i = 0; i < n; i++) if (xp[i * inner] > m) m = xp[i * inner];
+            double s = 0;
+            if (log) {
+                for (long i = 0; i < n; i++) s += exp((double)(xp[i * inner] - m));
+                const float ls = (float)__builtin_log(s);
+                for (long i = 0; i < n; i++) yp[i * inner] = xp[i * inner] - m - ls;
+            } else {
+                for (long i = 0; i < n; i++) { const float e = expf(xp[i * inner] - m); yp[i * inner] = e; s += e; }
+                const float inv = (float)(1.0 / s);
+                for (long i = 0; i < n; i++) yp[i * inner] *= inv;
+            }
+        }
+}
+
+void bs_channel_affine_f32(const float *x, float *y, long N, long C, long S, const float *a, const float *b) {
+    for (long n = 0; n < N; n++)
+        for (long c = 0; c < C; c++) {
+            const float av = a[c], bv = b[c];
+            const float *xp = x + (n * C + c) * S;
+            float *yp = y + (n * C + c) * S;
+            for (long i = 0; i < S; i++) yp[i] = xp[i] * av + bv;
+        }
+}

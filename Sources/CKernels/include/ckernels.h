@@ -1,1 +1,63 @@
-void bitswitch_kernels_placeholder(void);
+#ifndef BITSWITCH_CKERNELS_H
+#define BITSWITCH_CKERNELS_H
+
+#include <stdint.h>
+
+// Float kernels of the executor and the training engine. Layout is NCHW; 1-D and 2-D spatial ops are
+// run as 3-D with leading extents of 1, so one kernel serves all spatial ranks.
+
+/// Spatial geometry of a convolution or pooling window (3-D; unused leading dims have extent 1).
+typedef struct {
+    long d, h, w;        // input extents
+    long od, oh, ow;     // output extents
+    long kd, kh, kw;     // kernel extents
+    long sd, sh, sw;     // strides
+    long pd, ph, pw;     // begin pads
+    long dd, dh, dw;     // dilations
+} bs_geom;
+
+// ---- convolution ----
+/// col[(c*KD*KH*KW + k) * ldcol + s] for one image's channels [0, C); s = output spatial index.
+void bs_im2col_f32(const float *x, float *col, long C, const bs_geom *g, long ldcol);
+/// Inverse scatter of im2col: dx += col2im(col).
+void bs_col2im_f32(const float *col, float *dx, long C, const bs_geom *g, long ldcol);
+/// dst[c][n*S + s] = src[n][c][s] for n < nb.
+void bs_pack_cn_f32(const float *src, float *dst, long nb, long C, long S);
+/// dst[n][c][s] = src[c][n*S + s] (+ bias[c] when bias != NULL).
+void bs_unpack_cn_f32(const float *src, float *dst, long nb, long C, long S, const float *bias);
+/// Depthwise 2-D conv: output channel co reads input channel co / mult. y is [N, C*mult, OH, OW].
+void bs_dwconv_fwd_f32(const float *x, const float *w, const float *b, float *y, long N, long C, long mult,
+                       const bs_geom *g);
+/// Depthwise backward: dx (zeroed by caller, may be NULL), dw (zeroed by caller, accumulated).
+void bs_dwconv_bwd_f32(const float *x, const float *w, const float *gy, float *dx, float *dw, long N, long C,
+                       long mult, const bs_geom *g);
+/// db[c] = sum over n, s of gy[n][c][s].
+void bs_channel_sum_f32(const float *gy, float *db, long N, long C, long S);
+
+// ---- pooling (planes = N*C) ----
+/// argmax (may be NULL) receives the flat index into x of each output's maximum.
+void bs_maxpool_f32(const float *x, float *y, int32_t *argmax, long planes, const bs_geom *g);
+void bs_maxpool_bwd_f32(const float *gy, const int32_t *argmax, float *dx, long n);
+/// pe*: end pads (count_include_pad counts taps inside [-pbegin, in + pend)).
+void bs_avgpool_f32(const float *x, float *y, long planes, const bs_geom *g, long ped, long peh, long pew,
+                    int count_include_pad);
+void bs_avgpool_bwd_f32(const float *gy, float *dx, long planes, const bs_geom *g, long ped, long peh, long pew,
+                        int count_include_pad);
+
+// ---- elementwise ----
+enum { BS_ADD = 0, BS_SUB = 1, BS_MUL = 2, BS_DIV = 3 };
+/// Broadcasting binary op over `ndim` dims with element strides (0 on broadcast dims) for a and b.
+void bs_binary_f32(int op, const float *a, const float *b, float *y, int ndim, const long *shape,
+                   const long *astride, const long *bstride);
+
+enum { BS_RELU = 0, BS_LEAKY_RELU = 1, BS_SIGMOID = 2, BS_HARD_SIGMOID = 3, BS_HARD_SWISH = 4, BS_TANH = 5,
+       BS_CLIP = 6 };
+/// p0/p1: LeakyRelu alpha; HardSigmoid alpha, beta; Clip min, max.
+void bs_unary_f32(int op, const float *x, float *y, long n, float p0, float p1);
+
+/// Softmax over the middle extent of [outer, n, inner]; log != 0 gives LogSoftmax.
+void bs_softmax_f32(const float *x, float *y, long outer, long n, long inner, int log);
+/// y[n][c][s] = x[n][c][s] * a[c] + b[c].
+void bs_channel_affine_f32(const float *x, float *y, long N, long C, long S, const float *a, const float *b);
+
+#endif

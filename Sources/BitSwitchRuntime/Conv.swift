@@ -1,0 +1,246 @@
+import BitSwitchIR
+import CBLAS
+import CKernels
+import Dispatch
+
+/// Shapes and geometry of one convolution, checked once for forward and backward.
+struct ConvPlan {
+    var n: Int, cin: Int, cout: Int, group: Int
+    var geom: WindowGeometry
+    var yShape: [Int]
+    var cinG: Int { cin / group }
+    var coutG: Int { cout / group }
+    var kRows: Int { cinG * geom.kernelCount }   // rows of one group's im2col matrix
+    var inPlane: Int { geom.inputCount }
+    var outPlane: Int { geom.outputCount }
+    var depthwise: Bool { group > 1 && group == cin && cout % cin == 0 }
+    var pointwise: Bool {
+        geom.kernel.allSatisfy { $0 == 1 } && geom.strides.allSatisfy { $0 == 1 }
+            && geom.padsBegin.allSatisfy { $0 == 0 } && geom.padsEnd.allSatisfy { $0 == 0 }
+    }
+
+    init(x: [Int], w: [Int], attrs: ConvAttrs) throws {
+        guard x.count >= 3, x.count <= 5 else {
+            throw BitSwitchError(.shape, "Conv input X must be [N, C, spatial...] with 1–3 spatial dims, got \(shapeString(x))")
+        }
+        guard w.count == x.count else {
+            throw BitSwitchError(.shape, "Conv weight W \(shapeString(w)) must have the rank of X \(shapeString(x))")
+        }
+        let g = attrs.group
+        guard g >= 1, x[1] % g == 0, w[0] % g == 0 else {
+            throw BitSwitchError(.shape, "group \(g) must divide input channels \(x[1]) and output channels \(w[0])")
+        }
+        guard w[1] * g == x[1] else {
+            throw BitSwitchError(.shape, "W \(shapeString(w)) expects \(w[1] * g) input channels (group \(g)), X has \(x[1])")
+        }
+        let kernel = Array(w[2...])
+        if let ks = attrs.kernelShape, ks != kernel {
+            throw BitSwitchError(.shape, "kernel_shape \(shapeString(ks)) does not match W \(shapeString(w))")
+        }
+        geom = try WindowGeometry(input: Array(x[2...]), kernel: kernel, strides: attrs.strides, pads: attrs.pads,
+                                  dilations: attrs.dilations, autoPad: attrs.autoPad, ceilMode: false)
+        n = x[0]; cin = x[1]; cout = w[0]; group = g
+        yShape = [n, cout] + geom.output
+    }
+
+    /// Images per im2col chunk: keeps the column buffer near 32 MB while giving BLAS wide matrices.
+    var chunk: Int {
+        let perImage = max(1, cin * geom.kernelCount * outPlane)
+        return max(1, min(n, (8 << 20) / perImage))
+    }
+}
+
+private func checkBias(_ b: Tensor?, _ cout: Int) throws -> [Float]? {
+    guard let b else { return nil }
+    let v = try b.f32("Conv bias B")
+    guard b.rank == 1, v.count == cout else {
+        throw BitSwitchError(.shape, "Conv bias B \(shapeString(b.shape)) must be [\(cout)]")
+    }
+    return v
+}
+
+public func convForward(x: Tensor, w: Tensor, b: Tensor?, attrs: ConvAttrs) throws -> Tensor {
+    let p = try ConvPlan(x: x.shape, w: w.shape, attrs: attrs)
+    let xs = try x.f32("Conv input X"), ws = try w.f32("Conv weight W")
+    let bias = try checkBias(b, p.cout)
+    let yCount = try checkedCount(p.yShape)
+    var g = p.geom.c
+    let y: [Float]
+    if yCount == 0 || xs.isEmpty {
+        y = [Float](repeating: 0, count: yCount)
+    } else if p.depthwise {
+        y = makeFloats(yCount) { yp in
+            xs.withUnsafeBufferPointer { xb in ws.withUnsafeBufferPointer { wb in bias.withUnsafeBufferPointerOpt { bp in
+                let xp = xb.baseAddress!, wp = wb.baseAddress!
+                let mult = p.cout / p.cin
+                withUnsafePointer(to: &g) { gp in
+                    parallelFor(p.n) { r in
+                        bs_dwconv_fwd_f32(xp + r.lowerBound * p.cin * p.inPlane, wp, bp,
+                                          yp + r.lowerBound * p.cout * p.outPlane, r.count, p.cin, mult, gp)
+                    }
+                }
+            }}}
+        }
+    } else {
+        y = try makeFloats(yCount) { yp in try convForwardGEMM(p, xs, ws, bias, yp) }
+    }
+    return Tensor(shape: p.yShape, floats: y)
+}
+
+private func convForwardGEMM(_ p: ConvPlan, _ xs: [Float], _ ws: [Float], _ bias: [Float]?,
+                             _ yp: UnsafeMutablePointer<Float>) throws {
+    var g = p.geom.c
+    let nb = p.chunk, osp = p.outPlane, rows = p.cin * p.geom.kernelCount
+    let direct = p.pointwise && nb == 1
+    let colCount = direct ? 0 : rows * nb * osp
+    var col = [Float](repeating: 0, count: colCount)
+    var tmp = [Float](repeating: 0, count: nb == 1 ? 0 : p.cout * nb * osp)
+    xs.withUnsafeBufferPointer { xb in ws.withUnsafeBufferPointer { wb in
+    col.withUnsafeMutableBufferPointer { cb in tmp.withUnsafeMutableBufferPointer { tb in
+    withUnsafePointer(to: &g) { gp in
+        let xp = xb.baseAddress!, wp = wb.baseAddress!
+        for start in stride(from: 0, to: p.n, by: nb) {
+            let cur = min(nb, p.n - start), ld = cur * osp
+            let ximg = xp + start * p.cin * p.inPlane
+            let colp: UnsafePointer<Float>
+            if direct {
+                colp = UnsafePointer(ximg)
+            } else {
+                let c = cb.baseAddress!
+                if p.pointwise {
+                    bs_pack_cn_f32(ximg, c, cur, p.cin, osp)
+                } else {
+                    parallelFor(cur) { r in
+                        for i in r { bs_im2col_f32(ximg + i * p.cin * p.inPlane, c + i * osp, p.cin, gp, ld) }
+                    }
+                }
+                colp = UnsafePointer(c)
+            }
+            let out = cur == 1 ? yp + start * p.cout * osp : tb.baseAddress!
+            for gi in 0..<p.group {
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(p.coutG), Int32(ld), Int32(p.kRows), 1,
+                            wp + gi * p.coutG * p.kRows, Int32(p.kRows), colp + gi * p.kRows * ld, Int32(ld), 0,
+                            out + gi * p.coutG * ld, Int32(ld))
+            }
+            let dst = yp + start * p.cout * osp
+            if cur == 1 {
+                if let bias { for c in 0..<p.cout { let bv = bias[c]; for i in 0..<osp { dst[c * osp + i] += bv } } }
+            } else {
+                bias.withUnsafeBufferPointerOpt { bp in bs_unpack_cn_f32(out, dst, cur, p.cout, osp, bp) }
+            }
+        }
+    }}}}}
+}
+
+public func convBackward(x: Tensor, w: Tensor, hasBias: Bool, gradY: Tensor, attrs: ConvAttrs) throws
+    -> (dx: Tensor, dw: Tensor, db: Tensor?) {
+    let p = try ConvPlan(x: x.shape, w: w.shape, attrs: attrs)
+    guard gradY.shape == p.yShape else {
+        throw BitSwitchError(.shape, "Conv gradient dY \(shapeString(gradY.shape)) must match Y \(shapeString(p.yShape))")
+    }
+    let xs = try x.f32("Conv input X"), ws = try w.f32("Conv weight W"), gys = try gradY.f32("Conv gradient dY")
+    let dxCount = try checkedCount(x.shape, what: "dX"), dwCount = ws.count
+    var db: Tensor? = nil
+    if hasBias {
+        let v = makeFloats(p.cout) { bs_channel_sum_f32(gys, $0, p.n, p.cout, p.outPlane) }
+        db = Tensor(shape: [p.cout], floats: v)
+    }
+    var dx = [Float](repeating: 0, count: dxCount)
+    var dw = [Float](repeating: 0, count: dwCount)
+    if dxCount > 0 && !gys.isEmpty {
+        if p.depthwise {
+            convBackwardDepthwise(p, xs, ws, gys, &dx, &dw)
+        } else {
+            try convBackwardGEMM(p, xs, ws, gys, &dx, &dw)
+        }
+    }
+    return (Tensor(shape: x.shape, floats: dx), Tensor(shape: w.shape, floats: dw), db)
+}
+
+private func convBackwardDepthwise(_ p: ConvPlan, _ xs: [Float], _ ws: [Float], _ gys: [Float],
+                                   _ dx: inout [Float], _ dw: inout [Float]) {
+    var g = p.geom.c
+    let t = min(runtimeThreads, p.n), wc = ws.count
+    // One partial dW per thread, summed after, so threads never write the same weights.
+    var partial = [Float](repeating: 0, count: t * wc)
+    let mult = p.cout / p.cin
+    xs.withUnsafeBufferPointer { xb in ws.withUnsafeBufferPointer { wb in gys.withUnsafeBufferPointer { gb in
+    dx.withUnsafeMutableBufferPointer { dxb in partial.withUnsafeMutableBufferPointer { pb in
+    withUnsafePointer(to: &g) { gp in
+        let xp = xb.baseAddress!, wp = wb.baseAddress!, gyp = gb.baseAddress!, dxp = dxb.baseAddress!
+        let pp = pb.baseAddress!
+        parallelForChunks(p.n, chunks: t) { k, r in
+            bs_dwconv_bwd_f32(xp + r.lowerBound * p.cin * p.inPlane, wp, gyp + r.lowerBound * p.cout * p.outPlane,
+                              dxp + r.lowerBound * p.cin * p.inPlane, pp + k * wc, r.count, p.cin, mult, gp)
+        }
+    }}}}}}
+    for k in 0..<t { for i in 0..<wc { dw[i] += partial[k * wc + i] } }
+}
+
+private func convBackwardGEMM(_ p: ConvPlan, _ xs: [Float], _ ws: [Float], _ gys: [Float],
+                              _ dx: inout [Float], _ dw: inout [Float]) throws {
+    var g = p.geom.c
+    let nb = p.chunk, osp = p.outPlane, rows = p.cin * p.geom.kernelCount
+    var col = [Float](repeating: 0, count: rows * nb * osp)
+    var gyp = [Float](repeating: 0, count: p.cout * nb * osp)
+    xs.withUnsafeBufferPointer { xb in ws.withUnsafeBufferPointer { wb in gys.withUnsafeBufferPointer { gb in
+    dx.withUnsafeMutableBufferPointer { dxb in dw.withUnsafeMutableBufferPointer { dwb in
+    col.withUnsafeMutableBufferPointer { cb in gyp.withUnsafeMutableBufferPointer { gpb in
+    withUnsafePointer(to: &g) { gp in
+        let xp = xb.baseAddress!, wp = wb.baseAddress!, gy = gb.baseAddress!, dxp = dxb.baseAddress!
+        let dwp = dwb.baseAddress!, c = cb.baseAddress!, gpk = gpb.baseAddress!
+        for start in stride(from: 0, to: p.n, by: nb) {
+            let cur = min(nb, p.n - start), ld = cur * osp
+            let ximg = xp + start * p.cin * p.inPlane, dximg = dxp + start * p.cin * p.inPlane
+            if p.pointwise {
+                bs_pack_cn_f32(ximg, c, cur, p.cin, osp)
+            } else {
+                parallelFor(cur) { r in
+                    for i in r { bs_im2col_f32(ximg + i * p.cin * p.inPlane, c + i * osp, p.cin, gp, ld) }
+                }
+            }
+            bs_pack_cn_f32(gy + start * p.cout * osp, gpk, cur, p.cout, osp)
+            for gi in 0..<p.group {
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(p.coutG), Int32(p.kRows), Int32(ld), 1,
+                            gpk + gi * p.coutG * ld, Int32(ld), c + gi * p.kRows * ld, Int32(ld), 1,
+                            dwp + gi * p.coutG * p.kRows, Int32(p.kRows))
+            }
+            // The columns are no longer needed: reuse the buffer for dCol.
+            for gi in 0..<p.group {
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(p.kRows), Int32(ld), Int32(p.coutG), 1,
+                            wp + gi * p.coutG * p.kRows, Int32(p.kRows), gpk + gi * p.coutG * ld, Int32(ld), 0,
+                            c + gi * p.kRows * ld, Int32(ld))
+            }
+            if p.pointwise {
+                // col2im of a 1x1 stride-1 conv is the inverse packing.
+                bs_unpack_cn_f32(c, dximg, cur, p.cin, osp, nil)
+            } else {
+                parallelFor(cur) { r in
+                    for i in r { bs_col2im_f32(c + i * osp, dximg + i * p.cin * p.inPlane, p.cin, gp, ld) }
+                }
+            }
+        }
+    }}}}}}}}
+}
+
+extension Optional where Wrapped == [Float] {
+    /// Calls `body` with the array's base pointer, or nil when there is no array.
+    func withUnsafeBufferPointerOpt<R>(_ body: (UnsafePointer<Float>?) -> R) -> R {
+        switch self {
+        case .some(let a): return a.withUnsafeBufferPointer { body($0.baseAddress) }
+        case .none: return body(nil)
+        }
+    }
+}
+
+/// Like parallelFor, but exactly `chunks` pieces with their index (for per-thread partial results).
+func parallelForChunks(_ n: Int, chunks t: Int, _ body: (Int, Range<Int>) -> Void) {
+    if t <= 1 { body(0, 0..<n); return }
+    withoutActuallyEscaping(body) { body in
+        nonisolated(unsafe) let b = body
+        DispatchQueue.concurrentPerform(iterations: t) { k in
+            let lo = n * k / t, hi = n * (k + 1) / t
+            if lo < hi { b(k, lo..<hi) }
+        }
+    }
+}

@@ -1,0 +1,103 @@
+import BitSwitchIR
+import CBLAS
+import Dispatch
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// MARK: allocation guards
+
+/// Element count of a result shape, refusing overflow and sizes the machine cannot hold. Every kernel calls
+/// this before allocating an output, so a hostile or mistaken shape becomes an error, not a crash.
+func checkedCount(_ shape: [Int], _ dtype: DType = .f32, what: String = "output") throws -> Int {
+    guard let n = checkedElementCount(shape) else {
+        throw BitSwitchError(.shape, "\(what) shape \(shapeString(shape)) has an invalid or overflowing element count")
+    }
+    let (bytes, overflow) = n.multipliedReportingOverflow(by: dtype == .f16 ? 4 : dtype.byteWidth)
+    // Small requests skip the /proc read; only large ones can exceed memory.
+    if overflow || (bytes > 256 << 20 && bytes > availableMemoryBytes()) {
+        throw BitSwitchError(.shape, "\(what) shape \(shapeString(shape)) needs \(overflow ? "more than Int.max" : "\(bytes)") bytes, more than the memory available")
+    }
+    return n
+}
+
+/// MemAvailable from /proc/meminfo, else physical memory.
+func availableMemoryBytes() -> Int {
+    if let f = fopen("/proc/meminfo", "r") {
+        defer { fclose(f) }
+        var line = [CChar](repeating: 0, count: 256)
+        while fgets(&line, Int32(line.count), f) != nil {
+            let s = String(decoding: line.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            if s.hasPrefix("MemAvailable:") {
+                let digits = s.dropFirst("MemAvailable:".count).filter { $0.isNumber }
+                if let kb = Int(digits) { return kb * 1024 }
+            }
+        }
+    }
+    return sysconf(Int32(_SC_PHYS_PAGES)) * sysconf(Int32(_SC_PAGESIZE))
+}
+
+/// A Float array of `n` elements filled by `body` (which must write every element unless `zeroed`).
+@inline(__always)
+func makeFloats(_ n: Int, zeroed: Bool = false, _ body: (UnsafeMutablePointer<Float>) throws -> Void) rethrows -> [Float] {
+    try [Float](unsafeUninitializedCapacity: n) { buf, count in
+        guard let p = buf.baseAddress else { count = 0; return }
+        if zeroed { p.initialize(repeating: 0, count: n) }
+        try body(p)
+        count = n
+    }
+}
+
+// MARK: threads
+
+/// Threads used by the runtime's own loops (BLAS threads are set alongside). 0 = all cores.
+nonisolated(unsafe) private var ownThreads = 0
+
+/// Sets the thread count of OpenBLAS and of the runtime's own parallel loops.
+func setRuntimeThreads(_ n: Int?) {
+    guard let n, n > 0 else { return }
+    ownThreads = n
+    openblas_set_num_threads(Int32(n))
+}
+
+var runtimeThreads: Int {
+    let n = ownThreads
+    return n > 0 ? n : max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+}
+
+/// Runs `body` over 0..<n split into contiguous chunks on up to `runtimeThreads` threads.
+func parallelFor(_ n: Int, minChunk: Int = 1, _ body: (Range<Int>) -> Void) {
+    let t = min(runtimeThreads, max(1, n / max(1, minChunk)))
+    if t <= 1 || n <= 1 { body(0..<n); return }
+    withoutActuallyEscaping(body) { body in
+        // Chunks touch disjoint memory; the closure is only shared for the duration of this call.
+        nonisolated(unsafe) let b = body
+        DispatchQueue.concurrentPerform(iterations: t) { k in
+            let lo = n * k / t, hi = n * (k + 1) / t
+            if lo < hi { b(lo..<hi) }
+        }
+    }
+}
+
+// MARK: tensor access
+
+extension Tensor {
+    /// The Float storage of an f32/f16 tensor; other dtypes are a type error naming `what`.
+    func f32(_ what: String) throws -> [Float] {
+        guard case .f32(let a) = storage else {
+            throw BitSwitchError(.type, "\(what) must be a float tensor, got \(dtype)")
+        }
+        return a
+    }
+}
+
+func shapeString(_ s: [Int]) -> String { "[" + s.map(String.init).joined(separator: ",") + "]" }
+
+/// Normalizes a possibly negative axis against `rank` (ONNX allows [-rank, rank-1]).
+func normalizeAxis(_ axis: Int, rank: Int, what: String = "axis") throws -> Int {
+    let a = axis < 0 ? axis + rank : axis
+    guard a >= 0, a < rank else {
+        throw BitSwitchError(.invalidModel, "\(what) \(axis) is out of range for rank \(rank)")
+    }
+    return a
+}
