@@ -25,7 +25,7 @@ let package = Package(
 
         .target(name: "BitSwitchIR"),
         .target(name: "BitSwitchONNX", dependencies: ["BitSwitchIR", "CONNX", "CProtobufC"]),
-        .target(name: "BitSwitchRuntime", dependencies: ["BitSwitchIR", "CBLAS", "CKernels"]),
+        .target(name: "BitSwitchRuntime", dependencies: ["BitSwitchIR", "BitSwitchData", "CBLAS", "CKernels"]),
         .target(name: "BitSwitchData"),
         .target(name: "BitSwitchQuant", dependencies: ["BitSwitchIR", "BitSwitchRuntime", "BitSwitchData"]),
         .target(name: "BitSwitchPasses", dependencies: ["BitSwitchIR", "BitSwitchRuntime", "BitSwitchQuant",
@@ -38,9 +38,9 @@ let package = Package(
         .testTarget(name: "BitSwitchIRTests", dependencies: ["BitSwitchIR"]),
         .testTarget(name: "BitSwitchONNXTests", dependencies: ["BitSwitchONNX", "BitSwitchRuntime"],
                     resources: [.copy("Fixtures")]),
-        .testTarget(name: "BitSwitchRuntimeTests", dependencies: ["BitSwitchRuntime"]),
-        .testTarget(name: "BitSwitchDataTests", dependencies: ["BitSwitchData"]),
-        .testTarget(name: "BitSwitchQuantTests", dependencies: ["BitSwitchQuant"]),
+        .testTarget(name: "BitSwitchRuntimeTests", dependencies: ["BitSwitchRuntime", "BitSwitchData"]),
+        .testTarget(name: "BitSwitchDataTests", dependencies: ["BitSwitchData"], exclude: ["Fixtures"]),
+        .testTarget(name: "BitSwitchQuantTests", dependencies: ["BitSwitchQuant"], exclude: ["golden"]),
         .testTarget(name: "BitSwitchPassesTests", dependencies: ["BitSwitchPasses", "BitSwitchONNX"]),
         .testTarget(name: "CLITests", dependencies: ["BitSwitchONNX"]),
     ]
