@@ -1,0 +1,142 @@
+import BitSwitchIR
+import BitSwitchRuntime
+
+/// Trained parameters that hold one row per bit-width (activation scales, switchable-BN affine) and the optimizer
+/// groups over them.
+///
+/// Such a row is a separate parameter in the method (the paper keeps one BN module per bit-width): it gets its own
+/// optimizer state and is updated only in the steps of its own bit-width. Stepping the whole [|B|, C] tensor instead
+/// would move the idle rows by their Adam momentum and advance their step count |B| times per batch. The optimizer
+/// therefore sees every row under its own name, `virtualName(parameter, bits:)`.
+struct BitRows {
+    /// Per-bit parameter → the bit-width of each of its rows.
+    let rowBits: [String: [Int]]
+
+    static let weightGroup = "weights"
+    static let scaleGroup = "scales"
+    static let otherGroup = "affine_bias"
+    static func scaleGroup(bits: Int) -> String { "scales@\(bits)" }
+    static func virtualName(_ parameter: String, bits: Int) -> String { "\(parameter)@\(bits)bit" }
+
+    init(graph: Graph, parameters: Set<String>, bitSet: [Int]) throws {
+        var rows: [String: [Int]] = [:]
+        func add(_ node: Node, _ index: Int, _ bits: [Int]) throws {
+            guard index < node.inputs.count, parameters.contains(node.inputs[index]) else { return }
+            let name = node.inputs[index]
+            guard let t = graph.initializers[name], t.shape.first == bits.count else {
+                throw BitSwitchError(.invalidModel, "'\(name)' must have one row per bit-width \(bits)",
+                                     node: node.label, op: node.op.typeName, domain: node.op.domain)
+            }
+            if let old = rows[name], old != bits {
+                throw BitSwitchError(.invalidModel, "'\(name)' serves bit sets \(old) and \(bits)", node: node.label)
+            }
+            rows[name] = bits
+        }
+        func check(_ node: Node, _ bits: [Int]) throws {
+            for b in bitSet where !bits.contains(b) {
+                throw BitSwitchError(.training, "the model was quantized for bit-widths \(bits); it cannot train \(b) bits",
+                                     node: node.label, op: node.op.typeName, domain: node.op.domain)
+            }
+        }
+        for node in graph.nodes {
+            switch node.op {
+            case .fakeQuantAct(let a):
+                // Pinned quantizers (first/last layer) too: their input follows the BN row of the active profile,
+                // so they keep one scale per profile.
+                try check(node, a.bits)
+                if a.bits.count > 1 { try add(node, 1, a.bits) }
+            case .fakeQuantWeight(let w):
+                if w.pinnedBits == nil { try check(node, w.bits) }
+            case .switchableBatchNorm(let bits, _, _):
+                try check(node, bits)
+                if bits.count > 1 { try add(node, 1, bits); try add(node, 2, bits) }
+            default:
+                continue
+            }
+        }
+        rowBits = rows
+    }
+
+    /// The optimizer groups: weights (decayed), shared quantizer scales, each bit-width's scale rows, and
+    /// biases / BN affine (shared parameters and all their rows). Every group but the weights has no decay.
+    func groups(parameters: [(name: String, role: ParameterRole)], bitSet: [Int], weightDecay: Float,
+                scaleMultiplier: (Int) -> Float) -> [ParameterGroup] {
+        var weights: [String] = [], scales: [String] = [], others: [String] = []
+        var scaleRows: [Int: [String]] = [:]
+        for (name, role) in parameters {
+            if let bits = rowBits[name] {
+                for b in bits where bitSet.contains(b) {
+                    let v = BitRows.virtualName(name, bits: b)
+                    if role == .quantScale { scaleRows[b, default: []].append(v) } else { others.append(v) }
+                }
+            } else if role == .weight {
+                weights.append(name)
+            } else if role == .quantScale {
+                scales.append(name)
+            } else {
+                others.append(name)
+            }
+        }
+        var g = [ParameterGroup(name: BitRows.weightGroup, parameters: weights, weightDecay: weightDecay),
+                 ParameterGroup(name: BitRows.scaleGroup, parameters: scales)]
+        for b in bitSet {
+            g.append(ParameterGroup(name: BitRows.scaleGroup(bits: b), parameters: scaleRows[b] ?? [],
+                                    lrMultiplier: scaleMultiplier(b)))
+        }
+        g.append(ParameterGroup(name: BitRows.otherGroup, parameters: others))
+        return g
+    }
+
+    /// Splits parameters and gradients into what one optimizer step sees: shared parameters under their own names
+    /// (moved out of `values`), and the rows of `stepBits` under their virtual names.
+    func split(values: inout [String: Tensor], gradients: [String: Tensor], stepBits: [Int]) throws
+        -> (parameters: [String: Tensor], gradients: [String: Tensor]) {
+        var p: [String: Tensor] = [:], g: [String: Tensor] = [:]
+        for (name, grad) in gradients {
+            guard let bits = rowBits[name] else {
+                guard let v = values.removeValue(forKey: name) else {
+                    throw BitSwitchError(.training, "gradient for '\(name)', which has no value")
+                }
+                p[name] = v
+                g[name] = grad
+                continue
+            }
+            guard let v = values[name], case .f32(let all) = v.storage, case .f32(let gall) = grad.storage,
+                  all.count == gall.count else {
+                throw BitSwitchError(.training, "per-bit parameter '\(name)' or its gradient is not a float tensor of its shape")
+            }
+            let width = all.count / bits.count
+            for b in stepBits {
+                guard let r = bits.firstIndex(of: b) else { continue }
+                let v = BitRows.virtualName(name, bits: b)
+                p[v] = Tensor(shape: [width], floats: Array(all[(r * width)..<((r + 1) * width)]))
+                g[v] = Tensor(shape: [width], floats: Array(gall[(r * width)..<((r + 1) * width)]))
+            }
+        }
+        return (p, g)
+    }
+
+    /// Puts the stepped parameters back: shared ones by name, rows into their parameter.
+    func merge(_ stepped: [String: Tensor], into values: inout [String: Tensor], stepBits: [Int]) throws {
+        var rowsOf: [String: [(Int, [Float])]] = [:]
+        var virtual: [String: (String, Int)] = [:]
+        for name in rowBits.keys { for b in stepBits { virtual[BitRows.virtualName(name, bits: b)] = (name, b) } }
+        for (name, t) in stepped {
+            if let (param, b) = virtual[name], let r = rowBits[param]?.firstIndex(of: b) {
+                rowsOf[param, default: []].append((r, t.floats))
+            } else {
+                values[name] = t
+            }
+        }
+        for (param, rows) in rowsOf {
+            guard var t = values.removeValue(forKey: param), case .f32(var a) = t.storage else {
+                throw BitSwitchError(.training, "per-bit parameter '\(param)' disappeared during the step")
+            }
+            t.storage = .f32([])
+            let width = a.count / (rowBits[param]?.count ?? 1)
+            for (r, row) in rows where row.count == width { a.replaceSubrange((r * width)..<((r + 1) * width), with: row) }
+            t.storage = .f32(a)
+            values[param] = t
+        }
+    }
+}
