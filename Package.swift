@@ -39,8 +39,8 @@ let package = Package(
         .testTarget(name: "BitSwitchONNXTests", dependencies: ["BitSwitchONNX", "BitSwitchRuntime"],
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "BitSwitchRuntimeTests", dependencies: ["BitSwitchRuntime", "BitSwitchData"]),
-        .testTarget(name: "BitSwitchDataTests", dependencies: ["BitSwitchData"]),
-        .testTarget(name: "BitSwitchQuantTests", dependencies: ["BitSwitchQuant"]),
+        .testTarget(name: "BitSwitchDataTests", dependencies: ["BitSwitchData"], exclude: ["Fixtures"]),
+        .testTarget(name: "BitSwitchQuantTests", dependencies: ["BitSwitchQuant"], exclude: ["golden"]),
         .testTarget(name: "BitSwitchPassesTests", dependencies: ["BitSwitchPasses", "BitSwitchONNX"]),
         .testTarget(name: "CLITests", dependencies: ["BitSwitchONNX"]),
     ]

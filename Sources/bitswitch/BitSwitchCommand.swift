@@ -1,5 +1,31 @@
 import ArgumentParser
-@main struct BitSwitchCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "bitswitch")
-    func run() throws {}
+import BitSwitchIR
+import Foundation
+
+@main
+struct BitSwitchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bitswitch",
+        abstract: "Import an ONNX model, run compiler passes on it, and run it — one quantized network at any bit-width.",
+        subcommands: [ImportCommand.self, PrintIRCommand.self, RunCommand.self, OptCommand.self, PassesCommand.self,
+                      ConformanceCommand.self])
+
+    /// Our errors already name file, node, op and opset: print them as they are and exit 1.
+    static func main() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch let error as BitSwitchError {
+            Terminal.error(error.description)
+            Foundation.exit(1)
+        } catch {
+            exit(withError: error)
+        }
+    }
+}
+
+enum Terminal {
+    static func error(_ s: String) { FileHandle.standardError.write((s + "\n").data(using: .utf8)!) }
+    static func note(_ s: String) { FileHandle.standardError.write((s + "\n").data(using: .utf8)!) }
+    static var stderrIsTerminal: Bool { isatty(2) != 0 }
 }

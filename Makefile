@@ -1,0 +1,44 @@
+# BitSwitch — `make demo` runs the main job on a shipped example; `make test` runs every test.
+# Both install what they need (Debian packages, a Python venv for test data) and build.
+SHELL   := /bin/bash
+SWIFT   ?= swift
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+CACHE   ?= .cache
+BIN     := .build/release/bitswitch
+CONFORMANCE_DIR := $(CACHE)/onnx-tests
+
+.PHONY: all deps venv build demo test unit-test conformance bench bench-import clean
+
+all: build
+
+deps:
+	@scripts/install-deps.sh
+
+venv: deps
+	@scripts/setup-venv.sh
+
+build: deps
+	$(SWIFT) build -c release --product bitswitch
+
+demo: build
+	@scripts/demo.sh $(BIN)
+
+test: build venv
+	$(MAKE) unit-test
+	$(MAKE) conformance
+
+unit-test: deps
+	$(SWIFT) test
+
+conformance: build venv
+	$(PY) scripts/gen-conformance-data.py $(CONFORMANCE_DIR)
+	$(BIN) conformance $(CONFORMANCE_DIR) --expected-failures scripts/conformance-partial.txt --markdown docs/conformance.md
+
+bench: bench-import
+
+bench-import: build venv
+	bench/import/run.sh
+
+clean:
+	rm -rf .build $(CACHE)

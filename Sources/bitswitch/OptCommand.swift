@@ -1,0 +1,56 @@
+import ArgumentParser
+import BitSwitchIR
+import BitSwitchONNX
+import BitSwitchPasses
+import Foundation
+
+struct OptCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "opt",
+        abstract: "Run a pass pipeline on a model and write the result.",
+        discussion: """
+            The pipeline is a YAML file (see passes/) or an inline string such as
+            'canonicalize,fold-constants,fold-batchnorm'. Options go in braces: 'insert-fake-quant{bits=8,6,4,2}'.
+            """)
+
+    @Argument(help: "The ONNX model file.") var model: String
+    @Option(name: .long, help: "A pipeline YAML file or an inline pipeline string.") var pipeline: String
+    @Option(name: .shortAndLong, help: "Where to write the result (.onnx, or .bsir for IR text).") var output: String
+    @Flag(help: "Print the IR after every pass (to stderr).") var printIrAfterAll = false
+    @Option(help: "Seed for every random choice a pass makes.") var seed: UInt64 = 0
+
+    func run() throws {
+        var g = try loadModel(model)
+        let p: Pipeline
+        if FileManager.default.fileExists(atPath: pipeline) || pipeline.hasSuffix(".yaml") || pipeline.hasSuffix(".yml") {
+            p = try Pipeline.load(path: pipeline)
+        } else {
+            p = try Pipeline.parse(pipeline)
+        }
+        let context = PassContext()
+        context.seed = seed
+        context.modelPath = model
+        context.logger = { Terminal.note($0) }
+        do {
+            try p.run(&g, context: context, printIRAfterAll: printIrAfterAll, irSink: { Terminal.note($0) })
+        } catch let e as BitSwitchError { throw e.located(file: model) }
+        if output.hasSuffix(".bsir") {
+            try writeAtomically(printGraph(g), to: output)
+        } else {
+            try ONNXExporter.write(g, to: output)
+        }
+        print("wrote \(output)")
+    }
+}
+
+/// Temp file beside the target, then rename: a crash never leaves half a file.
+func writeAtomically(_ text: String, to path: String) throws {
+    let tmp = path + ".tmp-\(getpid())"
+    do {
+        try text.write(toFile: tmp, atomically: false, encoding: .utf8)
+        if rename(tmp, path) != 0 { throw BitSwitchError(.io, "cannot rename \(tmp) to \(path)", file: path) }
+    } catch let e as BitSwitchError { throw e } catch {
+        try? FileManager.default.removeItem(atPath: tmp)
+        throw BitSwitchError(.io, "cannot write: \(error.localizedDescription)", file: path)
+    }
+}
