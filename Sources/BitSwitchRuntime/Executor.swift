@@ -42,7 +42,7 @@ public struct Executor: Sendable {
             // Ops of other domains (the quant dialect) run on the kernels their module registered for training.
             if !node.op.domain.isEmpty, let k = TrainingKernelRegistry.kernel(opType: node.op.typeName, domain: node.op.domain) {
                 do { outs = try k.forward(node: node, inputs: args, context: pluginContext).outputs }
-                catch { throw error.bitswitchLocated(node: node.label, op: node.op.typeName) }
+                catch { throw error.bitswitchLocated(node: node.label, op: node.op.typeName).located(domain: node.op.domain) }
             } else {
                 outs = try evaluateNode(node, inputs: args, opsets: graph.opsets)
             }
