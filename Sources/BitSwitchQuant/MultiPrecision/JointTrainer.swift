@@ -98,12 +98,14 @@ public final class JointTrainer {
             if joint.accumulate {
                 try accumulate(&accumulated, grads, scaleWeight: joint.scaleRateMultiplier(bits: b))
             } else {
-                try step(t, grads, stepBits: [b], scaleMultiplier: joint.scaleRateMultiplier(bits: b), batch: batch)
+                try step(grads, stepBits: [b], scaleMultiplier: joint.scaleRateMultiplier(bits: b),
+                         learningRate: batch.learningRate, batchIndex: batch.index)
             }
         }
         if joint.accumulate {
             // The shared scales' ALRS factors were applied to their gradient contributions.
-            try step(t, accumulated, stepBits: joint.bits, scaleMultiplier: 1, batch: batch)
+            try step(accumulated, stepBits: joint.bits, scaleMultiplier: 1, learningRate: batch.learningRate,
+                     batchIndex: batch.index)
         }
         return top ?? StepResult(loss: 0, correct: 0)
     }
@@ -141,14 +143,17 @@ public final class JointTrainer {
         return (loss, logits, grads)
     }
 
-    private func step(_ t: Trainer, _ grads: [String: Tensor], stepBits: [Int], scaleMultiplier: Float,
-                      batch: TrainingBatch) throws {
+    /// One optimizer update with `grads` (by real parameter name) for the rows of `stepBits`, the shared
+    /// quantizer scales at `scaleMultiplier` × the rate.
+    func step(_ grads: [String: Tensor], stepBits: [Int], scaleMultiplier: Float, learningRate: Float,
+              batchIndex: Int) throws {
+        let t = trainer
         let opt = t.optimizer
         if let i = opt.groups.firstIndex(where: { $0.name == BitRows.scaleGroup }) { opt.groups[i].lrMultiplier = scaleMultiplier }
         var (params, g) = try rows.split(values: &t.model.values, gradients: grads, stepBits: stepBits)
         if let maxNorm = t.options.gradientClipNorm { try clipGradientNorm(&g, maxNorm: maxNorm) }
         do {
-            try opt.step(parameters: &params, gradients: g, learningRate: batch.learningRate)
+            try opt.step(parameters: &params, gradients: g, learningRate: learningRate)
         } catch {
             try rows.merge(params, into: &t.model.values, stepBits: stepBits)
             throw error
@@ -157,9 +162,9 @@ public final class JointTrainer {
         if let stepObserver {
             var rates: [String: Float] = [:]
             for grp in opt.groups where grp.parameters.contains(where: { g[$0] != nil }) {
-                rates[grp.name] = batch.learningRate * grp.lrMultiplier
+                rates[grp.name] = learningRate * grp.lrMultiplier
             }
-            stepObserver(JointStepEvent(batchIndex: batch.index, bits: stepBits, rates: rates,
+            stepObserver(JointStepEvent(batchIndex: batchIndex, bits: stepBits, rates: rates,
                                         parameters: g.keys.sorted()))
         }
     }
