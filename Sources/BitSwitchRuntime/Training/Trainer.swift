@@ -51,6 +51,7 @@ public struct Evaluation: Sendable, Equatable {
     public var accuracy: Double
     public var loss: Double
     public var count: Int
+    public init(accuracy: Double, loss: Double, count: Int) { self.accuracy = accuracy; self.loss = loss; self.count = count }
 }
 
 /// One mini-batch as the step function sees it.
@@ -61,6 +62,9 @@ public struct TrainingBatch {
     public var index: Int
     /// Scheduled learning rate for this batch, before group multipliers.
     public var learningRate: Float
+    public init(x: Tensor, labels: [Int], index: Int, learningRate: Float) {
+        self.x = x; self.labels = labels; self.index = index; self.learningRate = learningRate
+    }
 }
 
 /// What a step reports for the running averages: the loss averaged over the batch and the top-1 hits.
@@ -298,7 +302,9 @@ func checkInputShape(_ model: TrainingGraph, sampleShape: [Int]) throws {
 
 /// Evaluation of any training graph on a dataset (also used by `bitswitch eval`).
 public func evaluateModel(_ model: TrainingGraph, on data: Dataset, batchSize: Int = 256,
-                          normalization: Normalization? = nil, activeBits: Int? = nil) throws -> Evaluation {
+                          normalization: Normalization? = nil, activeBits: Int? = nil,
+                          threads: Int? = nil) throws -> Evaluation {
+    if let threads { setRuntimeThreads(threads) }
     try checkInputShape(model, sampleShape: data.sampleShape)
     guard data.count > 0 else { throw BitSwitchError(.data, "the evaluation split is empty") }
     let it: BatchIterator

@@ -34,7 +34,9 @@ public final class TrainingGraph {
 
     /// - Parameter logits: the value the loss reads; default: the single graph output, or the input of the
     ///   Softmax/LogSoftmax that produces it (cross-entropy wants logits, not probabilities).
-    public init(graph: Graph, logits: String? = nil) throws {
+    /// - Parameter requireGradients: refuse graphs with an op that has no gradient between a parameter and the
+    ///   logits (off for evaluation only).
+    public init(graph: Graph, logits: String? = nil, requireGradients: Bool = true) throws {
         self.graph = graph
         var vals: [String: Tensor] = [:]
         for (n, t) in graph.orderedInitializers { vals[n] = t }
@@ -91,7 +93,7 @@ public final class TrainingGraph {
 
         // Every node between a parameter and the logits must have a gradient.
         let needs = TrainingGraph.propagate(from: parameterSet, nodes: graph.nodes)
-        for (i, node) in graph.nodes.enumerated() where ks[i] == nil {
+        for (i, node) in graph.nodes.enumerated() where requireGradients && ks[i] == nil {
             if node.inputs.contains(where: { needs.contains($0) }) {
                 throw BitSwitchError(.unsupported, "training has no gradient for this op",
                                      node: node.label, op: node.op.typeName, domain: node.op.domain)
