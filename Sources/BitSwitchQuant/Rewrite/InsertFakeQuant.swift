@@ -83,6 +83,19 @@ public func insertFakeQuant(_ g: inout Graph, options: FakeQuantOptions = FakeQu
         usedNodeNames.insert(name)
         return name
     }
+    // Values of quantizers not yet in g.nodes are invisible to g.freshName.
+    var reserved = Set<String>()
+    func freshValue(_ base: String) -> String {
+        var k = 0
+        while true {
+            let candidate = k == 0 ? base : "\(base)_\(k)"
+            if !reserved.contains(candidate) && g.freshName(candidate) == candidate {
+                reserved.insert(candidate)
+                return candidate
+            }
+            k += 1
+        }
+    }
     var insertBefore: [Int: [Node]] = [:]
     // One quantizer per (value, pinning): layers that share a weight or an input share its quantizer.
     var weightQuantizers: [String: String] = [:]
@@ -109,9 +122,9 @@ public func insertFakeQuant(_ g: inout Graph, options: FakeQuantOptions = FakeQu
             let layout = try ChannelLayout(shape: w.shape, axis: axis, channels: w.shape[axis])
             let scales = WeightQuantizer.initialScales(weight: layout.toChannelMajor(w.floats),
                                                        channels: w.shape[axis], storedBits: storedBits)
-            let sName = g.freshName("\(wName).scale")
+            let sName = freshValue("\(wName).scale")
             g.setInitializer(sName, Tensor(shape: [scales.count], floats: scales))
-            wq = g.freshName("\(wName).fq")
+            wq = freshValue("\(wName).fq")
             g.valueTypes[wq] = w.type
             let attrs = FakeQuantWeightAttrs(bits: bits, storedBits: storedBits, axis: axis, pinnedBits: pinned,
                                              exactGradient: options.exactGradient)
@@ -126,10 +139,10 @@ public func insertFakeQuant(_ g: inout Graph, options: FakeQuantOptions = FakeQu
         if let existing = actQuantizers[xKey] {
             xq = existing
         } else {
-            let aName = g.freshName("\(xName).act_scales")
+            let aName = freshValue("\(xName).act_scales")
             // 0 = not initialised: the first training batch at each bit-width sets it (METHOD.md §2).
             g.setInitializer(aName, Tensor(shape: [bits.count], floats: [Float](repeating: 0, count: bits.count)))
-            xq = g.freshName("\(xName).fq")
+            xq = freshValue("\(xName).fq")
             if let t = g.type(of: xName) { g.valueTypes[xq] = t }
             insertBefore[i, default: []].append(Node(name: nodeName("\(node.label).input_quant"),
                                                      op: .fakeQuantAct(FakeQuantActAttrs(bits: bits, signed: signed,
