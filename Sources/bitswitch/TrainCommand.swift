@@ -2,6 +2,7 @@ import ArgumentParser
 import BitSwitchData
 import BitSwitchIR
 import BitSwitchONNX
+import BitSwitchQuant
 import BitSwitchRuntime
 import Foundation
 
@@ -31,6 +32,11 @@ struct TrainCommand: ParsableCommand {
             The loss is cross-entropy on the graph's logits output. A checkpoint (parameters, optimizer state, \
             counters) is written atomically after every epoch to --checkpoint (default: OUTPUT.ckpt); --resume \
             continues from it and reproduces the uninterrupted run exactly. Same seed and thread count, same result.
+
+            With --bits, the model is quantized first (insert-fake-quant, unless it already carries quantizers) and \
+            trained jointly at every bit-width (METHOD.md §4; recipe defaults lr 5e-4, weight decay 5e-5); OUTPUT is \
+            the stored INT8 model, and the accuracy at every bit-width is printed. --bits 4 alone is a single-precision \
+            LSQ run; --ptq calibrates instead of training.
             """)
 
     @Argument(help: "The float model (.onnx).") var model: String
@@ -40,10 +46,11 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Epochs.") var epochs = 40
     @Option(help: "Mini-batch size.") var batch = 128
     @Option(help: "sgd, adam or adamw.") var optimizer = "adam"
-    @Option(help: "Base learning rate (default: 3e-3 for adam/adamw, 0.1 for sgd).") var lr: Float?
+    @Option(help: "Base learning rate (default: 3e-3 for adam/adamw, 0.1 for sgd; 5e-4 with --bits).") var lr: Float?
     @Option(help: "SGD momentum.") var momentum: Float = 0.9
     @Flag(help: "Nesterov momentum (SGD).") var nesterov = false
-    @Option(help: "Weight decay of the weights (biases and BN affine never decay).") var weightDecay: Float = 0
+    @Option(help: "Weight decay of the weights (biases and BN affine never decay; default 0, 5e-5 with --bits).")
+    var weightDecay: Float?
     @Option(help: "cosine, step or none.") var schedule = "cosine"
     @Option(help: "For --schedule step: decay every this many epochs.") var stepEpochs = 30
     @Option(help: "For --schedule step: decay factor.") var gamma: Float = 0.1
@@ -57,16 +64,35 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Checkpoint path (default: OUTPUT.ckpt).") var checkpoint: String?
     @Flag(help: "Continue from the checkpoint.") var resume = false
     @Flag(help: "No progress output.") var quiet = false
+    @Option(help: "Write the final accuracy (per bit-width with --bits) and timings as JSON to this file.")
+    var metrics: String?
+
+    // Multi-precision quantization-aware training
+    @Option(help: "Train jointly at these bit-widths, e.g. 8,6,4,2 or 4,3,2 (one value: single-precision LSQ).")
+    var bits: String?
+    @Option(help: "ALRS of the quantizer-scale learning rate: off or fixed.") var alrs = "fixed"
+    @Option(help: "Distillation between bit-widths: off, progressive or pskd.") var kd = "off"
+    @Option(help: "Progressive KD: weight of the distillation term.") var kdAlpha: Float = 0.3
+    @Option(help: "Progressive KD: temperature.") var kdTemperature: Float = 2
+    @Option(help: "First and last layer: int8 (pinned at 8 bits) or float.") var firstLast = "int8"
+    @Option(help: "Stored integer width of the switching layers: 8, or top (the highest trained bit-width; lossier).")
+    var storeBits = "8"
+    @Flag(help: "Sum the gradients of all bit-widths and take one optimizer step per batch.") var accumulate = false
+    @Flag(help: "Exact chain-rule scale gradient (with the 2^Δ factor) instead of the reference form.")
+    var exactGradient = false
+    @Flag(help: "Post-training quantization: calibrate activation scales, no training.") var ptq = false
+    @Option(help: "PTQ: training samples used to calibrate the activation scales.") var calibrationSamples = 512
 
     func run() throws {
         let graph = try ONNXImporter.importModel(path: model)
         let splits = try loadDataset(data)
+        if bits != nil || ptq { return try runQuantized(graph, splits) }
         var o = TrainingOptions()
         o.epochs = epochs
         o.batchSize = batch
         o.optimizer = try OptimizerKind.parse(optimizer, momentum: momentum, nesterov: nesterov)
         if case .sgd = o.optimizer { o.learningRate = lr ?? 0.1 } else { o.learningRate = lr ?? 3e-3 }
-        o.weightDecay = weightDecay
+        o.weightDecay = weightDecay ?? 0
         guard let s = ScheduleKind(rawValue: schedule.lowercased()) else {
             throw BitSwitchError(.training, "unknown schedule '\(schedule)' (cosine, step, none)")
         }
@@ -106,6 +132,122 @@ struct TrainCommand: ParsableCommand {
         }
         print(String(format: "test top-1 %.2f%% (loss %.4f) after %d epochs, %.1f s → %@",
                      100 * e.accuracy, e.loss, trainer.completedEpochs, seconds, output))
+        if let metrics {
+            try writeMetrics(metrics, top1: e.accuracy, loss: e.loss, rows: [], seconds: seconds, history: trainer.history)
+        }
+    }
+}
+
+extension TrainCommand {
+    /// --bits / --ptq: quantize (unless the model already is), train jointly or calibrate, store INT8, evaluate the
+    /// written file at every bit-width.
+    func runQuantized(_ graph: Graph, _ splits: DatasetSplits) throws {
+        registerKernels()
+        guard let firstLastPolicy = FirstLastPolicy(rawValue: firstLast) else {
+            throw BitSwitchError(.training, "unknown --first-last '\(firstLast)' (int8, float)")
+        }
+        guard let storePolicy = StoreBitsPolicy(rawValue: storeBits) else {
+            throw BitSwitchError(.training, "unknown --store-bits '\(storeBits)' (8, top)")
+        }
+        let modelBits = graph.nodes.contains { $0.op.domain == Op.bitswitchDomain } ? try trainedBitWidths(graph) : nil
+        let requested = try bits.flatMap(parseBitsOption)
+        guard let bitSet = requested ?? modelBits else {
+            throw BitSwitchError(.training, "--ptq on a float model needs --bits")
+        }
+        var g = graph
+        if let modelBits {
+            guard requested == nil || Set(bitSet) == Set(modelBits) else {
+                throw BitSwitchError(.training, "the model is already quantized for bit-widths \(modelBits), not \(bitSet)",
+                                     file: model)
+            }
+        } else {
+            let log: (String) -> Void = { line in if !quiet { FileHandle.standardError.write(Data((line + "\n").utf8)) } }
+            do {
+                try insertFakeQuant(&g, options: FakeQuantOptions(bits: bitSet, firstLast: firstLastPolicy,
+                                                                  storeBits: storePolicy, exactGradient: exactGradient),
+                                    log: log)
+            } catch { throw error.bitswitchLocated(file: model) }
+        }
+        let start = ProcessInfo.processInfo.systemUptime
+        var history: [EpochRecord] = []
+        if ptq {
+            if let threads { guard threads > 0 else { throw BitSwitchError(.training, "threads must be positive") } }
+            try calibrateActivationScales(&g, data: splits.train, samples: calibrationSamples, seed: seed)
+        } else {
+            var j = try JointTrainingOptions(bits: bitSet)
+            guard let a = ALRSMode(rawValue: alrs) else { throw BitSwitchError(.training, "unknown --alrs '\(alrs)' (off, fixed)") }
+            guard let k = DistillationMode(rawValue: kd) else {
+                throw BitSwitchError(.training, "unknown --kd '\(kd)' (off, progressive, pskd)")
+            }
+            j.alrs = a
+            j.distillation = k
+            j.alpha = kdAlpha
+            j.temperature = kdTemperature
+            j.accumulate = accumulate
+            var o = TrainingOptions.quantizationRecipe(epochs: epochs)
+            o.batchSize = batch
+            o.optimizer = try OptimizerKind.parse(optimizer, momentum: momentum, nesterov: nesterov)
+            o.learningRate = lr ?? (o.optimizer.name == "sgd" ? 0.01 : 5e-4)
+            o.weightDecay = weightDecay ?? 5e-5
+            guard let s = ScheduleKind(rawValue: schedule.lowercased()) else {
+                throw BitSwitchError(.training, "unknown schedule '\(schedule)' (cosine, step, none)")
+            }
+            o.schedule = s
+            o.stepEpochs = stepEpochs
+            o.stepGamma = gamma
+            o.warmupEpochs = warmup
+            o.labelSmoothing = labelSmoothing
+            o.gradientClipNorm = clipNorm
+            if augmentPad > 0 || augmentFlip { o.augmentation = Augmentation(padding: augmentPad, horizontalFlip: augmentFlip) }
+            o.seed = seed
+            o.threads = threads
+            o.checkpointPath = checkpoint ?? output + ".ckpt"
+            let trainer: JointTrainer
+            do {
+                trainer = try JointTrainer(graph: g, training: o, joint: j,
+                                           progress: ProgressReporter(style: quiet ? .silent : nil))
+            } catch { throw error.bitswitchLocated(file: model) }
+            if resume, let path = o.checkpointPath {
+                guard FileManager.default.fileExists(atPath: path) else {
+                    throw BitSwitchError(.io, "no checkpoint to resume from", file: path)
+                }
+                try trainer.resume(from: path)
+                if !quiet {
+                    FileHandle.standardError.write(Data("resuming after epoch \(trainer.completedEpochs) of \(epochs)\n".utf8))
+                }
+            }
+            try trainer.fit(splits)
+            history = trainer.history
+            g = trainer.trainedGraph()
+        }
+        let seconds = ProcessInfo.processInfo.systemUptime - start
+        try ONNXExporter.write(try storeQuantized(g), to: output)
+        // The table comes from the written file: what a user reloads is what is reported.
+        let rows = try evaluateAllBits(graph: try ONNXImporter.importModel(path: output), data: splits.test,
+                                       threads: threads)
+        print(formatBitTable(rows), terminator: "")
+        let inBytes = (try? FileManager.default.attributesOfItem(atPath: model)[.size] as? Int) ?? nil
+        let outBytes = (try? FileManager.default.attributesOfItem(atPath: output)[.size] as? Int) ?? nil
+        var line = String(format: "%@ in %.1f s → %@", ptq ? "calibrated" : "trained \(history.count) epochs", seconds, output)
+        if let inBytes, let outBytes {
+            line += String(format: " (%d bytes, %.1f%% of the input model's %d)", outBytes,
+                           100 * Double(outBytes) / Double(max(1, inBytes)), inBytes)
+        }
+        print(line)
+        if let metrics, let top = rows.first {
+            try writeMetrics(metrics, top1: top.top1, loss: top.loss, rows: rows, seconds: seconds, history: history)
+        }
+    }
+
+    func writeMetrics(_ path: String, top1: Double, loss: Double, rows: [(bits: Int, top1: Double, loss: Double)],
+                      seconds: Double, history: [EpochRecord]) throws {
+        let perBit = rows.map { "{\"bits\": \($0.bits), \"top1\": \($0.top1), \"loss\": \($0.loss)}" }
+        let epochs = history.map { "\($0.seconds)" }
+        let text = "{\"top1\": \(top1), \"loss\": \(loss), \"seconds\": \(seconds), \"bits\": [\(perBit.joined(separator: ", "))], "
+            + "\"epoch_seconds\": [\(epochs.joined(separator: ", "))]}\n"
+        do { try text.write(toFile: path, atomically: true, encoding: .utf8) } catch {
+            throw BitSwitchError(.io, "cannot write metrics: \(error.localizedDescription)", file: path)
+        }
     }
 }
 
