@@ -96,3 +96,50 @@ func jointOptions(epochs: Int, checkpoint: String? = nil, optimizer: OptimizerKi
 }
 
 func tempFile(_ name: String) -> String { NSTemporaryDirectory() + "bitswitch-qat-\(getpid())-\(name)" }
+
+/// The float version of `quantizedClassifier`: Conv-BN-ReLU ×2, GAP, Flatten, Gemm.
+func floatClassifier(seed: UInt64 = 1) -> Graph {
+    var rng = JointRandom(seed)
+    var g = Graph(name: "ftiny", opsets: ["": 17],
+                  inputs: [ValueInfo(name: "x", type: TensorType(.f32, [.symbol("N"), .known(1), .known(6), .known(6)]))],
+                  outputs: [ValueInfo(name: "logits", type: TensorType(.f32, [.symbol("N"), .known(3)]))])
+    func bn(_ name: String, _ c: Int) {
+        g.setInitializer(name + ".scale", Tensor(shape: [c], floats: .init(repeating: 1, count: c)))
+        g.setInitializer(name + ".bias", Tensor(shape: [c], floats: .init(repeating: 0, count: c)))
+        g.setInitializer(name + ".mean", Tensor(shape: [c], floats: .init(repeating: 0, count: c)))
+        g.setInitializer(name + ".var", Tensor(shape: [c], floats: .init(repeating: 1, count: c)))
+    }
+    g.setInitializer("conv1.w", Tensor(shape: [4, 1, 3, 3], floats: rng.uniform(36, -0.4, 0.4))); bn("bn1", 4)
+    g.setInitializer("conv2.w", Tensor(shape: [6, 4, 3, 3], floats: rng.uniform(216, -0.3, 0.3))); bn("bn2", 6)
+    g.setInitializer("fc.w", Tensor(shape: [3, 6], floats: rng.uniform(18, -0.4, 0.4)))
+    g.setInitializer("fc.b", Tensor(shape: [3], floats: [0, 0, 0]))
+    func bnNode(_ name: String, _ x: String, _ y: String) -> Node {
+        Node(name: name, op: .batchNormalization(epsilon: 1e-5, momentum: 0.9, trainingMode: false),
+             inputs: [x, name + ".scale", name + ".bias", name + ".mean", name + ".var"], outputs: [y])
+    }
+    g.nodes = [
+        Node(name: "conv1", op: .conv(ConvAttrs(pads: [1, 1, 1, 1])), inputs: ["x", "conv1.w"], outputs: ["c1"]),
+        bnNode("bn1", "c1", "b1"),
+        Node(name: "relu1", op: .relu, inputs: ["b1"], outputs: ["r1"]),
+        Node(name: "conv2", op: .conv(ConvAttrs(pads: [1, 1, 1, 1])), inputs: ["r1", "conv2.w"], outputs: ["c2"]),
+        bnNode("bn2", "c2", "b2"),
+        Node(name: "relu2", op: .relu, inputs: ["b2"], outputs: ["r2"]),
+        Node(name: "gap", op: .globalAveragePool, inputs: ["r2"], outputs: ["gp"]),
+        Node(name: "flat", op: .flatten(axis: 1), inputs: ["gp"], outputs: ["f"]),
+        Node(name: "fc", op: .gemm(GemmAttrs(transB: true)), inputs: ["f", "fc.w", "fc.b"], outputs: ["logits"]),
+    ]
+    return g
+}
+
+/// The float classifier trained on the bar task (the starting point of quantization).
+func trainedFloatClassifier() throws -> Graph {
+    var o = TrainingOptions()
+    o.epochs = 6
+    o.batchSize = 16
+    o.learningRate = 0.02
+    o.seed = 3
+    o.threads = 1
+    let t = try Trainer(graph: floatClassifier(), options: o, progress: ProgressReporter(style: .silent))
+    try t.fit(barSplits)
+    return t.trainedGraph()
+}
