@@ -20,8 +20,8 @@ import time
 
 DATASETS = {
     # fp_epochs / fp_lr: the float recipe of the example's README; per_bit_epochs: E of one per-bit model.
-    "digits": {"dir": "examples/digits", "fp_epochs": 40, "fp_lr": "3e-3"},
-    "mnist1d": {"dir": "examples/mnist1d", "fp_epochs": 60, "fp_lr": "3e-3"},
+    "digits": {"dir": "examples/digits/data", "model": "examples/digits/model.onnx", "fp_epochs": 40, "fp_lr": "3e-3"},
+    "mnist1d": {"dir": "examples/mnist1d/data", "model": "examples/mnist1d/model.onnx", "fp_epochs": 60, "fp_lr": "3e-3"},
 }
 BIT_SETS = {"8642": [8, 6, 4, 2], "432": [4, 3, 2]}
 ALL_BITS = [8, 6, 4, 3, 2]
@@ -282,7 +282,7 @@ def main():
         for ds in args.datasets:
             for s in args.seeds:
                 c = DATASETS[ds]
-                fp_futures[(ds, s)] = pool.submit(runner.run, ds, s, "fp32", os.path.join(c["dir"], "model.onnx"),
+                fp_futures[(ds, s)] = pool.submit(runner.run, ds, s, "fp32", c["model"],
                                                   ["--epochs", str(c["fp_epochs"]), "--lr", c["fp_lr"]])
         for (ds, s), f in fp_futures.items():
             results[(ds, s, "fp32")] = f.result()

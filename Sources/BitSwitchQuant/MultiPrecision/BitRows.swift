@@ -11,15 +11,20 @@ import BitSwitchRuntime
 struct BitRows {
     /// Per-bit parameter → the bit-width of each of its rows.
     let rowBits: [String: [Int]]
+    /// Scales of quantizers pinned at one bit-width (first/last layer): they quantize at that width whatever the
+    /// network's profile, so ALRS, a per-bit-width rate, does not apply to them.
+    let pinnedScales: Set<String>
 
     static let weightGroup = "weights"
     static let scaleGroup = "scales"
     static let otherGroup = "affine_bias"
+    static let pinnedScaleGroup = "scales_pinned"
     static func scaleGroup(bits: Int) -> String { "scales@\(bits)" }
     static func virtualName(_ parameter: String, bits: Int) -> String { "\(parameter)@\(bits)bit" }
 
     init(graph: Graph, parameters: Set<String>, bitSet: [Int]) throws {
         var rows: [String: [Int]] = [:]
+        var pinned = Set<String>()
         func add(_ node: Node, _ index: Int, _ bits: [Int]) throws {
             guard index < node.inputs.count, parameters.contains(node.inputs[index]) else { return }
             let name = node.inputs[index]
@@ -45,8 +50,9 @@ struct BitRows {
                 // so they keep one scale per profile.
                 try check(node, a.bits)
                 if a.bits.count > 1 { try add(node, 1, a.bits) }
+                if a.pinnedBits != nil, node.inputs.count > 1 { pinned.insert(node.inputs[1]) }
             case .fakeQuantWeight(let w):
-                if w.pinnedBits == nil { try check(node, w.bits) }
+                if w.pinnedBits == nil { try check(node, w.bits) } else if node.inputs.count > 1 { pinned.insert(node.inputs[1]) }
             case .switchableBatchNorm(let bits, _, _):
                 try check(node, bits)
                 if bits.count > 1 { try add(node, 1, bits); try add(node, 2, bits) }
@@ -55,20 +61,38 @@ struct BitRows {
             }
         }
         rowBits = rows
+        // A scale shared by a pinned and a switching quantizer switches: it keeps ALRS.
+        for node in graph.nodes {
+            switch node.op {
+            case .fakeQuantAct(let a) where a.pinnedBits == nil && node.inputs.count > 1: pinned.remove(node.inputs[1])
+            case .fakeQuantWeight(let w) where w.pinnedBits == nil && node.inputs.count > 1: pinned.remove(node.inputs[1])
+            default: continue
+            }
+        }
+        pinnedScales = pinned
     }
 
-    /// The optimizer groups: weights (decayed), shared quantizer scales, each bit-width's scale rows, and
-    /// biases / BN affine (shared parameters and all their rows). Every group but the weights has no decay.
+    /// The optimizer groups: weights (decayed), shared quantizer scales, each bit-width's scale rows, scales of
+    /// pinned quantizers (shared and rows), and biases / BN affine (shared parameters and all their rows). Every
+    /// group but the weights has no decay; ALRS sets the multipliers of the switching scale groups.
     func groups(parameters: [(name: String, role: ParameterRole)], bitSet: [Int], weightDecay: Float,
                 scaleMultiplier: (Int) -> Float) -> [ParameterGroup] {
-        var weights: [String] = [], scales: [String] = [], others: [String] = []
+        var weights: [String] = [], scales: [String] = [], others: [String] = [], pinned: [String] = []
         var scaleRows: [Int: [String]] = [:]
         for (name, role) in parameters {
             if let bits = rowBits[name] {
                 for b in bits where bitSet.contains(b) {
                     let v = BitRows.virtualName(name, bits: b)
-                    if role == .quantScale { scaleRows[b, default: []].append(v) } else { others.append(v) }
+                    if role == .quantScale && pinnedScales.contains(name) {
+                        pinned.append(v)
+                    } else if role == .quantScale {
+                        scaleRows[b, default: []].append(v)
+                    } else {
+                        others.append(v)
+                    }
                 }
+            } else if role == .quantScale && pinnedScales.contains(name) {
+                pinned.append(name)
             } else if role == .weight {
                 weights.append(name)
             } else if role == .quantScale {
@@ -83,6 +107,7 @@ struct BitRows {
             g.append(ParameterGroup(name: BitRows.scaleGroup(bits: b), parameters: scaleRows[b] ?? [],
                                     lrMultiplier: scaleMultiplier(b)))
         }
+        g.append(ParameterGroup(name: BitRows.pinnedScaleGroup, parameters: pinned))
         g.append(ParameterGroup(name: BitRows.otherGroup, parameters: others))
         return g
     }

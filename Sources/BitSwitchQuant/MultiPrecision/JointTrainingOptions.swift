@@ -5,7 +5,8 @@ import BitSwitchRuntime
 public enum ALRSMode: String, Sendable, CaseIterable {
     /// Every bit-width trains the scales at the scheduled rate.
     case off
-    /// The scale group's rate at bit-width b is multiplied by `alrsFactor(bits: b, bitSet:)`.
+    /// The scale group's rate at bit-width b is multiplied by `alrsFactor(bits: b, bitSet:)`. Scales of quantizers
+    /// pinned at 8 bits (first/last layer) keep the full rate: they quantize at 8 bits in every profile.
     case fixed
 }
 
