@@ -31,6 +31,8 @@ public final class JointTrainer {
     public let joint: JointTrainingOptions
     /// Called after every optimizer step.
     public var stepObserver: ((JointStepEvent) -> Void)?
+    /// Called after every epoch (and its checkpoint).
+    public var epochObserver: ((EpochRecord) -> Void)?
     let rows: BitRows
     let checkpointPath: String?
 
@@ -75,6 +77,7 @@ public final class JointTrainer {
         while trainer.completedEpochs < last {
             try trainer.fit(data, stopAfterEpoch: trainer.completedEpochs + 1)
             if let checkpointPath { try saveCheckpoint(to: checkpointPath) }
+            if let r = trainer.history.last { epochObserver?(r) }
         }
         return trainer.history
     }
