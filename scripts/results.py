@@ -25,7 +25,8 @@ DATASETS = {
 }
 BIT_SETS = {"8642": [8, 6, 4, 2], "432": [4, 3, 2]}
 ALL_BITS = [8, 6, 4, 3, 2]
-JOINT_VARIANTS = [("fixed", "off"), ("off", "off"), ("fixed", "progressive"), ("off", "progressive")]
+JOINT_VARIANTS = [("fixed", "off"), ("off", "off"), ("fixed", "progressive"), ("off", "progressive"),
+                  ("weights", "off")]
 
 
 def run_name_joint(bitset, alrs, kd):

@@ -23,7 +23,7 @@ let trainPass = Pass(
         PassOption("batch", .int, default: "128", "mini-batch size"),
         PassOption("lr", .float, default: "0.0005", "Adam learning rate (cosine schedule)"),
         PassOption("weight-decay", .float, default: "0.00005", "weight decay of the weights only"),
-        PassOption("alrs", .string, default: "fixed", "learning-rate scaling of the quantizer scales: off or fixed"),
+        PassOption("alrs", .string, default: "fixed", "learning-rate scaling of the quantizer scales: off, fixed or weights"),
         PassOption("kd", .string, default: "off", "distillation between bit-widths: off, progressive or pskd"),
         PassOption("accumulate", .bool, default: "false", "one optimizer step for all bit-widths instead of one each"),
         PassOption("threads", .int, default: "1", "threads for BLAS and the runtime's loops"),
@@ -39,7 +39,7 @@ let trainPass = Pass(
     var joint = try JointTrainingOptions(bits: try trainedBitWidths(g))
     let alrs = try options.string("alrs"), kd = try options.string("kd")
     guard let a = ALRSMode(rawValue: alrs) else {
-        throw BitSwitchError(.pass, "pass 'train' option 'alrs' expects off or fixed, got '\(alrs)'")
+        throw BitSwitchError(.pass, "pass 'train' option 'alrs' expects off, fixed or weights, got '\(alrs)'")
     }
     guard let k = DistillationMode(rawValue: kd) else {
         throw BitSwitchError(.pass, "pass 'train' option 'kd' expects off, progressive or pskd, got '\(kd)'")

@@ -70,7 +70,8 @@ struct TrainCommand: ParsableCommand {
     // Multi-precision quantization-aware training
     @Option(help: "Train jointly at these bit-widths, e.g. 8,6,4,2 or 4,3,2 (one value: single-precision LSQ).")
     var bits: String?
-    @Option(help: "ALRS of the quantizer-scale learning rate: off or fixed.") var alrs = "fixed"
+    @Option(help: "ALRS of the quantizer-scale learning rate: off, fixed, or weights (weight scales only).")
+    var alrs = "fixed"
     @Option(help: "Distillation between bit-widths: off, progressive or pskd.") var kd = "off"
     @Option(help: "Progressive KD: weight of the distillation term.") var kdAlpha: Float = 0.3
     @Option(help: "Progressive KD: temperature.") var kdTemperature: Float = 2
@@ -175,7 +176,7 @@ extension TrainCommand {
             try calibrateActivationScales(&g, data: splits.train, samples: calibrationSamples, seed: seed)
         } else {
             var j = try JointTrainingOptions(bits: bitSet)
-            guard let a = ALRSMode(rawValue: alrs) else { throw BitSwitchError(.training, "unknown --alrs '\(alrs)' (off, fixed)") }
+            guard let a = ALRSMode(rawValue: alrs) else { throw BitSwitchError(.training, "unknown --alrs '\(alrs)' (off, fixed, weights)") }
             guard let k = DistillationMode(rawValue: kd) else {
                 throw BitSwitchError(.training, "unknown --kd '\(kd)' (off, progressive, pskd)")
             }

@@ -53,7 +53,7 @@ public final class JointTrainer {
         let probe = try TrainingGraph(graph: graph)
         let rows = try BitRows(graph: graph, parameters: Set(probe.parameterNames), bitSet: joint.bits)
         let groups = rows.groups(parameters: probe.parameters, bitSet: joint.bits, weightDecay: training.weightDecay,
-                                 scaleMultiplier: joint.scaleRateMultiplier(bits:))
+                                 scaleMultiplier: joint.rowScaleRateMultiplier(bits:))
         var inner = training
         inner.checkpointPath = nil
         trainer = try Trainer(graph: graph, options: inner, groups: groups, progress: progress)

@@ -8,6 +8,9 @@ public enum ALRSMode: String, Sendable, CaseIterable {
     /// The scale group's rate at bit-width b is multiplied by `alrsFactor(bits: b, bitSet:)`. Scales of quantizers
     /// pinned at 8 bits (first/last layer) keep the full rate: they quantize at 8 bits in every profile.
     case fixed
+    /// The fixed factors on the shared weight scales only; the per-bit activation scales (one per bit-width, never
+    /// shared) train at the full rate. An ablation: ALRS exists because one shared scale serves every bit-width.
+    case weights
 }
 
 /// Knowledge distillation between the bit-widths of one network (METHOD.md §4).
@@ -46,8 +49,13 @@ public struct JointTrainingOptions: Sendable, Equatable {
         self.bits = bits.sorted(by: >)
     }
 
-    /// The learning-rate multiplier of the quantizer-scale group while training bit-width `b`.
+    /// The learning-rate multiplier of the shared (weight) quantizer scales while training bit-width `b`.
     public func scaleRateMultiplier(bits b: Int) -> Float {
+        alrs == .off ? 1 : Float(alrsFactor(bits: b, bitSet: bits))
+    }
+
+    /// The learning-rate multiplier of bit-width `b`'s own activation-scale rows.
+    public func rowScaleRateMultiplier(bits b: Int) -> Float {
         alrs == .fixed ? Float(alrsFactor(bits: b, bitSet: bits)) : 1
     }
 

@@ -73,12 +73,22 @@ import Testing
         #expect(try JointTrainingOptions(bits: [2, 4, 3]).bits == [4, 3, 2])
         let j = try JointTrainingOptions(bits: [4, 3, 2])
         #expect([4, 3, 2].map { j.scaleRateMultiplier(bits: $0) } == [1, 0.5, 0.1])
+        #expect([4, 3, 2].map { j.rowScaleRateMultiplier(bits: $0) } == [1, 0.5, 0.1])
+        let w = try make(epochs: 1) { $0.alrs = .weights }
+        var wEvents: [JointStepEvent] = []
+        w.stepObserver = { wEvents.append($0) }
+        try w.fit(barSplits, stopAfterEpoch: 1)
+        for e in wEvents {
+            let lr = try #require(e.rates[BitRows.weightGroup])
+            #expect(e.rates[BitRows.scaleGroup] == lr * eta[e.bits[0]]!)
+            #expect(e.rates[BitRows.scaleGroup(bits: e.bits[0])] == lr)
+        }
     }
 
     /// With plain SGD the update is −rate·gradient, so unit gradients show each parameter's effective rate:
     /// ALRS reaches the switching layers' weight scales and this width's activation-scale rows, not the pinned
     /// layers' scales; rows of other widths stay put.
-    @Test(arguments: [ALRSMode.fixed, .off])
+    @Test(arguments: [ALRSMode.fixed, .off, .weights])
     func effectiveRatesReachTheParameters(alrs: ALRSMode) throws {
         let t = try make(optimizer: .sgd()) { $0.alrs = alrs }
         let before = t.trainer.model.values
@@ -90,7 +100,7 @@ import Testing
         let lr: Float = 0.1
         try t.step(ones, stepBits: [4], scaleMultiplier: t.joint.scaleRateMultiplier(bits: 4), learningRate: lr, batchIndex: 0)
         let after = t.trainer.model.values
-        let eta: Float = alrs == .fixed ? 0.01 : 1
+        let eta: Float = alrs == .off ? 1 : 0.01, rowEta: Float = alrs == .fixed ? 0.01 : 1
         func delta(_ n: String) -> [Float] { zip(after[n]!.floats, before[n]!.floats).map { $0 - $1 } }
         func close(_ a: [Float], _ b: [Float]) -> Bool { a.count == b.count && zip(a, b).allSatisfy { abs($0 - $1) < 1e-6 } }
         // Weights decay (SGD adds wd·w to the gradient); nothing else does.
@@ -100,7 +110,7 @@ import Testing
         #expect(close(delta("fc.b"), [-lr, -lr, -lr]))
         #expect(close(delta("conv2.w.s"), .init(repeating: -lr * eta, count: 6)))
         // Row 2 of [8, 6, 4, 2] is the 4-bit row.
-        #expect(close(delta("a1"), [0, 0, -lr * eta, 0]))
+        #expect(close(delta("a1"), [0, 0, -lr * rowEta, 0]))
         // Quantizers pinned at 8 bits (first/last layer) quantize at 8 bits in every profile: no ALRS.
         #expect(close(delta("fc.w.s"), .init(repeating: -lr, count: 3)))
         #expect(close(delta("conv1.w.s"), .init(repeating: -lr, count: 4)))
