@@ -308,8 +308,9 @@ def main():
           "bit-width derived by rounding shifts. Accuracies are measured on the stored INT8 file after reloading it. "
           "PTQ: insert-fake-quant, weight scales by the initialisation rule, activation scales calibrated on 512 "
           "training samples per bit-width, no training.", "",
-          f"Wall time of this invocation: {elapsed / 60:.1f} min with {args.jobs} parallel runs "
-          f"(sum of the runs' own times: {run_seconds / 60:.1f} min; cached runs count their recorded time).", ""]
+          f"Time: the runs took {run_seconds / 60:.1f} min in sum (each on one thread), so about "
+          f"{run_seconds / 60 / max(1, args.jobs):.0f} min from an empty cache with {args.jobs} parallel runs; "
+          f"this invocation took {elapsed / 60:.1f} min (finished runs are cached in {args.cache}).", ""]
     for ds in args.datasets:
         by, fp = table_for(results, ds, args.seeds)
         n_train = {"digits": "1,437 train / 360 test images", "mnist1d": "4,000 train / 1,000 test sequences"}[ds]
