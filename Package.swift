@@ -41,7 +41,7 @@ let package = Package(
         .testTarget(name: "BitSwitchRuntimeTests", dependencies: ["BitSwitchRuntime", "BitSwitchData"]),
         .testTarget(name: "BitSwitchDataTests", dependencies: ["BitSwitchData"], exclude: ["Fixtures"]),
         .testTarget(name: "BitSwitchQuantTests", dependencies: ["BitSwitchQuant"], exclude: ["golden"]),
-        .testTarget(name: "BitSwitchPassesTests", dependencies: ["BitSwitchPasses", "BitSwitchONNX"]),
-        .testTarget(name: "CLITests", dependencies: ["BitSwitchONNX"]),
+        .testTarget(name: "BitSwitchPassesTests", dependencies: ["BitSwitchPasses", "BitSwitchONNX"], exclude: ["golden"]),
+        .testTarget(name: "CLITests", dependencies: ["BitSwitchData"], exclude: ["Fixtures"]),
     ]
 )
