@@ -1,2 +1,2 @@
 /// The passes every pipeline can name, in the order `bitswitch passes` lists them.
-let builtinPasses: [Pass] = [canonicalize, foldConstants, inferShapesPass, foldBatchNorm]
+let builtinPasses: [Pass] = [canonicalize, foldConstants, inferShapesPass, foldBatchNorm] + quantPasses

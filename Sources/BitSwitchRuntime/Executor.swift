@@ -7,10 +7,13 @@ public struct Executor: Sendable {
     private let threads: Int?
     /// Values to drop after node i has run (last reads, and outputs nobody reads).
     let releaseAfter: [[String]]
+    /// The bit-width that quant-dialect ops run at (nil: each op's highest trained bit-width).
+    public let activeBits: Int?
 
-    public init(graph: Graph, threads: Int? = nil) {
+    public init(graph: Graph, threads: Int? = nil, activeBits: Int? = nil) {
         self.graph = graph
         self.threads = threads
+        self.activeBits = activeBits
         var last: [String: Int] = [:]
         for (i, n) in graph.nodes.enumerated() { for v in n.inputs where !v.isEmpty { last[v] = i } }
         for (i, n) in graph.nodes.enumerated() { for v in n.outputs where !v.isEmpty && last[v] == nil { last[v] = i } }
@@ -25,6 +28,7 @@ public struct Executor: Sendable {
         setRuntimeThreads(threads)
         var env = graph.initializers
         try bindInputs(inputs, into: &env)
+        let pluginContext = TrainingContext(training: false, activeBits: activeBits)
         for (i, node) in graph.nodes.enumerated() {
             let args: [Tensor?] = try node.inputs.map { name in
                 if name.isEmpty { return nil }
@@ -34,7 +38,14 @@ public struct Executor: Sendable {
                 }
                 return t
             }
-            let outs = try evaluateNode(node, inputs: args, opsets: graph.opsets)
+            let outs: [Tensor]
+            // Ops of other domains (the quant dialect) run on the kernels their module registered for training.
+            if !node.op.domain.isEmpty, let k = TrainingKernelRegistry.kernel(opType: node.op.typeName, domain: node.op.domain) {
+                do { outs = try k.forward(node: node, inputs: args, context: pluginContext).outputs }
+                catch { throw error.bitswitchLocated(node: node.label, op: node.op.typeName).located(domain: node.op.domain) }
+            } else {
+                outs = try evaluateNode(node, inputs: args, opsets: graph.opsets)
+            }
             for (name, t) in zip(node.outputs, outs) where !name.isEmpty { env[name] = t }
             for v in releaseAfter[i] { env.removeValue(forKey: v) }
         }

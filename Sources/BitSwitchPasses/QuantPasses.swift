@@ -1,0 +1,62 @@
+import BitSwitchIR
+import BitSwitchQuant
+
+/// The quantization passes (thin drivers over BitSwitchQuant; semantics in docs/quant-ops.md).
+let quantPasses: [Pass] = [insertFakeQuantPass, storeInt8Pass]
+
+/// Turns a float model into a multi-precision fake-quant model: weight and input quantizers on every Conv, Gemm
+/// and MatMul with a constant weight (first and last layer pinned at 8 bits, or float), BatchNormalization made
+/// switchable (one row of parameters per bit-width). Warns for each switching Conv/Gemm without a BN after it.
+///
+///     const %w: f32[2,1,1,1] = [1.28, -2.56]            const %w: f32[2,1,1,1] = [1.28, -2.56]
+///     const %s: f32[2] = [1.0, 2.0]                     const %s: f32[4,2] = [1.0, 2.0, 1.0, 2.0, ...]
+///     ...                                               const %w.scale: f32[2] = [0.01, 0.02]
+///     %c = Conv(%x, %w) @conv0                   ==>    const %x.act_scales: f32[4] = [0.0, 0.0, 0.0, 0.0]
+///     %y = BatchNormalization(%c, %s, ...) @bn0         %w.fq = ai.bitswitch.FakeQuantWeight(%w, %w.scale)
+///                                                           {axis = 0, bits = [8, 6, 4, 2], pinned_bits = 8, stored_bits = 8}
+///                                                       %x.fq = ai.bitswitch.FakeQuantAct(%x, %x.act_scales)
+///                                                           {bits = [8, 6, 4, 2], pinned_bits = 8, signed = 1}
+///                                                       %c = Conv(%x.fq, %w.fq) @conv0
+///                                                       %y = ai.bitswitch.SwitchableBatchNorm(%c, %s, ...)
+///                                                           {bits = [8, 6, 4, 2], epsilon = 1e-05, momentum = 0.9}
+let insertFakeQuantPass = Pass(
+    name: "insert-fake-quant",
+    summary: "insert Double Rounding weight and LSQ activation quantizers and switchable BatchNorm (multi-precision QAT)",
+    options: [
+        PassOption("bits", .intList, default: "8,6,4,2", "the trained bit set, e.g. 8,6,4,2 or 4,3,2"),
+        PassOption("first-last", .string, default: "int8",
+                   "first and last quantized layer: int8 (pinned at 8 bits) or float (left unquantized)"),
+        PassOption("store-bits", .string, default: "8",
+                   "stored integers of the switching layers: 8 (int8) or top (the top bit-width; lossier)"),
+        PassOption("exact-gradient", .bool, default: "false",
+                   "exact chain-rule weight-scale gradient (times 2^(h-b)) instead of the reference one"),
+    ]
+) { g, options, context in
+    let firstLastText = try options.string("first-last")
+    guard let firstLast = FirstLastPolicy(rawValue: firstLastText) else {
+        throw BitSwitchError(.pass, "pass 'insert-fake-quant' option 'first-last' expects int8 or float, got '\(firstLastText)'")
+    }
+    let storeText = try options.string("store-bits")
+    guard let store = StoreBitsPolicy(rawValue: storeText) else {
+        throw BitSwitchError(.pass, "pass 'insert-fake-quant' option 'store-bits' expects 8 or top, got '\(storeText)'")
+    }
+    let o = FakeQuantOptions(bits: try options.ints("bits"), firstLast: firstLast, storeBits: store,
+                             exactGradient: try options.bool("exact-gradient"))
+    try insertFakeQuant(&g, options: o, log: context.logger)
+}
+
+/// The stored model: each FakeQuantWeight's float weight becomes its int8 integers q_h under the same name (scales
+/// stay float32), with no float copy. Outputs at every bit-width are unchanged, bit for bit.
+///
+///     const %w: f32[2,1,1,1] = [1.28, -2.56]                      const %w: i8[2,1,1,1] = [127, -128]
+///     const %w.scale: f32[2] = [0.01, 0.02]               ==>     const %w.scale: f32[2] = [0.01, 0.02]
+///     %w.fq = ai.bitswitch.FakeQuantWeight(%w, %w.scale) {...}    %w.fq = ai.bitswitch.FakeQuantWeight(%w, %w.scale) {...}
+let storeInt8Pass = Pass(
+    name: "store-int8",
+    summary: "replace fake-quantized float weights by their stored int8 integers (no float copy)"
+) { g, _, context in
+    let before = g.initializers.values.reduce(0) { $0 + $1.count * $1.dtype.byteWidth }
+    g = try storeQuantized(g)
+    let after = g.initializers.values.reduce(0) { $0 + $1.count * $1.dtype.byteWidth }
+    context.logger("store-int8: constants \(before) -> \(after) bytes")
+}

@@ -1,0 +1,104 @@
+import BitSwitchIR
+
+// Small helpers shared by the training kernels. Kernels compute on [Float] buffers and wrap results in Tensor.
+
+extension Tensor {
+    /// The float elements, or a training error naming `what` when the tensor is not float.
+    func trainingFloats(_ what: String) throws -> [Float] {
+        guard case .f32(let a) = storage else {
+            throw BitSwitchError(.training, "\(what) must be a float tensor, got \(dtype)")
+        }
+        return a
+    }
+}
+
+@inline(__always)
+func floatTensor(_ shape: [Int], _ data: [Float]) -> Tensor {
+    Tensor(dtype: .f32, shape: shape, storage: .f32(data))
+}
+
+/// An array of `n` floats filled by `body` without zero-initialising first.
+@inline(__always)
+func filledFloats(_ n: Int, _ body: (UnsafeMutableBufferPointer<Float>) -> Void) -> [Float] {
+    [Float](unsafeUninitializedCapacity: n) { buf, count in
+        body(buf)
+        count = n
+    }
+}
+
+func required(_ inputs: [Tensor?], _ i: Int, _ node: Node) throws -> Tensor {
+    guard i < inputs.count, let t = inputs[i] else {
+        throw BitSwitchError(.invalidModel, "missing required input \(i)", node: node.label, op: node.op.typeName)
+    }
+    return t
+}
+
+/// NumPy broadcasting of two shapes, with each operand's strides aligned to the output (0 on broadcast dims).
+struct Broadcast {
+    let outShape: [Int]
+    let aStrides: [Int]
+    let bStrides: [Int]
+
+    init(_ a: [Int], _ b: [Int]) throws {
+        let r = max(a.count, b.count)
+        let pa = [Int](repeating: 1, count: r - a.count) + a
+        let pb = [Int](repeating: 1, count: r - b.count) + b
+        var out = [Int](repeating: 1, count: r)
+        for i in 0..<r {
+            if pa[i] == pb[i] || pb[i] == 1 { out[i] = pa[i] }
+            else if pa[i] == 1 { out[i] = pb[i] }
+            else { throw BitSwitchError(.shape, "shapes \(a) and \(b) do not broadcast") }
+        }
+        func aligned(_ s: [Int]) -> [Int] {
+            let cs = contiguousStrides(s)
+            return (0..<r).map { s[$0] == 1 && out[$0] != 1 ? 0 : cs[$0] }
+        }
+        outShape = out
+        aStrides = aligned(pa)
+        bStrides = aligned(pb)
+    }
+
+    /// Calls `body(outIndexStart, aOffset, bOffset, innerCount, aInnerStride, bInnerStride)` for each innermost row.
+    func forEachRow(_ body: (Int, Int, Int, Int, Int, Int) -> Void) {
+        let r = outShape.count
+        if r == 0 { body(0, 0, 0, 1, 0, 0); return }
+        let inner = outShape[r - 1]
+        let outer = outShape.dropLast().reduce(1, *)
+        if inner == 0 || outer == 0 { return }
+        var idx = [Int](repeating: 0, count: r - 1)
+        var ao = 0, bo = 0
+        for row in 0..<outer {
+            body(row * inner, ao, bo, inner, aStrides[r - 1], bStrides[r - 1])
+            var d = r - 2
+            while d >= 0 {
+                idx[d] += 1; ao += aStrides[d]; bo += bStrides[d]
+                if idx[d] < outShape[d] { break }
+                ao -= aStrides[d] * outShape[d]; bo -= bStrides[d] * outShape[d]
+                idx[d] = 0; d -= 1
+            }
+        }
+    }
+}
+
+/// Sums `grad` (shaped like the broadcast output) down to an operand's shape; `strides` are that operand's
+/// aligned strides from `Broadcast`.
+func reduceBroadcastGradient(_ grad: [Float], _ bc: Broadcast, operandShape: [Int], useA: Bool) -> [Float] {
+    let n = operandShape.reduce(1, *)
+    if operandShape == bc.outShape { return grad }
+    var out = [Float](repeating: 0, count: n)
+    grad.withUnsafeBufferPointer { g in
+        out.withUnsafeMutableBufferPointer { o in
+            bc.forEachRow { start, ao, bo, count, sa, sb in
+                let off = useA ? ao : bo, s = useA ? sa : sb
+                if s == 0 {
+                    var acc: Float = 0
+                    for i in 0..<count { acc += g[start + i] }
+                    o[off] += acc
+                } else {
+                    for i in 0..<count { o[off + i * s] += g[start + i] }
+                }
+            }
+        }
+    }
+    return out
+}

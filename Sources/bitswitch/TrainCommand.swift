@@ -1,0 +1,174 @@
+import ArgumentParser
+import BitSwitchData
+import BitSwitchIR
+import BitSwitchONNX
+import BitSwitchRuntime
+import Foundation
+
+extension OptimizerKind {
+    static func parse(_ name: String, momentum: Float, nesterov: Bool) throws -> OptimizerKind {
+        switch name.lowercased() {
+        case "sgd": return .sgd(momentum: momentum, nesterov: nesterov)
+        case "adam": return .adam()
+        case "adamw": return .adamW()
+        default: throw BitSwitchError(.training, "unknown optimizer '\(name)' (sgd, adam, adamw)")
+        }
+    }
+}
+
+/// Loads a dataset directory, turning the data module's errors into BitSwitch errors.
+func loadDataset(_ dir: String) throws -> DatasetSplits {
+    do { return try DatasetSplits.load(directory: dir) } catch let e as DataError {
+        throw BitSwitchError(.data, e.message, file: e.file)
+    }
+}
+
+struct TrainCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "train",
+        abstract: "Train a float model's initializers on a dataset and write the trained ONNX model.",
+        discussion: """
+            The loss is cross-entropy on the graph's logits output. A checkpoint (parameters, optimizer state, \
+            counters) is written atomically after every epoch to --checkpoint (default: OUTPUT.ckpt); --resume \
+            continues from it and reproduces the uninterrupted run exactly. Same seed and thread count, same result.
+            """)
+
+    @Argument(help: "The float model (.onnx).") var model: String
+    @Option(help: "Dataset directory (x_train.npy/y_train.npy/x_test.npy/y_test.npy, MNIST IDX or CIFAR-10 binary).")
+    var data: String
+    @Option(name: [.short, .customLong("output")], help: "Where to write the trained model (.onnx).") var output: String
+    @Option(help: "Epochs.") var epochs = 40
+    @Option(help: "Mini-batch size.") var batch = 128
+    @Option(help: "sgd, adam or adamw.") var optimizer = "adam"
+    @Option(help: "Base learning rate (default: 3e-3 for adam/adamw, 0.1 for sgd).") var lr: Float?
+    @Option(help: "SGD momentum.") var momentum: Float = 0.9
+    @Flag(help: "Nesterov momentum (SGD).") var nesterov = false
+    @Option(help: "Weight decay of the weights (biases and BN affine never decay).") var weightDecay: Float = 0
+    @Option(help: "cosine, step or none.") var schedule = "cosine"
+    @Option(help: "For --schedule step: decay every this many epochs.") var stepEpochs = 30
+    @Option(help: "For --schedule step: decay factor.") var gamma: Float = 0.1
+    @Option(help: "Linear warm-up epochs.") var warmup = 0
+    @Option(help: "Label smoothing of the cross-entropy.") var labelSmoothing: Float = 0
+    @Option(help: "Clip gradients to this global L2 norm.") var clipNorm: Float?
+    @Option(help: "Random augmentation: random-crop padding in pixels (0 = off).") var augmentPad = 0
+    @Flag(help: "Random horizontal flips (images only).") var augmentFlip = false
+    @Option(help: "Random seed (shuffling, augmentation, dropout).") var seed: UInt64 = 0
+    @Option(help: "Threads for BLAS and the runtime's loops.") var threads: Int?
+    @Option(help: "Checkpoint path (default: OUTPUT.ckpt).") var checkpoint: String?
+    @Flag(help: "Continue from the checkpoint.") var resume = false
+    @Flag(help: "No progress output.") var quiet = false
+
+    func run() throws {
+        let graph = try ONNXImporter.importModel(path: model)
+        let splits = try loadDataset(data)
+        var o = TrainingOptions()
+        o.epochs = epochs
+        o.batchSize = batch
+        o.optimizer = try OptimizerKind.parse(optimizer, momentum: momentum, nesterov: nesterov)
+        if case .sgd = o.optimizer { o.learningRate = lr ?? 0.1 } else { o.learningRate = lr ?? 3e-3 }
+        o.weightDecay = weightDecay
+        guard let s = ScheduleKind(rawValue: schedule.lowercased()) else {
+            throw BitSwitchError(.training, "unknown schedule '\(schedule)' (cosine, step, none)")
+        }
+        o.schedule = s
+        o.stepEpochs = stepEpochs
+        o.stepGamma = gamma
+        o.warmupEpochs = warmup
+        o.labelSmoothing = labelSmoothing
+        o.gradientClipNorm = clipNorm
+        if augmentPad > 0 || augmentFlip { o.augmentation = Augmentation(padding: augmentPad, horizontalFlip: augmentFlip) }
+        o.seed = seed
+        o.threads = threads
+        o.checkpointPath = checkpoint ?? output + ".ckpt"
+
+        let trainer: Trainer
+        do {
+            trainer = try Trainer(graph: graph, options: o, progress: ProgressReporter(style: quiet ? .silent : nil))
+        } catch { throw error.bitswitchLocated(file: model) }
+        if resume, let path = o.checkpointPath {
+            guard FileManager.default.fileExists(atPath: path) else {
+                throw BitSwitchError(.io, "no checkpoint to resume from", file: path)
+            }
+            try trainer.resume(from: path)
+            if !quiet {
+                FileHandle.standardError.write(Data("resuming after epoch \(trainer.completedEpochs) of \(epochs)\n".utf8))
+            }
+        }
+        let start = ProcessInfo.processInfo.systemUptime
+        try trainer.fit(splits)
+        let seconds = ProcessInfo.processInfo.systemUptime - start
+        try ONNXExporter.write(trainer.trainedGraph(), to: output)
+        let e: Evaluation
+        if let last = trainer.history.last, let acc = last.testAccuracy, let loss = last.testLoss {
+            e = Evaluation(accuracy: acc, loss: loss, count: splits.test.count)
+        } else {
+            e = try trainer.evaluate(splits.test)
+        }
+        print(String(format: "test top-1 %.2f%% (loss %.4f) after %d epochs, %.1f s → %@",
+                     100 * e.accuracy, e.loss, trainer.completedEpochs, seconds, output))
+    }
+}
+
+/// Hidden: samples/s of one training step (forward, backward, Adam update) on random data, for bench/train.
+struct BenchTrainCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench-train", abstract: "Time training steps on random data.", shouldDisplay: false)
+
+    @Argument(help: "The float model (.onnx).") var model: String
+    @Option var batch = 128
+    @Option var threads = 1
+    @Option(help: "Steps per timed repeat.") var steps = 20
+    @Option(help: "Timed repeats; the median is reported.") var repeats = 5
+    @Option var warmup = 3
+    @Option(help: "Sample shape C,H,W when the model's input dims are symbolic.") var inputShape: String?
+    @Flag var json = false
+
+    func run() throws {
+        let graph = try ONNXImporter.importModel(path: model)
+        var o = TrainingOptions()
+        o.threads = threads
+        o.batchSize = batch
+        o.learningRate = 1e-3
+        o.schedule = .none
+        let trainer = try Trainer(graph: graph, options: o, progress: ProgressReporter(style: .silent))
+        guard let info = graph.inputs.first(where: { $0.name == trainer.model.inputName }) else {
+            throw BitSwitchError(.training, "the model has no data input")
+        }
+        var sample: [Int]
+        if let inputShape {
+            sample = inputShape.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+        } else {
+            sample = (info.type.shape ?? []).dropFirst().map { $0.value ?? 0 }
+        }
+        guard !sample.isEmpty, sample.allSatisfy({ $0 > 0 }) else {
+            throw BitSwitchError(.training, "cannot tell the input's sample shape (\(info.type)); pass --input-shape")
+        }
+        var rng = SplitMix64(seed: 0)
+        let n = batch * sample.reduce(1, *)
+        let x = Tensor(shape: [batch] + sample, floats: (0..<n).map { _ in Float(rng.nextGaussian()) })
+        let probe = try trainer.model.forward(feeds: [trainer.model.inputName: x], context: TrainingContext(training: false))
+        guard let logits = probe.value(trainer.model.logitsName), logits.rank == 2 else {
+            throw BitSwitchError(.training, "the model's logits are not [batch, classes]")
+        }
+        let labels = (0..<batch).map { _ in rng.nextInt(below: logits.shape[1]) }
+        var index = 0
+        func step() throws {
+            _ = try trainer.standardStep(TrainingBatch(x: x, labels: labels, index: index, learningRate: 1e-3))
+            index += 1
+        }
+        for _ in 0..<warmup { try step() }
+        var times: [Double] = []
+        for _ in 0..<max(1, repeats) {
+            let t0 = ProcessInfo.processInfo.systemUptime
+            for _ in 0..<max(1, steps) { try step() }
+            times.append((ProcessInfo.processInfo.systemUptime - t0) / Double(max(1, steps)))
+        }
+        let sec = times.sorted()[times.count / 2]
+        if json {
+            print("{\"model\": \"\(model)\", \"batch\": \(batch), \"threads\": \(threads), \"step_seconds\": \(sec), \"samples_per_second\": \(Double(batch) / sec)}")
+        } else {
+            print(String(format: "bitswitch: %.0f samples/s (%.2f ms/step, batch %d, %d threads)",
+                         Double(batch) / sec, 1e3 * sec, batch, threads))
+        }
+    }
+}

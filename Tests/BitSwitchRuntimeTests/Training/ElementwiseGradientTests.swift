@@ -1,0 +1,70 @@
+import Testing
+import BitSwitchIR
+@testable import BitSwitchRuntime
+
+@Suite struct ElementwiseGradientTests {
+    @Test(arguments: [Op.add, .sub, .mul, .div])
+    func binaryWithBroadcasting(op: Op) throws {
+        var rng = TestRandom(1)
+        // [2,3,4] against [3,1] (broadcast over batch and last dim) and a scalar-like [1].
+        for bShape in [[3, 1], [1], [2, 3, 4], [4]] {
+            let a = rng.tensor([2, 3, 4])
+            let b = Tensor(shape: bShape, floats: rng.uniform(bShape.reduce(1, *), 0.5, 1.5))
+            let g = singleNodeGraph(op, inputs: [("a", a)], initializers: [("b", b)])
+            try checkGradients(g, feeds: ["a": a], wrt: ["a", "b"])
+        }
+        // The data input broadcast up: [3,1] + [2,3,4] initializer.
+        let a = rng.tensor([3, 1]), b = Tensor(shape: [2, 3, 4], floats: rng.uniform(24, 0.5, 1.5))
+        try checkGradients(singleNodeGraph(op, inputs: [("a", a)], initializers: [("b", b)]), feeds: ["a": a], wrt: ["a", "b"])
+    }
+
+    @Test func activations() throws {
+        var rng = TestRandom(2)
+        let cases: [(Op, [Float], [Tensor])] = [
+            (.relu, [0], []),
+            (.leakyRelu(alpha: 0.1), [0], []),
+            (.clip(min: 0, max: 0.5), [0, 0.5], []),
+            (.sigmoid, [], []),
+            (.tanh, [], []),
+            (.hardSwish, [-3, 3], []),
+            (.hardSigmoid(alpha: 0.2, beta: 0.5), [-2.5, 2.5], []),
+        ]
+        for (op, kinks, _) in cases {
+            let x = Tensor(shape: [3, 5], floats: rng.avoiding(15, kinks, -4, 4))
+            let g = singleNodeGraph(op, inputs: [("x", x)], initializers: [])
+            try checkGradients(g, feeds: ["x": x], wrt: ["x"])
+        }
+    }
+
+    @Test func clipWithInputBoundsIsReLU6() throws {
+        var rng = TestRandom(3)
+        let x = Tensor(shape: [4, 4], floats: rng.avoiding(16, [0, 6], -2, 8))
+        var g = singleNodeGraph(.clip(min: nil, max: nil), inputs: [("x", x)],
+                                initializers: [("lo", Tensor(scalar: 0)), ("hi", Tensor(scalar: 6))])
+        g.nodes[0].inputs = ["x", "lo", "hi"]
+        try checkGradients(g, feeds: ["x": x], wrt: ["x"])
+        let tg = try TrainingGraph(graph: g)
+        let y = try tg.forward(feeds: ["x": x], context: TrainingContext(training: true)).value("y")
+        #expect(y?.floats == x.floats.map { min(max($0, 0), 6) })
+        // The bounds are constants, not parameters.
+        #expect(tg.parameters.isEmpty)
+    }
+
+    @Test func dropoutMasksInTrainingAndPassesInEval() throws {
+        var rng = TestRandom(4)
+        let x = rng.tensor([8, 16], 1, 2)
+        let g = singleNodeGraph(.dropout(ratio: 0.5), inputs: [("x", x)], initializers: [])
+        let tg = try TrainingGraph(graph: g)
+        let eval = try tg.forward(feeds: ["x": x], context: TrainingContext(training: false)).value("y")
+        #expect(eval == x)
+        let ctx = TrainingContext(training: true, seed: 7)
+        let pass = try tg.forward(feeds: ["x": x], context: ctx, gradientInputs: ["x"])
+        let y = try #require(pass.value("y")).floats
+        let dropped = y.filter { $0 == 0 }.count
+        #expect(dropped > 32 && dropped < 96)
+        for (u, v) in zip(x.floats, y) where v != 0 { #expect(v == u * 2) }
+        let gx = try #require(tg.backward(pass, seeds: ["y": Tensor(shape: [8, 16], floats: .init(repeating: 1, count: 128))],
+                                          context: ctx)["x"]).floats
+        #expect(gx == y.map { $0 == 0 ? 0 : 2 })
+    }
+}
