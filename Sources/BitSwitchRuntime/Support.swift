@@ -53,8 +53,9 @@ func makeFloats(_ n: Int, zeroed: Bool = false, _ body: (UnsafeMutablePointer<Fl
 /// Threads used by the runtime's own loops (BLAS threads are set alongside). 0 = all cores.
 nonisolated(unsafe) private var ownThreads = 0
 
-/// Sets the thread count of OpenBLAS and of the runtime's own parallel loops.
-func setRuntimeThreads(_ n: Int?) {
+/// Sets the thread count of OpenBLAS and of the runtime's own parallel loops (process-wide; nil or <= 0 keeps
+/// the current setting, which starts at one thread per core). `Executor.run` calls it with its `threads`.
+public func setRuntimeThreads(_ n: Int?) {
     guard let n, n > 0 else { return }
     ownThreads = n
     openblas_set_num_threads(Int32(n))
