@@ -92,7 +92,8 @@ private func convForwardGEMM(_ p: ConvPlan, _ xs: [Float], _ ws: [Float], _ bias
     var g = p.geom.c
     let nb = p.chunk, osp = p.outPlane, rows = p.cin * p.geom.kernelCount
     let direct = p.pointwise && nb == 1
-    let colCount = direct ? 0 : rows * nb * osp
+    let colCount = direct ? 0 : try checkedCount([rows, nb * osp], what: "im2col buffer")
+    try checkBLASDims([rows, nb * osp, p.cout])
     var col = uninitializedFloats(colCount)
     var tmp = uninitializedFloats(nb == 1 ? 0 : p.cout * nb * osp)
     xs.withUnsafeBufferPointer { xb in ws.withUnsafeBufferPointer { wb in
@@ -181,7 +182,8 @@ private func convBackwardGEMM(_ p: ConvPlan, _ xs: [Float], _ ws: [Float], _ gys
                               _ dx: inout [Float], _ dw: inout [Float]) throws {
     var g = p.geom.c
     let nb = p.chunk, osp = p.outPlane, rows = p.cin * p.geom.kernelCount
-    var col = uninitializedFloats(rows * nb * osp)
+    try checkBLASDims([rows, nb * osp, p.cout])
+    var col = uninitializedFloats(try checkedCount([rows, nb * osp], what: "im2col buffer"))
     var gyp = uninitializedFloats(p.cout * nb * osp)
     xs.withUnsafeBufferPointer { xb in ws.withUnsafeBufferPointer { wb in gys.withUnsafeBufferPointer { gb in
     dx.withUnsafeMutableBufferPointer { dxb in dw.withUnsafeMutableBufferPointer { dwb in

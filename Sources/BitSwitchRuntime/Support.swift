@@ -102,3 +102,10 @@ func normalizeAxis(_ axis: Int, rank: Int, what: String = "axis") throws -> Int 
     }
     return a
 }
+
+/// BLAS takes 32-bit dimensions and leading strides.
+func checkBLASDims(_ dims: [Int]) throws {
+    if let d = dims.first(where: { $0 > Int(Int32.max) }) {
+        throw BitSwitchError(.unsupported, "a matrix dimension of \(d) exceeds the 32-bit range of BLAS")
+    }
+}
