@@ -17,30 +17,59 @@ static inline void valid_range(long n, long out, long s, long p, long off, long 
     *lo = l; *hi = h;
 }
 
-void bs_im2col_f32(const float *x, float *col, long C, const bs_geom *g, long ldcol) {
-    const long K = g->kd * g->kh * g->kw, plane = g->d * g->h * g->w, osp = g->oh * g->ow;
-    for (long c = 0; c < C; c++) {
-        const float *xc = x + c * plane;
-        for (long kd = 0; kd < g->kd; kd++)
-        for (long kh = 0; kh < g->kh; kh++)
-        for (long kw = 0; kw < g->kw; kw++) {
-            float *row = col + (c * K + (kd * g->kh + kh) * g->kw + kw) * ldcol;
-            long wlo, whi;
-            const long woff = kw * g->dw - g->pw;
-            valid_range(g->w, g->ow, g->sw, g->pw, woff, &wlo, &whi);
+void bs_im2col_f32(const float *x, float *col, long nb, long C, long c0, long c1, const bs_geom *g) {
+    // Channel-outer, image-inner: each col row is written sequentially, and one channel's planes of all
+    // images stay cached across the kernel offsets that reread them.
+    const long K = g->kd * g->kh * g->kw, plane = g->d * g->h * g->w, osp = g->od * g->oh * g->ow;
+    const long ld = nb * osp;
+    for (long c = c0; c < c1; c++)
+    for (long kd = 0; kd < g->kd; kd++)
+    for (long kh = 0; kh < g->kh; kh++)
+    for (long kw = 0; kw < g->kw; kw++) {
+        float *row = col + (c * K + (kd * g->kh + kh) * g->kw + kw) * ld;
+        long wlo, whi;
+        const long woff = kw * g->dw - g->pw;
+        valid_range(g->w, g->ow, g->sw, g->pw, woff, &wlo, &whi);
+        long hlo, hhi;
+        const long hoff = kh * g->dh - g->ph;
+        valid_range(g->h, g->oh, g->sh, g->ph, hoff, &hlo, &hhi);
+        const int fast = g->sw == 1 && g->sh == 1 && g->ow == g->w;
+        for (long n = 0; n < nb; n++) {
+            const float *xc = x + (n * C + c) * plane;
+            float *rn = row + n * osp;
             for (long od = 0; od < g->od; od++) {
                 const long id = od * g->sd - g->pd + kd * g->dd;
-                if (id < 0 || id >= g->d) { memset(row + od * osp, 0, sizeof(float) * osp); continue; }
+                if (id < 0 || id >= g->d) { memset(rn + od * g->oh * g->ow, 0, sizeof(float) * g->oh * g->ow); continue; }
+                if (fast) {
+                    // Same-width unit-stride rows are contiguous in both x and col: one shifted block copy,
+                    // then zero the columns that fell into padding.
+                    float *blk = rn + od * g->oh * g->ow;
+                    const float *xs = xc + id * g->h * g->w;
+                    const long plane2 = g->h * g->w, delta = hoff * g->w + woff;
+                    long lo = hlo * g->w, hi = hhi * g->w;
+                    for (long j = 0; j < lo; j++) blk[j] = 0;
+                    for (long j = hi; j < g->oh * g->ow; j++) blk[j] = 0;
+                    long clo = lo + delta < 0 ? -delta : lo, chi = hi + delta > plane2 ? plane2 - delta : hi;
+                    for (long j = lo; j < clo; j++) blk[j] = 0;
+                    for (long j = chi; j < hi; j++) blk[j] = 0;
+                    for (long j = clo; j < chi; j++) blk[j] = xs[j + delta];
+                    for (long oh = hlo; oh < hhi; oh++) {
+                        float *r = blk + oh * g->ow;
+                        for (long ow = 0; ow < wlo; ow++) r[ow] = 0;
+                        for (long ow = whi; ow < g->ow; ow++) r[ow] = 0;
+                    }
+                    continue;
+                }
                 for (long oh = 0; oh < g->oh; oh++) {
-                    float *dst = row + od * osp + oh * g->ow;
+                    float *dst = rn + (od * g->oh + oh) * g->ow;
                     const long ih = oh * g->sh - g->ph + kh * g->dh;
-                    if (ih < 0 || ih >= g->h) { memset(dst, 0, sizeof(float) * g->ow); continue; }
-                    const float *src = xc + (id * g->h + ih) * g->w;
+                    if (ih < 0 || ih >= g->h) { for (long ow = 0; ow < g->ow; ow++) dst[ow] = 0; continue; }
+                    const float *src = xc + (id * g->h + ih) * g->w + woff;
                     for (long ow = 0; ow < wlo; ow++) dst[ow] = 0;
                     if (g->sw == 1) {
-                        memcpy(dst + wlo, src + wlo + woff, sizeof(float) * (whi - wlo));
+                        for (long ow = wlo; ow < whi; ow++) dst[ow] = src[ow];
                     } else {
-                        for (long ow = wlo; ow < whi; ow++) dst[ow] = src[ow * g->sw + woff];
+                        for (long ow = wlo; ow < whi; ow++) dst[ow] = src[ow * g->sw];
                     }
                     for (long ow = whi; ow < g->ow; ow++) dst[ow] = 0;
                 }
@@ -49,30 +78,52 @@ void bs_im2col_f32(const float *x, float *col, long C, const bs_geom *g, long ld
     }
 }
 
-void bs_col2im_f32(const float *col, float *dx, long C, const bs_geom *g, long ldcol) {
-    const long K = g->kd * g->kh * g->kw, plane = g->d * g->h * g->w, osp = g->oh * g->ow;
-    for (long c = 0; c < C; c++) {
-        float *xc = dx + c * plane;
-        for (long kd = 0; kd < g->kd; kd++)
-        for (long kh = 0; kh < g->kh; kh++)
-        for (long kw = 0; kw < g->kw; kw++) {
-            const float *row = col + (c * K + (kd * g->kh + kh) * g->kw + kw) * ldcol;
-            long wlo, whi;
-            const long woff = kw * g->dw - g->pw;
-            valid_range(g->w, g->ow, g->sw, g->pw, woff, &wlo, &whi);
+void bs_col2im_f32(float *col, float *dx, long nb, long C, long c0, long c1, const bs_geom *g) {
+    const long K = g->kd * g->kh * g->kw, plane = g->d * g->h * g->w, osp = g->od * g->oh * g->ow;
+    const long ld = nb * osp;
+    for (long c = c0; c < c1; c++)
+    for (long kd = 0; kd < g->kd; kd++)
+    for (long kh = 0; kh < g->kh; kh++)
+    for (long kw = 0; kw < g->kw; kw++) {
+        float *row = col + (c * K + (kd * g->kh + kh) * g->kw + kw) * ld;
+        long wlo, whi;
+        const long woff = kw * g->dw - g->pw;
+        valid_range(g->w, g->ow, g->sw, g->pw, woff, &wlo, &whi);
+        long hlo, hhi;
+        const long hoff = kh * g->dh - g->ph;
+        valid_range(g->h, g->oh, g->sh, g->ph, hoff, &hlo, &hhi);
+        const int fast = g->sw == 1 && g->sh == 1 && g->ow == g->w;
+        for (long n = 0; n < nb; n++) {
+            float *xc = dx + (n * C + c) * plane;
+            float *rn = row + n * osp;
             for (long od = 0; od < g->od; od++) {
                 const long id = od * g->sd - g->pd + kd * g->dd;
                 if (id < 0 || id >= g->d) continue;
+                if (fast) {
+                    // Mirror of im2col's block copy: padding columns of this scratch row are zeroed first so
+                    // the contiguous add puts nothing where they alias neighbouring pixels.
+                    float *blk = rn + od * g->oh * g->ow;
+                    float *xs = xc + id * g->h * g->w;
+                    const long plane2 = g->h * g->w, delta = hoff * g->w + woff;
+                    const long lo = hlo * g->w, hi = hhi * g->w;
+                    for (long oh = hlo; oh < hhi; oh++) {
+                        float *r = blk + oh * g->ow;
+                        for (long ow = 0; ow < wlo; ow++) r[ow] = 0;
+                        for (long ow = whi; ow < g->ow; ow++) r[ow] = 0;
+                    }
+                    long clo = lo + delta < 0 ? -delta : lo, chi = hi + delta > plane2 ? plane2 - delta : hi;
+                    for (long j = clo; j < chi; j++) xs[j + delta] += blk[j];
+                    continue;
+                }
                 for (long oh = 0; oh < g->oh; oh++) {
                     const long ih = oh * g->sh - g->ph + kh * g->dh;
                     if (ih < 0 || ih >= g->h) continue;
-                    const float *src = row + od * osp + oh * g->ow;
-                    float *dst = xc + (id * g->h + ih) * g->w;
+                    const float *src = rn + (od * g->oh + oh) * g->ow;
+                    float *dst = xc + (id * g->h + ih) * g->w + woff;
                     if (g->sw == 1) {
-                        float *d = dst + woff;
-                        for (long ow = wlo; ow < whi; ow++) d[ow] += src[ow];
+                        for (long ow = wlo; ow < whi; ow++) dst[ow] += src[ow];
                     } else {
-                        for (long ow = wlo; ow < whi; ow++) dst[ow * g->sw + woff] += src[ow];
+                        for (long ow = wlo; ow < whi; ow++) dst[ow * g->sw] += src[ow];
                     }
                 }
             }

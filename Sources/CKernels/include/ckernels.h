@@ -17,10 +17,10 @@ typedef struct {
 } bs_geom;
 
 // ---- convolution ----
-/// col[(c*KD*KH*KW + k) * ldcol + s] for one image's channels [0, C); s = output spatial index.
-void bs_im2col_f32(const float *x, float *col, long C, const bs_geom *g, long ldcol);
-/// Inverse scatter of im2col: dx += col2im(col).
-void bs_col2im_f32(const float *col, float *dx, long C, const bs_geom *g, long ldcol);
+/// col[(c*KD*KH*KW + k)][n*S + s] for nb images of C channels, channels [c0, c1) only (S = output spatial size).
+void bs_im2col_f32(const float *x, float *col, long nb, long C, long c0, long c1, const bs_geom *g);
+/// Inverse scatter of im2col for channels [c0, c1): dx += col2im(col). Zeroes col's padding entries.
+void bs_col2im_f32(float *col, float *dx, long nb, long C, long c0, long c1, const bs_geom *g);
 /// dst[c][n*S + s] = src[n][c][s] for n < nb.
 void bs_pack_cn_f32(const float *src, float *dst, long nb, long C, long S);
 /// dst[n][c][s] = src[c][n*S + s] (+ bias[c] when bias != NULL).
