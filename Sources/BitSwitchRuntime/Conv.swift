@@ -2,6 +2,7 @@ import BitSwitchIR
 import CBLAS
 import CKernels
 import Dispatch
+import Synchronization
 
 /// Shapes and geometry of one convolution, checked once for forward and backward.
 struct ConvPlan {
@@ -70,17 +71,21 @@ public func convForward(x: Tensor, w: Tensor, b: Tensor?, attrs: ConvAttrs) thro
     if yCount == 0 || xs.isEmpty {
         y = [Float](repeating: 0, count: yCount)
     } else if p.depthwise {
-        y = makeFloats(yCount) { yp in
+        let failed = Mutex(false)
+        y = try makeFloats(yCount) { yp in
             xs.withUnsafeBufferPointer { xb in ws.withUnsafeBufferPointer { wb in bias.withUnsafeBufferPointerOpt { bp in
                 let xp = xb.baseAddress!, wp = wb.baseAddress!
                 let mult = p.cout / p.cin
                 withUnsafePointer(to: &g) { gp in
                     parallelFor(p.n) { r in
-                        bs_dwconv_fwd_f32(xp + r.lowerBound * p.cin * p.inPlane, wp, bp,
-                                          yp + r.lowerBound * p.cout * p.outPlane, r.count, p.cin, mult, gp)
+                        if bs_dwconv_fwd_f32(xp + r.lowerBound * p.cin * p.inPlane, wp, bp,
+                                             yp + r.lowerBound * p.cout * p.outPlane, r.count, p.cin, mult, gp) != 0 {
+                            failed.withLock { $0 = true }
+                        }
                     }
                 }
             }}}
+            if failed.withLock({ $0 }) { throw outOfMemory("depthwise conv scratch") }
         }
     } else {
         y = try makeFloats(yCount) { yp in try convForwardGEMM(p, xs, ws, bias, yp) }
@@ -146,7 +151,7 @@ public func convBackward(x: Tensor, w: Tensor, hasBias: Bool, gradY: Tensor, att
     var dw = [Float](repeating: 0, count: dwCount)
     if dxCount > 0 && !gys.isEmpty {
         if p.depthwise {
-            convBackwardDepthwise(p, xs, ws, gys, &dx, &dw)
+            try convBackwardDepthwise(p, xs, ws, gys, &dx, &dw)
         } else {
             try convBackwardGEMM(p, xs, ws, gys, &dx, &dw)
         }
@@ -155,22 +160,26 @@ public func convBackward(x: Tensor, w: Tensor, hasBias: Bool, gradY: Tensor, att
 }
 
 private func convBackwardDepthwise(_ p: ConvPlan, _ xs: [Float], _ ws: [Float], _ gys: [Float],
-                                   _ dx: inout [Float], _ dw: inout [Float]) {
+                                   _ dx: inout [Float], _ dw: inout [Float]) throws {
     var g = p.geom.c
     let t = min(runtimeThreads, p.n), wc = ws.count
     // One partial dW per thread, summed after, so threads never write the same weights.
     var partial = [Float](repeating: 0, count: t * wc)
     let mult = p.cout / p.cin
+    let failed = Mutex(false)
     xs.withUnsafeBufferPointer { xb in ws.withUnsafeBufferPointer { wb in gys.withUnsafeBufferPointer { gb in
     dx.withUnsafeMutableBufferPointer { dxb in partial.withUnsafeMutableBufferPointer { pb in
     withUnsafePointer(to: &g) { gp in
         let xp = xb.baseAddress!, wp = wb.baseAddress!, gyp = gb.baseAddress!, dxp = dxb.baseAddress!
         let pp = pb.baseAddress!
         parallelForChunks(p.n, chunks: t) { k, r in
-            bs_dwconv_bwd_f32(xp + r.lowerBound * p.cin * p.inPlane, wp, gyp + r.lowerBound * p.cout * p.outPlane,
-                              dxp + r.lowerBound * p.cin * p.inPlane, pp + k * wc, r.count, p.cin, mult, gp)
+            if bs_dwconv_bwd_f32(xp + r.lowerBound * p.cin * p.inPlane, wp, gyp + r.lowerBound * p.cout * p.outPlane,
+                                 dxp + r.lowerBound * p.cin * p.inPlane, pp + k * wc, r.count, p.cin, mult, gp) != 0 {
+                failed.withLock { $0 = true }
+            }
         }
     }}}}}}
+    if failed.withLock({ $0 }) { throw outOfMemory("depthwise conv scratch") }
     for k in 0..<t { for i in 0..<wc { dw[i] += partial[k * wc + i] } }
 }
 
@@ -241,4 +250,8 @@ func parallelForChunks(_ n: Int, chunks t: Int, _ body: (Int, Range<Int>) -> Voi
 /// Scratch space every element of which the caller writes before reading.
 func uninitializedFloats(_ n: Int) -> [Float] {
     [Float](unsafeUninitializedCapacity: n) { _, count in count = n }
+}
+
+func outOfMemory(_ what: String) -> BitSwitchError {
+    BitSwitchError(.internalError, "out of memory allocating \(what)")
 }

@@ -1,5 +1,6 @@
 #include "ckernels.h"
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 // Ceil division for b > 0 and any sign of a.
@@ -151,97 +152,122 @@ void bs_unpack_cn_f32(const float *src, float *dst, long nb, long C, long S, con
         }
 }
 
-void bs_dwconv_fwd_f32(const float *x, const float *w, const float *b, float *y, long N, long C, long mult,
-                       const bs_geom *g) {
-    const long K = g->kd * g->kh * g->kw, plane = g->d * g->h * g->w, osp = g->od * g->oh * g->ow;
-    const long CO = C * mult;
-    for (long n = 0; n < N; n++)
-    for (long co = 0; co < CO; co++) {
-        const float *xc = x + (n * C + co / mult) * plane;
-        const float *wk = w + co * K;
-        float *yc = y + (n * CO + co) * osp;
-        const float bv = b ? b[co] : 0.0f;
-        for (long i = 0; i < osp; i++) yc[i] = bv;
-        for (long kd = 0; kd < g->kd; kd++)
-        for (long kh = 0; kh < g->kh; kh++)
-        for (long kw = 0; kw < g->kw; kw++) {
-            const float wv = wk[(kd * g->kh + kh) * g->kw + kw];
-            long wlo, whi;
-            const long woff = kw * g->dw - g->pw;
-            valid_range(g->w, g->ow, g->sw, g->pw, woff, &wlo, &whi);
-            for (long od = 0; od < g->od; od++) {
-                const long id = od * g->sd - g->pd + kd * g->dd;
-                if (id < 0 || id >= g->d) continue;
-                for (long oh = 0; oh < g->oh; oh++) {
-                    const long ih = oh * g->sh - g->ph + kh * g->dh;
-                    if (ih < 0 || ih >= g->h) continue;
-                    const float *src = xc + (id * g->h + ih) * g->w + woff;
-                    float *dst = yc + (od * g->oh + oh) * g->ow;
-                    if (g->sw == 1) {
-                        for (long ow = wlo; ow < whi; ow++) dst[ow] += wv * src[ow];
-                    } else {
-                        for (long ow = wlo; ow < whi; ow++) dst[ow] += wv * src[ow * g->sw];
-                    }
-                }
-            }
-        }
-    }
+// Depthwise conv works on a zero-padded copy of each plane, so the tap loops need no bounds checks and the
+// unit-stride inner loops vectorize.
+typedef struct { long d, h, w; } pdims;
+
+static pdims padded_dims(const bs_geom *g) {
+    pdims p;
+    const long ed = (g->od - 1) * g->sd + (g->kd - 1) * g->dd + 1;
+    const long eh = (g->oh - 1) * g->sh + (g->kh - 1) * g->dh + 1;
+    const long ew = (g->ow - 1) * g->sw + (g->kw - 1) * g->dw + 1;
+    p.d = g->pd + g->d > ed ? g->pd + g->d : ed;
+    p.h = g->ph + g->h > eh ? g->ph + g->h : eh;
+    p.w = g->pw + g->w > ew ? g->pw + g->w : ew;
+    return p;
 }
 
-void bs_dwconv_bwd_f32(const float *x, const float *w, const float *gy, float *dx, float *dw, long N, long C,
-                       long mult, const bs_geom *g) {
+static void pad_plane(const float *x, float *p, const bs_geom *g, pdims pd) {
+    memset(p, 0, sizeof(float) * pd.d * pd.h * pd.w);
+    for (long d = 0; d < g->d; d++)
+        for (long h = 0; h < g->h; h++)
+            memcpy(p + ((d + g->pd) * pd.h + h + g->ph) * pd.w + g->pw, x + (d * g->h + h) * g->w, sizeof(float) * g->w);
+}
+
+int bs_dwconv_fwd_f32(const float *x, const float *w, const float *b, float *y, long N, long C, long mult,
+                       const bs_geom *g) {
     const long K = g->kd * g->kh * g->kw, plane = g->d * g->h * g->w, osp = g->od * g->oh * g->ow;
-    const long CO = C * mult;
+    const long CO = C * mult, ow = g->ow, sw = g->sw;
+    const pdims pd = padded_dims(g);
+    float *pp = malloc(sizeof(float) * pd.d * pd.h * pd.w);
+    if (!pp) return -1;
     for (long n = 0; n < N; n++)
-    for (long co = 0; co < CO; co++) {
-        const long xoff = (n * C + co / mult) * plane;
-        const float *xc = x + xoff;
-        float *dxc = dx ? dx + xoff : 0;
-        const float *wk = w + co * K;
-        float *dwk = dw + co * K;
-        const float *gc = gy + (n * CO + co) * osp;
-        for (long kd = 0; kd < g->kd; kd++)
-        for (long kh = 0; kh < g->kh; kh++)
-        for (long kw = 0; kw < g->kw; kw++) {
-            const long k = (kd * g->kh + kh) * g->kw + kw;
-            const float wv = wk[k];
-            float acc = 0;
-            long wlo, whi;
-            const long woff = kw * g->dw - g->pw;
-            valid_range(g->w, g->ow, g->sw, g->pw, woff, &wlo, &whi);
-            for (long od = 0; od < g->od; od++) {
-                const long id = od * g->sd - g->pd + kd * g->dd;
-                if (id < 0 || id >= g->d) continue;
-                for (long oh = 0; oh < g->oh; oh++) {
-                    const long ih = oh * g->sh - g->ph + kh * g->dh;
-                    if (ih < 0 || ih >= g->h) continue;
-                    const long base = (id * g->h + ih) * g->w + woff;
-                    const float *src = xc + base;
-                    const float *gr = gc + (od * g->oh + oh) * g->ow;
-                    const long sw = g->sw;
-                    if (sw == 1) {
-                        // Unit stride: both loops vectorize.
-                        {
-                            // Let the sum vectorize; float rounding order does not matter for a gradient.
-#pragma clang fp reassociate(on)
-                            for (long ow = wlo; ow < whi; ow++) acc += gr[ow] * src[ow];
-                        }
-                        if (dxc) {
-                            float *d = dxc + base;
-                            for (long ow = wlo; ow < whi; ow++) d[ow] += wv * gr[ow];
-                        }
-                    } else {
-                        for (long ow = wlo; ow < whi; ow++) acc += gr[ow] * src[ow * sw];
-                        if (dxc) {
-                            float *d = dxc + base;
-                            for (long ow = wlo; ow < whi; ow++) d[ow * sw] += wv * gr[ow];
-                        }
+    for (long ci = 0; ci < C; ci++) {
+        pad_plane(x + (n * C + ci) * plane, pp, g, pd);
+        for (long m = 0; m < mult; m++) {
+            const long co = ci * mult + m;
+            const float *wk = w + co * K;
+            float *yc = y + (n * CO + co) * osp;
+            const float bv = b ? b[co] : 0.0f;
+            for (long od = 0; od < g->od; od++)
+            for (long oh = 0; oh < g->oh; oh++) {
+                float *yr = yc + (od * g->oh + oh) * ow;
+                for (long i = 0; i < ow; i++) yr[i] = bv;
+                for (long kd = 0; kd < g->kd; kd++)
+                for (long kh = 0; kh < g->kh; kh++) {
+                    const float *pr = pp + ((od * g->sd + kd * g->dd) * pd.h + oh * g->sh + kh * g->dh) * pd.w;
+                    for (long kw = 0; kw < g->kw; kw++) {
+                        const float wv = wk[(kd * g->kh + kh) * g->kw + kw];
+                        const float *src = pr + kw * g->dw;
+                        if (sw == 1) { for (long i = 0; i < ow; i++) yr[i] += wv * src[i]; }
+                        else { for (long i = 0; i < ow; i++) yr[i] += wv * src[i * sw]; }
                     }
                 }
             }
-            dwk[k] += acc;
         }
     }
+    free(pp);
+    return 0;
+}
+
+int bs_dwconv_bwd_f32(const float *x, const float *w, const float *gy, float *dx, float *dw, long N, long C,
+                       long mult, const bs_geom *g) {
+    const long K = g->kd * g->kh * g->kw, plane = g->d * g->h * g->w, osp = g->od * g->oh * g->ow;
+    const long CO = C * mult, ow = g->ow, sw = g->sw;
+    const pdims pd = padded_dims(g);
+    const long psz = pd.d * pd.h * pd.w;
+    float *pp = malloc(sizeof(float) * psz * 2);
+    if (!pp) return -1;
+    float *dp = pp + psz;
+    for (long n = 0; n < N; n++)
+    for (long ci = 0; ci < C; ci++) {
+        pad_plane(x + (n * C + ci) * plane, pp, g, pd);
+        memset(dp, 0, sizeof(float) * psz);
+        for (long m = 0; m < mult; m++) {
+            const long co = ci * mult + m;
+            const float *wk = w + co * K;
+            float *dwk = dw + co * K;
+            const float *gc = gy + (n * CO + co) * osp;
+            for (long od = 0; od < g->od; od++)
+            for (long oh = 0; oh < g->oh; oh++) {
+                const float *gr = gc + (od * g->oh + oh) * ow;
+                for (long kd = 0; kd < g->kd; kd++)
+                for (long kh = 0; kh < g->kh; kh++) {
+                    const long roff = ((od * g->sd + kd * g->dd) * pd.h + oh * g->sh + kh * g->dh) * pd.w;
+                    for (long kw = 0; kw < g->kw; kw++) {
+                        const long k = (kd * g->kh + kh) * g->kw + kw;
+                        const float wv = wk[k];
+                        const float *src = pp + roff + kw * g->dw;
+                        float *dsrc = dp + roff + kw * g->dw;
+                        float acc = 0;
+                        if (sw == 1) {
+                            {
+                                // Let the sum vectorize; float rounding order does not matter for a gradient.
+#pragma clang fp reassociate(on)
+                                for (long i = 0; i < ow; i++) acc += gr[i] * src[i];
+                            }
+                            for (long i = 0; i < ow; i++) dsrc[i] += wv * gr[i];
+                        } else {
+                            for (long i = 0; i < ow; i++) acc += gr[i] * src[i * sw];
+                            for (long i = 0; i < ow; i++) dsrc[i * sw] += wv * gr[i];
+                        }
+                        dwk[k] += acc;
+                    }
+                }
+            }
+        }
+        if (dx) {
+            float *dxc = dx + (n * C + ci) * plane;
+            for (long d = 0; d < g->d; d++)
+                for (long h = 0; h < g->h; h++) {
+                    const float *s = dp + ((d + g->pd) * pd.h + h + g->ph) * pd.w + g->pw;
+                    float *t = dxc + (d * g->h + h) * g->w;
+                    for (long i = 0; i < g->w; i++) t[i] += s[i];
+                }
+        }
+    }
+    free(pp);
+    return 0;
 }
 
 void bs_channel_sum_f32(const float *gy, float *db, long N, long C, long S) {
