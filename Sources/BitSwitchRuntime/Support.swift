@@ -18,7 +18,7 @@ func checkedCount(_ shape: [Int], _ dtype: DType = .f32, what: String = "output"
     }
     let (bytes, overflow) = n.multipliedReportingOverflow(by: dtype == .f16 ? 4 : dtype.byteWidth)
     // Small requests skip the /proc read; only large ones can exceed memory.
-    if overflow || (bytes > 256 << 20 && bytes > availableMemoryBytes()) {
+    if overflow || (bytes > 256 << 20 && bytes > (availableMemoryBytes() ?? Int.max)) {
         throw BitSwitchError(.shape, "\(what) shape \(shapeString(shape)) needs \(overflow ? "more than Int.max" : "\(bytes)") bytes, more than the memory available")
     }
     return n
@@ -27,21 +27,6 @@ func checkedCount(_ shape: [Int], _ dtype: DType = .f32, what: String = "output"
 /// Runs once, before the first output allocation or BLAS call.
 private let allocatorConfigured: Void = bs_configure_allocator()
 
-/// MemAvailable from /proc/meminfo, else physical memory.
-func availableMemoryBytes() -> Int {
-    if let f = fopen("/proc/meminfo", "r") {
-        defer { fclose(f) }
-        var line = [CChar](repeating: 0, count: 256)
-        while fgets(&line, Int32(line.count), f) != nil {
-            let s = String(decoding: line.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-            if s.hasPrefix("MemAvailable:") {
-                let digits = s.dropFirst("MemAvailable:".count).filter { $0.isNumber }
-                if let kb = Int(digits) { return kb * 1024 }
-            }
-        }
-    }
-    return sysconf(Int32(_SC_PHYS_PAGES)) * sysconf(Int32(_SC_PAGESIZE))
-}
 
 /// A Float array of `n` elements filled by `body` (which must write every element unless `zeroed`).
 @inline(__always)

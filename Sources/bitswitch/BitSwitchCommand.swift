@@ -1,5 +1,6 @@
 import ArgumentParser
 import BitSwitchIR
+import BitSwitchQuant
 import Foundation
 
 @main
@@ -12,6 +13,8 @@ struct BitSwitchCommand: ParsableCommand {
 
     /// Our errors already name file, node, op and opset: print them as they are and exit 1.
     static func main() {
+        // Quantized models (quant-dialect ops) run, train and evaluate through the quantization module's kernels.
+        registerKernels()
         do {
             var command = try parseAsRoot()
             try command.run()
