@@ -92,9 +92,10 @@ private func convForwardGEMM(_ p: ConvPlan, _ xs: [Float], _ ws: [Float], _ bias
     var g = p.geom.c
     let nb = p.chunk, osp = p.outPlane, rows = p.cin * p.geom.kernelCount
     let direct = p.pointwise && nb == 1
-    let colCount = direct ? 0 : rows * nb * osp
-    var col = [Float](repeating: 0, count: colCount)
-    var tmp = [Float](repeating: 0, count: nb == 1 ? 0 : p.cout * nb * osp)
+    let colCount = direct ? 0 : try checkedCount([rows, nb * osp], what: "im2col buffer")
+    try checkBLASDims([rows, nb * osp, p.cout])
+    var col = uninitializedFloats(colCount)
+    var tmp = uninitializedFloats(nb == 1 ? 0 : p.cout * nb * osp)
     xs.withUnsafeBufferPointer { xb in ws.withUnsafeBufferPointer { wb in
     col.withUnsafeMutableBufferPointer { cb in tmp.withUnsafeMutableBufferPointer { tb in
     withUnsafePointer(to: &g) { gp in
@@ -181,8 +182,9 @@ private func convBackwardGEMM(_ p: ConvPlan, _ xs: [Float], _ ws: [Float], _ gys
                               _ dx: inout [Float], _ dw: inout [Float]) throws {
     var g = p.geom.c
     let nb = p.chunk, osp = p.outPlane, rows = p.cin * p.geom.kernelCount
-    var col = [Float](repeating: 0, count: rows * nb * osp)
-    var gyp = [Float](repeating: 0, count: p.cout * nb * osp)
+    try checkBLASDims([rows, nb * osp, p.cout])
+    var col = uninitializedFloats(try checkedCount([rows, nb * osp], what: "im2col buffer"))
+    var gyp = uninitializedFloats(p.cout * nb * osp)
     xs.withUnsafeBufferPointer { xb in ws.withUnsafeBufferPointer { wb in gys.withUnsafeBufferPointer { gb in
     dx.withUnsafeMutableBufferPointer { dxb in dw.withUnsafeMutableBufferPointer { dwb in
     col.withUnsafeMutableBufferPointer { cb in gyp.withUnsafeMutableBufferPointer { gpb in
@@ -243,4 +245,9 @@ func parallelForChunks(_ n: Int, chunks t: Int, _ body: (Int, Range<Int>) -> Voi
             if lo < hi { b(k, lo..<hi) }
         }
     }
+}
+
+/// Scratch space every element of which the caller writes before reading.
+func uninitializedFloats(_ n: Int) -> [Float] {
+    [Float](unsafeUninitializedCapacity: n) { _, count in count = n }
 }

@@ -6,7 +6,7 @@ public struct Executor: Sendable {
     public let graph: Graph
     private let threads: Int?
     /// Values to drop after node i has run (last reads, and outputs nobody reads).
-    private let releaseAfter: [[String]]
+    let releaseAfter: [[String]]
 
     public init(graph: Graph, threads: Int? = nil) {
         self.graph = graph

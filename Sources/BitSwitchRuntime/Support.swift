@@ -53,8 +53,9 @@ func makeFloats(_ n: Int, zeroed: Bool = false, _ body: (UnsafeMutablePointer<Fl
 /// Threads used by the runtime's own loops (BLAS threads are set alongside). 0 = all cores.
 nonisolated(unsafe) private var ownThreads = 0
 
-/// Sets the thread count of OpenBLAS and of the runtime's own parallel loops.
-func setRuntimeThreads(_ n: Int?) {
+/// Sets the thread count of OpenBLAS and of the runtime's own parallel loops (process-wide; nil or <= 0 keeps
+/// the current setting, which starts at one thread per core). `Executor.run` calls it with its `threads`.
+public func setRuntimeThreads(_ n: Int?) {
     guard let n, n > 0 else { return }
     ownThreads = n
     openblas_set_num_threads(Int32(n))
@@ -100,4 +101,11 @@ func normalizeAxis(_ axis: Int, rank: Int, what: String = "axis") throws -> Int 
         throw BitSwitchError(.invalidModel, "\(what) \(axis) is out of range for rank \(rank)")
     }
     return a
+}
+
+/// BLAS takes 32-bit dimensions and leading strides.
+func checkBLASDims(_ dims: [Int]) throws {
+    if let d = dims.first(where: { $0 > Int(Int32.max) }) {
+        throw BitSwitchError(.unsupported, "a matrix dimension of \(d) exceeds the 32-bit range of BLAS")
+    }
 }

@@ -168,10 +168,23 @@ void bs_dwconv_bwd_f32(const float *x, const float *w, const float *gy, float *d
                     const float *src = xc + base;
                     const float *gr = gc + (od * g->oh + oh) * g->ow;
                     const long sw = g->sw;
-                    for (long ow = wlo; ow < whi; ow++) acc += gr[ow] * src[ow * sw];
-                    if (dxc) {
-                        float *d = dxc + base;
-                        for (long ow = wlo; ow < whi; ow++) d[ow * sw] += wv * gr[ow];
+                    if (sw == 1) {
+                        // Unit stride: both loops vectorize.
+                        {
+                            // Let the sum vectorize; float rounding order does not matter for a gradient.
+#pragma clang fp reassociate(on)
+                            for (long ow = wlo; ow < whi; ow++) acc += gr[ow] * src[ow];
+                        }
+                        if (dxc) {
+                            float *d = dxc + base;
+                            for (long ow = wlo; ow < whi; ow++) d[ow] += wv * gr[ow];
+                        }
+                    } else {
+                        for (long ow = wlo; ow < whi; ow++) acc += gr[ow] * src[ow * sw];
+                        if (dxc) {
+                            float *d = dxc + base;
+                            for (long ow = wlo; ow < whi; ow++) d[ow * sw] += wv * gr[ow];
+                        }
                     }
                 }
             }
@@ -186,7 +199,10 @@ void bs_channel_sum_f32(const float *gy, float *db, long N, long C, long S) {
         for (long c = 0; c < C; c++) {
             const float *p = gy + (n * C + c) * S;
             float acc = 0;
-            for (long i = 0; i < S; i++) acc += p[i];
+            {
+#pragma clang fp reassociate(on)
+                for (long i = 0; i < S; i++) acc += p[i];
+            }
             db[c] += acc;
         }
 }
