@@ -126,7 +126,10 @@ public final class Trainer {
     }
 
     /// Forward, loss and gradients for one batch, without touching the parameters.
-    public func lossAndGradients(_ batch: TrainingBatch, activeBits: Int? = nil)
+    /// - Parameter loss: replaces the cross-entropy (e.g. CE mixed with distillation against a detached teacher's
+    ///   logits); it gets the logits and returns the loss with its gradient with respect to them.
+    public func lossAndGradients(_ batch: TrainingBatch, activeBits: Int? = nil,
+                                 loss customLoss: ((Tensor) throws -> LossResult)? = nil)
         throws -> (result: LossResult, logits: Tensor, gradients: [String: Tensor]) {
         let ctx = TrainingContext(training: true, activeBits: activeBits,
                                   seed: SplitMix64.derive(seed, 2, UInt64(batch.index), UInt64(activeBits ?? 0)))
@@ -134,7 +137,8 @@ public final class Trainer {
         guard let logits = pass.value(model.logitsName) else {
             throw BitSwitchError(.training, "the forward pass did not compute the logits '\(model.logitsName)'")
         }
-        let loss = try Loss.crossEntropy(logits: logits, labels: batch.labels, labelSmoothing: options.labelSmoothing)
+        let loss = try customLoss?(logits)
+            ?? Loss.crossEntropy(logits: logits, labels: batch.labels, labelSmoothing: options.labelSmoothing)
         guard loss.loss.isFinite else {
             throw BitSwitchError(.training, "the loss became \(loss.loss) at batch \(batch.index); lower the learning rate")
         }
