@@ -151,6 +151,8 @@ def external():
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 16])], [init("w", w), init("bias", bias)])
     m = model(g, 17, 8)
     onnx.checker.check_model(m)
+    if os.path.exists(path("external.bin")):
+        os.remove(path("external.bin"))  # onnx appends to an existing data file
     onnx.save_model(m, path("external.onnx"), save_as_external_data=True, all_tensors_to_one_file=True,
                     location="external.bin", size_threshold=0)
     save_reference("external.onnx", {"x": f32(2, 8, scale=1.0)})
@@ -161,7 +163,9 @@ def symbolic():
         [helper.make_node("MatMul", ["x", "w"], ["h"], name="mm"),
          helper.make_node("Add", ["h", "b"], ["h2"], name="add"),
          helper.make_node("Relu", ["h2"], ["y"], name="relu")],
-        "symbolic", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
+        # "w" is also listed as a graph input, as IR < 4 exporters do: it stays a constant
+        "symbolic", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4]),
+                     helper.make_tensor_value_info("w", TensorProto.FLOAT, [4, 3])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", None])],
         [init("w", f32(4, 3)), init("b", f32(3))],
         value_info=[helper.make_tensor_value_info("h", TensorProto.FLOAT, ["N", 3]),
@@ -187,7 +191,7 @@ def qdq():
         helper.make_node("QuantizeLinear", ["x", "x_scale", "x_zp"], ["xq"], name="q_x"),
         helper.make_node("DequantizeLinear", ["xq", "x_scale", "x_zp"], ["xdq"], name="dq_x"),
         helper.make_node("DequantizeLinear", ["w_q", "w_scale", "w_zp"], ["w"], name="dq_w", axis=0),
-        helper.make_node("Conv", ["xdq", "w"], ["c"], name="conv", kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        helper.make_node("Conv", ["xdq", "w"], ["c"], name="conv", kernel_shape=[3, 3], auto_pad="SAME_UPPER"),
         helper.make_node("QuantizeLinear", ["c", "y_scale", "y_zp"], ["cq"], name="q_c"),
         helper.make_node("DequantizeLinear", ["cq", "y_scale", "y_zp"], ["y"], name="dq_c"),
     ]

@@ -146,7 +146,7 @@ struct ModelBuilder {
     private func graph(_ g: Graph) throws -> UnsafeMutablePointer<Onnx__GraphProto> {
         let gp = try arena.new(Onnx__GraphProto.self)
         onnx__graph_proto__init(gp)
-        gp.pointee.name = try arena.string(g.name)
+        gp.pointee.name = try arena.string(g.name.isEmpty ? Graph().name : g.name)
         if let s = g.metadata["graph.doc_string"] { gp.pointee.doc_string = try arena.string(s) }
 
         let nodes = try g.nodes.map { Optional(try node($0)) }

@@ -8,15 +8,18 @@ public enum ONNXImporter {
     public static let minimumOpset = 7
 
     public static func importModel(path: String) throws -> Graph {
-        let bytes = try readWholeFile(path)
-        return try importModel(bytes: bytes, path: path, baseDirectory: directoryOf(path))
+        let file = try MappedFile(path: path)
+        return try importModel(buffer: file.bytes, path: path, baseDirectory: directoryOf(path))
     }
 
     /// `path` names the model in errors; external data is looked up relative to `baseDirectory`.
     public static func importModel(bytes: [UInt8], path: String, baseDirectory: String?) throws -> Graph {
-        let model = try bytes.withUnsafeBytes { buf -> UnpackedModel in
-            guard let m = UnpackedModel(buf) else { throw unparsable(byteCount: buf.count, file: path) }
-            return m
+        try bytes.withUnsafeBytes { try importModel(buffer: $0, path: path, baseDirectory: baseDirectory) }
+    }
+
+    static func importModel(buffer: UnsafeRawBufferPointer, path: String, baseDirectory: String?) throws -> Graph {
+        guard buffer.count > 0, let model = UnpackedModel(buffer) else {
+            throw unparsable(byteCount: buffer.count, file: path)
         }
         do {
             return try GraphReader(file: path, baseDirectory: baseDirectory).read(model.message.pointee)
@@ -27,6 +30,7 @@ public enum ONNXImporter {
 
     static func unparsable(byteCount: Int, file: String) -> BitSwitchError {
         var msg = "not a valid ONNX protobuf (truncated or not protobuf)"
+        if byteCount == 0 { msg = "the file is empty: " + msg }
         if byteCount > Int(Int32.max) {
             msg += "; the file is larger than 2 GiB, and protobuf cannot hold such models: they need ONNX external "
                 + "data (tensor bytes in a separate file)"
@@ -59,7 +63,9 @@ private struct GraphReader {
                                  + "the oldest BitSwitch reads", file: file, opset: v)
         }
 
-        var g = Graph(name: cString(gp.name), opsets: opsets)
+        // ONNX requires a graph name; a nameless graph gets Graph's default so a re-export is valid.
+        let graphName = cString(gp.name)
+        var g = Graph(name: graphName.isEmpty ? Graph().name : graphName, opsets: opsets)
         g.metadata = metadata(model, gp)
 
         if gp.n_sparse_initializer > 0 {

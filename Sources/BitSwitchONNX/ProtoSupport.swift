@@ -68,31 +68,35 @@ func directoryOf(_ path: String) -> String {
 
 func errnoText() -> String { String(cString: strerror(errno)) }
 
-/// A whole file as bytes; the size comes from fstat so the buffer is allocated once.
-func readWholeFile(_ path: String) throws -> [UInt8] {
-    let fd = open(path, O_RDONLY | O_CLOEXEC)
-    guard fd >= 0 else { throw BitSwitchError(.io, "cannot open file: \(errnoText())", file: path) }
-    defer { close(fd) }
-    var st = stat()
-    guard fstat(fd, &st) == 0 else { throw BitSwitchError(.io, "cannot stat file: \(errnoText())", file: path) }
-    guard (st.st_mode & S_IFMT) == S_IFREG else {
-        throw BitSwitchError(.io, "not a regular file", file: path)
-    }
-    let size = Int(st.st_size)
-    var failure: String? = nil
-    let bytes = [UInt8](unsafeUninitializedCapacity: size) { buf, initialized in
-        var done = 0
-        while done < size {
-            let r = read(fd, buf.baseAddress! + done, size - done)
-            if r < 0 { if errno == EINTR { continue }; failure = errnoText(); break }
-            if r == 0 { break }
-            done += r
+/// A whole file mapped read-only. Mapping instead of reading saves a 100 MB model one full copy (and ~60 ms):
+/// protobuf-c copies every bytes field out of the buffer anyway.
+final class MappedFile: @unchecked Sendable {
+    let bytes: UnsafeRawBufferPointer
+    private let mapping: UnsafeMutableRawPointer?
+
+    init(path: String) throws {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw BitSwitchError(.io, "cannot open file: \(errnoText())", file: path) }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw BitSwitchError(.io, "cannot stat file: \(errnoText())", file: path) }
+        guard (st.st_mode & S_IFMT) == S_IFREG else {
+            throw BitSwitchError(.io, "not a regular file", file: path)
         }
-        initialized = done
+        let size = Int(st.st_size)
+        guard size > 0 else {
+            mapping = nil
+            bytes = UnsafeRawBufferPointer(start: nil, count: 0)
+            return
+        }
+        guard let m = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), m != MAP_FAILED else {
+            throw BitSwitchError(.io, "cannot map file: \(errnoText())", file: path)
+        }
+        mapping = m
+        bytes = UnsafeRawBufferPointer(start: m, count: size)
     }
-    if let failure { throw BitSwitchError(.io, "cannot read file: \(failure)", file: path) }
-    if bytes.count != size { throw BitSwitchError(.io, "file shrank while being read", file: path) }
-    return bytes
+
+    deinit { if let mapping { munmap(mapping, bytes.count) } }
 }
 
 /// Writes via a temporary file in the same directory and rename, so readers never see a half-written file.
@@ -120,9 +124,15 @@ func writeFileAtomically(_ bytes: [UInt8], to path: String) throws {
     }
 }
 
-/// Bytes the kernel says can be allocated without swapping (MemAvailable); nil where /proc/meminfo is absent.
+/// Bytes the kernel says can be allocated without swapping (MemAvailable); physical memory where
+/// /proc/meminfo is absent; nil when neither is known.
 func availableMemoryBytes() -> Int? {
-    guard let f = fopen("/proc/meminfo", "r") else { return nil }
+    guard let f = fopen("/proc/meminfo", "r") else {
+        let pages = sysconf(Int32(_SC_PHYS_PAGES)), size = sysconf(Int32(_SC_PAGESIZE))
+        guard pages > 0, size > 0 else { return nil }
+        let (r, o) = pages.multipliedReportingOverflow(by: size)
+        return o ? Int.max : r
+    }
     defer { fclose(f) }
     var line = [CChar](repeating: 0, count: 256)
     while fgets(&line, Int32(line.count), f) != nil {

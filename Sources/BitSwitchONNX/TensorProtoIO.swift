@@ -5,10 +5,9 @@ import CProtobufC
 /// Bare TensorProto `.pb` files, the format of ONNX test data (`input_0.pb`, `output_0.pb`).
 public enum TensorProtoIO {
     public static func read(path: String) throws -> (name: String, tensor: Tensor) {
-        let bytes = try readWholeFile(path)
-        let message = try bytes.withUnsafeBytes { buf -> UnpackedTensor in
-            guard let m = UnpackedTensor(buf) else { throw ONNXImporter.unparsable(byteCount: buf.count, file: path) }
-            return m
+        let file = try MappedFile(path: path)
+        guard let message = UnpackedTensor(file.bytes) else {
+            throw ONNXImporter.unparsable(byteCount: file.bytes.count, file: path)
         }
         return try TensorDecoder(file: path, baseDirectory: directoryOf(path)).decode(message.message)
     }

@@ -1,6 +1,7 @@
 import BitSwitchIR
 import CBLAS
 import Dispatch
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -108,4 +109,32 @@ func checkBLASDims(_ dims: [Int]) throws {
     if let d = dims.first(where: { $0 > Int(Int32.max) }) {
         throw BitSwitchError(.unsupported, "a matrix dimension of \(d) exceeds the 32-bit range of BLAS")
     }
+}
+
+// MARK: scratch memory
+
+/// Reused scratch buffers for im2col and packing. Fresh large allocations are mmap'd by malloc and every page
+/// faults on first touch, which cost more than the im2col itself; keeping a few buffers avoids that.
+private struct ScratchBuffer: @unchecked Sendable {
+    var base: UnsafeMutablePointer<Float>
+    var capacity: Int
+}
+private let scratchPool = Mutex<[ScratchBuffer]>([])
+private let scratchKeep = 6
+
+func withScratch<R>(_ n: Int, _ body: (UnsafeMutablePointer<Float>) throws -> R) rethrows -> R {
+    let buf = scratchPool.withLock { pool -> ScratchBuffer? in
+        guard let i = pool.indices.filter({ pool[$0].capacity >= n }).min(by: { pool[$0].capacity < pool[$1].capacity })
+        else { return nil }
+        return pool.remove(at: i)
+    } ?? ScratchBuffer(base: .allocate(capacity: max(n, 1)), capacity: max(n, 1))
+    defer {
+        scratchPool.withLock { pool in
+            pool.append(buf)
+            if pool.count > scratchKeep, let i = pool.indices.min(by: { pool[$0].capacity < pool[$1].capacity }) {
+                pool.remove(at: i).base.deallocate()
+            }
+        }
+    }
+    return try body(buf.base)
 }

@@ -17,6 +17,20 @@ import Testing
         expectMentions(e, ["text.onnx", "not a valid ONNX protobuf"])
     }
 
+    @Test func emptyFile() throws {
+        let e = #expect(throws: BitSwitchError.self) {
+            _ = try ONNXImporter.importModel(bytes: [], path: "empty.onnx", baseDirectory: nil)
+        }
+        expectMentions(try #require(e), ["empty.onnx", "the file is empty"])
+    }
+
+    @Test func directoryInsteadOfFile() throws {
+        let dir = try fixture("")
+        let e = #expect(throws: BitSwitchError.self) { _ = try ONNXImporter.importModel(path: dir) }
+        #expect(e?.kind == .io)
+        expectMentions(try #require(e), ["Fixtures", "not a regular file"])
+    }
+
     @Test func oversizedFileMessageSuggestsExternalData() {
         let e = ONNXImporter.unparsable(byteCount: 3 << 30, file: "big.onnx")
         expectMentions(e, ["big.onnx", "2 GiB", "external data"])

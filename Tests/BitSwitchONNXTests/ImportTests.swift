@@ -103,6 +103,8 @@ import Testing
         #expect(g.outputs == [ValueInfo(name: "y", type: TensorType(.f32, [.symbol("N"), .unknown]))])
         #expect(g.valueTypes["h"] == TensorType(.f32, [.symbol("N"), .known(3)]))
         #expect(g.valueTypes["h2"] == TensorType(.f32, nil))
+        // "w" is listed as a graph input too, but it has an initializer, so it is a constant.
+        #expect(g.initializerOrder == ["w", "b"])
     }
 
     @Test func quantizeDequantizePerTensorAndPerAxis() throws {
@@ -111,6 +113,7 @@ import Testing
         #expect(byName["q_x"]?.op == .quantizeLinear(axis: 1, saturate: true, outputType: nil))
         #expect(byName["dq_w"]?.op == .dequantizeLinear(axis: 0))
         #expect(byName["dq_w"]?.inputs == ["w_q", "w_scale", "w_zp"])
+        #expect(byName["conv"]?.op == .conv(ConvAttrs(kernelShape: [3, 3], autoPad: .sameUpper)))
         #expect(g.initializers["x_scale"] == Tensor(scalar: 0.05))
         #expect(g.initializers["x_zp"] == Tensor(dtype: .i8, shape: [], storage: .i8([3])))
         #expect(g.initializers["y_zp"] == Tensor(dtype: .u8, shape: [], storage: .u8([128])))

@@ -29,6 +29,9 @@ struct GradientTests {
         ("depthwise x2", [3, 3, 6, 6], [6, 1, 3, 3], ConvAttrs(strides: [2, 2], pads: [1, 1, 1, 1], group: 3)),
         ("pointwise batch", [3, 4, 3, 3], [5, 4, 1, 1], ConvAttrs()),
         ("1-D same upper", [2, 3, 9], [2, 3, 4], ConvAttrs(strides: [2], autoPad: .sameUpper)),
+        ("same width, asymmetric pads, dilated", [2, 2, 5, 6], [3, 2, 3, 3], ConvAttrs(pads: [0, 2, 2, 2], dilations: [1, 2])),
+        ("depthwise stride 1 dilated", [2, 4, 6, 7], [4, 1, 3, 3], ConvAttrs(pads: [2, 1, 2, 1], dilations: [2, 1], group: 4)),
+        ("3-D same", [1, 2, 3, 4, 5], [2, 2, 3, 3, 3], ConvAttrs(pads: [1, 1, 1, 1, 1, 1])),
     ]
 
     @Test(arguments: 0..<convCases.count)

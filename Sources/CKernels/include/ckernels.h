@@ -17,19 +17,20 @@ typedef struct {
 } bs_geom;
 
 // ---- convolution ----
-/// col[(c*KD*KH*KW + k) * ldcol + s] for one image's channels [0, C); s = output spatial index.
-void bs_im2col_f32(const float *x, float *col, long C, const bs_geom *g, long ldcol);
-/// Inverse scatter of im2col: dx += col2im(col).
-void bs_col2im_f32(const float *col, float *dx, long C, const bs_geom *g, long ldcol);
+/// col[(c*KD*KH*KW + k)][n*S + s] for nb images of C channels, channels [c0, c1) only (S = output spatial size).
+void bs_im2col_f32(const float *x, float *col, long nb, long C, long c0, long c1, const bs_geom *g);
+/// Inverse scatter of im2col for channels [c0, c1): dx += col2im(col). Zeroes col's padding entries.
+void bs_col2im_f32(float *col, float *dx, long nb, long C, long c0, long c1, const bs_geom *g);
 /// dst[c][n*S + s] = src[n][c][s] for n < nb.
 void bs_pack_cn_f32(const float *src, float *dst, long nb, long C, long S);
 /// dst[n][c][s] = src[c][n*S + s] (+ bias[c] when bias != NULL).
 void bs_unpack_cn_f32(const float *src, float *dst, long nb, long C, long S, const float *bias);
-/// Depthwise 2-D conv: output channel co reads input channel co / mult. y is [N, C*mult, OH, OW].
-void bs_dwconv_fwd_f32(const float *x, const float *w, const float *b, float *y, long N, long C, long mult,
+/// Depthwise conv: output channel co reads input channel co / mult. y is [N, C*mult, spatial...].
+/// Returns -1 when its padded-plane scratch cannot be allocated.
+int bs_dwconv_fwd_f32(const float *x, const float *w, const float *b, float *y, long N, long C, long mult,
                        const bs_geom *g);
-/// Depthwise backward: dx (zeroed by caller, may be NULL), dw (zeroed by caller, accumulated).
-void bs_dwconv_bwd_f32(const float *x, const float *w, const float *gy, float *dx, float *dw, long N, long C,
+/// Depthwise backward: dx (accumulated, may be NULL), dw (accumulated). Returns -1 on allocation failure.
+int bs_dwconv_bwd_f32(const float *x, const float *w, const float *gy, float *dx, float *dw, long N, long C,
                        long mult, const bs_geom *g);
 /// db[c] = sum over n, s of gy[n][c][s].
 void bs_channel_sum_f32(const float *gy, float *db, long N, long C, long S);
