@@ -57,6 +57,7 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Checkpoint path (default: OUTPUT.ckpt).") var checkpoint: String?
     @Flag(help: "Continue from the checkpoint.") var resume = false
     @Flag(help: "No progress output.") var quiet = false
+    @Option(help: .hidden) var stopAfterEpoch: Int?
 
     func run() throws {
         let graph = try ONNXImporter.importModel(path: model)
@@ -95,7 +96,7 @@ struct TrainCommand: ParsableCommand {
             }
         }
         let start = ProcessInfo.processInfo.systemUptime
-        try trainer.fit(splits)
+        try trainer.fit(splits, stopAfterEpoch: stopAfterEpoch)
         let seconds = ProcessInfo.processInfo.systemUptime - start
         try ONNXExporter.write(trainer.trainedGraph(), to: output)
         let e: Evaluation
