@@ -1,5 +1,6 @@
 import BitSwitchIR
 import CBLAS
+import CKernels
 import Dispatch
 import Synchronization
 #if canImport(Glibc)
@@ -11,6 +12,7 @@ import Glibc
 /// Element count of a result shape, refusing overflow and sizes the machine cannot hold. Every kernel calls
 /// this before allocating an output, so a hostile or mistaken shape becomes an error, not a crash.
 func checkedCount(_ shape: [Int], _ dtype: DType = .f32, what: String = "output") throws -> Int {
+    _ = allocatorConfigured
     guard let n = checkedElementCount(shape) else {
         throw BitSwitchError(.shape, "\(what) shape \(shapeString(shape)) has an invalid or overflowing element count")
     }
@@ -21,6 +23,9 @@ func checkedCount(_ shape: [Int], _ dtype: DType = .f32, what: String = "output"
     }
     return n
 }
+
+/// Runs once, before the first output allocation.
+private let allocatorConfigured: Void = bs_configure_allocator()
 
 /// MemAvailable from /proc/meminfo, else physical memory.
 func availableMemoryBytes() -> Int {

@@ -1,6 +1,7 @@
 #include "ckernels.h"
 #include <math.h>
 #include <stdlib.h>
+#include <malloc.h>
 #include <string.h>
 
 // Ceil division for b > 0 and any sign of a.
@@ -473,4 +474,11 @@ void bs_channel_affine_f32(const float *x, float *y, long N, long C, long S, con
             float *yp = y + (n * C + c) * S;
             for (long i = 0; i < S; i++) yp[i] = xp[i] * av + bv;
         }
+}
+
+void bs_configure_allocator(void) {
+    // Tensors of a few MB are allocated and freed every step; by default glibc hands such blocks back to the
+    // kernel (mmap/trim) and every reuse page-faults again, which cost as much as the conv itself.
+    mallopt(M_MMAP_THRESHOLD, 32 << 20);
+    mallopt(M_TRIM_THRESHOLD, 1 << 30);
 }

@@ -61,4 +61,7 @@ void bs_softmax_f32(const float *x, float *y, long outer, long n, long inner, in
 /// y[n][c][s] = x[n][c][s] * a[c] + b[c].
 void bs_channel_affine_f32(const float *x, float *y, long N, long C, long S, const float *a, const float *b);
 
+/// Keeps freed multi-MB blocks in the heap (glibc mallopt) so tensor reuse does not page-fault. Idempotent.
+void bs_configure_allocator(void);
+
 #endif
