@@ -1,5 +1,6 @@
 import BitSwitchData
 import BitSwitchIR
+import CKernels
 import Foundation
 
 public enum ScheduleKind: String, Sendable, CaseIterable {
@@ -103,7 +104,8 @@ public final class Trainer {
             guard threads > 0 else { throw BitSwitchError(.training, "threads must be positive, got \(threads)") }
             setRuntimeThreads(threads)
         }
-        keepFreedBuffersInHeap()
+        // Every step frees and reallocates activation-sized buffers; keep them in the heap (no page faults).
+        bs_configure_allocator()
         model = try TrainingGraph(graph: graph)
         guard !model.parameters.isEmpty else { throw BitSwitchError(.training, "the model has no trainable parameters") }
         optimizer = try Optimizer(kind: options.optimizer, groups: groups ?? model.defaultGroups(weightDecay: options.weightDecay))
@@ -295,22 +297,6 @@ public final class Trainer {
         try checkInputShape(model, sampleShape: d.sampleShape)
     }
 }
-
-/// Every step allocates and frees the same activation-sized buffers. glibc serves blocks above its mmap threshold
-/// with fresh mappings and trims the heap top after frees, so each step would page-fault its buffers in again
-/// (measured: a third of a digits step). Raising both thresholds keeps freed buffers for reuse.
-func keepFreedBuffersInHeap() {
-    #if os(Linux)
-    // <malloc.h>: M_TRIM_THRESHOLD = -1, M_MMAP_THRESHOLD = -3 (32 MiB is glibc's largest mmap threshold).
-    _ = glibcMallopt(-3, 32 << 20)
-    _ = glibcMallopt(-1, 1 << 30)
-    #endif
-}
-
-#if os(Linux)
-// Glibc's Swift module does not export <malloc.h>.
-@_silgen_name("mallopt") private func glibcMallopt(_ parameter: Int32, _ value: Int32) -> Int32
-#endif
 
 func checkInputShape(_ model: TrainingGraph, sampleShape: [Int]) throws {
     guard let info = model.graph.inputs.first(where: { $0.name == model.inputName }), let dims = info.type.shape else { return }
