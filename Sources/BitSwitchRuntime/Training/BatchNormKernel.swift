@@ -104,20 +104,26 @@ public enum BatchNormMath {
             newVar.withUnsafeMutableBufferPointer { nvb in
                 guard let xp = xb.baseAddress else { return }
                 // One channel per task, reduced in a fixed order: the result does not depend on the thread count.
+                // Channels split across threads; within a chunk, images outer and channels inner so memory is read
+                // in order. Each channel is still summed over images 0..<n in the same order: the result does not
+                // depend on the thread count. Per-image partial sums in Float, accumulated in Double; two passes,
+                // because one-pass variance of post-ReLU activations loses digits.
                 parallelFor(c) { r in
+                    var sum = [Double](repeating: 0, count: r.count), sq = sum
+                    for b in 0..<n {
+                        for ch in r { sum[ch - r.lowerBound] += Double(vectorSum(xp + (b * c + ch) * s, s)) }
+                    }
+                    for ch in r { mb[ch] = Float(sum[ch - r.lowerBound] / Double(m)) }
+                    for b in 0..<n {
+                        for ch in r {
+                            sq[ch - r.lowerBound] += Double(vectorSquaredDeviation(xp + (b * c + ch) * s, s, mb[ch]))
+                        }
+                    }
                     for ch in r {
-                        // Per-image partial sums in Float, accumulated in Double across the batch; two passes,
-                        // because one-pass variance of post-ReLU activations loses digits.
-                        var sum = 0.0
-                        for b in 0..<n { sum += Double(vectorSum(xp + (b * c + ch) * s, s)) }
-                        let muF = Float(sum / Double(m))
-                        var sq = 0.0
-                        for b in 0..<n { sq += Double(vectorSquaredDeviation(xp + (b * c + ch) * s, s, muF)) }
-                        let varBiased = sq / Double(m)
-                        mb[ch] = muF
+                        let varBiased = sq[ch - r.lowerBound] / Double(m)
                         ib[ch] = Float(1 / (varBiased + Double(epsilon)).squareRoot())
                         let unbiased = Float(varBiased * Double(m) / Double(m - 1))
-                        nmb[ch] = momentum * runningMean[ch] + (1 - momentum) * muF
+                        nmb[ch] = momentum * runningMean[ch] + (1 - momentum) * mb[ch]
                         nvb[ch] = momentum * runningVar[ch] + (1 - momentum) * unbiased
                     }
                 }
@@ -160,15 +166,17 @@ public enum BatchNormMath {
         dScale.withUnsafeMutableBufferPointer { sb in dBias.withUnsafeMutableBufferPointer { bb in
             guard let xp = xb.baseAddress, let gp = gb.baseAddress else { return }
             parallelFor(c) { r in
-                for ch in r {
-                    var sg = 0.0, sgx = 0.0
-                    for b in 0..<n {
+                var sg = [Double](repeating: 0, count: r.count), sgx = sg
+                for b in 0..<n {
+                    for ch in r {
                         let base = (b * c + ch) * s
                         let (pg, pgx) = vectorGradientSums(gp + base, xp + base, s, sv.mean[ch])
-                        sg += Double(pg); sgx += Double(pgx)
+                        sg[ch - r.lowerBound] += Double(pg); sgx[ch - r.lowerBound] += Double(pgx)
                     }
-                    bb[ch] = Float(sg)
-                    sb[ch] = Float(sgx) * sv.invStd[ch]
+                }
+                for ch in r {
+                    bb[ch] = Float(sg[ch - r.lowerBound])
+                    sb[ch] = Float(sgx[ch - r.lowerBound]) * sv.invStd[ch]
                 }
             }
         } } } }
