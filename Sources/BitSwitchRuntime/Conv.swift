@@ -247,11 +247,6 @@ func parallelForChunks(_ n: Int, chunks t: Int, _ body: (Int, Range<Int>) -> Voi
     }
 }
 
-/// Scratch space every element of which the caller writes before reading.
-func uninitializedFloats(_ n: Int) -> [Float] {
-    [Float](unsafeUninitializedCapacity: n) { _, count in count = n }
-}
-
 func outOfMemory(_ what: String) -> BitSwitchError {
     BitSwitchError(.internalError, "out of memory allocating \(what)")
 }

@@ -21,6 +21,12 @@ public enum ExtensionKernels {
 public func evaluateNode(_ node: Node, inputs: [Tensor?], opsets: [String: Int]) throws -> [Tensor] {
     let opset = opsets[node.op.domain] ?? (node.op.domain.isEmpty ? 17 : 1)
     do {
+        for (i, t) in inputs.enumerated() {
+            guard let t else { continue }
+            guard checkedElementCount(t.shape) == t.count else {
+                throw BitSwitchError(.invalidModel, "input \(i) has shape \(shapeString(t.shape)) but holds \(t.count) elements")
+            }
+        }
         let outs = try evaluate(node, inputs, opset: opset, opsets: opsets)
         guard outs.count >= node.outputs.count else {
             throw BitSwitchError(.unsupported, "the node asks for \(node.outputs.count) outputs; this op gives \(outs.count)")

@@ -24,7 +24,7 @@ func checkedCount(_ shape: [Int], _ dtype: DType = .f32, what: String = "output"
     return n
 }
 
-/// Runs once, before the first output allocation.
+/// Runs once, before the first output allocation or BLAS call.
 private let allocatorConfigured: Void = bs_configure_allocator()
 
 /// MemAvailable from /proc/meminfo, else physical memory.
@@ -62,6 +62,7 @@ nonisolated(unsafe) private var ownThreads = 0
 /// Sets the thread count of OpenBLAS and of the runtime's own parallel loops (process-wide; nil or <= 0 keeps
 /// the current setting, which starts at one thread per core). `Executor.run` calls it with its `threads`.
 public func setRuntimeThreads(_ n: Int?) {
+    _ = allocatorConfigured
     guard let n, n > 0 else { return }
     ownThreads = n
     openblas_set_num_threads(Int32(n))

@@ -131,3 +131,28 @@ struct GradientTests {
         }
     }
 }
+
+struct ThreadingTests {
+    /// The parallel paths (im2col by channel, depthwise by image with per-thread dW, pooling by plane with
+    /// global argmax offsets) give the single-thread results.
+    @Test func twoThreadsMatchOneThread() throws {
+        func run() throws -> [[Float]] {
+            var out: [[Float]] = []
+            let x = Tensor(shape: [4, 6, 9, 8], floats: randomFloats(4 * 6 * 72, seed: 21))
+            for (w, attrs) in [(Tensor(shape: [5, 6, 3, 3], floats: randomFloats(270, seed: 22)), ConvAttrs(pads: [1, 1, 1, 1])),
+                               (Tensor(shape: [6, 1, 3, 3], floats: randomFloats(54, seed: 23)), ConvAttrs(pads: [1, 1, 1, 1], group: 6))] {
+                let y = try convForward(x: x, w: w, b: nil, attrs: attrs)
+                let g = try convBackward(x: x, w: w, hasBias: false, gradY: y, attrs: attrs)
+                out += [y.floats, g.dx.floats, g.dw.floats]
+            }
+            let (p, argmax) = try maxPoolForward(x: x, attrs: PoolAttrs(kernelShape: [2, 2], strides: [2, 2]))
+            out += [p.floats, argmax.map { Float($0) }]
+            return out
+        }
+        setRuntimeThreads(2)
+        let two = try run()
+        setRuntimeThreads(1)
+        let one = try run()
+        for (a, b) in zip(two, one) { #expect(close(a, b)) }
+    }
+}
