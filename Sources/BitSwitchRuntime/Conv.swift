@@ -117,18 +117,16 @@ private func convForwardDirect(_ p: ConvPlan, _ xs: [Float], _ ws: [Float], _ bi
     var g = makeGrid(p)
     let mpad = roundUpMR(p.cout)
     let xCount = try checkedCount([p.cin, g.plane], what: "conv input grid")
-    let yCount = try checkedCount([mpad, g.plane], what: "conv output grid")
     let wpk = makeFloats(mpad * p.cin * 9) { bs_conv3x3_pack_weights(ws, $0, p.cout, p.cin, 0) }
-    withScratch(xCount) { xg in withScratch(yCount) { yg in
+    withScratch(xCount) { xg in
     xs.withUnsafeBufferPointer { xb in wpk.withUnsafeBufferPointer { wb in bias.withUnsafeBufferPointerOpt { bp in
     withUnsafePointer(to: &g) { gp in
         let xp = xb.baseAddress!, wp = wb.baseAddress!
         parallelFor(p.cin) { r in bs_grid_pack_f32(xp, xg, p.cin, r.lowerBound, r.upperBound, gp) }
         parallelFor(gp.pointee.blocks) { r in
-            bs_conv3x3_fwd_f32(xg, wp, yg, p.cout, p.cin, r.lowerBound, r.upperBound, gp)
+            bs_conv3x3_fwd_f32(xg, wp, yp, bp, p.cout, p.cin, r.lowerBound, r.upperBound, gp)
         }
-        parallelFor(p.cout) { r in bs_grid_unpack_f32(yg, yp, p.cout, r.lowerBound, r.upperBound, bp, gp) }
-    }}}}}}
+    }}}}}
 }
 
 /// dW (accumulated into `dwp`) and, when `dxp` is given, dX (overwritten) of a direct 3x3 convolution.
@@ -138,12 +136,10 @@ private func convBackwardDirect(_ p: ConvPlan, _ xs: [Float], _ ws: [Float], _ g
     let mpad = roundUpMR(p.cout), cpad = roundUpMR(p.cin)
     let xCount = try checkedCount([p.cin, g.plane], what: "conv input grid")
     let dyCount = try checkedCount([mpad, g.plane], what: "conv gradient grid")
-    let dxCount = dxp == nil ? 0 : try checkedCount([cpad, g.plane], what: "conv input-gradient grid")
     let tasks = mpad / convMR * p.cin
     let accCount = tasks * convMR * 9 * 16
     let wT = dxp == nil ? [] : makeFloats(cpad * p.cout * 9) { bs_conv3x3_pack_weights(ws, $0, p.cout, p.cin, 1) }
     withScratch(xCount) { xg in withScratch(dyCount) { dyg in withScratch(accCount) { acc in
-    withScratch(dxCount) { dxg in
     xs.withUnsafeBufferPointer { xb in gys.withUnsafeBufferPointer { gb in wT.withUnsafeBufferPointer { wtb in
     withUnsafePointer(to: &g) { gp in
         let xp = xb.baseAddress!, gy = gb.baseAddress!
@@ -153,11 +149,10 @@ private func convBackwardDirect(_ p: ConvPlan, _ xs: [Float], _ ws: [Float], _ g
         parallelFor(tasks) { r in bs_conv3x3_dw_f32(dyg, xg, acc, dwp, p.cout, p.cin, r.lowerBound, r.upperBound, gp) }
         if let dxp, let wt = wtb.baseAddress {
             parallelFor(gp.pointee.blocks) { r in
-                bs_conv3x3_fwd_f32(dyg, wt, dxg, p.cin, p.cout, r.lowerBound, r.upperBound, gp)
+                bs_conv3x3_fwd_f32(dyg, wt, dxp, nil, p.cin, p.cout, r.lowerBound, r.upperBound, gp)
             }
-            parallelFor(p.cin) { r in bs_grid_unpack_f32(dxg, dxp, p.cin, r.lowerBound, r.upperBound, nil, gp) }
         }
-    }}}}}}}}
+    }}}}}}}
 }
 
 private func convForwardGEMM(_ p: ConvPlan, _ xs: [Float], _ ws: [Float], _ bias: [Float]?,

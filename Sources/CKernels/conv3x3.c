@@ -5,7 +5,7 @@
 // is followed by one zero column and every image by one zero row, so the 9 taps of any output position are
 // the input at that position plus fixed offsets (-wp-1 ... wp+1). A run of consecutive positions then reads
 // consecutive inputs: the inner loops are plain vector loads with no im2col matrix and no bounds checks.
-// Outputs at the zero positions are junk and never unpacked.
+// Outputs at the zero positions are junk and never stored.
 
 // The generic vector type compiles to one zmm register with AVX-512 and to halves elsewhere.
 typedef float v16 __attribute__((vector_size(64)));
@@ -51,20 +51,6 @@ void bs_grid_pack_f32(const float *x, float *buf, long C, long c0, long c1, cons
     }
 }
 
-void bs_grid_unpack_f32(const float *buf, float *y, long C, long c0, long c1, const float *bias, const bs_grid *g) {
-    const long h = g->h, w = g->w, wp = g->wp, hw = h * w;
-    for (long c = c0; c < c1; c++) {
-        const float *o = buf + c * g->plane + g->front;
-        const float bv = bias ? bias[c] : 0.0f;
-        for (long n = 0; n < g->n; n++) {
-            float *ys = y + (n * C + c) * hw;
-            const float *r = o + (1 + n * (h + 1)) * wp;
-            for (long i = 0; i < h; i++, r += wp)
-                for (long j = 0; j < w; j++) ys[i * w + j] = r[j] + bv;
-        }
-    }
-}
-
 void bs_conv3x3_pack_weights(const float *w, float *wpk, long M, long C, int transpose) {
     // Forward: wpk[m/MR][c][t][m%MR] = w[m][c][t]. Transposed (for dX): the roles of M and C swap and the
     // taps are mirrored, wpk[c/MR][m][t][c%MR] = w[m][c][8-t]; rows past the real count are zero.
@@ -85,14 +71,39 @@ static inline void taps(long wp, long off[9]) {
     for (int t = 0; t < 9; t++) off[t] = (t / 3 - 1) * wp + (t % 3 - 1);
 }
 
-void bs_conv3x3_fwd_f32(const float *xg, const float *wpk, float *yg, long M, long C, long b0, long b1,
-                        const bs_grid *g) {
+// Runs of a position block that land on consecutive elements of one image plane in NCHW.
+typedef struct { int k, len; long n, pix; } run;
+
+static int block_runs(long q, const bs_grid *g, run *out) {
+    const long wp = g->wp, h = g->h, w = g->w;
+    // Row r of the grid holds image row i of image n (i == h: a zero row); walk the block without divisions.
+    long r = q / wp - 1, j = q % wp;
+    long n = r < 0 ? -1 : r / (h + 1), i = r < 0 ? h : r % (h + 1);
+    int cnt = 0, k = 0;
+    while (k < NB) {
+        const int len = (int)(wp - j < NB - k ? wp - j : NB - k);   // rest of this grid row inside the block
+        if (n >= 0 && n < g->n && i < h && j < w) {
+            const int vl = (int)(w - j < len ? w - j : len);
+            out[cnt].k = k; out[cnt].len = vl; out[cnt].n = n; out[cnt].pix = i * w + j; cnt++;
+        }
+        k += len; j += len;
+        if (j == wp) { j = 0; if (++i > h) { i = 0; n++; } }
+    }
+    return cnt;
+}
+
+void bs_conv3x3_fwd_f32(const float *xg, const float *wpk, float *y, const float *bias, long M, long C, long b0,
+                        long b1, const bs_grid *g) {
     long off[9];
     taps(g->wp, off);
-    const long P = g->plane, mblocks = (M + MR - 1) / MR;
+    const long P = g->plane, mblocks = (M + MR - 1) / MR, hw = g->h * g->w;
     const float *x0 = xg + g->front;
+    run runs[NB];
+    float tile[MR][NB] __attribute__((aligned(64)));
     for (long b = b0; b < b1; b++) {
         const long q = g->q0 + b * NB;
+        const int nr = block_runs(q, g, runs);
+        if (nr == 0) continue;
         for (long mb = 0; mb < mblocks; mb++) {
             const float *wb = wpk + mb * C * 9 * MR;
             v16 a[MR][3];
@@ -111,9 +122,17 @@ void bs_conv3x3_fwd_f32(const float *xg, const float *wpk, float *yg, long M, lo
                     }
                 }
             }
-            float *y = yg + g->front + mb * MR * P + q;
+            // Straight to NCHW while the tile is in L1: no output grid and no separate unpack pass.
+            for (int i = 0; i < MR; i++) { st(tile[i], a[i][0]); st(tile[i] + 16, a[i][1]); st(tile[i] + 32, a[i][2]); }
             for (int i = 0; i < MR; i++) {
-                st(y + i * P, a[i][0]); st(y + i * P + 16, a[i][1]); st(y + i * P + 32, a[i][2]);
+                const long m = mb * MR + i;
+                if (m >= M) break;
+                const float bv = bias ? bias[m] : 0.0f;
+                for (int r = 0; r < nr; r++) {
+                    float *dst = y + (runs[r].n * M + m) * hw + runs[r].pix;
+                    const float *src = tile[i] + runs[r].k;
+                    for (int k = 0; k < runs[r].len; k++) dst[k] = src[k] + bv;
+                }
             }
         }
     }

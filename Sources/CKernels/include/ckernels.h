@@ -45,14 +45,12 @@ typedef struct { long n, h, w, wp, q0, blocks, front, plane; } bs_grid;
 void bs_grid_init(bs_grid *g, long n, long h, long w);
 /// Writes planes [c0, c1) of buf from x [N, C, H, W]; planes c >= C are all zero.
 void bs_grid_pack_f32(const float *x, float *buf, long C, long c0, long c1, const bs_grid *g);
-/// y[n][c] = plane c of buf (+ bias[c]) for c in [c0, c1); y has C channels.
-void bs_grid_unpack_f32(const float *buf, float *y, long C, long c0, long c1, const float *bias, const bs_grid *g);
 /// Packs w [M, C, 3, 3] for bs_conv3x3_fwd_f32: (M+MR-1)/MR*MR*C*9 floats. transpose != 0 packs the weights of
 /// the input-gradient convolution instead (C output rows over M inputs, taps mirrored): (C+MR-1)/MR*MR*M*9.
 void bs_conv3x3_pack_weights(const float *w, float *wpk, long M, long C, int transpose);
-/// yg (grid, round-up(M, MR) planes) = conv of xg (grid, C planes) for position blocks [b0, b1).
-void bs_conv3x3_fwd_f32(const float *xg, const float *wpk, float *yg, long M, long C, long b0, long b1,
-                        const bs_grid *g);
+/// y [N, M, H, W] = conv of xg (grid, C planes) (+ bias[m] when bias != NULL) for position blocks [b0, b1).
+void bs_conv3x3_fwd_f32(const float *xg, const float *wpk, float *y, const float *bias, long M, long C, long b0,
+                        long b1, const bs_grid *g);
 /// dw [M, C, 3, 3] += correlation of dyg (grid, round-up(M, MR) planes, zero at every non-image position) with
 /// xg (C planes), for tasks [t0, t1) of (M+MR-1)/MR * C (task = m block * C + channel). acc is scratch of
 /// tasks * MR * 9 * 16 floats indexed by task.
