@@ -51,6 +51,15 @@ struct ConvPlan {
             && geom.padsBegin == [1, 1] && geom.padsEnd == [1, 1] && geom.dilations == [1, 1]
     }
 
+    /// 2-D, ungrouped, undilated stride-2 convolution, 3x3 with one pixel of padding or 1x1 without: the case
+    /// of the phase-split tap kernels (ResNet downsampling and projection shortcuts). Every tap then reads its
+    /// phase plane at most one row or column before the output grid, where the grid keeps zeros.
+    var strided2: Bool {
+        guard geom.input.count == 2, group == 1, geom.dilations == [1, 1], geom.strides == [2, 2] else { return false }
+        return (geom.kernel == [3, 3] && geom.padsBegin == [1, 1] && geom.padsEnd == [1, 1])
+            || (geom.kernel == [1, 1] && geom.padsBegin == [0, 0] && geom.padsEnd == [0, 0])
+    }
+
     /// Images per im2col chunk: about 4 MB of columns stays in cache between im2col and the GEMM, and is
     /// still wide enough for BLAS (measured best at 16–32 CIFAR-sized images).
     var chunk: Int {
@@ -96,6 +105,8 @@ public func convForward(x: Tensor, w: Tensor, b: Tensor?, attrs: ConvAttrs) thro
         }
     } else if p.direct3x3 {
         y = try makeFloats(yCount) { yp in try convForwardDirect(p, xs, ws, bias, yp) }
+    } else if p.strided2 {
+        y = try makeFloats(yCount) { yp in try convForwardStrided(p, xs, ws, bias, yp) }
     } else {
         y = try makeFloats(yCount) { yp in try convForwardGEMM(p, xs, ws, bias, yp) }
     }
@@ -151,6 +162,94 @@ private func convBackwardDirect(_ p: ConvPlan, _ xs: [Float], _ ws: [Float], _ g
             parallelFor(gp.pointee.blocks) { r in
                 bs_conv3x3_fwd_f32(dyg, wt, dxp, nil, p.cin, p.cout, r.lowerBound, r.upperBound, gp)
             }
+        }
+    }}}}}}}
+}
+
+/// Taps of a stride-2 conv on the phase-split grid: tap t = kh*kw' + kw of channel c reads phase plane
+/// c*4 + (row residue)*2 + (column residue), shifted by the floor-divided offsets.
+private struct StridedTap { var c: Int, t: Int, phase: Int, shift: Int }
+
+private func stridedTaps(_ p: ConvPlan, _ g: bs_grid) -> [StridedTap] {
+    let k = p.geom.kernel, pad = p.geom.padsBegin
+    var taps: [StridedTap] = []
+    for c in 0..<p.cin { for kh in 0..<k[0] { for kw in 0..<k[1] {
+        let r = kh - pad[0], q = kw - pad[1]
+        let pr = ((r % 2) + 2) % 2, pc = ((q % 2) + 2) % 2
+        let dr = (r - pr) / 2, dc = (q - pc) / 2
+        taps.append(StridedTap(c: c, t: kh * k[1] + kw, phase: pr * 2 + pc, shift: dr * g.wp + dc))
+    }}}
+    return taps
+}
+
+private func stridedGrid(_ p: ConvPlan) -> bs_grid {
+    var g = bs_grid()
+    bs_grid_init(&g, p.n, p.geom.output[0], p.geom.output[1])
+    return g
+}
+
+private func convForwardStrided(_ p: ConvPlan, _ xs: [Float], _ ws: [Float], _ bias: [Float]?,
+                                _ yp: UnsafeMutablePointer<Float>) throws {
+    var g = stridedGrid(p)
+    let taps = stridedTaps(p, g)
+    let koff = taps.map { ($0.c * 4 + $0.phase) * g.plane + $0.shift }, sel = taps.map { $0.c * p.geom.kernelCount + $0.t }
+    let xCount = try checkedCount([p.cin * 4, g.plane], what: "conv input grid")
+    let wpk = makeFloats(roundUpMR(p.cout) * taps.count) {
+        bs_tapconv_pack_weights(ws, $0, p.cout, taps.count, sel, p.cin * p.geom.kernelCount)
+    }
+    var o = bs_out(h: p.geom.output[0], w: p.geom.output[1], s: 1, oy: 0, ox: 0)
+    withScratch(xCount) { xg in
+    xs.withUnsafeBufferPointer { xb in wpk.withUnsafeBufferPointer { wb in bias.withUnsafeBufferPointerOpt { bp in
+    koff.withUnsafeBufferPointer { kb in withUnsafePointer(to: &g) { gp in withUnsafePointer(to: &o) { op in
+        let xp = xb.baseAddress!
+        parallelFor(p.cin) { r in
+            bs_grid_pack_phases_f32(xp, xg, p.cin, p.geom.input[0], p.geom.input[1], 2, r.lowerBound, r.upperBound, gp)
+        }
+        parallelFor(gp.pointee.blocks) { r in
+            bs_tapconv_fwd_f32(xg, kb.baseAddress!, koff.count, wb.baseAddress!, yp, bp, p.cout, r.lowerBound,
+                               r.upperBound, gp, op)
+        }
+    }}}}}}}
+}
+
+private func convBackwardStrided(_ p: ConvPlan, _ xs: [Float], _ ws: [Float], _ gys: [Float],
+                                 _ dxp: UnsafeMutablePointer<Float>?, _ dwp: UnsafeMutablePointer<Float>) throws {
+    var g = stridedGrid(p)
+    let taps = stridedTaps(p, g), kc = p.geom.kernelCount
+    let koff = taps.map { ($0.c * 4 + $0.phase) * g.plane + $0.shift }
+    let mpad = roundUpMR(p.cout)
+    let xCount = try checkedCount([p.cin * 4, g.plane], what: "conv input grid")
+    let dyCount = try checkedCount([mpad, g.plane], what: "conv gradient grid")
+    let tasks = mpad / convMR * ((koff.count + 2) / 3)
+    withScratch(xCount) { xg in withScratch(dyCount) { dyg in withScratch(tasks * convMR * 3 * 16) { acc in
+    xs.withUnsafeBufferPointer { xb in gys.withUnsafeBufferPointer { gb in koff.withUnsafeBufferPointer { kb in
+    withUnsafePointer(to: &g) { gp in
+        let xp = xb.baseAddress!, gy = gb.baseAddress!
+        parallelFor(p.cin) { r in
+            bs_grid_pack_phases_f32(xp, xg, p.cin, p.geom.input[0], p.geom.input[1], 2, r.lowerBound, r.upperBound, gp)
+        }
+        parallelFor(mpad) { r in bs_grid_pack_f32(gy, dyg, p.cout, r.lowerBound, r.upperBound, gp) }
+        parallelFor(tasks) { r in
+            bs_tapconv_dw_f32(dyg, xg, kb.baseAddress!, koff.count, acc, dwp, p.cout, r.lowerBound, r.upperBound, gp)
+        }
+        guard let dxp else { return }
+        // dX phase by phase: each phase plane of dX gathers dY at the negated shifts of the taps that read it.
+        for phase in 0..<4 {
+            var dk: [Int] = [], dsel: [Int] = []
+            for m in 0..<p.cout { for tp in taps where tp.c == 0 && tp.phase == phase {
+                dk.append(m * gp.pointee.plane - tp.shift); dsel.append(m * p.cin * kc + tp.t)
+            }}
+            let wT = makeFloats(roundUpMR(p.cin) * dk.count) {
+                bs_tapconv_pack_weights(ws, $0, p.cin, dk.count, dsel, kc)
+            }
+            // A phase no tap reads (1x1 kernels) still runs, with no taps, to write its zeros.
+            var o = bs_out(h: p.geom.input[0], w: p.geom.input[1], s: 2, oy: phase / 2, ox: phase % 2)
+            dk.withUnsafeBufferPointer { dkb in wT.withUnsafeBufferPointer { wtb in withUnsafePointer(to: &o) { op in
+                parallelFor(gp.pointee.blocks) { r in
+                    bs_tapconv_fwd_f32(dyg, dkb.baseAddress, dk.count, wtb.baseAddress, dxp, nil, p.cin, r.lowerBound,
+                                       r.upperBound, gp, op)
+                }
+            }}}
         }
     }}}}}}}
 }
@@ -220,13 +319,14 @@ public func convGradients(x: Tensor, w: Tensor, hasBias: Bool, gradY: Tensor, at
     let work = dxCount > 0 && !gys.isEmpty
     var dw = [Float](repeating: 0, count: dwCount)
     var dx: [Float]? = nil
-    if work && p.direct3x3 && !p.depthwise {
-        // The direct kernel overwrites every element of dX.
+    if work && (p.direct3x3 || p.strided2) {
+        // The direct kernels overwrite every element of dX.
+        let run = p.direct3x3 ? convBackwardDirect : convBackwardStrided
         try dw.withUnsafeMutableBufferPointer { dwb in
             if needsDX {
-                dx = try makeFloats(dxCount) { dxp in try convBackwardDirect(p, xs, ws, gys, dxp, dwb.baseAddress!) }
+                dx = try makeFloats(dxCount) { dxp in try run(p, xs, ws, gys, dxp, dwb.baseAddress!) }
             } else {
-                try convBackwardDirect(p, xs, ws, gys, nil, dwb.baseAddress!)
+                try run(p, xs, ws, gys, nil, dwb.baseAddress!)
             }
         }
     } else {

@@ -189,3 +189,135 @@ void bs_conv3x3_dw_f32(const float *dyg, const float *xg, float *acc, float *dw,
         }
     }
 }
+
+// ---- generic tap lists: strided and 1x1 convolutions on phase-split grids ----
+// A stride-s convolution reads input row s*i + kh - p. Splitting the input into s*s phase planes (rows and
+// columns by residue mod s) turns every tap into a shifted read of one phase plane on the output-sized grid,
+// so the same vector loop as the 3x3 kernel applies with a list of (plane, offset) taps.
+
+void bs_grid_pack_phases_f32(const float *x, float *buf, long C, long H, long W, long s, long c0, long c1,
+                             const bs_grid *g) {
+    const long ho = g->h, wo = g->w, wp = g->wp, hw = H * W;
+    for (long c = c0; c < c1; c++)
+        for (long ph = 0; ph < s * s; ph++) {
+            const long pr = ph / s, pc = ph % s;
+            float *p = buf + (c * s * s + ph) * g->plane;
+            memset(p, 0, sizeof(float) * g->plane);
+            float *o = p + g->front;
+            for (long n = 0; n < g->n; n++) {
+                const float *xs = x + (n * C + c) * hw;
+                for (long i = 0; i < ho; i++) {
+                    const long r = s * i + pr;
+                    if (r >= H) break;
+                    float *d = o + (1 + n * (ho + 1) + i) * wp;
+                    const float *src = xs + r * W + pc;
+                    for (long j = 0; j < wo && s * j + pc < W; j++) d[j] = src[s * j];
+                }
+            }
+        }
+}
+
+void bs_tapconv_pack_weights(const float *w, float *wpk, long M, long K, const long *sel, long S) {
+    // wpk[m/MR][k][m%MR] = w[m*S + sel[k]] (rows past M are zero).
+    const long blocks = (M + MR - 1) / MR;
+    for (long b = 0; b < blocks; b++)
+        for (long k = 0; k < K; k++)
+            for (long i = 0; i < MR; i++) {
+                const long m = b * MR + i;
+                wpk[(b * K + k) * MR + i] = m < M ? w[m * S + sel[k]] : 0.0f;
+            }
+}
+
+void bs_tapconv_fwd_f32(const float *xg, const long *koff, long K, const float *wpk, float *y, const float *bias,
+                        long M, long b0, long b1, const bs_grid *g, const bs_out *o) {
+    const long mblocks = (M + MR - 1) / MR, ohw = o->h * o->w;
+    const float *x0 = xg + g->front;
+    run runs[NB];
+    float tile[MR][NB] __attribute__((aligned(64)));
+    for (long b = b0; b < b1; b++) {
+        const long q = g->q0 + b * NB;
+        const int nr = block_runs(q, g, runs);
+        if (nr == 0) continue;
+        for (long mb = 0; mb < mblocks; mb++) {
+            const float *wb = wpk + mb * K * MR;
+            v16 a[MR][3];
+            for (int i = 0; i < MR; i++) a[i][0] = a[i][1] = a[i][2] = (v16){0};
+            for (long k = 0; k < K; k++) {
+                const float *xp = x0 + koff[k] + q;
+                const v16 v0 = ld(xp), v1 = ld(xp + 16), v2 = ld(xp + 32);
+                const float *wk = wb + k * MR;
+#pragma GCC unroll 8
+                for (int i = 0; i < MR; i++) {
+                    const float s = wk[i];
+                    a[i][0] += v0 * s; a[i][1] += v1 * s; a[i][2] += v2 * s;
+                }
+            }
+            for (int i = 0; i < MR; i++) { st(tile[i], a[i][0]); st(tile[i] + 16, a[i][1]); st(tile[i] + 32, a[i][2]); }
+            for (int i = 0; i < MR; i++) {
+                const long m = mb * MR + i;
+                if (m >= M) break;
+                const float bv = bias ? bias[m] : 0.0f;
+                for (int r = 0; r < nr; r++) {
+                    // Grid pixel (row, col) of the run lands at (s*row + oy, s*col + ox) of the destination plane.
+                    const long gi = runs[r].pix / g->w, gj = runs[r].pix % g->w;
+                    const long yi = o->s * gi + o->oy;
+                    if (yi >= o->h) continue;
+                    long len = runs[r].len;
+                    const long xj = o->s * gj + o->ox;
+                    if (xj >= o->w) continue;
+                    const long room = (o->w - xj + o->s - 1) / o->s;
+                    if (len > room) len = room;
+                    float *dst = y + (runs[r].n * M + m) * ohw + yi * o->w + xj;
+                    const float *src = tile[i] + runs[r].k;
+                    for (long k = 0; k < len; k++) dst[k * o->s] = src[k] + bv;
+                }
+            }
+        }
+    }
+}
+
+void bs_tapconv_dw_f32(const float *dyg, const float *xg, const long *koff, long K, float *acc, float *dw, long M,
+                       long t0, long t1, const bs_grid *g) {
+    // Task t = (m block, triple of taps); taps past K read plane 0 and are dropped.
+    const long P = g->plane, end = g->q0 + g->blocks * NB, triples = (K + 2) / 3;
+    const float *dy0 = dyg + g->front, *x0 = xg + g->front;
+    memset(acc + t0 * MR * 3 * 16, 0, sizeof(float) * (t1 - t0) * MR * 3 * 16);
+    for (long qs = g->q0; qs < end; qs += QB) {
+        const long qe = qs + QB < end ? qs + QB : end;
+        for (long t = t0; t < t1; t++) {
+            const long mb = t / triples, k0 = (t % triples) * 3;
+            const float *dy = dy0 + mb * MR * P;
+            const float *x1 = x0 + koff[k0];
+            const float *x2 = x0 + (k0 + 1 < K ? koff[k0 + 1] : 0);
+            const float *x3 = x0 + (k0 + 2 < K ? koff[k0 + 2] : 0);
+            float *at = acc + t * MR * 3 * 16;
+            v16 a[MR][3];
+            for (int i = 0; i < MR; i++)
+                for (int j = 0; j < 3; j++) a[i][j] = ld(at + (i * 3 + j) * 16);
+            for (long q = qs; q < qe; q += 16) {
+                const v16 u0 = ld(x1 + q), u1 = ld(x2 + q), u2 = ld(x3 + q);
+#pragma GCC unroll 8
+                for (int i = 0; i < MR; i++) {
+                    const v16 d = ld(dy + i * P + q);
+                    a[i][0] += d * u0; a[i][1] += d * u1; a[i][2] += d * u2;
+                }
+            }
+            for (int i = 0; i < MR; i++)
+                for (int j = 0; j < 3; j++) st(at + (i * 3 + j) * 16, a[i][j]);
+        }
+    }
+    for (long t = t0; t < t1; t++) {
+        const long mb = t / triples, k0 = (t % triples) * 3;
+        const float *at = acc + t * MR * 3 * 16;
+        for (int i = 0; i < MR; i++) {
+            const long m = mb * MR + i;
+            if (m >= M) break;
+            for (int j = 0; j < 3 && k0 + j < K; j++) {
+                const float *v = at + (i * 3 + j) * 16;
+                float s8[8];
+                for (int l = 0; l < 8; l++) s8[l] = v[l] + v[l + 8];
+                dw[m * K + k0 + j] += ((s8[0] + s8[4]) + (s8[2] + s8[6])) + ((s8[1] + s8[5]) + (s8[3] + s8[7]));
+            }
+        }
+    }
+}

@@ -54,11 +54,56 @@ struct DirectKernelTests {
         #expect(noDX.dw.floats == g.dw.floats)
     }
 
+    /// Reference Y, dX, dW of an ungrouped 2-D conv with square stride s, kernel k and symmetric padding pad.
+    func stridedReference(x: [Float], w: [Float], r: [Float], n: Int, c: Int, m: Int, h: Int, wd: Int, k: Int, s: Int,
+                          pad: Int) -> (y: [Float], dx: [Float], dw: [Float]) {
+        let oh = (h + 2 * pad - k) / s + 1, ow = (wd + 2 * pad - k) / s + 1
+        var y = [Double](repeating: 0, count: n * m * oh * ow)
+        var dx = [Double](repeating: 0, count: x.count), dw = [Double](repeating: 0, count: w.count)
+        for img in 0..<n { for o in 0..<m { for i in 0..<oh { for j in 0..<ow {
+            let yi = ((img * m + o) * oh + i) * ow + j
+            for ci in 0..<c { for kh in 0..<k { for kw in 0..<k {
+                let ii = s * i + kh - pad, jj = s * j + kw - pad
+                guard ii >= 0, ii < h, jj >= 0, jj < wd else { continue }
+                let xi = ((img * c + ci) * h + ii) * wd + jj, wi = ((o * c + ci) * k + kh) * k + kw
+                y[yi] += Double(x[xi]) * Double(w[wi])
+                dx[xi] += Double(w[wi]) * Double(r[yi])
+                dw[wi] += Double(x[xi]) * Double(r[yi])
+            }}}
+        }}}}
+        return (y.map(Float.init), dx.map(Float.init), dw.map(Float.init))
+    }
+
+    // Odd and even sizes (the last phase row/column is short when odd), 3x3 pad 1 and 1x1, channels off the block.
+    static let stridedShapes: [(n: Int, c: Int, m: Int, h: Int, w: Int, k: Int)] = [
+        (2, 3, 5, 7, 6, 3), (3, 16, 32, 8, 8, 3), (2, 4, 9, 5, 7, 1), (1, 16, 32, 16, 16, 1), (4, 2, 3, 1, 2, 3), (2, 5, 4, 33, 9, 3),
+    ]
+
+    @Test(arguments: 0..<stridedShapes.count)
+    func stridedConvMatchesReference(_ k: Int) throws {
+        let s = Self.stridedShapes[k]
+        let pad = s.k == 3 ? 1 : 0
+        let xs = [s.n, s.c, s.h, s.w], ws = [s.m, s.c, s.k, s.k]
+        let x = randomFloats(xs.reduce(1, *), seed: 61), w = randomFloats(ws.reduce(1, *), seed: 62)
+        let attrs = ConvAttrs(strides: [2, 2], pads: [pad, pad, pad, pad])
+        let plan = try ConvPlan(x: xs, w: ws, attrs: attrs)
+        #expect(plan.strided2)
+        let y = try convForward(x: Tensor(shape: xs, floats: x), w: Tensor(shape: ws, floats: w), b: nil, attrs: attrs)
+        let r = randomFloats(y.count, seed: 63)
+        let want = stridedReference(x: x, w: w, r: r, n: s.n, c: s.c, m: s.m, h: s.h, wd: s.w, k: s.k, s: 2, pad: pad)
+        let g = try convGradients(x: Tensor(shape: xs, floats: x), w: Tensor(shape: ws, floats: w), hasBias: false,
+                                  gradY: Tensor(shape: y.shape, floats: r), attrs: attrs, needsDX: true)
+        let dx = try #require(g.dx)
+        #expect(close(y.floats, want.y, rtol: 1e-4, atol: 1e-4))
+        #expect(close(dx.floats, want.dx, rtol: 1e-4, atol: 1e-4))
+        #expect(close(g.dw.floats, want.dw, rtol: 1e-4, atol: 1e-4))
+    }
+
     @Test func skippingDXKeepsWeightGradientOnTheGEMMPath() throws {
         let xs = [2, 3, 7, 6], ws = [4, 3, 3, 3]
         let x = Tensor(shape: xs, floats: randomFloats(xs.reduce(1, *), seed: 41))
         let w = Tensor(shape: ws, floats: randomFloats(ws.reduce(1, *), seed: 42))
-        let attrs = ConvAttrs(strides: [2, 2], pads: [1, 1, 1, 1])
+        let attrs = ConvAttrs(strides: [2, 1], pads: [1, 1, 1, 1])
         let y = try convForward(x: x, w: w, b: nil, attrs: attrs)
         let r = Tensor(shape: y.shape, floats: randomFloats(y.count, seed: 43))
         let full = try convBackward(x: x, w: w, hasBias: true, gradY: r, attrs: attrs)

@@ -57,6 +57,23 @@ void bs_conv3x3_fwd_f32(const float *xg, const float *wpk, float *y, const float
 void bs_conv3x3_dw_f32(const float *dyg, const float *xg, float *acc, float *dw, long M, long C, long t0, long t1,
                        const bs_grid *g);
 
+// Generic tap-list convolution on grids (used for strided and 1x1 convolutions): output position q of the
+// grid sums wpk-weighted reads of xg at q + koff[k] (koff includes plane * g->plane) over k < K.
+/// Destination of grid pixel (i, j): plane of h x w, element (s*i + oy, s*j + ox); outside pixels are skipped.
+typedef struct { long h, w, s, oy, ox; } bs_out;
+/// Planes c*s*s + (pr*s + pc) of buf [c in c0..c1) hold x[n][c][s*i + pr][s*j + pc] on grid g (output-sized).
+void bs_grid_pack_phases_f32(const float *x, float *buf, long C, long H, long W, long s, long c0, long c1,
+                             const bs_grid *g);
+/// wpk[m/MR][k][m%MR] = w[m*S + sel[k]], (M+MR-1)/MR*MR*K floats.
+void bs_tapconv_pack_weights(const float *w, float *wpk, long M, long K, const long *sel, long S);
+/// y [N, M, o->h, o->w] (strided elements only, see bs_out) = tap conv of xg (+ bias) for blocks [b0, b1).
+void bs_tapconv_fwd_f32(const float *xg, const long *koff, long K, const float *wpk, float *y, const float *bias,
+                        long M, long b0, long b1, const bs_grid *g, const bs_out *o);
+/// dw [M, K] += correlation of dyg (grid, round-up(M, MR) planes, zero off the image) with the K taps of xg,
+/// for tasks [t0, t1) of (M+MR-1)/MR * ceil(K/3); acc: tasks * MR * 3 * 16 floats of scratch, by task.
+void bs_tapconv_dw_f32(const float *dyg, const float *xg, const long *koff, long K, float *acc, float *dw, long M,
+                       long t0, long t1, const bs_grid *g);
+
 // ---- pooling (planes = N*C) ----
 /// argmax (may be NULL) receives the flat index into x of each output's maximum.
 void bs_maxpool_f32(const float *x, float *y, int32_t *argmax, long planes, const bs_geom *g);
