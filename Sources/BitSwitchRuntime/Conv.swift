@@ -170,6 +170,9 @@ private func convBackwardDirect(_ p: ConvPlan, _ xs: [Float], _ ws: [Float], _ g
 /// c*4 + (row residue)*2 + (column residue), shifted by the floor-divided offsets.
 private struct StridedTap { var c: Int, t: Int, phase: Int, shift: Int }
 
+/// Phase planes packed per channel: a 1x1 kernel reads only phase (0, 0).
+private func stridedPhases(_ p: ConvPlan) -> Int { p.geom.kernelCount == 1 ? 1 : 4 }
+
 private func stridedTaps(_ p: ConvPlan, _ g: bs_grid) -> [StridedTap] {
     let k = p.geom.kernel, pad = p.geom.padsBegin
     var taps: [StridedTap] = []
@@ -192,8 +195,9 @@ private func convForwardStrided(_ p: ConvPlan, _ xs: [Float], _ ws: [Float], _ b
                                 _ yp: UnsafeMutablePointer<Float>) throws {
     var g = stridedGrid(p)
     let taps = stridedTaps(p, g)
-    let koff = taps.map { ($0.c * 4 + $0.phase) * g.plane + $0.shift }, sel = taps.map { $0.c * p.geom.kernelCount + $0.t }
-    let xCount = try checkedCount([p.cin * 4, g.plane], what: "conv input grid")
+    let np = stridedPhases(p)
+    let koff = taps.map { ($0.c * np + $0.phase) * g.plane + $0.shift }, sel = taps.map { $0.c * p.geom.kernelCount + $0.t }
+    let xCount = try checkedCount([p.cin * np, g.plane], what: "conv input grid")
     let wpk = makeFloats(roundUpMR(p.cout) * taps.count) {
         bs_tapconv_pack_weights(ws, $0, p.cout, taps.count, sel, p.cin * p.geom.kernelCount)
     }
@@ -203,7 +207,8 @@ private func convForwardStrided(_ p: ConvPlan, _ xs: [Float], _ ws: [Float], _ b
     koff.withUnsafeBufferPointer { kb in withUnsafePointer(to: &g) { gp in withUnsafePointer(to: &o) { op in
         let xp = xb.baseAddress!
         parallelFor(p.cin) { r in
-            bs_grid_pack_phases_f32(xp, xg, p.cin, p.geom.input[0], p.geom.input[1], 2, r.lowerBound, r.upperBound, gp)
+            bs_grid_pack_phases_f32(xp, xg, p.cin, p.geom.input[0], p.geom.input[1], 2, np, r.lowerBound,
+                                    r.upperBound, gp)
         }
         parallelFor(gp.pointee.blocks) { r in
             bs_tapconv_fwd_f32(xg, kb.baseAddress!, koff.count, wb.baseAddress!, yp, bp, p.cout, r.lowerBound,
@@ -216,9 +221,10 @@ private func convBackwardStrided(_ p: ConvPlan, _ xs: [Float], _ ws: [Float], _ 
                                  _ dxp: UnsafeMutablePointer<Float>?, _ dwp: UnsafeMutablePointer<Float>) throws {
     var g = stridedGrid(p)
     let taps = stridedTaps(p, g), kc = p.geom.kernelCount
-    let koff = taps.map { ($0.c * 4 + $0.phase) * g.plane + $0.shift }
+    let np = stridedPhases(p)
+    let koff = taps.map { ($0.c * np + $0.phase) * g.plane + $0.shift }
     let mpad = roundUpMR(p.cout)
-    let xCount = try checkedCount([p.cin * 4, g.plane], what: "conv input grid")
+    let xCount = try checkedCount([p.cin * np, g.plane], what: "conv input grid")
     let dyCount = try checkedCount([mpad, g.plane], what: "conv gradient grid")
     let tasks = mpad / convMR * ((koff.count + 2) / 3)
     withScratch(xCount) { xg in withScratch(dyCount) { dyg in withScratch(tasks * convMR * 3 * 16) { acc in
@@ -226,7 +232,8 @@ private func convBackwardStrided(_ p: ConvPlan, _ xs: [Float], _ ws: [Float], _ 
     withUnsafePointer(to: &g) { gp in
         let xp = xb.baseAddress!, gy = gb.baseAddress!
         parallelFor(p.cin) { r in
-            bs_grid_pack_phases_f32(xp, xg, p.cin, p.geom.input[0], p.geom.input[1], 2, r.lowerBound, r.upperBound, gp)
+            bs_grid_pack_phases_f32(xp, xg, p.cin, p.geom.input[0], p.geom.input[1], 2, np, r.lowerBound,
+                                    r.upperBound, gp)
         }
         parallelFor(mpad) { r in bs_grid_pack_f32(gy, dyg, p.cout, r.lowerBound, r.upperBound, gp) }
         parallelFor(tasks) { r in

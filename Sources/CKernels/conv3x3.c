@@ -195,13 +195,13 @@ void bs_conv3x3_dw_f32(const float *dyg, const float *xg, float *acc, float *dw,
 // columns by residue mod s) turns every tap into a shifted read of one phase plane on the output-sized grid,
 // so the same vector loop as the 3x3 kernel applies with a list of (plane, offset) taps.
 
-void bs_grid_pack_phases_f32(const float *x, float *buf, long C, long H, long W, long s, long c0, long c1,
+void bs_grid_pack_phases_f32(const float *x, float *buf, long C, long H, long W, long s, long np, long c0, long c1,
                              const bs_grid *g) {
     const long ho = g->h, wo = g->w, wp = g->wp, hw = H * W;
     for (long c = c0; c < c1; c++)
-        for (long ph = 0; ph < s * s; ph++) {
+        for (long ph = 0; ph < np; ph++) {
             const long pr = ph / s, pc = ph % s;
-            float *p = buf + (c * s * s + ph) * g->plane;
+            float *p = buf + (c * np + ph) * g->plane;
             memset(p, 0, sizeof(float) * g->plane);
             float *o = p + g->front;
             for (long n = 0; n < g->n; n++) {

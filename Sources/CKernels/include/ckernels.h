@@ -61,8 +61,9 @@ void bs_conv3x3_dw_f32(const float *dyg, const float *xg, float *acc, float *dw,
 // grid sums wpk-weighted reads of xg at q + koff[k] (koff includes plane * g->plane) over k < K.
 /// Destination of grid pixel (i, j): plane of h x w, element (s*i + oy, s*j + ox); outside pixels are skipped.
 typedef struct { long h, w, s, oy, ox; } bs_out;
-/// Planes c*s*s + (pr*s + pc) of buf [c in c0..c1) hold x[n][c][s*i + pr][s*j + pc] on grid g (output-sized).
-void bs_grid_pack_phases_f32(const float *x, float *buf, long C, long H, long W, long s, long c0, long c1,
+/// Planes c*np + (pr*s + pc) of buf [c in c0..c1) hold x[n][c][s*i + pr][s*j + pc] on grid g (output-sized),
+/// for the first np <= s*s phases (np = 1 when only the (0, 0) phase is read, as by a 1x1 kernel).
+void bs_grid_pack_phases_f32(const float *x, float *buf, long C, long H, long W, long s, long np, long c0, long c1,
                              const bs_grid *g);
 /// wpk[m/MR][k][m%MR] = w[m*S + sel[k]], (M+MR-1)/MR*MR*K floats.
 void bs_tapconv_pack_weights(const float *w, float *wpk, long M, long K, const long *sel, long S);
