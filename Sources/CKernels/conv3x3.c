@@ -269,7 +269,8 @@ void bs_tapconv_fwd_f32(const float *xg, const long *koff, long K, const float *
                     if (len > room) len = room;
                     float *dst = y + (runs[r].n * M + m) * ohw + yi * o->w + xj;
                     const float *src = tile[i] + runs[r].k;
-                    for (long k = 0; k < len; k++) dst[k * o->s] = src[k] + bv;
+                    if (o->s == 1) { for (long k = 0; k < len; k++) dst[k] = src[k] + bv; }   // vectorizes
+                    else { for (long k = 0; k < len; k++) dst[k * o->s] = src[k] + bv; }
                 }
             }
         }
