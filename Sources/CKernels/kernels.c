@@ -482,3 +482,28 @@ void bs_configure_allocator(void) {
     mallopt(M_MMAP_THRESHOLD, 32 << 20);
     mallopt(M_TRIM_THRESHOLD, 1 << 30);
 }
+
+void bs_maxpool2x2_f32(const float *x, float *y, int32_t *argmax, long planes, long h, long w, long oh, long ow,
+                       long base) {
+    // Same tie and NaN rule as bs_maxpool_f32: taps in row-major order, a later tap wins only if strictly greater.
+    const long plane = h * w, osp = oh * ow;
+    for (long p = 0; p < planes; p++) {
+        const float *xp = x + p * plane;
+        float *yp = y + p * osp;
+        int32_t *ap = argmax + p * osp;
+        const long pbase = base + p * plane;
+        for (long i = 0; i < oh; i++) {
+            const float *r0 = xp + 2 * i * w, *r1 = r0 + w;
+            for (long j = 0; j < ow; j++) {
+                const long i0 = 2 * i * w + 2 * j;
+                float best = r0[2 * j];
+                long bi = i0;
+                if (r0[2 * j + 1] > best) { best = r0[2 * j + 1]; bi = i0 + 1; }
+                if (r1[2 * j] > best) { best = r1[2 * j]; bi = i0 + w; }
+                if (r1[2 * j + 1] > best) { best = r1[2 * j + 1]; bi = i0 + w + 1; }
+                yp[i * ow + j] = best;
+                ap[i * ow + j] = (int32_t)(pbase + bi);
+            }
+        }
+    }
+}
