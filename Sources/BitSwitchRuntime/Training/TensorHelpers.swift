@@ -12,20 +12,6 @@ extension Tensor {
     }
 }
 
-@inline(__always)
-func floatTensor(_ shape: [Int], _ data: [Float]) -> Tensor {
-    Tensor(dtype: .f32, shape: shape, storage: .f32(data))
-}
-
-/// An array of `n` floats filled by `body` without zero-initialising first.
-@inline(__always)
-func filledFloats(_ n: Int, _ body: (UnsafeMutableBufferPointer<Float>) -> Void) -> [Float] {
-    [Float](unsafeUninitializedCapacity: n) { buf, count in
-        body(buf)
-        count = n
-    }
-}
-
 func required(_ inputs: [Tensor?], _ i: Int, _ node: Node) throws -> Tensor {
     guard i < inputs.count, let t = inputs[i] else {
         throw BitSwitchError(.invalidModel, "missing required input \(i)", node: node.label, op: node.op.typeName)
