@@ -8,8 +8,22 @@ public enum ONNXImporter {
     public static let minimumOpset = 6
 
     public static func importModel(path: String) throws -> Graph {
+        // protobuf-c copies every field out of the buffer, so the file's mapping is released before tensors are
+        // decoded: peak memory is then about two copies of the weights, not three.
+        let model = try unpack(path: path)
+        do {
+            return try GraphReader(file: path, baseDirectory: directoryOf(path)).read(model.message.pointee)
+        } catch {
+            throw error.bitswitchLocated(file: path)
+        }
+    }
+
+    private static func unpack(path: String) throws -> UnpackedModel {
         let file = try MappedFile(path: path)
-        return try importModel(buffer: file.bytes, path: path, baseDirectory: directoryOf(path))
+        guard file.bytes.count > 0, let model = UnpackedModel(file.bytes) else {
+            throw unparsable(byteCount: file.bytes.count, file: path)
+        }
+        return model
     }
 
     /// `path` names the model in errors; external data is looked up relative to `baseDirectory`.
@@ -31,10 +45,7 @@ public enum ONNXImporter {
     /// The (domain, op type) of every node of the main graph, without decoding tensors or checking anything else:
     /// lets a caller decide whether a model is within the supported op set before importing it.
     public static func operatorTypes(path: String) throws -> [(domain: String, type: String)] {
-        let file = try MappedFile(path: path)
-        guard file.bytes.count > 0, let model = UnpackedModel(file.bytes) else {
-            throw unparsable(byteCount: file.bytes.count, file: path)
-        }
+        let model = try unpack(path: path)
         guard let gp = model.message.pointee.graph?.pointee else { return [] }
         return cMessages(gp.node, gp.n_node).map { n in
             let d = cString(n.pointee.domain)
