@@ -38,10 +38,10 @@ let package = Package(
         .testTarget(name: "BitSwitchIRTests", dependencies: ["BitSwitchIR"]),
         .testTarget(name: "BitSwitchONNXTests", dependencies: ["BitSwitchONNX", "BitSwitchRuntime"],
                     resources: [.copy("Fixtures")]),
-        .testTarget(name: "BitSwitchRuntimeTests", dependencies: ["BitSwitchRuntime", "BitSwitchData"]),
+        .testTarget(name: "BitSwitchRuntimeTests", dependencies: ["BitSwitchRuntime", "BitSwitchData"], exclude: ["Fixtures"]),
         .testTarget(name: "BitSwitchDataTests", dependencies: ["BitSwitchData"], exclude: ["Fixtures"]),
         .testTarget(name: "BitSwitchQuantTests", dependencies: ["BitSwitchQuant"], exclude: ["golden"]),
-        .testTarget(name: "BitSwitchPassesTests", dependencies: ["BitSwitchPasses", "BitSwitchONNX"]),
-        .testTarget(name: "CLITests", dependencies: ["BitSwitchONNX"]),
+        .testTarget(name: "BitSwitchPassesTests", dependencies: ["BitSwitchPasses", "BitSwitchONNX"], exclude: ["golden"]),
+        .testTarget(name: "CLITests", dependencies: ["BitSwitchData"], exclude: ["Fixtures"]),
     ]
 )

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole chain as far as it is built, on the shipped digits example.
+# The whole chain as far as it is built, on the shipped digits example (examples/digits).
 set -euo pipefail
 BIN=${1:-.build/release/bitswitch}
 EX=examples/digits
@@ -7,12 +7,21 @@ OUT=${DEMO_OUT:-.cache/demo}
 mkdir -p "$OUT"
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
-step "1. Import the example model and summarise it"
+step "1. Import the example model (an untrained CNN, BatchNormalization after every conv) and summarise it"
 "$BIN" import "$EX/model.onnx"
 
-step "2. Canonicalize, fold constants, infer shapes (the IR after the pipeline, constants elided)"
-"$BIN" opt "$EX/model.onnx" --pipeline passes/canonical.yaml -o "$OUT/canonical.onnx"
-"$BIN" print-ir "$OUT/canonical.onnx" | head -n 30
+step "2. Run the float cleanup pipeline (passes/cleanup.yaml) and print the IR (constants elided)"
+"$BIN" opt "$EX/model.onnx" --pipeline passes/cleanup.yaml -o "$OUT/cleanup.onnx"
+"$BIN" print-ir "$OUT/cleanup.onnx" | head -n 24
 
-step "3. Run it on shipped inputs and check against the expected output (computed by ONNX Runtime)"
+step "3. Run it on shipped inputs; check against the expected output (from ONNX Runtime)"
 "$BIN" run "$EX/model.onnx" --input "$EX/sample/input.npy" --output-dir "$OUT" --check "$EX/sample/expected_logits.npy"
+
+step "4. Train the float model on the digits data (20 epochs, Adam, cosine) and evaluate it"
+"$BIN" train "$EX/model.onnx" --data "$EX" -o "$OUT/digits-fp32.onnx" --epochs 20 --threads 1
+"$BIN" eval "$OUT/digits-fp32.onnx" --data "$EX"
+
+if [ -x scripts/demo-qat.sh ]; then
+  step "5. Multi-precision quantization: insert fake-quant, train {8,6,4,2} jointly, store one INT8 model"
+  scripts/demo-qat.sh "$BIN" "$OUT/digits-fp32.onnx" "$OUT"
+fi

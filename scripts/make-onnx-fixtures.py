@@ -317,7 +317,7 @@ def bad_inputs():
     save(model(g, 13, 7), "sparse_constant.onnx", check=False)
 
     g = simple_graph([helper.make_node("Relu", ["x"], ["y"], name="relu")])
-    save(model(g, 6, 3), "opset6.onnx", check=False)
+    save(model(g, 5, 3), "opset5.onnx", check=False)
 
     m = onnx.ModelProto()
     m.ir_version = 8

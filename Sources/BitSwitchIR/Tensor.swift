@@ -119,6 +119,21 @@ public struct Tensor: Sendable, Equatable, CustomStringConvertible {
     public var description: String { "Tensor<\(dtype)\(shape)>" }
 }
 
+/// A float32 tensor of `shape` holding `data` (no copy).
+@inline(__always)
+public func floatTensor(_ shape: [Int], _ data: [Float]) -> Tensor {
+    Tensor(dtype: .f32, shape: shape, storage: .f32(data))
+}
+
+/// An array of `n` floats written entirely by `body`, without zero-filling first (hot loops in the kernels).
+@inline(__always)
+public func filledFloats(_ n: Int, _ body: (UnsafeMutableBufferPointer<Float>) -> Void) -> [Float] {
+    [Float](unsafeUninitializedCapacity: n) { buf, count in
+        body(buf)
+        count = n
+    }
+}
+
 /// Row-major strides of a shape.
 public func contiguousStrides(_ shape: [Int]) -> [Int] {
     var s = [Int](repeating: 1, count: shape.count)

@@ -5,11 +5,25 @@ import CProtobufC
 /// Reads ONNX ModelProto files into the IR.
 public enum ONNXImporter {
     /// The oldest default-domain opset whose op semantics `Op(type:domain:attributes:opset:)` covers.
-    public static let minimumOpset = 7
+    public static let minimumOpset = 6
 
     public static func importModel(path: String) throws -> Graph {
+        // protobuf-c copies every field out of the buffer, so the file's mapping is released before tensors are
+        // decoded: peak memory is then about two copies of the weights, not three.
+        let model = try unpack(path: path)
+        do {
+            return try GraphReader(file: path, baseDirectory: directoryOf(path)).read(model.message.pointee)
+        } catch {
+            throw error.bitswitchLocated(file: path)
+        }
+    }
+
+    private static func unpack(path: String) throws -> UnpackedModel {
         let file = try MappedFile(path: path)
-        return try importModel(buffer: file.bytes, path: path, baseDirectory: directoryOf(path))
+        guard file.bytes.count > 0, let model = UnpackedModel(file.bytes) else {
+            throw unparsable(byteCount: file.bytes.count, file: path)
+        }
+        return model
     }
 
     /// `path` names the model in errors; external data is looked up relative to `baseDirectory`.
@@ -25,6 +39,17 @@ public enum ONNXImporter {
             return try GraphReader(file: path, baseDirectory: baseDirectory).read(model.message.pointee)
         } catch {
             throw error.bitswitchLocated(file: path)
+        }
+    }
+
+    /// The (domain, op type) of every node of the main graph, without decoding tensors or checking anything else:
+    /// lets a caller decide whether a model is within the supported op set before importing it.
+    public static func operatorTypes(path: String) throws -> [(domain: String, type: String)] {
+        let model = try unpack(path: path)
+        guard let gp = model.message.pointee.graph?.pointee else { return [] }
+        return cMessages(gp.node, gp.n_node).map { n in
+            let d = cString(n.pointee.domain)
+            return (d == "ai.onnx" ? "" : d, cString(n.pointee.op_type))
         }
     }
 
@@ -179,11 +204,35 @@ private struct GraphReader {
                 return
             }
             let op = try Op(type: type, domain: domain, attributes: attrs, opset: opset)
-            g.nodes.append(Node(name: name, op: op, inputs: inputs, outputs: outputs))
+            var nodeInputs = inputs
+            if domain.isEmpty, opset < 7, ["Add", "Sub", "Mul", "Div"].contains(type),
+               case .int(1)? = attrs["broadcast"], case .int(let axis)? = attrs["axis"] {
+                nodeInputs[1] = try alignLegacyBroadcast(inputs, axis: axis, node: name, into: &g)
+            }
+            g.nodes.append(Node(name: name, op: op, inputs: nodeInputs, outputs: outputs))
         } catch {
             let e = error.bitswitchLocated(file: file, node: label, op: type, opset: opset)
             throw e.located(domain: domain)
         }
+    }
+
+    /// Opset < 7 arithmetic with `broadcast=1, axis=k` aligns B with A's dims starting at k. NumPy-style
+    /// broadcasting (what every later opset and our executor use) aligns trailing dims, so B gets trailing
+    /// size-1 dims through an Unsqueeze. Returns the name to read instead of B.
+    private func alignLegacyBroadcast(_ inputs: [String], axis: Int, node: String, into g: inout Graph) throws -> String {
+        guard inputs.count == 2, let rankA = g.type(of: inputs[0])?.rank, let rankB = g.type(of: inputs[1])?.rank else {
+            throw BitSwitchError(.unsupported, "legacy broadcast with axis needs both operands' ranks known at import")
+        }
+        let start = axis < 0 ? axis + rankA : axis
+        let trailing = rankA - start - rankB
+        guard start >= 0, trailing >= 0 else {
+            throw BitSwitchError(.invalidModel, "broadcast axis \(axis) does not fit operand ranks \(rankA) and \(rankB)")
+        }
+        if trailing == 0 { return inputs[1] }
+        let aligned = g.freshName(inputs[1] + "_aligned")
+        g.nodes.append(Node(name: g.freshName((node.isEmpty ? aligned : node) + "_align"),
+                            op: .unsqueeze(axes: Array(rankB..<(rankB + trailing))), inputs: [inputs[1]], outputs: [aligned]))
+        return aligned
     }
 
     private func constantValue(_ attrs: [String: AttrValue]) throws -> Tensor {

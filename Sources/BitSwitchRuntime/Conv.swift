@@ -2,6 +2,7 @@ import BitSwitchIR
 import CBLAS
 import CKernels
 import Dispatch
+import Synchronization
 
 /// Shapes and geometry of one convolution, checked once for forward and backward.
 struct ConvPlan {
@@ -43,10 +44,27 @@ struct ConvPlan {
         yShape = [n, cout] + geom.output
     }
 
-    /// Images per im2col chunk: keeps the column buffer near 32 MB while giving BLAS wide matrices.
+    /// 2-D, ungrouped 3x3 with stride 1, one pixel of padding on every side and no dilation: the case of the
+    /// direct kernel (most convolutions of small CNNs and ResNets).
+    var direct3x3: Bool {
+        geom.input.count == 2 && group == 1 && geom.kernel == [3, 3] && geom.strides == [1, 1]
+            && geom.padsBegin == [1, 1] && geom.padsEnd == [1, 1] && geom.dilations == [1, 1]
+    }
+
+    /// 2-D, ungrouped, undilated stride-2 convolution, 3x3 with one pixel of padding or 1x1 without: the case
+    /// of the phase-split tap kernels (ResNet downsampling and projection shortcuts). Every tap then reads its
+    /// phase plane at most one row or column before the output grid, where the grid keeps zeros.
+    var strided2: Bool {
+        guard geom.input.count == 2, group == 1, geom.dilations == [1, 1], geom.strides == [2, 2] else { return false }
+        return (geom.kernel == [3, 3] && geom.padsBegin == [1, 1] && geom.padsEnd == [1, 1])
+            || (geom.kernel == [1, 1] && geom.padsBegin == [0, 0] && geom.padsEnd == [0, 0])
+    }
+
+    /// Images per im2col chunk: about 4 MB of columns stays in cache between im2col and the GEMM, and is
+    /// still wide enough for BLAS (measured best at 16–32 CIFAR-sized images).
     var chunk: Int {
         let perImage = max(1, cin * geom.kernelCount * outPlane)
-        return max(1, min(n, (8 << 20) / perImage))
+        return max(1, min(n, (1 << 20) / perImage))
     }
 }
 
@@ -69,22 +87,178 @@ public func convForward(x: Tensor, w: Tensor, b: Tensor?, attrs: ConvAttrs) thro
     if yCount == 0 || xs.isEmpty {
         y = [Float](repeating: 0, count: yCount)
     } else if p.depthwise {
-        y = makeFloats(yCount) { yp in
+        let failed = Mutex(false)
+        y = try makeFloats(yCount) { yp in
             xs.withUnsafeBufferPointer { xb in ws.withUnsafeBufferPointer { wb in bias.withUnsafeBufferPointerOpt { bp in
                 let xp = xb.baseAddress!, wp = wb.baseAddress!
                 let mult = p.cout / p.cin
                 withUnsafePointer(to: &g) { gp in
                     parallelFor(p.n) { r in
-                        bs_dwconv_fwd_f32(xp + r.lowerBound * p.cin * p.inPlane, wp, bp,
-                                          yp + r.lowerBound * p.cout * p.outPlane, r.count, p.cin, mult, gp)
+                        if bs_dwconv_fwd_f32(xp + r.lowerBound * p.cin * p.inPlane, wp, bp,
+                                             yp + r.lowerBound * p.cout * p.outPlane, r.count, p.cin, mult, gp) != 0 {
+                            failed.withLock { $0 = true }
+                        }
                     }
                 }
             }}}
+            if failed.withLock({ $0 }) { throw outOfMemory("depthwise conv scratch") }
         }
+    } else if p.direct3x3 {
+        y = try makeFloats(yCount) { yp in try convForwardDirect(p, xs, ws, bias, yp) }
+    } else if p.strided2 {
+        y = try makeFloats(yCount) { yp in try convForwardStrided(p, xs, ws, bias, yp) }
     } else {
         y = try makeFloats(yCount) { yp in try convForwardGEMM(p, xs, ws, bias, yp) }
     }
     return Tensor(shape: p.yShape, floats: y)
+}
+
+private let convMR = Int(BS_CONV3_MR)
+
+private func roundUpMR(_ n: Int) -> Int { (n + convMR - 1) / convMR * convMR }
+
+private func makeGrid(_ p: ConvPlan) -> bs_grid {
+    var g = bs_grid()
+    bs_grid_init(&g, p.n, p.geom.input[0], p.geom.input[1])
+    return g
+}
+
+private func convForwardDirect(_ p: ConvPlan, _ xs: [Float], _ ws: [Float], _ bias: [Float]?,
+                               _ yp: UnsafeMutablePointer<Float>) throws {
+    var g = makeGrid(p)
+    let mpad = roundUpMR(p.cout)
+    let xCount = try checkedCount([p.cin, g.plane], what: "conv input grid")
+    let wpk = makeFloats(mpad * p.cin * 9) { bs_conv3x3_pack_weights(ws, $0, p.cout, p.cin, 0) }
+    withScratch(xCount) { xg in
+    xs.withUnsafeBufferPointer { xb in wpk.withUnsafeBufferPointer { wb in bias.withUnsafeBufferPointerOpt { bp in
+    withUnsafePointer(to: &g) { gp in
+        let xp = xb.baseAddress!, wp = wb.baseAddress!
+        parallelFor(p.cin) { r in bs_grid_pack_f32(xp, xg, p.cin, r.lowerBound, r.upperBound, gp) }
+        parallelFor(gp.pointee.blocks) { r in
+            bs_conv3x3_fwd_f32(xg, wp, yp, bp, p.cout, p.cin, r.lowerBound, r.upperBound, gp)
+        }
+    }}}}}
+}
+
+/// dW (accumulated into `dwp`) and, when `dxp` is given, dX (overwritten) of a direct 3x3 convolution.
+private func convBackwardDirect(_ p: ConvPlan, _ xs: [Float], _ ws: [Float], _ gys: [Float],
+                                _ dxp: UnsafeMutablePointer<Float>?, _ dwp: UnsafeMutablePointer<Float>) throws {
+    var g = makeGrid(p)
+    let mpad = roundUpMR(p.cout), cpad = roundUpMR(p.cin)
+    let xCount = try checkedCount([p.cin, g.plane], what: "conv input grid")
+    let dyCount = try checkedCount([mpad, g.plane], what: "conv gradient grid")
+    let tasks = mpad / convMR * p.cin
+    let accCount = tasks * convMR * 9 * 16
+    let wT = dxp == nil ? [] : makeFloats(cpad * p.cout * 9) { bs_conv3x3_pack_weights(ws, $0, p.cout, p.cin, 1) }
+    withScratch(xCount) { xg in withScratch(dyCount) { dyg in withScratch(accCount) { acc in
+    xs.withUnsafeBufferPointer { xb in gys.withUnsafeBufferPointer { gb in wT.withUnsafeBufferPointer { wtb in
+    withUnsafePointer(to: &g) { gp in
+        let xp = xb.baseAddress!, gy = gb.baseAddress!
+        parallelFor(p.cin) { r in bs_grid_pack_f32(xp, xg, p.cin, r.lowerBound, r.upperBound, gp) }
+        // The extra planes up to a whole block of rows are zero, so the dW kernel may read them.
+        parallelFor(mpad) { r in bs_grid_pack_f32(gy, dyg, p.cout, r.lowerBound, r.upperBound, gp) }
+        parallelFor(tasks) { r in bs_conv3x3_dw_f32(dyg, xg, acc, dwp, p.cout, p.cin, r.lowerBound, r.upperBound, gp) }
+        if let dxp, let wt = wtb.baseAddress {
+            parallelFor(gp.pointee.blocks) { r in
+                bs_conv3x3_fwd_f32(dyg, wt, dxp, nil, p.cin, p.cout, r.lowerBound, r.upperBound, gp)
+            }
+        }
+    }}}}}}}
+}
+
+/// Taps of a stride-2 conv on the phase-split grid: tap t = kh*kw' + kw of channel c reads phase plane
+/// c*4 + (row residue)*2 + (column residue), shifted by the floor-divided offsets.
+private struct StridedTap { var c: Int, t: Int, phase: Int, shift: Int }
+
+/// Phase planes packed per channel: a 1x1 kernel reads only phase (0, 0).
+private func stridedPhases(_ p: ConvPlan) -> Int { p.geom.kernelCount == 1 ? 1 : 4 }
+
+private func stridedTaps(_ p: ConvPlan, _ g: bs_grid) -> [StridedTap] {
+    let k = p.geom.kernel, pad = p.geom.padsBegin
+    var taps: [StridedTap] = []
+    for c in 0..<p.cin { for kh in 0..<k[0] { for kw in 0..<k[1] {
+        let r = kh - pad[0], q = kw - pad[1]
+        let pr = ((r % 2) + 2) % 2, pc = ((q % 2) + 2) % 2
+        let dr = (r - pr) / 2, dc = (q - pc) / 2
+        taps.append(StridedTap(c: c, t: kh * k[1] + kw, phase: pr * 2 + pc, shift: dr * g.wp + dc))
+    }}}
+    return taps
+}
+
+private func stridedGrid(_ p: ConvPlan) -> bs_grid {
+    var g = bs_grid()
+    bs_grid_init(&g, p.n, p.geom.output[0], p.geom.output[1])
+    return g
+}
+
+private func convForwardStrided(_ p: ConvPlan, _ xs: [Float], _ ws: [Float], _ bias: [Float]?,
+                                _ yp: UnsafeMutablePointer<Float>) throws {
+    var g = stridedGrid(p)
+    let taps = stridedTaps(p, g)
+    let np = stridedPhases(p)
+    let koff = taps.map { ($0.c * np + $0.phase) * g.plane + $0.shift }, sel = taps.map { $0.c * p.geom.kernelCount + $0.t }
+    let xCount = try checkedCount([p.cin * np, g.plane], what: "conv input grid")
+    let wpk = makeFloats(roundUpMR(p.cout) * taps.count) {
+        bs_tapconv_pack_weights(ws, $0, p.cout, taps.count, sel, p.cin * p.geom.kernelCount)
+    }
+    var o = bs_out(h: p.geom.output[0], w: p.geom.output[1], s: 1, oy: 0, ox: 0)
+    withScratch(xCount) { xg in
+    xs.withUnsafeBufferPointer { xb in wpk.withUnsafeBufferPointer { wb in bias.withUnsafeBufferPointerOpt { bp in
+    koff.withUnsafeBufferPointer { kb in withUnsafePointer(to: &g) { gp in withUnsafePointer(to: &o) { op in
+        let xp = xb.baseAddress!
+        parallelFor(p.cin) { r in
+            bs_grid_pack_phases_f32(xp, xg, p.cin, p.geom.input[0], p.geom.input[1], 2, np, r.lowerBound,
+                                    r.upperBound, gp)
+        }
+        parallelFor(gp.pointee.blocks) { r in
+            bs_tapconv_fwd_f32(xg, kb.baseAddress!, koff.count, wb.baseAddress!, yp, bp, p.cout, r.lowerBound,
+                               r.upperBound, gp, op)
+        }
+    }}}}}}}
+}
+
+private func convBackwardStrided(_ p: ConvPlan, _ xs: [Float], _ ws: [Float], _ gys: [Float],
+                                 _ dxp: UnsafeMutablePointer<Float>?, _ dwp: UnsafeMutablePointer<Float>) throws {
+    var g = stridedGrid(p)
+    let taps = stridedTaps(p, g), kc = p.geom.kernelCount
+    let np = stridedPhases(p)
+    let koff = taps.map { ($0.c * np + $0.phase) * g.plane + $0.shift }
+    let mpad = roundUpMR(p.cout)
+    let xCount = try checkedCount([p.cin * np, g.plane], what: "conv input grid")
+    let dyCount = try checkedCount([mpad, g.plane], what: "conv gradient grid")
+    let tasks = mpad / convMR * ((koff.count + 2) / 3)
+    withScratch(xCount) { xg in withScratch(dyCount) { dyg in withScratch(tasks * convMR * 3 * 16) { acc in
+    xs.withUnsafeBufferPointer { xb in gys.withUnsafeBufferPointer { gb in koff.withUnsafeBufferPointer { kb in
+    withUnsafePointer(to: &g) { gp in
+        let xp = xb.baseAddress!, gy = gb.baseAddress!
+        parallelFor(p.cin) { r in
+            bs_grid_pack_phases_f32(xp, xg, p.cin, p.geom.input[0], p.geom.input[1], 2, np, r.lowerBound,
+                                    r.upperBound, gp)
+        }
+        parallelFor(mpad) { r in bs_grid_pack_f32(gy, dyg, p.cout, r.lowerBound, r.upperBound, gp) }
+        parallelFor(tasks) { r in
+            bs_tapconv_dw_f32(dyg, xg, kb.baseAddress!, koff.count, acc, dwp, p.cout, r.lowerBound, r.upperBound, gp)
+        }
+        guard let dxp else { return }
+        // dX phase by phase: each phase plane of dX gathers dY at the negated shifts of the taps that read it.
+        for phase in 0..<4 {
+            var dk: [Int] = [], dsel: [Int] = []
+            for m in 0..<p.cout { for tp in taps where tp.c == 0 && tp.phase == phase {
+                dk.append(m * gp.pointee.plane - tp.shift); dsel.append(m * p.cin * kc + tp.t)
+            }}
+            let wT = makeFloats(roundUpMR(p.cin) * dk.count) {
+                bs_tapconv_pack_weights(ws, $0, p.cin, dk.count, dsel, kc)
+            }
+            // A phase no tap reads (1x1 kernels) still runs, with no taps, to write its zeros.
+            var o = bs_out(h: p.geom.input[0], w: p.geom.input[1], s: 2, oy: phase / 2, ox: phase % 2)
+            dk.withUnsafeBufferPointer { dkb in wT.withUnsafeBufferPointer { wtb in withUnsafePointer(to: &o) { op in
+                parallelFor(gp.pointee.blocks) { r in
+                    bs_tapconv_fwd_f32(dyg, dkb.baseAddress, dk.count, wtb.baseAddress, dxp, nil, p.cin, r.lowerBound,
+                                       r.upperBound, gp, op)
+                }
+            }}}
+        }
+    }}}}}}}
 }
 
 private func convForwardGEMM(_ p: ConvPlan, _ xs: [Float], _ ws: [Float], _ bias: [Float]?,
@@ -92,11 +266,10 @@ private func convForwardGEMM(_ p: ConvPlan, _ xs: [Float], _ ws: [Float], _ bias
     var g = p.geom.c
     let nb = p.chunk, osp = p.outPlane, rows = p.cin * p.geom.kernelCount
     let direct = p.pointwise && nb == 1
-    let colCount = direct ? 0 : rows * nb * osp
-    var col = [Float](repeating: 0, count: colCount)
-    var tmp = [Float](repeating: 0, count: nb == 1 ? 0 : p.cout * nb * osp)
+    let colCount = direct ? 0 : try checkedCount([rows, nb * osp], what: "im2col buffer")
+    try checkBLASDims([rows, nb * osp, p.cout])
+    withScratch(colCount) { c in withScratch(nb == 1 ? 0 : p.cout * nb * osp) { tmp in
     xs.withUnsafeBufferPointer { xb in ws.withUnsafeBufferPointer { wb in
-    col.withUnsafeMutableBufferPointer { cb in tmp.withUnsafeMutableBufferPointer { tb in
     withUnsafePointer(to: &g) { gp in
         let xp = xb.baseAddress!, wp = wb.baseAddress!
         for start in stride(from: 0, to: p.n, by: nb) {
@@ -106,17 +279,14 @@ private func convForwardGEMM(_ p: ConvPlan, _ xs: [Float], _ ws: [Float], _ bias
             if direct {
                 colp = UnsafePointer(ximg)
             } else {
-                let c = cb.baseAddress!
                 if p.pointwise {
                     bs_pack_cn_f32(ximg, c, cur, p.cin, osp)
                 } else {
-                    parallelFor(cur) { r in
-                        for i in r { bs_im2col_f32(ximg + i * p.cin * p.inPlane, c + i * osp, p.cin, gp, ld) }
-                    }
+                    parallelFor(p.cin) { r in bs_im2col_f32(ximg, c, cur, p.cin, r.lowerBound, r.upperBound, gp) }
                 }
                 colp = UnsafePointer(c)
             }
-            let out = cur == 1 ? yp + start * p.cout * osp : tb.baseAddress!
+            let out = cur == 1 ? yp + start * p.cout * osp : tmp
             for gi in 0..<p.group {
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(p.coutG), Int32(ld), Int32(p.kRows), 1,
                             wp + gi * p.coutG * p.kRows, Int32(p.kRows), colp + gi * p.kRows * ld, Int32(ld), 0,
@@ -134,6 +304,14 @@ private func convForwardGEMM(_ p: ConvPlan, _ xs: [Float], _ ws: [Float], _ bias
 
 public func convBackward(x: Tensor, w: Tensor, hasBias: Bool, gradY: Tensor, attrs: ConvAttrs) throws
     -> (dx: Tensor, dw: Tensor, db: Tensor?) {
+    let r = try convGradients(x: x, w: w, hasBias: hasBias, gradY: gradY, attrs: attrs, needsDX: true)
+    guard let dx = r.dx else { throw BitSwitchError(.internalError, "Conv backward lost dX") }
+    return (dx, r.dw, r.db)
+}
+
+/// Conv backward that skips dX when nobody needs it (the first layer, whose input is data).
+public func convGradients(x: Tensor, w: Tensor, hasBias: Bool, gradY: Tensor, attrs: ConvAttrs, needsDX: Bool) throws
+    -> (dx: Tensor?, dw: Tensor, db: Tensor?) {
     let p = try ConvPlan(x: x.shape, w: w.shape, attrs: attrs)
     guard gradY.shape == p.yShape else {
         throw BitSwitchError(.shape, "Conv gradient dY \(shapeString(gradY.shape)) must match Y \(shapeString(p.yShape))")
@@ -145,59 +323,76 @@ public func convBackward(x: Tensor, w: Tensor, hasBias: Bool, gradY: Tensor, att
         let v = makeFloats(p.cout) { bs_channel_sum_f32(gys, $0, p.n, p.cout, p.outPlane) }
         db = Tensor(shape: [p.cout], floats: v)
     }
-    var dx = [Float](repeating: 0, count: dxCount)
+    let work = dxCount > 0 && !gys.isEmpty
     var dw = [Float](repeating: 0, count: dwCount)
-    if dxCount > 0 && !gys.isEmpty {
-        if p.depthwise {
-            convBackwardDepthwise(p, xs, ws, gys, &dx, &dw)
-        } else {
-            try convBackwardGEMM(p, xs, ws, gys, &dx, &dw)
+    var dx: [Float]? = nil
+    if work && (p.direct3x3 || p.strided2) {
+        // The direct kernels overwrite every element of dX.
+        let run = p.direct3x3 ? convBackwardDirect : convBackwardStrided
+        try dw.withUnsafeMutableBufferPointer { dwb in
+            if needsDX {
+                dx = try makeFloats(dxCount) { dxp in try run(p, xs, ws, gys, dxp, dwb.baseAddress!) }
+            } else {
+                try run(p, xs, ws, gys, nil, dwb.baseAddress!)
+            }
         }
+    } else {
+        var d = [Float](repeating: 0, count: needsDX ? dxCount : 0)
+        if work {
+            if p.depthwise {
+                try convBackwardDepthwise(p, xs, ws, gys, needsDX, &d, &dw)
+            } else {
+                try convBackwardGEMM(p, xs, ws, gys, needsDX, &d, &dw)
+            }
+        }
+        if needsDX { dx = d }
     }
-    return (Tensor(shape: x.shape, floats: dx), Tensor(shape: w.shape, floats: dw), db)
+    return (dx.map { Tensor(shape: x.shape, floats: $0) }, Tensor(shape: w.shape, floats: dw), db)
 }
 
-private func convBackwardDepthwise(_ p: ConvPlan, _ xs: [Float], _ ws: [Float], _ gys: [Float],
-                                   _ dx: inout [Float], _ dw: inout [Float]) {
+private func convBackwardDepthwise(_ p: ConvPlan, _ xs: [Float], _ ws: [Float], _ gys: [Float], _ needsDX: Bool,
+                                   _ dx: inout [Float], _ dw: inout [Float]) throws {
     var g = p.geom.c
     let t = min(runtimeThreads, p.n), wc = ws.count
     // One partial dW per thread, summed after, so threads never write the same weights.
     var partial = [Float](repeating: 0, count: t * wc)
     let mult = p.cout / p.cin
+    let failed = Mutex(false)
     xs.withUnsafeBufferPointer { xb in ws.withUnsafeBufferPointer { wb in gys.withUnsafeBufferPointer { gb in
     dx.withUnsafeMutableBufferPointer { dxb in partial.withUnsafeMutableBufferPointer { pb in
     withUnsafePointer(to: &g) { gp in
-        let xp = xb.baseAddress!, wp = wb.baseAddress!, gyp = gb.baseAddress!, dxp = dxb.baseAddress!
+        let xp = xb.baseAddress!, wp = wb.baseAddress!, gyp = gb.baseAddress!, dxp = needsDX ? dxb.baseAddress : nil
         let pp = pb.baseAddress!
         parallelForChunks(p.n, chunks: t) { k, r in
-            bs_dwconv_bwd_f32(xp + r.lowerBound * p.cin * p.inPlane, wp, gyp + r.lowerBound * p.cout * p.outPlane,
-                              dxp + r.lowerBound * p.cin * p.inPlane, pp + k * wc, r.count, p.cin, mult, gp)
+            if bs_dwconv_bwd_f32(xp + r.lowerBound * p.cin * p.inPlane, wp, gyp + r.lowerBound * p.cout * p.outPlane,
+                                 dxp.map { $0 + r.lowerBound * p.cin * p.inPlane }, pp + k * wc, r.count, p.cin, mult, gp) != 0 {
+                failed.withLock { $0 = true }
+            }
         }
     }}}}}}
+    if failed.withLock({ $0 }) { throw outOfMemory("depthwise conv scratch") }
     for k in 0..<t { for i in 0..<wc { dw[i] += partial[k * wc + i] } }
 }
 
-private func convBackwardGEMM(_ p: ConvPlan, _ xs: [Float], _ ws: [Float], _ gys: [Float],
+private func convBackwardGEMM(_ p: ConvPlan, _ xs: [Float], _ ws: [Float], _ gys: [Float], _ needsDX: Bool,
                               _ dx: inout [Float], _ dw: inout [Float]) throws {
     var g = p.geom.c
     let nb = p.chunk, osp = p.outPlane, rows = p.cin * p.geom.kernelCount
-    var col = [Float](repeating: 0, count: rows * nb * osp)
-    var gyp = [Float](repeating: 0, count: p.cout * nb * osp)
+    try checkBLASDims([rows, nb * osp, p.cout])
+    let colCount = try checkedCount([rows, nb * osp], what: "im2col buffer")
+    withScratch(colCount) { c in withScratch(p.cout * nb * osp) { gpk in
     xs.withUnsafeBufferPointer { xb in ws.withUnsafeBufferPointer { wb in gys.withUnsafeBufferPointer { gb in
     dx.withUnsafeMutableBufferPointer { dxb in dw.withUnsafeMutableBufferPointer { dwb in
-    col.withUnsafeMutableBufferPointer { cb in gyp.withUnsafeMutableBufferPointer { gpb in
     withUnsafePointer(to: &g) { gp in
-        let xp = xb.baseAddress!, wp = wb.baseAddress!, gy = gb.baseAddress!, dxp = dxb.baseAddress!
-        let dwp = dwb.baseAddress!, c = cb.baseAddress!, gpk = gpb.baseAddress!
+        let xp = xb.baseAddress!, wp = wb.baseAddress!, gy = gb.baseAddress!
+        let dwp = dwb.baseAddress!
         for start in stride(from: 0, to: p.n, by: nb) {
             let cur = min(nb, p.n - start), ld = cur * osp
-            let ximg = xp + start * p.cin * p.inPlane, dximg = dxp + start * p.cin * p.inPlane
+            let ximg = xp + start * p.cin * p.inPlane
             if p.pointwise {
                 bs_pack_cn_f32(ximg, c, cur, p.cin, osp)
             } else {
-                parallelFor(cur) { r in
-                    for i in r { bs_im2col_f32(ximg + i * p.cin * p.inPlane, c + i * osp, p.cin, gp, ld) }
-                }
+                parallelFor(p.cin) { r in bs_im2col_f32(ximg, c, cur, p.cin, r.lowerBound, r.upperBound, gp) }
             }
             bs_pack_cn_f32(gy + start * p.cout * osp, gpk, cur, p.cout, osp)
             for gi in 0..<p.group {
@@ -205,6 +400,8 @@ private func convBackwardGEMM(_ p: ConvPlan, _ xs: [Float], _ ws: [Float], _ gys
                             gpk + gi * p.coutG * ld, Int32(ld), c + gi * p.kRows * ld, Int32(ld), 1,
                             dwp + gi * p.coutG * p.kRows, Int32(p.kRows))
             }
+            guard needsDX, let dxp = dxb.baseAddress else { continue }
+            let dximg = dxp + start * p.cin * p.inPlane
             // The columns are no longer needed: reuse the buffer for dCol.
             for gi in 0..<p.group {
                 cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(p.kRows), Int32(ld), Int32(p.coutG), 1,
@@ -215,9 +412,7 @@ private func convBackwardGEMM(_ p: ConvPlan, _ xs: [Float], _ ws: [Float], _ gys
                 // col2im of a 1x1 stride-1 conv is the inverse packing.
                 bs_unpack_cn_f32(c, dximg, cur, p.cin, osp, nil)
             } else {
-                parallelFor(cur) { r in
-                    for i in r { bs_col2im_f32(c + i * osp, dximg + i * p.cin * p.inPlane, p.cin, gp, ld) }
-                }
+                parallelFor(p.cin) { r in bs_col2im_f32(c, dximg, cur, p.cin, r.lowerBound, r.upperBound, gp) }
             }
         }
     }}}}}}}}
@@ -243,4 +438,8 @@ func parallelForChunks(_ n: Int, chunks t: Int, _ body: (Int, Range<Int>) -> Voi
             if lo < hi { b(k, lo..<hi) }
         }
     }
+}
+
+func outOfMemory(_ what: String) -> BitSwitchError {
+    BitSwitchError(.internalError, "out of memory allocating \(what)")
 }

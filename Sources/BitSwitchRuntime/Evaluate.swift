@@ -1,27 +1,19 @@
 import BitSwitchIR
-import Synchronization
-
-/// Kernels for ops the float executor does not implement itself (the quant dialect), registered by the
-/// module that implements them. Registration replaces any earlier kernel for the same op.
-public enum ExtensionKernels {
-    public typealias Kernel = @Sendable (_ node: Node, _ inputs: [Tensor?], _ opsets: [String: Int]) throws -> [Tensor]
-
-    private static let table = Mutex<[String: Kernel]>([:])
-
-    public static func register(type: String, domain: String, _ kernel: @escaping Kernel) {
-        table.withLock { $0["\(domain)::\(type)"] = kernel }
-    }
-    static func kernel(type: String, domain: String) -> Kernel? {
-        table.withLock { $0["\(domain)::\(type)"] }
-    }
-}
 
 /// Evaluate one node on concrete inputs (nil = absent optional input). Returns one tensor per node output
 /// (outputs named "" get a tensor too, so indices line up). Errors carry the node's label, op and opset.
-public func evaluateNode(_ node: Node, inputs: [Tensor?], opsets: [String: Int]) throws -> [Tensor] {
+/// Quant-dialect ops run on the kernels their module registered with `TrainingKernelRegistry`, in inference
+/// mode at `activeBits` (nil: each op's highest trained bit-width).
+public func evaluateNode(_ node: Node, inputs: [Tensor?], opsets: [String: Int], activeBits: Int? = nil) throws -> [Tensor] {
     let opset = opsets[node.op.domain] ?? (node.op.domain.isEmpty ? 17 : 1)
     do {
-        let outs = try evaluate(node, inputs, opset: opset, opsets: opsets)
+        for (i, t) in inputs.enumerated() {
+            guard let t else { continue }
+            guard checkedElementCount(t.shape) == t.count else {
+                throw BitSwitchError(.invalidModel, "input \(i) has shape \(shapeString(t.shape)) but holds \(t.count) elements")
+            }
+        }
+        let outs = try evaluate(node, inputs, opset: opset, opsets: opsets, activeBits: activeBits)
         guard outs.count >= node.outputs.count else {
             throw BitSwitchError(.unsupported, "the node asks for \(node.outputs.count) outputs; this op gives \(outs.count)")
         }
@@ -31,7 +23,7 @@ public func evaluateNode(_ node: Node, inputs: [Tensor?], opsets: [String: Int])
     }
 }
 
-private func evaluate(_ node: Node, _ inputs: [Tensor?], opset: Int, opsets: [String: Int]) throws -> [Tensor] {
+private func evaluate(_ node: Node, _ inputs: [Tensor?], opset: Int, opsets: [String: Int], activeBits: Int?) throws -> [Tensor] {
     func input(_ i: Int) -> Tensor? { i < inputs.count ? inputs[i] : nil }
     func required(_ i: Int, _ name: String) throws -> Tensor {
         guard let t = input(i) else { throw BitSwitchError(.invalidModel, "required input \(i) (\(name)) is missing") }
@@ -123,10 +115,10 @@ private func evaluate(_ node: Node, _ inputs: [Tensor?], opset: Int, opsets: [St
     case .dequantizeLinear(let axis):
         return [try dequantizeLinearOp(required(0, "x"), required(1, "x_scale"), input(2), axis: axis)]
     case .fakeQuantWeight, .fakeQuantAct, .switchableBatchNorm:
-        guard let k = ExtensionKernels.kernel(type: node.op.typeName, domain: node.op.domain) else {
-            throw BitSwitchError(.unsupported, "\(node.op.domain)::\(node.op.typeName) has no float kernel registered; quant-dialect ops are run by the quantization module's kernels")
+        guard let k = TrainingKernelRegistry.kernel(opType: node.op.typeName, domain: node.op.domain) else {
+            throw BitSwitchError(.unsupported, "\(node.op.domain)::\(node.op.typeName) has no kernel registered; quant-dialect ops are run by the quantization module's kernels (BitSwitchQuant.registerKernels())")
         }
-        return try k(node, inputs, opsets)
+        return try k.forward(node: node, inputs: inputs, context: TrainingContext(training: false, activeBits: activeBits)).outputs
     }
 }
 

@@ -28,7 +28,6 @@ public struct Executor: Sendable {
         setRuntimeThreads(threads)
         var env = graph.initializers
         try bindInputs(inputs, into: &env)
-        let pluginContext = TrainingContext(training: false, activeBits: activeBits)
         for (i, node) in graph.nodes.enumerated() {
             let args: [Tensor?] = try node.inputs.map { name in
                 if name.isEmpty { return nil }
@@ -38,14 +37,7 @@ public struct Executor: Sendable {
                 }
                 return t
             }
-            let outs: [Tensor]
-            // Ops of other domains (the quant dialect) run on the kernels their module registered for training.
-            if !node.op.domain.isEmpty, let k = TrainingKernelRegistry.kernel(opType: node.op.typeName, domain: node.op.domain) {
-                do { outs = try k.forward(node: node, inputs: args, context: pluginContext).outputs }
-                catch { throw error.bitswitchLocated(node: node.label, op: node.op.typeName).located(domain: node.op.domain) }
-            } else {
-                outs = try evaluateNode(node, inputs: args, opsets: graph.opsets)
-            }
+            let outs = try evaluateNode(node, inputs: args, opsets: graph.opsets, activeBits: activeBits)
             for (name, t) in zip(node.outputs, outs) where !name.isEmpty { env[name] = t }
             for v in releaseAfter[i] { env.removeValue(forKey: v) }
         }

@@ -46,6 +46,11 @@ struct WindowGeometry {
         guard kernel.allSatisfy({ $0 > 0 }), s.allSatisfy({ $0 > 0 }), d.allSatisfy({ $0 > 0 }) else {
             throw BitSwitchError(.invalidModel, "kernel_shape, strides and dilations must be positive")
         }
+        // Bounded so the size arithmetic below cannot overflow.
+        let limit = 1 << 31
+        guard (kernel + s + d + (pads ?? []) + input).allSatisfy({ abs($0) < limit }) else {
+            throw BitSwitchError(.invalidModel, "kernel_shape, strides, dilations, pads or input dims exceed 2^31")
+        }
         var pb = [Int](repeating: 0, count: r), pe = pb, out = pb
         for i in 0..<r {
             let dk = (kernel[i] - 1) * d[i] + 1

@@ -58,6 +58,7 @@ private func gemmDims(_ a: [Int], _ b: [Int], _ attrs: GemmAttrs) throws -> (m: 
     }
     let (m, k) = attrs.transA ? (a[1], a[0]) : (a[0], a[1])
     let (kb, n) = attrs.transB ? (b[1], b[0]) : (b[0], b[1])
+    try checkBLASDims([m, k, n])
     guard k == kb else {
         throw BitSwitchError(.shape, "Gemm inner dims differ: A \(shapeString(a)) (transA=\(attrs.transA)) and B \(shapeString(b)) (transB=\(attrs.transB))")
     }
@@ -153,6 +154,7 @@ private struct MatMulPlan {
         guard b2[b2.count - 2] == k else {
             throw BitSwitchError(.shape, "MatMul inner dims differ: \(shapeString(a)) and \(shapeString(b))")
         }
+        try checkBLASDims([checkedElementCount(a2.dropLast(1)) ?? Int.max, k, n])
         aBatch = Array(a2.dropLast(2)); bBatch = Array(b2.dropLast(2))
         batch = try broadcastShapes(aBatch, bBatch)
         var y = batch

@@ -20,11 +20,22 @@ public func maxPoolForward(x: Tensor, attrs: PoolAttrs) throws -> (y: Tensor, ar
     let count = try checkedCount(yShape)
     var geom = g.c
     let planes = x.shape[0] * x.shape[1]
+    // The common 2x2/stride-2 pool gets a kernel without per-tap bounds checks.
+    let fast2x2 = g.input.count == 2 && g.kernel == [2, 2] && g.strides == [2, 2] && g.dilations == [1, 1]
+        && g.padsBegin == [0, 0] && g.padsEnd == [0, 0] && g.output[0] * 2 <= g.input[0] && g.output[1] * 2 <= g.input[1]
     var argmax = [Int32](repeating: 0, count: count)
     let y = makeFloats(count) { yp in
         argmax.withUnsafeMutableBufferPointer { ab in xs.withUnsafeBufferPointer { xb in
             withUnsafePointer(to: &geom) { gp in
                 guard let ap = ab.baseAddress, let xp = xb.baseAddress, count > 0 else { return }
+                if fast2x2 {
+                    parallelFor(planes) { r in
+                        bs_maxpool2x2_f32(xp + r.lowerBound * g.inputCount, yp + r.lowerBound * g.outputCount,
+                                          ap + r.lowerBound * g.outputCount, r.count, g.input[0], g.input[1],
+                                          g.output[0], g.output[1], r.lowerBound * g.inputCount)
+                    }
+                    return
+                }
                 parallelFor(planes) { r in
                     let ao = ap + r.lowerBound * g.outputCount
                     bs_maxpool_f32(xp + r.lowerBound * g.inputCount, yp + r.lowerBound * g.outputCount, ao, r.count, gp)

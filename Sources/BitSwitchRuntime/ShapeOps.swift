@@ -255,6 +255,7 @@ func padOp(_ x: Tensor, mode: PadMode, pads: [Int], axes: [Int]?, value: Tensor)
         }
     }
     let count = try checkedCount(out, x.dtype)
+    if count == 0 { return Tensor.zeros(out, dtype: x.dtype) }
     // Per-axis map from output position to input position (-1 = constant).
     let maps: [[Int]] = (0..<r).map { d in
         let n = x.shape[d]

@@ -1,6 +1,8 @@
 import BitSwitchIR
 import CBLAS
+import CKernels
 import Dispatch
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -10,32 +12,21 @@ import Glibc
 /// Element count of a result shape, refusing overflow and sizes the machine cannot hold. Every kernel calls
 /// this before allocating an output, so a hostile or mistaken shape becomes an error, not a crash.
 func checkedCount(_ shape: [Int], _ dtype: DType = .f32, what: String = "output") throws -> Int {
+    _ = allocatorConfigured
     guard let n = checkedElementCount(shape) else {
         throw BitSwitchError(.shape, "\(what) shape \(shapeString(shape)) has an invalid or overflowing element count")
     }
     let (bytes, overflow) = n.multipliedReportingOverflow(by: dtype == .f16 ? 4 : dtype.byteWidth)
     // Small requests skip the /proc read; only large ones can exceed memory.
-    if overflow || (bytes > 256 << 20 && bytes > availableMemoryBytes()) {
+    if overflow || (bytes > 256 << 20 && bytes > (availableMemoryBytes() ?? Int.max)) {
         throw BitSwitchError(.shape, "\(what) shape \(shapeString(shape)) needs \(overflow ? "more than Int.max" : "\(bytes)") bytes, more than the memory available")
     }
     return n
 }
 
-/// MemAvailable from /proc/meminfo, else physical memory.
-func availableMemoryBytes() -> Int {
-    if let f = fopen("/proc/meminfo", "r") {
-        defer { fclose(f) }
-        var line = [CChar](repeating: 0, count: 256)
-        while fgets(&line, Int32(line.count), f) != nil {
-            let s = String(decoding: line.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-            if s.hasPrefix("MemAvailable:") {
-                let digits = s.dropFirst("MemAvailable:".count).filter { $0.isNumber }
-                if let kb = Int(digits) { return kb * 1024 }
-            }
-        }
-    }
-    return sysconf(Int32(_SC_PHYS_PAGES)) * sysconf(Int32(_SC_PAGESIZE))
-}
+/// Runs once, before the first output allocation or BLAS call.
+private let allocatorConfigured: Void = bs_configure_allocator()
+
 
 /// A Float array of `n` elements filled by `body` (which must write every element unless `zeroed`).
 @inline(__always)
@@ -53,8 +44,10 @@ func makeFloats(_ n: Int, zeroed: Bool = false, _ body: (UnsafeMutablePointer<Fl
 /// Threads used by the runtime's own loops (BLAS threads are set alongside). 0 = all cores.
 nonisolated(unsafe) private var ownThreads = 0
 
-/// Sets the thread count of OpenBLAS and of the runtime's own parallel loops.
-func setRuntimeThreads(_ n: Int?) {
+/// Sets the thread count of OpenBLAS and of the runtime's own parallel loops (process-wide; nil or <= 0 keeps
+/// the current setting, which starts at one thread per core). `Executor.run` calls it with its `threads`.
+public func setRuntimeThreads(_ n: Int?) {
+    _ = allocatorConfigured
     guard let n, n > 0 else { return }
     ownThreads = n
     openblas_set_num_threads(Int32(n))
@@ -100,4 +93,39 @@ func normalizeAxis(_ axis: Int, rank: Int, what: String = "axis") throws -> Int 
         throw BitSwitchError(.invalidModel, "\(what) \(axis) is out of range for rank \(rank)")
     }
     return a
+}
+
+/// BLAS takes 32-bit dimensions and leading strides.
+func checkBLASDims(_ dims: [Int]) throws {
+    if let d = dims.first(where: { $0 > Int(Int32.max) }) {
+        throw BitSwitchError(.unsupported, "a matrix dimension of \(d) exceeds the 32-bit range of BLAS")
+    }
+}
+
+// MARK: scratch memory
+
+/// Reused scratch buffers for im2col and packing. Fresh large allocations are mmap'd by malloc and every page
+/// faults on first touch, which cost more than the im2col itself; keeping a few buffers avoids that.
+private struct ScratchBuffer: @unchecked Sendable {
+    var base: UnsafeMutablePointer<Float>
+    var capacity: Int
+}
+private let scratchPool = Mutex<[ScratchBuffer]>([])
+private let scratchKeep = 6
+
+func withScratch<R>(_ n: Int, _ body: (UnsafeMutablePointer<Float>) throws -> R) rethrows -> R {
+    let buf = scratchPool.withLock { pool -> ScratchBuffer? in
+        guard let i = pool.indices.filter({ pool[$0].capacity >= n }).min(by: { pool[$0].capacity < pool[$1].capacity })
+        else { return nil }
+        return pool.remove(at: i)
+    } ?? ScratchBuffer(base: .allocate(capacity: max(n, 1)), capacity: max(n, 1))
+    defer {
+        scratchPool.withLock { pool in
+            pool.append(buf)
+            if pool.count > scratchKeep, let i = pool.indices.min(by: { pool[$0].capacity < pool[$1].capacity }) {
+                pool.remove(at: i).base.deallocate()
+            }
+        }
+    }
+    return try body(buf.base)
 }

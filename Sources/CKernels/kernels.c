@@ -1,5 +1,7 @@
 #include "ckernels.h"
 #include <math.h>
+#include <stdlib.h>
+#include <malloc.h>
 #include <string.h>
 
 // Ceil division for b > 0 and any sign of a.
@@ -17,30 +19,59 @@ static inline void valid_range(long n, long out, long s, long p, long off, long 
     *lo = l; *hi = h;
 }
 
-void bs_im2col_f32(const float *x, float *col, long C, const bs_geom *g, long ldcol) {
-    const long K = g->kd * g->kh * g->kw, plane = g->d * g->h * g->w, osp = g->oh * g->ow;
-    for (long c = 0; c < C; c++) {
-        const float *xc = x + c * plane;
-        for (long kd = 0; kd < g->kd; kd++)
-        for (long kh = 0; kh < g->kh; kh++)
-        for (long kw = 0; kw < g->kw; kw++) {
-            float *row = col + (c * K + (kd * g->kh + kh) * g->kw + kw) * ldcol;
-            long wlo, whi;
-            const long woff = kw * g->dw - g->pw;
-            valid_range(g->w, g->ow, g->sw, g->pw, woff, &wlo, &whi);
+void bs_im2col_f32(const float *x, float *col, long nb, long C, long c0, long c1, const bs_geom *g) {
+    // Channel-outer, image-inner: each col row is written sequentially, and one channel's planes of all
+    // images stay cached across the kernel offsets that reread them.
+    const long K = g->kd * g->kh * g->kw, plane = g->d * g->h * g->w, osp = g->od * g->oh * g->ow;
+    const long ld = nb * osp;
+    for (long c = c0; c < c1; c++)
+    for (long kd = 0; kd < g->kd; kd++)
+    for (long kh = 0; kh < g->kh; kh++)
+    for (long kw = 0; kw < g->kw; kw++) {
+        float *row = col + (c * K + (kd * g->kh + kh) * g->kw + kw) * ld;
+        long wlo, whi;
+        const long woff = kw * g->dw - g->pw;
+        valid_range(g->w, g->ow, g->sw, g->pw, woff, &wlo, &whi);
+        long hlo, hhi;
+        const long hoff = kh * g->dh - g->ph;
+        valid_range(g->h, g->oh, g->sh, g->ph, hoff, &hlo, &hhi);
+        const int fast = g->sw == 1 && g->sh == 1 && g->ow == g->w;
+        for (long n = 0; n < nb; n++) {
+            const float *xc = x + (n * C + c) * plane;
+            float *rn = row + n * osp;
             for (long od = 0; od < g->od; od++) {
                 const long id = od * g->sd - g->pd + kd * g->dd;
-                if (id < 0 || id >= g->d) { memset(row + od * osp, 0, sizeof(float) * osp); continue; }
+                if (id < 0 || id >= g->d) { memset(rn + od * g->oh * g->ow, 0, sizeof(float) * g->oh * g->ow); continue; }
+                if (fast) {
+                    // Same-width unit-stride rows are contiguous in both x and col: one shifted block copy,
+                    // then zero the columns that fell into padding.
+                    float *blk = rn + od * g->oh * g->ow;
+                    const float *xs = xc + id * g->h * g->w;
+                    const long plane2 = g->h * g->w, delta = hoff * g->w + woff;
+                    long lo = hlo * g->w, hi = hhi * g->w;
+                    for (long j = 0; j < lo; j++) blk[j] = 0;
+                    for (long j = hi; j < g->oh * g->ow; j++) blk[j] = 0;
+                    long clo = lo + delta < 0 ? -delta : lo, chi = hi + delta > plane2 ? plane2 - delta : hi;
+                    for (long j = lo; j < clo; j++) blk[j] = 0;
+                    for (long j = chi; j < hi; j++) blk[j] = 0;
+                    for (long j = clo; j < chi; j++) blk[j] = xs[j + delta];
+                    for (long oh = hlo; oh < hhi; oh++) {
+                        float *r = blk + oh * g->ow;
+                        for (long ow = 0; ow < wlo; ow++) r[ow] = 0;
+                        for (long ow = whi; ow < g->ow; ow++) r[ow] = 0;
+                    }
+                    continue;
+                }
                 for (long oh = 0; oh < g->oh; oh++) {
-                    float *dst = row + od * osp + oh * g->ow;
+                    float *dst = rn + (od * g->oh + oh) * g->ow;
                     const long ih = oh * g->sh - g->ph + kh * g->dh;
-                    if (ih < 0 || ih >= g->h) { memset(dst, 0, sizeof(float) * g->ow); continue; }
-                    const float *src = xc + (id * g->h + ih) * g->w;
+                    if (ih < 0 || ih >= g->h) { for (long ow = 0; ow < g->ow; ow++) dst[ow] = 0; continue; }
+                    const float *src = xc + (id * g->h + ih) * g->w + woff;
                     for (long ow = 0; ow < wlo; ow++) dst[ow] = 0;
                     if (g->sw == 1) {
-                        memcpy(dst + wlo, src + wlo + woff, sizeof(float) * (whi - wlo));
+                        for (long ow = wlo; ow < whi; ow++) dst[ow] = src[ow];
                     } else {
-                        for (long ow = wlo; ow < whi; ow++) dst[ow] = src[ow * g->sw + woff];
+                        for (long ow = wlo; ow < whi; ow++) dst[ow] = src[ow * g->sw];
                     }
                     for (long ow = whi; ow < g->ow; ow++) dst[ow] = 0;
                 }
@@ -49,30 +80,52 @@ void bs_im2col_f32(const float *x, float *col, long C, const bs_geom *g, long ld
     }
 }
 
-void bs_col2im_f32(const float *col, float *dx, long C, const bs_geom *g, long ldcol) {
-    const long K = g->kd * g->kh * g->kw, plane = g->d * g->h * g->w, osp = g->oh * g->ow;
-    for (long c = 0; c < C; c++) {
-        float *xc = dx + c * plane;
-        for (long kd = 0; kd < g->kd; kd++)
-        for (long kh = 0; kh < g->kh; kh++)
-        for (long kw = 0; kw < g->kw; kw++) {
-            const float *row = col + (c * K + (kd * g->kh + kh) * g->kw + kw) * ldcol;
-            long wlo, whi;
-            const long woff = kw * g->dw - g->pw;
-            valid_range(g->w, g->ow, g->sw, g->pw, woff, &wlo, &whi);
+void bs_col2im_f32(float *col, float *dx, long nb, long C, long c0, long c1, const bs_geom *g) {
+    const long K = g->kd * g->kh * g->kw, plane = g->d * g->h * g->w, osp = g->od * g->oh * g->ow;
+    const long ld = nb * osp;
+    for (long c = c0; c < c1; c++)
+    for (long kd = 0; kd < g->kd; kd++)
+    for (long kh = 0; kh < g->kh; kh++)
+    for (long kw = 0; kw < g->kw; kw++) {
+        float *row = col + (c * K + (kd * g->kh + kh) * g->kw + kw) * ld;
+        long wlo, whi;
+        const long woff = kw * g->dw - g->pw;
+        valid_range(g->w, g->ow, g->sw, g->pw, woff, &wlo, &whi);
+        long hlo, hhi;
+        const long hoff = kh * g->dh - g->ph;
+        valid_range(g->h, g->oh, g->sh, g->ph, hoff, &hlo, &hhi);
+        const int fast = g->sw == 1 && g->sh == 1 && g->ow == g->w;
+        for (long n = 0; n < nb; n++) {
+            float *xc = dx + (n * C + c) * plane;
+            float *rn = row + n * osp;
             for (long od = 0; od < g->od; od++) {
                 const long id = od * g->sd - g->pd + kd * g->dd;
                 if (id < 0 || id >= g->d) continue;
+                if (fast) {
+                    // Mirror of im2col's block copy: padding columns of this scratch row are zeroed first so
+                    // the contiguous add puts nothing where they alias neighbouring pixels.
+                    float *blk = rn + od * g->oh * g->ow;
+                    float *xs = xc + id * g->h * g->w;
+                    const long plane2 = g->h * g->w, delta = hoff * g->w + woff;
+                    const long lo = hlo * g->w, hi = hhi * g->w;
+                    for (long oh = hlo; oh < hhi; oh++) {
+                        float *r = blk + oh * g->ow;
+                        for (long ow = 0; ow < wlo; ow++) r[ow] = 0;
+                        for (long ow = whi; ow < g->ow; ow++) r[ow] = 0;
+                    }
+                    long clo = lo + delta < 0 ? -delta : lo, chi = hi + delta > plane2 ? plane2 - delta : hi;
+                    for (long j = clo; j < chi; j++) xs[j + delta] += blk[j];
+                    continue;
+                }
                 for (long oh = 0; oh < g->oh; oh++) {
                     const long ih = oh * g->sh - g->ph + kh * g->dh;
                     if (ih < 0 || ih >= g->h) continue;
-                    const float *src = row + od * osp + oh * g->ow;
-                    float *dst = xc + (id * g->h + ih) * g->w;
+                    const float *src = rn + (od * g->oh + oh) * g->ow;
+                    float *dst = xc + (id * g->h + ih) * g->w + woff;
                     if (g->sw == 1) {
-                        float *d = dst + woff;
-                        for (long ow = wlo; ow < whi; ow++) d[ow] += src[ow];
+                        for (long ow = wlo; ow < whi; ow++) dst[ow] += src[ow];
                     } else {
-                        for (long ow = wlo; ow < whi; ow++) dst[ow * g->sw + woff] += src[ow];
+                        for (long ow = wlo; ow < whi; ow++) dst[ow * g->sw] += src[ow];
                     }
                 }
             }
@@ -100,84 +153,122 @@ void bs_unpack_cn_f32(const float *src, float *dst, long nb, long C, long S, con
         }
 }
 
-void bs_dwconv_fwd_f32(const float *x, const float *w, const float *b, float *y, long N, long C, long mult,
-                       const bs_geom *g) {
-    const long K = g->kd * g->kh * g->kw, plane = g->d * g->h * g->w, osp = g->od * g->oh * g->ow;
-    const long CO = C * mult;
-    for (long n = 0; n < N; n++)
-    for (long co = 0; co < CO; co++) {
-        const float *xc = x + (n * C + co / mult) * plane;
-        const float *wk = w + co * K;
-        float *yc = y + (n * CO + co) * osp;
-        const float bv = b ? b[co] : 0.0f;
-        for (long i = 0; i < osp; i++) yc[i] = bv;
-        for (long kd = 0; kd < g->kd; kd++)
-        for (long kh = 0; kh < g->kh; kh++)
-        for (long kw = 0; kw < g->kw; kw++) {
-            const float wv = wk[(kd * g->kh + kh) * g->kw + kw];
-            long wlo, whi;
-            const long woff = kw * g->dw - g->pw;
-            valid_range(g->w, g->ow, g->sw, g->pw, woff, &wlo, &whi);
-            for (long od = 0; od < g->od; od++) {
-                const long id = od * g->sd - g->pd + kd * g->dd;
-                if (id < 0 || id >= g->d) continue;
-                for (long oh = 0; oh < g->oh; oh++) {
-                    const long ih = oh * g->sh - g->ph + kh * g->dh;
-                    if (ih < 0 || ih >= g->h) continue;
-                    const float *src = xc + (id * g->h + ih) * g->w + woff;
-                    float *dst = yc + (od * g->oh + oh) * g->ow;
-                    if (g->sw == 1) {
-                        for (long ow = wlo; ow < whi; ow++) dst[ow] += wv * src[ow];
-                    } else {
-                        for (long ow = wlo; ow < whi; ow++) dst[ow] += wv * src[ow * g->sw];
-                    }
-                }
-            }
-        }
-    }
+// Depthwise conv works on a zero-padded copy of each plane, so the tap loops need no bounds checks and the
+// unit-stride inner loops vectorize.
+typedef struct { long d, h, w; } pdims;
+
+static pdims padded_dims(const bs_geom *g) {
+    pdims p;
+    const long ed = (g->od - 1) * g->sd + (g->kd - 1) * g->dd + 1;
+    const long eh = (g->oh - 1) * g->sh + (g->kh - 1) * g->dh + 1;
+    const long ew = (g->ow - 1) * g->sw + (g->kw - 1) * g->dw + 1;
+    p.d = g->pd + g->d > ed ? g->pd + g->d : ed;
+    p.h = g->ph + g->h > eh ? g->ph + g->h : eh;
+    p.w = g->pw + g->w > ew ? g->pw + g->w : ew;
+    return p;
 }
 
-void bs_dwconv_bwd_f32(const float *x, const float *w, const float *gy, float *dx, float *dw, long N, long C,
-                       long mult, const bs_geom *g) {
+static void pad_plane(const float *x, float *p, const bs_geom *g, pdims pd) {
+    memset(p, 0, sizeof(float) * pd.d * pd.h * pd.w);
+    for (long d = 0; d < g->d; d++)
+        for (long h = 0; h < g->h; h++)
+            memcpy(p + ((d + g->pd) * pd.h + h + g->ph) * pd.w + g->pw, x + (d * g->h + h) * g->w, sizeof(float) * g->w);
+}
+
+int bs_dwconv_fwd_f32(const float *x, const float *w, const float *b, float *y, long N, long C, long mult,
+                       const bs_geom *g) {
     const long K = g->kd * g->kh * g->kw, plane = g->d * g->h * g->w, osp = g->od * g->oh * g->ow;
-    const long CO = C * mult;
+    const long CO = C * mult, ow = g->ow, sw = g->sw;
+    const pdims pd = padded_dims(g);
+    float *pp = malloc(sizeof(float) * pd.d * pd.h * pd.w);
+    if (!pp) return -1;
     for (long n = 0; n < N; n++)
-    for (long co = 0; co < CO; co++) {
-        const long xoff = (n * C + co / mult) * plane;
-        const float *xc = x + xoff;
-        float *dxc = dx ? dx + xoff : 0;
-        const float *wk = w + co * K;
-        float *dwk = dw + co * K;
-        const float *gc = gy + (n * CO + co) * osp;
-        for (long kd = 0; kd < g->kd; kd++)
-        for (long kh = 0; kh < g->kh; kh++)
-        for (long kw = 0; kw < g->kw; kw++) {
-            const long k = (kd * g->kh + kh) * g->kw + kw;
-            const float wv = wk[k];
-            float acc = 0;
-            long wlo, whi;
-            const long woff = kw * g->dw - g->pw;
-            valid_range(g->w, g->ow, g->sw, g->pw, woff, &wlo, &whi);
-            for (long od = 0; od < g->od; od++) {
-                const long id = od * g->sd - g->pd + kd * g->dd;
-                if (id < 0 || id >= g->d) continue;
-                for (long oh = 0; oh < g->oh; oh++) {
-                    const long ih = oh * g->sh - g->ph + kh * g->dh;
-                    if (ih < 0 || ih >= g->h) continue;
-                    const long base = (id * g->h + ih) * g->w + woff;
-                    const float *src = xc + base;
-                    const float *gr = gc + (od * g->oh + oh) * g->ow;
-                    const long sw = g->sw;
-                    for (long ow = wlo; ow < whi; ow++) acc += gr[ow] * src[ow * sw];
-                    if (dxc) {
-                        float *d = dxc + base;
-                        for (long ow = wlo; ow < whi; ow++) d[ow * sw] += wv * gr[ow];
+    for (long ci = 0; ci < C; ci++) {
+        pad_plane(x + (n * C + ci) * plane, pp, g, pd);
+        for (long m = 0; m < mult; m++) {
+            const long co = ci * mult + m;
+            const float *wk = w + co * K;
+            float *yc = y + (n * CO + co) * osp;
+            const float bv = b ? b[co] : 0.0f;
+            for (long od = 0; od < g->od; od++)
+            for (long oh = 0; oh < g->oh; oh++) {
+                float *yr = yc + (od * g->oh + oh) * ow;
+                for (long i = 0; i < ow; i++) yr[i] = bv;
+                for (long kd = 0; kd < g->kd; kd++)
+                for (long kh = 0; kh < g->kh; kh++) {
+                    const float *pr = pp + ((od * g->sd + kd * g->dd) * pd.h + oh * g->sh + kh * g->dh) * pd.w;
+                    for (long kw = 0; kw < g->kw; kw++) {
+                        const float wv = wk[(kd * g->kh + kh) * g->kw + kw];
+                        const float *src = pr + kw * g->dw;
+                        if (sw == 1) { for (long i = 0; i < ow; i++) yr[i] += wv * src[i]; }
+                        else { for (long i = 0; i < ow; i++) yr[i] += wv * src[i * sw]; }
                     }
                 }
             }
-            dwk[k] += acc;
         }
     }
+    free(pp);
+    return 0;
+}
+
+int bs_dwconv_bwd_f32(const float *x, const float *w, const float *gy, float *dx, float *dw, long N, long C,
+                       long mult, const bs_geom *g) {
+    const long K = g->kd * g->kh * g->kw, plane = g->d * g->h * g->w, osp = g->od * g->oh * g->ow;
+    const long CO = C * mult, ow = g->ow, sw = g->sw;
+    const pdims pd = padded_dims(g);
+    const long psz = pd.d * pd.h * pd.w;
+    float *pp = malloc(sizeof(float) * psz * 2);
+    if (!pp) return -1;
+    float *dp = pp + psz;
+    for (long n = 0; n < N; n++)
+    for (long ci = 0; ci < C; ci++) {
+        pad_plane(x + (n * C + ci) * plane, pp, g, pd);
+        memset(dp, 0, sizeof(float) * psz);
+        for (long m = 0; m < mult; m++) {
+            const long co = ci * mult + m;
+            const float *wk = w + co * K;
+            float *dwk = dw + co * K;
+            const float *gc = gy + (n * CO + co) * osp;
+            for (long od = 0; od < g->od; od++)
+            for (long oh = 0; oh < g->oh; oh++) {
+                const float *gr = gc + (od * g->oh + oh) * ow;
+                for (long kd = 0; kd < g->kd; kd++)
+                for (long kh = 0; kh < g->kh; kh++) {
+                    const long roff = ((od * g->sd + kd * g->dd) * pd.h + oh * g->sh + kh * g->dh) * pd.w;
+                    for (long kw = 0; kw < g->kw; kw++) {
+                        const long k = (kd * g->kh + kh) * g->kw + kw;
+                        const float wv = wk[k];
+                        const float *src = pp + roff + kw * g->dw;
+                        float *dsrc = dp + roff + kw * g->dw;
+                        float acc = 0;
+                        if (sw == 1) {
+                            {
+                                // Let the sum vectorize; float rounding order does not matter for a gradient.
+#pragma clang fp reassociate(on)
+                                for (long i = 0; i < ow; i++) acc += gr[i] * src[i];
+                            }
+                            for (long i = 0; i < ow; i++) dsrc[i] += wv * gr[i];
+                        } else {
+                            for (long i = 0; i < ow; i++) acc += gr[i] * src[i * sw];
+                            for (long i = 0; i < ow; i++) dsrc[i * sw] += wv * gr[i];
+                        }
+                        dwk[k] += acc;
+                    }
+                }
+            }
+        }
+        if (dx) {
+            float *dxc = dx + (n * C + ci) * plane;
+            for (long d = 0; d < g->d; d++)
+                for (long h = 0; h < g->h; h++) {
+                    const float *s = dp + ((d + g->pd) * pd.h + h + g->ph) * pd.w + g->pw;
+                    float *t = dxc + (d * g->h + h) * g->w;
+                    for (long i = 0; i < g->w; i++) t[i] += s[i];
+                }
+        }
+    }
+    free(pp);
+    return 0;
 }
 
 void bs_channel_sum_f32(const float *gy, float *db, long N, long C, long S) {
@@ -186,7 +277,10 @@ void bs_channel_sum_f32(const float *gy, float *db, long N, long C, long S) {
         for (long c = 0; c < C; c++) {
             const float *p = gy + (n * C + c) * S;
             float acc = 0;
-            for (long i = 0; i < S; i++) acc += p[i];
+            {
+#pragma clang fp reassociate(on)
+                for (long i = 0; i < S; i++) acc += p[i];
+            }
             db[c] += acc;
         }
 }
@@ -380,4 +474,36 @@ void bs_channel_affine_f32(const float *x, float *y, long N, long C, long S, con
             float *yp = y + (n * C + c) * S;
             for (long i = 0; i < S; i++) yp[i] = xp[i] * av + bv;
         }
+}
+
+void bs_configure_allocator(void) {
+    // Tensors of a few MB are allocated and freed every step; by default glibc hands such blocks back to the
+    // kernel (mmap/trim) and every reuse page-faults again, which cost as much as the conv itself.
+    mallopt(M_MMAP_THRESHOLD, 32 << 20);
+    mallopt(M_TRIM_THRESHOLD, 1 << 30);
+}
+
+void bs_maxpool2x2_f32(const float *x, float *y, int32_t *argmax, long planes, long h, long w, long oh, long ow,
+                       long base) {
+    // Same tie and NaN rule as bs_maxpool_f32: taps in row-major order, a later tap wins only if strictly greater.
+    const long plane = h * w, osp = oh * ow;
+    for (long p = 0; p < planes; p++) {
+        const float *xp = x + p * plane;
+        float *yp = y + p * osp;
+        int32_t *ap = argmax + p * osp;
+        const long pbase = base + p * plane;
+        for (long i = 0; i < oh; i++) {
+            const float *r0 = xp + 2 * i * w, *r1 = r0 + w;
+            for (long j = 0; j < ow; j++) {
+                const long i0 = 2 * i * w + 2 * j;
+                float best = r0[2 * j];
+                long bi = i0;
+                if (r0[2 * j + 1] > best) { best = r0[2 * j + 1]; bi = i0 + 1; }
+                if (r1[2 * j] > best) { best = r1[2 * j]; bi = i0 + w; }
+                if (r1[2 * j + 1] > best) { best = r1[2 * j + 1]; bi = i0 + w + 1; }
+                yp[i * ow + j] = best;
+                ap[i * ow + j] = (int32_t)(pbase + bi);
+            }
+        }
+    }
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import BitSwitchIR
+import BitSwitchQuant
 import Foundation
 
 @main
@@ -8,10 +9,12 @@ struct BitSwitchCommand: ParsableCommand {
         commandName: "bitswitch",
         abstract: "Import an ONNX model, run compiler passes on it, and run it — one quantized network at any bit-width.",
         subcommands: [ImportCommand.self, PrintIRCommand.self, RunCommand.self, OptCommand.self, PassesCommand.self,
-                      ConformanceCommand.self, TrainCommand.self, EvalCommand.self, BenchTrainCommand.self])
+                      TrainCommand.self, EvalCommand.self, ConformanceCommand.self, BenchTrainCommand.self])
 
     /// Our errors already name file, node, op and opset: print them as they are and exit 1.
     static func main() {
+        // Quantized models (quant-dialect ops) run, train and evaluate through the quantization module's kernels.
+        registerKernels()
         do {
             var command = try parseAsRoot()
             try command.run()

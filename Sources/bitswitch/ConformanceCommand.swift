@@ -58,13 +58,16 @@ struct ConformanceCommand: ParsableCommand {
             if !verbose, failures.count > 40 { print("  ... \(failures.count - 40) more (--verbose lists all)") }
         }
         let skippedTotal = skipped.values.reduce(0, +)
-        print("\nskipped \(skippedTotal) cases that use ops outside the supported set (\(skipped.count) distinct ops)")
+        let opSkips = skipped.filter { $0.key.hasPrefix("op ") }
+        print("\nskipped \(skippedTotal) cases outside the supported set: \(opSkips.values.reduce(0, +)) use one of "
+              + "\(opSkips.count) unsupported ops; " + skipped.filter { !$0.key.hasPrefix("op ") }
+                .sorted { $0.value > $1.value }.map { "\($0.value) use \($0.key)" }.joined(separator: ", "))
         if let markdown {
             let md = "| op | passed | failed | partial |\n|---|---|---|---|\n"
                 + groups(outcomes, partial: partial).map { "| \($0.op) | \($0.passed) | \($0.failed) | \($0.partial) |" }
                 .joined(separator: "\n")
                 + "\n\n\(outcomes.count - failures.count - knownPartial.count) passed, \(failures.count) failed, "
-                + "\(knownPartial.count) known partial; \(skippedTotal) cases skipped (ops outside the supported set)\n"
+                + "\(knownPartial.count) known partial; \(skippedTotal) cases skipped (ops, element types or opsets outside the supported set)\n"
             try writeAtomically(md, to: markdown)
         }
         // The closing line counts known-partial cases (documented in README) as skipped.
@@ -77,14 +80,17 @@ struct ConformanceCommand: ParsableCommand {
     func runCase(_ dir: String) -> CaseResult {
         let name = (dir as NSString).lastPathComponent
         let modelPath = (dir as NSString).appendingPathComponent("model.onnx")
+        if let ops = try? ONNXImporter.operatorTypes(path: modelPath),
+           let outside = ops.first(where: { op in !Op.supportedTypes.contains(where: { $0 == op }) }) {
+            return .skipped("op " + (outside.domain.isEmpty ? "" : outside.domain + "::") + outside.type)
+        }
         let g: Graph
         do {
             g = try ONNXImporter.importModel(path: modelPath)
         } catch let e as BitSwitchError {
-            if e.kind == .unsupported, let op = e.op,
-               !Op.supportedTypes.contains(where: { $0.type == op && $0.domain == (e.domain ?? "") }) {
-                return .skipped(op)
-            }
+            // Refused for a whole-model reason (an element type, a non-tensor value, an opset) rather than for
+            // something an op does: outside the supported set, like an unsupported op.
+            if e.kind == .unsupported, e.op == nil { return .skipped(skipReason(e.message)) }
             return .ran(Outcome(caseName: name, op: e.op ?? "?", passed: false, reason: "import: \(e.message)"))
         } catch {
             return .ran(Outcome(caseName: name, op: "?", passed: false, reason: "import: \(error)"))
@@ -119,6 +125,16 @@ struct ConformanceCommand: ParsableCommand {
             return .ran(Outcome(caseName: name, op: op, passed: false, reason: "\(error)"))
         }
         return .ran(Outcome(caseName: name, op: op, passed: true, reason: ""))
+    }
+
+    /// "graph input 'x': element type DOUBLE is not supported" -> "element type DOUBLE"
+    func skipReason(_ message: String) -> String {
+        if let r = message.range(of: "element type ") {
+            return "element type " + (message[r.upperBound...].split(separator: " ").first.map(String.init) ?? "?")
+        }
+        if message.contains("only tensor types") { return "non-tensor values (sequence, map, optional)" }
+        if message.contains("opset") { return "opset older than \(ONNXImporter.minimumOpset)" }
+        return message
     }
 
     /// The op a case is about: the one its name spells (test_max_pool_... -> MaxPool), else its first node's.

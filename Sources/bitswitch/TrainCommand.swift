@@ -64,6 +64,7 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Checkpoint path (default: OUTPUT.ckpt).") var checkpoint: String?
     @Flag(help: "Continue from the checkpoint.") var resume = false
     @Flag(help: "No progress output.") var quiet = false
+    @Option(help: .hidden) var stopAfterEpoch: Int?
     @Option(help: "Write the final accuracy (per bit-width with --bits) and timings as JSON to this file.")
     var metrics: String?
 
@@ -122,7 +123,7 @@ struct TrainCommand: ParsableCommand {
             }
         }
         let start = ProcessInfo.processInfo.systemUptime
-        try trainer.fit(splits)
+        try trainer.fit(splits, stopAfterEpoch: stopAfterEpoch)
         let seconds = ProcessInfo.processInfo.systemUptime - start
         try ONNXExporter.write(trainer.trainedGraph(), to: output)
         let e: Evaluation
@@ -300,18 +301,26 @@ struct BenchTrainCommand: ParsableCommand {
             index += 1
         }
         for _ in 0..<warmup { try step() }
-        var times: [Double] = []
+        var times: [Double] = [], cpuTimes: [Double] = []
         for _ in 0..<max(1, repeats) {
-            let t0 = ProcessInfo.processInfo.systemUptime
+            let t0 = ProcessInfo.processInfo.systemUptime, c0 = processCPUSeconds()
             for _ in 0..<max(1, steps) { try step() }
             times.append((ProcessInfo.processInfo.systemUptime - t0) / Double(max(1, steps)))
+            cpuTimes.append((processCPUSeconds() - c0) / Double(max(1, steps)))
         }
-        let sec = times.sorted()[times.count / 2]
+        let sec = times.sorted()[times.count / 2], cpu = cpuTimes.sorted()[cpuTimes.count / 2]
         if json {
-            print("{\"model\": \"\(model)\", \"batch\": \(batch), \"threads\": \(threads), \"step_seconds\": \(sec), \"samples_per_second\": \(Double(batch) / sec)}")
+            print("{\"model\": \"\(model)\", \"batch\": \(batch), \"threads\": \(threads), \"step_seconds\": \(sec), \"cpu_seconds\": \(cpu), \"samples_per_second\": \(Double(batch) / sec)}")
         } else {
             print(String(format: "bitswitch: %.0f samples/s (%.2f ms/step, batch %d, %d threads)",
                          Double(batch) / sec, 1e3 * sec, batch, threads))
         }
     }
+}
+
+/// CPU time of the whole process (all threads), the load-robust measure for one-thread runs.
+func processCPUSeconds() -> Double {
+    var t = timespec()
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t)
+    return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
 }

@@ -29,6 +29,9 @@ struct GradientTests {
         ("depthwise x2", [3, 3, 6, 6], [6, 1, 3, 3], ConvAttrs(strides: [2, 2], pads: [1, 1, 1, 1], group: 3)),
         ("pointwise batch", [3, 4, 3, 3], [5, 4, 1, 1], ConvAttrs()),
         ("1-D same upper", [2, 3, 9], [2, 3, 4], ConvAttrs(strides: [2], autoPad: .sameUpper)),
+        ("same width, asymmetric pads, dilated", [2, 2, 5, 6], [3, 2, 3, 3], ConvAttrs(pads: [0, 2, 2, 2], dilations: [1, 2])),
+        ("depthwise stride 1 dilated", [2, 4, 6, 7], [4, 1, 3, 3], ConvAttrs(pads: [2, 1, 2, 1], dilations: [2, 1], group: 4)),
+        ("3-D same", [1, 2, 3, 4, 5], [2, 2, 3, 3, 3], ConvAttrs(pads: [1, 1, 1, 1, 1, 1])),
     ]
 
     @Test(arguments: 0..<convCases.count)
@@ -126,5 +129,30 @@ struct GradientTests {
         #expect(throws: BitSwitchError.self) {
             try convBackward(x: x, w: w, hasBias: false, gradY: Tensor.zeros([1, 1, 4, 4]), attrs: ConvAttrs())
         }
+    }
+}
+
+struct ThreadingTests {
+    /// The parallel paths (im2col by channel, depthwise by image with per-thread dW, pooling by plane with
+    /// global argmax offsets) give the single-thread results.
+    @Test func twoThreadsMatchOneThread() throws {
+        func run() throws -> [[Float]] {
+            var out: [[Float]] = []
+            let x = Tensor(shape: [4, 6, 9, 8], floats: randomFloats(4 * 6 * 72, seed: 21))
+            for (w, attrs) in [(Tensor(shape: [5, 6, 3, 3], floats: randomFloats(270, seed: 22)), ConvAttrs(pads: [1, 1, 1, 1])),
+                               (Tensor(shape: [6, 1, 3, 3], floats: randomFloats(54, seed: 23)), ConvAttrs(pads: [1, 1, 1, 1], group: 6))] {
+                let y = try convForward(x: x, w: w, b: nil, attrs: attrs)
+                let g = try convBackward(x: x, w: w, hasBias: false, gradY: y, attrs: attrs)
+                out += [y.floats, g.dx.floats, g.dw.floats]
+            }
+            let (p, argmax) = try maxPoolForward(x: x, attrs: PoolAttrs(kernelShape: [2, 2], strides: [2, 2]))
+            out += [p.floats, argmax.map { Float($0) }]
+            return out
+        }
+        setRuntimeThreads(2)
+        let two = try run()
+        setRuntimeThreads(1)
+        let one = try run()
+        for (a, b) in zip(two, one) { #expect(close(a, b)) }
     }
 }

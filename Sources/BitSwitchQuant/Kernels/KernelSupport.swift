@@ -12,20 +12,6 @@ extension Tensor {
     }
 }
 
-@inline(__always)
-func floatTensor(_ shape: [Int], _ data: [Float]) -> Tensor {
-    Tensor(dtype: .f32, shape: shape, storage: .f32(data))
-}
-
-/// An array of `n` floats written entirely by `body`, without zero-filling first.
-@inline(__always)
-func filledFloats(_ n: Int, _ body: (UnsafeMutableBufferPointer<Float>) -> Void) -> [Float] {
-    [Float](unsafeUninitializedCapacity: n) { buf, count in
-        body(buf)
-        count = n
-    }
-}
-
 func requiredInput(_ inputs: [Tensor?], _ i: Int, _ what: String) throws -> Tensor {
     guard i < inputs.count, let t = inputs[i] else {
         throw BitSwitchError(.invalidModel, "required input \(i) (\(what)) is missing")

@@ -99,33 +99,35 @@ public enum BatchNormMath {
                 throw BitSwitchError(.training, "BatchNormalization in training mode needs more than one value per channel (batch \(n), spatial \(s))")
             }
             var newMean = runningMean, newVar = runningVar
-            x.withUnsafeBufferPointer { xp in
-                for ch in 0..<c {
-                    // Two passes in Double: the variance of post-ReLU activations loses digits in one pass.
-                    var sum = 0.0
+            x.withUnsafeBufferPointer { xb in mean.withUnsafeMutableBufferPointer { mb in
+            invStd.withUnsafeMutableBufferPointer { ib in newMean.withUnsafeMutableBufferPointer { nmb in
+            newVar.withUnsafeMutableBufferPointer { nvb in
+                guard let xp = xb.baseAddress else { return }
+                // One channel per task, reduced in a fixed order: the result does not depend on the thread count.
+                // Channels split across threads; within a chunk, images outer and channels inner so memory is read
+                // in order. Each channel is still summed over images 0..<n in the same order: the result does not
+                // depend on the thread count. Per-image partial sums in Float, accumulated in Double; two passes,
+                // because one-pass variance of post-ReLU activations loses digits.
+                parallelFor(c) { r in
+                    var sum = [Double](repeating: 0, count: r.count), sq = sum
                     for b in 0..<n {
-                        let base = (b * c + ch) * s
-                        var part: Float = 0
-                        for i in 0..<s { part += xp[base + i] }
-                        sum += Double(part)
+                        for ch in r { sum[ch - r.lowerBound] += Double(vectorSum(xp + (b * c + ch) * s, s)) }
                     }
-                    let mu = sum / Double(m)
-                    let muF = Float(mu)
-                    var sq = 0.0
+                    for ch in r { mb[ch] = Float(sum[ch - r.lowerBound] / Double(m)) }
                     for b in 0..<n {
-                        let base = (b * c + ch) * s
-                        var part: Float = 0
-                        for i in 0..<s { let d = xp[base + i] - muF; part += d * d }
-                        sq += Double(part)
+                        for ch in r {
+                            sq[ch - r.lowerBound] += Double(vectorSquaredDeviation(xp + (b * c + ch) * s, s, mb[ch]))
+                        }
                     }
-                    let varBiased = sq / Double(m)
-                    mean[ch] = muF
-                    invStd[ch] = Float(1 / (varBiased + Double(epsilon)).squareRoot())
-                    let unbiased = Float(varBiased * Double(m) / Double(m - 1))
-                    newMean[ch] = momentum * runningMean[ch] + (1 - momentum) * muF
-                    newVar[ch] = momentum * runningVar[ch] + (1 - momentum) * unbiased
+                    for ch in r {
+                        let varBiased = sq[ch - r.lowerBound] / Double(m)
+                        ib[ch] = Float(1 / (varBiased + Double(epsilon)).squareRoot())
+                        let unbiased = Float(varBiased * Double(m) / Double(m - 1))
+                        nmb[ch] = momentum * runningMean[ch] + (1 - momentum) * mb[ch]
+                        nvb[ch] = momentum * runningVar[ch] + (1 - momentum) * unbiased
+                    }
                 }
-            }
+            } } } } }
             newRunning = (newMean, newVar)
         } else {
             for ch in 0..<c {
@@ -134,13 +136,15 @@ public enum BatchNormMath {
             }
         }
         let y = filledFloats(x.count) { o in
-            x.withUnsafeBufferPointer { xp in
-                for b in 0..<n {
-                    for ch in 0..<c {
-                        let base = (b * c + ch) * s
+            x.withUnsafeBufferPointer { xb in
+                guard let xp = xb.baseAddress, let op = o.baseAddress else { return }
+                parallelFor(n * c, minChunk: max(1, 4096 / max(s, 1))) { r in
+                    for row in r {
+                        let ch = row % c
                         let a = scale[ch] * invStd[ch]
                         let sh = bias[ch] - mean[ch] * a
-                        for i in 0..<s { o[base + i] = xp[base + i] * a + sh }
+                        let src = xp + row * s, dst = op + row * s
+                        for i in 0..<s { dst[i] = src[i] * a + sh }
                     }
                 }
             }
@@ -158,42 +162,42 @@ public enum BatchNormMath {
         let m = n * s
         var dScale = [Float](repeating: 0, count: c)
         var dBias = [Float](repeating: 0, count: c)
-        x.withUnsafeBufferPointer { xp in gradY.withUnsafeBufferPointer { gp in
-            for ch in 0..<c {
-                let mu = sv.mean[ch], inv = sv.invStd[ch]
-                var sg = 0.0, sgx = 0.0
+        x.withUnsafeBufferPointer { xb in gradY.withUnsafeBufferPointer { gb in
+        dScale.withUnsafeMutableBufferPointer { sb in dBias.withUnsafeMutableBufferPointer { bb in
+            guard let xp = xb.baseAddress, let gp = gb.baseAddress else { return }
+            parallelFor(c) { r in
+                var sg = [Double](repeating: 0, count: r.count), sgx = sg
                 for b in 0..<n {
-                    let base = (b * c + ch) * s
-                    var pg: Float = 0, pgx: Float = 0
-                    for i in 0..<s { let gv = gp[base + i]; pg += gv; pgx += gv * (xp[base + i] - mu) }
-                    sg += Double(pg); sgx += Double(pgx)
+                    for ch in r {
+                        let base = (b * c + ch) * s
+                        let (pg, pgx) = vectorGradientSums(gp + base, xp + base, s, sv.mean[ch])
+                        sg[ch - r.lowerBound] += Double(pg); sgx[ch - r.lowerBound] += Double(pgx)
+                    }
                 }
-                dBias[ch] = Float(sg)
-                dScale[ch] = Float(sgx) * inv
+                for ch in r {
+                    bb[ch] = Float(sg[ch - r.lowerBound])
+                    sb[ch] = Float(sgx[ch - r.lowerBound]) * sv.invStd[ch]
+                }
             }
-        } }
+        } } } }
         var dx: [Float]? = nil
         if needInput {
             dx = filledFloats(x.count) { o in
-                x.withUnsafeBufferPointer { xp in gradY.withUnsafeBufferPointer { gp in
-                    for ch in 0..<c {
-                        let mu = sv.mean[ch], inv = sv.invStd[ch]
-                        let k = scale[ch] * inv
-                        if sv.batchStatistics {
-                            // dx = k * (g - mean(g) - xhat * mean(g * xhat))
-                            let mg = dBias[ch] / Float(m)
-                            let mgx = dScale[ch] / Float(m)
-                            for b in 0..<n {
-                                let base = (b * c + ch) * s
-                                for i in 0..<s {
-                                    let xh = (xp[base + i] - mu) * inv
-                                    o[base + i] = k * (gp[base + i] - mg - xh * mgx)
-                                }
-                            }
-                        } else {
-                            for b in 0..<n {
-                                let base = (b * c + ch) * s
-                                for i in 0..<s { o[base + i] = k * gp[base + i] }
+                x.withUnsafeBufferPointer { xb in gradY.withUnsafeBufferPointer { gb in
+                    guard let xp = xb.baseAddress, let gp = gb.baseAddress, let op = o.baseAddress else { return }
+                    parallelFor(n * c, minChunk: max(1, 4096 / max(s, 1))) { r in
+                        for row in r {
+                            let ch = row % c
+                            let mu = sv.mean[ch], inv = sv.invStd[ch]
+                            let k = scale[ch] * inv
+                            let src = xp + row * s, g = gp + row * s, dst = op + row * s
+                            if sv.batchStatistics {
+                                // dx = k · (g − mean(g) − x̂ · mean(g · x̂)), folded into dx = α·g + β·x + γ
+                                let mg = dBias[ch] / Float(m), mgx = dScale[ch] / Float(m)
+                                let alpha = k, beta = -k * inv * mgx, gamma = -k * mg + k * inv * mgx * mu
+                                for i in 0..<s { dst[i] = alpha * g[i] + beta * src[i] + gamma }
+                            } else {
+                                for i in 0..<s { dst[i] = k * g[i] }
                             }
                         }
                     }

@@ -129,9 +129,11 @@ struct ActivationKernel: TrainableOpKernel {
         let y = filledFloats(n) { o in
             x.withUnsafeBufferPointer { xp in
                 switch kind {
-                case .relu: for i in 0..<n { o[i] = xp[i] > 0 ? xp[i] : 0 }
+                case .relu:
+                    if let src = xp.baseAddress, let dst = o.baseAddress { vectorClamp(src, dst, n, 0, .infinity) }
                 case .leakyRelu(let a): for i in 0..<n { o[i] = xp[i] >= 0 ? xp[i] : a * xp[i] }
-                case .clip: for i in 0..<n { o[i] = Swift.min(Swift.max(xp[i], bounds.0), bounds.1) }
+                case .clip:
+                    if let src = xp.baseAddress, let dst = o.baseAddress { vectorClamp(src, dst, n, bounds.0, bounds.1) }
                 case .sigmoid: for i in 0..<n { o[i] = 1 / (1 + expf(-xp[i])) }
                 case .tanh: for i in 0..<n { o[i] = tanhf(xp[i]) }
                 case .hardSwish: for i in 0..<n { o[i] = xp[i] * Swift.min(Swift.max(xp[i] + 3, 0), 6) / 6 }
@@ -160,9 +162,15 @@ struct ActivationKernel: TrainableOpKernel {
         let dx = filledFloats(n) { o in
             g.withUnsafeBufferPointer { gp in x.withUnsafeBufferPointer { xp in y.withUnsafeBufferPointer { yp in
                 switch kind {
-                case .relu: for i in 0..<n { o[i] = yp[i] > 0 ? gp[i] : 0 }
+                case .relu:
+                    if let g = gp.baseAddress, let m = yp.baseAddress, let d = o.baseAddress {
+                        vectorMaskedPass(g, m, d, n, 0, .infinity)
+                    }
                 case .leakyRelu(let a): for i in 0..<n { o[i] = xp[i] > 0 ? gp[i] : a * gp[i] }
-                case .clip: for i in 0..<n { o[i] = xp[i] > bounds.0 && xp[i] < bounds.1 ? gp[i] : 0 }
+                case .clip:
+                    if let g = gp.baseAddress, let m = xp.baseAddress, let d = o.baseAddress {
+                        vectorMaskedPass(g, m, d, n, bounds.0, bounds.1)
+                    }
                 case .sigmoid: for i in 0..<n { o[i] = gp[i] * yp[i] * (1 - yp[i]) }
                 case .tanh: for i in 0..<n { o[i] = gp[i] * (1 - yp[i] * yp[i]) }
                 case .hardSwish:

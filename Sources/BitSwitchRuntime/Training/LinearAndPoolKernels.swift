@@ -21,8 +21,8 @@ struct ConvKernel: TrainableOpKernel {
         var result = [Tensor?](repeating: nil, count: inputs.count)
         guard let g = gradOutputs[0] else { return result }
         let hasBias = inputs.count > 2 && inputs[2] != nil
-        let r = try convBackward(x: required(inputs, 0, node), w: required(inputs, 1, node), hasBias: hasBias,
-                                 gradY: g, attrs: attrs(node))
+        let r = try convGradients(x: required(inputs, 0, node), w: required(inputs, 1, node), hasBias: hasBias,
+                                  gradY: g, attrs: attrs(node), needsDX: needsGradient[0])
         if needsGradient[0] { result[0] = r.dx }
         if needsGradient[1] { result[1] = r.dw }
         if hasBias && needsGradient[2] { result[2] = r.db }

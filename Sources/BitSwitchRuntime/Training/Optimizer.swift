@@ -161,8 +161,8 @@ public final class Optimizer {
 @discardableResult
 public func clipGradientNorm(_ gradients: inout [String: Tensor], maxNorm: Float) throws -> Float {
     var sq = 0.0
-    for name in gradients.keys.sorted() {
-        for v in try gradients[name]!.trainingFloats("gradient") { sq += Double(v) * Double(v) }
+    for (_, g) in gradients.sorted(by: { $0.key < $1.key }) {
+        for v in try g.trainingFloats("gradient") { sq += Double(v) * Double(v) }
     }
     let norm = Float(sq.squareRoot())
     let coef = maxNorm / (norm + 1e-6)

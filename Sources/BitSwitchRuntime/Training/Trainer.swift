@@ -1,5 +1,6 @@
 import BitSwitchData
 import BitSwitchIR
+import CKernels
 import Foundation
 
 public enum ScheduleKind: String, Sendable, CaseIterable {
@@ -103,6 +104,8 @@ public final class Trainer {
             guard threads > 0 else { throw BitSwitchError(.training, "threads must be positive, got \(threads)") }
             setRuntimeThreads(threads)
         }
+        // Every step frees and reallocates activation-sized buffers; keep them in the heap (no page faults).
+        bs_configure_allocator()
         model = try TrainingGraph(graph: graph)
         guard !model.parameters.isEmpty else { throw BitSwitchError(.training, "the model has no trainable parameters") }
         optimizer = try Optimizer(kind: options.optimizer, groups: groups ?? model.defaultGroups(weightDecay: options.weightDecay))
@@ -125,7 +128,10 @@ public final class Trainer {
     }
 
     /// Forward, loss and gradients for one batch, without touching the parameters.
-    public func lossAndGradients(_ batch: TrainingBatch, activeBits: Int? = nil)
+    /// - Parameter loss: replaces the cross-entropy (e.g. CE mixed with distillation against a detached teacher's
+    ///   logits); it gets the logits and returns the loss with its gradient with respect to them.
+    public func lossAndGradients(_ batch: TrainingBatch, activeBits: Int? = nil,
+                                 loss customLoss: ((Tensor) throws -> LossResult)? = nil)
         throws -> (result: LossResult, logits: Tensor, gradients: [String: Tensor]) {
         let ctx = TrainingContext(training: true, activeBits: activeBits,
                                   seed: SplitMix64.derive(seed, 2, UInt64(batch.index), UInt64(activeBits ?? 0)))
@@ -133,7 +139,8 @@ public final class Trainer {
         guard let logits = pass.value(model.logitsName) else {
             throw BitSwitchError(.training, "the forward pass did not compute the logits '\(model.logitsName)'")
         }
-        let loss = try Loss.crossEntropy(logits: logits, labels: batch.labels, labelSmoothing: options.labelSmoothing)
+        let loss = try customLoss?(logits)
+            ?? Loss.crossEntropy(logits: logits, labels: batch.labels, labelSmoothing: options.labelSmoothing)
         guard loss.loss.isFinite else {
             throw BitSwitchError(.training, "the loss became \(loss.loss) at batch \(batch.index); lower the learning rate")
         }

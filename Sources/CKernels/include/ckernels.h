@@ -17,26 +17,71 @@ typedef struct {
 } bs_geom;
 
 // ---- convolution ----
-/// col[(c*KD*KH*KW + k) * ldcol + s] for one image's channels [0, C); s = output spatial index.
-void bs_im2col_f32(const float *x, float *col, long C, const bs_geom *g, long ldcol);
-/// Inverse scatter of im2col: dx += col2im(col).
-void bs_col2im_f32(const float *col, float *dx, long C, const bs_geom *g, long ldcol);
+/// col[(c*KD*KH*KW + k)][n*S + s] for nb images of C channels, channels [c0, c1) only (S = output spatial size).
+void bs_im2col_f32(const float *x, float *col, long nb, long C, long c0, long c1, const bs_geom *g);
+/// Inverse scatter of im2col for channels [c0, c1): dx += col2im(col). Zeroes col's padding entries.
+void bs_col2im_f32(float *col, float *dx, long nb, long C, long c0, long c1, const bs_geom *g);
 /// dst[c][n*S + s] = src[n][c][s] for n < nb.
 void bs_pack_cn_f32(const float *src, float *dst, long nb, long C, long S);
 /// dst[n][c][s] = src[c][n*S + s] (+ bias[c] when bias != NULL).
 void bs_unpack_cn_f32(const float *src, float *dst, long nb, long C, long S, const float *bias);
-/// Depthwise 2-D conv: output channel co reads input channel co / mult. y is [N, C*mult, OH, OW].
-void bs_dwconv_fwd_f32(const float *x, const float *w, const float *b, float *y, long N, long C, long mult,
+/// Depthwise conv: output channel co reads input channel co / mult. y is [N, C*mult, spatial...].
+/// Returns -1 when its padded-plane scratch cannot be allocated.
+int bs_dwconv_fwd_f32(const float *x, const float *w, const float *b, float *y, long N, long C, long mult,
                        const bs_geom *g);
-/// Depthwise backward: dx (zeroed by caller, may be NULL), dw (zeroed by caller, accumulated).
-void bs_dwconv_bwd_f32(const float *x, const float *w, const float *gy, float *dx, float *dw, long N, long C,
+/// Depthwise backward: dx (accumulated, may be NULL), dw (accumulated). Returns -1 on allocation failure.
+int bs_dwconv_bwd_f32(const float *x, const float *w, const float *gy, float *dx, float *dw, long N, long C,
                        long mult, const bs_geom *g);
 /// db[c] = sum over n, s of gy[n][c][s].
 void bs_channel_sum_f32(const float *gy, float *db, long N, long C, long S);
 
+// ---- direct 3x3 convolution (stride 1, pad 1, dilation 1, group 1) on the grid layout ----
+// Grid layout of a [N, C, H, W] tensor: C planes of `plane` floats; plane origin at `front`; image n row i
+// column j at (1 + n*(H+1) + i)*wp + j with wp = W + 1; all other positions (one zero column per row, one
+// zero row per image and above the first) and the slack are zero. Outputs are computed for `blocks` runs of
+// BS_CONV3_NB positions starting at q0; output channels in blocks of BS_CONV3_MR.
+enum { BS_CONV3_MR = 8, BS_CONV3_NB = 48 };
+typedef struct { long n, h, w, wp, q0, blocks, front, plane; } bs_grid;
+void bs_grid_init(bs_grid *g, long n, long h, long w);
+/// Writes planes [c0, c1) of buf from x [N, C, H, W]; planes c >= C are all zero.
+void bs_grid_pack_f32(const float *x, float *buf, long C, long c0, long c1, const bs_grid *g);
+/// Packs w [M, C, 3, 3] for bs_conv3x3_fwd_f32: (M+MR-1)/MR*MR*C*9 floats. transpose != 0 packs the weights of
+/// the input-gradient convolution instead (C output rows over M inputs, taps mirrored): (C+MR-1)/MR*MR*M*9.
+void bs_conv3x3_pack_weights(const float *w, float *wpk, long M, long C, int transpose);
+/// y [N, M, H, W] = conv of xg (grid, C planes) (+ bias[m] when bias != NULL) for position blocks [b0, b1).
+void bs_conv3x3_fwd_f32(const float *xg, const float *wpk, float *y, const float *bias, long M, long C, long b0,
+                        long b1, const bs_grid *g);
+/// dw [M, C, 3, 3] += correlation of dyg (grid, round-up(M, MR) planes, zero at every non-image position) with
+/// xg (C planes), for tasks [t0, t1) of (M+MR-1)/MR * C (task = m block * C + channel). acc is scratch of
+/// tasks * MR * 9 * 16 floats indexed by task.
+void bs_conv3x3_dw_f32(const float *dyg, const float *xg, float *acc, float *dw, long M, long C, long t0, long t1,
+                       const bs_grid *g);
+
+// Generic tap-list convolution on grids (used for strided and 1x1 convolutions): output position q of the
+// grid sums wpk-weighted reads of xg at q + koff[k] (koff includes plane * g->plane) over k < K.
+/// Destination of grid pixel (i, j): plane of h x w, element (s*i + oy, s*j + ox); outside pixels are skipped.
+typedef struct { long h, w, s, oy, ox; } bs_out;
+/// Planes c*np + (pr*s + pc) of buf [c in c0..c1) hold x[n][c][s*i + pr][s*j + pc] on grid g (output-sized),
+/// for the first np <= s*s phases (np = 1 when only the (0, 0) phase is read, as by a 1x1 kernel).
+void bs_grid_pack_phases_f32(const float *x, float *buf, long C, long H, long W, long s, long np, long c0, long c1,
+                             const bs_grid *g);
+/// wpk[m/MR][k][m%MR] = w[m*S + sel[k]], (M+MR-1)/MR*MR*K floats.
+void bs_tapconv_pack_weights(const float *w, float *wpk, long M, long K, const long *sel, long S);
+/// y [N, M, o->h, o->w] (strided elements only, see bs_out) = tap conv of xg (+ bias) for blocks [b0, b1).
+void bs_tapconv_fwd_f32(const float *xg, const long *koff, long K, const float *wpk, float *y, const float *bias,
+                        long M, long b0, long b1, const bs_grid *g, const bs_out *o);
+/// dw [M, K] += correlation of dyg (grid, round-up(M, MR) planes, zero off the image) with the K taps of xg,
+/// for tasks [t0, t1) of (M+MR-1)/MR * ceil(K/3); acc: tasks * MR * 3 * 16 floats of scratch, by task.
+void bs_tapconv_dw_f32(const float *dyg, const float *xg, const long *koff, long K, float *acc, float *dw, long M,
+                       long t0, long t1, const bs_grid *g);
+
 // ---- pooling (planes = N*C) ----
 /// argmax (may be NULL) receives the flat index into x of each output's maximum.
 void bs_maxpool_f32(const float *x, float *y, int32_t *argmax, long planes, const bs_geom *g);
+/// 2x2 window, stride 2, no padding, floor-mode output (oh <= h/2, ow <= w/2); argmax gets base + the flat
+/// index into x. Same result as bs_maxpool_f32.
+void bs_maxpool2x2_f32(const float *x, float *y, int32_t *argmax, long planes, long h, long w, long oh, long ow,
+                       long base);
 void bs_maxpool_bwd_f32(const float *gy, const int32_t *argmax, float *dx, long n);
 /// pe*: end pads (count_include_pad counts taps inside [-pbegin, in + pend)).
 void bs_avgpool_f32(const float *x, float *y, long planes, const bs_geom *g, long ped, long peh, long pew,
@@ -59,5 +104,8 @@ void bs_unary_f32(int op, const float *x, float *y, long n, float p0, float p1);
 void bs_softmax_f32(const float *x, float *y, long outer, long n, long inner, int log);
 /// y[n][c][s] = x[n][c][s] * a[c] + b[c].
 void bs_channel_affine_f32(const float *x, float *y, long N, long C, long S, const float *a, const float *b);
+
+/// Keeps freed multi-MB blocks in the heap (glibc mallopt) so tensor reuse does not page-fault. Idempotent.
+void bs_configure_allocator(void);
 
 #endif

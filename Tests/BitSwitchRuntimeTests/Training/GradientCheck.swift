@@ -46,10 +46,10 @@ struct GradientMismatch: Error, CustomStringConvertible {
 /// each value in `wrt` (graph inputs or initializers). Returns the largest scaled error found.
 @discardableResult
 func checkGradients(_ graph: Graph, feeds: [String: Tensor], wrt: [String], training: Bool = true,
-                    output: String? = nil, h: Float = 1e-2, atol: Double = 2e-3, rtol: Double = 1e-2) throws -> Double {
+                    output: String? = nil, activeBits: Int? = nil, h: Float = 1e-2, atol: Double = 2e-3, rtol: Double = 1e-2) throws -> Double {
     let tg = try TrainingGraph(graph: graph, logits: output)
     let out = output ?? graph.outputs[0].name
-    let ctx = TrainingContext(training: training)
+    let ctx = TrainingContext(training: training, activeBits: activeBits)
     let pass = try tg.forward(feeds: feeds, context: ctx, gradientInputs: Set(wrt))
     guard let y = pass.value(out) else { throw GradientMismatch(description: "no output \(out)") }
     var rng = TestRandom(99)
@@ -58,7 +58,7 @@ func checkGradients(_ graph: Graph, feeds: [String: Tensor], wrt: [String], trai
     let saved = tg.values
 
     func loss(_ feeds: [String: Tensor]) throws -> Double {
-        let c = TrainingContext(training: training)
+        let c = TrainingContext(training: training, activeBits: activeBits)
         let p = try tg.forward(feeds: feeds, context: c)
         tg.values = saved
         guard let v = p.value(out) else { return .nan }
