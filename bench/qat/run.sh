@@ -48,5 +48,6 @@ done
     echo "Targets (issue 4): joint / float ≤ 4.4×; fake-quant overhead ≤ 10 %. A joint epoch is four forward/backward"
     echo "passes and four optimizer steps, so 4× is the floor; the last column isolates the per-step bookkeeping"
     echo "of the joint trainer (per-bit parameter rows, distillation off) from the quantizers themselves."
+    if [ -f bench/qat/notes.md ]; then echo; cat bench/qat/notes.md; fi
 } > bench/qat/RESULTS.md
 cat bench/qat/RESULTS.md
