@@ -8,7 +8,7 @@ CACHE   ?= .cache
 BIN     := .build/release/bitswitch
 CONFORMANCE_DIR := $(CACHE)/onnx-tests
 
-.PHONY: all deps venv build demo test unit-test conformance bench bench-import clean
+.PHONY: all deps venv build demo test unit-test conformance results bench bench-import bench-train bench-qat clean
 
 all: build
 
@@ -35,10 +35,22 @@ conformance: build venv
 	$(PY) scripts/gen-conformance-data.py $(CONFORMANCE_DIR)
 	$(BIN) conformance $(CONFORMANCE_DIR) --expected-failures scripts/conformance-partial.txt --markdown docs/conformance.md
 
-bench: bench-import
+# Trains and evaluates every method of docs/results.md (3 seeds, both examples); finished runs are cached in
+# .cache/results, so an interrupted run resumes. About 40 minutes on 2 cores.
+results: build
+	python3 scripts/results.py --bin $(BIN)
+
+bench: bench-import bench-train bench-qat
 
 bench-import: build venv
 	bench/import/run.sh
+
+bench-train: build
+	scripts/setup-venv.sh --with-torch >/dev/null
+	bench/train/run.sh
+
+bench-qat: build
+	bench/qat/run.sh
 
 clean:
 	rm -rf .build $(CACHE)

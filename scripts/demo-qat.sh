@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Multi-precision demo on the shipped digits example: float model -> insert fake-quant -> short joint training of
 # {8,6,4,2} -> accuracy at every bit-width from the stored INT8 file -> its size next to the FP32 file.
-#   scripts/demo-qat.sh [BIN]      (called by scripts/demo.sh; about half a minute on one core)
+#   scripts/demo-qat.sh [BIN [FLOAT_MODEL]]   (called by scripts/demo.sh with the float model it trained;
+#   about half a minute on one core)
 set -euo pipefail
 BIN=${1:-.build/release/bitswitch}
 EX=examples/digits
@@ -9,9 +10,13 @@ OUT=${DEMO_OUT:-.cache/demo}
 mkdir -p "$OUT"
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
-step "Q1. Import the digits model (shipped untrained) and train it in float: the starting point"
-"$BIN" import "$EX/model.onnx"
-"$BIN" train "$EX/model.onnx" --data "$EX/data" -o "$OUT/digits-fp32.onnx" --epochs 20 --threads 1 --quiet
+if [ -n "${2:-}" ]; then
+  [ "$2" = "$OUT/digits-fp32.onnx" ] || cp "$2" "$OUT/digits-fp32.onnx"
+else
+  step "Q1. Import the digits model (shipped untrained) and train it in float: the starting point"
+  "$BIN" import "$EX/model.onnx"
+  "$BIN" train "$EX/model.onnx" --data "$EX/data" -o "$OUT/digits-fp32.onnx" --epochs 20 --threads 1 --quiet
+fi
 
 step "Q2+Q3. Insert fake-quant ({8,6,4,2}, first/last layer pinned at 8 bits) and train every bit-width jointly"
 "$BIN" train "$OUT/digits-fp32.onnx" --data "$EX/data" -o "$OUT/digits-int8.onnx" --bits 8,6,4,2 --epochs 8 \

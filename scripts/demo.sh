@@ -23,5 +23,5 @@ step "4. Train the float model on the digits data (20 epochs, Adam, cosine) and 
 
 if [ -x scripts/demo-qat.sh ]; then
   step "5. Multi-precision quantization: insert fake-quant, train {8,6,4,2} jointly, store one INT8 model"
-  scripts/demo-qat.sh "$BIN" "$OUT/digits-fp32.onnx" "$OUT"
+  DEMO_OUT=$OUT scripts/demo-qat.sh "$BIN" "$OUT/digits-fp32.onnx"
 fi

@@ -102,9 +102,11 @@ private struct ShapeState {
         func input(_ k: Int) -> TensorType? { k < n.inputs.count ? type(n.inputs[k]) : nil }
 
         switch n.op {
-        case .relu, .leakyRelu, .sigmoid, .hardSigmoid, .hardSwish, .tanh, .clip, .softmax, .logSoftmax,
-             .fakeQuantWeight, .fakeQuantAct:
+        case .relu, .leakyRelu, .sigmoid, .hardSigmoid, .hardSwish, .tanh, .clip, .softmax, .logSoftmax, .fakeQuantAct:
             return same()
+        case .fakeQuantWeight:
+            // Float Ŵ whether W is the float weight (training) or the stored int8 q_h.
+            return [x.map { TensorType(.f32, $0.shape) }]
         case .identity:
             if let v = values[n.inputs[0]] { values[n.outputs[0]] = v }
             return same()

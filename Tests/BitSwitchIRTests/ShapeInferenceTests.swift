@@ -193,3 +193,19 @@ func mismatchesNameNodeOpAndShapes(body: String, words: String, node: String, op
     try inferShapes(&g)
     #expect(typeText(g, "r") == "f32[N,3]")
 }
+
+/// The stored model feeds int8 integers to FakeQuantWeight; what comes out is still the float Ŵ.
+@Test func fakeQuantWeightOutputsFloatFromStoredIntegers() throws {
+    let g = try inferred("""
+        input %x: f32[N,2]
+        const %w: i8[3,2] = [1, -2, 3, 4, -5, 6]
+        \(const("s", [3]))
+        const %as: f32[2] = [0.1, 0.2]
+        %wq = ai.bitswitch.FakeQuantWeight(%w, %s) {bits = [8, 4], stored_bits = 8}
+        %xq = ai.bitswitch.FakeQuantAct(%x, %as) {bits = [8, 4], signed = 1}
+        %y = Gemm(%xq, %wq) {transB = 1}
+        output %y: f32[N,3]
+        """)
+    #expect(typeText(g, "wq") == "f32[3,2]")
+    #expect(typeText(g, "xq") == "f32[N,2]")
+}
