@@ -27,7 +27,7 @@ let package = Package(
         .target(name: "BitSwitchONNX", dependencies: ["BitSwitchIR", "CONNX", "CProtobufC"]),
         .target(name: "BitSwitchRuntime", dependencies: ["BitSwitchIR", "BitSwitchData", "CBLAS", "CKernels"]),
         .target(name: "BitSwitchData"),
-        .target(name: "BitSwitchQuant", dependencies: ["BitSwitchIR", "BitSwitchRuntime", "BitSwitchData"]),
+        .target(name: "BitSwitchQuant", dependencies: ["BitSwitchIR", "BitSwitchRuntime", "BitSwitchData", "CKernels"]),
         .target(name: "BitSwitchPasses", dependencies: ["BitSwitchIR", "BitSwitchRuntime", "BitSwitchQuant",
                                                        "BitSwitchData", .product(name: "Yams", package: "Yams")]),
         .executableTarget(name: "bitswitch", dependencies: [

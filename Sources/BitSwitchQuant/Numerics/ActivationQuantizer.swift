@@ -1,4 +1,5 @@
 import BitSwitchIR
+import CKernels
 import Foundation
 
 /// The LSQ activation quantizer with one learned per-tensor scale `a` for one bit-width (METHOD.md §2):
@@ -23,10 +24,8 @@ public struct ActivationQuantizer: Sendable, Equatable {
 
     public func forward(input: UnsafeBufferPointer<Float>, scale a: Float, output: UnsafeMutableBufferPointer<Float>) {
         precondition(output.count == input.count)
-        let lo = self.lo, hi = self.hi
-        for i in 0..<input.count {
-            output[i] = roundHalfEvenClamped(input[i] / a, lo, hi) * a
-        }
+        guard let x = input.baseAddress, let y = output.baseAddress else { return }
+        bs_lsq_act_forward_f32(x, a, lo, hi, y, input.count)
     }
 
     /// Writes ∂L/∂x = ∂L/∂x̂ · [lo ≤ x/a ≤ hi] and returns
@@ -34,31 +33,11 @@ public struct ActivationQuantizer: Sendable, Equatable {
     public func backward(input: UnsafeBufferPointer<Float>, scale a: Float, gradOutput: UnsafeBufferPointer<Float>,
                          gradInput: UnsafeMutableBufferPointer<Float>) -> Float {
         precondition(gradOutput.count == input.count && gradInput.count == input.count)
-        let lo = self.lo, hi = self.hi
-        // Branch-free body and four partial sums, so the loop vectorises and the sum is not one long chain.
-        @inline(__always) func term(_ i: Int) -> Float {
-            let go = gradOutput[i]
-            let u = input[i] / a
-            gradInput[i] = u >= lo && u <= hi ? go : 0
-            let inside = roundHalfEvenClamped(u, lo, hi) - u
-            return go * (u < lo ? lo : (u > hi ? hi : inside))
-        }
-        var s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0
-        var i = 0
         let n = input.count
-        while i + 4 <= n {
-            s0 += Double(term(i))
-            s1 += Double(term(i + 1))
-            s2 += Double(term(i + 2))
-            s3 += Double(term(i + 3))
-            i += 4
-        }
-        while i < n {
-            s0 += Double(term(i))
-            i += 1
-        }
-        guard n > 0 else { return 0 }
-        return Float((s0 + s1 + s2 + s3) / (Double(n) * Double(hi)).squareRoot())
+        guard n > 0, let x = input.baseAddress, let gy = gradOutput.baseAddress, let gx = gradInput.baseAddress
+        else { return 0 }
+        let sum = bs_lsq_act_backward_f32(x, a, lo, hi, gy, gx, n)
+        return Float(sum / (Double(n) * Double(hi)).squareRoot())
     }
 
     /// (p99.9 − p0.1) / (hi − lo) over the finite values of `sample`, the percentiles interpolated linearly

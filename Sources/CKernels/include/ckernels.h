@@ -109,3 +109,8 @@ void bs_channel_affine_f32(const float *x, float *y, long N, long C, long S, con
 void bs_configure_allocator(void);
 
 #endif
+
+// LSQ activation fake-quantizer: y = clamp(rhe(x / a), lo, hi) · a.
+void bs_lsq_act_forward_f32(const float *x, float a, float lo, float hi, float *y, long n);
+// Writes gx = gy · [lo ≤ x/a ≤ hi]; returns Σ gy · (lo | hi | rhe(x/a) − x/a), the unscaled scale gradient.
+double bs_lsq_act_backward_f32(const float *x, float a, float lo, float hi, const float *gy, float *gx, long n);
