@@ -102,6 +102,8 @@ struct RunCommand: ParsableCommand {
     @Option(help: "Relative tolerance for --check.") var rtol: Double = 1e-4
     @Option(help: "Absolute tolerance for --check.") var atol: Double = 1e-5
     @Option(help: "Threads for the kernels.") var threads: Int?
+    @Option(help: "For a multi-precision model: the bit-width to run at (default: its highest trained bit-width).")
+    var bits: Int?
 
     func run() throws {
         let g = try loadModel(model)
@@ -109,7 +111,7 @@ struct RunCommand: ParsableCommand {
         var feeds: [String: Tensor] = [:]
         for (name, file) in inputs { feeds[name] = try TensorFiles.load(file) }
         let outputs: [String: Tensor]
-        do { outputs = try Executor(graph: g, threads: threads).run(feeds) } catch let e as BitSwitchError {
+        do { outputs = try Executor(graph: g, threads: threads, activeBits: bits).run(feeds) } catch let e as BitSwitchError {
             throw e.located(file: model)
         }
         if let dir = outputDir {

@@ -204,3 +204,37 @@ struct CLI {
         }
     }
 }
+
+@Suite struct MultiPrecisionCommandTests {
+    /// One short joint run, as a user would start: float model in, stored INT8 model out, then eval and run at
+    /// chosen bit-widths.
+    @Test func trainEvalAndRunAtEveryBitWidth() throws {
+        let dir = try CLI.tempDir()
+        let stored = dir.appendingPathComponent("int8.onnx").path
+        let t = try CLI.run(["train", CLI.digits.appendingPathComponent("model.onnx").path,
+                             "--data", CLI.digits.path, "-o", stored, "--bits", "8,2", "--epochs", "1",
+                             "--threads", "1", "--quiet"])
+        #expect(t.status == 0, "\(t.stderr)")
+        #expect(t.stdout.contains("bits   top-1"))
+
+        let e = try CLI.run(["eval", stored, "--data", CLI.digits.path, "--bits", "all"])
+        #expect(e.status == 0, "\(e.stderr)")
+        let rows = e.stdout.split(separator: "\n").filter { $0.hasPrefix("   8 ") || $0.hasPrefix("   2 ") }
+        #expect(rows.count == 2, "\(e.stdout)")
+
+        let input = CLI.digits.appendingPathComponent("sample/input.npy").path
+        var logits: [Int: [Float]] = [:]
+        for b in [8, 2] {
+            let out = dir.appendingPathComponent("b\(b)")
+            let r = try CLI.run(["run", stored, "--input", input, "--output-dir", out.path, "--bits", "\(b)"])
+            #expect(r.status == 0, "\(r.stderr)")
+            logits[b] = try NPYArray.read(path: out.appendingPathComponent("logits.npy").path).floats
+        }
+        #expect(logits[8] != logits[2], "2-bit weights are shifts of the 8-bit ones, so the logits must differ")
+
+        let bad = try CLI.run(["run", stored, "--input", input, "--bits", "5"])
+        #expect(bad.status == 1)
+        #expect(bad.stderr.contains("int8.onnx") && bad.stderr.contains("FakeQuant"))
+        #expect(bad.stderr.contains("5 is not one of the trained bit-widths"))
+    }
+}
