@@ -89,39 +89,15 @@ struct TrainCommand: ParsableCommand {
         let graph = try ONNXImporter.importModel(path: model)
         let splits = try loadDataset(data)
         if bits != nil || ptq { return try runQuantized(graph, splits) }
-        var o = TrainingOptions()
-        o.epochs = epochs
-        o.batchSize = batch
-        o.optimizer = try OptimizerKind.parse(optimizer, momentum: momentum, nesterov: nesterov)
-        if case .sgd = o.optimizer { o.learningRate = lr ?? 0.1 } else { o.learningRate = lr ?? 3e-3 }
-        o.weightDecay = weightDecay ?? 0
-        guard let s = ScheduleKind(rawValue: schedule.lowercased()) else {
-            throw BitSwitchError(.training, "unknown schedule '\(schedule)' (cosine, step, none)")
-        }
-        o.schedule = s
-        o.stepEpochs = stepEpochs
-        o.stepGamma = gamma
-        o.warmupEpochs = warmup
-        o.labelSmoothing = labelSmoothing
-        o.gradientClipNorm = clipNorm
-        if augmentPad > 0 || augmentFlip { o.augmentation = Augmentation(padding: augmentPad, horizontalFlip: augmentFlip) }
-        o.seed = seed
-        o.threads = threads
-        o.checkpointPath = checkpoint ?? output + ".ckpt"
+        var base = TrainingOptions()
+        base.epochs = epochs
+        let o = try trainingOptions(base, defaultLR: { $0.name == "sgd" ? 0.1 : 3e-3 }, defaultWeightDecay: 0)
 
         let trainer: Trainer
         do {
             trainer = try Trainer(graph: graph, options: o, progress: ProgressReporter(style: quiet ? .silent : nil))
         } catch { throw error.bitswitchLocated(file: model) }
-        if resume, let path = o.checkpointPath {
-            guard FileManager.default.fileExists(atPath: path) else {
-                throw BitSwitchError(.io, "no checkpoint to resume from", file: path)
-            }
-            try trainer.resume(from: path)
-            if !quiet {
-                FileHandle.standardError.write(Data("resuming after epoch \(trainer.completedEpochs) of \(epochs)\n".utf8))
-            }
-        }
+        try resumeIfAsked(o) { try trainer.resume(from: $0); return trainer.completedEpochs }
         let start = ProcessInfo.processInfo.systemUptime
         try trainer.fit(splits, stopAfterEpoch: stopAfterEpoch)
         let seconds = ProcessInfo.processInfo.systemUptime - start
@@ -186,39 +162,15 @@ extension TrainCommand {
             j.alpha = kdAlpha
             j.temperature = kdTemperature
             j.accumulate = accumulate
-            var o = TrainingOptions.quantizationRecipe(epochs: epochs)
-            o.batchSize = batch
-            o.optimizer = try OptimizerKind.parse(optimizer, momentum: momentum, nesterov: nesterov)
-            o.learningRate = lr ?? (o.optimizer.name == "sgd" ? 0.01 : 5e-4)
-            o.weightDecay = weightDecay ?? 5e-5
-            guard let s = ScheduleKind(rawValue: schedule.lowercased()) else {
-                throw BitSwitchError(.training, "unknown schedule '\(schedule)' (cosine, step, none)")
-            }
-            o.schedule = s
-            o.stepEpochs = stepEpochs
-            o.stepGamma = gamma
-            o.warmupEpochs = warmup
-            o.labelSmoothing = labelSmoothing
-            o.gradientClipNorm = clipNorm
-            if augmentPad > 0 || augmentFlip { o.augmentation = Augmentation(padding: augmentPad, horizontalFlip: augmentFlip) }
-            o.seed = seed
-            o.threads = threads
-            o.checkpointPath = checkpoint ?? output + ".ckpt"
+            let o = try trainingOptions(TrainingOptions.quantizationRecipe(epochs: epochs),
+                                        defaultLR: { $0.name == "sgd" ? 0.01 : 5e-4 }, defaultWeightDecay: 5e-5)
             let trainer: JointTrainer
             do {
                 trainer = try JointTrainer(graph: g, training: o, joint: j,
                                            progress: ProgressReporter(style: quiet ? .silent : nil))
             } catch { throw error.bitswitchLocated(file: model) }
-            if resume, let path = o.checkpointPath {
-                guard FileManager.default.fileExists(atPath: path) else {
-                    throw BitSwitchError(.io, "no checkpoint to resume from", file: path)
-                }
-                try trainer.resume(from: path)
-                if !quiet {
-                    FileHandle.standardError.write(Data("resuming after epoch \(trainer.completedEpochs) of \(epochs)\n".utf8))
-                }
-            }
-            try trainer.fit(splits)
+            try resumeIfAsked(o) { try trainer.resume(from: $0); return trainer.completedEpochs }
+            try trainer.fit(splits, stopAfterEpoch: stopAfterEpoch)
             history = trainer.history
             g = trainer.trainedGraph()
         }
@@ -239,6 +191,40 @@ extension TrainCommand {
         if let metrics, let top = rows.first {
             try writeMetrics(metrics, top1: top.top1, loss: top.loss, rows: rows, seconds: seconds, history: history)
         }
+    }
+
+    /// The options both training paths share, on top of `base` (the float defaults or the quantization recipe).
+    func trainingOptions(_ base: TrainingOptions, defaultLR: (OptimizerKind) -> Float,
+                         defaultWeightDecay: Float) throws -> TrainingOptions {
+        var o = base
+        o.batchSize = batch
+        o.optimizer = try OptimizerKind.parse(optimizer, momentum: momentum, nesterov: nesterov)
+        o.learningRate = lr ?? defaultLR(o.optimizer)
+        o.weightDecay = weightDecay ?? defaultWeightDecay
+        guard let s = ScheduleKind(rawValue: schedule.lowercased()) else {
+            throw BitSwitchError(.training, "unknown schedule '\(schedule)' (cosine, step, none)")
+        }
+        o.schedule = s
+        o.stepEpochs = stepEpochs
+        o.stepGamma = gamma
+        o.warmupEpochs = warmup
+        o.labelSmoothing = labelSmoothing
+        o.gradientClipNorm = clipNorm
+        if augmentPad > 0 || augmentFlip { o.augmentation = Augmentation(padding: augmentPad, horizontalFlip: augmentFlip) }
+        o.seed = seed
+        o.threads = threads
+        o.checkpointPath = checkpoint ?? output + ".ckpt"
+        return o
+    }
+
+    /// With --resume, restores the checkpoint (`restore` returns the epochs it had completed).
+    func resumeIfAsked(_ o: TrainingOptions, _ restore: (String) throws -> Int) throws {
+        guard resume, let path = o.checkpointPath else { return }
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw BitSwitchError(.io, "no checkpoint to resume from", file: path)
+        }
+        let done = try restore(path)
+        if !quiet { FileHandle.standardError.write(Data("resuming after epoch \(done) of \(epochs)\n".utf8)) }
     }
 
     func writeMetrics(_ path: String, top1: Double, loss: Double, rows: [(bits: Int, top1: Double, loss: Double)],

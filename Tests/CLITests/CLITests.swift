@@ -238,3 +238,29 @@ struct CLI {
         #expect(bad.stderr.contains("5 is not one of the trained bit-widths"))
     }
 }
+
+@Suite struct ResumeTests {
+    /// An interrupted run resumed from its checkpoint writes the same bytes as an uninterrupted one,
+    /// for float training and for joint multi-precision training.
+    @Test(arguments: [[String](), ["--bits", "8,2"]])
+    func resumedRunWritesTheSameModel(extra: [String]) throws {
+        let dir = try CLI.tempDir()
+        let model = CLI.digits.appendingPathComponent("model.onnx").path
+        let common = ["--data", CLI.digits.path, "--epochs", "2", "--threads", "1", "--quiet"] + extra
+        let full = dir.appendingPathComponent("full.onnx").path, part = dir.appendingPathComponent("part.onnx").path
+        #expect(try CLI.run(["train", model, "-o", full] + common).status == 0)
+        #expect(try CLI.run(["train", model, "-o", part, "--stop-after-epoch", "1"] + common).status == 0)
+        let r = try CLI.run(["train", model, "-o", part, "--resume"] + common)
+        #expect(r.status == 0, "\(r.stderr)")
+        let a = try Data(contentsOf: URL(fileURLWithPath: full)), b = try Data(contentsOf: URL(fileURLWithPath: part))
+        #expect(a == b)
+    }
+
+    @Test func resumeWithoutCheckpointIsAnError() throws {
+        let dir = try CLI.tempDir()
+        let r = try CLI.run(["train", CLI.digits.appendingPathComponent("model.onnx").path, "--data", CLI.digits.path,
+                             "-o", dir.appendingPathComponent("m.onnx").path, "--epochs", "1", "--resume"])
+        #expect(r.status == 1)
+        #expect(r.stderr.contains("no checkpoint to resume from"))
+    }
+}
