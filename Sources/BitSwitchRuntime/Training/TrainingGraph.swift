@@ -36,7 +36,10 @@ public final class TrainingGraph {
     ///   Softmax/LogSoftmax that produces it (cross-entropy wants logits, not probabilities).
     /// - Parameter requireGradients: refuse graphs with an op that has no gradient between a parameter and the
     ///   logits (off for evaluation only).
-    public init(graph: Graph, logits: String? = nil, requireGradients: Bool = true) throws {
+    /// - Parameter kernelOverrides: kernels for this graph only, by "domain::OpType", taking precedence over the registry
+    ///   (lets a caller or a test plug in a kernel without changing it for the whole process).
+    public init(graph: Graph, logits: String? = nil, requireGradients: Bool = true,
+                kernelOverrides: [String: any TrainableOpKernel] = [:]) throws {
         self.graph = graph
         var vals: [String: Tensor] = [:]
         for (n, t) in graph.orderedInitializers { vals[n] = t }
@@ -70,7 +73,7 @@ public final class TrainingGraph {
         var ks: [(any TrainableOpKernel)?] = []
         var roles: [String: ParameterRole] = [:]
         for node in graph.nodes {
-            let k = TrainingGraph.kernel(for: node.op)
+            let k = kernelOverrides["\(node.op.domain)::\(node.op.typeName)"] ?? TrainingGraph.kernel(for: node.op)
             ks.append(k)
             guard let k else { continue }
             for (i, role) in k.parameterRoles(node: node).sorted(by: { $0.key < $1.key }) where i < node.inputs.count {

@@ -46,8 +46,9 @@ struct GradientMismatch: Error, CustomStringConvertible {
 /// each value in `wrt` (graph inputs or initializers). Returns the largest scaled error found.
 @discardableResult
 func checkGradients(_ graph: Graph, feeds: [String: Tensor], wrt: [String], training: Bool = true,
-                    output: String? = nil, activeBits: Int? = nil, h: Float = 1e-2, atol: Double = 2e-3, rtol: Double = 1e-2) throws -> Double {
-    let tg = try TrainingGraph(graph: graph, logits: output)
+                    output: String? = nil, activeBits: Int? = nil, h: Float = 1e-2, atol: Double = 2e-3, rtol: Double = 1e-2,
+                    kernels: [String: any TrainableOpKernel] = [:]) throws -> Double {
+    let tg = try TrainingGraph(graph: graph, logits: output, kernelOverrides: kernels)
     let out = output ?? graph.outputs[0].name
     let ctx = TrainingContext(training: training, activeBits: activeBits)
     let pass = try tg.forward(feeds: feeds, context: ctx, gradientInputs: Set(wrt))

@@ -33,7 +33,9 @@ struct ScaleByActiveBitsKernel: TrainableOpKernel {
 
 @Suite struct KernelRegistryTests {
     @Test func pluginKernelGetsBitsRolesGradientsAndState() throws {
-        TrainingKernelRegistry.register(opType: "FakeQuantAct", domain: Op.bitswitchDomain, kernel: ScaleByActiveBitsKernel())
+        // Per graph, not through the process-wide registry: the real quant kernels may be registered in this
+        // process (all test targets share it) and must stay in place for the other tests.
+        let kernels: [String: any TrainableOpKernel] = ["\(Op.bitswitchDomain)::FakeQuantAct": ScaleByActiveBitsKernel()]
         let x = Tensor(shape: [2, 3], floats: [1, 2, 3, 4, 5, 6])
         var g = singleNodeGraph(.fakeQuantAct(FakeQuantActAttrs(bits: [8, 4], signed: true)), inputs: [("x", x)],
                                 initializers: [("s", Tensor(shape: [2], floats: [0.5, 2])), ("count", Tensor(shape: [1], floats: [0]))],
@@ -42,7 +44,7 @@ struct ScaleByActiveBitsKernel: TrainableOpKernel {
         g.nodes.append(Node(name: "mm", op: .matMul, inputs: ["q", "w"], outputs: ["y"]))
         g.outputs = [ValueInfo(name: "y", type: TensorType(.f32, nil))]
 
-        let tg = try TrainingGraph(graph: g)
+        let tg = try TrainingGraph(graph: g, kernelOverrides: kernels)
         #expect(tg.parameters.map(\.name) == ["s", "w"])
         #expect(tg.parameters.map(\.role) == [.quantScale, .weight])
         #expect(tg.stateNames == ["count"])
@@ -62,7 +64,8 @@ struct ScaleByActiveBitsKernel: TrainableOpKernel {
         let e = try tg.forward(feeds: ["x": x], context: TrainingContext(training: false, activeBits: 8))
         #expect(e.value("q")?.floats == x.floats.map { $0 * 0.5 })
         #expect(tg.values["count"]?.floats == [1])
-        try checkGradients(g, feeds: ["x": x], wrt: ["x", "s", "w"], training: false, output: "y", activeBits: 4)
+        try checkGradients(g, feeds: ["x": x], wrt: ["x", "s", "w"], training: false, output: "y", activeBits: 4,
+                           kernels: kernels)
     }
 
     @Test func opWithoutGradientOnThePathIsRefused() throws {
