@@ -188,7 +188,7 @@ def svg(results, seeds, datasets, path):
         ("ours {8,6,4,2} + KD", run_name_joint("8642", "fixed", "progressive"), "#ff7f0e"),
         ("ours {4,3,2}", run_name_joint("432", "fixed", "off"), "#2ca02c"),
     ]
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W * len(datasets)}" height="{H + 70}" '
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W * len(datasets)}" height="{H + 110}" '
              f'font-family="sans-serif" font-size="12">', f'<rect width="100%" height="100%" fill="white"/>']
     for i, ds in enumerate(datasets):
         ox = i * W
@@ -245,7 +245,7 @@ def svg(results, seeds, datasets, path):
                     parts.append(f'<text x="{X(b) + 4:.1f}" y="{y1 - 4}" fill="{color}">↓{v:.1f}</text>')
                 parts.append(f'<circle cx="{X(b):.1f}" cy="{Y(v):.1f}" r="3" fill="{color}"/>')
         for k, (label, _, color) in enumerate(series_def):
-            lx, ly = ox + pad + (k % 3) * 130, H + 30 + (k // 3) * 16
+            lx, ly = ox + pad + (k % 2) * 190, H + 52 + (k // 2) * 16
             parts.append(f'<rect x="{lx}" y="{ly - 9}" width="12" height="3" fill="{color}"/>')
             parts.append(f'<text x="{lx + 16}" y="{ly - 4}">{label}</text>')
     parts.append("</svg>")
