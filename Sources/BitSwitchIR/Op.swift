@@ -72,7 +72,55 @@ public struct FakeQuantActAttrs: Sendable, Hashable {
     }
 }
 
-/// The operations of the IR, grouped like dialects: ONNX float ops, then the quant dialect.
+/// Integer convolution (docs/int-ops.md): int32 accumulators of `(x − x_zero) · clamp(rshr(w, w_shift))`.
+public struct QConvAttrs: Sendable, Hashable {
+    public var conv: ConvAttrs
+    /// Δ = stored bits − active weight bits: the weight used is `clamp(rshr(w, Δ), −2^(b−1), 2^(b−1) − 1)`.
+    public var wShift: Int
+    public var wBits: Int
+    public var xZero: Int
+    public init(conv: ConvAttrs, wShift: Int = 0, wBits: Int = 8, xZero: Int = 0) {
+        self.conv = conv; self.wShift = wShift; self.wBits = wBits; self.xZero = xZero
+    }
+}
+
+/// Integer matrix product `x[..., K] · W` (W is [K, M], or [M, K] with trans_b), int32 accumulators.
+public struct QGemmAttrs: Sendable, Hashable {
+    public var transB: Bool
+    public var wShift: Int
+    public var wBits: Int
+    public var xZero: Int
+    public init(transB: Bool, wShift: Int = 0, wBits: Int = 8, xZero: Int = 0) {
+        self.transB = transB; self.wShift = wShift; self.wBits = wBits; self.xZero = xZero
+    }
+}
+
+/// `y = clamp(rshr64((x + bias_c) · m_c, n_c) + zero, lo, hi)`, per channel along `axis` (tables of one value: per tensor).
+public struct RequantAttrs: Sendable, Hashable {
+    public var axis: Int
+    public var lo: Int
+    public var hi: Int
+    public var zero: Int
+    /// Output container: i8, u8 or i32.
+    public var to: DType
+    public init(axis: Int = 1, lo: Int, hi: Int, zero: Int = 0, to: DType) {
+        self.axis = axis; self.lo = lo; self.hi = hi; self.zero = zero; self.to = to
+    }
+}
+
+/// `y = clamp(rshr64((a − a_zero) · m_a + (b − b_zero) · m_b, n) + zero, lo, hi)`, same shapes.
+public struct QAddAttrs: Sendable, Hashable {
+    public var ma: Int, mb: Int, n: Int
+    public var aZero: Int, bZero: Int, zero: Int
+    public var lo: Int, hi: Int
+    public var to: DType
+    public init(ma: Int, mb: Int, n: Int, aZero: Int = 0, bZero: Int = 0, zero: Int = 0, lo: Int, hi: Int, to: DType) {
+        self.ma = ma; self.mb = mb; self.n = n; self.aZero = aZero; self.bZero = bZero; self.zero = zero
+        self.lo = lo; self.hi = hi; self.to = to
+    }
+}
+
+/// The operations of the IR, grouped like dialects: ONNX float ops, the quant dialect, the integer dialect.
 /// Optional ONNX inputs (Clip min/max, Squeeze axes, Pad pads, ...) stay node inputs; "" marks an absent one.
 public enum Op: Sendable, Hashable {
     // ONNX (float) dialect
@@ -112,6 +160,21 @@ public enum Op: Sendable, Hashable {
     case fakeQuantAct(FakeQuantActAttrs)
     /// BatchNormalization with one set of (scale, bias, mean, var) per bit-width: inputs x, then four [bits.count, C] tensors.
     case switchableBatchNorm(bits: [Int], epsilon: Float, momentum: Float)
+    // integer dialect (domain ai.bitswitch, docs/int-ops.md): what lower-int produces and the C back end runs
+    /// Float → integer, once at the network input: clamp(roundHalfEven(x / scale) + zero, lo, hi).
+    case quantize(scale: Float, zero: Int, lo: Int, hi: Int, to: DType)
+    /// Integer → float, once at the outputs: (x − zero) · scale.
+    case dequantize(scale: Float, zero: Int)
+    case qconv(QConvAttrs)
+    case qgemm(QGemmAttrs)
+    /// Inputs: x (any integer), m (i32), n (i32), bias (i32) — each [C] along `axis`, or [1].
+    case requant(RequantAttrs)
+    case qadd(QAddAttrs)
+    /// Max pool on integers (padding never wins).
+    case qmaxPool(PoolAttrs)
+    /// Average pool: rshr64(Σ(x − zero) · R(count), 24) + zero, R(c) = (2^24 + c/2) / c.
+    case qavgPool(PoolAttrs, zero: Int)
+    case qglobalAvgPool(zero: Int)
 
     public static let bitswitchDomain = "ai.bitswitch"
 }

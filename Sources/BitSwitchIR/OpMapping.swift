@@ -63,6 +63,15 @@ extension Op {
         case .fakeQuantWeight: return "FakeQuantWeight"
         case .fakeQuantAct: return "FakeQuantAct"
         case .switchableBatchNorm: return "SwitchableBatchNorm"
+        case .quantize: return "Quantize"
+        case .dequantize: return "Dequantize"
+        case .qconv: return "QConv"
+        case .qgemm: return "QGemm"
+        case .requant: return "Requant"
+        case .qadd: return "QAdd"
+        case .qmaxPool: return "QMaxPool"
+        case .qavgPool: return "QAveragePool"
+        case .qglobalAvgPool: return "QGlobalAveragePool"
         }
     }
 
@@ -70,6 +79,7 @@ extension Op {
     public var domain: String {
         switch self {
         case .fakeQuantWeight, .fakeQuantAct, .switchableBatchNorm: return Op.bitswitchDomain
+        case _ where isInteger: return Op.bitswitchDomain
         default: return ""
         }
     }
@@ -81,6 +91,22 @@ extension Op {
         "Transpose", "Concat", "Squeeze", "Unsqueeze", "Softmax", "LogSoftmax", "Identity", "Dropout", "Pad",
         "ReduceMean", "Shape", "Gather", "QuantizeLinear", "DequantizeLinear",
     ].map { ("", $0) } + ["FakeQuantWeight", "FakeQuantAct", "SwitchableBatchNorm"].map { (Op.bitswitchDomain, $0) }
+        + Op.integerTypes.map { (Op.bitswitchDomain, $0) }
+
+    /// The integer dialect's op types (docs/int-ops.md).
+    public static let integerTypes = ["Quantize", "Dequantize", "QConv", "QGemm", "Requant", "QAdd", "QMaxPool",
+                                      "QAveragePool", "QGlobalAveragePool"]
+
+    /// QConv's own attributes (the rest are Conv's).
+    static let qOnly: Set<String> = ["w_shift", "w_bits", "x_zero"]
+
+    /// Ops of the integer dialect.
+    public var isInteger: Bool {
+        switch self {
+        case .quantize, .dequantize, .qconv, .qgemm, .requant, .qadd, .qmaxPool, .qavgPool, .qglobalAvgPool: return true
+        default: return false
+        }
+    }
 
     /// Attributes in ONNX form, sorted by name, defaults included only where ONNX requires or the value is set.
     public var attributes: [(String, AttrValue)] {
@@ -144,6 +170,31 @@ extension Op {
             put("signed", .int(q.signed ? 1 : 0))
         case .switchableBatchNorm(let bits, let eps, let mom):
             put("bits", .ints(bits)); put("epsilon", .float(eps)); put("momentum", .float(mom))
+        case .quantize(let scale, let zero, let lo, let hi, let to):
+            put("hi", .int(hi)); put("lo", .int(lo)); put("scale", .float(scale)); put("to", .string(to.rawValue))
+            put("zero", .int(zero))
+        case .dequantize(let scale, let zero): put("scale", .float(scale)); put("zero", .int(zero))
+        case .qconv(let q):
+            a = Op.conv(q.conv).attributes
+            put("w_bits", .int(q.wBits)); put("w_shift", .int(q.wShift)); put("x_zero", .int(q.xZero))
+            a.sort { $0.0 < $1.0 }
+        case .qgemm(let q):
+            put("trans_b", .int(q.transB ? 1 : 0)); put("w_bits", .int(q.wBits)); put("w_shift", .int(q.wShift))
+            put("x_zero", .int(q.xZero))
+        case .requant(let r):
+            put("axis", .int(r.axis)); put("hi", .int(r.hi)); put("lo", .int(r.lo)); put("to", .string(r.to.rawValue))
+            put("zero", .int(r.zero))
+        case .qadd(let q):
+            put("a_zero", .int(q.aZero)); put("b_zero", .int(q.bZero)); put("hi", .int(q.hi)); put("lo", .int(q.lo))
+            put("m_a", .int(q.ma)); put("m_b", .int(q.mb)); put("n", .int(q.n)); put("to", .string(q.to.rawValue))
+            put("zero", .int(q.zero))
+        case .qmaxPool(let p):
+            a = Op.maxPool(p).attributes
+        case .qavgPool(let p, let zero):
+            a = Op.averagePool(p).attributes
+            put("zero", .int(zero))
+            a.sort { $0.0 < $1.0 }
+        case .qglobalAvgPool(let zero): put("zero", .int(zero))
         case .matMul, .add, .sub, .mul, .div, .relu, .sigmoid, .hardSwish, .tanh, .globalAveragePool, .identity:
             break
         }
@@ -173,6 +224,17 @@ extension Op {
                              countIncludePad: try bool("count_include_pad", false),
                              storageOrder: try r.int("storage_order", default: 0))
         }
+        func required<T>(_ v: T?, _ name: String) throws -> T {
+            guard let v else { throw BitSwitchError(.invalidModel, "required attribute '\(name)' is missing") }
+            return v
+        }
+        func intType() throws -> DType {
+            let s = try r.string("to") ?? ""
+            guard let t = DType(rawValue: s), [.i8, .u8, .i32].contains(t) else {
+                throw BitSwitchError(.invalidModel, "attribute 'to' is '\(s)'; expected i8, u8 or i32")
+            }
+            return t
+        }
         func bitsList() throws -> [Int] {
             guard let b = try r.ints("bits"), !b.isEmpty else {
                 throw BitSwitchError(.invalidModel, "required attribute 'bits' is missing")
@@ -193,6 +255,36 @@ extension Op {
             case "SwitchableBatchNorm":
                 self = .switchableBatchNorm(bits: try bitsList(), epsilon: try r.float("epsilon", default: 1e-5),
                                             momentum: try r.float("momentum", default: 0.9))
+            case "Quantize":
+                self = .quantize(scale: try required(r.float("scale"), "scale"), zero: try r.int("zero", default: 0),
+                                 lo: try required(r.int("lo"), "lo"), hi: try required(r.int("hi"), "hi"),
+                                 to: try intType())
+            case "Dequantize":
+                self = .dequantize(scale: try required(r.float("scale"), "scale"), zero: try r.int("zero", default: 0))
+            case "QConv":
+                let c = try Op(type: "Conv", domain: "", attributes: r.values.filter { !Op.qOnly.contains($0.key) },
+                               opset: 22)
+                guard case .conv(let conv) = c else { throw BitSwitchError(.internalError, "QConv attributes") }
+                _ = try r.ints("kernel_shape"); _ = try r.ints("strides"); _ = try r.ints("pads")
+                _ = try r.ints("dilations"); _ = try r.int("group"); _ = try r.string("auto_pad")
+                self = .qconv(QConvAttrs(conv: conv, wShift: try r.int("w_shift", default: 0),
+                                         wBits: try r.int("w_bits", default: 8), xZero: try r.int("x_zero", default: 0)))
+            case "QGemm":
+                self = .qgemm(QGemmAttrs(transB: try bool("trans_b", false), wShift: try r.int("w_shift", default: 0),
+                                         wBits: try r.int("w_bits", default: 8), xZero: try r.int("x_zero", default: 0)))
+            case "Requant":
+                self = .requant(RequantAttrs(axis: try r.int("axis", default: 1), lo: try required(r.int("lo"), "lo"),
+                                             hi: try required(r.int("hi"), "hi"), zero: try r.int("zero", default: 0),
+                                             to: try intType()))
+            case "QAdd":
+                self = .qadd(QAddAttrs(ma: try required(r.int("m_a"), "m_a"), mb: try required(r.int("m_b"), "m_b"),
+                                       n: try required(r.int("n"), "n"), aZero: try r.int("a_zero", default: 0),
+                                       bZero: try r.int("b_zero", default: 0), zero: try r.int("zero", default: 0),
+                                       lo: try required(r.int("lo"), "lo"), hi: try required(r.int("hi"), "hi"),
+                                       to: try intType()))
+            case "QMaxPool": self = .qmaxPool(try pool())
+            case "QAveragePool": self = .qavgPool(try pool(), zero: try r.int("zero", default: 0))
+            case "QGlobalAveragePool": self = .qglobalAvgPool(zero: try r.int("zero", default: 0))
             default:
                 throw BitSwitchError(.unsupported, "unsupported operator \(dom)::\(type)", op: type, domain: dom)
             }

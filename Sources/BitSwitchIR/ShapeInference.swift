@@ -197,6 +197,29 @@ private struct ShapeState {
         case .dequantizeLinear:
             let dt = input(1)?.dtype ?? .f32
             return [x.map { TensorType(dt, $0.shape) }]
+        case .quantize(_, _, _, _, let to):
+            return [x.map { TensorType(to, $0.shape) }]
+        case .dequantize:
+            return [x.map { TensorType(.f32, $0.shape) }]
+        case .qconv(let q):
+            guard let xt = x, let w = input(1) else { return [TensorType(.i32, nil)] }
+            return [TensorType(.i32, try conv(xt, w, nil, q.conv).shape)]
+        case .qgemm(let q):
+            guard let a = x, let b = input(1) else { return [TensorType(.i32, nil)] }
+            let w = q.transB ? TensorType(b.dtype, b.shape.map { Array($0.reversed()) }) : b
+            return [TensorType(.i32, try matMul(a, w).shape)]
+        case .requant(let r):
+            return [TensorType(r.to, x?.shape)]
+        case .qadd(let q):
+            guard let a = x, let b = input(1) else { return [TensorType(q.to, x?.shape)] }
+            return [TensorType(q.to, try broadcast(a, b))]
+        case .qmaxPool(let p), .qavgPool(let p, _):
+            guard let xt = x else { return [nil] }
+            return [TensorType(xt.dtype, try pool(xt, p))]
+        case .qglobalAvgPool:
+            guard let xt = x, let s = xt.shape else { return same() }
+            guard s.count >= 3 else { throw shapeError("input \(text(xt)) needs rank >= 3 (N, C, spatial...)") }
+            return [TensorType(xt.dtype, [s[0], s[1]] + Array(repeating: .known(1), count: s.count - 2))]
         }
     }
 

@@ -68,6 +68,9 @@ private func arity(_ op: Op) -> (Int, Int, Int, Int) {
     case .quantizeLinear, .dequantizeLinear: return (2, 3, 1, 1)
     case .fakeQuantWeight, .fakeQuantAct: return (2, 2, 1, 1)
     case .switchableBatchNorm: return (5, 5, 1, 1)
+    case .quantize, .dequantize, .qmaxPool, .qavgPool, .qglobalAvgPool: return (1, 1, 1, 1)
+    case .qconv, .qgemm, .qadd: return (2, 2, 1, 1)
+    case .requant: return (4, 4, 1, 1)
     }
 }
 
@@ -105,6 +108,16 @@ private func checkAttributes(_ n: Node, _ g: Graph) -> String? {
         if bits.isEmpty { return "bits is empty" }
         if zip(bits, bits.dropFirst()).contains(where: { $0 <= $1 }) { return "bits \(bits) must be strictly descending" }
         if let bad = bits.first(where: { $0 < 1 || $0 > maxBits }) { return "bit-width \(bad) is outside 1...\(maxBits)" }
+        return nil
+    }
+
+    func rangeRule(_ lo: Int, _ hi: Int, _ to: DType) -> String? {
+        guard let r = to.integerRange else { return "output type \(to) is not an integer type" }
+        return lo <= hi && r.contains(lo) && r.contains(hi) ? nil : "clamp range [\(lo), \(hi)] does not fit \(to)"
+    }
+    func weightRule(_ shift: Int, _ bits: Int) -> String? {
+        if bits < 1 || bits > 8 { return "w_bits \(bits) must be in 1...8" }
+        if shift < 0 || shift > 7 { return "w_shift \(shift) must be in 0...7" }
         return nil
     }
 
@@ -150,6 +163,28 @@ private func checkAttributes(_ n: Node, _ g: Graph) -> String? {
             return "scales '\(n.inputs[1])' hold \(scales.count) values for \(q.bits.count) bit-widths \(q.bits)"
         }
         return bitsRule(q.bits, maxBits: 16)
+    case .quantize(let scale, _, let lo, let hi, let to):
+        if !(scale > 0 && scale.isFinite) { return "scale \(formatFloat(scale)) must be positive and finite" }
+        return rangeRule(lo, hi, to)
+    case .requant(let r):
+        return rangeRule(r.lo, r.hi, r.to)
+    case .dequantize(let scale, _):
+        if !scale.isFinite { return "scale \(formatFloat(scale)) must be finite" }
+    case .qadd(let q):
+        if q.n < 0 || q.n > 62 { return "shift n \(q.n) must be in 0...62" }
+        for (k, m) in [("m_a", q.ma), ("m_b", q.mb)] where abs(m) >= 1 << 31 { return "\(k) \(m) does not fit int32" }
+        return rangeRule(q.lo, q.hi, q.to)
+    case .qconv(let q):
+        if q.conv.group < 1 { return "group \(q.conv.group) must be >= 1" }
+        return weightRule(q.wShift, q.wBits)
+    case .qgemm(let q):
+        return weightRule(q.wShift, q.wBits)
+    case .qmaxPool(let p), .qavgPool(let p, _):
+        if p.kernelShape.isEmpty { return "kernel_shape is empty" }
+        return positive("kernel_shape", p.kernelShape) ?? positive("strides", p.strides)
+            ?? p.pads.flatMap { $0.contains { $0 < 0 } ? "pads \($0) must not be negative" : nil }
+    case .qglobalAvgPool:
+        break
     case .gemm, .matMul, .add, .sub, .mul, .div, .relu, .leakyRelu, .clip, .sigmoid, .hardSigmoid, .hardSwish, .tanh,
          .globalAveragePool, .flatten, .reshape, .concat, .squeeze, .unsqueeze, .softmax, .logSoftmax, .identity,
          .pad, .reduceMean, .shape, .gather, .quantizeLinear, .dequantizeLinear:

@@ -5,6 +5,11 @@ import BitSwitchIR
 /// Quant-dialect ops run on the kernels their module registered with `TrainingKernelRegistry`, in inference
 /// mode at `activeBits` (nil: each op's highest trained bit-width).
 public func evaluateNode(_ node: Node, inputs: [Tensor?], opsets: [String: Int], activeBits: Int? = nil) throws -> [Tensor] {
+    try evaluateNode(node, inputs: inputs, opsets: opsets, assignment: .uniform(activeBits))
+}
+
+/// The same at per-node bit-widths (a resolved `Profile`).
+public func evaluateNode(_ node: Node, inputs: [Tensor?], opsets: [String: Int], assignment: BitAssignment) throws -> [Tensor] {
     let opset = opsets[node.op.domain] ?? (node.op.domain.isEmpty ? 17 : 1)
     do {
         for (i, t) in inputs.enumerated() {
@@ -13,7 +18,7 @@ public func evaluateNode(_ node: Node, inputs: [Tensor?], opsets: [String: Int],
                 throw BitSwitchError(.invalidModel, "input \(i) has shape \(shapeString(t.shape)) but holds \(t.count) elements")
             }
         }
-        let outs = try evaluate(node, inputs, opset: opset, opsets: opsets, activeBits: activeBits)
+        let outs = try evaluate(node, inputs, opset: opset, opsets: opsets, assignment: assignment)
         guard outs.count >= node.outputs.count else {
             throw BitSwitchError(.unsupported, "the node asks for \(node.outputs.count) outputs; this op gives \(outs.count)")
         }
@@ -23,7 +28,7 @@ public func evaluateNode(_ node: Node, inputs: [Tensor?], opsets: [String: Int],
     }
 }
 
-private func evaluate(_ node: Node, _ inputs: [Tensor?], opset: Int, opsets: [String: Int], activeBits: Int?) throws -> [Tensor] {
+private func evaluate(_ node: Node, _ inputs: [Tensor?], opset: Int, opsets: [String: Int], assignment: BitAssignment) throws -> [Tensor] {
     func input(_ i: Int) -> Tensor? { i < inputs.count ? inputs[i] : nil }
     func required(_ i: Int, _ name: String) throws -> Tensor {
         guard let t = input(i) else { throw BitSwitchError(.invalidModel, "required input \(i) (\(name)) is missing") }
@@ -118,7 +123,9 @@ private func evaluate(_ node: Node, _ inputs: [Tensor?], opset: Int, opsets: [St
         guard let k = TrainingKernelRegistry.kernel(opType: node.op.typeName, domain: node.op.domain) else {
             throw BitSwitchError(.unsupported, "\(node.op.domain)::\(node.op.typeName) has no kernel registered; quant-dialect ops are run by the quantization module's kernels (BitSwitchQuant.registerKernels())")
         }
-        return try k.forward(node: node, inputs: inputs, context: TrainingContext(training: false, activeBits: activeBits)).outputs
+        return try k.forward(node: node, inputs: inputs, context: TrainingContext(training: false, assignment: assignment)).outputs
+    case .quantize, .dequantize, .qconv, .qgemm, .requant, .qadd, .qmaxPool, .qavgPool, .qglobalAvgPool:
+        return try evaluateInteger(node, inputs)
     }
 }
 

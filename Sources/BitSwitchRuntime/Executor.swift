@@ -7,13 +7,17 @@ public struct Executor: Sendable {
     private let threads: Int?
     /// Values to drop after node i has run (last reads, and outputs nobody reads).
     let releaseAfter: [[String]]
-    /// The bit-width that quant-dialect ops run at (nil: each op's highest trained bit-width).
-    public let activeBits: Int?
+    /// The bit-widths that quant-dialect ops run at (default: each op's highest trained bit-width).
+    public let assignment: BitAssignment
 
     public init(graph: Graph, threads: Int? = nil, activeBits: Int? = nil) {
+        self.init(graph: graph, threads: threads, assignment: .uniform(activeBits))
+    }
+
+    public init(graph: Graph, threads: Int? = nil, assignment: BitAssignment) {
         self.graph = graph
         self.threads = threads
-        self.activeBits = activeBits
+        self.assignment = assignment
         var last: [String: Int] = [:]
         for (i, n) in graph.nodes.enumerated() { for v in n.inputs where !v.isEmpty { last[v] = i } }
         for (i, n) in graph.nodes.enumerated() { for v in n.outputs where !v.isEmpty && last[v] == nil { last[v] = i } }
@@ -37,7 +41,7 @@ public struct Executor: Sendable {
                 }
                 return t
             }
-            let outs = try evaluateNode(node, inputs: args, opsets: graph.opsets, activeBits: activeBits)
+            let outs = try evaluateNode(node, inputs: args, opsets: graph.opsets, assignment: assignment)
             for (name, t) in zip(node.outputs, outs) where !name.isEmpty { env[name] = t }
             for v in releaseAfter[i] { env.removeValue(forKey: v) }
         }

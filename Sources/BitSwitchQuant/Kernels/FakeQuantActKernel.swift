@@ -23,7 +23,7 @@ struct FakeQuantActKernel: TrainableOpKernel {
 
     func forward(node: Node, inputs: [Tensor?], context: TrainingContext) throws -> (outputs: [Tensor], saved: Any?) {
         let a = try Self.attributes(node)
-        let profile = try activeProfile(bits: a.bits, activeBits: context.activeBits)
+        let profile = try activeProfile(bits: a.bits, activeBits: context.assignment.bits(for: node.name))
         let quantizer = try ActivationQuantizer(bits: a.pinnedBits ?? profile.bits, signed: a.signed)
         let xt = try requiredInput(inputs, 0, "x")
         let x = try xt.quantFloats("FakeQuantAct input x")

@@ -30,7 +30,7 @@ struct FakeQuantWeightKernel: TrainableOpKernel {
 
     func forward(node: Node, inputs: [Tensor?], context: TrainingContext) throws -> (outputs: [Tensor], saved: Any?) {
         let a = try Self.attributes(node)
-        let q = try Self.quantizer(a, activeBits: context.activeBits)
+        let q = try Self.quantizer(a, activeBits: context.assignment.bits(for: node.name))
         let w = try requiredInput(inputs, 0, "W")
         let scales = try requiredInput(inputs, 1, "s").quantFloats("FakeQuantWeight scale s")
         let layout = try ChannelLayout(shape: w.shape, axis: a.axis, channels: scales.count)
@@ -80,7 +80,7 @@ struct FakeQuantWeightKernel: TrainableOpKernel {
         var result = [Tensor?](repeating: nil, count: inputs.count)
         guard let gt = gradOutputs[0], needsGradient.contains(true) else { return result }
         let a = try Self.attributes(node)
-        let q = try Self.quantizer(a, activeBits: context.activeBits)
+        let q = try Self.quantizer(a, activeBits: context.assignment.bits(for: node.name))
         let wt = try requiredInput(inputs, 0, "W")
         let st = try requiredInput(inputs, 1, "s")
         let w = try wt.quantFloats("FakeQuantWeight W (training)")

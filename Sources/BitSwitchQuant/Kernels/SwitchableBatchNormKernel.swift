@@ -34,7 +34,7 @@ struct SwitchableBatchNormKernel: TrainableOpKernel {
         guard case .switchableBatchNorm(let bits, let eps, let momentum) = node.op else {
             throw BitSwitchError(.internalError, "SwitchableBatchNorm kernel on \(node.op.typeName)")
         }
-        let profile = try activeProfile(bits: bits, activeBits: context.activeBits)
+        let profile = try activeProfile(bits: bits, activeBits: context.assignment.bits(for: node.name))
         let xt = try requiredInput(inputs, 0, "X")
         let x = try xt.quantFloats("SwitchableBatchNorm input X")
         let meanT = try requiredInput(inputs, 3, "mean"), varT = try requiredInput(inputs, 4, "var")

@@ -311,6 +311,14 @@ func checkInputShape(_ model: TrainingGraph, sampleShape: [Int]) throws {
 public func evaluateModel(_ model: TrainingGraph, on data: Dataset, batchSize: Int = 256,
                           normalization: Normalization? = nil, activeBits: Int? = nil,
                           threads: Int? = nil) throws -> Evaluation {
+    try evaluateModel(model, on: data, batchSize: batchSize, normalization: normalization,
+                      assignment: .uniform(activeBits), threads: threads)
+}
+
+/// The same at per-node bit-widths (a resolved `Profile`).
+public func evaluateModel(_ model: TrainingGraph, on data: Dataset, batchSize: Int = 256,
+                          normalization: Normalization? = nil, assignment: BitAssignment,
+                          threads: Int? = nil) throws -> Evaluation {
     if let threads { setRuntimeThreads(threads) }
     try checkInputShape(model, sampleShape: data.sampleShape)
     guard data.count > 0 else { throw BitSwitchError(.data, "the evaluation split is empty") }
@@ -322,7 +330,7 @@ public func evaluateModel(_ model: TrainingGraph, on data: Dataset, batchSize: I
     }
     var lossSum = 0.0, correct = 0
     for b in it {
-        let ctx = TrainingContext(training: false, activeBits: activeBits)
+        let ctx = TrainingContext(training: false, assignment: assignment)
         let pass = try model.forward(feeds: [model.inputName: floatTensor([b.size] + data.sampleShape, b.x)], context: ctx)
         guard let logits = pass.value(model.logitsName) else {
             throw BitSwitchError(.training, "the forward pass did not compute the logits '\(model.logitsName)'")

@@ -25,8 +25,13 @@ public enum ParameterRole: String, Sendable, CaseIterable {
 public final class TrainingContext {
     /// Training mode (batch statistics, dropout) versus evaluation mode (running statistics).
     public var training: Bool
-    /// The bit-width being trained or evaluated; quant-dialect kernels read it, float kernels ignore it.
-    public var activeBits: Int?
+    /// The bit-widths being trained or evaluated, per quant-dialect node; float kernels ignore them.
+    public var assignment: BitAssignment
+    /// The uniform bit-width of `assignment` (nil: each op's top).
+    public var activeBits: Int? {
+        get { assignment.defaultBits }
+        set { assignment = .uniform(newValue) }
+    }
     /// Seeded generator for any random choice a kernel makes (dropout masks); derived from the step counter
     /// by the trainer so that a resumed run draws the same numbers.
     public var rng: SplitMix64
@@ -38,9 +43,13 @@ public final class TrainingContext {
     /// Order in which updates arrived, so applying them is deterministic.
     public private(set) var stateUpdateOrder: [String] = []
 
-    public init(training: Bool, activeBits: Int? = nil, seed: UInt64 = 0) {
+    public convenience init(training: Bool, activeBits: Int? = nil, seed: UInt64 = 0) {
+        self.init(training: training, assignment: .uniform(activeBits), seed: seed)
+    }
+
+    public init(training: Bool, assignment: BitAssignment, seed: UInt64 = 0) {
         self.training = training
-        self.activeBits = activeBits
+        self.assignment = assignment
         self.rng = SplitMix64(seed: seed)
     }
 
