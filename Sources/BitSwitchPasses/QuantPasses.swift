@@ -2,7 +2,7 @@ import BitSwitchIR
 import BitSwitchQuant
 
 /// The quantization passes (thin drivers over BitSwitchQuant; semantics in docs/quant-ops.md).
-let quantPasses: [Pass] = [insertFakeQuantPass, storeInt8Pass]
+let quantPasses: [Pass] = [insertFakeQuantPass, storeInt8Pass, foldScalesPass, lowerIntPass]
 
 /// Turns a float model into a multi-precision fake-quant model: weight and input quantizers on every Conv, Gemm
 /// and MatMul with a constant weight (first and last layer pinned at 8 bits, or float), BatchNormalization made
@@ -59,4 +59,50 @@ let storeInt8Pass = Pass(
     g = try storeQuantized(g)
     let after = g.initializers.values.reduce(0) { $0 + $1.count * $1.dtype.byteWidth }
     context.logger("store-int8: constants \(before) -> \(after) bytes")
+}
+
+/// The assignment a pass's `bits` / `profile` options select (neither: each quantizer's top bit-width).
+func assignment(_ g: Graph, _ options: PassOptions, pass: String) throws -> BitAssignment {
+    let path = try options.string("profile")
+    let bits = try options.int("bits")
+    if !path.isEmpty {
+        var p = try Profile.load(path: path)
+        if bits > 0 { p.defaultBits = bits }
+        return try p.resolve(in: g, file: path)
+    }
+    return try (bits > 0 ? Profile.uniform(bits) : Profile()).resolve(in: g)
+}
+
+let profileOptions = [
+    PassOption("bits", .int, default: "0", "uniform bit-width (0: the model's top trained bit-width)"),
+    PassOption("profile", .string, default: "", "a per-layer profile JSON file (docs/profiles.md)"),
+]
+
+/// Specialises a multi-precision fake-quant graph to one profile: each quantizer keeps the bit-width and scale row
+/// the profile gives it, and each SwitchableBatchNorm becomes the BatchNormalization of that bit-width. The
+/// shared weight scale stays one per channel: the profile only fixes the shift Δ = 8 − b applied to the INT8 weights.
+///
+///     %w.fq = ai.bitswitch.FakeQuantWeight(%w, %s) {bits = [8, 6, 4, 2], ...}       %w.fq = ...FakeQuantWeight(%w, %s) {bits = [4], pinned_bits = 4}
+///     %y = ai.bitswitch.SwitchableBatchNorm(%c, %g, %b, %m, %v) {bits = [8, 6, 4, 2]}  ==>  %y = BatchNormalization(%c, %g.b4, %b.b4, %m.b4, %v.b4)
+let foldScalesPass = Pass(
+    name: "fold-scales",
+    summary: "specialise a multi-precision fake-quant model to one profile (bit-widths, scale rows, BN rows)",
+    options: profileOptions
+) { g, options, _ in
+    g = try specialize(g, assignment: assignment(g, options, pass: "fold-scales"))
+}
+
+/// Lowers a fake-quant model to the integer dialect (docs/int-ops.md): input Quantize, QConv/QGemm on the stored
+/// INT8 weights (shifted by Δ), one Requant per layer folding the weight scale s_c·2^Δ, the input scale, bias,
+/// BatchNorm, ReLU and the next quantizer's 1/a; integer residual adds and pools; output Dequantize.
+///
+///     %x.fq = ai.bitswitch.FakeQuantAct(%x, %a) {pinned_bits = 8, signed = 1}     %x.q = ai.bitswitch.Quantize(%x) {scale = 0.0078, lo = -128, hi = 127, to = "i8"}
+///     %c = Conv(%x.fq, %w.fq)                                               ==>    %c.acc = ai.bitswitch.QConv(%x.q, %w) {w_shift = 0, w_bits = 8}
+///     %y = Relu(BatchNormalization(%c, ...)); %y.fq = FakeQuantAct(%y, ...)        %y.fq.q = ai.bitswitch.Requant(%c.acc, %m, %n, %bias) {lo = 0, hi = 15, to = "u8"}
+let lowerIntPass = Pass(
+    name: "lower-int",
+    summary: "lower a fake-quant model to integer-only ops (requantization, integer conv/gemm/add/pool)",
+    options: profileOptions
+) { g, options, context in
+    g = try lowerToIntegers(g, assignment: assignment(g, options, pass: "lower-int"), log: context.logger)
 }

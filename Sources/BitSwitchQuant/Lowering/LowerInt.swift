@@ -1,0 +1,625 @@
+import BitSwitchIR
+import Foundation
+
+// Lowering of a multi-precision fake-quant graph to the integer dialect, for one bit assignment
+// (docs/int-ops.md). One walk over the nodes keeps, for every float value, how it exists in integers: an integer
+// tensor and a pending per-channel affine map `value = α_c · q + β_c` with a pending clamp. Float ops that are
+// affine (BatchNorm, bias adds, constant scaling) or clamps (ReLU, ReLU6, Clip) only change that map; the next
+// quantizer ends the chain with one Requant. The 2^Δ of the shared weight scale is a factor of α, so it only moves
+// the Requant shift n_c by Δ.
+
+/// Metadata keys of a lowered graph: the layer bits it was lowered for, and which layer bits each parametric
+/// integer node's parameters depend on (the C emitter builds per-layer switching tables from them).
+public enum LoweringMetadata {
+    public static let bits = "bitswitch.int.bits"
+    public static let sites = "bitswitch.int.sites"
+    /// The pseudo-layer for the profile's default bit-width (rows of pinned layers' quantizers and BN).
+    public static let defaultSite = "*"
+}
+
+/// Lowers `graph` (a fake-quant graph; float or stored-int8 weights) at `assignment` to integer ops.
+/// `log` receives warnings (e.g. a clamped bias).
+public func lowerToIntegers(_ graph: Graph, assignment: BitAssignment = BitAssignment(),
+                            log: @escaping (String) -> Void = { _ in }) throws -> Graph {
+    var lowering = try IntegerLowering(graph, log: log)
+    return try lowering.run(assignment)
+}
+
+/// A value as integers: `value = α_c · q + β_c` (per channel along `axis`, or per tensor when α has one entry),
+/// clamped to [lo, hi] (real units) when materialised. `zero` is set when the value is a plain quantized tensor
+/// (per-tensor scale, β = −zero · α, no pending clamp).
+struct IntRep {
+    var name: String
+    var dtype: DType
+    var alpha: [Double]
+    var beta: [Double]
+    var axis: Int
+    var lo: Double = -.infinity
+    var hi: Double = .infinity
+    var zero: Int?
+    var sites: Set<String>
+
+    static func plain(_ name: String, _ dtype: DType, scale: Double, zero: Int, sites: Set<String>) -> IntRep {
+        IntRep(name: name, dtype: dtype, alpha: [scale], beta: [-Double(zero) * scale], axis: 1, zero: zero, sites: sites)
+    }
+    var isPlain: Bool { zero != nil && lo == -.infinity && hi == .infinity }
+    var scale: Double { alpha[0] }
+    var channels: Int { alpha.count }
+}
+
+struct IntegerLowering {
+    let source: Graph
+    let log: (String) -> Void
+    var out: Graph
+    var reps: [String: IntRep] = [:]
+    var weightInfo: [String: (qName: String, scales: [Float], stored: Int, bits: Int, axis: Int, site: String?)] = [:]
+    var sites: [String: Set<String>] = [:]
+    let producers: [String: Int]
+    let consumers: [String: [Int]]
+    let layers: [QuantizedLayer]
+    /// Site of each quant-dialect node ("L:w", "L:a" or "*"), nil for fixed ones (pinned weight widths).
+    var nodeSite: [String: String] = [:]
+    var materialized: [String: IntRep] = [:]
+    var usedNames: Set<String> = []
+
+    init(_ g: Graph, log: @escaping (String) -> Void) throws {
+        var graph = g
+        if !graph.nodes.contains(where: { if case .fakeQuantWeight = $0.op { return true }; return false }) {
+            throw BitSwitchError(.pass, "the model has no quantizers (no FakeQuantWeight): run insert-fake-quant and train it (train --bits 8,6,4,2), or calibrate it (train --bits ... --ptq), before lowering to integers")
+        }
+        graph = try storeQuantized(graph)
+        try inferShapes(&graph)
+        source = graph
+        self.log = log
+        producers = graph.producers
+        consumers = graph.consumers
+        layers = quantizedLayers(graph)
+        out = Graph(name: graph.name, opsets: graph.opsets.merging([Op.bitswitchDomain: 1]) { a, _ in a },
+                    inputs: graph.inputs, outputs: graph.outputs, metadata: graph.metadata)
+        usedNames = Set(graph.initializerOrder).union(graph.inputs.map(\.name)).union(graph.nodes.flatMap(\.outputs))
+        for l in layers {
+            if l.isSwitchable {
+                nodeSite[l.weightQuant] = "\(l.name):w"
+                for bn in l.batchNorms { nodeSite[bn] = "\(l.name):w" }
+            } else {
+                for bn in l.batchNorms { nodeSite[bn] = LoweringMetadata.defaultSite }
+            }
+            if let q = l.inputQuant, nodeSite[q] == nil || l.isSwitchable && nodeSite[q] == LoweringMetadata.defaultSite {
+                nodeSite[q] = l.isSwitchable ? "\(l.name):a" : LoweringMetadata.defaultSite
+            }
+        }
+    }
+
+    mutating func fresh(_ base: String) -> String {
+        var name = base, k = 1
+        while usedNames.contains(name) { name = "\(base)_\(k)"; k += 1 }
+        usedNames.insert(name)
+        return name
+    }
+
+    mutating func emit(_ op: Op, _ inputs: [String], name: String, output: String, sites s: Set<String>) {
+        out.nodes.append(Node(name: name, op: op, inputs: inputs, outputs: [output]))
+        if !s.isEmpty { sites[name] = s }
+    }
+
+    mutating func constant(_ base: String, _ t: Tensor) -> String {
+        let n = fresh(base)
+        out.setInitializer(n, t)
+        return n
+    }
+
+    // MARK: the walk
+
+    mutating func run(_ assignment: BitAssignment) throws -> Graph {
+        for node in source.nodes {
+            do { try lower(node, assignment) } catch let e as BitSwitchError {
+                throw e.located(node: node.label, op: node.op.typeName, domain: node.op.domain)
+            }
+        }
+        for o in source.outputs {
+            guard let r = reps[o.name] else {
+                if out.initializers[o.name] != nil || out.nodes.contains(where: { $0.outputs.contains(o.name) }) { continue }
+                throw BitSwitchError(.pass, "graph output '\(o.name)' has no integer form")
+            }
+            let p = try materialize(r, for: o.name)
+            emit(.dequantize(scale: Float(p.scale), zero: p.zero ?? 0), [p.name], name: fresh("\(o.name).dequantize"),
+                 output: o.name, sites: p.sites)
+        }
+        out.removeDeadCode()
+        try inferShapes(&out)
+        try verifyInteger(out)
+        recordMetadata(assignment)
+        return out
+    }
+
+    mutating func recordMetadata(_ assignment: BitAssignment) {
+        let top = layers.first?.bits.max() ?? 8
+        var bits: [String] = []
+        for l in layers where l.isSwitchable {
+            let w = assignment.bits(for: l.weightQuant) ?? top
+            let a = l.inputQuant.flatMap { assignment.bits(for: $0) } ?? top
+            bits.append("\(jsonQuoted(l.name)): {\"w\": \(w), \"a\": \(a)}")
+        }
+        let d = assignment.defaultBits ?? top
+        bits.append("\(jsonQuoted(LoweringMetadata.defaultSite)): {\"w\": \(d), \"a\": \(d)}")
+        out.metadata[LoweringMetadata.bits] = "{" + bits.joined(separator: ", ") + "}"
+        let live = Set(out.nodes.map(\.name))
+        let entries = sites.keys.filter { live.contains($0) }.sorted().map { k in
+            "\(jsonQuoted(k)): [" + sites[k]!.sorted().map(jsonQuoted).joined(separator: ", ") + "]"
+        }
+        out.metadata[LoweringMetadata.sites] = "{" + entries.joined(separator: ", ") + "}"
+    }
+
+    func rowBits(_ node: Node, _ bits: [Int], _ assignment: BitAssignment) throws -> (bits: Int, index: Int) {
+        let b = assignment.bits(for: node.name) ?? bits.max() ?? 8
+        guard let i = bits.firstIndex(of: b) else {
+            throw BitSwitchError(.pass, "bit-width \(b) is not one of the trained bit-widths \(bits)")
+        }
+        return (b, i)
+    }
+
+    func siteSet(_ node: Node) -> Set<String> { nodeSite[node.name].map { [$0] } ?? [] }
+
+    func input(_ node: Node, _ k: Int) throws -> IntRep {
+        let v = node.inputs[k]
+        guard let r = reps[v] else {
+            if source.inputs.contains(where: { $0.name == v }) {
+                throw BitSwitchError(.unsupported, "reads the float graph input '\(v)' directly; the integer back end needs every input quantized first (a FakeQuantAct on it)")
+            }
+            throw BitSwitchError(.unsupported, "input '\(v)' has no integer form (it is not produced by a quantized computation)")
+        }
+        return r
+    }
+
+    mutating func lower(_ node: Node, _ assignment: BitAssignment) throws {
+        let y = node.outputs.first ?? ""
+        switch node.op {
+        case .fakeQuantWeight(let a):
+            guard let w = source.initializers[node.inputs[0]], w.dtype == .i8,
+                  let s = source.initializers[node.inputs[1]] else {
+                throw BitSwitchError(.pass, "the weight and its scales must be constants")
+            }
+            let bits = try a.pinnedBits ?? rowBits(node, a.bits, assignment).bits
+            let qName = node.inputs[0]
+            if out.initializers[qName] == nil { out.setInitializer(qName, w) }
+            weightInfo[y] = (qName, s.floats, a.storedBits, bits, a.axis, a.pinnedBits == nil ? nodeSite[node.name] : nil)
+
+        case .fakeQuantAct(let a):
+            let row = try rowBits(node, a.bits, assignment)
+            let bits = a.pinnedBits ?? row.bits
+            guard let st = source.initializers[node.inputs[1]], st.count == a.bits.count else {
+                throw BitSwitchError(.pass, "the activation scales must be a constant with one value per bit-width")
+            }
+            let scale = Double(st.floats[row.index])
+            guard scale > 0, scale.isFinite else {
+                throw BitSwitchError(.pass, "the activation scale for bit-width \(row.bits) is not initialised (\(scale)); train or calibrate the model at that bit-width first")
+            }
+            let (lo, hi) = a.signed ? (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) : (0, (1 << bits) - 1)
+            let dtype: DType = a.signed ? .i8 : .u8
+            let qName = fresh("\(y).q")
+            let s = siteSet(node)
+            if reps[node.inputs[0]] == nil, source.inputs.contains(where: { $0.name == node.inputs[0] }) {
+                emit(.quantize(scale: Float(scale), zero: 0, lo: lo, hi: hi, to: dtype), [node.inputs[0]],
+                     name: fresh("\(node.label)"), output: qName, sites: s)
+            } else {
+                let r = try input(node, 0)
+                try requant(r, into: qName, dtype: dtype, scale: scale, zero: 0, lo: lo, hi: hi, name: node.label, extraSites: s)
+            }
+            reps[y] = .plain(qName, dtype, scale: scale, zero: 0, sites: s)
+
+        case .conv, .gemm, .matMul:
+            try lowerLayer(node)
+
+        case .switchableBatchNorm(let bits, let eps, _):
+            let row = try rowBits(node, bits, assignment)
+            let p = try (1...4).map { k -> [Float] in
+                guard let t = source.initializers[node.inputs[k]], t.rank == 2, t.shape[0] == bits.count else {
+                    throw BitSwitchError(.pass, "switchable BatchNorm parameters must be constants [bits, C]")
+                }
+                let c = t.shape[1]
+                return Array(t.floats[(row.index * c)..<((row.index + 1) * c)])
+            }
+            try foldBatchNorm(node, p[0], p[1], p[2], p[3], eps: eps, sites: siteSet(node))
+        case .batchNormalization(let eps, _, let training):
+            guard !training else { throw BitSwitchError(.unsupported, "training-mode BatchNormalization cannot be lowered") }
+            let p = try (1...4).map { k -> [Float] in
+                guard let t = source.initializers[node.inputs[k]] else {
+                    throw BitSwitchError(.pass, "BatchNormalization parameters must be constants")
+                }
+                return t.floats
+            }
+            try foldBatchNorm(node, p[0], p[1], p[2], p[3], eps: eps, sites: [])
+
+        case .relu:
+            var r = try input(node, 0)
+            r.lo = max(r.lo, 0)
+            reps[y] = r
+        case .clip(let lo, let hi):
+            var r = try input(node, 0)
+            let l = lo ?? node.inputs[safe: 1].flatMap { source.initializers[$0]?.floats.first }
+            let h = hi ?? node.inputs[safe: 2].flatMap { source.initializers[$0]?.floats.first }
+            if node.inputs.count > 1, !node.inputs[1].isEmpty, l == nil { throw BitSwitchError(.unsupported, "Clip bounds must be constants") }
+            if node.inputs.count > 2, !node.inputs[2].isEmpty, h == nil { throw BitSwitchError(.unsupported, "Clip bounds must be constants") }
+            if let l { r.lo = max(r.lo, Double(l)) }
+            if let h { r.hi = min(r.hi, Double(h)) }
+            reps[y] = r
+        case .identity, .dropout:
+            reps[y] = try input(node, 0)
+
+        case .add, .sub, .mul, .div:
+            try lowerArithmetic(node)
+
+        case .maxPool(let p):
+            if node.outputs.count > 1, !node.outputs[1].isEmpty {
+                throw BitSwitchError(.unsupported, "MaxPool's Indices output cannot be lowered")
+            }
+            var r = try input(node, 0)
+            // Max commutes with an increasing per-channel map and with the clamp: pool the integers as they are.
+            if !(r.alpha.allSatisfy { $0 > 0 } && (r.channels == 1 || r.axis == 1)) { r = try materialize(r, for: node.inputs[0]) }
+            let q = fresh("\(y).q")
+            emit(.qmaxPool(p), [r.name], name: fresh(node.label), output: q, sites: [])
+            r.name = q
+            reps[y] = r
+        case .averagePool(let p):
+            try lowerAverage(node, attrs: p)
+        case .globalAveragePool:
+            try lowerAverage(node, attrs: nil)
+
+        case .flatten, .reshape, .transpose, .squeeze, .unsqueeze:
+            var r = try input(node, 0)
+            let shape = source.type(of: node.inputs[0])?.knownShape
+            let perChannelOK: Bool = {
+                guard case .flatten(let axis) = node.op, r.channels > 1, r.axis == 1, let shape, shape.count >= 2 else { return false }
+                return axis == 1 && shape[2...].allSatisfy { $0 == 1 }
+            }()
+            if r.channels > 1 && !perChannelOK { r = try materialize(r, for: node.inputs[0]) }
+            var ins = [r.name]
+            for extra in node.inputs.dropFirst() {
+                guard extra.isEmpty || source.initializers[extra] != nil else {
+                    throw BitSwitchError(.unsupported, "the shape/axes input '\(extra)' must be a constant")
+                }
+                if !extra.isEmpty, out.initializers[extra] == nil, let t = source.initializers[extra] { out.setInitializer(extra, t) }
+                ins.append(extra)
+            }
+            let q = fresh("\(y).q")
+            emit(node.op, ins, name: fresh(node.label), output: q, sites: [])
+            r.name = q
+            reps[y] = r
+        case .concat(let axis):
+            let parts = try node.inputs.indices.map { try materialize(try input(node, $0), for: node.inputs[$0]) }
+            let first = parts[0]
+            var ins = parts.map(\.name), rep = first
+            if !parts.allSatisfy({ $0.scale == first.scale && $0.zero == first.zero && $0.dtype == first.dtype }) {
+                let s = try fineScale(y)
+                ins = []
+                for (k, p) in parts.enumerated() {
+                    let q = fresh("\(node.inputs[k]).fine")
+                    try requant(p, into: q, dtype: .i32, scale: s, zero: 0, lo: Int(Int32.min), hi: Int(Int32.max),
+                                name: "\(node.label).input\(k)", extraSites: [])
+                    ins.append(q)
+                }
+                rep = .plain("", .i32, scale: s, zero: 0, sites: [])
+            }
+            let q = fresh("\(y).q")
+            emit(.concat(axis: axis), ins, name: fresh(node.label), output: q, sites: [])
+            rep.name = q; rep.sites = Set(parts.flatMap(\.sites))
+            reps[y] = rep
+
+        case .softmax, .logSoftmax, .sigmoid:
+            // A float tail after the last integer value: dequantize, then run the float op.
+            guard source.outputNames.contains(y) else {
+                throw BitSwitchError(.unsupported, "the integer back end runs \(node.op.typeName) only at the end of the network (on the dequantized logits)")
+            }
+            let p = try materialize(try input(node, 0), for: node.inputs[0])
+            let f = fresh("\(node.inputs[0]).float")
+            emit(.dequantize(scale: Float(p.scale), zero: p.zero ?? 0), [p.name], name: fresh("\(node.inputs[0]).dequantize"),
+                 output: f, sites: p.sites)
+            emit(node.op, [f], name: node.name, output: y, sites: [])
+
+        default:
+            throw BitSwitchError(.unsupported, "the integer back end cannot lower \(node.op.domain.isEmpty ? "" : node.op.domain + "::")\(node.op.typeName) (supported: quantized Conv/Gemm/MatMul, BatchNormalization, Relu, Clip, Add/Sub/Mul/Div by constants, residual Add, MaxPool, AveragePool, GlobalAveragePool, Flatten, Reshape, Transpose, Squeeze, Unsqueeze, Concat, and a final Softmax)")
+        }
+    }
+
+    // MARK: layers
+
+    mutating func lowerLayer(_ node: Node) throws {
+        guard let w = weightInfo[node.inputs[1]] else {
+            throw BitSwitchError(.unsupported, "this layer's weight '\(node.inputs[1])' is not quantized (no FakeQuantWeight); the integer back end runs quantized layers only — quantize the first and last layer too (insert-fake-quant's default --first-last int8)")
+        }
+        let x = try input(node, 0)
+        if !(x.isPlain && (x.dtype == .i8 || x.dtype == .u8)) {
+            throw BitSwitchError(.unsupported, "the layer's input '\(node.inputs[0])' is not a quantized 8-bit-or-less activation (no FakeQuantAct in front of it)")
+        }
+        let delta = w.stored - w.bits
+        let y = node.outputs[0]
+        let acc = fresh("\(y).acc")
+        var ss = x.sites
+        if let s = w.site { ss.insert(s) }
+        var alpha = w.scales.map { Double($0) * Double(1 << delta) * x.scale }
+        var beta = [Double](repeating: 0, count: alpha.count)
+        var axis = 1
+        switch node.op {
+        case .conv(let c):
+            emit(.qconv(QConvAttrs(conv: c, wShift: delta, wBits: w.bits, xZero: x.zero ?? 0)), [x.name, w.qName],
+                 name: fresh(node.label), output: acc, sites: w.site.map { [$0] } ?? [])
+            if node.inputs.count > 2, !node.inputs[2].isEmpty {
+                guard let b = source.initializers[node.inputs[2]], b.count == alpha.count else {
+                    throw BitSwitchError(.unsupported, "the bias must be a constant with one value per output channel")
+                }
+                beta = b.floats.map(Double.init)
+            }
+        case .gemm(let g):
+            guard !g.transA else { throw BitSwitchError(.unsupported, "Gemm with transA = 1 cannot be lowered") }
+            emit(.qgemm(QGemmAttrs(transB: g.transB, wShift: delta, wBits: w.bits, xZero: x.zero ?? 0)), [x.name, w.qName],
+                 name: fresh(node.label), output: acc, sites: w.site.map { [$0] } ?? [])
+            alpha = alpha.map { $0 * Double(g.alpha) }
+            if node.inputs.count > 2, !node.inputs[2].isEmpty {
+                guard let b = source.initializers[node.inputs[2]], b.count == alpha.count || b.count == 1 else {
+                    throw BitSwitchError(.unsupported, "the bias C must be a constant of \(alpha.count) values")
+                }
+                let bf = b.floats
+                beta = (0..<alpha.count).map { Double(bf[b.count == 1 ? 0 : $0]) * Double(g.beta) }
+            }
+        case .matMul:
+            guard let wt = source.initializers[w.qName], wt.rank == 2 else {
+                throw BitSwitchError(.unsupported, "MatMul lowers with a 2-D constant weight only")
+            }
+            emit(.qgemm(QGemmAttrs(transB: false, wShift: delta, wBits: w.bits, xZero: x.zero ?? 0)), [x.name, w.qName],
+                 name: fresh(node.label), output: acc, sites: w.site.map { [$0] } ?? [])
+            axis = (source.type(of: y)?.rank ?? 2) - 1
+        default: break
+        }
+        if case .gemm = node.op { axis = 1 }
+        reps[y] = IntRep(name: acc, dtype: .i32, alpha: alpha, beta: beta, axis: axis, sites: ss)
+    }
+
+    mutating func foldBatchNorm(_ node: Node, _ gamma: [Float], _ b: [Float], _ mean: [Float], _ variance: [Float],
+                                eps: Float, sites s: Set<String>) throws {
+        var r = try input(node, 0)
+        let c = gamma.count
+        guard [b.count, mean.count, variance.count].allSatisfy({ $0 == c }) else {
+            throw BitSwitchError(.shape, "BatchNormalization parameters differ in length")
+        }
+        if r.lo != -.infinity || r.hi != .infinity { r = try materialize(r, for: node.inputs[0]) }
+        if r.channels == 1 { r.alpha = [Double](repeating: r.alpha[0], count: c); r.beta = [Double](repeating: r.beta[0], count: c); r.axis = 1 }
+        guard r.channels == c, r.axis == 1 else {
+            throw BitSwitchError(.shape, "BatchNormalization over \(c) channels does not match its input's \(r.channels) channels on axis \(r.axis)")
+        }
+        for k in 0..<c {
+            let g = Double(gamma[k]) / (Double(variance[k]) + Double(eps)).squareRoot()
+            r.alpha[k] *= g
+            r.beta[k] = (r.beta[k] - Double(mean[k])) * g + Double(b[k])
+        }
+        r.zero = nil
+        r.sites.formUnion(s)
+        reps[node.outputs[0]] = r
+    }
+
+    mutating func lowerArithmetic(_ node: Node) throws {
+        let y = node.outputs[0]
+        let constIndex = node.inputs.firstIndex { source.initializers[$0] != nil }
+        if let ci = constIndex, node.inputs.count == 2 {
+            let vi = 1 - ci
+            var r = try input(node, vi)
+            let t = source.initializers[node.inputs[ci]]!
+            let v = t.floats.map(Double.init)
+            // The constant must be a scalar or one value per channel of r's channel axis.
+            let rank = source.type(of: node.inputs[vi])?.rank ?? 0
+            let perChannel: Bool
+            if v.count == 1 { perChannel = false } else {
+                let channelAxis = r.channels > 1 ? r.axis : 1
+                let dims = t.shape
+                let aligned = rank - dims.count
+                let ok = dims.enumerated().allSatisfy { i, d in d == 1 || i + aligned == channelAxis }
+                guard ok else { throw BitSwitchError(.unsupported, "a constant operand must be a scalar or per-channel") }
+                perChannel = true
+                if r.channels == 1 {
+                    r.alpha = [Double](repeating: r.alpha[0], count: v.count); r.beta = [Double](repeating: r.beta[0], count: v.count)
+                    r.axis = channelAxis; r.zero = nil
+                }
+                guard r.channels == v.count else { throw BitSwitchError(.shape, "the constant has \(v.count) values for \(r.channels) channels") }
+            }
+            func value(_ k: Int) -> Double { perChannel ? v[k] : v[0] }
+            if r.lo != -.infinity || r.hi != .infinity {
+                // clamp(x) + c = clamp(x + c) with shifted bounds, for one constant; anything else materialises first.
+                let shift: Double? = perChannel ? nil : { switch node.op {
+                    case .add: return value(0)
+                    case .sub where ci == 1: return -value(0)
+                    default: return nil } }()
+                if let shift { r.lo += shift; r.hi += shift } else { r = try materialize(r, for: node.inputs[vi]) }
+                if r.channels == 1 && perChannel {
+                    r.alpha = [Double](repeating: r.alpha[0], count: v.count); r.beta = [Double](repeating: r.beta[0], count: v.count)
+                    r.axis = r.channels > 1 ? r.axis : 1
+                }
+            }
+            for k in 0..<r.channels {
+                switch node.op {
+                case .add: r.beta[k] += value(k)
+                case .sub:
+                    if ci == 1 { r.beta[k] -= value(k) } else { r.alpha[k] = -r.alpha[k]; r.beta[k] = value(k) - r.beta[k] }
+                case .mul: r.alpha[k] *= value(k); r.beta[k] *= value(k)
+                case .div:
+                    guard ci == 1, value(k) != 0 else { throw BitSwitchError(.unsupported, "division by a tensor or by zero cannot be lowered") }
+                    r.alpha[k] /= value(k); r.beta[k] /= value(k)
+                default: break
+                }
+            }
+            r.zero = nil
+            reps[y] = r
+            return
+        }
+        guard case .add = node.op, node.inputs.count == 2 else {
+            throw BitSwitchError(.unsupported, "\(node.op.typeName) of two computed tensors cannot be lowered (only a residual Add)")
+        }
+        let a = try materialize(try input(node, 0), for: node.inputs[0])
+        let b = try materialize(try input(node, 1), for: node.inputs[1])
+        let s = try fineScale(y)
+        let (ma, mb, n) = try quantizeMultiplierPair(a.scale / s, b.scale / s)
+        let q = fresh("\(y).q")
+        emit(.qadd(QAddAttrs(ma: ma, mb: mb, n: n, aZero: a.zero ?? 0, bZero: b.zero ?? 0, zero: 0,
+                             lo: Int(Int32.min), hi: Int(Int32.max), to: .i32)),
+             [a.name, b.name], name: fresh(node.label), output: q, sites: a.sites.union(b.sites))
+        reps[y] = .plain(q, .i32, scale: s, zero: 0, sites: [])
+    }
+
+    mutating func lowerAverage(_ node: Node, attrs: PoolAttrs?) throws {
+        let y = node.outputs[0]
+        var r = try input(node, 0)
+        // The mean commutes with a per-channel affine map, not with a clamp.
+        if r.lo != -.infinity || r.hi != .infinity || (r.channels > 1 && r.axis != 1) { r = try materialize(r, for: node.inputs[0]) }
+        let zero = r.zero ?? 0
+        let q = fresh("\(y).q")
+        emit(attrs.map { .qavgPool($0, zero: zero) } ?? .qglobalAvgPool(zero: zero), [r.name], name: fresh(node.label),
+             output: q, sites: [])
+        r.name = q
+        reps[y] = r
+    }
+
+    // MARK: materialising and requantising
+
+    /// The value as a plain integer tensor (per-tensor scale, no pending clamp): itself if it is one, else an i32
+    /// tensor at the value's fine scale (docs/int-ops.md, "Values without a quantizer").
+    mutating func materialize(_ r: IntRep, for value: String) throws -> IntRep {
+        if r.isPlain { return r }
+        if let m = materialized[value] { return m }
+        let s = try fineScale(value)
+        let q = fresh("\(value).fine")
+        try requant(r, into: q, dtype: .i32, scale: s, zero: 0, lo: Int(Int32.min), hi: Int(Int32.max),
+                    name: "\(value).requant", extraSites: [])
+        let p = IntRep.plain(q, .i32, scale: s, zero: 0, sites: [])
+        materialized[value] = p
+        return p
+    }
+
+    /// One Requant from `r` to integers of `scale`/`zero` clamped to [lo, hi] (and to r's pending clamp).
+    mutating func requant(_ r: IntRep, into name: String, dtype: DType, scale: Double, zero: Int, lo: Int, hi: Int,
+                          name nodeName: String, extraSites: Set<String>) throws {
+        var l = lo, h = hi
+        if r.lo > -.infinity { l = max(l, Int(clampToInt32((r.lo / scale).rounded(.toNearestOrEven))) + zero) }
+        if r.hi < .infinity { h = min(h, Int(clampToInt32((r.hi / scale).rounded(.toNearestOrEven))) + zero) }
+        if l > h { h = l }
+        var m: [Int32] = [], n: [Int32] = [], bias: [Int32] = []
+        var clampedBias = false
+        for c in 0..<r.channels {
+            let alpha = r.alpha[c]
+            let (mc, nc) = try quantizeMultiplier(alpha / scale)
+            var b = alpha == 0 ? 0 : (r.beta[c] / alpha).rounded(.toNearestOrEven)
+            if !(abs(b) < 2_147_483_647) { b = b.isNaN ? 0 : (b < 0 ? -2_147_483_647 : 2_147_483_647); clampedBias = true }
+            m.append(Int32(mc)); n.append(Int32(nc)); bias.append(Int32(b))
+        }
+        if clampedBias { log("lower-int: \(nodeName): a bias exceeds int32 in accumulator units and was clamped (a channel with a near-zero scale)") }
+        let count = [r.channels]
+        let mName = constant("\(name).m", Tensor(dtype: .i32, shape: count, storage: .i32(m)))
+        let nName = constant("\(name).n", Tensor(dtype: .i32, shape: count, storage: .i32(n)))
+        let bName = constant("\(name).bias", Tensor(dtype: .i32, shape: count, storage: .i32(bias)))
+        emit(.requant(RequantAttrs(axis: r.axis, lo: l, hi: h, zero: zero, to: dtype)), [r.name, mName, nName, bName],
+             name: fresh(nodeName), output: name, sites: r.sites.union(extraSites))
+    }
+
+    /// The fine scale of a value without a quantizer: the scale (at its top, or pinned, bit-width) of the first
+    /// quantizer it flows into, over 2^8; for values that reach an output, the smallest accumulator scale.
+    func fineScale(_ value: String) throws -> Double {
+        var seen: Set<String> = [], frontier = [value]
+        while let v = frontier.popLast() {
+            guard seen.insert(v).inserted else { continue }
+            for c in consumers[v] ?? [] {
+                let n = source.nodes[c]
+                switch n.op {
+                case .fakeQuantAct(let a):
+                    if let st = source.initializers[n.inputs[1]] {
+                        let f = st.floats
+                        let i = a.pinnedBits.flatMap { p in a.bits.firstIndex(of: p) } ?? 0
+                        let s = Double(f[min(i, f.count - 1)] > 0 ? f[min(i, f.count - 1)] : (f.first { $0 > 0 } ?? 0))
+                        if s > 0 { return s / 256 }
+                    }
+                case .add, .relu, .clip, .maxPool, .averagePool, .globalAveragePool, .flatten, .reshape, .transpose,
+                     .squeeze, .unsqueeze, .concat, .identity, .dropout, .sub, .mul, .div:
+                    if let o = n.outputs.first { frontier.append(o) }
+                default: break
+                }
+            }
+        }
+        if let r = reps[value] {
+            let positive = r.alpha.map(abs).filter { $0 > 0 }
+            if let m = positive.min() { return m }
+        }
+        throw BitSwitchError(.pass, "cannot choose an integer scale for '\(value)' (no quantizer downstream and no known scale)")
+    }
+}
+
+private func clampToInt32(_ v: Double) -> Double { min(max(v, -2_147_483_648), 2_147_483_647) }
+
+/// `(m, n)` with `m / 2^n ≈ M`, `2^29 ≤ |m| < 2^30` (docs/int-ops.md, Bounds); `n` is capped at 62.
+public func quantizeMultiplier(_ M: Double) throws -> (m: Int, n: Int) {
+    guard M.isFinite else { throw BitSwitchError(.pass, "a requantization multiplier is not finite (\(M))") }
+    if M == 0 { return (0, 0) }
+    let e = Int(floor(log2(abs(M))))
+    var n = 29 - e
+    guard n >= 0 else { throw BitSwitchError(.pass, "a requantization multiplier \(M) is too large (≥ 2^30)") }
+    if n > 62 { n = 62 }
+    var m = (M * pow(2, Double(n))).rounded(.toNearestOrEven)
+    if abs(m) >= Double(1 << 30) { m /= 2; m.round(.toNearestOrEven); n -= 1 }
+    return (Int(m), n)
+}
+
+/// Two multipliers sharing one shift (QAdd).
+func quantizeMultiplierPair(_ a: Double, _ b: Double) throws -> (Int, Int, Int) {
+    let big = max(abs(a), abs(b))
+    if big == 0 { return (0, 0, 0) }
+    let (_, n) = try quantizeMultiplier(big)
+    let p = pow(2, Double(n))
+    return (Int((a * p).rounded(.toNearestOrEven)), Int((b * p).rounded(.toNearestOrEven)), n)
+}
+
+private func jsonQuoted(_ s: String) -> String {
+    var r = "\""
+    for c in s.unicodeScalars {
+        switch c {
+        case "\"": r += "\\\""
+        case "\\": r += "\\\\"
+        default: r += c.value < 0x20 ? String(format: "\\u%04x", c.value) : String(c)
+        }
+    }
+    return r + "\""
+}
+
+/// After lowering: every value computed between the input Quantize and the output Dequantize is an integer.
+public func verifyInteger(_ g: Graph) throws {
+    try verify(g)
+    var isFloat: Set<String> = Set(g.inputs.filter { $0.type.dtype.isFloat }.map(\.name))
+    for n in g.nodes {
+        let floatIn = n.inputs.contains { isFloat.contains($0) }
+        switch n.op {
+        case .quantize: continue
+        case .dequantize:
+            n.outputs.forEach { isFloat.insert($0) }
+            continue
+        default: break
+        }
+        if n.op.isInteger && floatIn {
+            throw BitSwitchError(.verify, "integer op reads a float value", node: n.label, op: n.op.typeName, domain: n.op.domain)
+        }
+        if floatIn {
+            // Float ops are allowed only on dequantized values (a float tail after the network).
+            n.outputs.forEach { isFloat.insert($0) }
+            continue
+        }
+        if case .fakeQuantWeight = n.op { throw BitSwitchError(.verify, "quant-dialect op left after lower-int", node: n.label, op: n.op.typeName) }
+        if case .fakeQuantAct = n.op { throw BitSwitchError(.verify, "quant-dialect op left after lower-int", node: n.label, op: n.op.typeName) }
+        if case .switchableBatchNorm = n.op { throw BitSwitchError(.verify, "quant-dialect op left after lower-int", node: n.label, op: n.op.typeName) }
+        let shapeOnly: Bool
+        switch n.op {
+        case .flatten, .reshape, .transpose, .squeeze, .unsqueeze, .concat, .identity: shapeOnly = true
+        default: shapeOnly = n.op.isInteger
+        }
+        if !shapeOnly {
+            throw BitSwitchError(.verify, "float op \(n.op.typeName) between the input Quantize and the output Dequantize",
+                                 node: n.label, op: n.op.typeName, domain: n.op.domain)
+        }
+    }
+}
+
+extension Array {
+    subscript(safe i: Int) -> Element? { indices.contains(i) ? self[i] : nil }
+}
