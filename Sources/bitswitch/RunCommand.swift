@@ -2,6 +2,7 @@ import ArgumentParser
 import BitSwitchData
 import BitSwitchIR
 import BitSwitchONNX
+import BitSwitchQuant
 import BitSwitchRuntime
 import Foundation
 
@@ -104,9 +105,24 @@ struct RunCommand: ParsableCommand {
     @Option(help: "Threads for the kernels.") var threads: Int?
     @Option(help: "For a multi-precision model: the bit-width to run at (default: its highest trained bit-width).")
     var bits: Int?
+    @Option(help: ArgumentHelp("float: the graph as it is (fake-quant ops in float); int: lowered to integer ops and run by the reference interpreter.", valueName: "float|int"))
+    var backend: String = "float"
 
     func run() throws {
-        let g = try loadModel(model)
+        var g = try loadModel(model)
+        switch backend {
+        case "float": break
+        case "int":
+            if !g.nodes.contains(where: { $0.op.isInteger }) {
+                do {
+                    let a = quantizedLayers(g).isEmpty ? BitAssignment() : try Profile(defaultBits: bits).resolve(in: g)
+                    g = try lowerToIntegers(g, assignment: a)
+                }
+                catch let e as BitSwitchError { throw e.located(file: model) }
+            }
+        default:
+            throw ValidationError("--backend must be float or int, got '\(backend)'")
+        }
         let inputs = try bind(input, to: g.inputs.map(\.name), what: "input")
         var feeds: [String: Tensor] = [:]
         for (name, file) in inputs { feeds[name] = try TensorFiles.load(file) }

@@ -64,8 +64,11 @@ struct IntegerLowering {
 
     init(_ g: Graph, log: @escaping (String) -> Void) throws {
         var graph = g
-        if !graph.nodes.contains(where: { if case .fakeQuantWeight = $0.op { return true }; return false }) {
-            throw BitSwitchError(.pass, "the model has no quantizers (no FakeQuantWeight): run insert-fake-quant and train it (train --bits 8,6,4,2), or calibrate it (train --bits ... --ptq), before lowering to integers")
+        let quantized = graph.nodes.contains { n in
+            switch n.op { case .fakeQuantWeight, .quantizeLinear: return true; default: return false }
+        }
+        if !quantized {
+            throw BitSwitchError(.pass, "the model has no quantizers (no FakeQuantWeight, no QuantizeLinear): run insert-fake-quant and train it (train --bits 8,6,4,2), or calibrate it (train --bits ... --ptq), before lowering to integers")
         }
         graph = try storeQuantized(graph)
         try inferShapes(&graph)
@@ -77,6 +80,14 @@ struct IntegerLowering {
         out = Graph(name: graph.name, opsets: graph.opsets.merging([Op.bitswitchDomain: 1]) { a, _ in a },
                     inputs: graph.inputs, outputs: graph.outputs, metadata: graph.metadata)
         usedNames = Set(graph.initializerOrder).union(graph.inputs.map(\.name)).union(graph.nodes.flatMap(\.outputs))
+        nodeSite = IntegerLowering.sites(of: layers)
+    }
+
+    /// The layer bit each quant-dialect node follows: "L:w" (a switchable layer's weight quantizer and BN),
+    /// "L:a" (the input quantizer of its first switchable reader), "*" (rows of pinned layers follow the profile's
+    /// default); pinned weight quantizers follow nothing.
+    static func sites(of layers: [QuantizedLayer]) -> [String: String] {
+        var nodeSite: [String: String] = [:]
         for l in layers {
             if l.isSwitchable {
                 nodeSite[l.weightQuant] = "\(l.name):w"
@@ -88,6 +99,7 @@ struct IntegerLowering {
                 nodeSite[q] = l.isSwitchable ? "\(l.name):a" : LoweringMetadata.defaultSite
             }
         }
+        return nodeSite
     }
 
     mutating func fresh(_ base: String) -> String {
@@ -305,6 +317,37 @@ struct IntegerLowering {
             rep.name = q; rep.sites = Set(parts.flatMap(\.sites))
             reps[y] = rep
 
+        case .quantizeLinear(let axis, _, let outType):
+            // QDQ models (onnxruntime quantize_static, PyTorch QAT export): Q(x) is an integer tensor with a zero point.
+            let (scale, zero, dtype) = try qdqParameters(node, outType: outType, axis: axis)
+            guard scale.count == 1 else { throw BitSwitchError(.unsupported, "per-axis QuantizeLinear of an activation cannot be lowered") }
+            let range = dtype.integerRange!
+            let qName = fresh("\(y).q")
+            if reps[node.inputs[0]] == nil, source.inputs.contains(where: { $0.name == node.inputs[0] }) {
+                emit(.quantize(scale: scale[0], zero: zero, lo: range.lowerBound, hi: range.upperBound, to: dtype),
+                     [node.inputs[0]], name: fresh(node.label), output: qName, sites: [])
+            } else {
+                try requant(try input(node, 0), into: qName, dtype: dtype, scale: Double(scale[0]), zero: zero,
+                            lo: range.lowerBound, hi: range.upperBound, name: node.label, extraSites: [])
+            }
+            reps[y] = .plain(qName, dtype, scale: Double(scale[0]), zero: zero, sites: [])
+        case .dequantizeLinear(let axis):
+            if let w = source.initializers[node.inputs[0]], w.dtype == .i32 {
+                break  // a QDQ bias: its reader takes the values through constantFloats
+            } else if let w = source.initializers[node.inputs[0]] {
+                // A constant weight: the integers are the stored weights (symmetric int8 only).
+                let (scale, zero, _) = try qdqParameters(node, outType: nil, axis: axis)
+                guard w.dtype == .i8, zero == 0 else {
+                    throw BitSwitchError(.unsupported, "only symmetric int8 weights (zero point 0) can be lowered; this one is \(w.dtype) with zero point \(zero)")
+                }
+                let rank = w.rank
+                let a = axis < 0 ? axis + rank : axis
+                if out.initializers[node.inputs[0]] == nil { out.setInitializer(node.inputs[0], w) }
+                weightInfo[y] = (node.inputs[0], scale, 8, 8, scale.count == 1 ? 0 : a, nil)
+            } else {
+                reps[y] = try input(node, 0)
+            }
+
         case .softmax, .logSoftmax, .sigmoid:
             // A float tail after the last integer value: dequantize, then run the float op.
             guard source.outputNames.contains(y) else {
@@ -323,6 +366,37 @@ struct IntegerLowering {
 
     // MARK: layers
 
+    /// A constant's values as floats: an initializer, or DequantizeLinear of one (a QDQ model's int32 bias).
+    func constantFloats(_ name: String) throws -> [Float]? {
+        if let t = source.initializers[name] { return t.floats }
+        guard let p = producers[name], case .dequantizeLinear(let axis) = source.nodes[p].op,
+              let x = source.initializers[source.nodes[p].inputs[0]] else { return nil }
+        let (scale, zero, _) = try qdqParameters(source.nodes[p], outType: nil, axis: axis)
+        let v = x.ints
+        if scale.count == 1 { return v.map { Float($0 - zero) * scale[0] } }
+        guard scale.count == v.count else { return nil }
+        return zip(v, scale).map { Float($0 - zero) * $1 }
+    }
+
+    /// Scale, zero point and integer type of a QuantizeLinear / DequantizeLinear (constants only).
+    func qdqParameters(_ node: Node, outType: DType?, axis: Int) throws -> ([Float], Int, DType) {
+        guard let s = source.initializers[node.inputs[1]] else {
+            throw BitSwitchError(.unsupported, "the scale must be a constant")
+        }
+        var zero = 0
+        var dtype = outType ?? .u8
+        if node.inputs.count > 2, !node.inputs[2].isEmpty {
+            guard let z = source.initializers[node.inputs[2]] else { throw BitSwitchError(.unsupported, "the zero point must be a constant") }
+            let zs = Set(z.ints)
+            guard zs.count <= 1 else { throw BitSwitchError(.unsupported, "per-axis zero points cannot be lowered") }
+            zero = zs.first ?? 0
+            dtype = z.dtype
+        }
+        if case .dequantizeLinear = node.op, let x = source.initializers[node.inputs[0]] { dtype = x.dtype }
+        guard [.i8, .u8, .i32].contains(dtype) else { throw BitSwitchError(.unsupported, "\(dtype) quantization cannot be lowered (int8/uint8 only)") }
+        return (s.floats, zero, dtype)
+    }
+
     mutating func lowerLayer(_ node: Node) throws {
         guard let w = weightInfo[node.inputs[1]] else {
             throw BitSwitchError(.unsupported, "this layer's weight '\(node.inputs[1])' is not quantized (no FakeQuantWeight); the integer back end runs quantized layers only — quantize the first and last layer too (insert-fake-quant's default --first-last int8)")
@@ -333,10 +407,22 @@ struct IntegerLowering {
         }
         let delta = w.stored - w.bits
         let y = node.outputs[0]
+        let outChannels: Int = {
+            guard let wt = source.initializers[w.qName] else { return w.scales.count }
+            switch node.op {
+            case .conv: return wt.shape.first ?? 1
+            case .gemm(let g): return g.transB ? wt.shape[0] : (wt.shape.last ?? 1)
+            default: return wt.shape.last ?? 1
+            }
+        }()
+        let weightScales = w.scales.count == 1 ? [Float](repeating: w.scales[0], count: outChannels) : w.scales
+        guard weightScales.count == outChannels else {
+            throw BitSwitchError(.unsupported, "the weight has \(w.scales.count) scales for \(outChannels) output channels (per-output-channel or per-tensor only)")
+        }
         let acc = fresh("\(y).acc")
         var ss = x.sites
         if let s = w.site { ss.insert(s) }
-        var alpha = w.scales.map { Double($0) * Double(1 << delta) * x.scale }
+        var alpha = weightScales.map { Double($0) * Double(1 << delta) * x.scale }
         var beta = [Double](repeating: 0, count: alpha.count)
         var axis = 1
         switch node.op {
@@ -344,10 +430,10 @@ struct IntegerLowering {
             emit(.qconv(QConvAttrs(conv: c, wShift: delta, wBits: w.bits, xZero: x.zero ?? 0)), [x.name, w.qName],
                  name: fresh(node.label), output: acc, sites: w.site.map { [$0] } ?? [])
             if node.inputs.count > 2, !node.inputs[2].isEmpty {
-                guard let b = source.initializers[node.inputs[2]], b.count == alpha.count else {
+                guard let b = try constantFloats(node.inputs[2]), b.count == alpha.count else {
                     throw BitSwitchError(.unsupported, "the bias must be a constant with one value per output channel")
                 }
-                beta = b.floats.map(Double.init)
+                beta = b.map(Double.init)
             }
         case .gemm(let g):
             guard !g.transA else { throw BitSwitchError(.unsupported, "Gemm with transA = 1 cannot be lowered") }
@@ -355,11 +441,10 @@ struct IntegerLowering {
                  name: fresh(node.label), output: acc, sites: w.site.map { [$0] } ?? [])
             alpha = alpha.map { $0 * Double(g.alpha) }
             if node.inputs.count > 2, !node.inputs[2].isEmpty {
-                guard let b = source.initializers[node.inputs[2]], b.count == alpha.count || b.count == 1 else {
+                guard let bf = try constantFloats(node.inputs[2]), bf.count == alpha.count || bf.count == 1 else {
                     throw BitSwitchError(.unsupported, "the bias C must be a constant of \(alpha.count) values")
                 }
-                let bf = b.floats
-                beta = (0..<alpha.count).map { Double(bf[b.count == 1 ? 0 : $0]) * Double(g.beta) }
+                beta = (0..<alpha.count).map { Double(bf[bf.count == 1 ? 0 : $0]) * Double(g.beta) }
             }
         case .matMul:
             guard let wt = source.initializers[w.qName], wt.rank == 2 else {
@@ -468,6 +553,14 @@ struct IntegerLowering {
         var r = try input(node, 0)
         // The mean commutes with a per-channel affine map, not with a clamp.
         if r.lo != -.infinity || r.hi != .infinity || (r.channels > 1 && r.axis != 1) { r = try materialize(r, for: node.inputs[0]) }
+        if r.isPlain && r.dtype != .i32 {
+            // A mean of 8-bit integers rounded back to 8 bits loses up to half a step; keep 8 more bits.
+            let wide = fresh("\(node.inputs[0]).wide")
+            let s = r.scale / 256
+            try requant(r, into: wide, dtype: .i32, scale: s, zero: 0, lo: Int(Int32.min), hi: Int(Int32.max),
+                        name: "\(node.inputs[0]).widen", extraSites: [])
+            r = .plain(wide, .i32, scale: s, zero: 0, sites: r.sites)
+        }
         let zero = r.zero ?? 0
         let q = fresh("\(y).q")
         emit(attrs.map { .qavgPool($0, zero: zero) } ?? .qglobalAvgPool(zero: zero), [r.name], name: fresh(node.label),

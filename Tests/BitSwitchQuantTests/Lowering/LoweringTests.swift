@@ -109,3 +109,26 @@ private func logits(_ g: Graph, _ x: Tensor, _ assignment: BitAssignment = BitAs
     let g = try calibratedModel()
     print(printGraph(try lowerToIntegers(g, assignment: .uniform(4)), elideConstantsOver: 8))
 }
+
+@Test func variantsCoverEveryCombinationOfEachNodesLayerBits() throws {
+    registerKernels()
+    let g = try calibratedModel()
+    let v = try lowerVariants(g, profiles: [("8", .uniform(8)), ("2", .uniform(2))])
+    #expect(v.profiles.map(\.variant) == [0, 1])
+    // Every node's parameters depend on at most 3 layer bits here, so a cover exists within 4^3 variants.
+    #expect(v.variants.count > 2 && v.variants.count <= 2 + 64)
+    var seen: [String: Set<[Int]>] = [:]
+    var siteLists: [String: [String]] = [:]
+    for g in v.variants {
+        let sites = try JSONSerialization.jsonObject(with: Data(g.metadata[LoweringMetadata.sites]!.utf8)) as! [String: [String]]
+        let bits = try JSONSerialization.jsonObject(with: Data(g.metadata[LoweringMetadata.bits]!.utf8)) as! [String: [String: Int]]
+        for (node, s) in sites {
+            let layersOf = Set(s.map { $0 == "*" ? "*" : String($0.split(separator: ":").dropLast().joined(separator: ":")) }).sorted()
+            siteLists[node] = layersOf
+            seen[node, default: []].insert(layersOf.map { bits[$0]!["w"]! })
+        }
+    }
+    for (node, layers) in siteLists {
+        #expect(seen[node]!.count == Int(pow(4.0, Double(layers.count))), "node \(node) over \(layers)")
+    }
+}

@@ -1,0 +1,61 @@
+import Foundation
+import Testing
+
+/// The test venv's python (make test creates it), or nil when this machine has none.
+private var venvPython: String? {
+    let env = ProcessInfo.processInfo.environment["BITSWITCH_VENV"]
+    let path = (env ?? CLI.packageRoot.appendingPathComponent(".venv").path) + "/bin/python"
+    return FileManager.default.isExecutableFile(atPath: path) ? path : nil
+}
+
+private func python(_ args: [String]) throws -> String {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: try #require(venvPython))
+    p.arguments = args
+    let out = Pipe()
+    p.standardOutput = out
+    try p.run()
+    let data = out.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    #expect(p.terminationStatus == 0, "python \(args.first ?? "") failed")
+    return String(decoding: data, as: UTF8.self)
+}
+
+@Suite(.enabled(if: venvPython != nil, "needs the test venv (make test creates it)"))
+struct QDQModelTests {
+    /// A briefly trained digits model quantized by onnxruntime's quantize_static (QDQ, per-channel int8 weights,
+    /// uint8 or int8 activations) lowers to integer ops whose outputs are within one quantization step of
+    /// onnxruntime's QDQ semantics (its unfused reference execution) on every element of the digits test set, with
+    /// the same top-1 on every sample.
+    @Test(arguments: ["uint8", "int8"]) func onnxruntimeQuantizedModelRunsOnTheIntegerBackend(activation: String) throws {
+        let dir = try CLI.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let fp32 = dir.appendingPathComponent("fp32.onnx").path
+        let t = try CLI.run(["train", CLI.digits.appendingPathComponent("model.onnx").path, "--data", CLI.digits.path,
+                             "-o", fp32, "--epochs", "3"])
+        #expect(t.status == 0, "\(t.stderr)")
+        let model = dir.appendingPathComponent("qdq.onnx").path
+        _ = try python([CLI.packageRoot.appendingPathComponent("scripts/make-qdq-model.py").path, fp32, CLI.digits.path,
+                        model, "--activation", activation])
+        let xTest = CLI.digits.appendingPathComponent("data/x_test.npy").path
+        let out = dir.appendingPathComponent("out").path
+        let r = try CLI.run(["run", model, "--input", xTest, "--backend", "int", "--output-dir", out])
+        #expect(r.status == 0, "\(r.stderr)")
+        let report = try python(["-c", """
+            import numpy as np, onnxruntime as ort, sys
+            x = np.load(sys.argv[1]); ours = np.load(sys.argv[3])
+            def run(level):
+                so = ort.SessionOptions(); so.graph_optimization_level = level
+                return ort.InferenceSession(sys.argv[2], so, providers=['CPUExecutionProvider']).run(None, {'x': x})[0]
+            import onnx
+            ref = run(ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
+            m = onnx.load(sys.argv[2])
+            qs = [n for n in m.graph.node if n.op_type == 'QuantizeLinear' and n.output[0] in
+                  {d.input[0] for d in m.graph.node if d.op_type == 'DequantizeLinear' and d.output[0] == m.graph.output[0].name}]
+            step = [onnx.numpy_helper.to_array(i) for i in m.graph.initializer if i.name == qs[0].input[1]][0]
+            within = np.abs(ref - ours).max() <= 1.0001 * step
+            print(int(within), int((ref.argmax(1) == ours.argmax(1)).all()))
+            """, xTest, model, out + "/logits.npy"])
+        #expect(report.trimmingCharacters(in: .whitespacesAndNewlines) == "1 1", "within-one-step, top-1-equal: \(report)")
+    }
+}
