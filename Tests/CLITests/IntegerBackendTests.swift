@@ -21,8 +21,41 @@ private func python(_ args: [String]) throws -> String {
     return String(decoding: data, as: UTF8.self)
 }
 
+/// A digits model trained for 3 epochs, and its multi-precision {8,6,4,2} PTQ version; made once per test run.
+private let trainedDigits: (fp32: String, multi: String)? = {
+    guard let dir = try? CLI.tempDir() else { return nil }
+    let fp32 = dir.appendingPathComponent("fp32.onnx").path, multi = dir.appendingPathComponent("multi.onnx").path
+    guard let t = try? CLI.run(["train", CLI.digits.appendingPathComponent("model.onnx").path, "--data", CLI.digits.path,
+                                "-o", fp32, "--epochs", "3"]), t.status == 0,
+          let q = try? CLI.run(["train", fp32, "--data", CLI.digits.path, "--bits", "8,6,4,2", "--ptq", "-o", multi]),
+          q.status == 0 else { return nil }
+    return (fp32, multi)
+}()
+
 @Suite(.enabled(if: venvPython != nil, "needs the test venv (make test creates it)"))
 struct QDQModelTests {
+    /// `export --format qdq` writes standard QDQ ONNX that onnxruntime runs with the top-1 of our own integer
+    /// backend and fake-quant evaluation (within 0.2 pt: one digits test image is 0.28 pt, so: equal or one image).
+    @Test(arguments: [8, 4, 2]) func exportedQDQRunsInOnnxruntime(bits: Int) throws {
+        let models = try #require(trainedDigits, "training the digits fixture failed")
+        let dir = try CLI.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let qdq = dir.appendingPathComponent("qdq.onnx").path
+        let e = try CLI.run(["export", models.multi, "--format", "qdq", "--bits", "\(bits)", "-o", qdq])
+        #expect(e.status == 0, "\(e.stderr)")
+        let out = dir.appendingPathComponent("out").path
+        let xTest = CLI.digits.appendingPathComponent("data/x_test.npy").path
+        let r = try CLI.run(["run", models.multi, "--bits", "\(bits)", "--input", xTest, "--output-dir", out])
+        #expect(r.status == 0, "\(r.stderr)")
+        let report = try python(["-c", """
+            import numpy as np, onnxruntime as ort, sys
+            x = np.load(sys.argv[1]); y = np.load(sys.argv[2]); ours = np.load(sys.argv[4])
+            theirs = ort.InferenceSession(sys.argv[3], providers=['CPUExecutionProvider']).run(None, {'x': x})[0]
+            print(int(abs((theirs.argmax(1) == y).sum() - (ours.argmax(1) == y).sum()) <= 1))
+            """, xTest, CLI.digits.appendingPathComponent("data/y_test.npy").path, qdq, out + "/logits.npy"])
+        #expect(report.trimmingCharacters(in: .whitespacesAndNewlines) == "1")
+    }
+
     /// A briefly trained digits model quantized by onnxruntime's quantize_static (QDQ, per-channel int8 weights,
     /// uint8 or int8 activations) lowers to integer ops whose outputs are within one quantization step of
     /// onnxruntime's QDQ semantics (its unfused reference execution) on every element of the digits test set, with
@@ -30,10 +63,7 @@ struct QDQModelTests {
     @Test(arguments: ["uint8", "int8"]) func onnxruntimeQuantizedModelRunsOnTheIntegerBackend(activation: String) throws {
         let dir = try CLI.tempDir()
         defer { try? FileManager.default.removeItem(at: dir) }
-        let fp32 = dir.appendingPathComponent("fp32.onnx").path
-        let t = try CLI.run(["train", CLI.digits.appendingPathComponent("model.onnx").path, "--data", CLI.digits.path,
-                             "-o", fp32, "--epochs", "3"])
-        #expect(t.status == 0, "\(t.stderr)")
+        let fp32 = try #require(trainedDigits, "training the digits fixture failed").fp32
         let model = dir.appendingPathComponent("qdq.onnx").path
         _ = try python([CLI.packageRoot.appendingPathComponent("scripts/make-qdq-model.py").path, fp32, CLI.digits.path,
                         model, "--activation", activation])
