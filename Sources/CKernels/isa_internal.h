@@ -6,7 +6,6 @@
 #include "ckernels.h"
 
 enum { BS_MR = BS_CONV3_MR, BS_NB = BS_CONV3_NB };
-enum { BS_QB = 1024 };   // positions per dW pass: one block of MR dY rows (32 KB) stays in L1/L2
 // dW partial sums: every (row, tap) keeps 16 lanes (lane l sums the positions q0 + l + 16k in order), whatever
 // the vector width, so every ISA variant adds the same numbers in the same order.
 enum { BS_DWL = 16 };

@@ -8,6 +8,8 @@
 //   RB, NV       forward register tile: RB output channels (dividing BS_MR) x NV vectors of positions
 //                (VW*NV dividing BS_NB)
 //   RBD          dW register tile: RBD output channels (dividing BS_MR) x 3 taps x one vector of lanes
+//   TU           how many of the 9 taps of the direct conv's inner loop to unroll
+//   QBV          positions per dW pass (a multiple of 16; any value gives the same sums)
 //
 // Every result is defined independently of VW, RB, NV and RBD: an output of the forward kernels is the fused
 // multiply-add chain over its inputs and taps in order, starting from zero, plus the bias; a dW partial sum is
@@ -23,11 +25,66 @@
 _Static_assert(BS_DWL % VW == 0, "the dW lanes must be whole vectors");
 _Static_assert(BS_MR % RB == 0 && BS_MR % RBD == 0, "row tiles must divide BS_MR");
 _Static_assert(BS_NB % (VW * NV) == 0, "position tiles must divide BS_NB");
+_Static_assert(QBV % BS_DWL == 0, "dW passes must hold whole lane groups");
+
+// One register tile of the forward kernels: RB output channels x VW*NV consecutive positions, the fused
+// multiply-add chain over channels (and taps) in order from zero, stored to tp (rows BS_NB floats apart).
+// An ISA may bring its own (BS_ASM_TILES: hand-scheduled assembly with the same operations in the same order).
+#ifndef BS_ASM_TILES
+/// Direct 3x3: x is channel 0's grid at the tile's first position (channels P apart, rows wp apart); w the
+/// tile's first row of the packed weights of channel 0 (BS_MR x 9 per channel, row-minor).
+static inline void FN(tile3x3)(const float *x, const float *w, long C, long P, long wp, float *tp) {
+    long off[9];
+    for (int t = 0; t < 9; t++) off[t] = (t / 3 - 1) * wp + (t % 3 - 1);
+    vf a[RB][NV];
+    for (int i = 0; i < RB; i++)
+        for (int j = 0; j < NV; j++) a[i][j] = VZERO();
+    for (long c = 0; c < C; c++) {
+        const float *xc = x + c * P;
+        const float *wc = w + c * 9 * BS_MR;
+#pragma GCC unroll TU
+        for (int t = 0; t < 9; t++) {
+            const float *xp = xc + off[t];
+            vf v[NV];
+#pragma GCC unroll 4
+            for (int j = 0; j < NV; j++) v[j] = VLOAD(xp + j * VW);
+#pragma GCC unroll 8
+            for (int i = 0; i < RB; i++) {
+                const vf s = VSET1(wc[t * BS_MR + i]);
+#pragma GCC unroll 4
+                for (int j = 0; j < NV; j++) a[i][j] = VFMA(v[j], s, a[i][j]);
+            }
+        }
+    }
+    for (int i = 0; i < RB; i++)
+        for (int j = 0; j < NV; j++) VSTORE(tp + i * BS_NB + j * VW, a[i][j]);
+}
+
+/// Tap list: tap k reads x + koff[k] with weights w + k*BS_MR.
+static inline void FN(tiletap)(const float *x, const long *koff, long K, const float *w, float *tp) {
+    vf a[RB][NV];
+    for (int i = 0; i < RB; i++)
+        for (int j = 0; j < NV; j++) a[i][j] = VZERO();
+    for (long k = 0; k < K; k++) {
+        const float *xp = x + koff[k];
+        const float *wk = w + k * BS_MR;
+        vf v[NV];
+#pragma GCC unroll 4
+        for (int j = 0; j < NV; j++) v[j] = VLOAD(xp + j * VW);
+#pragma GCC unroll 8
+        for (int i = 0; i < RB; i++) {
+            const vf s = VSET1(wk[i]);
+#pragma GCC unroll 4
+            for (int j = 0; j < NV; j++) a[i][j] = VFMA(v[j], s, a[i][j]);
+        }
+    }
+    for (int i = 0; i < RB; i++)
+        for (int j = 0; j < NV; j++) VSTORE(tp + i * BS_NB + j * VW, a[i][j]);
+}
+#endif
 
 static void FN(conv3x3_fwd)(const float *xg, const float *wpk, float *y, const float *bias, long M, long C,
                             long b0, long b1, const bs_grid *g) {
-    long off[9];
-    for (int t = 0; t < 9; t++) off[t] = (t / 3 - 1) * g->wp + (t % 3 - 1);
     const long P = g->plane, mblocks = (M + BS_MR - 1) / BS_MR, hw = g->h * g->w;
     const float *x0 = xg + g->front;
     bs_run runs[BS_NB];
@@ -38,30 +95,11 @@ static void FN(conv3x3_fwd)(const float *xg, const float *wpk, float *y, const f
         if (nr == 0) continue;
         for (long mb = 0; mb < mblocks; mb++) {
             const float *wb = wpk + mb * C * 9 * BS_MR;
+#pragma GCC unroll 1
             for (int p0 = 0; p0 < BS_NB; p0 += VW * NV)
+#pragma GCC unroll 1
                 for (int r0 = 0; r0 < BS_MR; r0 += RB) {
-                    vf a[RB][NV];
-                    for (int i = 0; i < RB; i++)
-                        for (int j = 0; j < NV; j++) a[i][j] = VZERO();
-                    for (long c = 0; c < C; c++) {
-                        const float *xc = x0 + c * P + q + p0;
-                        const float *wc = wb + c * 9 * BS_MR + r0;
-#pragma GCC unroll 9
-                        for (int t = 0; t < 9; t++) {
-                            const float *xp = xc + off[t];
-                            vf v[NV];
-#pragma GCC unroll 4
-                            for (int j = 0; j < NV; j++) v[j] = VLOAD(xp + j * VW);
-#pragma GCC unroll 8
-                            for (int i = 0; i < RB; i++) {
-                                const vf s = VSET1(wc[t * BS_MR + i]);
-#pragma GCC unroll 4
-                                for (int j = 0; j < NV; j++) a[i][j] = VFMA(v[j], s, a[i][j]);
-                            }
-                        }
-                    }
-                    for (int i = 0; i < RB; i++)
-                        for (int j = 0; j < NV; j++) VSTORE(tile[r0 + i] + p0 + j * VW, a[i][j]);
+                    FN(tile3x3)(x0 + q + p0, wb + r0, C, P, g->wp, tile[r0] + p0);
                 }
             // Straight to NCHW while the tile is in L1: no output grid and no separate unpack pass.
             for (int i = 0; i < BS_MR; i++) {
@@ -92,16 +130,16 @@ static void FN(conv3x3_dw)(const float *dyg, const float *xg, float *acc, float 
     const long P = g->plane, wp = g->wp, end = g->q0 + g->blocks * BS_NB;
     const float *dy0 = dyg + g->front, *x0 = xg + g->front;
     memset(acc + t0 * BS_MR * 9 * BS_DWL, 0, sizeof(float) * (t1 - t0) * BS_MR * 9 * BS_DWL);
-    for (long qs = g->q0; qs < end; qs += BS_QB) {
-        const long qe = qs + BS_QB < end ? qs + BS_QB : end;
+    for (long qs = g->q0; qs < end; qs += QBV) {
+        const long qe = qs + QBV < end ? qs + QBV : end;
         for (long t = t0; t < t1; t++) {
             const long mb = t / C, c = t % C;
             const float *dy = dy0 + mb * BS_MR * P;
             float *at = acc + t * BS_MR * 9 * BS_DWL;
-            for (int kh = 0; kh < 3; kh++) {
-                const float *xr = x0 + c * P + (kh - 1) * wp - 1;
+            for (int r0 = 0; r0 < BS_MR; r0 += RBD)
                 for (int h = 0; h < BS_DWL; h += VW)
-                    for (int r0 = 0; r0 < BS_MR; r0 += RBD) {
+                    for (int kh = 0; kh < 3; kh++) {
+                        const float *xr = x0 + c * P + (kh - 1) * wp - 1;
                         vf a[RBD][3];
                         for (int i = 0; i < RBD; i++)
                             for (int j = 0; j < 3; j++) a[i][j] = VLOAD(at + ((r0 + i) * 9 + kh * 3 + j) * BS_DWL + h);
@@ -119,7 +157,6 @@ static void FN(conv3x3_dw)(const float *dyg, const float *xg, float *acc, float 
                         for (int i = 0; i < RBD; i++)
                             for (int j = 0; j < 3; j++) VSTORE(at + ((r0 + i) * 9 + kh * 3 + j) * BS_DWL + h, a[i][j]);
                     }
-            }
         }
     }
     for (long t = t0; t < t1; t++) {
@@ -147,26 +184,11 @@ static void FN(tapconv_fwd)(const float *xg, const long *koff, long K, const flo
         if (nr == 0) continue;
         for (long mb = 0; mb < mblocks; mb++) {
             const float *wb = wpk + mb * K * BS_MR;
+#pragma GCC unroll 1
             for (int p0 = 0; p0 < BS_NB; p0 += VW * NV)
+#pragma GCC unroll 1
                 for (int r0 = 0; r0 < BS_MR; r0 += RB) {
-                    vf a[RB][NV];
-                    for (int i = 0; i < RB; i++)
-                        for (int j = 0; j < NV; j++) a[i][j] = VZERO();
-                    for (long k = 0; k < K; k++) {
-                        const float *xp = x0 + koff[k] + q + p0;
-                        const float *wk = wb + k * BS_MR + r0;
-                        vf v[NV];
-#pragma GCC unroll 4
-                        for (int j = 0; j < NV; j++) v[j] = VLOAD(xp + j * VW);
-#pragma GCC unroll 8
-                        for (int i = 0; i < RB; i++) {
-                            const vf s = VSET1(wk[i]);
-#pragma GCC unroll 4
-                            for (int j = 0; j < NV; j++) a[i][j] = VFMA(v[j], s, a[i][j]);
-                        }
-                    }
-                    for (int i = 0; i < RB; i++)
-                        for (int j = 0; j < NV; j++) VSTORE(tile[r0 + i] + p0 + j * VW, a[i][j]);
+                    FN(tiletap)(x0 + q + p0, koff, K, wb + r0, tile[r0] + p0);
                 }
             for (int i = 0; i < BS_MR; i++) {
                 const long m = mb * BS_MR + i;
@@ -198,8 +220,8 @@ static void FN(tapconv_dw)(const float *dyg, const float *xg, const long *koff, 
     const long P = g->plane, end = g->q0 + g->blocks * BS_NB, triples = (K + 2) / 3;
     const float *dy0 = dyg + g->front, *x0 = xg + g->front;
     memset(acc + t0 * BS_MR * 3 * BS_DWL, 0, sizeof(float) * (t1 - t0) * BS_MR * 3 * BS_DWL);
-    for (long qs = g->q0; qs < end; qs += BS_QB) {
-        const long qe = qs + BS_QB < end ? qs + BS_QB : end;
+    for (long qs = g->q0; qs < end; qs += QBV) {
+        const long qe = qs + QBV < end ? qs + QBV : end;
         for (long t = t0; t < t1; t++) {
             const long mb = t / triples, k0 = (t % triples) * 3;
             const float *dy = dy0 + mb * BS_MR * P;
