@@ -1,8 +1,9 @@
 // swift-tools-version: 6.1
 import PackageDescription
 
-// Hot loops live in C (CKernels) and are always compiled optimised, so debug test builds stay fast.
-let kernelFlags: [CSetting] = [.unsafeFlags(["-O3", "-march=native", "-fno-math-errno"])]
+// Hot loops live in C (CKernels) and are always compiled optimised, so debug test builds stay fast. No -march=native:
+// the binary runs on any x86-64 and CKernels picks its AVX2 or AVX-512 kernels at run time (isa.c).
+let kernelFlags: [CSetting] = [.unsafeFlags(["-O3", "-fno-math-errno", "-ffp-contract=off"])]
 
 let package = Package(
     name: "BitSwitch",

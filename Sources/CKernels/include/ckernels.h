@@ -108,9 +108,43 @@ void bs_channel_affine_f32(const float *x, float *y, long N, long C, long S, con
 /// Keeps freed multi-MB blocks in the heap (glibc mallopt) so tensor reuse does not page-fault. Idempotent.
 void bs_configure_allocator(void);
 
-#endif
-
 // LSQ activation fake-quantizer: y = clamp(rhe(x / a), lo, hi) · a.
 void bs_lsq_act_forward_f32(const float *x, float a, float lo, float hi, float *y, long n);
 // Writes gx = gy · [lo ≤ x/a ≤ hi]; returns Σ gy · (lo | hi | rhe(x/a) − x/a), the unscaled scale gradient.
 double bs_lsq_act_backward_f32(const float *x, float a, float lo, float hi, const float *gy, float *gx, long n);
+
+// ---- run-time kernel selection ----
+// CKernels is compiled for the portable baseline of the architecture. The hot kernels (the direct and tap-list
+// convolutions and the LSQ quantizer) also exist as AVX2+FMA and AVX-512 variants on x86-64; the bs_* entry points
+// above call the variant chosen once, on first use, from the CPU's features: the widest one the CPU and OS
+// support, or the one the environment variable BITSWITCH_ISA names (generic, avx2, avx512). Every variant returns
+// bit-identical results (fused multiply-adds and partial sums in the same order), so the choice changes speed only.
+enum { BS_ISA_GENERIC = 0, BS_ISA_AVX2 = 1, BS_ISA_AVX512 = 2, BS_ISA_COUNT = 3 };
+
+/// The dispatched kernels of one ISA (same contracts as the bs_* functions of the same names).
+typedef struct {
+    void (*conv3x3_fwd)(const float *xg, const float *wpk, float *y, const float *bias, long M, long C, long b0,
+                        long b1, const bs_grid *g);
+    void (*conv3x3_dw)(const float *dyg, const float *xg, float *acc, float *dw, long M, long C, long t0, long t1,
+                       const bs_grid *g);
+    void (*tapconv_fwd)(const float *xg, const long *koff, long K, const float *wpk, float *y, const float *bias,
+                        long M, long b0, long b1, const bs_grid *g, const bs_out *o);
+    void (*tapconv_dw)(const float *dyg, const float *xg, const long *koff, long K, float *acc, float *dw, long M,
+                       long t0, long t1, const bs_grid *g);
+    void (*lsq_act_forward)(const float *x, float a, float lo, float hi, float *y, long n);
+    double (*lsq_act_backward)(const float *x, float a, float lo, float hi, const float *gy, float *gx, long n);
+} bs_kernel_table;
+
+/// 1 when this build has the variant and this CPU (and OS) can run it; generic always can.
+int bs_isa_supported(int isa);
+/// The variant the bs_* kernels use (chosen on the first call of any of them or of this function).
+int bs_isa_active(void);
+/// Makes the bs_* kernels use `isa` from now on; returns -1 and changes nothing when it is not supported.
+/// Not for use while kernels run on other threads (they would finish on the old variant, with the same results).
+int bs_isa_set(int isa);
+/// "generic", "avx2", "avx512"; NULL for an unknown value.
+const char *bs_isa_name(int isa);
+/// The kernels of one variant, for tests that compare variants; NULL when not supported here.
+const bs_kernel_table *bs_isa_kernels(int isa);
+
+#endif

@@ -1,0 +1,45 @@
+// The AVX-512 variant of the hot kernels (isa_kernels_tmpl.h): 16-float zmm vectors, forward tile 8 channels x 48
+// positions (24 accumulators of the 32 zmm registers), dW tile 8 channels x 3 taps. Only AVX-512F instructions;
+// the dispatcher calls these functions only where the CPU and OS support AVX-512F.
+#include "isa_internal.h"
+
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+#include <string.h>
+
+#ifdef __clang__
+#pragma clang fp contract(off)
+#pragma clang attribute push(__attribute__((target("avx512f,avx2,fma"))), apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx2,fma")
+#endif
+
+#define FN(name) FN_(name, avx512)
+#define FN_(name, s) FN__(name, s)
+#define FN__(name, s) name##_##s
+#define VW 16
+#define RB 8
+#define NV 3
+#define RBD 8
+#define QBV 1024
+#define TU 9
+
+typedef __m512 vf;
+static inline vf VZERO(void) { return _mm512_setzero_ps(); }
+static inline vf VSET1(float s) { return _mm512_set1_ps(s); }
+static inline vf VLOAD(const float *p) { return _mm512_loadu_ps(p); }
+static inline void VSTORE(float *p, vf v) { _mm512_storeu_ps(p, v); }
+static inline vf VFMA(vf a, vf b, vf c) { return _mm512_fmadd_ps(a, b, c); }
+
+#include "isa_kernels_tmpl.h"
+
+#ifdef __clang__
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
+
+#else
+typedef int bs__no_avx512_here;   // not x86-64: the dispatcher uses the generic variant only
+#endif
