@@ -14,13 +14,14 @@ struct OptCommand: ParsableCommand {
             """)
 
     @Argument(help: "The ONNX model file.") var model: String
+    @OptionGroup var importFlags: ImportFlags
     @Option(name: .long, help: "A pipeline YAML file or an inline pipeline string.") var pipeline: String
     @Option(name: .shortAndLong, help: "Where to write the result (.onnx, or .bsir for IR text).") var output: String
     @Flag(help: "Print the IR after every pass (to stderr).") var printIrAfterAll = false
     @Option(help: "Seed for every random choice a pass makes.") var seed: UInt64 = 0
 
     func run() throws {
-        var g = try loadModel(model)
+        var g = try loadModel(model, importFlags)
         let p: Pipeline
         if FileManager.default.fileExists(atPath: pipeline) || pipeline.hasSuffix(".yaml") || pipeline.hasSuffix(".yml") {
             p = try Pipeline.load(path: pipeline)

@@ -94,6 +94,7 @@ struct RunCommand: ParsableCommand {
         abstract: "Run a model on inputs from .npy or .pb files; write every graph output as OUTPUTNAME.npy.")
 
     @Argument(help: "The ONNX model file.") var model: String
+    @OptionGroup var importFlags: ImportFlags
     @Option(name: .long, help: ArgumentHelp("An input as NAME=FILE (.npy or .pb); with a single input, just FILE.", valueName: "NAME=FILE"))
     var input: [String] = []
     @Option(name: .long, help: "Directory for the outputs (created if missing).") var outputDir: String?
@@ -106,7 +107,7 @@ struct RunCommand: ParsableCommand {
     var bits: Int?
 
     func run() throws {
-        let g = try loadModel(model)
+        let g = try loadModel(model, importFlags)
         let inputs = try bind(input, to: g.inputs.map(\.name), what: "input")
         var feeds: [String: Tensor] = [:]
         for (name, file) in inputs { feeds[name] = try TensorFiles.load(file) }
