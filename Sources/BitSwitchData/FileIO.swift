@@ -35,10 +35,13 @@ enum FileIO {
             throw DataError(.io, file: path, "cannot create a temporary file beside it: \(String(cString: strerror(errno)))")
         }
         var failure: String? = nil
+        let crash = CrashPoint.check(path)
         data.withUnsafeBytes { (buf: UnsafeRawBufferPointer) in
             var done = 0
             while done < buf.count, let base = buf.baseAddress {
-                let r = write(fd, base + done, buf.count - done)
+                if crash == .halfWritten && done >= buf.count / 2 { _ = fsync(fd); CrashPoint.die() }
+                let end = crash == .halfWritten && done < buf.count / 2 ? buf.count / 2 : buf.count
+                let r = write(fd, base + done, end - done)
                 if r < 0 {
                     if errno == EINTR { continue }
                     failure = "cannot write: \(String(cString: strerror(errno)))"; return
@@ -48,6 +51,7 @@ enum FileIO {
             if fsync(fd) != 0 { failure = "cannot sync: \(String(cString: strerror(errno)))" }
         }
         if close(fd) != 0, failure == nil { failure = "cannot close: \(String(cString: strerror(errno)))" }
+        if crash == .beforeRename { CrashPoint.die() }
         if failure == nil, rename(temp, url.path) != 0 {
             failure = "cannot move the written file into place: \(String(cString: strerror(errno)))"
         }
@@ -67,5 +71,31 @@ enum FileIO {
     /// True when the bytes start with the gzip magic number.
     static func isGzip(_ data: Data) -> Bool {
         data.count >= 2 && data[data.startIndex] == 0x1F && data[data.startIndex + 1] == 0x8B
+    }
+}
+
+/// A test hook for the kill-and-resume tests: `BITSWITCH_TEST_KILL_IN_WRITE=SUFFIX:N:half|before-rename` makes the
+/// N-th atomic write of a path ending in SUFFIX kill the process with SIGKILL half-way through the temporary file or
+/// just before the rename, the two moments a crash could corrupt a file if writes were not atomic.
+enum CrashPoint: Equatable {
+    case none, halfWritten, beforeRename
+
+    nonisolated(unsafe) private static var seen = 0
+    private static let spec: (suffix: String, n: Int, phase: CrashPoint)? = {
+        guard let v = ProcessInfo.processInfo.environment["BITSWITCH_TEST_KILL_IN_WRITE"] else { return nil }
+        let parts = v.split(separator: ":").map(String.init)
+        guard parts.count == 3, let n = Int(parts[1]) else { return nil }
+        return (parts[0], n, parts[2] == "half" ? .halfWritten : .beforeRename)
+    }()
+
+    static func check(_ path: String) -> CrashPoint {
+        guard let spec, path.hasSuffix(spec.suffix) else { return .none }
+        seen += 1
+        return seen == spec.n ? spec.phase : .none
+    }
+
+    static func die() -> Never {
+        kill(getpid(), SIGKILL)
+        abort()
     }
 }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import BitSwitchData
 import BitSwitchIR
 import BitSwitchONNX
 import BitSwitchPasses
@@ -44,14 +45,9 @@ struct OptCommand: ParsableCommand {
     }
 }
 
-/// Temp file beside the target, then rename: a crash never leaves half a file.
+/// Temp file beside the target, fsync, rename, fsync of the directory: a crash never leaves half a file.
 func writeAtomically(_ text: String, to path: String) throws {
-    let tmp = path + ".tmp-\(getpid())"
-    do {
-        try text.write(toFile: tmp, atomically: false, encoding: .utf8)
-        if rename(tmp, path) != 0 { throw BitSwitchError(.io, "cannot rename \(tmp) to \(path)", file: path) }
-    } catch let e as BitSwitchError { throw e } catch {
-        try? FileManager.default.removeItem(atPath: tmp)
-        throw BitSwitchError(.io, "cannot write: \(error.localizedDescription)", file: path)
+    do { try AtomicFile.write(Data(text.utf8), to: path) } catch let e as DataError {
+        throw BitSwitchError(.io, e.message, file: path)
     }
 }

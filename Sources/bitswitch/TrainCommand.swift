@@ -86,6 +86,9 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Threads for BLAS and the runtime's loops.") var threads: Int?
     @Option(help: "Checkpoint path (default: OUTPUT.ckpt).") var checkpoint: String?
     @Flag(help: "Continue from the checkpoint.") var resume = false
+    @Flag(help: ArgumentHelp("Check every op's output and every input gradient for NaN/Inf and stop at the first, naming "
+                             + "the node (slower; loss, gradients and weights are always checked after every step)."))
+    var detectAnomaly = false
     @Flag(help: "No progress output.") var quiet = false
     @Option(help: .hidden) var stopAfterEpoch: Int?
     @Option(help: "Write the final accuracy (per bit-width with --bits) and timings as JSON to this file.")
@@ -237,6 +240,7 @@ extension TrainCommand {
         if augmentPad > 0 || augmentFlip { o.augmentation = Augmentation(padding: augmentPad, horizontalFlip: augmentFlip) }
         o.seed = seed
         o.threads = threads
+        o.detectAnomaly = detectAnomaly
         o.checkpointPath = checkpoint ?? output + ".ckpt"
         return o
     }
@@ -257,8 +261,8 @@ extension TrainCommand {
         let epochs = history.map { "\($0.seconds)" }
         let text = "{\"top1\": \(top1), \"loss\": \(loss), \"seconds\": \(seconds), \"bits\": [\(perBit.joined(separator: ", "))], "
             + "\"epoch_seconds\": [\(epochs.joined(separator: ", "))]}\n"
-        do { try text.write(toFile: path, atomically: true, encoding: .utf8) } catch {
-            throw BitSwitchError(.io, "cannot write metrics: \(error.localizedDescription)", file: path)
+        do { try AtomicFile.write(Data(text.utf8), to: path) } catch let e as DataError {
+            throw BitSwitchError(.io, "cannot write metrics: \(e.message)", file: path)
         }
     }
 }
