@@ -7,6 +7,10 @@ public struct Dataset: Sendable, Equatable {
     public var y: [Int32]
     public var count: Int
     public var numClasses: Int
+    /// The files the samples and the labels came from (the same file for CIFAR-10), for error messages; empty for
+    /// datasets built in memory.
+    public var xFile = ""
+    public var yFile = ""
 
     public init(x: [Float], sampleShape: [Int], y: [Int32], numClasses: Int) {
         self.x = x
@@ -27,7 +31,9 @@ public struct Dataset: Sendable, Equatable {
             xs.replaceSubrange((k * n)..<((k + 1) * n), with: x[(i * n)..<((i + 1) * n)])
             ys[k] = y[i]
         }
-        return Dataset(x: xs, sampleShape: sampleShape, y: ys, numClasses: numClasses)
+        var d = Dataset(x: xs, sampleShape: sampleShape, y: ys, numClasses: numClasses)
+        d.xFile = xFile; d.yFile = yFile
+        return d
     }
 }
 
@@ -107,15 +113,23 @@ public struct DatasetSplits: Sendable, Equatable {
             }
             throw DataError(.inconsistent, file: yPath, "shape \(ya.shape) does not match \(n) samples in \(URL(fileURLWithPath: xPath).lastPathComponent)")
         }
-        let labels = ya.ints
-        if ya.data.isFloatingPoint && ya.floats.enumerated().contains(where: { Float(labels[$0.offset]) != $0.element }) {
-            throw DataError(.inconsistent, file: yPath, "labels must be whole numbers")
+        guard n > 0 else {
+            throw DataError(.inconsistent, file: xPath, "the split is empty (shape \(xa.shape)); it needs at least one sample")
         }
+        if ya.data.isFloatingPoint {
+            let whole = ya.floats.allSatisfy { $0.isFinite && $0.rounded() == $0 }
+            throw DataError(.unsupported, file: yPath, "labels are floating-point (\(ya.data.descr))"
+                            + (whole ? "" : " and not all whole numbers") + "; store integer class indices "
+                            + "(for example y.astype(np.int64))")
+        }
+        let labels = ya.ints
         if let bad = labels.firstIndex(where: { $0 < 0 || $0 > 1 << 20 }) {
             throw DataError(.inconsistent, file: yPath, "label \(labels[bad]) at index \(bad) is out of range (class indices 0..<2^20)")
         }
-        return Dataset(x: x, sampleShape: Array(xa.shape.dropFirst()), y: labels.map { Int32($0) },
-                       numClasses: Int(labels.max() ?? 0) + 1)
+        var d = Dataset(x: x, sampleShape: Array(xa.shape.dropFirst()), y: labels.map { Int32($0) },
+                        numClasses: Int(labels.max() ?? 0) + 1)
+        d.xFile = xPath; d.yFile = yPath
+        return d
     }
 
     // MARK: MNIST
@@ -153,11 +167,16 @@ public struct DatasetSplits: Sendable, Equatable {
         guard yi.shape[0] == xi.shape[0] else {
             throw DataError(.inconsistent, file: labels, "\(yi.shape[0]) labels for \(xi.shape[0]) images in \(URL(fileURLWithPath: images).lastPathComponent)")
         }
+        guard xi.shape[0] > 0 else {
+            throw DataError(.inconsistent, file: images, "the split is empty (0 images); it needs at least one sample")
+        }
         if let bad = labelBytes.firstIndex(where: { $0 > 9 }) {
             throw DataError(.inconsistent, file: labels, "label \(labelBytes[bad]) at index \(bad) is out of range 0...9")
         }
-        return Dataset(x: pixels.map { Float($0) / 255 }, sampleShape: [1, xi.shape[1], xi.shape[2]],
-                       y: labelBytes.map { Int32($0) }, numClasses: 10)
+        var d = Dataset(x: pixels.map { Float($0) / 255 }, sampleShape: [1, xi.shape[1], xi.shape[2]],
+                        y: labelBytes.map { Int32($0) }, numClasses: 10)
+        d.xFile = images; d.yFile = labels
+        return d
     }
 
     // MARK: CIFAR-10
@@ -178,7 +197,11 @@ public struct DatasetSplits: Sendable, Equatable {
             y += b.y
         }
         let t = try CIFAR10.readBatch(path: dir + "/test_batch.bin")
-        return DatasetSplits(train: Dataset(x: x, sampleShape: [3, 32, 32], y: y, numClasses: 10),
-                             test: Dataset(x: t.x, sampleShape: [3, 32, 32], y: t.y, numClasses: 10))
+        var train = Dataset(x: x, sampleShape: [3, 32, 32], y: y, numClasses: 10)
+        var test = Dataset(x: t.x, sampleShape: [3, 32, 32], y: t.y, numClasses: 10)
+        let trainNames = trainFiles.count == 1 ? trainFiles[0] : dir + "/data_batch_{1..\(trainFiles.count)}.bin"
+        train.xFile = trainNames; train.yFile = trainNames
+        test.xFile = dir + "/test_batch.bin"; test.yFile = test.xFile
+        return DatasetSplits(train: train, test: test)
     }
 }

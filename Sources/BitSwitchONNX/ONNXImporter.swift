@@ -2,41 +2,65 @@ import BitSwitchIR
 import CONNX
 import CProtobufC
 
+/// How an import treats models at the edge of what BitSwitch supports.
+public struct ImportOptions: Sendable {
+    /// Import a model that declares an opset newer than `ONNXImporter.newestOpsets` (with a warning) instead of
+    /// refusing it. Ops are then read with the semantics of the newest version BitSwitch knows.
+    public var allowNewerOpset: Bool
+    /// Upper bound on the bytes all initializers may take together; the available memory bounds it anyway.
+    public var maxMemory: Int?
+    /// Receives warnings (a newer opset that was allowed). The CLI prints them to stderr.
+    public var warn: @Sendable (String) -> Void
+
+    public init(allowNewerOpset: Bool = false, maxMemory: Int? = nil, warn: @escaping @Sendable (String) -> Void = { _ in }) {
+        self.allowNewerOpset = allowNewerOpset; self.maxMemory = maxMemory; self.warn = warn
+    }
+}
+
 /// Reads ONNX ModelProto files into the IR.
 public enum ONNXImporter {
     /// The oldest default-domain opset whose op semantics `Op(type:domain:attributes:opset:)` covers.
     public static let minimumOpset = 6
+    /// The newest version of each domain whose semantics BitSwitch implements ("" is the default ONNX domain).
+    /// A model declaring a newer one is refused unless `ImportOptions.allowNewerOpset` is set, as onnxruntime does.
+    public static let newestOpsets: [String: Int] = ["": 22, Op.bitswitchDomain: 1]
 
-    public static func importModel(path: String) throws -> Graph {
-        // protobuf-c copies every field out of the buffer, so the file's mapping is released before tensors are
-        // decoded: peak memory is then about two copies of the weights, not three.
+    public static func importModel(path: String, options: ImportOptions = ImportOptions()) throws -> Graph {
+        // The file is read into memory (not mapped): a model truncated or replaced while it is imported then gives
+        // an error instead of SIGBUS. protobuf-c copies every field out of the buffer, so the buffer is released
+        // before tensors are decoded: peak memory is about two copies of the weights, not three.
         let model = try unpack(path: path)
         do {
-            return try GraphReader(file: path, baseDirectory: directoryOf(path)).read(model.message.pointee)
+            return try GraphReader(file: path, baseDirectory: directoryOf(path), options: options)
+                .read(model.message.pointee)
         } catch {
             throw error.bitswitchLocated(file: path)
         }
     }
 
     private static func unpack(path: String) throws -> UnpackedModel {
-        let file = try MappedFile(path: path)
-        guard file.bytes.count > 0, let model = UnpackedModel(file.bytes) else {
-            throw unparsable(byteCount: file.bytes.count, file: path)
+        let bytes = try readWholeFile(path: path)
+        return try bytes.withUnsafeBytes { buf in
+            guard buf.count > 0, let model = UnpackedModel(buf) else {
+                throw unparsable(byteCount: buf.count, file: path)
+            }
+            return model
         }
-        return model
     }
 
     /// `path` names the model in errors; external data is looked up relative to `baseDirectory`.
-    public static func importModel(bytes: [UInt8], path: String, baseDirectory: String?) throws -> Graph {
-        try bytes.withUnsafeBytes { try importModel(buffer: $0, path: path, baseDirectory: baseDirectory) }
+    public static func importModel(bytes: [UInt8], path: String, baseDirectory: String?,
+                                   options: ImportOptions = ImportOptions()) throws -> Graph {
+        try bytes.withUnsafeBytes { try importModel(buffer: $0, path: path, baseDirectory: baseDirectory, options: options) }
     }
 
-    static func importModel(buffer: UnsafeRawBufferPointer, path: String, baseDirectory: String?) throws -> Graph {
+    static func importModel(buffer: UnsafeRawBufferPointer, path: String, baseDirectory: String?,
+                            options: ImportOptions = ImportOptions()) throws -> Graph {
         guard buffer.count > 0, let model = UnpackedModel(buffer) else {
             throw unparsable(byteCount: buffer.count, file: path)
         }
         do {
-            return try GraphReader(file: path, baseDirectory: baseDirectory).read(model.message.pointee)
+            return try GraphReader(file: path, baseDirectory: baseDirectory, options: options).read(model.message.pointee)
         } catch {
             throw error.bitswitchLocated(file: path)
         }
@@ -68,10 +92,33 @@ public enum ONNXImporter {
 private struct GraphReader {
     let file: String
     let decoder: TensorDecoder
+    let options: ImportOptions
 
-    init(file: String, baseDirectory: String?) {
+    init(file: String, baseDirectory: String?, options: ImportOptions) {
         self.file = file
-        self.decoder = TensorDecoder(file: file, baseDirectory: baseDirectory)
+        self.options = options
+        self.decoder = TensorDecoder(file: file, baseDirectory: baseDirectory, maxMemory: options.maxMemory)
+    }
+
+    /// An opset newer than BitSwitch implements is an error naming domain and version, or with
+    /// `allowNewerOpset` a warning.
+    private func checkNewest(_ opsets: [String: Int]) throws {
+        for (domain, version) in opsets.sorted(by: { $0.key < $1.key }) {
+            guard let newest = ONNXImporter.newestOpsets[domain], version > newest || version < 1 else { continue }
+            let shown = domain.isEmpty ? "the default ONNX domain (ai.onnx)" : "domain '\(domain)'"
+            if version < 1 {
+                throw BitSwitchError(.unsupported, "\(shown) version \(version) does not exist (versions start at 1)",
+                                     file: file, domain: domain, opset: version)
+            }
+            let what = "the model declares opset \(version) of \(shown); the newest BitSwitch implements is \(newest)"
+            if options.allowNewerOpset {
+                options.warn("warning: \(file): \(what); importing anyway (--allow-newer-opset), with the semantics "
+                             + "of version \(newest)")
+            } else {
+                throw BitSwitchError(.unsupported, what + " (pass --allow-newer-opset to import it anyway, with the "
+                                     + "semantics of version \(newest))", file: file, domain: domain, opset: version)
+            }
+        }
     }
 
     func read(_ model: Onnx__ModelProto) throws -> Graph {
@@ -87,6 +134,7 @@ private struct GraphReader {
             throw BitSwitchError(.unsupported, "default-domain opset \(v) is older than \(ONNXImporter.minimumOpset), "
                                  + "the oldest BitSwitch reads", file: file, opset: v)
         }
+        try checkNewest(opsets)
 
         // ONNX requires a graph name; a nameless graph gets Graph's default so a re-export is valid.
         let graphName = cString(gp.name)
@@ -96,6 +144,7 @@ private struct GraphReader {
         if gp.n_sparse_initializer > 0 {
             throw BitSwitchError(.unsupported, "sparse initializers are not supported", file: file)
         }
+        try checkMemory(gp)
         for t in cMessages(gp.initializer, gp.n_initializer) {
             let (name, tensor) = try decoder.decode(t)
             guard g.initializers[name] == nil else {
@@ -121,6 +170,26 @@ private struct GraphReader {
         }
         try g.sortTopologically()
         return g
+    }
+
+    /// The memory check is cumulative: all initializers and tensor attributes together must fit, checked from
+    /// their dims before any is allocated.
+    private func checkMemory(_ gp: Onnx__GraphProto) throws {
+        var total = 0, count = 0, largest = (name: "", bytes: -1)
+        func add(_ t: UnsafeMutablePointer<Onnx__TensorProto>) {
+            guard let b = TensorDecoder.storageBytes(t.pointee) else { return }
+            let (r, o) = total.addingReportingOverflow(b)
+            total = o ? Int.max : r
+            count += 1
+            if b > largest.bytes { largest = (cString(t.pointee.name), b) }
+        }
+        for t in cMessages(gp.initializer, gp.n_initializer) { add(t) }
+        for n in cMessages(gp.node, gp.n_node) {
+            for a in cMessages(n.pointee.attribute, n.pointee.n_attribute) {
+                if let t = a.pointee.t { add(t) }
+            }
+        }
+        try decoder.checkTotal(total, tensors: count, largest: largest)
     }
 
     private func metadata(_ m: Onnx__ModelProto, _ gp: Onnx__GraphProto) -> [String: String] {

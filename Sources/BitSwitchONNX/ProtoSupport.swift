@@ -68,35 +68,43 @@ func directoryOf(_ path: String) -> String {
 
 func errnoText() -> String { String(cString: strerror(errno)) }
 
-/// A whole file mapped read-only. Mapping instead of reading saves a 100 MB model one full copy (and ~60 ms):
-/// protobuf-c copies every bytes field out of the buffer anyway.
-final class MappedFile: @unchecked Sendable {
-    let bytes: UnsafeRawBufferPointer
-    private let mapping: UnsafeMutableRawPointer?
-
-    init(path: String) throws {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw BitSwitchError(.io, "cannot open file: \(errnoText())", file: path) }
-        defer { close(fd) }
-        var st = stat()
-        guard fstat(fd, &st) == 0 else { throw BitSwitchError(.io, "cannot stat file: \(errnoText())", file: path) }
-        guard (st.st_mode & S_IFMT) == S_IFREG else {
-            throw BitSwitchError(.io, "not a regular file", file: path)
-        }
-        let size = Int(st.st_size)
-        guard size > 0 else {
-            mapping = nil
-            bytes = UnsafeRawBufferPointer(start: nil, count: 0)
-            return
-        }
-        guard let m = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), m != MAP_FAILED else {
-            throw BitSwitchError(.io, "cannot map file: \(errnoText())", file: path)
-        }
-        mapping = m
-        bytes = UnsafeRawBufferPointer(start: m, count: size)
+/// Reads a whole regular file with read(2). The model is not mapped: a mapped file that another process truncates
+/// raises SIGBUS on the next access, a read only comes up short, which is reported. Reading costs one copy of the
+/// file (measured in bench/README.md).
+func readWholeFile(path: String) throws -> [UInt8] {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { throw BitSwitchError(.io, "cannot open file: \(errnoText())", file: path) }
+    defer { close(fd) }
+    var st = stat()
+    guard fstat(fd, &st) == 0 else { throw BitSwitchError(.io, "cannot stat file: \(errnoText())", file: path) }
+    guard (st.st_mode & S_IFMT) == S_IFREG else {
+        throw BitSwitchError(.io, "not a regular file", file: path)
     }
-
-    deinit { if let mapping { munmap(mapping, bytes.count) } }
+    let size = Int(st.st_size)
+    if let available = availableMemoryBytes(), size > available {
+        throw BitSwitchError(.io, "the file has \(size) bytes, more than the \(available) bytes of memory available",
+                             file: path)
+    }
+    var failure: String? = nil
+    let bytes = [UInt8](unsafeUninitializedCapacity: size) { buf, n in
+        n = 0
+        guard size > 0, let base = buf.baseAddress else { return }
+        while n < size {
+            let r = read(fd, base + n, size - n)
+            if r < 0 {
+                if errno == EINTR { continue }
+                failure = "cannot read file: \(errnoText())"; return
+            }
+            if r == 0 {
+                failure = "the file shrank from \(size) to \(n) bytes while it was read (truncated or replaced "
+                    + "during the import)"
+                return
+            }
+            n += r
+        }
+    }
+    if let failure { throw BitSwitchError(.io, failure, file: path) }
+    return bytes
 }
 
 /// Writes via a temporary file in the same directory and rename, so readers never see a half-written file.
@@ -122,5 +130,8 @@ func writeFileAtomically(_ bytes: [UInt8], to path: String) throws {
         unlink(tmp)
         throw BitSwitchError(.io, failure, file: path)
     }
+    // The rename is durable only once the directory entry is on disk.
+    let dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+    if dfd >= 0 { _ = fsync(dfd); close(dfd) }
 }
 

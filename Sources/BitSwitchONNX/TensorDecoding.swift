@@ -40,10 +40,39 @@ struct TensorDecoder {
     let file: String
     /// Where external data files are looked up; nil when the model came from bytes without a directory.
     let baseDirectory: String?
-    let availableMemory: Int?
+    /// The bound on the bytes of decoded tensors: the smaller of the available memory and `--max-memory`.
+    let memoryLimit: Int?
+    /// Says where `memoryLimit` comes from, for errors.
+    let limitSource: String
 
-    init(file: String, baseDirectory: String?) {
-        self.file = file; self.baseDirectory = baseDirectory; self.availableMemory = availableMemoryBytes()
+    init(file: String, baseDirectory: String?, maxMemory: Int?) {
+        self.file = file; self.baseDirectory = baseDirectory
+        let available = availableMemoryBytes()
+        if let maxMemory, maxMemory < (available ?? Int.max) {
+            memoryLimit = maxMemory; limitSource = "the --max-memory limit of \(maxMemory) bytes"
+        } else {
+            memoryLimit = available; limitSource = "the \(available ?? 0) bytes of memory available"
+        }
+    }
+
+    /// Bytes a tensor will take in BitSwitch storage, from its dims alone; nil if they are negative or overflow
+    /// (decode reports those).
+    static func storageBytes(_ p: Onnx__TensorProto) -> Int? {
+        guard let dtype = DType(onnxCode: Int(p.data_type)) else { return 0 }
+        var shape: [Int] = []
+        for d in cList(p.dims, p.n_dims) { guard d >= 0 else { return nil }; shape.append(Int(d)) }
+        guard let count = checkedElementCount(shape) else { return nil }
+        let (r, o) = count.multipliedReportingOverflow(by: dtype.storageByteWidth)
+        return o ? nil : r
+    }
+
+    /// Checks that tensors needing `total` bytes together fit the limit, before any is allocated.
+    func checkTotal(_ total: Int, tensors: Int, largest: (name: String, bytes: Int)) throws {
+        if let memoryLimit, total > memoryLimit {
+            throw BitSwitchError(.invalidModel, "the model's \(tensors) constant tensors need \(total) bytes in "
+                                 + "total (the largest, tensor '\(largest.name)', \(largest.bytes) bytes), more than "
+                                 + limitSource, file: file)
+        }
     }
 
     private func fail(_ kind: BitSwitchError.Kind, _ name: String, _ message: String) -> BitSwitchError {
@@ -71,9 +100,9 @@ struct TensorDecoder {
         guard !o, let onnxBytes = dtype.onnxByteCount(count) else {
             throw fail(.invalidModel, name, "dims \(shape) of \(dtype) need more bytes than can be addressed")
         }
-        if let availableMemory, storageBytes > availableMemory {
-            throw fail(.invalidModel, name, "dims \(shape) of \(dtype) need \(storageBytes) bytes, more than the "
-                       + "\(availableMemory) bytes of memory available")
+        if let memoryLimit, storageBytes > memoryLimit {
+            throw fail(.invalidModel, name, "dims \(shape) of \(dtype) need \(storageBytes) bytes, more than "
+                       + limitSource)
         }
         if p.segment != nil {
             throw fail(.unsupported, name, "segmented tensors are not supported")
@@ -217,10 +246,7 @@ struct TensorDecoder {
             throw fail(.invalidModel, name, "has external data '\(location)' but the model's directory is unknown")
         }
         let dataPath = baseDirectory + "/" + location
-        let fd = open(dataPath, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else {
-            throw fail(.io, name, "cannot open external data file '\(dataPath)': \(errnoText())")
-        }
+        let fd = try openContained(location, in: baseDirectory, tensor: name)
         defer { close(fd) }
         var st = stat()
         guard fstat(fd, &st) == 0 else { throw fail(.io, name, "cannot stat '\(dataPath)': \(errnoText())") }
@@ -231,15 +257,85 @@ struct TensorDecoder {
                        + "offset \(offset) + length \(length)")
         }
         if length == 0 { return Self.fromRaw(dtype, count: count, UnsafeRawBufferPointer(start: nil, count: 0)) }
-        // Map only the tensor's page-aligned window, so a multi-GiB data file is never read in full or twice.
-        let page = max(Int(sysconf(Int32(_SC_PAGESIZE))), 4096)
-        let start = offset - offset % page
-        let mapLength = end - start
-        let mapped = mmap(nil, mapLength, PROT_READ, MAP_PRIVATE, fd, off_t(start))
-        guard let mapped, mapped != MAP_FAILED else {
-            throw fail(.io, name, "cannot map external data file '\(dataPath)': \(errnoText())")
+        // pread, not mmap: a data file truncated while it is read gives a short read (an error), not SIGBUS.
+        var failure: String? = nil
+        let bytes = [UInt8](unsafeUninitializedCapacity: length) { buf, n in
+            n = 0
+            guard let base = buf.baseAddress else { return }
+            while n < length {
+                let r = pread(fd, base + n, length - n, off_t(offset + n))
+                if r < 0 {
+                    if errno == EINTR { continue }
+                    failure = "cannot read external data file '\(dataPath)': \(errnoText())"; return
+                }
+                if r == 0 {
+                    failure = "external data file '\(dataPath)' shrank below offset \(offset) + length \(length) "
+                        + "while it was read"
+                    return
+                }
+                n += r
+            }
         }
-        defer { munmap(mapped, mapLength) }
-        return Self.fromRaw(dtype, count: count, UnsafeRawBufferPointer(start: mapped + (offset - start), count: length))
+        if let failure { throw fail(.io, name, failure) }
+        return bytes.withUnsafeBytes { Self.fromRaw(dtype, count: count, $0) }
+    }
+
+    /// Opens `location` below `directory` one component at a time without following symbolic links, so the data
+    /// cannot leave the model's folder; the result must be a regular file (not a device, FIFO or socket).
+    private func openContained(_ location: String, in directory: String, tensor name: String) throws -> Int32 {
+        let shown = directory + "/" + location
+        let components = location.split(separator: "/", omittingEmptySubsequences: true).map(String.init)
+            .filter { $0 != "." }
+        guard !components.isEmpty else {
+            throw fail(.invalidModel, name, "external data location '\(location)' names no file")
+        }
+        var dirFd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard dirFd >= 0 else {
+            throw fail(.io, name, "cannot open the model's directory '\(directory)': \(errnoText())")
+        }
+        for (i, c) in components.enumerated() {
+            let last = i == components.count - 1
+            // O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused below.
+            let flags = last ? (O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+                             : (O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            let fd = openat(dirFd, c, flags)
+            let err = errno
+            close(dirFd)
+            guard fd >= 0 else {
+                if err == ELOOP || (err == ENOTDIR && !last && isSymlink(dirAt: directory, components[...i])) {
+                    throw fail(.invalidModel, name, "external data location '\(location)' goes through the symbolic "
+                               + "link '\(components[...i].joined(separator: "/"))'; links could lead out of the "
+                               + "model's directory and are refused")
+                }
+                throw fail(.io, name, "cannot open external data file '\(shown)': \(String(cString: strerror(err)))")
+            }
+            dirFd = fd
+        }
+        var st = stat()
+        guard fstat(dirFd, &st) == 0 else {
+            close(dirFd)
+            throw fail(.io, name, "cannot stat '\(shown)': \(errnoText())")
+        }
+        guard (st.st_mode & S_IFMT) == S_IFREG else {
+            close(dirFd)
+            let kind: String
+            switch st.st_mode & S_IFMT {
+            case S_IFIFO: kind = "a FIFO"
+            case S_IFCHR: kind = "a character device"
+            case S_IFBLK: kind = "a block device"
+            case S_IFSOCK: kind = "a socket"
+            case S_IFDIR: kind = "a directory"
+            default: kind = "not a regular file"
+            }
+            throw fail(.invalidModel, name, "external data location '\(location)' is \(kind), not a regular file")
+        }
+        // Back to blocking reads for the regular file.
+        _ = fcntl(dirFd, F_SETFL, fcntl(dirFd, F_GETFL) & ~O_NONBLOCK)
+        return dirFd
+    }
+
+    private func isSymlink(dirAt directory: String, _ components: ArraySlice<String>) -> Bool {
+        var st = stat()
+        return lstat(directory + "/" + components.joined(separator: "/"), &st) == 0 && (st.st_mode & S_IFMT) == S_IFLNK
     }
 }

@@ -5,11 +5,12 @@ import CProtobufC
 /// Bare TensorProto `.pb` files, the format of ONNX test data (`input_0.pb`, `output_0.pb`).
 public enum TensorProtoIO {
     public static func read(path: String) throws -> (name: String, tensor: Tensor) {
-        let file = try MappedFile(path: path)
-        guard let message = UnpackedTensor(file.bytes) else {
-            throw ONNXImporter.unparsable(byteCount: file.bytes.count, file: path)
+        let bytes = try readWholeFile(path: path)
+        let unpacked = bytes.withUnsafeBytes { UnpackedTensor($0) }
+        guard let message = unpacked else {
+            throw ONNXImporter.unparsable(byteCount: bytes.count, file: path)
         }
-        return try TensorDecoder(file: path, baseDirectory: directoryOf(path)).decode(message.message)
+        return try TensorDecoder(file: path, baseDirectory: directoryOf(path), maxMemory: nil).decode(message.message)
     }
 
     /// Atomic, like `ONNXExporter.write`; the data goes inline as raw_data.

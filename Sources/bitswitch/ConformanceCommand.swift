@@ -20,6 +20,10 @@ struct ConformanceCommand: ParsableCommand {
     @Option(help: "A file listing known-partial cases (one name per line, '# reason' after it); they are reported, not failed.")
     var expectedFailures: String?
     @Flag(help: "List every failing case with the reason.") var verbose = false
+    @Flag(help: ArgumentHelp("Run cases whose opset is newer than BitSwitch implements (ONNX writes each node case at "
+                             + "the newest version of its op, often one that only added element types); without it "
+                             + "they are skipped."))
+    var allowNewerOpset = false
 
     struct Outcome { var caseName: String; var op: String; var passed: Bool; var reason: String }
 
@@ -86,7 +90,7 @@ struct ConformanceCommand: ParsableCommand {
         }
         let g: Graph
         do {
-            g = try ONNXImporter.importModel(path: modelPath)
+            g = try ONNXImporter.importModel(path: modelPath, options: ImportOptions(allowNewerOpset: allowNewerOpset))
         } catch let e as BitSwitchError {
             // Refused for a whole-model reason (an element type, a non-tensor value, an opset) rather than for
             // something an op does: outside the supported set, like an unsupported op.
@@ -133,6 +137,9 @@ struct ConformanceCommand: ParsableCommand {
             return "element type " + (message[r.upperBound...].split(separator: " ").first.map(String.init) ?? "?")
         }
         if message.contains("only tensor types") { return "non-tensor values (sequence, map, optional)" }
+        if message.contains("newest BitSwitch implements") {
+            return "an opset newer than \(ONNXImporter.newestOpsets[""] ?? 0) (run with --allow-newer-opset)"
+        }
         if message.contains("opset") { return "opset older than \(ONNXImporter.minimumOpset)" }
         return message
     }

@@ -12,6 +12,7 @@ struct EvalCommand: ParsableCommand {
         abstract: "Top-1 accuracy and cross-entropy of a model on a dataset's test split.")
 
     @Argument(help: "The model (.onnx).") var model: String
+    @OptionGroup var importFlags: ImportFlags
     @Option(help: "Dataset directory (as for train).") var data: String
     @Option(help: "Evaluation batch size.") var batch = 256
     @Option(help: "Threads for BLAS and the runtime's loops.") var threads: Int?
@@ -19,8 +20,9 @@ struct EvalCommand: ParsableCommand {
     var bits: String?
 
     func run() throws {
-        let graph = try ONNXImporter.importModel(path: model)
+        let graph = try ONNXImporter.importModel(path: model, options: importFlags.options)
         let splits = try loadDataset(data)
+        try checkDataset(splits, fits: graph, model: model)
         guard batch > 0 else { throw BitSwitchError(.training, "batch must be positive, got \(batch)") }
         if let threads { guard threads > 0 else { throw BitSwitchError(.training, "threads must be positive") } }
         if let bits {

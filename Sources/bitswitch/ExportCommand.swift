@@ -10,6 +10,7 @@ struct ExportCommand: ParsableCommand {
         abstract: "Write one profile of a multi-precision model as standard QDQ ONNX for other runtimes (onnxruntime, ...).")
 
     @Argument(help: "A multi-precision (fake-quant) model: the output of train --bits.") var model: String
+    @OptionGroup var importFlags: ImportFlags
     @Option(help: "Output format: qdq.") var format: String = "qdq"
     @Option(help: "Uniform bit-width of the profile (default: the model's top trained bit-width).") var bits: Int?
     @Option(help: "A per-layer profile JSON file (docs/profiles.md).") var profile: String?
@@ -17,7 +18,7 @@ struct ExportCommand: ParsableCommand {
 
     func run() throws {
         guard format == "qdq" else { throw ValidationError("--format must be qdq, got '\(format)'") }
-        let g = try loadModel(model)
+        let g = try loadModel(model, importFlags)
         do {
             var p = try profile.map { try Profile.load(path: $0) } ?? Profile()
             if let bits { p.defaultBits = bits }

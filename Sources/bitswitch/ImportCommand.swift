@@ -4,9 +4,26 @@ import BitSwitchONNX
 import BitSwitchPasses
 import Foundation
 
+/// The options of every command that imports an ONNX model.
+struct ImportFlags: ParsableArguments {
+    @Flag(help: "Import a model whose opset is newer than BitSwitch implements (a warning instead of an error).")
+    var allowNewerOpset = false
+    @Option(help: ArgumentHelp("Refuse a model whose constant tensors need more than this many bytes in total "
+                               + "(default: the available memory).", valueName: "BYTES"))
+    var maxMemory: Int?
+
+    func validate() throws {
+        if let maxMemory, maxMemory < 0 { throw ValidationError("--max-memory must be a non-negative byte count") }
+    }
+
+    var options: ImportOptions {
+        ImportOptions(allowNewerOpset: allowNewerOpset, maxMemory: maxMemory, warn: { Terminal.note($0) })
+    }
+}
+
 /// Loads a model and infers shapes; every subcommand that reads a model starts here.
-func loadModel(_ path: String, inferShapes infer: Bool = true) throws -> Graph {
-    var g = try ONNXImporter.importModel(path: path)
+func loadModel(_ path: String, _ flags: ImportFlags, inferShapes infer: Bool = true) throws -> Graph {
+    var g = try ONNXImporter.importModel(path: path, options: flags.options)
     if infer {
         do { try inferShapes(&g) } catch let e as BitSwitchError { throw e.located(file: path) }
     }
@@ -20,10 +37,11 @@ struct ImportCommand: ParsableCommand {
 
     @Argument(help: "The ONNX model file.") var model: String
     @Flag(help: "Print how long the import took (`timing: import <seconds> s`).") var timing = false
+    @OptionGroup var importFlags: ImportFlags
 
     func run() throws {
         let start = DispatchTime.now()
-        let imported = try ONNXImporter.importModel(path: model)
+        let imported = try ONNXImporter.importModel(path: model, options: importFlags.options)
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9
         var g = imported
         do { try inferShapes(&g) } catch let e as BitSwitchError { throw e.located(file: model) }
@@ -63,6 +81,7 @@ struct PrintIRCommand: ParsableCommand {
     @Argument(help: "The ONNX model file, or a .bsir IR text file.") var model: String
     @Flag(help: "Print every constant in full (the text then parses back exactly).") var fullConstants = false
     @Flag(help: "Skip shape inference.") var noShapes = false
+    @OptionGroup var importFlags: ImportFlags
 
     func run() throws {
         let g: Graph
@@ -73,7 +92,7 @@ struct PrintIRCommand: ParsableCommand {
             }
             do { g = try parseGraph(text) } catch let e as BitSwitchError { throw e.located(file: model) }
         } else {
-            g = try loadModel(model, inferShapes: !noShapes)
+            g = try loadModel(model, importFlags, inferShapes: !noShapes)
         }
         print(printGraph(g, elideConstantsOver: fullConstants ? nil : 16), terminator: "")
     }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import BitSwitchData
 import BitSwitchIR
 import BitSwitchONNX
 import BitSwitchPasses
@@ -14,13 +15,14 @@ struct OptCommand: ParsableCommand {
             """)
 
     @Argument(help: "The ONNX model file.") var model: String
+    @OptionGroup var importFlags: ImportFlags
     @Option(name: .long, help: "A pipeline YAML file or an inline pipeline string.") var pipeline: String
     @Option(name: .shortAndLong, help: "Where to write the result (.onnx, or .bsir for IR text).") var output: String
     @Flag(help: "Print the IR after every pass (to stderr).") var printIrAfterAll = false
     @Option(help: "Seed for every random choice a pass makes.") var seed: UInt64 = 0
 
     func run() throws {
-        var g = try loadModel(model)
+        var g = try loadModel(model, importFlags)
         let p: Pipeline
         if FileManager.default.fileExists(atPath: pipeline) || pipeline.hasSuffix(".yaml") || pipeline.hasSuffix(".yml") {
             p = try Pipeline.load(path: pipeline)
@@ -43,14 +45,9 @@ struct OptCommand: ParsableCommand {
     }
 }
 
-/// Temp file beside the target, then rename: a crash never leaves half a file.
+/// Temp file beside the target, fsync, rename, fsync of the directory: a crash never leaves half a file.
 func writeAtomically(_ text: String, to path: String) throws {
-    let tmp = path + ".tmp-\(getpid())"
-    do {
-        try text.write(toFile: tmp, atomically: false, encoding: .utf8)
-        if rename(tmp, path) != 0 { throw BitSwitchError(.io, "cannot rename \(tmp) to \(path)", file: path) }
-    } catch let e as BitSwitchError { throw e } catch {
-        try? FileManager.default.removeItem(atPath: tmp)
-        throw BitSwitchError(.io, "cannot write: \(error.localizedDescription)", file: path)
+    do { try AtomicFile.write(Data(text.utf8), to: path) } catch let e as DataError {
+        throw BitSwitchError(.io, e.message, file: path)
     }
 }

@@ -95,6 +95,7 @@ struct RunCommand: ParsableCommand {
         abstract: "Run a model on inputs from .npy or .pb files; write every graph output as OUTPUTNAME.npy.")
 
     @Argument(help: "The ONNX model file.") var model: String
+    @OptionGroup var importFlags: ImportFlags
     @Option(name: .long, help: ArgumentHelp("An input as NAME=FILE (.npy or .pb); with a single input, just FILE.", valueName: "NAME=FILE"))
     var input: [String] = []
     @Option(name: .long, help: "Directory for the outputs (created if missing).") var outputDir: String?
@@ -109,7 +110,7 @@ struct RunCommand: ParsableCommand {
     var backend: String = "float"
 
     func run() throws {
-        var g = try loadModel(model)
+        var g = try loadModel(model, importFlags)
         switch backend {
         case "float": break
         case "int":

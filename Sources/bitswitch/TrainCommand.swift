@@ -24,6 +24,28 @@ func loadDataset(_ dir: String) throws -> DatasetSplits {
     }
 }
 
+/// Checks a dataset against the model before any step runs: the samples' shape must fit the model's input and every
+/// label must be one of the model's classes. Errors name the data file.
+func checkDataset(_ splits: DatasetSplits, fits graph: Graph, model: String) throws {
+    for d in [splits.train, splits.test] {
+        guard let input = graph.inputs.first, let dims = input.type.shape else { break }
+        let expected = Array(dims.dropFirst())
+        let fits = expected.count == d.sampleShape.count
+            && zip(expected, d.sampleShape).allSatisfy { if case .known(let k) = $0 { return k == $1 }; return true }
+        if !fits {
+            throw BitSwitchError(.data, "samples have shape \(d.sampleShape) (rank \(d.sampleShape.count + 1) with the "
+                                 + "batch axis) but the model's input '\(input.name)' is \(input.type) "
+                                 + "(\(model))", file: d.xFile.isEmpty ? nil : d.xFile)
+        }
+        guard let output = graph.outputs.first, let outDims = graph.type(of: output.name)?.shape ?? output.type.shape,
+              outDims.count == 2, case .known(let classes) = outDims[1] else { continue }
+        if let bad = d.y.firstIndex(where: { Int($0) >= classes }) {
+            throw BitSwitchError(.data, "label \(d.y[bad]) at index \(bad) is outside the model's \(classes) classes "
+                                 + "(output '\(output.name)' of \(model))", file: d.yFile.isEmpty ? nil : d.yFile)
+        }
+    }
+}
+
 struct TrainCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "train",
@@ -40,6 +62,7 @@ struct TrainCommand: ParsableCommand {
             """)
 
     @Argument(help: "The float model (.onnx).") var model: String
+    @OptionGroup var importFlags: ImportFlags
     @Option(help: "Dataset directory (x_train.npy/y_train.npy/x_test.npy/y_test.npy, MNIST IDX or CIFAR-10 binary).")
     var data: String
     @Option(name: [.short, .customLong("output")], help: "Where to write the trained model (.onnx).") var output: String
@@ -63,6 +86,9 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Threads for BLAS and the runtime's loops.") var threads: Int?
     @Option(help: "Checkpoint path (default: OUTPUT.ckpt).") var checkpoint: String?
     @Flag(help: "Continue from the checkpoint.") var resume = false
+    @Flag(help: ArgumentHelp("Check every op's output and every input gradient for NaN/Inf and stop at the first, naming "
+                             + "the node (slower; loss, gradients and weights are always checked after every step)."))
+    var detectAnomaly = false
     @Flag(help: "No progress output.") var quiet = false
     @Option(help: .hidden) var stopAfterEpoch: Int?
     @Option(help: "Write the final accuracy (per bit-width with --bits) and timings as JSON to this file.")
@@ -86,8 +112,9 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "PTQ: training samples used to calibrate the activation scales.") var calibrationSamples = 512
 
     func run() throws {
-        let graph = try ONNXImporter.importModel(path: model)
+        let graph = try ONNXImporter.importModel(path: model, options: importFlags.options)
         let splits = try loadDataset(data)
+        try checkDataset(splits, fits: graph, model: model)
         if bits != nil || ptq { return try runQuantized(graph, splits) }
         var base = TrainingOptions()
         base.epochs = epochs
@@ -177,7 +204,7 @@ extension TrainCommand {
         let seconds = ProcessInfo.processInfo.systemUptime - start
         try ONNXExporter.write(try storeQuantized(g), to: output)
         // The table comes from the written file: what a user reloads is what is reported.
-        let rows = try evaluateAllBits(graph: try ONNXImporter.importModel(path: output), data: splits.test,
+        let rows = try evaluateAllBits(graph: try ONNXImporter.importModel(path: output, options: importFlags.options), data: splits.test,
                                        threads: threads)
         print(formatBitTable(rows), terminator: "")
         let inBytes = (try? FileManager.default.attributesOfItem(atPath: model)[.size] as? Int) ?? nil
@@ -213,6 +240,7 @@ extension TrainCommand {
         if augmentPad > 0 || augmentFlip { o.augmentation = Augmentation(padding: augmentPad, horizontalFlip: augmentFlip) }
         o.seed = seed
         o.threads = threads
+        o.detectAnomaly = detectAnomaly
         o.checkpointPath = checkpoint ?? output + ".ckpt"
         return o
     }
@@ -233,8 +261,8 @@ extension TrainCommand {
         let epochs = history.map { "\($0.seconds)" }
         let text = "{\"top1\": \(top1), \"loss\": \(loss), \"seconds\": \(seconds), \"bits\": [\(perBit.joined(separator: ", "))], "
             + "\"epoch_seconds\": [\(epochs.joined(separator: ", "))]}\n"
-        do { try text.write(toFile: path, atomically: true, encoding: .utf8) } catch {
-            throw BitSwitchError(.io, "cannot write metrics: \(error.localizedDescription)", file: path)
+        do { try AtomicFile.write(Data(text.utf8), to: path) } catch let e as DataError {
+            throw BitSwitchError(.io, "cannot write metrics: \(e.message)", file: path)
         }
     }
 }
@@ -245,6 +273,7 @@ struct BenchTrainCommand: ParsableCommand {
         commandName: "bench-train", abstract: "Time training steps on random data.", shouldDisplay: false)
 
     @Argument(help: "The float model (.onnx).") var model: String
+    @OptionGroup var importFlags: ImportFlags
     @Option var batch = 128
     @Option var threads = 1
     @Option(help: "Steps per timed repeat.") var steps = 20
@@ -254,7 +283,7 @@ struct BenchTrainCommand: ParsableCommand {
     @Flag var json = false
 
     func run() throws {
-        let graph = try ONNXImporter.importModel(path: model)
+        let graph = try ONNXImporter.importModel(path: model, options: importFlags.options)
         var o = TrainingOptions()
         o.threads = threads
         o.batchSize = batch

@@ -140,13 +140,18 @@ private func writeMNIST(_ dir: String, train: Int, test: Int, badLabel: Bool = f
 
         try NPYArray(shape: [3], data: .float32([0, 1.5, 1])).write(to: dir + "/y_train.npy")
         e = try #require(dataError { _ = try DatasetSplits.load(directory: dir) })
-        #expect(e.message.contains("whole numbers"))
+        #expect(e.message.contains("floating-point") && e.message.contains("not all whole numbers"))
+
+        // Float labels are refused even when whole: a float y usually means regression targets or one-hot rows.
+        try NPYArray(shape: [3], data: .float64([0, 1, 1])).write(to: dir + "/y_train.npy")
+        e = try #require(dataError { _ = try DatasetSplits.load(directory: dir) })
+        #expect(e.file.hasSuffix("y_train.npy") && e.message.contains("floating-point"))
 
         try NPYArray(shape: [3, 2], data: .float32([1, 0, 0, 1, 1, 0])).write(to: dir + "/y_train.npy")
         e = try #require(dataError { _ = try DatasetSplits.load(directory: dir) })
         #expect(e.message.contains("one-hot"))
 
-        try NPYArray(shape: [3], data: .float64([0, 1, 1])).write(to: dir + "/y_train.npy")
+        try NPYArray(shape: [3], data: .int64([0, 1, 1])).write(to: dir + "/y_train.npy")
         try NPYArray(shape: [1, 5], data: .float32([0, 0, 0, 0, 0])).write(to: dir + "/x_test.npy")
         e = try #require(dataError { _ = try DatasetSplits.load(directory: dir) })
         #expect(e.file.hasSuffix("x_test.npy") && e.message.contains("sample shape"))

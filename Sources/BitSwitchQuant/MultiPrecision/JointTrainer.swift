@@ -140,9 +140,12 @@ public final class JointTrainer {
             if bits == joint.bits[0] { try recordPrediction(logits, indices: pskd!.indices) }
         }
         guard loss.loss.isFinite else {
-            throw BitSwitchError(.training, "the loss became \(loss.loss) at batch \(batch.index), \(bits) bits; lower the learning rate")
+            throw BitSwitchError(.training, "epoch \(t.position.epoch), step \(t.position.step): the loss became "
+                                 + "\(loss.loss.isNaN ? "NaN" : "\(loss.loss)") (\(bits)-bit pass); lower the learning rate; training stopped, the "
+                                 + "last checkpoint (if any) is kept from before this epoch")
         }
         let grads = try t.model.backward(fwd, seeds: [t.model.logitsName: loss.gradient], context: ctx)
+        try t.checkGradients(grads, bits: bits)
         return (loss, logits, grads)
     }
 

@@ -32,6 +32,9 @@ public struct TrainingOptions: Sendable {
     public var evaluateEveryEpoch = true
     /// Written atomically after every epoch when set.
     public var checkpointPath: String? = nil
+    /// Check every op's output and input gradient for NaN/Inf (slower); loss, gradients and weights are always
+    /// checked once per step.
+    public var detectAnomaly = false
 
     public init() {}
 }
@@ -85,6 +88,8 @@ public final class Trainer {
     public private(set) var completedEpochs = 0
     public private(set) var batchesSeen = 0
     public private(set) var history: [EpochRecord] = []
+    /// The epoch and step (both from 1) being trained, for error messages.
+    public internal(set) var position = (epoch: 0, step: 0)
     /// Replaces the default per-batch work (forward, loss, backward, one optimizer step); the multi-precision
     /// trainer runs one `standardStep` per bit-width here.
     public var batchStep: ((Trainer, TrainingBatch) throws -> StepResult)?
@@ -142,9 +147,11 @@ public final class Trainer {
         let loss = try customLoss?(logits)
             ?? Loss.crossEntropy(logits: logits, labels: batch.labels, labelSmoothing: options.labelSmoothing)
         guard loss.loss.isFinite else {
-            throw BitSwitchError(.training, "the loss became \(loss.loss) at batch \(batch.index); lower the learning rate")
+            throw anomaly("the loss became \(loss.loss.isNaN ? "NaN" : "\(loss.loss)")" + (activeBits.map { " (\($0)-bit pass)" } ?? "")
+                          + "; lower the learning rate")
         }
         let grads = try model.backward(pass, seeds: [model.logitsName: loss.gradient], context: ctx)
+        try checkGradients(grads, bits: activeBits)
         return (loss, logits, grads)
     }
 
@@ -174,6 +181,14 @@ public final class Trainer {
         let last = min(options.epochs, stopAfterEpoch ?? options.epochs)
         let runStart = ProcessInfo.processInfo.systemUptime
         var runBatches = 0
+        for (name, d) in [("training", data.train), ("test", data.test)] {
+            if let i = d.x.firstIndex(where: { !$0.isFinite }) {
+                let n = max(d.sampleSize, 1)
+                throw BitSwitchError(.data, "the \(name) data hold \(d.x[i]) at sample \(i / n), element \(i % n); "
+                                     + "nothing was trained", file: d.xFile.isEmpty ? nil : d.xFile)
+            }
+        }
+        model.detectAnomaly = options.detectAnomaly
         while completedEpochs < last {
             let epoch = completedEpochs
             let start = ProcessInfo.processInfo.systemUptime
@@ -183,7 +198,14 @@ public final class Trainer {
                 lr = sched.rate(at: batchesSeen)
                 let tb = TrainingBatch(x: floatTensor([b.size] + data.train.sampleShape, b.x),
                                        labels: b.y.map { Int($0) }, index: batchesSeen, learningRate: lr)
-                let r = try batchStep?(self, tb) ?? standardStep(tb)
+                position = (epoch + 1, step + 1)
+                let r: StepResult
+                do { r = try batchStep?(self, tb) ?? standardStep(tb) } catch var e as BitSwitchError
+                    where e.message.hasPrefix("--detect-anomaly") {
+                    e.message = "epoch \(epoch + 1), step \(step + 1): " + e.message
+                    throw e
+                }
+                try checkWeights()
                 lossSum += r.loss * Double(b.size)
                 correct += r.correct
                 seen += b.size

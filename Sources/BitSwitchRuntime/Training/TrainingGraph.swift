@@ -31,6 +31,8 @@ public final class TrainingGraph {
 
     private let kernels: [(any TrainableOpKernel)?]
     private let parameterSet: Set<String>
+    /// Check every op's outputs (forward) and input gradients (backward) for NaN/Inf and stop at the first.
+    public var detectAnomaly = false
 
     /// - Parameter logits: the value the loss reads; default: the single graph output, or the input of the
     ///   Softmax/LogSoftmax that produces it (cross-entropy wants logits, not probabilities).
@@ -193,6 +195,16 @@ public final class TrainingGraph {
             } catch {
                 throw error.bitswitchLocated(node: node.label, op: node.op.typeName)
             }
+            if detectAnomaly {
+                for (j, name) in node.outputs.enumerated() where !name.isEmpty {
+                    guard let t = env[name], let (k, v) = Anomaly.firstNonFinite(t) else { continue }
+                    let firstInput = ins.compactMap { $0 }.contains { Anomaly.firstNonFinite($0) != nil }
+                    throw BitSwitchError(.training, "--detect-anomaly: forward output \(j) '\(name)' is "
+                                         + "\(Anomaly.describe(v)) at element \(k)"
+                                         + (firstInput ? " (an input already was)" : " (all inputs finite: this op made it)"),
+                                         node: node.label, op: node.op.typeName)
+                }
+            }
             ran[i] = true
         }
         for (name, t) in context.takeStateUpdates() {
@@ -229,6 +241,11 @@ public final class TrainingGraph {
             }
             for (j, name) in node.inputs.enumerated() where needs[j] && j < gin.count {
                 guard let g = gin[j] else { continue }
+                if detectAnomaly, let (k, v) = Anomaly.firstNonFinite(g) {
+                    throw BitSwitchError(.training, "--detect-anomaly: the gradient of input \(j) '\(name)' is "
+                                         + "\(Anomaly.describe(v)) at element \(k) in the backward pass",
+                                         node: node.label, op: node.op.typeName)
+                }
                 if let v = ins[j], g.shape != v.shape {
                     throw BitSwitchError(.internalError, "gradient of input \(j) has shape \(g.shape), value \(v.shape)",
                                          node: node.label, op: node.op.typeName)
