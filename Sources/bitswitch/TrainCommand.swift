@@ -150,6 +150,7 @@ extension TrainCommand {
         var history: [EpochRecord] = []
         if ptq {
             if let threads { guard threads > 0 else { throw BitSwitchError(.training, "threads must be positive") } }
+            setRuntimeThreads(threads)
             try calibrateActivationScales(&g, data: splits.train, samples: calibrationSamples, seed: seed)
         } else {
             var j = try JointTrainingOptions(bits: bitSet)
