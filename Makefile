@@ -8,7 +8,7 @@ CACHE   ?= .cache
 BIN     := .build/release/bitswitch
 CONFORMANCE_DIR := $(CACHE)/onnx-tests
 
-.PHONY: all deps venv build demo test unit-test conformance results bench bench-import bench-train bench-qat clean
+.PHONY: all deps venv build demo test unit-test conformance results bench bench-import bench-train bench-qat bench-ptq fashion-mnist clean
 
 all: build
 
@@ -40,7 +40,7 @@ conformance: build venv
 results: build
 	python3 scripts/results.py --bin $(BIN)
 
-bench: bench-import bench-train bench-qat
+bench: bench-import bench-train bench-qat bench-ptq
 
 bench-import: build venv
 	bench/import/run.sh
@@ -51,6 +51,14 @@ bench-train: build
 
 bench-qat: build
 	bench/qat/run.sh
+
+# ResNet-18 post-training calibration against onnxruntime's quantize_static (512 samples at 224x224).
+bench-ptq: build venv
+	bench/ptq/run.sh
+
+# examples/fashion-mnist: FP32 training, joint QAT at 8/6/4/2 bits, accuracy per bit-width (about an hour on 2 cores).
+fashion-mnist: build
+	examples/fashion-mnist/run.sh
 
 clean:
 	rm -rf .build $(CACHE)

@@ -23,11 +23,13 @@ let package = Package(
                 linkerSettings: [.linkedLibrary("protobuf-c")]),
         .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
         .target(name: "CKernels", cSettings: kernelFlags),
+        // gzip-compressed IDX files (MNIST, Fashion-MNIST as shipped) are read through the system zlib.
+        .target(name: "CZlib", linkerSettings: [.linkedLibrary("z")]),
 
         .target(name: "BitSwitchIR"),
         .target(name: "BitSwitchONNX", dependencies: ["BitSwitchIR", "CONNX", "CProtobufC"]),
         .target(name: "BitSwitchRuntime", dependencies: ["BitSwitchIR", "BitSwitchData", "CBLAS", "CKernels"]),
-        .target(name: "BitSwitchData"),
+        .target(name: "BitSwitchData", dependencies: ["CZlib"]),
         .target(name: "BitSwitchQuant", dependencies: ["BitSwitchIR", "BitSwitchRuntime", "BitSwitchData", "CKernels"]),
         .target(name: "BitSwitchPasses", dependencies: ["BitSwitchIR", "BitSwitchRuntime", "BitSwitchQuant",
                                                        "BitSwitchData", .product(name: "Yams", package: "Yams")]),

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian packages BitSwitch builds against, if any is missing. Idempotent and quiet when all are there.
 set -euo pipefail
-pkgs=(libprotobuf-c-dev protobuf-c-compiler libopenblas-dev pkg-config python3-venv)
+# zlib1g-dev: gzip-compressed IDX files are read through zlib. dataset-fashion-mnist: examples/fashion-mnist's data
+# (the IDX files as shipped, in /usr/share/datasets/fashion-mnist).
+pkgs=(libprotobuf-c-dev protobuf-c-compiler libopenblas-dev pkg-config python3-venv zlib1g-dev dataset-fashion-mnist)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -6,11 +6,12 @@ needs it). Weights use PyTorch's default init (Kaiming-uniform with a=sqrt(5),
 i.e. U(-1/sqrt(fan_in), 1/sqrt(fan_in))) drawn from numpy with a fixed seed;
 `bitswitch train` trains them.
 
-Writes examples/digits/model.onnx, examples/mnist1d/model.onnx and the digits
+Writes examples/digits/model.onnx, examples/mnist1d/model.onnx,
+examples/fashion-mnist/model.onnx and the digits
 demo sample (examples/digits/sample/{input,expected_logits}.npy, the latter
 from onnxruntime).
 
-Usage: make-example-models.py [--root DIR]
+Usage: make-example-models.py [--root DIR] [--only digits|mnist1d|fashion-mnist]
 """
 from __future__ import annotations
 
@@ -143,18 +144,41 @@ def mnist1d_cnn(seed: int = 0) -> tuple[onnx.ModelProto, int]:
     return g.model("mnist1d_cnn", [1, 40], 10, doc), g.params
 
 
+def fashion_mnist_cnn(seed: int = 0) -> tuple[onnx.ModelProto, int]:
+    g = GraphBuilder(seed)
+    x = g.conv_bn_relu(0, "x", 1, 16, (3, 3), pad=1)     # 28x28
+    x = g.maxpool("pool0", x, 2, 2)                      # -> 14x14
+    x = g.conv_bn_relu(1, x, 16, 32, (3, 3), pad=1)
+    x = g.maxpool("pool1", x, 2, 2)                      # -> 7x7
+    x = g.conv_bn_relu(2, x, 32, 64, (3, 3), pad=1)
+    x = g.gap("gap", x)
+    x = g.flatten("flatten", x)
+    g.fc("fc", x, 64, 10, "logits")
+    doc = ("Untrained CNN for Fashion-MNIST (28x28): Conv-BN-ReLU x3 (16, 32, 64 channels, 3x3, "
+           "2x2 max-pool after the first two), global average pool, Gemm to 10 logits.")
+    return g.model("fashion_mnist_cnn", [1, 28, 28], 10, doc), g.params
+
+
+MODELS = {"digits": digits_cnn, "mnist1d": mnist1d_cnn, "fashion-mnist": fashion_mnist_cnn}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--root", default=ROOT, help="repository root (default: this checkout)")
+    ap.add_argument("--only", choices=sorted(MODELS), help="write only this example's model")
     args = ap.parse_args()
 
-    for name, build in (("digits", digits_cnn), ("mnist1d", mnist1d_cnn)):
+    for name, build in MODELS.items():
+        if args.only and name != args.only:
+            continue
         model, params = build()
         path = os.path.join(args.root, "examples", name, "model.onnx")
         os.makedirs(os.path.dirname(path), exist_ok=True)
         onnx.save(model, path)
         print(f"{name}: {len(model.graph.node)} nodes, {params} parameters -> {path}")
 
+    if args.only and args.only != "digits":
+        return 0
     import onnxruntime as ort
 
     x_test = np.load(os.path.join(args.root, "examples", "digits", "data", "x_test.npy"))

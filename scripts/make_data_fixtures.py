@@ -20,3 +20,13 @@ with open(os.path.join(out, "i32_v2.npy"), "wb") as f:
 np.save(os.path.join(out, "fortran.npy"), np.asfortranarray(np.arange(6, dtype="<f4").reshape(2, 3)))
 np.save(os.path.join(out, "bigendian.npy"), np.arange(3, dtype=">f4"))
 np.save(os.path.join(out, "complex.npy"), np.arange(3, dtype=np.complex64))
+
+# gzip-compressed IDX files as MNIST and Fashion-MNIST ship them (read through zlib). The second file holds two
+# concatenated gzip members (as `cat a.gz b.gz` makes), which gunzip and zlib-based readers accept.
+import gzip
+import struct
+idx = struct.pack(">BBBB", 0, 0, 0x08, 3) + struct.pack(">III", 2, 3, 4) + bytes(range(0, 240, 10))
+with open(os.path.join(out, "u8_2x3x4.idx.gz"), "wb") as f:
+    f.write(gzip.compress(idx, mtime=0))
+with open(os.path.join(out, "u8_2x3x4_two_members.idx.gz"), "wb") as f:
+    f.write(gzip.compress(idx[:10], mtime=0) + gzip.compress(idx[10:], mtime=0))

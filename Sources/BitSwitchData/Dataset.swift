@@ -49,7 +49,8 @@ public struct DatasetSplits: Sendable, Equatable {
     /// Detects the layout of `directory` (or of its `data/` subfolder) and loads it:
     /// - `x_train.npy`, `y_train.npy`, `x_test.npy`, `y_test.npy`: x as stored (uint8 scaled by 1/255), the sample shape
     ///   is x's shape without the first axis, the class count is the largest label + 1;
-    /// - MNIST IDX files (`train-images-idx3-ubyte`, `train-labels-idx1-ubyte`, `t10k-…`): [1, 28, 28] in [0, 1];
+    /// - MNIST IDX files (`train-images-idx3-ubyte`, `train-labels-idx1-ubyte`, `t10k-…`, plain or `.gz` as shipped
+    ///   by MNIST, Fashion-MNIST and Debian's `dataset-fashion-mnist`): [1, 28, 28] in [0, 1];
     /// - CIFAR-10 binary batches (`data_batch_1.bin` … `data_batch_5.bin`, `test_batch.bin`, also inside
     ///   `cifar-10-batches-bin/`): [3, 32, 32] in [0, 1].
     public static func load(directory: String) throws -> DatasetSplits {
@@ -64,7 +65,7 @@ public struct DatasetSplits: Sendable, Equatable {
             if exists(dir + "/test_batch.bin") || exists(dir + "/data_batch_1.bin") { return try loadCIFAR10(dir) }
         }
         for dir in candidates {
-            let gz = ["train-images-idx3-ubyte.gz", "x_train.npy.gz", "cifar-10-binary.tar.gz"].filter { exists(dir + "/" + $0) }
+            let gz = ["x_train.npy.gz", "cifar-10-binary.tar.gz"].filter { exists(dir + "/" + $0) }
             if let first = gz.first {
                 throw DataError(.format, file: dir + "/" + first, "is compressed; decompress it first (gunzip / tar xzf)")
             }
@@ -137,9 +138,10 @@ public struct DatasetSplits: Sendable, Equatable {
     private struct MNISTFiles { var trainImages, trainLabels, testImages, testLabels: String }
 
     private static func mnistFiles(in dir: String) -> MNISTFiles? {
-        // Both the original names and the common "train-images.idx3-ubyte" spelling.
+        // Both the original names and the common "train-images.idx3-ubyte" spelling, plain or gzip-compressed.
         func find(_ stem: String, _ kind: String) -> String? {
-            [dir + "/\(stem)-\(kind)-ubyte", dir + "/\(stem).\(kind)-ubyte"].first(where: exists)
+            [dir + "/\(stem)-\(kind)-ubyte", dir + "/\(stem).\(kind)-ubyte",
+             dir + "/\(stem)-\(kind)-ubyte.gz", dir + "/\(stem).\(kind)-ubyte.gz"].first(where: exists)
         }
         guard let a = find("train-images", "idx3"), let b = find("train-labels", "idx1"),
               let c = find("t10k-images", "idx3"), let d = find("t10k-labels", "idx1") else { return nil }

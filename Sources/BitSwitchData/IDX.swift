@@ -1,15 +1,38 @@
+import CZlib
 import Foundation
 
 /// The IDX format of the MNIST files: `0 0 type rank`, `rank` big-endian UInt32 dimensions, then big-endian data.
 public enum IDX {
-    /// Reads an uncompressed IDX file. Unsigned/signed bytes keep their type; int16 and int32 become `.int32`,
-    /// float32 and float64 keep theirs.
+    /// Reads an IDX file, gzip-compressed (as MNIST and Fashion-MNIST are shipped; decompressed in memory through
+    /// zlib) or not. Unsigned/signed bytes keep their type; int16 and int32 become `.int32`, float32 and float64
+    /// keep theirs.
     public static func read(path: String) throws -> NPYArray {
-        let bytes = try FileIO.read(path)
-        if FileIO.isGzip(bytes) || path.hasSuffix(".gz") {
-            throw DataError(.format, file: path, "is gzip-compressed; decompress it first (gunzip \(URL(fileURLWithPath: path).lastPathComponent))")
+        var bytes = try FileIO.read(path)
+        if FileIO.isGzip(bytes) {
+            bytes = try gunzip(bytes, file: path)
+        } else if path.hasSuffix(".gz") {
+            throw DataError(.format, file: path, "is named .gz but does not start with the gzip magic bytes 1F 8B")
         }
         return try parse(bytes, file: path)
+    }
+
+    /// The largest decompressed IDX file accepted (8 GiB), so a corrupt stream cannot exhaust memory.
+    static let maxDecompressedBytes = 8 << 30
+
+    /// Decompresses gzip data (several concatenated members allowed) with the system zlib.
+    static func gunzip(_ data: Data, file: String) throws -> Data {
+        var out: UnsafeMutablePointer<UInt8>? = nil
+        var count = 0
+        var message = [CChar](repeating: 0, count: 256)
+        let rc = data.withUnsafeBytes { raw in
+            bs_gunzip(raw.bindMemory(to: UInt8.self).baseAddress, raw.count, maxDecompressedBytes, &out, &count,
+                      &message, message.count)
+        }
+        guard rc == 0, let out else {
+            let text = message.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+            throw DataError(.format, file: file, "cannot decompress: \(text)")
+        }
+        return Data(bytesNoCopy: out, count: count, deallocator: .free)
     }
 
     static func parse(_ bytes: Data, file: String) throws -> NPYArray {

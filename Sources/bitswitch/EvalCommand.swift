@@ -20,11 +20,14 @@ struct EvalCommand: ParsableCommand {
     var bits: String?
 
     func run() throws {
-        let graph = try ONNXImporter.importModel(path: model, options: importFlags.options)
+        var graph = try ONNXImporter.importModel(path: model, options: importFlags.options)
         let splits = try loadDataset(data)
         try checkDataset(splits, fits: graph, model: model)
         guard batch > 0 else { throw BitSwitchError(.training, "batch must be positive, got \(batch)") }
         if let threads { guard threads > 0 else { throw BitSwitchError(.training, "threads must be positive") } }
+        // A model exported with a fixed batch of 1 is made batchable, or run one sample at a time.
+        let mode = try prepareModel(&graph, file: model, sampleShape: splits.test.sampleShape, quiet: false)
+        let batch = mode.requiredBatch ?? self.batch
         if let bits {
             let rows = try evaluateAllBits(graph: graph, data: splits.test, batchSize: batch,
                                            bits: try parseBitsOption(bits), threads: threads)

@@ -112,10 +112,14 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "PTQ: training samples used to calibrate the activation scales.") var calibrationSamples = 512
 
     func run() throws {
-        let graph = try ONNXImporter.importModel(path: model, options: importFlags.options)
+        var graph = try ONNXImporter.importModel(path: model, options: importFlags.options)
         let splits = try loadDataset(data)
         try checkDataset(splits, fits: graph, model: model)
-        if bits != nil || ptq { return try runQuantized(graph, splits) }
+        // A model exported with a fixed batch of 1 is made batchable (training needs batches; --ptq can run one
+        // sample at a time).
+        let mode = try prepareModel(&graph, file: model, sampleShape: splits.train.sampleShape, quiet: quiet)
+        if !ptq { try requireBatches(mode, file: model) }
+        if bits != nil || ptq { return try runQuantized(graph, splits, batchMode: mode) }
         var base = TrainingOptions()
         base.epochs = epochs
         let o = try trainingOptions(base, defaultLR: { $0.name == "sgd" ? 0.1 : 3e-3 }, defaultWeightDecay: 0)
@@ -146,7 +150,7 @@ struct TrainCommand: ParsableCommand {
 extension TrainCommand {
     /// --bits / --ptq: quantize (unless the model already is), train jointly or calibrate, store INT8, evaluate the
     /// written file at every bit-width.
-    func runQuantized(_ graph: Graph, _ splits: DatasetSplits) throws {
+    func runQuantized(_ graph: Graph, _ splits: DatasetSplits, batchMode: BatchMode) throws {
         registerKernels()
         guard let firstLastPolicy = FirstLastPolicy(rawValue: firstLast) else {
             throw BitSwitchError(.training, "unknown --first-last '\(firstLast)' (int8, float)")
@@ -177,7 +181,9 @@ extension TrainCommand {
         var history: [EpochRecord] = []
         if ptq {
             if let threads { guard threads > 0 else { throw BitSwitchError(.training, "threads must be positive") } }
-            try calibrateActivationScales(&g, data: splits.train, samples: calibrationSamples, seed: seed)
+            setRuntimeThreads(threads)
+            try calibrateActivationScales(&g, data: splits.train, samples: calibrationSamples, seed: seed,
+                                          chunkSize: batchMode.requiredBatch ?? 64)
         } else {
             var j = try JointTrainingOptions(bits: bitSet)
             guard let a = ALRSMode(rawValue: alrs) else { throw BitSwitchError(.training, "unknown --alrs '\(alrs)' (off, fixed, weights)") }
@@ -204,8 +210,8 @@ extension TrainCommand {
         let seconds = ProcessInfo.processInfo.systemUptime - start
         try ONNXExporter.write(try storeQuantized(g), to: output)
         // The table comes from the written file: what a user reloads is what is reported.
-        let rows = try evaluateAllBits(graph: try ONNXImporter.importModel(path: output, options: importFlags.options), data: splits.test,
-                                       threads: threads)
+        let rows = try evaluateAllBits(graph: try ONNXImporter.importModel(path: output, options: importFlags.options),
+                                       data: splits.test, batchSize: batchMode.requiredBatch ?? 256, threads: threads)
         print(formatBitTable(rows), terminator: "")
         let inBytes = (try? FileManager.default.attributesOfItem(atPath: model)[.size] as? Int) ?? nil
         let outBytes = (try? FileManager.default.attributesOfItem(atPath: output)[.size] as? Int) ?? nil

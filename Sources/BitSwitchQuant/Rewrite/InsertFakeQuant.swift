@@ -39,6 +39,8 @@ let pinnedBitWidth = 8
 
 /// Turns a float model into a multi-precision fake-quant model (QUANT_PLAN.md, METHOD.md §1–3):
 ///
+/// - a weight computed from constants only (`Transpose(W)`, `Reshape(W, shape)`, ...) is folded to an initializer
+///   first (`foldConstantWeights`);
 /// - every Conv / Gemm / MatMul whose weight is a float32 initializer reads its weight through
 ///   `FakeQuantWeight(W, W.scale)` (per-output-channel scales, initialised from W) and its data input through
 ///   `FakeQuantAct(x, x.act_scales)` (one scale per bit-width, all 0 = initialised from the first training batch);
@@ -59,6 +61,8 @@ public func insertFakeQuant(_ g: inout Graph, options: FakeQuantOptions = FakeQu
     }
     let bits = options.bits
     let top = bits[0]
+    // A weight that reaches its layer through a Transpose/Reshape/... of a constant becomes a constant first.
+    try foldConstantWeights(&g, log: log)
 
     var layers: [(index: Int, axis: Int)] = []
     for (i, n) in g.nodes.enumerated() {
