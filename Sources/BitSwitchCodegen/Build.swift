@@ -99,18 +99,23 @@ public func buildBundle(directory: String, output: String? = nil, options: Compi
         do { try fm.createDirectory(at: cacheDir, withIntermediateDirectories: true) } catch {
             throw BitSwitchError(.io, "cannot create the build cache: \(error.localizedDescription)", file: cacheDir.path)
         }
+        // The kernels are the same for every model: their object is cached on its own (key: kernel sources,
+        // compiler identity, flags), so a new model compiles only bitswitch_model.c.
+        var kh = SHA256()
+        kh.update("bitswitch-kernels-v1")
+        kh.update(options.compiler.joined(separator: " "))
+        kh.update(flags.joined(separator: " "))
+        kh.update(probe.stdout.split(separator: "\n").sorted().joined(separator: "\n"))
+        for f in ["bs_kernels.c", "bs_kernels.h"] { kh.update(fm.contents(atPath: dir.appendingPathComponent(f).path) ?? Data()) }
+        let kernelObject = cacheDir.appendingPathComponent("kernels-\(kh.finish()).o")
+        if !fm.fileExists(atPath: kernelObject.path) {
+            let tmp = cacheDir.appendingPathComponent(".kernels.\(getpid()).\(UInt32.random(in: 0...UInt32.max)).o")
+            let argv = options.compiler + flags.filter { $0 != "-shared" } + ["-c", "-o", tmp.path, dir.appendingPathComponent("bs_kernels.c").path]
+            try compile(argv, tmp, into: kernelObject, directory: directory)
+        }
         let tmp = cacheDir.appendingPathComponent(".\(key).\(getpid()).\(UInt32.random(in: 0...UInt32.max)).so")
-        let argv = options.compiler + flags + ["-o", tmp.path] + BuildFiles.sources.map { dir.appendingPathComponent($0).path } + ["-lm"]
-        let r = try runProcess(argv, cwd: dir.path)
-        guard r.status == 0 else {
-            try? fm.removeItem(at: tmp)
-            throw BitSwitchError(.io, "the C compiler failed (exit \(r.status)): \(argv.joined(separator: " "))\n\(r.stderr)\(r.stdout)", file: directory)
-        }
-        do {
-            if fm.fileExists(atPath: cached.path) { try fm.removeItem(at: tmp) } else { try fm.moveItem(at: tmp, to: cached) }
-        } catch {
-            throw BitSwitchError(.io, "cannot store the library in the cache: \(error.localizedDescription)", file: cached.path)
-        }
+        let argv = options.compiler + flags + ["-o", tmp.path, dir.appendingPathComponent("bitswitch_model.c").path, kernelObject.path, "-lm"]
+        try compile(argv, tmp, into: cached, directory: directory)
     }
     guard let output else { return cached.path }
     let out = URL(fileURLWithPath: output).standardizedFileURL
@@ -124,6 +129,21 @@ public func buildBundle(directory: String, output: String? = nil, options: Compi
         throw BitSwitchError(.io, "cannot write the library: \(error.localizedDescription)", file: output)
     }
     return out.path
+}
+
+/// Runs the compiler writing `tmp`, then renames it to `target` (another process may have won the race: fine).
+private func compile(_ argv: [String], _ tmp: URL, into target: URL, directory: String) throws {
+    let fm = FileManager.default
+    let r = try runProcess(argv, cwd: directory)
+    guard r.status == 0 else {
+        try? fm.removeItem(at: tmp)
+        throw BitSwitchError(.io, "the C compiler failed (exit \(r.status)): \(argv.joined(separator: " "))\n\(r.stderr)\(r.stdout)", file: directory)
+    }
+    do {
+        if fm.fileExists(atPath: target.path) { try fm.removeItem(at: tmp) } else { try fm.moveItem(at: tmp, to: target) }
+    } catch {
+        throw BitSwitchError(.io, "cannot store the build in the cache: \(error.localizedDescription)", file: target.path)
+    }
 }
 
 extension SHA256 {
