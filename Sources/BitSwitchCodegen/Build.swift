@@ -123,10 +123,11 @@ public func buildBundle(directory: String, output: String? = nil, options: Compi
     do {
         try? fm.removeItem(at: tmp)
         try fm.copyItem(at: cached, to: tmp)
-        _ = try fm.replaceItemAt(out, withItemAt: tmp)
+        guard rename(tmp.path, out.path) == 0 else { throw BitSwitchError(.io, String(cString: strerror(errno))) }
     } catch {
         try? fm.removeItem(at: tmp)
-        throw BitSwitchError(.io, "cannot write the library: \(error.localizedDescription)", file: output)
+        let why = (error as? BitSwitchError)?.message ?? error.localizedDescription
+        throw BitSwitchError(.io, "cannot write the library: \(why)", file: output)
     }
     return out.path
 }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import BitSwitchCodegen
 import BitSwitchData
 import BitSwitchIR
 import BitSwitchONNX
@@ -93,7 +94,7 @@ struct RunCommand: ParsableCommand {
         commandName: "run",
         abstract: "Run a model on inputs from .npy or .pb files; write every graph output as OUTPUTNAME.npy.")
 
-    @Argument(help: "The ONNX model file.") var model: String
+    @Argument(help: "The ONNX model file (or .bsir IR text).") var model: String
     @Option(name: .long, help: ArgumentHelp("An input as NAME=FILE (.npy or .pb); with a single input, just FILE.", valueName: "NAME=FILE"))
     var input: [String] = []
     @Option(name: .long, help: "Directory for the outputs (created if missing).") var outputDir: String?
@@ -104,14 +105,31 @@ struct RunCommand: ParsableCommand {
     @Option(help: "Threads for the kernels.") var threads: Int?
     @Option(help: "For a multi-precision model: the bit-width to run at (default: its highest trained bit-width).")
     var bits: Int?
+    @Option(help: ArgumentHelp("Back end: 'ref' (the reference executor; default), 'int' (the same, for a model already lowered to integer ops: the bit-exact integer interpreter), or 'c' (emit C, build it, cached, and run the library).", valueName: "ref|int|c"))
+    var backend: String = "ref"
 
     func run() throws {
-        let g = try loadModel(model)
+        let g = try loadModelOrIR(model)
+        guard ["ref", "int", "c"].contains(backend) else {
+            throw BitSwitchError(.data, "unknown --backend '\(backend)'; use ref, int or c")
+        }
+        if backend == "int", !g.nodes.contains(where: { $0.op.isInteger }) {
+            throw BitSwitchError(.unsupported, "--backend int needs a model lowered to integer ops (docs/int-ops.md); this one has none", file: model)
+        }
         let inputs = try bind(input, to: g.inputs.map(\.name), what: "input")
         var feeds: [String: Tensor] = [:]
         for (name, file) in inputs { feeds[name] = try TensorFiles.load(file) }
         let outputs: [String: Tensor]
-        do { outputs = try Executor(graph: g, threads: threads, activeBits: bits).run(feeds) } catch let e as BitSwitchError {
+        do {
+            if backend == "c" {
+                guard bits == nil else {
+                    throw BitSwitchError(.unsupported, "--bits with --backend c needs a fake-quant model lowered per profile; emit it with its profiles instead")
+                }
+                outputs = try runCompiled(EmitInput(graph: g), inputs: feeds)
+            } else {
+                outputs = try Executor(graph: g, threads: threads, activeBits: bits).run(feeds)
+            }
+        } catch let e as BitSwitchError {
             throw e.located(file: model)
         }
         if let dir = outputDir {
