@@ -128,6 +128,18 @@ struct SafetyTests {
         }
         """)
         #expect { try generateBundle(EmitInput(graph: g3)) } throws: { "\($0)".contains("Dequantize") }
+        // Huge dims: a clear error, not an overflowing arena.
+        for dims in ["N,3000000000,100000", "N,4611686018427387904,4", "N,100000,100000,100000"] {
+            let g = try parseGraph("""
+            graph @t opsets {"": 17, "ai.bitswitch": 1} {
+              input %x: f32[\(dims)]
+              %q = ai.bitswitch.Quantize(%x) {hi = 127, lo = -128, scale = 0.5, to = "i8", zero = 0}
+              %y = ai.bitswitch.Dequantize(%q) {scale = 0.5, zero = 0}
+              output %y: f32[*]
+            }
+            """)
+            #expect { try generateBundle(EmitInput(graph: g)) } throws: { "\($0)".contains("2^44") }
+        }
         // Missing compiler and a compile error show what happened.
         let dir = TempDir()
         let g4 = try parseGraph("""
