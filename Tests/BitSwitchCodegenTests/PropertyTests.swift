@@ -33,8 +33,13 @@ struct PropertyTests {
             body += "  %\(out) = ai.bitswitch.QConv(%\(cur), %\(w)) {dilations = \(Harness.list(dil)), group = \(group), pads = \(Harness.list(pads)), strides = \(Harness.list(strides)), w_bits = \(bits), w_shift = \(shift), x_zero = \(xZero)}\n"
             let perChannel = Bool.random(using: &r), t = perChannel ? m : 1
             const_(rq + "m", "i32", [t], ints(t, (1 << 29)...((1 << 30) - 1)))
-            const_(rq + "n", "i32", [t], ints(t, (bits + 28)...(bits + 33)))
-            const_(rq + "b", "i32", [t], ints(t, -2000...2000))
+            // Shift and bias from the accumulator's expected size, so that outputs spread over the range
+            // (neither all clamped nor all zero) and the comparison is not vacuous.
+            let fanIn = Double(c / group * kernel.reduce(1, *))
+            let accMag = fanIn.squareRoot() * Double(max(1, min(1 << (bits - 1), 128 >> shift))) * 40
+            let nc = max(1, Int((log2(accMag) + 29.5 - log2(40)).rounded()))
+            const_(rq + "n", "i32", [t], ints(t, (nc - 1)...(nc + 1)))
+            const_(rq + "b", "i32", [t], ints(t, -Int(accMag / 4)...Int(accMag / 4)))
             let (lo, hi, z) = to == "u8" ? (0, 255, Int.random(in: 0...20, using: &r)) : (to == "i8" ? (-128, 127, 0) : (-(1 << 20), 1 << 20, 0))
             body += "  %\(rq) = ai.bitswitch.Requant(%\(out), %\(rq)m, %\(rq)n, %\(rq)b) {axis = 1, hi = \(hi), lo = \(lo), to = \"\(to)\", zero = \(z)}\n"
             let outSpatial = spatial.indices.map { i in (spatial[i] + pads[i] + pads[i + spatial.count] - ((kernel[i] - 1) * dil[i] + 1)) / strides[i] + 1 }
@@ -60,7 +65,7 @@ struct PropertyTests {
                                   dil: same.map { _ in 1 }, to: "i32")
                 let s = fresh("s")
                 let outType = pick(["i8", "u8"])
-                body += "  %\(s) = ai.bitswitch.QAdd(%\(a), %\(b)) {a_zero = 0, b_zero = 0, hi = \(outType == "u8" ? 255 : 127), lo = \(outType == "u8" ? 0 : -128), m_a = \(Int.random(in: (1 << 29)..<(1 << 30), using: &r)), m_b = \(Int.random(in: (1 << 29)..<(1 << 30), using: &r)), n = \(Int.random(in: 36...40, using: &r)), to = \"\(outType)\", zero = 0}\n"
+                body += "  %\(s) = ai.bitswitch.QAdd(%\(a), %\(b)) {a_zero = 0, b_zero = 0, hi = \(outType == "u8" ? 255 : 127), lo = \(outType == "u8" ? 0 : -128), m_a = \(Int.random(in: (1 << 29)..<(1 << 30), using: &r)), m_b = \(Int.random(in: (1 << 29)..<(1 << 30), using: &r)), n = \(Int.random(in: 29...31, using: &r)), to = \"\(outType)\", zero = 0}\n"
                 cur = s; spatial = sa; xType = outType; xZero = 0
             } else {
                 let outType = pick(["i8", "u8"])
