@@ -140,10 +140,11 @@ private func compile(_ argv: [String], _ tmp: URL, into target: URL, directory: 
         try? fm.removeItem(at: tmp)
         throw BitSwitchError(.io, "the C compiler failed (exit \(r.status)): \(argv.joined(separator: " "))\n\(r.stderr)\(r.stdout)", file: directory)
     }
-    do {
-        if fm.fileExists(atPath: target.path) { try fm.removeItem(at: tmp) } else { try fm.moveItem(at: tmp, to: target) }
-    } catch {
-        throw BitSwitchError(.io, "cannot store the build in the cache: \(error.localizedDescription)", file: target.path)
+    // rename(2) replaces atomically: a concurrent build of the same key wrote the same bytes.
+    guard rename(tmp.path, target.path) == 0 else {
+        let why = String(cString: strerror(errno))
+        try? fm.removeItem(at: tmp)
+        throw BitSwitchError(.io, "cannot store the build in the cache: \(why)", file: target.path)
     }
 }
 

@@ -106,6 +106,27 @@ struct NativeBuildTests {
 
     static let sources = ["bitswitch_model.c", "bs_kernels.c", "driver.c"]
 
+    @Test func buildCacheKeyFollowsContentAndFlags() throws {
+        let dir = TempDir()
+        let g = try SwitchingTests.variant(conv1: LayerBits(w: 8, a: 8), fc: LayerBits(w: 8, a: 8))
+        try emitBundle(EmitInput(graph: g), to: dir.file("b"))
+        let opts = CompileOptions(cacheDirectory: dir.file("cache"))
+        let first = try buildBundle(directory: dir.file("b"), options: opts)
+        let stamp = try FileManager.default.attributesOfItem(atPath: first)[.modificationDate] as? Date
+        // Same content and flags: the cached library, untouched.
+        #expect(try buildBundle(directory: dir.file("b"), options: opts) == first)
+        #expect(try FileManager.default.attributesOfItem(atPath: first)[.modificationDate] as? Date == stamp)
+        // Other flags, or other content: another key.
+        let o2 = try buildBundle(directory: dir.file("b"), options: CompileOptions(flags: ["-O1"], cacheDirectory: dir.file("cache")))
+        #expect(o2 != first)
+        try emitBundle(EmitInput(graph: try SwitchingTests.variant(conv1: LayerBits(w: 4, a: 4), fc: LayerBits(w: 8, a: 8))), to: dir.file("b"))
+        #expect(try buildBundle(directory: dir.file("b"), options: opts) != first)
+        // -o copies the library out.
+        let out = try buildBundle(directory: dir.file("b"), output: dir.file("lib.so"), options: opts)
+        #expect(out.hasSuffix("/lib.so") && FileManager.default.fileExists(atPath: out))
+        _ = try CompiledModel(library: out)
+    }
+
     @Test func sanitizersFindNothingAndResultsStayBitExact() throws {
         for c in [try Self.switchingCase(), try Self.randomCase()] {
             let dir = TempDir()
