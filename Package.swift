@@ -9,7 +9,7 @@ let package = Package(
     name: "BitSwitch",
     products: [
         .library(name: "BitSwitch", targets: ["BitSwitchIR", "BitSwitchONNX", "BitSwitchRuntime", "BitSwitchData",
-                                              "BitSwitchQuant", "BitSwitchPasses"]),
+                                              "BitSwitchQuant", "BitSwitchPasses", "BitSwitchCodegen"]),
         .executable(name: "bitswitch", targets: ["bitswitch"]),
     ],
     dependencies: [
@@ -30,12 +30,14 @@ let package = Package(
         .target(name: "BitSwitchONNX", dependencies: ["BitSwitchIR", "CONNX", "CProtobufC"]),
         .target(name: "BitSwitchRuntime", dependencies: ["BitSwitchIR", "BitSwitchData", "CBLAS", "CKernels"]),
         .target(name: "BitSwitchData", dependencies: ["CZlib"]),
+        // The C back end: depends on the IR only; its portable C kernels ship as resources copied into bundles.
+        .target(name: "BitSwitchCodegen", dependencies: ["BitSwitchIR"], resources: [.copy("Runtime")]),
         .target(name: "BitSwitchQuant", dependencies: ["BitSwitchIR", "BitSwitchRuntime", "BitSwitchData", "CKernels"]),
         .target(name: "BitSwitchPasses", dependencies: ["BitSwitchIR", "BitSwitchRuntime", "BitSwitchQuant",
                                                        "BitSwitchData", .product(name: "Yams", package: "Yams")]),
         .executableTarget(name: "bitswitch", dependencies: [
             "BitSwitchIR", "BitSwitchONNX", "BitSwitchRuntime", "BitSwitchData", "BitSwitchQuant", "BitSwitchPasses",
-            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "BitSwitchCodegen", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
         .testTarget(name: "BitSwitchIRTests", dependencies: ["BitSwitchIR"]),
@@ -45,6 +47,7 @@ let package = Package(
         .testTarget(name: "BitSwitchDataTests", dependencies: ["BitSwitchData"], exclude: ["Fixtures"]),
         .testTarget(name: "BitSwitchQuantTests", dependencies: ["BitSwitchQuant"], exclude: ["golden"]),
         .testTarget(name: "BitSwitchPassesTests", dependencies: ["BitSwitchPasses", "BitSwitchONNX"], exclude: ["golden"]),
+        .testTarget(name: "BitSwitchCodegenTests", dependencies: ["BitSwitchCodegen", "BitSwitchRuntime", "BitSwitchIR"]),
         .testTarget(name: "CLITests", dependencies: ["BitSwitchData"], exclude: ["Fixtures"]),
     ]
 )

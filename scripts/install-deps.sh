@@ -2,8 +2,10 @@
 # Installs the Debian packages BitSwitch builds against, if any is missing. Idempotent and quiet when all are there.
 set -euo pipefail
 # zlib1g-dev: gzip-compressed IDX files are read through zlib. dataset-fashion-mnist: examples/fashion-mnist's data
-# (the IDX files as shipped, in /usr/share/datasets/fashion-mnist).
-pkgs=(libprotobuf-c-dev protobuf-c-compiler libopenblas-dev pkg-config python3-venv zlib1g-dev dataset-fashion-mnist)
+# (the IDX files as shipped, in /usr/share/datasets/fashion-mnist). gcc-aarch64-linux-gnu, qemu-user: the C back
+# end's aarch64 cross-build test.
+pkgs=(libprotobuf-c-dev protobuf-c-compiler libopenblas-dev pkg-config python3-venv zlib1g-dev dataset-fashion-mnist
+      gcc-aarch64-linux-gnu qemu-user)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

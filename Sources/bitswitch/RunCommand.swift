@@ -1,4 +1,5 @@
 import ArgumentParser
+import BitSwitchCodegen
 import BitSwitchData
 import BitSwitchIR
 import BitSwitchONNX
@@ -94,7 +95,7 @@ struct RunCommand: ParsableCommand {
         commandName: "run",
         abstract: "Run a model on inputs from .npy or .pb files; write every graph output as OUTPUTNAME.npy.")
 
-    @Argument(help: "The ONNX model file.") var model: String
+    @Argument(help: "The ONNX model file (or .bsir IR text).") var model: String
     @OptionGroup var importFlags: ImportFlags
     @Option(name: .long, help: ArgumentHelp("An input as NAME=FILE (.npy or .pb); with a single input, just FILE.", valueName: "NAME=FILE"))
     var input: [String] = []
@@ -106,29 +107,27 @@ struct RunCommand: ParsableCommand {
     @Option(help: "Threads for the kernels.") var threads: Int?
     @Option(help: "For a multi-precision model: the bit-width to run at (default: its highest trained bit-width).")
     var bits: Int?
-    @Option(help: ArgumentHelp("float: the graph as it is (fake-quant ops in float); int: lowered to integer ops and run by the reference interpreter.", valueName: "float|int"))
-    var backend: String = "float"
+    @Option(help: "A per-layer profile JSON file (docs/profiles.md); --bits sets its default.") var profile: String?
+    @Option(help: ArgumentHelp("ref: the graph as it is (fake-quant in float); int: lowered to integer ops, run by the bit-exact interpreter; c: lowered, emitted as C, built (cached) and run in place.", valueName: "ref|int|c"))
+    var backend: Backend = .ref
 
     func run() throws {
-        var g = try loadModel(model, importFlags)
-        switch backend {
-        case "float": break
-        case "int":
-            if !g.nodes.contains(where: { $0.op.isInteger }) {
-                do {
-                    let a = quantizedLayers(g).isEmpty ? BitAssignment() : try Profile(defaultBits: bits).resolve(in: g)
-                    g = try lowerToIntegers(g, assignment: a)
-                }
-                catch let e as BitSwitchError { throw e.located(file: model) }
-            }
-        default:
-            throw ValidationError("--backend must be float or int, got '\(backend)'")
-        }
+        var g = try loadModelOrIR(model, importFlags)
+        let p = try selectedProfile(bits: bits, profile: profile)
+        if backend != .ref { g = try integerGraph(g, profile: p, file: model, profileFile: profile) }
         let inputs = try bind(input, to: g.inputs.map(\.name), what: "input")
         var feeds: [String: Tensor] = [:]
         for (name, file) in inputs { feeds[name] = try TensorFiles.load(file) }
         let outputs: [String: Tensor]
-        do { outputs = try Executor(graph: g, threads: threads, activeBits: bits).run(feeds) } catch let e as BitSwitchError {
+        do {
+            switch backend {
+            case .c: outputs = try runCompiled(EmitInput(graph: g), inputs: feeds)
+            case .int: outputs = try Executor(graph: g, threads: threads).run(feeds)
+            case .ref:
+                let a = quantizedLayers(g).isEmpty ? BitAssignment() : try p.resolve(in: g, file: profile)
+                outputs = try Executor(graph: g, threads: threads, assignment: a).run(feeds)
+            }
+        } catch let e as BitSwitchError {
             throw e.located(file: model)
         }
         if let dir = outputDir {

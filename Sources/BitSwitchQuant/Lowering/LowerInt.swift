@@ -13,7 +13,7 @@ import Foundation
 public enum LoweringMetadata {
     public static let bits = "bitswitch.int.bits"
     public static let sites = "bitswitch.int.sites"
-    /// The pseudo-layer for the profile's default bit-width (rows of pinned layers' quantizers and BN).
+    /// The pseudo-layer for the profile's default bit-width (rows of pinned layers' quantizers and BN); its site is "*:w".
     public static let defaultSite = "*"
 }
 
@@ -93,10 +93,10 @@ struct IntegerLowering {
                 nodeSite[l.weightQuant] = "\(l.name):w"
                 for bn in l.batchNorms { nodeSite[bn] = "\(l.name):w" }
             } else {
-                for bn in l.batchNorms { nodeSite[bn] = LoweringMetadata.defaultSite }
+                for bn in l.batchNorms { nodeSite[bn] = "\(LoweringMetadata.defaultSite):w" }
             }
-            if let q = l.inputQuant, nodeSite[q] == nil || l.isSwitchable && nodeSite[q] == LoweringMetadata.defaultSite {
-                nodeSite[q] = l.isSwitchable ? "\(l.name):a" : LoweringMetadata.defaultSite
+            if let q = l.inputQuant, nodeSite[q] == nil || l.isSwitchable && nodeSite[q] == "\(LoweringMetadata.defaultSite):w" {
+                nodeSite[q] = l.isSwitchable ? "\(l.name):a" : "\(LoweringMetadata.defaultSite):w"
             }
         }
         return nodeSite
@@ -302,7 +302,8 @@ struct IntegerLowering {
             let first = parts[0]
             var ins = parts.map(\.name), rep = first
             if !parts.allSatisfy({ $0.scale == first.scale && $0.zero == first.zero && $0.dtype == first.dtype }) {
-                let s = try fineScale(y)
+                let smallest = parts.min { $0.scale < $1.scale }!
+                let (s, fixed) = try fineScale(y, fallback: smallest)
                 ins = []
                 for (k, p) in parts.enumerated() {
                     let q = fresh("\(node.inputs[k]).fine")
@@ -310,11 +311,11 @@ struct IntegerLowering {
                                 name: "\(node.label).input\(k)", extraSites: [])
                     ins.append(q)
                 }
-                rep = .plain("", .i32, scale: s, zero: 0, sites: [])
+                rep = .plain("", .i32, scale: s, zero: 0, sites: fixed ? [] : Set(parts.flatMap(\.sites)))
             }
             let q = fresh("\(y).q")
             emit(.concat(axis: axis), ins, name: fresh(node.label), output: q, sites: [])
-            rep.name = q; rep.sites = Set(parts.flatMap(\.sites))
+            rep.name = q
             reps[y] = rep
 
         case .quantizeLinear(let axis, _, let outType):
@@ -539,13 +540,13 @@ struct IntegerLowering {
         }
         let a = try materialize(try input(node, 0), for: node.inputs[0])
         let b = try materialize(try input(node, 1), for: node.inputs[1])
-        let s = try fineScale(y)
+        let (s, fixed) = try fineScale(y, fallback: a.scale <= b.scale ? a : b)
         let (ma, mb, n) = try quantizeMultiplierPair(a.scale / s, b.scale / s)
         let q = fresh("\(y).q")
         emit(.qadd(QAddAttrs(ma: ma, mb: mb, n: n, aZero: a.zero ?? 0, bZero: b.zero ?? 0, zero: 0,
                              lo: Int(Int32.min), hi: Int(Int32.max), to: .i32)),
              [a.name, b.name], name: fresh(node.label), output: q, sites: a.sites.union(b.sites))
-        reps[y] = .plain(q, .i32, scale: s, zero: 0, sites: [])
+        reps[y] = .plain(q, .i32, scale: s, zero: 0, sites: fixed ? [] : a.sites.union(b.sites))
     }
 
     mutating func lowerAverage(_ node: Node, attrs: PoolAttrs?) throws {
@@ -576,11 +577,13 @@ struct IntegerLowering {
     mutating func materialize(_ r: IntRep, for value: String) throws -> IntRep {
         if r.isPlain { return r }
         if let m = materialized[value] { return m }
-        let s = try fineScale(value)
+        let (s, fixed) = try fineScale(value, fallback: r)
         let q = fresh("\(value).fine")
         try requant(r, into: q, dtype: .i32, scale: s, zero: 0, lo: Int(Int32.min), hi: Int(Int32.max),
                     name: "\(value).requant", extraSites: [])
-        let p = IntRep.plain(q, .i32, scale: s, zero: 0, sites: [])
+        // A scale taken from a downstream quantizer is the same in every profile; one taken from r's own
+        // accumulator scales (values that only reach an output) follows r's layer bits.
+        let p = IntRep.plain(q, .i32, scale: s, zero: 0, sites: fixed ? [] : r.sites)
         materialized[value] = p
         return p
     }
@@ -611,8 +614,9 @@ struct IntegerLowering {
     }
 
     /// The fine scale of a value without a quantizer: the scale (at its top, or pinned, bit-width) of the first
-    /// quantizer it flows into, over 2^8; for values that reach an output, the smallest accumulator scale.
-    func fineScale(_ value: String) throws -> Double {
+    /// quantizer it flows into, over 2^8 (`fixed`: the same in every profile); for values that reach an output
+    /// without one, the smallest scale of `fallback` (which follows the profile).
+    func fineScale(_ value: String, fallback: IntRep?) throws -> (scale: Double, fixed: Bool) {
         var seen: Set<String> = [], frontier = [value]
         while let v = frontier.popLast() {
             guard seen.insert(v).inserted else { continue }
@@ -624,7 +628,7 @@ struct IntegerLowering {
                         let f = st.floats
                         let i = a.pinnedBits.flatMap { p in a.bits.firstIndex(of: p) } ?? 0
                         let s = Double(f[min(i, f.count - 1)] > 0 ? f[min(i, f.count - 1)] : (f.first { $0 > 0 } ?? 0))
-                        if s > 0 { return s / 256 }
+                        if s > 0 { return (s / 256, true) }
                     }
                 case .add, .relu, .clip, .maxPool, .averagePool, .globalAveragePool, .flatten, .reshape, .transpose,
                      .squeeze, .unsqueeze, .concat, .identity, .dropout, .sub, .mul, .div:
@@ -633,9 +637,9 @@ struct IntegerLowering {
                 }
             }
         }
-        if let r = reps[value] {
+        if let r = fallback {
             let positive = r.alpha.map(abs).filter { $0 > 0 }
-            if let m = positive.min() { return m }
+            if let m = positive.min() { return (m, false) }
         }
         throw BitSwitchError(.pass, "cannot choose an integer scale for '\(value)' (no quantizer downstream and no known scale)")
     }

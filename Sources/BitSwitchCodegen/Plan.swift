@@ -1,0 +1,458 @@
+import BitSwitchIR
+import Foundation
+
+/// What the C back end compiles: variants of one integer graph (same structure and weights; only the small
+/// per-profile parameters differ) and the named profiles, each pointing at one variant.
+public struct EmitInput: Sendable {
+    public var variants: [Graph]
+    public var profiles: [(name: String, variant: Int)]
+    public init(variants: [Graph], profiles: [(name: String, variant: Int)] = []) {
+        self.variants = variants
+        self.profiles = profiles.isEmpty ? variants.indices.map { ("variant\($0)", $0) } : profiles
+    }
+    /// One lowered graph as a single-profile bundle.
+    public init(graph: Graph, profileName: String = "default") {
+        self.init(variants: [graph], profiles: [(profileName, 0)])
+    }
+}
+
+/// The parameters of one node that a profile may change; equal values across variants share one C table.
+struct NodeParams: Hashable {
+    var ints: [Int] = []
+    var floats: [UInt32] = []        // bit patterns, so that equality is exact
+    var tables: [[Int32]] = []
+}
+
+/// A node whose parameters live in per-block tables selected at run time.
+struct ParamNode {
+    var node: Int
+    var sites: [(layer: Int, activation: Bool)]
+    /// Distinct parameter blocks, in first-variant order, with their site key (bits per site).
+    var blocks: [NodeParams]
+    var keys: [[Int]]
+    /// Block of each variant.
+    var variantBlock: [Int]
+}
+
+/// Everything the C writer needs, checked: static shapes, parameter blocks, layers, memory plan.
+struct Plan {
+    var graph: Graph                         // variant 0, batch 1, shapes inferred
+    var shapes: [String: [Int]] = [:]
+    var dtypes: [String: DType] = [:]
+    var layers: [String] = []
+    var variantLayerBits: [[LayerBits]] = []
+    var paramNodes: [ParamNode] = []
+    var paramIndex: [Int: Int] = [:]         // node index -> param node index
+    var fusedRequant: [Int: Int] = [:]       // QConv/QGemm node -> the Requant it absorbs
+    var absorbed: Set<Int> = []              // Requant nodes emitted inside a fused call
+    var offsets: [String: Int] = [:]         // arena offsets of values
+    var weightOffsets: [Int: Int] = [:]      // QConv/QGemm node -> arena offset of its shifted weights
+    var arenaBytes = 0
+    var input: ValueInfo
+    var quantizeOfInput: Int?                // the single Quantize reading the input (bs_run_quantized)
+    var profiles: [(name: String, variant: Int)]
+
+    static let alignment = 64
+    static let maxBytes = 1 << 46
+
+    init(_ e: EmitInput) throws {
+        guard let first = e.variants.first else { throw BitSwitchError(.invalidModel, "nothing to emit: no graph variant given") }
+        for p in e.profiles where !e.variants.indices.contains(p.variant) {
+            throw BitSwitchError(.invalidModel, "profile '\(p.name)' names variant \(p.variant), but there are \(e.variants.count)")
+        }
+        guard !e.profiles.isEmpty else { throw BitSwitchError(.invalidModel, "nothing to emit: no profile given") }
+        profiles = e.profiles
+        let prepared = try e.variants.map(Plan.prepare)
+        graph = prepared[0]
+        guard graph.inputs.count == 1, let inp = graph.inputs.first else {
+            throw BitSwitchError(.unsupported, "the C back end needs exactly one graph input, got \(graph.inputs.count)")
+        }
+        input = inp
+        _ = first
+        try checkSameStructure(prepared)
+        try collectShapes()
+        try checkOps()
+        try buildParams(prepared)
+        planFusion()
+        try planMemory()
+    }
+
+    /// Batch 1: a symbolic or unknown first input dim becomes 1; shapes are inferred afresh.
+    static func prepare(_ g0: Graph) throws -> Graph {
+        var g = g0
+        for i in g.inputs.indices {
+            guard var s = g.inputs[i].type.shape else {
+                throw BitSwitchError(.shape, "input '\(g.inputs[i].name)' has unknown rank; the C back end needs static shapes")
+            }
+            for d in s.indices where s[d].value == nil {
+                guard d == 0 else {
+                    throw BitSwitchError(.shape, "input '\(g.inputs[i].name)' has a non-static dim \(d) (\(s[d])); only the batch dim may be symbolic")
+                }
+                s[d] = .known(1)
+            }
+            g.inputs[i].type.shape = s
+        }
+        g.valueTypes = [:]
+        for i in g.outputs.indices { g.outputs[i].type.shape = nil }
+        try inferShapes(&g)
+        return g
+    }
+
+    // MARK: structure
+
+    /// Op with its profile-dependent parameters blanked: equal for every variant of one model.
+    static func structural(_ op: Op) -> Op {
+        switch op {
+        case .quantize(_, _, _, _, let to): return .quantize(scale: 0, zero: 0, lo: 0, hi: 0, to: to)
+        case .dequantize: return .dequantize(scale: 0, zero: 0)
+        case .qconv(var q): q.wShift = 0; q.wBits = 0; q.xZero = 0; return .qconv(q)
+        case .qgemm(var q): q.wShift = 0; q.wBits = 0; q.xZero = 0; return .qgemm(q)
+        case .requant(var r): r.lo = 0; r.hi = 0; r.zero = 0; return .requant(r)
+        case .qadd(let q): return .qadd(QAddAttrs(ma: 0, mb: 0, n: 0, lo: 0, hi: 0, to: q.to))
+        case .qavgPool(let p, _): return .qavgPool(p, zero: 0)
+        case .qglobalAvgPool: return .qglobalAvgPool(zero: 0)
+        default: return op
+        }
+    }
+
+    /// Initializers a profile may change: the Requant tables.
+    static func parameterInitializers(_ g: Graph) -> Set<String> {
+        var s: Set<String> = []
+        for n in g.nodes { if case .requant = n.op { for v in n.inputs.dropFirst() { s.insert(v) } } }
+        return s
+    }
+
+    func checkSameStructure(_ vs: [Graph]) throws {
+        let g = vs[0]
+        let params = Plan.parameterInitializers(g)
+        for (vi, v) in vs.enumerated().dropFirst() {
+            func differ(_ what: String, node: Node? = nil) -> BitSwitchError {
+                BitSwitchError(.invalidModel, "variant \(vi) differs from variant 0: \(what)", node: node?.label, op: node?.op.typeName)
+            }
+            if v.inputs != g.inputs { throw differ("graph inputs \(v.inputs.map(\.name)) vs \(g.inputs.map(\.name))") }
+            if v.outputs.map(\.name) != g.outputs.map(\.name) { throw differ("graph outputs") }
+            for i in 0..<max(g.nodes.count, v.nodes.count) {
+                guard i < g.nodes.count, i < v.nodes.count else {
+                    throw differ("node count \(v.nodes.count) vs \(g.nodes.count)", node: i < g.nodes.count ? g.nodes[i] : v.nodes[i])
+                }
+                let a = g.nodes[i], b = v.nodes[i]
+                if a.name != b.name || a.inputs != b.inputs || a.outputs != b.outputs {
+                    throw differ("node \(i) is '\(b.label)' reading \(b.inputs) vs '\(a.label)' reading \(a.inputs)", node: a)
+                }
+                if Plan.structural(a.op) != Plan.structural(b.op) { throw differ("op or its structural attributes", node: a) }
+            }
+            if Set(v.initializerOrder) != Set(g.initializerOrder) { throw differ("the set of initializers") }
+            for name in g.initializerOrder {
+                guard let ta = g.initializers[name], let tb = v.initializers[name] else { continue }
+                let same = params.contains(name) ? (ta.dtype == tb.dtype) : (ta == tb)
+                if !same {
+                    let reader = g.nodes.first { $0.inputs.contains(name) }
+                    throw differ("initializer '\(name)' (weights are stored once and must be equal)", node: reader)
+                }
+            }
+        }
+    }
+
+    // MARK: shapes and ops
+
+    mutating func collectShapes() throws {
+        var values: [(String, Node?)] = [(input.name, nil)]
+        for n in graph.nodes { for o in n.outputs where !o.isEmpty { values.append((o, n)) } }
+        for (name, node) in values {
+            guard let t = graph.type(of: name), let s = t.knownShape else {
+                throw BitSwitchError(.shape, "value '\(name)' has no static shape (\(graph.type(of: name).map { "\($0)" } ?? "unknown")); the C back end needs static shapes",
+                                     node: node?.label, op: node?.op.typeName)
+            }
+            guard s.allSatisfy({ $0 >= 1 }), let count = checkedElementCount(s), count <= Plan.maxBytes / 4 else {
+                throw BitSwitchError(.shape, "value '\(name)' has shape \(s): every dim must be positive and the tensor below 2^44 elements",
+                                     node: node?.label, op: node?.op.typeName)
+            }
+            guard [.f32, .i8, .u8, .i32].contains(t.dtype) else {
+                throw BitSwitchError(.unsupported, "value '\(name)' has element type \(t.dtype); the C back end handles f32, i8, u8 and i32",
+                                     node: node?.label, op: node?.op.typeName)
+            }
+            shapes[name] = s; dtypes[name] = t.dtype
+        }
+        for o in graph.outputs {
+            guard dtypes[o.name] == .f32 else {
+                throw BitSwitchError(.unsupported, "graph output '\(o.name)' is \(dtypes[o.name].map { "\($0)" } ?? "not computed"); the C back end returns floats, so outputs must come from a Dequantize")
+            }
+        }
+    }
+
+    mutating func checkOps() throws {
+        let defined = Set(graph.nodes.flatMap(\.outputs)).union([input.name])
+        var inputReaders: [Int] = []
+        for (i, n) in graph.nodes.enumerated() {
+            func fail(_ m: String) -> BitSwitchError { BitSwitchError(.unsupported, m, node: n.label, op: n.op.typeName) }
+            let dataInputs: [Int]
+            switch n.op {
+            case .quantize, .dequantize, .requant, .qmaxPool, .qavgPool, .qglobalAvgPool, .flatten, .reshape,
+                 .squeeze, .unsqueeze, .identity, .transpose:
+                dataInputs = [0]
+            case .qconv, .qgemm:
+                dataInputs = [0]
+                guard n.inputs.count >= 2, let w = graph.initializers[n.inputs[1]], w.dtype == .i8 else {
+                    throw fail("the weight must be an i8 initializer (the stored INT8 integers)")
+                }
+                guard w.count > 0, w.count <= Plan.maxBytes else { throw fail("weight has \(w.count) elements") }
+            case .qadd:
+                dataInputs = [0, 1]
+                guard n.inputs.count == 2, shapes[n.inputs[0]] == shapes[n.inputs[1]] else {
+                    throw fail("QAdd inputs must have equal static shapes, got \(n.inputs.map { shapes[$0].map { "\($0)" } ?? "?" })")
+                }
+            case .concat:
+                dataInputs = Array(n.inputs.indices)
+            default:
+                throw fail("the C back end cannot run \(n.op.typeName); lower the model to the integer dialect first (docs/int-ops.md)")
+            }
+            for k in dataInputs {
+                guard k < n.inputs.count, !n.inputs[k].isEmpty, defined.contains(n.inputs[k]) else {
+                    throw fail("input \(k) ('\(k < n.inputs.count ? n.inputs[k] : "")') must be a value computed by the graph (constants are not supported there)")
+                }
+                if n.inputs[k] == input.name { inputReaders.append(i) }
+            }
+            switch n.op {
+            case .quantize:
+                guard dtypes[n.inputs[0]] == .f32 else { throw fail("Quantize input must be f32") }
+            case .qconv, .qgemm:
+                guard dtypes[n.inputs[0]] == .i8 || dtypes[n.inputs[0]] == .u8 else {
+                    throw fail("input must be i8 or u8, got \(dtypes[n.inputs[0]].map { "\($0)" } ?? "?")")
+                }
+            case .requant:
+                guard n.inputs.count == 4 else { throw fail("Requant needs inputs x, m, n, bias") }
+                for t in n.inputs.dropFirst() {
+                    guard let v = graph.initializers[t], v.dtype == .i32 else { throw fail("Requant table '\(t)' must be an i32 initializer") }
+                }
+                guard dtypes[n.inputs[0]] != .f32 else { throw fail("Requant input must be an integer") }
+            case .dequantize, .qadd, .qmaxPool, .qavgPool, .qglobalAvgPool:
+                for k in dataInputs where dtypes[n.inputs[k]] == .f32 { throw fail("input '\(n.inputs[k])' must be an integer") }
+            case .transpose:
+                guard (shapes[n.inputs[0]]?.count ?? 0) <= 8 else { throw fail("Transpose of rank above 8") }
+            default: break
+            }
+            if case .qconv = n.op, let s = shapes[n.inputs[0]], !(3...5).contains(s.count) {
+                throw fail("QConv input must be [N, C, spatial...] with 1 to 3 spatial dims, got \(s)")
+            }
+            if case .qmaxPool = n.op, let s = shapes[n.inputs[0]], !(3...5).contains(s.count) { throw fail("pool input rank \(s.count)") }
+            if case .qavgPool = n.op, let s = shapes[n.inputs[0]], !(3...5).contains(s.count) { throw fail("pool input rank \(s.count)") }
+            if case .qglobalAvgPool = n.op, let s = shapes[n.inputs[0]], !(3...5).contains(s.count) { throw fail("pool input rank \(s.count)") }
+        }
+        if inputReaders.count == 1, case .quantize = graph.nodes[inputReaders[0]].op { quantizeOfInput = inputReaders[0] }
+    }
+
+    // MARK: parameters, layers, blocks
+
+    static func params(_ n: Node, _ g: Graph) throws -> NodeParams? {
+        func fail(_ m: String) -> BitSwitchError { BitSwitchError(.invalidModel, m, node: n.label, op: n.op.typeName) }
+        switch n.op {
+        case .quantize(let scale, let zero, let lo, let hi, _):
+            return NodeParams(ints: [zero, lo, hi], floats: [scale.bitPattern])
+        case .dequantize(let scale, let zero):
+            return NodeParams(ints: [zero], floats: [scale.bitPattern])
+        case .qconv, .qgemm:
+            let (xz, sh, b): (Int, Int, Int)
+            switch n.op {
+            case .qconv(let c): (xz, sh, b) = (c.xZero, c.wShift, c.wBits)
+            case .qgemm(let m): (xz, sh, b) = (m.xZero, m.wShift, m.wBits)
+            default: return nil
+            }
+            guard (1...8).contains(b), (0...7).contains(sh) else { throw fail("w_bits \(b) must be in 1...8 and w_shift \(sh) in 0...7") }
+            guard abs(xz) < 1 << 31 else { throw fail("x_zero \(xz) is outside int32") }
+            return NodeParams(ints: [xz, sh, b])
+        case .requant(let r):
+            var tables: [[Int32]] = []
+            for t in n.inputs.dropFirst() {
+                guard let v = g.initializers[t], case .i32(let a) = v.storage else { throw fail("Requant table '\(t)' must be an i32 initializer") }
+                tables.append(a)
+            }
+            if let bad = tables[1].first(where: { $0 < 0 || $0 > 62 }) { throw fail("Requant shift \(bad) is outside 0...62") }
+            return NodeParams(ints: [r.zero, r.lo, r.hi], tables: tables)
+        case .qadd(let q):
+            return NodeParams(ints: [q.ma, q.mb, q.n, q.aZero, q.bZero, q.zero, q.lo, q.hi])
+        case .qavgPool(_, let zero), .qglobalAvgPool(let zero):
+            return NodeParams(ints: [zero])
+        default:
+            return nil
+        }
+    }
+
+    static func parseJSON(_ g: Graph, _ key: String) throws -> Any? {
+        guard let s = g.metadata[key] else { return nil }
+        do { return try JSONSerialization.jsonObject(with: Data(s.utf8)) } catch {
+            throw BitSwitchError(.parse, "metadata '\(key)' is not valid JSON: \(error.localizedDescription)")
+        }
+    }
+
+    /// `metadata["bitswitch.int.bits"]`: `{"<layer>": {"w": B, "a": B}}`.
+    static func layerBits(_ g: Graph) throws -> [String: LayerBits]? {
+        guard let any = try parseJSON(g, "bitswitch.int.bits") else { return nil }
+        guard let o = any as? [String: Any] else { throw BitSwitchError(.parse, "metadata 'bitswitch.int.bits' must be a JSON object") }
+        var r: [String: LayerBits] = [:]
+        for (k, v) in o {
+            guard let d = v as? [String: Any], let w = (d["w"] as? NSNumber)?.intValue, let a = (d["a"] as? NSNumber)?.intValue,
+                  (1...32).contains(w), (1...32).contains(a) else {
+                throw BitSwitchError(.parse, "metadata 'bitswitch.int.bits': layer '\(k)' needs integer \"w\" and \"a\" bit-widths")
+            }
+            r[k] = LayerBits(w: w, a: a)
+        }
+        return r
+    }
+
+    /// `metadata["bitswitch.int.sites"]`: `{"<node>": ["<layer>:w", "<layer>:a", ...]}`.
+    static func sites(_ g: Graph) throws -> [String: [String]] {
+        guard let any = try parseJSON(g, "bitswitch.int.sites") else { return [:] }
+        guard let o = any as? [String: Any] else { throw BitSwitchError(.parse, "metadata 'bitswitch.int.sites' must be a JSON object") }
+        var r: [String: [String]] = [:]
+        for (k, v) in o {
+            guard let a = v as? [String] else { throw BitSwitchError(.parse, "metadata 'bitswitch.int.sites': '\(k)' must map to a list of strings") }
+            r[k] = a
+        }
+        return r
+    }
+
+    mutating func buildParams(_ vs: [Graph]) throws {
+        let bits = try vs.map(Plan.layerBits)
+        let sitesByNode = try Plan.sites(vs[0])
+        let layerSet = Set(bits[0]?.keys.map { $0 } ?? [])
+        for (i, b) in bits.enumerated() where Set(b?.keys.map { $0 } ?? []) != layerSet {
+            throw BitSwitchError(.invalidModel, "variant \(i) lists other layers in metadata 'bitswitch.int.bits' than variant 0")
+        }
+        // Layers in the order the graph first mentions them, then the rest by name.
+        var order: [String] = []
+        for n in graph.nodes {
+            for s in sitesByNode[n.name] ?? [] {
+                let l = String(s[..<(s.lastIndex(of: ":") ?? s.endIndex)])
+                if layerSet.contains(l) && !order.contains(l) { order.append(l) }
+            }
+        }
+        order += layerSet.subtracting(order).sorted()
+        layers = order
+        let layerIndex = Dictionary(uniqueKeysWithValues: order.enumerated().map { ($1, $0) })
+        variantLayerBits = bits.map { b in order.map { b?[$0] ?? LayerBits(w: 8, a: 8) } }
+
+        for (i, n) in graph.nodes.enumerated() {
+            guard let p0 = try Plan.params(n, vs[0]) else { continue }
+            var sites: [(Int, Bool)] = []
+            for s in sitesByNode[n.name] ?? [] {
+                guard let colon = s.lastIndex(of: ":"), let li = layerIndex[String(s[..<colon])],
+                      ["w", "a"].contains(s[s.index(after: colon)...]) else {
+                    throw BitSwitchError(.invalidModel, "metadata 'bitswitch.int.sites': site '\(s)' must be '<layer>:w' or '<layer>:a' of a layer in 'bitswitch.int.bits'",
+                                         node: n.label, op: n.op.typeName)
+                }
+                sites.append((li, s[s.index(after: colon)...] == "a"))
+            }
+            var pn = ParamNode(node: i, sites: sites, blocks: [], keys: [], variantBlock: [])
+            for (vi, v) in vs.enumerated() {
+                let p = vi == 0 ? p0 : try Plan.params(v.nodes[i], v)!
+                let key = sites.map { s in s.1 ? variantLayerBits[vi][s.0].a : variantLayerBits[vi][s.0].w }
+                if let k = pn.keys.firstIndex(of: key) {
+                    guard pn.blocks[k] == p else {
+                        let what = sites.isEmpty ? "no layer bits (it has no entry in metadata 'bitswitch.int.sites')"
+                            : "the same bits \(key) for its sites"
+                        throw BitSwitchError(.invalidModel, "variants \(pn.variantBlock.firstIndex(of: k) ?? 0) and \(vi) give this node \(what) but different parameters",
+                                             node: n.label, op: n.op.typeName)
+                    }
+                    pn.variantBlock.append(k)
+                } else {
+                    pn.keys.append(key); pn.blocks.append(p); pn.variantBlock.append(pn.blocks.count - 1)
+                }
+            }
+            if case .requant = n.op { try checkRequantTables(pn, n) }
+            paramIndex[i] = paramNodes.count
+            paramNodes.append(pn)
+        }
+    }
+
+    func checkRequantTables(_ pn: ParamNode, _ n: Node) throws {
+        let s = shapes[n.inputs[0]] ?? []
+        guard case .requant(let r) = n.op else { return }
+        let axis = r.axis < 0 ? r.axis + s.count : r.axis
+        let channels = axis >= 0 && axis < s.count ? s[axis] : 1
+        for b in pn.blocks {
+            for (name, t) in zip(["m", "n", "bias"], b.tables) where t.count != 1 && t.count != channels {
+                throw BitSwitchError(.shape, "Requant \(name) has \(t.count) values; expected 1 or \(channels) (axis \(r.axis) of \(s))",
+                                     node: n.label, op: n.op.typeName)
+            }
+        }
+    }
+
+    // MARK: fusion and memory
+
+    mutating func planFusion() {
+        let consumers = graph.consumers
+        let outputs = graph.outputNames
+        for (i, n) in graph.nodes.enumerated() {
+            guard let out = n.outputs.first, !outputs.contains(out), let readers = consumers[out], readers.count == 1 else { continue }
+            let r = graph.nodes[readers[0]]
+            guard case .requant(let rq) = r.op, r.inputs[0] == out, r.inputs.dropFirst().allSatisfy({ $0 != out }),
+                  let pi = paramIndex[readers[0]] else { continue }
+            let rank = shapes[out]?.count ?? 0
+            let axis = rq.axis < 0 ? rq.axis + rank : rq.axis
+            let perTensor = paramNodes[pi].blocks.allSatisfy { $0.tables.allSatisfy { $0.count == 1 } }
+            switch n.op {
+            case .qconv: if !(perTensor || axis == 1) { continue }
+            case .qgemm: if !(perTensor || axis == rank - 1) { continue }
+            default: continue
+            }
+            fusedRequant[i] = readers[0]
+            absorbed.insert(readers[0])
+        }
+    }
+
+    func bytes(_ v: String) -> Int { (shapes[v] ?? []).reduce(1, *) * (dtypes[v]?.byteWidth ?? 4) }
+
+    static func align(_ x: Int) -> Int { (x + alignment - 1) / alignment * alignment }
+
+    mutating func planMemory() throws {
+        var offset = 0
+        // Shifted weights of every QConv / QGemm first: rewritten on a switch, read by every run.
+        for (i, n) in graph.nodes.enumerated() {
+            switch n.op {
+            case .qconv, .qgemm:
+                weightOffsets[i] = offset
+                offset += Plan.align(graph.initializers[n.inputs[1]]?.count ?? 0)
+            default: break
+            }
+        }
+        let base = offset
+        // Activations: first fit over lifetimes [definition, last read]; outputs live to the end.
+        var lastUse: [String: Int] = [input.name: -1]
+        var defined: [String: Int] = [input.name: -1]
+        let end = graph.nodes.count
+        for (i, n) in graph.nodes.enumerated() {
+            for v in n.inputs where defined[v] != nil { lastUse[v] = max(lastUse[v] ?? i, i) }
+            for o in n.outputs where !o.isEmpty { defined[o] = i; lastUse[o] = max(lastUse[o] ?? i, i) }
+        }
+        for o in graph.outputs { lastUse[o.name] = end }
+        // A fused QConv/QGemm output never exists.
+        let skipped = Set(fusedRequant.keys.compactMap { graph.nodes[$0].outputs.first })
+        var live: [(offset: Int, size: Int, until: Int)] = []
+        var top = 0
+        func place(_ v: String, at step: Int) {
+            live.removeAll { $0.until < step }
+            let size = Plan.align(bytes(v))
+            var candidate = 0
+            for b in live.sorted(by: { $0.offset < $1.offset }) {
+                if candidate + size <= b.offset { break }
+                candidate = max(candidate, b.offset + b.size)
+            }
+            live.append((candidate, size, lastUse[v] ?? step))
+            offsets[v] = base + candidate
+            top = max(top, candidate + size)
+        }
+        place(input.name, at: -1)
+        for (i, n) in graph.nodes.enumerated() where !absorbed.contains(i) {
+            if let r = fusedRequant[i] {
+                // The fused call writes the Requant's output at this step.
+                place(graph.nodes[r].outputs[0], at: i)
+                continue
+            }
+            for o in n.outputs where !o.isEmpty && !skipped.contains(o) { place(o, at: i) }
+        }
+        arenaBytes = base + top
+        guard arenaBytes <= Plan.maxBytes else {
+            throw BitSwitchError(.shape, "the model needs an arena of \(arenaBytes) bytes, beyond what the C back end supports (2^46)")
+        }
+    }
+}

@@ -1,0 +1,251 @@
+/* BitSwitch portable integer kernels (C11). See bs_kernels.h and docs/int-ops.md.
+ * Wrapping arithmetic goes through uint64_t (defined behaviour); converting back to a signed type and `>>` on
+ * negative values rely on two's complement with an arithmetic shift, which every supported compiler (gcc, clang)
+ * guarantees and the assertion below checks. */
+#include "bs_kernels.h"
+
+#include <limits.h>
+#include <math.h>
+#include <string.h>
+
+_Static_assert((-1 >> 1) == -1, "BitSwitch kernels need an arithmetic right shift");
+_Static_assert((int32_t)-1 == -1 && sizeof(int64_t) == 8, "two's complement integers required");
+
+static inline int64_t bs_wrap_add(int64_t a, int64_t b) { return (int64_t)((uint64_t)a + (uint64_t)b); }
+static inline int64_t bs_wrap_sub(int64_t a, int64_t b) { return (int64_t)((uint64_t)a - (uint64_t)b); }
+static inline int64_t bs_wrap_mul(int64_t a, int64_t b) { return (int64_t)((uint64_t)a * (uint64_t)b); }
+
+/* rshr(x, k) = (x + 2^(k-1)) >> k without overflow: (x >> k) + ((x >> (k-1)) & 1); x for k <= 0; 0 for k >= 64. */
+static inline int64_t bs_rshr64(int64_t x, int64_t k) {
+    if (k <= 0) return x;
+    if (k >= 64) return 0;
+    return bs_wrap_add(x >> k, (x >> (k - 1)) & 1);
+}
+
+static inline int64_t bs_clamp64(int64_t v, int64_t lo, int64_t hi) { return v < lo ? lo : (v > hi ? hi : v); }
+
+static inline int32_t bs_trunc32(int64_t v) { return (int32_t)(uint32_t)(uint64_t)v; }
+
+static inline int64_t bs_load(const void *x, int32_t t, size_t i) {
+    switch (t) {
+    case BS_T_I8: return ((const int8_t *)x)[i];
+    case BS_T_U8: return ((const uint8_t *)x)[i];
+    default: return ((const int32_t *)x)[i];
+    }
+}
+
+/* Stores with saturation to the container, like the reference's Int8(clamping:) etc. */
+static inline void bs_store(void *y, int32_t t, size_t i, int64_t v) {
+    switch (t) {
+    case BS_T_I8: ((int8_t *)y)[i] = (int8_t)bs_clamp64(v, INT8_MIN, INT8_MAX); break;
+    case BS_T_U8: ((uint8_t *)y)[i] = (uint8_t)bs_clamp64(v, 0, UINT8_MAX); break;
+    default: ((int32_t *)y)[i] = (int32_t)bs_clamp64(v, INT32_MIN, INT32_MAX); break;
+    }
+}
+
+static inline int64_t bs_requant_one(int64_t x, const bs_requant_params *rq, size_t c) {
+    size_t j = rq->count == 1 ? 0 : c;
+    int64_t v = bs_wrap_mul(bs_wrap_add(x, rq->bias[j]), rq->m[j]);
+    return bs_clamp64(bs_wrap_add(bs_rshr64(v, rq->n[j]), rq->zero), rq->lo, rq->hi);
+}
+
+void bs_qs8_shift_weights__generic(const int8_t *q8, int8_t *wb, size_t count, int32_t shift, int32_t bits) {
+    int64_t lo = -((int64_t)1 << (bits - 1)), hi = ((int64_t)1 << (bits - 1)) - 1;
+    for (size_t i = 0; i < count; i++) wb[i] = (int8_t)bs_clamp64(bs_rshr64(q8[i], shift), lo, hi);
+}
+
+void bs_f32_quantize__generic(const float *x, void *y, int32_t yt, size_t count, const bs_quantize_params *p) {
+    float l = (float)bs_wrap_sub(p->lo, p->zero), h = (float)bs_wrap_sub(p->hi, p->zero);
+    for (size_t i = 0; i < count; i++) {
+        float v = x[i] / p->scale;
+        if (v > h) v = h;
+        if (v < l) v = l;
+        if (v != v) v = 0;
+        bs_store(y, yt, i, bs_wrap_add((int64_t)nearbyintf(v), p->zero));
+    }
+}
+
+void bs_dequantize__generic(const void *x, int32_t xt, float *y, size_t count, const bs_dequantize_params *p) {
+    for (size_t i = 0; i < count; i++) y[i] = (float)bs_wrap_sub(bs_load(x, xt, i), p->zero) * p->scale;
+}
+
+/* One output element of a conv: the wrapped int32 accumulator. X is the input element type. */
+#define BS_CONV_BODY(X)                                                                                              \
+    const bs_window *g = &s->win;                                                                                    \
+    int32_t cg = s->c / s->group, mg = s->m / s->group;                                                              \
+    size_t in_count = (size_t)g->d * g->h * g->w, k_count = (size_t)g->kd * g->kh * g->kw;                           \
+    size_t out_count = (size_t)g->od * g->oh * g->ow;                                                                \
+    int64_t xz = p->x_zero;                                                                                          \
+    for (int32_t oc = 0; oc < s->m; oc++) {                                                                          \
+        int32_t grp = oc / mg;                                                                                       \
+        for (int32_t od = 0; od < g->od; od++)                                                                       \
+        for (int32_t oh = 0; oh < g->oh; oh++)                                                                       \
+        for (int32_t ow = 0; ow < g->ow; ow++) {                                                                     \
+            uint64_t acc = 0;                                                                                        \
+            for (int32_t ic = 0; ic < cg; ic++) {                                                                    \
+                const X *xb = x + (size_t)(grp * cg + ic) * in_count;                                                \
+                const int8_t *wb = w + ((size_t)oc * cg + ic) * k_count;                                             \
+                for (int32_t kd = 0; kd < g->kd; kd++) {                                                             \
+                    int64_t id = (int64_t)od * g->sd - g->pd + (int64_t)kd * g->dd;                                  \
+                    if (id < 0 || id >= g->d) continue;                                                              \
+                    for (int32_t kh = 0; kh < g->kh; kh++) {                                                         \
+                        int64_t ih = (int64_t)oh * g->sh - g->ph + (int64_t)kh * g->dh;                              \
+                        if (ih < 0 || ih >= g->h) continue;                                                          \
+                        for (int32_t kw = 0; kw < g->kw; kw++) {                                                     \
+                            int64_t iw = (int64_t)ow * g->sw - g->pw + (int64_t)kw * g->dw;                          \
+                            if (iw < 0 || iw >= g->w) continue;                                                      \
+                            int64_t xv = bs_wrap_sub(xb[((size_t)id * g->h + (size_t)ih) * g->w + (size_t)iw], xz);  \
+                            int64_t wv = wb[((size_t)kd * g->kh + kh) * g->kw + kw];                                 \
+                            acc += (uint64_t)bs_wrap_mul(xv, wv);                                                    \
+                        }                                                                                            \
+                    }                                                                                                \
+                }                                                                                                    \
+            }                                                                                                        \
+            size_t o = (size_t)oc * out_count + ((size_t)od * g->oh + oh) * g->ow + ow;                              \
+            BS_CONV_STORE                                                                                            \
+        }                                                                                                            \
+    }
+
+#define BS_CONV_STORE y[o] = bs_trunc32((int64_t)acc);
+void bs_qs8_conv__generic(const bs_conv_shape *s, const int8_t *x, const int8_t *w, const bs_qmm_params *p, int32_t *y) {
+    BS_CONV_BODY(int8_t)
+}
+void bs_qu8_conv__generic(const bs_conv_shape *s, const uint8_t *x, const int8_t *w, const bs_qmm_params *p, int32_t *y) {
+    BS_CONV_BODY(uint8_t)
+}
+#undef BS_CONV_STORE
+
+#define BS_CONV_STORE bs_store(y, yt, o, bs_requant_one(bs_trunc32((int64_t)acc), rq, (size_t)oc));
+void bs_qs8_conv_requant__generic(const bs_conv_shape *s, const int8_t *x, const int8_t *w, const bs_qmm_params *p,
+                                  const bs_requant_params *rq, void *y, int32_t yt) {
+    BS_CONV_BODY(int8_t)
+}
+void bs_qu8_conv_requant__generic(const bs_conv_shape *s, const uint8_t *x, const int8_t *w, const bs_qmm_params *p,
+                                  const bs_requant_params *rq, void *y, int32_t yt) {
+    BS_CONV_BODY(uint8_t)
+}
+#undef BS_CONV_STORE
+
+#define BS_GEMM_BODY(X)                                                                                              \
+    int64_t xz = p->x_zero;                                                                                          \
+    for (size_t r = 0; r < rows; r++) {                                                                              \
+        const X *xr = x + r * k;                                                                                     \
+        for (size_t j = 0; j < m; j++) {                                                                             \
+            uint64_t acc = 0;                                                                                        \
+            for (size_t i = 0; i < k; i++) {                                                                         \
+                int64_t wv = trans_b ? w[j * k + i] : w[i * m + j];                                                  \
+                acc += (uint64_t)bs_wrap_mul(bs_wrap_sub(xr[i], xz), wv);                                            \
+            }                                                                                                        \
+            size_t o = r * m + j;                                                                                    \
+            BS_GEMM_STORE                                                                                            \
+        }                                                                                                            \
+    }
+
+#define BS_GEMM_STORE y[o] = bs_trunc32((int64_t)acc);
+void bs_qs8_gemm__generic(size_t rows, size_t k, size_t m, int32_t trans_b, const int8_t *x, const int8_t *w,
+                          const bs_qmm_params *p, int32_t *y) {
+    BS_GEMM_BODY(int8_t)
+}
+void bs_qu8_gemm__generic(size_t rows, size_t k, size_t m, int32_t trans_b, const uint8_t *x, const int8_t *w,
+                          const bs_qmm_params *p, int32_t *y) {
+    BS_GEMM_BODY(uint8_t)
+}
+#undef BS_GEMM_STORE
+
+#define BS_GEMM_STORE bs_store(y, yt, o, bs_requant_one(bs_trunc32((int64_t)acc), rq, j));
+void bs_qs8_gemm_requant__generic(size_t rows, size_t k, size_t m, int32_t trans_b, const int8_t *x, const int8_t *w,
+                                  const bs_qmm_params *p, const bs_requant_params *rq, void *y, int32_t yt) {
+    BS_GEMM_BODY(int8_t)
+}
+void bs_qu8_gemm_requant__generic(size_t rows, size_t k, size_t m, int32_t trans_b, const uint8_t *x, const int8_t *w,
+                                  const bs_qmm_params *p, const bs_requant_params *rq, void *y, int32_t yt) {
+    BS_GEMM_BODY(uint8_t)
+}
+#undef BS_GEMM_STORE
+
+void bs_requant__generic(const void *x, int32_t xt, void *y, int32_t yt, size_t outer, size_t channels, size_t inner,
+                         const bs_requant_params *rq) {
+    size_t i = 0;
+    for (size_t o = 0; o < outer; o++)
+        for (size_t c = 0; c < channels; c++)
+            for (size_t e = 0; e < inner; e++, i++) bs_store(y, yt, i, bs_requant_one(bs_load(x, xt, i), rq, c));
+}
+
+void bs_qadd__generic(const void *a, int32_t at, const void *b, int32_t bt, void *y, int32_t yt, size_t count,
+                      const bs_qadd_params *p) {
+    for (size_t i = 0; i < count; i++) {
+        int64_t va = bs_wrap_mul(bs_wrap_sub(bs_load(a, at, i), p->a_zero), p->m_a);
+        int64_t vb = bs_wrap_mul(bs_wrap_sub(bs_load(b, bt, i), p->b_zero), p->m_b);
+        bs_store(y, yt, i, bs_clamp64(bs_wrap_add(bs_rshr64(bs_wrap_add(va, vb), p->n), p->zero), p->lo, p->hi));
+    }
+}
+
+static void bs_pool(const bs_window *g, size_t planes, int32_t average, int32_t count_include_pad, int64_t zero,
+                    const void *x, int32_t xt, void *y) {
+    size_t in_count = (size_t)g->d * g->h * g->w, k = 0;
+    int64_t lowest = xt == BS_T_I8 ? INT8_MIN : (xt == BS_T_U8 ? 0 : INT32_MIN);
+    for (size_t plane = 0; plane < planes; plane++) {
+        size_t base = plane * in_count;
+        for (int32_t od = 0; od < g->od; od++)
+        for (int32_t oh = 0; oh < g->oh; oh++)
+        for (int32_t ow = 0; ow < g->ow; ow++, k++) {
+            int64_t best = INT64_MIN, sum = 0, valid = 0, in_padded = 0;
+            for (int32_t kd = 0; kd < g->kd; kd++) {
+                int64_t id = (int64_t)od * g->sd - g->pd + (int64_t)kd * g->dd;
+                for (int32_t kh = 0; kh < g->kh; kh++) {
+                    int64_t ih = (int64_t)oh * g->sh - g->ph + (int64_t)kh * g->dh;
+                    for (int32_t kw = 0; kw < g->kw; kw++) {
+                        int64_t iw = (int64_t)ow * g->sw - g->pw + (int64_t)kw * g->dw;
+                        if (id < (int64_t)g->d + g->ped && ih < (int64_t)g->h + g->peh && iw < (int64_t)g->w + g->pew)
+                            in_padded++;
+                        if (id < 0 || id >= g->d || ih < 0 || ih >= g->h || iw < 0 || iw >= g->w) continue;
+                        int64_t v = bs_load(x, xt, base + ((size_t)id * g->h + (size_t)ih) * g->w + (size_t)iw);
+                        if (v > best) best = v;
+                        sum = bs_wrap_add(sum, bs_wrap_sub(v, zero));
+                        valid++;
+                    }
+                }
+            }
+            if (average) {
+                int64_t count = count_include_pad ? in_padded : valid;
+                int64_t r = count == 0 ? 0 : (((int64_t)1 << 24) + count / 2) / count;
+                bs_store(y, xt, k, count == 0 ? zero : bs_wrap_add(bs_rshr64(bs_wrap_mul(sum, r), 24), zero));
+            } else {
+                bs_store(y, xt, k, valid == 0 ? lowest : best);
+            }
+        }
+    }
+}
+
+void bs_qmaxpool__generic(const bs_window *g, size_t planes, const void *x, int32_t xt, void *y) {
+    bs_pool(g, planes, 0, 0, 0, x, xt, y);
+}
+
+void bs_qavgpool__generic(const bs_window *g, size_t planes, int32_t count_include_pad, int64_t zero,
+                          const void *x, int32_t xt, void *y) {
+    bs_pool(g, planes, 1, count_include_pad, zero, x, xt, y);
+}
+
+void bs_copy_rows__generic(void *dst, size_t dst_stride, const void *src, size_t src_stride, size_t row_bytes,
+                           size_t rows) {
+    for (size_t r = 0; r < rows; r++)
+        memcpy((unsigned char *)dst + r * dst_stride, (const unsigned char *)src + r * src_stride, row_bytes);
+}
+
+void bs_transpose__generic(const void *x, void *y, size_t elem, int32_t rank, const int64_t *in_shape,
+                           const int32_t *perm) {
+    /* Output index walks in row-major order; the input offset follows through the permuted strides. */
+    int64_t in_stride[8], out_shape[8], idx[8], s = 1;
+    size_t count = 1;
+    for (int32_t i = rank - 1; i >= 0; i--) { in_stride[i] = s; s *= in_shape[i]; }
+    for (int32_t i = 0; i < rank; i++) { out_shape[i] = in_shape[perm[i]]; idx[i] = 0; count *= (size_t)out_shape[i]; }
+    for (size_t o = 0; o < count; o++) {
+        size_t off = 0;
+        for (int32_t i = 0; i < rank; i++) off += (size_t)idx[i] * (size_t)in_stride[perm[i]];
+        memcpy((unsigned char *)y + o * elem, (const unsigned char *)x + off * elem, elem);
+        for (int32_t i = rank - 1; i >= 0; i--) {
+            if (++idx[i] < out_shape[i]) break;
+            idx[i] = 0;
+        }
+    }
+}

@@ -1,0 +1,107 @@
+/* BitSwitch portable integer kernels (C11): the bit-exact reference of docs/int-ops.md.
+ * Every fast kernel is tested against these. Names follow XNNPACK's style:
+ * bs_<input type>_<op>[_requant]__<implementation>. No allocation, no global state. */
+#ifndef BS_KERNELS_H
+#define BS_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Element containers of integer tensors. */
+enum { BS_T_I8 = 0, BS_T_U8 = 1, BS_T_I32 = 2 };
+
+/* A conv or pool window over up to 3 spatial dims (1-D and 2-D use leading extents of 1). */
+typedef struct bs_window {
+    int32_t d, h, w;        /* input spatial extents */
+    int32_t od, oh, ow;     /* output spatial extents */
+    int32_t kd, kh, kw;     /* kernel */
+    int32_t sd, sh, sw;     /* strides */
+    int32_t pd, ph, pw;     /* begin pads */
+    int32_t ped, peh, pew;  /* end pads (average pool with count_include_pad) */
+    int32_t dd, dh, dw;     /* dilations */
+} bs_window;
+
+/* QConv: batch 1, x [C, spatial], w [M, C/group, kernel]. */
+typedef struct bs_conv_shape {
+    bs_window win;
+    int32_t c, m, group;
+} bs_conv_shape;
+
+/* Parameters of QConv / QGemm that a profile changes. */
+typedef struct bs_qmm_params {
+    int32_t x_zero, w_shift, w_bits;
+} bs_qmm_params;
+
+/* Requant: y = clamp(rshr((x + bias_c) * m_c, n_c) + zero, lo, hi), tables of `count` (1 or C) entries. */
+typedef struct bs_requant_params {
+    const int32_t *m, *n, *bias;
+    int32_t count;
+    int64_t zero, lo, hi;
+} bs_requant_params;
+
+typedef struct bs_qadd_params {
+    int64_t m_a, m_b, n, a_zero, b_zero, zero, lo, hi;
+} bs_qadd_params;
+
+typedef struct bs_quantize_params {
+    float scale;
+    int64_t zero, lo, hi;
+} bs_quantize_params;
+
+typedef struct bs_dequantize_params {
+    float scale;
+    int64_t zero;
+} bs_dequantize_params;
+
+/* w_b = clamp(rshr(q8, shift), -2^(bits-1), 2^(bits-1) - 1). */
+void bs_qs8_shift_weights__generic(const int8_t *q8, int8_t *wb, size_t count, int32_t shift, int32_t bits);
+
+void bs_f32_quantize__generic(const float *x, void *y, int32_t yt, size_t count, const bs_quantize_params *p);
+void bs_dequantize__generic(const void *x, int32_t xt, float *y, size_t count, const bs_dequantize_params *p);
+
+/* Integer conv, int32 accumulators (wrapping to int32 like the reference). */
+void bs_qs8_conv__generic(const bs_conv_shape *s, const int8_t *x, const int8_t *w, const bs_qmm_params *p, int32_t *y);
+void bs_qu8_conv__generic(const bs_conv_shape *s, const uint8_t *x, const int8_t *w, const bs_qmm_params *p, int32_t *y);
+/* Conv fused with the Requant (per output channel or per tensor) that is its only consumer. */
+void bs_qs8_conv_requant__generic(const bs_conv_shape *s, const int8_t *x, const int8_t *w, const bs_qmm_params *p,
+                                  const bs_requant_params *rq, void *y, int32_t yt);
+void bs_qu8_conv_requant__generic(const bs_conv_shape *s, const uint8_t *x, const int8_t *w, const bs_qmm_params *p,
+                                  const bs_requant_params *rq, void *y, int32_t yt);
+
+/* x [rows, k] times w ([k, m], or [m, k] with trans_b). */
+void bs_qs8_gemm__generic(size_t rows, size_t k, size_t m, int32_t trans_b, const int8_t *x, const int8_t *w,
+                          const bs_qmm_params *p, int32_t *y);
+void bs_qu8_gemm__generic(size_t rows, size_t k, size_t m, int32_t trans_b, const uint8_t *x, const int8_t *w,
+                          const bs_qmm_params *p, int32_t *y);
+/* Gemm fused with a Requant along the last axis (or per tensor). */
+void bs_qs8_gemm_requant__generic(size_t rows, size_t k, size_t m, int32_t trans_b, const int8_t *x, const int8_t *w,
+                                  const bs_qmm_params *p, const bs_requant_params *rq, void *y, int32_t yt);
+void bs_qu8_gemm_requant__generic(size_t rows, size_t k, size_t m, int32_t trans_b, const uint8_t *x, const int8_t *w,
+                                  const bs_qmm_params *p, const bs_requant_params *rq, void *y, int32_t yt);
+
+/* Requant of x viewed as [outer, channels, inner]; tables have rq->count (1 or channels) entries. */
+void bs_requant__generic(const void *x, int32_t xt, void *y, int32_t yt, size_t outer, size_t channels, size_t inner,
+                         const bs_requant_params *rq);
+
+void bs_qadd__generic(const void *a, int32_t at, const void *b, int32_t bt, void *y, int32_t yt, size_t count,
+                      const bs_qadd_params *p);
+
+/* Pools over `planes` = N*C planes. */
+void bs_qmaxpool__generic(const bs_window *g, size_t planes, const void *x, int32_t xt, void *y);
+void bs_qavgpool__generic(const bs_window *g, size_t planes, int32_t count_include_pad, int64_t zero,
+                          const void *x, int32_t xt, void *y);
+
+/* Data movement. */
+void bs_copy_rows__generic(void *dst, size_t dst_stride, const void *src, size_t src_stride, size_t row_bytes,
+                           size_t rows);
+void bs_transpose__generic(const void *x, void *y, size_t elem, int32_t rank, const int64_t *in_shape,
+                           const int32_t *perm);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
