@@ -105,13 +105,13 @@ struct RunCommand: ParsableCommand {
     @Option(help: "Threads for the kernels.") var threads: Int?
     @Option(help: "For a multi-precision model: the bit-width to run at (default: its highest trained bit-width).")
     var bits: Int?
-    @Option(help: ArgumentHelp("Back end: 'ref' (the reference executor; default), 'int' (the same, for a model already lowered to integer ops: the bit-exact integer interpreter), or 'c' (emit C, build it, cached, and run the library).", valueName: "ref|int|c"))
-    var backend: String = "ref"
+    @Option(help: ArgumentHelp("float: the graph as it is (default); int: a model already lowered to integer ops, run by the bit-exact integer interpreter; c: emit C, build it (cached), load and run the library.", valueName: "float|int|c"))
+    var backend: String = "float"
 
     func run() throws {
         let g = try loadModelOrIR(model)
-        guard ["ref", "int", "c"].contains(backend) else {
-            throw BitSwitchError(.data, "unknown --backend '\(backend)'; use ref, int or c")
+        guard ["float", "int", "c"].contains(backend) else {
+            throw BitSwitchError(.data, "unknown --backend '\(backend)'; use float, int or c")
         }
         if backend == "int", !g.nodes.contains(where: { $0.op.isInteger }) {
             throw BitSwitchError(.unsupported, "--backend int needs a model lowered to integer ops (docs/int-ops.md); this one has none", file: model)
