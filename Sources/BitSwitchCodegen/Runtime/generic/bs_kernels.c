@@ -24,7 +24,6 @@ static inline int64_t bs_rshr64(int64_t x, int64_t k) {
 
 static inline int64_t bs_clamp64(int64_t v, int64_t lo, int64_t hi) { return v < lo ? lo : (v > hi ? hi : v); }
 
-static inline int32_t bs_trunc32(int64_t v) { return (int32_t)(uint32_t)(uint64_t)v; }
 
 static inline int64_t bs_load(const void *x, int32_t t, size_t i) {
     switch (t) {
@@ -69,19 +68,26 @@ void bs_dequantize__generic(const void *x, int32_t xt, float *y, size_t count, c
     for (size_t i = 0; i < count; i++) y[i] = (float)bs_wrap_sub(bs_load(x, xt, i), p->zero) * p->scale;
 }
 
-/* One output element of a conv: the wrapped int32 accumulator. X is the input element type. */
+/* The conv: int32 accumulators wrapping like the reference. Sums are computed modulo 2^32 in uint32_t, where
+ * (x - x_zero) * w is exact modulo 2^32, so the result is the reference's int64 sum truncated to int32, in any
+ * order. The kernel-column range inside the input is computed once per row instead of tested per tap. */
 #define BS_CONV_BODY(X)                                                                                              \
     const bs_window *g = &s->win;                                                                                    \
     int32_t cg = s->c / s->group, mg = s->m / s->group;                                                              \
     size_t in_count = (size_t)g->d * g->h * g->w, k_count = (size_t)g->kd * g->kh * g->kw;                           \
     size_t out_count = (size_t)g->od * g->oh * g->ow;                                                                \
-    int64_t xz = p->x_zero;                                                                                          \
+    uint32_t xz = (uint32_t)(int64_t)p->x_zero;                                                                      \
     for (int32_t oc = 0; oc < s->m; oc++) {                                                                          \
         int32_t grp = oc / mg;                                                                                       \
         for (int32_t od = 0; od < g->od; od++)                                                                       \
         for (int32_t oh = 0; oh < g->oh; oh++)                                                                       \
         for (int32_t ow = 0; ow < g->ow; ow++) {                                                                     \
-            uint64_t acc = 0;                                                                                        \
+            uint32_t acc = 0;                                                                                        \
+            int64_t iw0 = (int64_t)ow * g->sw - g->pw;                                                               \
+            int32_t kw_lo = 0, kw_hi = g->kw;                                                                        \
+            if (iw0 < 0) kw_lo = (int32_t)((-iw0 + g->dw - 1) / g->dw);                                              \
+            if (iw0 + (int64_t)(g->kw - 1) * g->dw >= g->w) kw_hi = (int32_t)((g->w - 1 - iw0) / g->dw + 1);         \
+            if (iw0 >= g->w) kw_hi = 0;                                                                              \
             for (int32_t ic = 0; ic < cg; ic++) {                                                                    \
                 const X *xb = x + (size_t)(grp * cg + ic) * in_count;                                                \
                 const int8_t *wb = w + ((size_t)oc * cg + ic) * k_count;                                             \
@@ -91,13 +97,10 @@ void bs_dequantize__generic(const void *x, int32_t xt, float *y, size_t count, c
                     for (int32_t kh = 0; kh < g->kh; kh++) {                                                         \
                         int64_t ih = (int64_t)oh * g->sh - g->ph + (int64_t)kh * g->dh;                              \
                         if (ih < 0 || ih >= g->h) continue;                                                          \
-                        for (int32_t kw = 0; kw < g->kw; kw++) {                                                     \
-                            int64_t iw = (int64_t)ow * g->sw - g->pw + (int64_t)kw * g->dw;                          \
-                            if (iw < 0 || iw >= g->w) continue;                                                      \
-                            int64_t xv = bs_wrap_sub(xb[((size_t)id * g->h + (size_t)ih) * g->w + (size_t)iw], xz);  \
-                            int64_t wv = wb[((size_t)kd * g->kh + kh) * g->kw + kw];                                 \
-                            acc += (uint64_t)bs_wrap_mul(xv, wv);                                                    \
-                        }                                                                                            \
+                        const X *xr = xb + ((size_t)id * g->h + (size_t)ih) * g->w;                                  \
+                        const int8_t *wr = wb + ((size_t)kd * g->kh + kh) * g->kw;                                   \
+                        for (int32_t kw = kw_lo; kw < kw_hi; kw++)                                                   \
+                            acc += ((uint32_t)xr[iw0 + (int64_t)kw * g->dw] - xz) * (uint32_t)(int32_t)wr[kw];       \
                     }                                                                                                \
                 }                                                                                                    \
             }                                                                                                        \
@@ -106,7 +109,7 @@ void bs_dequantize__generic(const void *x, int32_t xt, float *y, size_t count, c
         }                                                                                                            \
     }
 
-#define BS_CONV_STORE y[o] = bs_trunc32((int64_t)acc);
+#define BS_CONV_STORE y[o] = (int32_t)acc;
 void bs_qs8_conv__generic(const bs_conv_shape *s, const int8_t *x, const int8_t *w, const bs_qmm_params *p, int32_t *y) {
     BS_CONV_BODY(int8_t)
 }
@@ -115,7 +118,7 @@ void bs_qu8_conv__generic(const bs_conv_shape *s, const uint8_t *x, const int8_t
 }
 #undef BS_CONV_STORE
 
-#define BS_CONV_STORE bs_store(y, yt, o, bs_requant_one(bs_trunc32((int64_t)acc), rq, (size_t)oc));
+#define BS_CONV_STORE bs_store(y, yt, o, bs_requant_one((int32_t)acc, rq, (size_t)oc));
 void bs_qs8_conv_requant__generic(const bs_conv_shape *s, const int8_t *x, const int8_t *w, const bs_qmm_params *p,
                                   const bs_requant_params *rq, void *y, int32_t yt) {
     BS_CONV_BODY(int8_t)
@@ -127,21 +130,23 @@ void bs_qu8_conv_requant__generic(const bs_conv_shape *s, const uint8_t *x, cons
 #undef BS_CONV_STORE
 
 #define BS_GEMM_BODY(X)                                                                                              \
-    int64_t xz = p->x_zero;                                                                                          \
+    uint32_t xz = (uint32_t)(int64_t)p->x_zero;                                                                      \
     for (size_t r = 0; r < rows; r++) {                                                                              \
         const X *xr = x + r * k;                                                                                     \
         for (size_t j = 0; j < m; j++) {                                                                             \
-            uint64_t acc = 0;                                                                                        \
-            for (size_t i = 0; i < k; i++) {                                                                         \
-                int64_t wv = trans_b ? w[j * k + i] : w[i * m + j];                                                  \
-                acc += (uint64_t)bs_wrap_mul(bs_wrap_sub(xr[i], xz), wv);                                            \
+            uint32_t acc = 0;                                                                                        \
+            if (trans_b) {                                                                                           \
+                const int8_t *wr = w + j * k;                                                                        \
+                for (size_t i = 0; i < k; i++) acc += ((uint32_t)xr[i] - xz) * (uint32_t)(int32_t)wr[i];             \
+            } else {                                                                                                 \
+                for (size_t i = 0; i < k; i++) acc += ((uint32_t)xr[i] - xz) * (uint32_t)(int32_t)w[i * m + j];      \
             }                                                                                                        \
             size_t o = r * m + j;                                                                                    \
             BS_GEMM_STORE                                                                                            \
         }                                                                                                            \
     }
 
-#define BS_GEMM_STORE y[o] = bs_trunc32((int64_t)acc);
+#define BS_GEMM_STORE y[o] = (int32_t)acc;
 void bs_qs8_gemm__generic(size_t rows, size_t k, size_t m, int32_t trans_b, const int8_t *x, const int8_t *w,
                           const bs_qmm_params *p, int32_t *y) {
     BS_GEMM_BODY(int8_t)
@@ -152,7 +157,7 @@ void bs_qu8_gemm__generic(size_t rows, size_t k, size_t m, int32_t trans_b, cons
 }
 #undef BS_GEMM_STORE
 
-#define BS_GEMM_STORE bs_store(y, yt, o, bs_requant_one(bs_trunc32((int64_t)acc), rq, j));
+#define BS_GEMM_STORE bs_store(y, yt, o, bs_requant_one((int32_t)acc, rq, j));
 void bs_qs8_gemm_requant__generic(size_t rows, size_t k, size_t m, int32_t trans_b, const int8_t *x, const int8_t *w,
                                   const bs_qmm_params *p, const bs_requant_params *rq, void *y, int32_t yt) {
     BS_GEMM_BODY(int8_t)
