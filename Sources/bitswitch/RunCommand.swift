@@ -104,14 +104,21 @@ struct RunCommand: ParsableCommand {
     @Option(help: "Threads for the kernels.") var threads: Int?
     @Option(help: "For a multi-precision model: the bit-width to run at (default: its highest trained bit-width).")
     var bits: Int?
+    @Option(help: "For a multi-precision model: per-layer bit-widths from a profile JSON (docs/profiles.md).")
+    var profile: String?
 
     func run() throws {
         let g = try loadModel(model)
+        var assignment = BitAssignment.uniform(bits)
+        if let profile {
+            guard bits == nil else { throw BitSwitchError(.data, "give --bits or --profile, not both") }
+            assignment = try Profile.load(path: profile).resolve(in: g, file: profile)
+        }
         let inputs = try bind(input, to: g.inputs.map(\.name), what: "input")
         var feeds: [String: Tensor] = [:]
         for (name, file) in inputs { feeds[name] = try TensorFiles.load(file) }
         let outputs: [String: Tensor]
-        do { outputs = try Executor(graph: g, threads: threads, activeBits: bits).run(feeds) } catch let e as BitSwitchError {
+        do { outputs = try Executor(graph: g, threads: threads, assignment: assignment).run(feeds) } catch let e as BitSwitchError {
             throw e.located(file: model)
         }
         if let dir = outputDir {
