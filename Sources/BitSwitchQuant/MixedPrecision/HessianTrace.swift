@@ -8,10 +8,16 @@ import BitSwitchRuntime
 //
 // Hessian-vector products: central differences of exact (reverse-mode) gradients,
 //   H·(D v) ≈ [∇L(w + D v) − ∇L(w − D v)] / 2,  D = diag(ε_l) with ε_l = δ · rms(W_l),
-// which is O(ε²) accurate for smooth losses; it is checked against exact traces in the tests. One Rademacher probe
+// with every ReLU / LeakyReLU's activation pattern frozen at the unperturbed weights. With the patterns frozen the
+// loss is smooth in the weights and the difference is O(ε²)-close to the exact product that forward-over-reverse
+// or the R-operator computes (which treat ReLU'' as 0); without freezing, a perturbation that crosses a kink adds a
+// jump of the gradient divided by ε, whose expectation does not vanish as ε → 0 (measured: 5× the exact trace on a
+// two-layer MLP). Checked against exact traces in the tests. MaxPool's argmax is not frozen (no model here has one). One Rademacher probe
 // covers every layer at once: the per-layer estimate v_lᵀ(H D v)_l / ε_l = v_lᵀH_ll v_l + Σ_{m≠l} (ε_m/ε_l) v_lᵀH_lm v_m
-// has zero-mean cross terms (independent signs), so it stays unbiased for tr(H_ll) with one probe per layer per
-// iteration and two gradient evaluations per iteration for the whole model.
+// has zero-mean cross terms, but they dominate the variance of small layers next to large ones (measured: 5 % standard
+// error after 500 iterations on a 3×16 head behind a 16×36 layer). So each layer gets its own probe (zero elsewhere):
+// two gradient evaluations per layer per iteration, and a layer stops being probed once its standard error is below
+// the tolerance.
 
 /// A layer whose Hessian trace is estimated: a Conv/Gemm/MatMul with an initializer weight.
 public struct HessianLayer: Sendable, Hashable {
@@ -169,7 +175,9 @@ public enum HessianTraceEstimator {
             throw BitSwitchError(.data, "hessian: samples, batch size, tolerance and step must be positive and the "
                 + "iteration cap at least 2")
         }
-        let model = try TrainingGraph(graph: graph)
+        let masks = FrozenActivationKernel.Store()
+        let frozen = FrozenActivationKernel(store: masks)
+        let model = try TrainingGraph(graph: graph, kernelOverrides: ["::Relu": frozen, "::LeakyRelu": frozen])
         let n = min(options.samples, data.count)
         guard n > 0 else { throw BitSwitchError(.data, "hessian: the training split is empty") }
         let sampleSize = data.sampleShape.reduce(1, *)
@@ -190,8 +198,9 @@ public enum HessianTraceEstimator {
         // Mean-loss gradient of each layer weight at the current values.
         func gradients() throws -> [[Double]] {
             var acc = layers.map { [Double](repeating: 0, count: $0.parameterCount) }
-            for c in chunks {
+            for (ci, c) in chunks.enumerated() {
                 let ctx = TrainingContext(training: false)
+                ctx.userInfo[FrozenActivationKernel.chunkKey] = Double(ci)
                 let pass = try model.forward(feeds: [model.inputName: c.x], context: ctx)
                 guard let logits = pass.value(model.logitsName) else {
                     throw BitSwitchError(.training, "the forward pass did not compute the logits '\(model.logitsName)'")
@@ -214,43 +223,105 @@ public enum HessianTraceEstimator {
                 model.values[l.weight] = Tensor(shape: model.values[l.weight]?.shape ?? [w.count], floats: w)
             }
         }
+        // Record the activation patterns at the unperturbed weights.
+        for (ci, c) in chunks.enumerated() {
+            let ctx = TrainingContext(training: false)
+            ctx.userInfo[FrozenActivationKernel.chunkKey] = Double(ci)
+            ctx.userInfo[FrozenActivationKernel.recordKey] = 1
+            _ = try model.forward(feeds: [model.inputName: c.x], context: ctx)
+        }
         var rng = SplitMix64(seed: SplitMix64.derive(options.seed, 0x4855_5443))
         var sum = [Double](repeating: 0, count: layers.count), sumSq = sum
         var k = 0, converged = false
         var worst = Double.infinity
         defer { for (i, l) in layers.enumerated() { model.values[l.weight] = Tensor(shape: model.values[l.weight]?.shape ?? [], floats: base[i]) } }
-        while k < options.maxIterations {
-            let v: [[Float]] = layers.map { l in (0..<l.parameterCount).map { _ in rng.nextBool() ? 1 : -1 } }
-            setWeights(v, sign: 1)
-            let gp = try gradients()
-            setWeights(v, sign: -1)
-            let gm = try gradients()
-            for i in 0..<layers.count {
+        var count = [Int](repeating: 0, count: layers.count)
+        var active = Array(0..<layers.count)
+        func relativeError(_ i: Int) -> Double {
+            let m = count[i]
+            guard m >= 2 else { return .infinity }
+            let mean = sum[i] / Double(m)
+            let varc = max(0, (sumSq[i] - Double(m) * mean * mean) / Double(m - 1))
+            let se = (varc / Double(m)).squareRoot()
+            return abs(mean) > 0 ? se / abs(mean) : (se > 0 ? .infinity : 0)
+        }
+        while k < options.maxIterations, !active.isEmpty {
+            for i in active {
+                let v: [Float] = (0..<layers[i].parameterCount).map { _ in rng.nextBool() ? 1 : -1 }
+                var probe = layers.map { [Float](repeating: 0, count: $0.parameterCount) }
+                probe[i] = v
+                setWeights(probe, sign: 1)
+                let gp = try gradients()
+                setWeights(probe, sign: -1)
+                let gm = try gradients()
                 var s = 0.0
-                for j in 0..<v[i].count { s += Double(v[i][j]) * (gp[i][j] - gm[i][j]) }
+                for j in 0..<v.count { s += Double(v[j]) * (gp[i][j] - gm[i][j]) }
                 let est = s / (2 * eps[i])
-                sum[i] += est; sumSq[i] += est * est
+                sum[i] += est; sumSq[i] += est * est; count[i] += 1
             }
             k += 1
-            if k >= 2 {
-                worst = 0
-                for i in 0..<layers.count {
-                    let mean = sum[i] / Double(k)
-                    let varc = max(0, (sumSq[i] - Double(k) * mean * mean) / Double(k - 1))
-                    let se = (varc / Double(k)).squareRoot()
-                    worst = max(worst, abs(mean) > 0 ? se / abs(mean) : (se > 0 ? .infinity : 0))
-                }
-            }
+            worst = (0..<layers.count).map(relativeError).max() ?? 0
             progress?(k, options.maxIterations, worst)
-            if k >= max(2, options.minIterations), worst < options.tolerance { converged = true; break }
+            if k >= max(2, options.minIterations) {
+                active.removeAll { relativeError($0) < options.tolerance }
+            }
         }
+        converged = active.isEmpty
         let out = layers.enumerated().map { i, l -> LayerTrace in
-            let mean = sum[i] / Double(k)
-            let varc = k > 1 ? max(0, (sumSq[i] - Double(k) * mean * mean) / Double(k - 1)) : 0
+            let m = max(count[i], 1)
+            let mean = sum[i] / Double(m)
+            let varc = m > 1 ? max(0, (sumSq[i] - Double(m) * mean * mean) / Double(m - 1)) : 0
             return LayerTrace(name: l.name, parameterCount: l.parameterCount, trace: mean,
-                              standardError: (varc / Double(k)).squareRoot())
+                              standardError: (varc / Double(m)).squareRoot())
         }
         return HessianTraces(layers: out, samples: n, iterations: k, converged: converged, seed: options.seed,
                              method: "hutchinson-rademacher, central differences of exact gradients (relative step \(options.relativeStep))")
+    }
+}
+
+/// ReLU / LeakyReLU with the activation pattern of a recorded pass: the slope of each element (1, 0 or alpha) is the
+/// one the unperturbed weights gave, so the network is linear in its activations between recording and use.
+final class FrozenActivationKernel: TrainableOpKernel, @unchecked Sendable {
+    static let chunkKey = "hessian.chunk", recordKey = "hessian.record"
+
+    final class Store: @unchecked Sendable {
+        var slopes: [String: [Float]] = [:]
+    }
+    let store: Store
+    init(store: Store) { self.store = store }
+
+    private func slope(_ node: Node) -> Float? {
+        switch node.op {
+        case .relu: return 0
+        case .leakyRelu(let a): return a
+        default: return nil
+        }
+    }
+
+    func forward(node: Node, inputs: [Tensor?], context: TrainingContext) throws -> (outputs: [Tensor], saved: Any?) {
+        guard let xt = inputs.first ?? nil, let neg = slope(node) else {
+            throw BitSwitchError(.internalError, "frozen activation: unexpected node")
+        }
+        guard case .f32(let x) = xt.storage else { throw BitSwitchError(.type, "Relu: expected a float tensor") }
+        let key = "\(node.outputs.first ?? node.name)#\(Int(context.userInfo[Self.chunkKey] ?? -1))"
+        var s: [Float]
+        if context.userInfo[Self.recordKey] == 1 || store.slopes[key]?.count != x.count {
+            s = x.map { $0 > 0 ? 1 : neg }
+            if context.userInfo[Self.recordKey] == 1 { store.slopes[key] = s }
+        } else {
+            s = store.slopes[key] ?? []
+        }
+        var y = x
+        for i in 0..<y.count { y[i] *= s[i] }
+        return ([Tensor(shape: xt.shape, floats: y)], s)
+    }
+
+    func backward(node: Node, inputs: [Tensor?], outputs: [Tensor], saved: Any?, gradOutputs: [Tensor?],
+                  needsGradient: [Bool], context: TrainingContext) throws -> [Tensor?] {
+        guard let g = gradOutputs.first ?? nil, let s = saved as? [Float] else { return [nil] }
+        guard case .f32(var gx) = g.storage else { throw BitSwitchError(.type, "Relu: expected a float gradient") }
+        guard gx.count == s.count else { throw BitSwitchError(.internalError, "frozen activation: size mismatch") }
+        for i in 0..<gx.count { gx[i] *= s[i] }
+        return [Tensor(shape: g.shape, floats: gx)]
     }
 }
