@@ -21,13 +21,16 @@ let package = Package(
         .target(name: "CONNX", dependencies: ["CProtobufC"],
                 linkerSettings: [.linkedLibrary("protobuf-c")]),
         .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        // GLPK (no pkg-config file in Debian's libglpk-dev): the exact ILP of mixed-precision bit assignment.
+        .systemLibrary(name: "CGLPK", providers: [.apt(["libglpk-dev"])]),
         .target(name: "CKernels", cSettings: kernelFlags),
 
         .target(name: "BitSwitchIR"),
         .target(name: "BitSwitchONNX", dependencies: ["BitSwitchIR", "CONNX", "CProtobufC"]),
         .target(name: "BitSwitchRuntime", dependencies: ["BitSwitchIR", "BitSwitchData", "CBLAS", "CKernels"]),
         .target(name: "BitSwitchData"),
-        .target(name: "BitSwitchQuant", dependencies: ["BitSwitchIR", "BitSwitchRuntime", "BitSwitchData", "CKernels"]),
+        .target(name: "BitSwitchQuant", dependencies: ["BitSwitchIR", "BitSwitchRuntime", "BitSwitchData", "CKernels",
+                                                      "CGLPK"]),
         .target(name: "BitSwitchPasses", dependencies: ["BitSwitchIR", "BitSwitchRuntime", "BitSwitchQuant",
                                                        "BitSwitchData", .product(name: "Yams", package: "Yams")]),
         .executableTarget(name: "bitswitch", dependencies: [

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages BitSwitch builds against, if any is missing. Idempotent and quiet when all are there.
 set -euo pipefail
-pkgs=(libprotobuf-c-dev protobuf-c-compiler libopenblas-dev pkg-config python3-venv)
+pkgs=(libprotobuf-c-dev protobuf-c-compiler libopenblas-dev libglpk-dev pkg-config python3-venv)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
