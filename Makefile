@@ -8,7 +8,9 @@ CACHE   ?= .cache
 BIN     := .build/release/bitswitch
 CONFORMANCE_DIR := $(CACHE)/onnx-tests
 
-.PHONY: all deps venv build demo test unit-test conformance results bench bench-import bench-train bench-qat bench-ptq fashion-mnist clean
+RESNET_DATA := examples/mnist1d-resnet/data
+
+.PHONY: all deps venv build demo test mnist1d-resnet-data unit-test conformance results bench bench-import bench-train bench-qat bench-ptq fashion-mnist clean
 
 all: build
 
@@ -59,6 +61,13 @@ bench-ptq: build venv
 # examples/fashion-mnist: FP32 training, joint QAT at 8/6/4/2 bits, accuracy per bit-width (about an hour on 2 cores).
 fashion-mnist: build
 	examples/fashion-mnist/run.sh
+
+# The mnist1d-resnet example's data (25,000 MNIST-1D sequences, seed 42; ~4 MB, so generated, not committed).
+mnist1d-resnet-data: $(RESNET_DATA)/x_train.npy
+
+$(RESNET_DATA)/x_train.npy: scripts/export-mnist1d-resnet.py
+	@scripts/setup-venv.sh >/dev/null
+	$(PY) scripts/export-mnist1d-resnet.py data $(RESNET_DATA)
 
 clean:
 	rm -rf .build $(CACHE)

@@ -22,6 +22,8 @@ let package = Package(
         .target(name: "CONNX", dependencies: ["CProtobufC"],
                 linkerSettings: [.linkedLibrary("protobuf-c")]),
         .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        // GLPK (no pkg-config file in Debian's libglpk-dev): the exact ILP of mixed-precision bit assignment.
+        .systemLibrary(name: "CGLPK", providers: [.apt(["libglpk-dev"])]),
         .target(name: "CKernels", cSettings: kernelFlags),
         // gzip-compressed IDX files (MNIST, Fashion-MNIST as shipped) are read through the system zlib.
         .target(name: "CZlib", linkerSettings: [.linkedLibrary("z")]),
@@ -32,7 +34,8 @@ let package = Package(
         .target(name: "BitSwitchData", dependencies: ["CZlib"]),
         // The C back end: depends on the IR only; its portable C kernels ship as resources copied into bundles.
         .target(name: "BitSwitchCodegen", dependencies: ["BitSwitchIR"], resources: [.copy("Runtime")]),
-        .target(name: "BitSwitchQuant", dependencies: ["BitSwitchIR", "BitSwitchRuntime", "BitSwitchData", "CKernels"]),
+        .target(name: "BitSwitchQuant", dependencies: ["BitSwitchIR", "BitSwitchRuntime", "BitSwitchData", "CKernels",
+                                                      "CGLPK"]),
         .target(name: "BitSwitchPasses", dependencies: ["BitSwitchIR", "BitSwitchRuntime", "BitSwitchQuant",
                                                        "BitSwitchData", .product(name: "Yams", package: "Yams")]),
         .executableTarget(name: "bitswitch", dependencies: [

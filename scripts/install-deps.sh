@@ -4,7 +4,7 @@ set -euo pipefail
 # zlib1g-dev: gzip-compressed IDX files are read through zlib. dataset-fashion-mnist: examples/fashion-mnist's data
 # (the IDX files as shipped, in /usr/share/datasets/fashion-mnist). gcc-aarch64-linux-gnu, qemu-user: the C back
 # end's aarch64 cross-build test.
-pkgs=(libprotobuf-c-dev protobuf-c-compiler libopenblas-dev pkg-config python3-venv zlib1g-dev dataset-fashion-mnist
+pkgs=(libprotobuf-c-dev protobuf-c-compiler libopenblas-dev libglpk-dev pkg-config python3-venv zlib1g-dev dataset-fashion-mnist
       gcc-aarch64-linux-gnu qemu-user)
 missing=()
 for p in "${pkgs[@]}"; do

@@ -163,6 +163,7 @@ private struct GraphReader {
         for np in cMessages(gp.node, gp.n_node) {
             try readNode(np.pointee, into: &g)
         }
+        unaliasInitializers(&g)
         try checkDefinitions(g)
         for vi in cMessages(gp.value_info, gp.n_value_info) {
             let info = try valueInfo(vi.pointee, role: "value_info")
@@ -241,6 +242,30 @@ private struct GraphReader {
             }
         }
         return ValueInfo(name: name, type: TensorType(dtype, dims))
+    }
+
+    /// Identity nodes that read an initializer become initializers themselves (a copy of the tensor). PyTorch's
+    /// exporter deduplicates equal initializers (a fresh BatchNorm's bias and running mean are both zeros, its scale
+    /// and running variance both ones) and feeds the copies through Identity nodes; left aliased, training would
+    /// update one tensor through two names. Graph outputs stay Identity nodes.
+    private func unaliasInitializers(_ g: inout Graph) {
+        let outputs = Set(g.outputs.map(\.name))
+        var changed = true
+        while changed {
+            changed = false
+            var keep: [Node] = []
+            for n in g.nodes {
+                if case .identity = n.op, n.inputs.count == 1, n.outputs.count == 1,
+                   let t = g.initializers[n.inputs[0]], !n.outputs[0].isEmpty, !outputs.contains(n.outputs[0]),
+                   g.initializers[n.outputs[0]] == nil {
+                    g.setInitializer(n.outputs[0], t)
+                    changed = true
+                } else {
+                    keep.append(n)
+                }
+            }
+            g.nodes = keep
+        }
     }
 
     private func readNode(_ n: Onnx__NodeProto, into g: inout Graph) throws {

@@ -89,3 +89,39 @@ struct QDQModelTests {
         #expect(report.trimmingCharacters(in: .whitespacesAndNewlines) == "1 1", "within-one-step, top-1-equal: \(report)")
     }
 }
+
+@Suite(.enabled(if: venvPython != nil, "needs the test venv (make test creates it)"))
+struct CompiledMultiPrecisionTests {
+    /// The generated C equals the integer interpreter bit for bit on a real multi-precision model at every
+    /// trained bit-width, and a per-layer profile.
+    @Test func generatedCEqualsTheInterpreterAtEveryProfile() throws {
+        let models = try #require(trainedDigits, "training the digits fixture failed")
+        let dir = try CLI.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let x = CLI.digits.appendingPathComponent("sample/input.npy").path
+        let profile = dir.appendingPathComponent("mixed.json")
+        try #"{"default": 4, "bits": {"conv1": {"w": 2, "a": 2}}}"#.write(to: profile, atomically: true, encoding: .utf8)
+        for choice in [["--bits", "8"], ["--bits", "6"], ["--bits", "4"], ["--bits", "2"], ["--profile", profile.path]] {
+            var outs: [Data] = []
+            for backend in ["int", "c"] {
+                let out = dir.appendingPathComponent("\(backend)\(choice[1].count)").path
+                let r = try CLI.run(["run", models.multi, "--input", x, "--output-dir", out, "--backend", backend] + choice)
+                #expect(r.status == 0, "\(choice) \(backend): \(r.stderr)")
+                outs.append(try Data(contentsOf: URL(fileURLWithPath: out + "/logits.npy")))
+            }
+            #expect(outs[0] == outs[1], "C and interpreter differ at \(choice)")
+        }
+        // A profile naming a layer the model does not have is an error naming it.
+        try #"{"bits": {"nope": {"w": 4, "a": 4}}}"#.write(to: profile, atomically: true, encoding: .utf8)
+        let bad = try CLI.run(["run", models.multi, "--input", x, "--backend", "c", "--profile", profile.path])
+        #expect(bad.status == 1 && bad.stderr.contains("'nope' is not a quantized layer"), "\(bad.stderr)")
+    }
+
+    /// `emit` on a model with no quantizers says what to run first.
+    @Test func emittingAFloatModelSaysWhatToRunFirst() throws {
+        let dir = try CLI.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let r = try CLI.run(["emit", CLI.digits.appendingPathComponent("model.onnx").path, "-o", dir.appendingPathComponent("b").path])
+        #expect(r.status == 1 && r.stderr.contains("no quantizers") && r.stderr.contains("train --bits"), "\(r.stderr)")
+    }
+}

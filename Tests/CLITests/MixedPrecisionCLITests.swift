@@ -1,0 +1,51 @@
+import BitSwitchData
+import Foundation
+import Testing
+
+/// hessian → search → eval/run --profile on the digits example, as a user runs them.
+@Suite struct MixedPrecisionCLITests {
+    @Test func tracesSearchAndProfiles() throws {
+        let dir = try CLI.tempDir()
+        let float = CLI.digits.appendingPathComponent("model.onnx").path
+        let stored = dir.appendingPathComponent("mp.onnx").path
+        let t = try CLI.run(["train", float, "--data", CLI.digits.path, "-o", stored, "--bits", "8,2", "--epochs", "1",
+                             "--threads", "1", "--quiet"])
+        #expect(t.status == 0, "\(t.stderr)")
+
+        let traces = dir.appendingPathComponent("traces.json").path
+        let h = try CLI.run(["hessian", float, "--data", CLI.digits.path, "--samples", "32", "--max-iterations", "3",
+                             "--min-iterations", "2", "--threads", "1", "--quiet", "-o", traces])
+        #expect(h.status == 0, "\(h.stderr)")
+        #expect(h.stdout.contains("trace/param"))
+        let refused = try CLI.run(["hessian", stored, "--data", CLI.digits.path, "-o", traces + ".x"])
+        #expect(refused.status == 1 && refused.stderr.contains("FP32"))
+
+        let profile = dir.appendingPathComponent("profile.json").path
+        let s = try CLI.run(["search", stored, "--traces", traces, "--budget", "avg-bits=5", "-o", profile])
+        #expect(s.status == 0, "\(s.stderr)")
+        #expect(FileManager.default.fileExists(atPath: profile))
+        let e = try CLI.run(["eval", stored, "--data", CLI.digits.path, "--profile", profile])
+        #expect(e.status == 0 && e.stdout.contains("top-1"), "\(e.stderr)")
+
+        let low = try CLI.run(["search", stored, "--traces", traces, "--budget", "avg-bits=1"])
+        #expect(low.status == 1 && low.stderr.contains("smallest feasible avg-bits"), "\(low.stderr)")
+
+        // A uniform profile runs exactly like --bits.
+        let input = CLI.digits.appendingPathComponent("sample/input.npy").path
+        let uniform = dir.appendingPathComponent("u2.json").path
+        try "{\"default\": 2}".write(toFile: uniform, atomically: true, encoding: .utf8)
+        var logits: [[Float]] = []
+        for args in [["--bits", "2"], ["--profile", uniform]] {
+            let out = dir.appendingPathComponent("o\(logits.count)")
+            let r = try CLI.run(["run", stored, "--input", input, "--output-dir", out.path] + args)
+            #expect(r.status == 0, "\(r.stderr)")
+            logits.append(try NPYArray.read(path: out.appendingPathComponent("logits.npy").path).floats)
+        }
+        #expect(logits.count == 2 && logits[0] == logits[1])
+
+        let bad = dir.appendingPathComponent("bad.json").path
+        try "{\"bits\": {\"no_such_layer\": {\"w\": 2, \"a\": 2}}}".write(toFile: bad, atomically: true, encoding: .utf8)
+        let b = try CLI.run(["eval", stored, "--data", CLI.digits.path, "--profile", bad])
+        #expect(b.status == 1 && b.stderr.contains("no_such_layer"), "\(b.stderr)")
+    }
+}
