@@ -69,7 +69,8 @@ public struct Profile: Sendable, Hashable, CustomStringConvertible {
     }
 }
 
-func jsonString(_ s: String) -> String {
+/// A JSON string literal (quotes, backslashes and control characters escaped).
+public func jsonString(_ s: String) -> String {
     var r = "\""
     for c in s.unicodeScalars {
         switch c {

@@ -158,27 +158,15 @@ struct SearchCommand: ParsableCommand {
                 acc = e.accuracy; loss = e.loss
             }
             print(String(format: "%15.3f  %8.3f  %6.2f%%  %.4f", v, p.usage(.avgBits, choice), 100 * acc, loss))
-            let bitsJSON = zip(p.layers, choice).map { "\(quoted($0.0.name)): \($0.0.bits[$0.1])" }.joined(separator: ", ")
+            let bitsJSON = zip(p.layers, choice).map { "\(jsonString($0.0.name)): \($0.0.bits[$0.1])" }.joined(separator: ", ")
             rows.append("    {\"budget\": \(v), \"avg_bits\": \(p.usage(.avgBits, choice)), \"top1\": \(acc.isFinite ? String(acc) : "null"), "
                         + "\"loss\": \(loss.isFinite ? String(loss) : "null"), \"bits\": {\(bitsJSON)}}")
         }
         if let paretoOutput {
-            try writeAtomically("{\n  \"model\": \(quoted((model as NSString).lastPathComponent)),\n  \"objective\": \"\(objective)\",\n  \"front\": [\n"
+            try writeAtomically("{\n  \"model\": \(jsonString((model as NSString).lastPathComponent)),\n  \"objective\": \"\(objective)\",\n  \"front\": [\n"
                                 + rows.joined(separator: ",\n") + "\n  ]\n}\n", to: paretoOutput)
             print("wrote \(paretoOutput)")
         }
     }
 }
 
-/// A JSON string literal.
-func quoted(_ s: String) -> String {
-    var r = "\""
-    for c in s.unicodeScalars {
-        switch c {
-        case "\"": r += "\\\""
-        case "\\": r += "\\\\"
-        default: if c.value < 0x20 { r += String(format: "\\u%04x", c.value) } else { r.unicodeScalars.append(c) }
-        }
-    }
-    return r + "\""
-}

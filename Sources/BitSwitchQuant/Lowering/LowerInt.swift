@@ -150,14 +150,14 @@ struct IntegerLowering {
         for l in layers where l.isSwitchable {
             let w = assignment.bits(for: l.weightQuant) ?? top
             let a = l.inputQuant.flatMap { assignment.bits(for: $0) } ?? top
-            bits.append("\(jsonQuoted(l.name)): {\"w\": \(w), \"a\": \(a)}")
+            bits.append("\(jsonString(l.name)): {\"w\": \(w), \"a\": \(a)}")
         }
         let d = assignment.defaultBits ?? top
-        bits.append("\(jsonQuoted(LoweringMetadata.defaultSite)): {\"w\": \(d), \"a\": \(d)}")
+        bits.append("\(jsonString(LoweringMetadata.defaultSite)): {\"w\": \(d), \"a\": \(d)}")
         out.metadata[LoweringMetadata.bits] = "{" + bits.joined(separator: ", ") + "}"
         let live = Set(out.nodes.map(\.name))
         let entries = sites.keys.filter { live.contains($0) }.sorted().map { k in
-            "\(jsonQuoted(k)): [" + sites[k]!.sorted().map(jsonQuoted).joined(separator: ", ") + "]"
+            "\(jsonString(k)): [" + sites[k]!.sorted().map(jsonString).joined(separator: ", ") + "]"
         }
         out.metadata[LoweringMetadata.sites] = "{" + entries.joined(separator: ", ") + "}"
     }
@@ -669,17 +669,6 @@ func quantizeMultiplierPair(_ a: Double, _ b: Double) throws -> (Int, Int, Int) 
     return (Int((a * p).rounded(.toNearestOrEven)), Int((b * p).rounded(.toNearestOrEven)), n)
 }
 
-private func jsonQuoted(_ s: String) -> String {
-    var r = "\""
-    for c in s.unicodeScalars {
-        switch c {
-        case "\"": r += "\\\""
-        case "\\": r += "\\\\"
-        default: r += c.value < 0x20 ? String(format: "\\u%04x", c.value) : String(c)
-        }
-    }
-    return r + "\""
-}
 
 /// After lowering: every value computed between the input Quantize and the output Dequantize is an integer.
 public func verifyInteger(_ g: Graph) throws {

@@ -95,11 +95,11 @@ public struct HessianTraces: Sendable, Equatable {
     /// The JSON form of `bitswitch hessian -o`.
     public var json: String {
         var s = "{\n"
-        if let model { s += "  \"model\": \(jsonQuote(model)),\n" }
-        s += "  \"method\": \(jsonQuote(method)),\n  \"samples\": \(samples),\n  \"iterations\": \(iterations),\n"
+        if let model { s += "  \"model\": \(jsonString(model)),\n" }
+        s += "  \"method\": \(jsonString(method)),\n  \"samples\": \(samples),\n  \"iterations\": \(iterations),\n"
         s += "  \"converged\": \(converged),\n  \"seed\": \(seed),\n  \"layers\": [\n"
         s += layers.map { l in
-            "    {\"name\": \(jsonQuote(l.name)), \"parameters\": \(l.parameterCount), \"trace\": \(jsonNumber(l.trace)), "
+            "    {\"name\": \(jsonString(l.name)), \"parameters\": \(l.parameterCount), \"trace\": \(jsonNumber(l.trace)), "
                 + "\"per_parameter\": \(jsonNumber(l.perParameter)), \"stderr\": \(jsonNumber(l.standardError))}"
         }.joined(separator: ",\n")
         s += "\n  ]\n}\n"
@@ -145,19 +145,6 @@ public struct HessianTraces: Sendable, Equatable {
     }
 }
 
-func jsonQuote(_ s: String) -> String {
-    var r = "\""
-    for c in s.unicodeScalars {
-        switch c {
-        case "\"": r += "\\\""
-        case "\\": r += "\\\\"
-        case "\n": r += "\\n"
-        default:
-            if c.value < 0x20 { r += String(format: "\\u%04x", c.value) } else { r.unicodeScalars.append(c) }
-        }
-    }
-    return r + "\""
-}
 
 func jsonNumber(_ x: Double) -> String { x.isFinite ? String(format: "%.9g", x) : "null" }
 
