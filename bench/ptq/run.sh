@@ -2,7 +2,8 @@
 # Post-training calibration time: `bitswitch train --ptq` (one forward per bit-width, histogram percentiles) against
 # onnxruntime's quantize_static (QDQ, per-channel, MinMax and Percentile calibrators) on ResNet-18 (random weights,
 # BN kept) and the same 512 random calibration images, in one run. Writes bench/ptq/RESULTS.md.
-#   bench/ptq/run.sh [BIN]        env: SIZE (input side, default 224), SAMPLES (512), THREADS (2), METHODS
+#   bench/ptq/run.sh [BIN]        env: SIZE (input side, default 224), SAMPLES (512), THREADS (2), METHODS,
+#                                 REUSE_BITSWITCH=1 (keep the bitswitch rows of an earlier run on the same model)
 set -euo pipefail
 BIN=${1:-.build/release/bitswitch}
 SIZE=${SIZE:-224}
@@ -28,10 +29,17 @@ wall() {  # wall seconds, CPU seconds (user + system, all threads) and peak RSS 
 rows=""
 for bits in 8 8,6,4,2; do
     tag=${bits//,/}
+    if [ "${REUSE_BITSWITCH:-0}" = 1 ] && [ -f "$OUT/row-$tag.txt" ]; then  # keep this model's earlier bitswitch rows
+        read -r cpu line < "$OUT/row-$tag.txt"
+        echo "$line"; rows+="$line"$'\n'
+        eval "bs_$tag=$cpu"
+        continue
+    fi
     read -r w cpu rss < <(wall "$BIN" train "$OUT/resnet18.onnx" --data "$OUT/data" -o "$OUT/bitswitch-$tag.onnx" \
         --bits "$bits" --ptq --calibration-samples "$SAMPLES" --threads "$THREADS" --quiet --metrics "$OUT/bitswitch-$tag.json")
     cal=$(python3 -c 'import json,sys; print("%.1f" % json.load(open(sys.argv[1]))["seconds"])' "$OUT/bitswitch-$tag.json")
     line="| bitswitch \`--ptq --bits $bits\` | $cpu | $cal | $w | $rss |"
+    echo "$cpu $line" > "$OUT/row-$tag.txt"
     echo "$line"; rows+="$line"$'\n'
     eval "bs_$tag=$cpu"
 done
