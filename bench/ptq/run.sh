@@ -65,7 +65,7 @@ ratio() { python3 -c "import sys; print('%.2f' % (float(sys.argv[1]) / float(sys
     echo "bit-width with the 0.1/99.9-percentile rule, one forward per bit-width; *calibration s* is its own timing"
     echo "(\`--metrics\` seconds), *whole command* adds import, insert-fake-quant, writing the model and evaluating the"
     echo "8-image test split at every bit-width. onnxruntime: \`quantize_static\` (QDQ, per-channel int8 weights, batches"
-    echo "of 32; MinMax flushing every 4 batches, Percentile at 99.9), timed in-process around the call (*whole command*"
+    echo "of 32; MinMax flushing its collected outputs every few batches, Percentile at 99.9), timed in-process around the call (*whole command*"
     echo "is the Python process including imports). The ratio compares CPU seconds (user + system over all threads, from"
     echo "\`/usr/bin/time\`, like the peak RSS): on a shared machine wall time mostly measures the other jobs."
     echo
