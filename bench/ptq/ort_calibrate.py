@@ -32,9 +32,14 @@ def main():
     x = np.load(os.path.join(a.data, "x_train.npy"), mmap_mode="r")[:a.samples]
     x = np.ascontiguousarray(x)
     method = CalibrationMethod.MinMax if a.method == "minmax" else CalibrationMethod.Percentile
-    # Bounded memory: flush the collected outputs every 4 batches (MinMax); the percentile rule of bitswitch's
+    # Bounded memory: flush the collected outputs every few batches (MinMax); the percentile rule of bitswitch's
     # PTQ (99.9) for the Percentile calibrator.
-    extra = {"CalibMaxIntermediateOutputs": 4} if a.method == "minmax" else {"CalibPercentile": 99.9}
+    # (onnxruntime 1.32 raises "No data is collected" when the batch count is a multiple of the flush interval.)
+    batches = -(-len(x) // 32)
+    flush = 4
+    while batches % flush == 0:
+        flush += 1
+    extra = {"CalibMaxIntermediateOutputs": flush} if a.method == "minmax" else {"CalibPercentile": 99.9}
     t0 = time.perf_counter()
     quantize_static(a.model, a.out, Reader(x, 32), quant_format=QuantFormat.QDQ, per_channel=True,
                     calibrate_method=method, extra_options=extra)
