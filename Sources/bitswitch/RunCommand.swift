@@ -42,6 +42,11 @@ enum TensorFiles {
         case .i32(let v): return NPYArray(shape: t.shape, data: .int32(v))
         case .i64(let v): return NPYArray(shape: t.shape, data: .int64(v))
         case .bool(let v): return NPYArray(shape: t.shape, data: .bool(v))
+        case .f64(let v): return NPYArray(shape: t.shape, data: .float64(v))
+        case .i16(let v): return NPYArray(shape: t.shape, data: .int32(v.map { Int32($0) }))
+        case .u16(let v): return NPYArray(shape: t.shape, data: .int32(v.map { Int32($0) }))
+        case .u32(let v): return NPYArray(shape: t.shape, data: .int64(v.map { Int64($0) }))
+        case .u64(let v): return NPYArray(shape: t.shape, data: .int64(v.map { Int64(truncatingIfNeeded: $0) }))
         }
     }
 
@@ -69,10 +74,11 @@ struct Comparison {
         if got.shape != want.shape {
             return Comparison(ok: false, maxAbsDiff: .infinity, message: "shape \(got.shape) but expected \(want.shape)")
         }
-        if case .f32(let a) = got.storage, case .f32(let b) = want.storage {
+        if got.dtype.isFloat && want.dtype.isFloat {
+            let a = got.doubles, b = want.doubles
             var worst = 0.0, bad = 0, firstBad = -1
             for i in 0..<a.count {
-                let x = Double(a[i]), y = Double(b[i])
+                let x = a[i], y = b[i]
                 if x.isNaN || y.isNaN { if x.isNaN != y.isNaN { bad += 1; if firstBad < 0 { firstBad = i } }; continue }
                 if x == y { continue }
                 let d = abs(x - y)
