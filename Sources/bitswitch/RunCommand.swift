@@ -110,16 +110,27 @@ struct RunCommand: ParsableCommand {
     @Option(help: "Threads for the kernels.") var threads: Int?
     @Option(help: "For a multi-precision model: the bit-width to run at (default: its highest trained bit-width).")
     var bits: Int?
+    @Option(help: "Run the model this many times and print the median wall time of one run (benchmarks).")
+    var repeats: Int = 1
 
     func run() throws {
         let g = try loadModel(model)
         let inputs = try bind(input, to: g.inputs.map(\.name), what: "input")
         var feeds: [String: Tensor] = [:]
         for (name, file) in inputs { feeds[name] = try TensorFiles.load(file) }
-        let outputs: [String: Tensor]
-        do { outputs = try Executor(graph: g, threads: threads, activeBits: bits).run(feeds) } catch let e as BitSwitchError {
+        var outputs: [String: Tensor] = [:]
+        var times: [Double] = []
+        do {
+            let executor = Executor(graph: g, threads: threads, activeBits: bits)
+            for _ in 0..<max(1, repeats) {
+                let t0 = DispatchTime.now().uptimeNanoseconds
+                outputs = try executor.run(feeds)
+                times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
+            }
+        } catch let e as BitSwitchError {
             throw e.located(file: model)
         }
+        if repeats > 1 { print("timing: run median \(times.sorted()[times.count / 2]) s min \(times.min() ?? 0) s over \(times.count) runs") }
         if let dir = outputDir {
             do { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) } catch {
                 throw BitSwitchError(.io, "cannot create output directory: \(error.localizedDescription)", file: dir)

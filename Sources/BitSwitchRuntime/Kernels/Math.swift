@@ -7,7 +7,44 @@ import Glibc
 
 enum MathKind { case erf, gelu, geluTanh, sqrt, reciprocal, neg, exp }
 
-@inline(__always) func geluErf(_ x: Float) -> Float { 0.5 * x * (1 + erff(x * 0.70710678118654752)) }
+/// erf in float32 as a rational minimax fit on [-4, 4] (beyond it erf is ±1 in float32): odd degree-13 numerator,
+/// even degree-8 denominator, the coefficients Eigen and XLA use; within a few ulp of glibc's erff and about 8×
+/// faster, because it vectorizes. glibc's scalar erff was the largest non-GEMM cost of a BERT encoder (Gelu).
+@inline(__always) func fastErf(_ a: SIMD8<Float>) -> SIMD8<Float> {
+    typealias V = SIMD8<Float>
+    let x = a.clamped(lowerBound: V(repeating: -4), upperBound: V(repeating: 4))
+    let x2 = x * x
+    var p = V(repeating: 2.77068142495902e-08) + x2 * V(repeating: -2.72614225801306e-10)
+    p = V(repeating: -2.10102402082508e-06) + x2 * p
+    p = V(repeating: -5.69250639462346e-05) + x2 * p
+    p = V(repeating: -7.34990630326855e-04) + x2 * p
+    p = V(repeating: -2.95459980854025e-03) + x2 * p
+    p = V(repeating: -1.60960333262415e-02) + x2 * p
+    var q = V(repeating: -2.13374055278905e-04) + x2 * V(repeating: -1.45660718464996e-05)
+    q = V(repeating: -1.68282697438203e-03) + x2 * q
+    q = V(repeating: -7.37332916720468e-03) + x2 * q
+    q = V(repeating: -1.42647390514189e-02) + x2 * q
+    // NaN stays NaN (the clamp would turn it into ±4).
+    return (x * p / q).replacing(with: a, where: a .!= a)
+}
+
+/// out[i] = erf(x[i]) (gelu: 0.5·x·(1 + erf(x/√2))) over n elements.
+func vectorErf(_ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, _ n: Int, gelu: Bool) {
+    var i = 0
+    let s = SIMD8<Float>(repeating: 0.70710678118654752)
+    while i + 8 <= n {
+        let v = UnsafeRawPointer(x + i).loadUnaligned(as: SIMD8<Float>.self)
+        let r = gelu ? 0.5 * v * (1 + fastErf(v * s)) : fastErf(v)
+        UnsafeMutableRawPointer(out + i).storeBytes(of: r, as: SIMD8<Float>.self)
+        i += 8
+    }
+    while i < n {
+        let v = SIMD8<Float>(repeating: x[i])
+        out[i] = gelu ? (0.5 * v * (1 + fastErf(v * s)))[0] : fastErf(v)[0]
+        i += 1
+    }
+}
+
 @inline(__always) func geluTanh(_ x: Float) -> Float {
     0.5 * x * (1 + tanhf(0.79788456080286536 * (x + 0.044715 * x * x * x)))
 }
@@ -19,9 +56,10 @@ func mathOp(_ kind: MathKind, _ x: Tensor, op: String) throws -> Tensor {
             a.withUnsafeBufferPointer { ap in
                 let n = a.count
                 switch kind {
-                case .erf: for i in 0..<n { yp[i] = erff(ap[i]) }
+                case .erf:
+                    parallelFor(n, minChunk: 16384) { r in vectorErf(ap.baseAddress! + r.lowerBound, yp + r.lowerBound, r.count, gelu: false) }
                 case .gelu:
-                    parallelFor(n, minChunk: 16384) { r in for i in r { yp[i] = geluErf(ap[i]) } }
+                    parallelFor(n, minChunk: 16384) { r in vectorErf(ap.baseAddress! + r.lowerBound, yp + r.lowerBound, r.count, gelu: true) }
                 case .geluTanh:
                     parallelFor(n, minChunk: 16384) { r in for i in r { yp[i] = geluTanh(ap[i]) } }
                 case .sqrt: for i in 0..<n { yp[i] = ap[i].squareRoot() }
