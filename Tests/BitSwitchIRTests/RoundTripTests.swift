@@ -46,6 +46,14 @@ private let opVariants: [Op] = [
     .fakeQuantAct(FakeQuantActAttrs(bits: [4, 3, 2], signed: true)),
     .fakeQuantAct(FakeQuantActAttrs(bits: [8, 6], signed: false, pinnedBits: 8)),
     .switchableBatchNorm(bits: [8, 4], epsilon: 1e-3, momentum: 0.99),
+    // integer dialect
+    .quantize(scale: 0.5, zero: 3, lo: -128, hi: 127, to: .i8), .dequantize(scale: 0.25, zero: 0),
+    .qconv(QConvAttrs(conv: ConvAttrs(kernelShape: [3, 3], pads: [1, 1, 1, 1]), wShift: 2, wBits: 6, xZero: 1)),
+    .qgemm(QGemmAttrs(transB: true, wShift: 1, wBits: 4)),
+    .requant(RequantAttrs(axis: 1, lo: 0, hi: 255, to: .u8)),
+    .qadd(QAddAttrs(ma: 3, mb: 5, n: 4, lo: -128, hi: 127, to: .i8)),
+    .qmaxPool(PoolAttrs(kernelShape: [2, 2])), .qavgPool(PoolAttrs(kernelShape: [2, 2], strides: [2, 2]), zero: 1),
+    .qglobalAvgPool(zero: 2),
     // transformer family
     .layerNormalization(axis: -1, epsilon: 1e-12), .layerNormalization(axis: 1, epsilon: 1e-5),
     .gelu(tanh: false), .gelu(tanh: true),
