@@ -289,6 +289,8 @@ def bad_inputs():
     save(model(add_with(raw_tensor("w_neg", [2, -2])), 13, 7), "negative_dims.onnx", check=False)
     save(model(add_with(raw_tensor("w_double", [2, 2], b"\0" * 32, TensorProto.DOUBLE)), 13, 7),
          "double_init.onnx", check=False)
+    save(model(add_with(raw_tensor("w_bf16", [2, 2], b"\0" * 8, TensorProto.BFLOAT16)), 13, 7),
+         "bf16_init.onnx", check=False)
     t = TensorProto(name="w_typed", data_type=TensorProto.FLOAT, dims=[2, 2])
     t.float_data.extend([1.0, 2.0, 3.0])  # 3 values for 4 elements
     save(model(add_with(t), 13, 7), "typed_mismatch.onnx", check=False)

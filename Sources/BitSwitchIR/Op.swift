@@ -175,6 +175,28 @@ public enum Op: Sendable, Hashable {
     /// Average pool: rshr64(Σ(x − zero) · R(count), 24) + zero, R(c) = (2^24 + c/2) / c.
     case qavgPool(PoolAttrs, zero: Int)
     case qglobalAvgPool(zero: Int)
+    // transformer ops (ONNX float dialect, issue 11). Mapping: OpMapping+Transformer.swift; shape rules:
+    // ShapeRules/Transformer.swift; kernels: BitSwitchRuntime/Kernels/*.swift.
+    /// Normalizes over the axes from `axis` to the last; inputs X, Scale, optional B; outputs Y, Mean, InvStdDev.
+    case layerNormalization(axis: Int, epsilon: Float)
+    /// Gelu (opset 20); `tanh` selects approximate="tanh".
+    case gelu(tanh: Bool)
+    case erf, sqrt, reciprocal, neg, exp
+    case pow
+    case cast(to: DType)
+    /// ONNX Where(condition, X, Y).
+    case select
+    case equal, less, not
+    case expand
+    /// Output filled with `value` (a one-element tensor; nil: float 0).
+    case constantOfShape(value: Tensor?)
+    case range
+    /// Slice; opset < 10 carries starts/ends/axes as attributes, later opsets as inputs 1...4.
+    case slice(starts: [Int]?, ends: [Int]?, axes: [Int]?)
+    /// Split; sizes from the attribute (opset < 13), input 1, or `numOutputs` (opset 18) / the output count.
+    case split(axis: Int, sizes: [Int]?, numOutputs: Int?)
+    case reduceSum(axes: [Int]?, keepDims: Bool, noopWithEmptyAxes: Bool)
+    case reduceMax(axes: [Int]?, keepDims: Bool, noopWithEmptyAxes: Bool)
 
     public static let bitswitchDomain = "ai.bitswitch"
 }

@@ -14,6 +14,11 @@ extension DType {
         case .f16: return 10
         case .u4: return 21
         case .i4: return 22
+        case .u16: return 4
+        case .i16: return 5
+        case .f64: return 11
+        case .u32: return 12
+        case .u64: return 13
         }
     }
     public init?(onnxCode: Int) {
@@ -72,6 +77,9 @@ extension Op {
         case .qmaxPool: return "QMaxPool"
         case .qavgPool: return "QAveragePool"
         case .qglobalAvgPool: return "QGlobalAveragePool"
+        case .layerNormalization, .gelu, .erf, .sqrt, .reciprocal, .neg, .exp, .pow, .cast, .select, .equal, .less, .not,
+             .expand, .constantOfShape, .range, .slice, .split, .reduceSum, .reduceMax:
+            return transformerTypeName ?? ""
         }
     }
 
@@ -90,7 +98,7 @@ extension Op {
         "HardSwish", "Tanh", "BatchNormalization", "MaxPool", "AveragePool", "GlobalAveragePool", "Flatten", "Reshape",
         "Transpose", "Concat", "Squeeze", "Unsqueeze", "Softmax", "LogSoftmax", "Identity", "Dropout", "Pad",
         "ReduceMean", "Shape", "Gather", "QuantizeLinear", "DequantizeLinear",
-    ].map { ("", $0) } + ["FakeQuantWeight", "FakeQuantAct", "SwitchableBatchNorm"].map { (Op.bitswitchDomain, $0) }
+    ].map { ("", $0) } + Op.transformerTypes.map { ("", $0) } + ["FakeQuantWeight", "FakeQuantAct", "SwitchableBatchNorm"].map { (Op.bitswitchDomain, $0) }
         + Op.integerTypes.map { (Op.bitswitchDomain, $0) }
 
     /// The integer dialect's op types (docs/int-ops.md).
@@ -197,6 +205,9 @@ extension Op {
         case .qglobalAvgPool(let zero): put("zero", .int(zero))
         case .matMul, .add, .sub, .mul, .div, .relu, .sigmoid, .hardSwish, .tanh, .globalAveragePool, .identity:
             break
+        case .layerNormalization, .gelu, .erf, .sqrt, .reciprocal, .neg, .exp, .pow, .cast, .select, .equal, .less, .not,
+             .expand, .constantOfShape, .range, .slice, .split, .reduceSum, .reduceMax:
+            a = transformerAttributes
         }
         return a
     }
@@ -358,7 +369,7 @@ extension Op {
             }
             var outType: DType? = nil
             if let code = try r.int("output_dtype"), code != 0 {
-                guard let t = DType(onnxCode: code), [.i8, .u8, .i4, .u4].contains(t) else {
+                guard let t = DType(onnxCode: code), [.i8, .u8, .i4, .u4, .i16, .u16].contains(t) else {
                     throw BitSwitchError(.unsupported, "QuantizeLinear output_dtype \(code) is not supported")
                 }
                 outType = t
@@ -371,7 +382,10 @@ extension Op {
             }
             self = .dequantizeLinear(axis: try r.int("axis", default: 1))
         default:
-            throw BitSwitchError(.unsupported, "unsupported operator \(type)", op: type, domain: dom)
+            guard let op = try Op.transformer(type: type, &r, opset: opset) else {
+                throw BitSwitchError(.unsupported, "unsupported operator \(type)", op: type, domain: dom)
+            }
+            self = op
         }
     }
 }

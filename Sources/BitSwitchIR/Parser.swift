@@ -209,7 +209,7 @@ struct IRParser {
         func ints<T: FixedWidthInteger>(_: T.Type) throws -> [T] {
             let range = t.dtype.integerRange
             return try tokens.map { tok, pos in
-                guard let v = T(tok), range.map({ $0.contains(Int(v)) }) ?? true else {
+                guard let v = T(tok), range.map({ r in Int(exactly: v).map { r.contains($0) } ?? true }) ?? true else {
                     throw error(pos, "expected a \(t.dtype.rawValue) element, found '\(tok)'")
                 }
                 return v
@@ -226,6 +226,15 @@ struct IRParser {
         case .u8, .u4: storage = .u8(try ints(UInt8.self))
         case .i32: storage = .i32(try ints(Int32.self))
         case .i64: storage = .i64(try ints(Int64.self))
+        case .i16: storage = .i16(try ints(Int16.self))
+        case .u16: storage = .u16(try ints(UInt16.self))
+        case .u32: storage = .u32(try ints(UInt32.self))
+        case .u64: storage = .u64(try ints(UInt64.self))
+        case .f64:
+            storage = .f64(try tokens.map { tok, pos in
+                guard let v = Double(tok) else { throw error(pos, "expected a f64 element, found '\(tok)'") }
+                return v
+            })
         case .bool:
             storage = .bool(try tokens.map { tok, pos in
                 switch tok {

@@ -98,6 +98,11 @@ enum IRText {
         case .i32(let a): for v in a { parts.append(String(v)) }
         case .i64(let a): for v in a { parts.append(String(v)) }
         case .bool(let a): for v in a { parts.append(v ? "true" : "false") }
+        case .f64(let a): for v in a { parts.append(v.isNaN ? "nan" : v.isInfinite ? (v < 0 ? "-inf" : "inf") : "\(v)") }
+        case .i16(let a): for v in a { parts.append(String(v)) }
+        case .u16(let a): for v in a { parts.append(String(v)) }
+        case .u32(let a): for v in a { parts.append(String(v)) }
+        case .u64(let a): for v in a { parts.append(String(v)) }
         }
         return "[" + parts.joined(separator: ", ") + "]"
     }

@@ -30,8 +30,8 @@ private func merge(inferred: TensorType, recorded: TensorType?) -> TensorType {
     return TensorType(inferred.dtype, zip(a, b).map { x, y in x == .unknown ? y : x })
 }
 
-private func shapeError(_ message: String) -> BitSwitchError { BitSwitchError(.shape, message) }
-private func text(_ t: TensorType) -> String { IRText.type(t) }
+func shapeError(_ message: String) -> BitSwitchError { BitSwitchError(.shape, message) }
+func text(_ t: TensorType) -> String { IRText.type(t) }
 
 /// Product of dims as (known factor, symbol multiset, any unknown) so that N*8*4 / (N*2) = 16 is computable.
 private struct DimProduct {
@@ -71,7 +71,7 @@ private struct DimProduct {
     }
 }
 
-private struct ShapeState {
+struct ShapeState {
     let g: Graph
     var types: [String: TensorType] = [:]
     /// Elements of small integer tensors whose values are known, possibly symbolically (from Shape).
@@ -216,6 +216,9 @@ private struct ShapeState {
         case .qmaxPool(let p), .qavgPool(let p, _):
             guard let xt = x else { return [nil] }
             return [TensorType(xt.dtype, try pool(xt, p))]
+        case .layerNormalization, .gelu, .erf, .sqrt, .reciprocal, .neg, .exp, .pow, .cast, .select, .equal, .less,
+             .not, .expand, .constantOfShape, .range, .slice, .split, .reduceSum, .reduceMax:
+            return try inferTransformer(n)
         case .qglobalAvgPool:
             guard let xt = x, let s = xt.shape else { return same() }
             guard s.count >= 3 else { throw shapeError("input \(text(xt)) needs rank >= 3 (N, C, spatial...)") }
@@ -223,14 +226,14 @@ private struct ShapeState {
         }
     }
 
-    private func axesInput(_ n: Node, _ k: Int) -> [Int]? {
+    func axesInput(_ n: Node, _ k: Int) -> [Int]? {
         guard k < n.inputs.count, !n.inputs[k].isEmpty else { return nil }
         return ints(n.inputs[k])
     }
 
     // MARK: per-op rules
 
-    private func broadcast(_ a: TensorType, _ b: TensorType) throws -> [Dim]? {
+    func broadcast(_ a: TensorType, _ b: TensorType) throws -> [Dim]? {
         guard let sa = a.shape, let sb = b.shape else { return nil }
         let r = max(sa.count, sb.count)
         let pa = Array(repeating: Dim.known(1), count: r - sa.count) + sa
@@ -244,7 +247,7 @@ private struct ShapeState {
     }
 
     /// nil when the two dims are known and incompatible.
-    private func broadcastDim(_ x: Dim, _ y: Dim) -> Dim? {
+    func broadcastDim(_ x: Dim, _ y: Dim) -> Dim? {
         switch (x, y) {
         case (.known(1), _): return y
         case (_, .known(1)): return x
@@ -257,7 +260,7 @@ private struct ShapeState {
     }
 
     /// Two dims that must be equal: the more specific one, or nil if they are known to differ.
-    private func unify(_ x: Dim, _ y: Dim) -> Dim? {
+    func unify(_ x: Dim, _ y: Dim) -> Dim? {
         switch (x, y) {
         case (.known(let p), .known(let q)): return p == q ? x : nil
         case (.known, _): return x
@@ -267,7 +270,7 @@ private struct ShapeState {
         }
     }
 
-    private func matMul(_ a: TensorType, _ b: TensorType) throws -> TensorType {
+    func matMul(_ a: TensorType, _ b: TensorType) throws -> TensorType {
         guard var sa = a.shape, var sb = b.shape else { return TensorType(a.dtype, nil) }
         guard !sa.isEmpty, !sb.isEmpty else { throw shapeError("MatMul operands \(text(a)) and \(text(b)) must not be scalars") }
         let promoteA = sa.count == 1, promoteB = sb.count == 1
@@ -494,7 +497,7 @@ private struct ShapeState {
         return out
     }
 
-    private func reduce(_ x: TensorType, _ n: Node, attrAxes: [Int]?, keepDims: Bool, noop: Bool) throws -> [Dim]? {
+    func reduce(_ x: TensorType, _ n: Node, attrAxes: [Int]?, keepDims: Bool, noop: Bool) throws -> [Dim]? {
         guard let s = x.shape else { return nil }
         var axes = attrAxes
         if axes == nil, n.inputs.count > 1, !n.inputs[1].isEmpty {

@@ -71,6 +71,9 @@ private func arity(_ op: Op) -> (Int, Int, Int, Int) {
     case .quantize, .dequantize, .qmaxPool, .qavgPool, .qglobalAvgPool: return (1, 1, 1, 1)
     case .qconv, .qgemm, .qadd: return (2, 2, 1, 1)
     case .requant: return (4, 4, 1, 1)
+    case .layerNormalization, .gelu, .erf, .sqrt, .reciprocal, .neg, .exp, .pow, .cast, .select, .equal, .less, .not,
+         .expand, .constantOfShape, .range, .slice, .split, .reduceSum, .reduceMax:
+        return transformerArity(op)
     }
 }
 
@@ -188,6 +191,9 @@ private func checkAttributes(_ n: Node, _ g: Graph) -> String? {
     case .gemm, .matMul, .add, .sub, .mul, .div, .relu, .leakyRelu, .clip, .sigmoid, .hardSigmoid, .hardSwish, .tanh,
          .globalAveragePool, .flatten, .reshape, .concat, .squeeze, .unsqueeze, .softmax, .logSoftmax, .identity,
          .pad, .reduceMean, .shape, .gather, .quantizeLinear, .dequantizeLinear:
+        break
+    case .layerNormalization, .gelu, .erf, .sqrt, .reciprocal, .neg, .exp, .pow, .cast, .select, .equal, .less, .not,
+         .expand, .constantOfShape, .range, .slice, .split, .reduceSum, .reduceMax:
         break
     }
     return nil

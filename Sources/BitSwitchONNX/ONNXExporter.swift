@@ -263,6 +263,11 @@ struct ModelBuilder {
         case (_, .u8(let a)): copy(a)
         case (_, .i32(let a)): copy(a)
         case (_, .i64(let a)): copy(a)
+        case (_, .f64(let a)): copy(a)
+        case (_, .i16(let a)): copy(a)
+        case (_, .u16(let a)): copy(a)
+        case (_, .u32(let a)): copy(a)
+        case (_, .u64(let a)): copy(a)
         case (_, .bool(let a)):
             let out = dst.assumingMemoryBound(to: UInt8.self)
             for (i, v) in a.enumerated() { out[i] = v ? 1 : 0 }

@@ -17,8 +17,9 @@ extension DType {
     /// Bytes per element in BitSwitch storage (f16 is widened to Float, 4-bit types take a byte each).
     var storageByteWidth: Int {
         switch self {
-        case .f32, .f16, .i32: return 4
-        case .i64: return 8
+        case .f32, .f16, .i32, .u32: return 4
+        case .i64, .f64, .u64: return 8
+        case .i16, .u16: return 2
         case .i8, .u8, .bool, .i4, .u4: return 1
         }
     }
@@ -85,7 +86,7 @@ struct TensorDecoder {
         let code = Int(p.data_type)
         guard let dtype = DType(onnxCode: code) else {
             throw fail(.unsupported, name, "element type \(onnxTypeName(code)) is not supported "
-                       + "(supported: float32, float16, int8, uint8, int32, int64, bool, int4, uint4)")
+                       + "(supported: float32, float16, float64, int4/8/16/32/64, uint4/8/16/32/64, bool)")
         }
         var shape: [Int] = []
         shape.reserveCapacity(p.n_dims)
@@ -151,6 +152,11 @@ struct TensorDecoder {
         case .i64: return .i64(copy(Int64.self))
         case .i8: return .i8(copy(Int8.self))
         case .u8: return .u8(copy(UInt8.self))
+        case .f64: return .f64(copy(Double.self))
+        case .i16: return .i16(copy(Int16.self))
+        case .u16: return .u16(copy(UInt16.self))
+        case .u32: return .u32(copy(UInt32.self))
+        case .u64: return .u64(copy(UInt64.self))
         case .f16:
             return .f32([Float](unsafeUninitializedCapacity: count) { buf, n in
                 for i in 0..<count {
@@ -194,6 +200,22 @@ struct TensorDecoder {
             return .i32(Array(int32s))
         case .i8: return .i8(try ranged(Int8.self))
         case .u8: return .u8(try ranged(UInt8.self))
+        case .i16: return .i16(try ranged(Int16.self))
+        case .u16: return .u16(try ranged(UInt16.self))
+        case .f64:
+            try checkCount("double_data", p.n_double_data, count)
+            return .f64(Array(cList(p.double_data, p.n_double_data)))
+        case .u32:
+            try checkCount("uint64_data", p.n_uint64_data, count)
+            return .u32(try cList(p.uint64_data, p.n_uint64_data).map { v in
+                guard let x = UInt32(exactly: v) else {
+                    throw fail(.invalidModel, name, "uint64_data value \(v) is out of range for u32")
+                }
+                return x
+            })
+        case .u64:
+            try checkCount("uint64_data", p.n_uint64_data, count)
+            return .u64(Array(cList(p.uint64_data, p.n_uint64_data)))
         case .bool:
             try checkCount("int32_data", int32s.count, count)
             return .bool(int32s.map { $0 != 0 })

@@ -45,6 +45,27 @@ func binaryOp(_ kind: BinaryKind, _ x: Tensor, _ y: Tensor) throws -> Tensor {
         return Tensor(dtype: x.dtype, shape: shape, storage: .i8(try intBinary(kind, a, b, count, cs, ca, cb)))
     case (.u8(let a), .u8(let b)):
         return Tensor(dtype: x.dtype, shape: shape, storage: .u8(try intBinary(kind, a, b, count, cs, ca, cb)))
+    case (.i16(let a), .i16(let b)):
+        return Tensor(dtype: x.dtype, shape: shape, storage: .i16(try intBinary(kind, a, b, count, cs, ca, cb)))
+    case (.u16(let a), .u16(let b)):
+        return Tensor(dtype: x.dtype, shape: shape, storage: .u16(try intBinary(kind, a, b, count, cs, ca, cb)))
+    case (.u32(let a), .u32(let b)):
+        return Tensor(dtype: x.dtype, shape: shape, storage: .u32(try intBinary(kind, a, b, count, cs, ca, cb)))
+    case (.u64(let a), .u64(let b)):
+        return Tensor(dtype: x.dtype, shape: shape, storage: .u64(try intBinary(kind, a, b, count, cs, ca, cb)))
+    case (.f64(let a), .f64(let b)):
+        let ia = broadcastIndex(x.shape, to: shape), ib = broadcastIndex(y.shape, to: shape)
+        var r = [Double](repeating: 0, count: count)
+        for i in 0..<count {
+            let u = a[ia[i]], v = b[ib[i]]
+            switch kind {
+            case .add: r[i] = u + v
+            case .sub: r[i] = u - v
+            case .mul: r[i] = u * v
+            case .div: r[i] = u / v
+            }
+        }
+        return Tensor(dtype: x.dtype, shape: shape, storage: .f64(r))
     default:
         throw BitSwitchError(.type, "\(kind.name) does not support \(x.dtype) operands")
     }

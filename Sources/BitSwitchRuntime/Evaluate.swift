@@ -126,6 +126,9 @@ private func evaluate(_ node: Node, _ inputs: [Tensor?], opset: Int, opsets: [St
         return try k.forward(node: node, inputs: inputs, context: TrainingContext(training: false, assignment: assignment)).outputs
     case .quantize, .dequantize, .qconv, .qgemm, .requant, .qadd, .qmaxPool, .qavgPool, .qglobalAvgPool:
         return try evaluateInteger(node, inputs)
+    case .layerNormalization, .gelu, .erf, .sqrt, .reciprocal, .neg, .exp, .pow, .cast, .select, .equal, .less, .not,
+         .expand, .constantOfShape, .range, .slice, .split, .reduceSum, .reduceMax:
+        return try evaluateTransformer(node, inputs, opset: opset)
     }
 }
 

@@ -18,7 +18,7 @@ func quantizeLinearOp(_ x: Tensor, _ scale: Tensor, _ zeroPoint: Tensor?, axis: 
     if let zeroPoint, let outputType, zeroPoint.dtype != outputType {
         throw BitSwitchError(.type, "QuantizeLinear output_dtype \(outputType) differs from the zero point's type \(zeroPoint.dtype)")
     }
-    guard let range = outType.integerRange, [.i8, .u8, .i4, .u4].contains(outType) else {
+    guard let range = outType.integerRange, [.i8, .u8, .i4, .u4, .i16, .u16].contains(outType) else {
         throw BitSwitchError(.unsupported, "QuantizeLinear to \(outType) is not supported")
     }
     guard x.dtype == .f32 || x.dtype == .f16 || x.dtype == .i32 else {
@@ -41,13 +41,15 @@ func quantizeLinearOp(_ x: Tensor, _ scale: Tensor, _ zeroPoint: Tensor?, axis: 
     }
     switch outType {
     case .i8, .i4: return Tensor(dtype: outType, shape: x.shape, storage: .i8(q.map { Int8($0) }))
+    case .i16: return Tensor(dtype: outType, shape: x.shape, storage: .i16(q.map { Int16($0) }))
+    case .u16: return Tensor(dtype: outType, shape: x.shape, storage: .u16(q.map { UInt16($0) }))
     default: return Tensor(dtype: outType, shape: x.shape, storage: .u8(q.map { UInt8($0) }))
     }
 }
 
 func dequantizeLinearOp(_ x: Tensor, _ scale: Tensor, _ zeroPoint: Tensor?, axis: Int) throws -> Tensor {
-    guard [.i8, .u8, .i4, .u4, .i32].contains(x.dtype) else {
-        throw BitSwitchError(.type, "DequantizeLinear input must be int8, uint8, int4, uint4 or int32, got \(x.dtype)")
+    guard [.i8, .u8, .i4, .u4, .i16, .u16, .i32].contains(x.dtype) else {
+        throw BitSwitchError(.type, "DequantizeLinear input must be int4/8/16/32 or uint4/8/16, got \(x.dtype)")
     }
     if let zeroPoint, zeroPoint.dtype != x.dtype {
         throw BitSwitchError(.type, "DequantizeLinear zero point type \(zeroPoint.dtype) differs from the input's \(x.dtype)")

@@ -35,6 +35,21 @@ func moveElements<M: ElementMover>(_ inputs: [Tensor], _ m: M, fill: Tensor? = n
     case .bool:
         return .bool(try m.move(arrays { if case .bool(let a) = $0 { a } else { nil } },
                                 fill: fill.flatMap { if case .bool(let a) = $0.storage { a.first } else { nil } }))
+    case .f64:
+        return .f64(try m.move(arrays { if case .f64(let a) = $0 { a } else { nil } },
+                               fill: fill.flatMap { if case .f64(let a) = $0.storage { a.first } else { nil } }))
+    case .i16:
+        return .i16(try m.move(arrays { if case .i16(let a) = $0 { a } else { nil } },
+                               fill: fill.flatMap { if case .i16(let a) = $0.storage { a.first } else { nil } }))
+    case .u16:
+        return .u16(try m.move(arrays { if case .u16(let a) = $0 { a } else { nil } },
+                               fill: fill.flatMap { if case .u16(let a) = $0.storage { a.first } else { nil } }))
+    case .u32:
+        return .u32(try m.move(arrays { if case .u32(let a) = $0 { a } else { nil } },
+                               fill: fill.flatMap { if case .u32(let a) = $0.storage { a.first } else { nil } }))
+    case .u64:
+        return .u64(try m.move(arrays { if case .u64(let a) = $0 { a } else { nil } },
+                               fill: fill.flatMap { if case .u64(let a) = $0.storage { a.first } else { nil } }))
     }
 }
 
@@ -234,6 +249,11 @@ func scalar(_ v: Float, dtype: DType) -> Tensor {
     case .i32: return Tensor(dtype: dtype, shape: [], storage: .i32([Int32(clamping: Int(v))]))
     case .i64: return Tensor(dtype: dtype, shape: [], storage: .i64([Int64(v)]))
     case .bool: return Tensor(dtype: dtype, shape: [], storage: .bool([v != 0]))
+    case .f64: return Tensor(dtype: dtype, shape: [], storage: .f64([Double(v)]))
+    case .i16: return Tensor(dtype: dtype, shape: [], storage: .i16([Int16(clamping: Int(v))]))
+    case .u16: return Tensor(dtype: dtype, shape: [], storage: .u16([UInt16(clamping: Int(v))]))
+    case .u32: return Tensor(dtype: dtype, shape: [], storage: .u32([UInt32(clamping: Int(v))]))
+    case .u64: return Tensor(dtype: dtype, shape: [], storage: .u64([UInt64(clamping: Int(v))]))
     }
 }
 

@@ -44,6 +44,11 @@ enum TensorFiles {
         case .i32(let v): return NPYArray(shape: t.shape, data: .int32(v))
         case .i64(let v): return NPYArray(shape: t.shape, data: .int64(v))
         case .bool(let v): return NPYArray(shape: t.shape, data: .bool(v))
+        case .f64(let v): return NPYArray(shape: t.shape, data: .float64(v))
+        case .i16(let v): return NPYArray(shape: t.shape, data: .int32(v.map { Int32($0) }))
+        case .u16(let v): return NPYArray(shape: t.shape, data: .int32(v.map { Int32($0) }))
+        case .u32(let v): return NPYArray(shape: t.shape, data: .int64(v.map { Int64($0) }))
+        case .u64(let v): return NPYArray(shape: t.shape, data: .int64(v.map { Int64(truncatingIfNeeded: $0) }))
         }
     }
 
@@ -71,10 +76,11 @@ struct Comparison {
         if got.shape != want.shape {
             return Comparison(ok: false, maxAbsDiff: .infinity, message: "shape \(got.shape) but expected \(want.shape)")
         }
-        if case .f32(let a) = got.storage, case .f32(let b) = want.storage {
+        if got.dtype.isFloat && want.dtype.isFloat {
+            let a = got.doubles, b = want.doubles
             var worst = 0.0, bad = 0, firstBad = -1
             for i in 0..<a.count {
-                let x = Double(a[i]), y = Double(b[i])
+                let x = a[i], y = b[i]
                 if x.isNaN || y.isNaN { if x.isNaN != y.isNaN { bad += 1; if firstBad < 0 { firstBad = i } }; continue }
                 if x == y { continue }
                 let d = abs(x - y)
@@ -110,6 +116,8 @@ struct RunCommand: ParsableCommand {
     @Option(help: "A per-layer profile JSON file (docs/profiles.md); --bits sets its default.") var profile: String?
     @Option(help: ArgumentHelp("ref: the graph as it is (fake-quant in float); int: lowered to integer ops, run by the bit-exact interpreter; c: lowered, emitted as C, built (cached) and run in place.", valueName: "ref|int|c"))
     var backend: Backend = .ref
+    @Option(help: "Run the model this many times and print the median wall time of one run (benchmarks).")
+    var repeats: Int = 1
 
     func run() throws {
         var g = try loadModelOrIR(model, importFlags)
@@ -118,18 +126,32 @@ struct RunCommand: ParsableCommand {
         let inputs = try bind(input, to: g.inputs.map(\.name), what: "input")
         var feeds: [String: Tensor] = [:]
         for (name, file) in inputs { feeds[name] = try TensorFiles.load(file) }
-        let outputs: [String: Tensor]
+        var outputs: [String: Tensor] = [:]
+        var times: [Double] = []
         do {
+            // One run function for every back end; a compiled model is built once and run `repeats` times.
+            let runOnce: ([String: Tensor]) throws -> [String: Tensor]
             switch backend {
-            case .c: outputs = try runCompiled(EmitInput(graph: g), inputs: feeds)
-            case .int: outputs = try Executor(graph: g, threads: threads).run(feeds)
+            case .c:
+                let net = try CompiledNetwork(EmitInput(graph: g))
+                runOnce = { try net.run($0) }
+            case .int:
+                let ex = Executor(graph: g, threads: threads)
+                runOnce = { try ex.run($0) }
             case .ref:
                 let a = quantizedLayers(g).isEmpty ? BitAssignment() : try p.resolve(in: g, file: profile)
-                outputs = try Executor(graph: g, threads: threads, assignment: a).run(feeds)
+                let ex = Executor(graph: g, threads: threads, assignment: a)
+                runOnce = { try ex.run($0) }
+            }
+            for _ in 0..<max(1, repeats) {
+                let t0 = DispatchTime.now().uptimeNanoseconds
+                outputs = try runOnce(feeds)
+                times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
             }
         } catch let e as BitSwitchError {
             throw e.located(file: model)
         }
+        if repeats > 1 { print("timing: run median \(times.sorted()[times.count / 2]) s min \(times.min() ?? 0) s over \(times.count) runs") }
         if let dir = outputDir {
             do { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) } catch {
                 throw BitSwitchError(.io, "cannot create output directory: \(error.localizedDescription)", file: dir)

@@ -46,6 +46,27 @@ private let opVariants: [Op] = [
     .fakeQuantAct(FakeQuantActAttrs(bits: [4, 3, 2], signed: true)),
     .fakeQuantAct(FakeQuantActAttrs(bits: [8, 6], signed: false, pinnedBits: 8)),
     .switchableBatchNorm(bits: [8, 4], epsilon: 1e-3, momentum: 0.99),
+    // integer dialect
+    .quantize(scale: 0.5, zero: 3, lo: -128, hi: 127, to: .i8), .dequantize(scale: 0.25, zero: 0),
+    .qconv(QConvAttrs(conv: ConvAttrs(kernelShape: [3, 3], pads: [1, 1, 1, 1]), wShift: 2, wBits: 6, xZero: 1)),
+    .qgemm(QGemmAttrs(transB: true, wShift: 1, wBits: 4)),
+    .requant(RequantAttrs(axis: 1, lo: 0, hi: 255, to: .u8)),
+    .qadd(QAddAttrs(ma: 3, mb: 5, n: 4, lo: -128, hi: 127, to: .i8)),
+    .qmaxPool(PoolAttrs(kernelShape: [2, 2])), .qavgPool(PoolAttrs(kernelShape: [2, 2], strides: [2, 2]), zero: 1),
+    .qglobalAvgPool(zero: 2),
+    // transformer family
+    .layerNormalization(axis: -1, epsilon: 1e-12), .layerNormalization(axis: 1, epsilon: 1e-5),
+    .gelu(tanh: false), .gelu(tanh: true),
+    .erf, .sqrt, .reciprocal, .neg, .exp, .pow,
+    .cast(to: .f64), .cast(to: .u16), .cast(to: .bool),
+    .select, .equal, .less, .not, .expand,
+    .constantOfShape(value: nil), .constantOfShape(value: Tensor(dtype: .i64, shape: [1], storage: .i64([7]))),
+    .constantOfShape(value: Tensor(dtype: .f64, shape: [1], storage: .f64([0.25]))),
+    .range,
+    .slice(starts: nil, ends: nil, axes: nil),
+    .split(axis: 1, sizes: nil, numOutputs: 3), .split(axis: -1, sizes: [2, 3], numOutputs: nil),
+    .reduceSum(axes: nil, keepDims: true, noopWithEmptyAxes: true), .reduceSum(axes: [0, 2], keepDims: false, noopWithEmptyAxes: false),
+    .reduceMax(axes: [-1], keepDims: true, noopWithEmptyAxes: false),
 ]
 
 private func graphWithEveryOp() -> Graph {

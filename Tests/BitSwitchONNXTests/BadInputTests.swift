@@ -95,9 +95,9 @@ import Testing
     }
 
     @Test func unsupportedElementType() throws {
-        let e = try importError("double_init.onnx")
+        let e = try importError("bf16_init.onnx")
         #expect(e.kind == .unsupported)
-        expectMentions(e, ["double_init.onnx", "tensor 'w_double'", "DOUBLE"])
+        expectMentions(e, ["bf16_init.onnx", "tensor 'w_bf16'", "BFLOAT16"])
     }
 
     @Test func externalDataFileMissing() throws {

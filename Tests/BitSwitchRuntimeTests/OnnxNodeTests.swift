@@ -16,6 +16,7 @@ struct OnnxNodeTests {
         "test_training_dropout_mask": "training_mode",
         "test_dequantizelinear_blocked": "blocked",
         "test_quantizelinear_blocked_asymmetric": "blocked",
+        "test_quantizelinear_blocked_symmetric": "blocked",
     ]
 
     @Test func onnxNodeCasesMatchOnnxRuntime() throws {

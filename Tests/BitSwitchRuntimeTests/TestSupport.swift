@@ -23,6 +23,11 @@ func decodeTensor(_ j: [String: Any]) throws -> Tensor {
     case .i32: return Tensor(dtype: dtype, shape: shape, storage: .i32(load(Int32.self)))
     case .i64: return Tensor(dtype: dtype, shape: shape, storage: .i64(load(Int64.self)))
     case .bool: return Tensor(dtype: dtype, shape: shape, storage: .bool(bytes.map { $0 != 0 }))
+    case .f64: return Tensor(dtype: dtype, shape: shape, storage: .f64(load(Double.self)))
+    case .i16: return Tensor(dtype: dtype, shape: shape, storage: .i16(load(Int16.self)))
+    case .u16: return Tensor(dtype: dtype, shape: shape, storage: .u16(load(UInt16.self)))
+    case .u32: return Tensor(dtype: dtype, shape: shape, storage: .u32(load(UInt32.self)))
+    case .u64: return Tensor(dtype: dtype, shape: shape, storage: .u64(load(UInt64.self)))
     }
 }
 
@@ -34,6 +39,7 @@ func decodeAttr(_ j: [String: Any]) throws -> AttrValue {
     case ("string", let v as String): return .string(v)
     case ("ints", let v as [Int]): return .ints(v)
     case ("floats", let v as [Double]): return .floats(v.map { Float($0) })
+    case ("tensor", let v as [String: Any]): return .tensor(try decodeTensor(v))
     default: throw BitSwitchError(.parse, "bad fixture attribute \(j)")
     }
 }
@@ -47,6 +53,12 @@ func mismatch(_ got: Tensor, _ want: Tensor, rtol: Float = 1e-4, atol: Float = 1
             if a[i].isNaN && b[i].isNaN { continue }
             if a[i] == b[i] { continue }
             if !(abs(a[i] - b[i]) <= atol + rtol * abs(b[i])) { return "element \(i): \(a[i]) != \(b[i])" }
+        }
+        return nil
+    }
+    if case .f64(let a) = got.storage, case .f64(let b) = want.storage {
+        for i in a.indices where !(a[i].isNaN && b[i].isNaN) && a[i] != b[i] {
+            if !(abs(a[i] - b[i]) <= Double(atol) + Double(rtol) * abs(b[i])) { return "element \(i): \(a[i]) != \(b[i])" }
         }
         return nil
     }

@@ -135,6 +135,8 @@ public final class TrainingGraph {
         case .matMul: return MatMulKernel()
         case .maxPool: return MaxPoolKernel()
         case .averagePool: return AveragePoolKernel()
+        case .layerNormalization: return LayerNormKernel()
+        case .gelu, .erf: return SmoothActivationKernel()
         default: return nil
         }
     }
