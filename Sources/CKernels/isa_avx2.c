@@ -24,7 +24,6 @@
 #define NV 3
 #define RBD 4
 #define QBV 1024
-#define TU 9
 
 typedef __m256 vf;
 static inline vf VZERO(void) { return _mm256_setzero_ps(); }

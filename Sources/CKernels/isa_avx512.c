@@ -23,7 +23,6 @@
 #define NV 3
 #define RBD 8
 #define QBV 1024
-#define TU 9
 
 typedef __m512 vf;
 static inline vf VZERO(void) { return _mm512_setzero_ps(); }

@@ -18,7 +18,6 @@
 #define NV 3
 #define RBD 8
 #define QBV 1024
-#define TU 9
 
 typedef struct { float l[VW]; } vf;
 static inline vf VZERO(void) { vf v; for (int i = 0; i < VW; i++) v.l[i] = 0.0f; return v; }

@@ -8,7 +8,6 @@
 //   RB, NV       forward register tile: RB output channels (dividing BS_MR) x NV vectors of positions
 //                (VW*NV dividing BS_NB)
 //   RBD          dW register tile: RBD output channels (dividing BS_MR) x 3 taps x one vector of lanes
-//   TU           how many of the 9 taps of the direct conv's inner loop to unroll
 //   QBV          positions per dW pass (a multiple of 16; any value gives the same sums)
 //
 // Every result is defined independently of VW, RB, NV and RBD: an output of the forward kernels is the fused
@@ -42,7 +41,7 @@ static inline void FN(tile3x3)(const float *x, const float *w, long C, long P, l
     for (long c = 0; c < C; c++) {
         const float *xc = x + c * P;
         const float *wc = w + c * 9 * BS_MR;
-#pragma GCC unroll TU
+#pragma GCC unroll 9
         for (int t = 0; t < 9; t++) {
             const float *xp = xc + off[t];
             vf v[NV];
