@@ -410,7 +410,7 @@ struct CWriter {
         """
     }
 
-    func window(_ inSpatial: [Int], _ outSpatial: [Int], _ w: Window) -> String {
+    func window(_ inSpatial: [Int], _ outSpatial: [Int], _ w: WindowGeometry) -> String {
         func p3(_ a: [Int], _ fill: Int) -> [Int] { [Int](repeating: fill, count: 3 - a.count) + a }
         let v = p3(inSpatial, 1) + p3(outSpatial, 1) + p3(w.kernel, 1) + p3(w.strides, 1) + p3(w.padsBegin, 0)
             + p3(w.padsEnd, 0) + p3(w.dilations, 1)
@@ -436,7 +436,7 @@ struct CWriter {
             case .qconv(let q):
                 let xs = plan.shapes[x] ?? [], ws = g.initializers[n.inputs[1]]?.shape ?? []
                 guard ws.count == xs.count, ws.count >= 3 else { throw fail("QConv weight \(ws) does not match input \(xs)") }
-                let win = try Window(input: Array(xs.dropFirst(2)), kernel: q.conv.kernelShape ?? Array(ws.dropFirst(2)),
+                let win = try WindowGeometry(input: Array(xs.dropFirst(2)), kernel: q.conv.kernelShape ?? Array(ws.dropFirst(2)),
                                      strides: q.conv.strides, pads: q.conv.pads, dilations: q.conv.dilations,
                                      autoPad: q.conv.autoPad, ceilMode: false)
                 let outName = plan.fusedRequant[i].map { g.nodes[$0].outputs[0] } ?? y
@@ -486,7 +486,7 @@ struct CWriter {
                 body += "    bs_qadd__generic(\(ptr(x)), \(tcode(x)), \(ptr(b)), \(tcode(b)), \(ptr(y)), \(tcode(y)), \(CSyntax.size(count(y))), \(pb));\n"
             case .qmaxPool(let p), .qavgPool(let p, _):
                 let xs = plan.shapes[x] ?? []
-                let win = try Window(input: Array(xs.dropFirst(2)), kernel: p.kernelShape, strides: p.strides, pads: p.pads,
+                let win = try WindowGeometry(input: Array(xs.dropFirst(2)), kernel: p.kernelShape, strides: p.strides, pads: p.pads,
                                      dilations: p.dilations, autoPad: p.autoPad, ceilMode: p.ceilMode)
                 guard plan.shapes[y] == Array(xs.prefix(2)) + win.output else { throw fail("pool output shape mismatch") }
                 decls += "static const bs_window \(id)_s = \(window(Array(xs.dropFirst(2)), win.output, win));\n"
@@ -498,7 +498,7 @@ struct CWriter {
             case .qglobalAvgPool:
                 let xs = plan.shapes[x] ?? []
                 let sp = Array(xs.dropFirst(2))
-                let win = try Window(input: sp, kernel: sp, strides: nil, pads: nil, dilations: nil, autoPad: .notSet, ceilMode: false)
+                let win = try WindowGeometry(input: sp, kernel: sp, strides: nil, pads: nil, dilations: nil, autoPad: .notSet, ceilMode: false)
                 decls += "static const bs_window \(id)_s = \(window(sp, win.output, win));\n"
                 body += "    bs_qavgpool__generic(&\(id)_s, \(CSyntax.size(xs[0] * xs[1])), 0, \(pz), \(ptr(x)), \(tcode(x)), \(ptr(y)));\n"
             case .flatten, .reshape, .squeeze, .unsqueeze, .identity:
