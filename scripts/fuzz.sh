@@ -6,6 +6,7 @@
 # Seeds: the shipped examples, the test fixtures and (if generated) the ONNX node test models. A crash leaves its
 # input in .build/fuzz/crashes/<target>/; commit it under Tests/ as a regression test.
 set -euo pipefail
+export SWIFT_BACKTRACE=enable=no  # let libFuzzer, not the Swift backtracer, report a trap
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 seconds="${1:-60}"
