@@ -10,7 +10,7 @@ CONFORMANCE_DIR := $(CACHE)/onnx-tests
 
 RESNET_DATA := examples/mnist1d-resnet/data
 
-.PHONY: all deps venv build demo test mnist1d-resnet-data unit-test conformance results bench bench-import bench-train bench-qat bench-ptq fashion-mnist clean
+.PHONY: all deps venv build demo test mnist1d-resnet-data unit-test conformance fuzz results bench bench-import bench-train bench-qat bench-ptq fashion-mnist clean
 
 all: build
 
@@ -36,6 +36,13 @@ unit-test: deps
 conformance: build venv
 	$(PY) scripts/gen-conformance-data.py $(CONFORMANCE_DIR)
 	$(BIN) conformance $(CONFORMANCE_DIR) --allow-newer-opset --expected-failures scripts/conformance-partial.txt --markdown docs/conformance.md
+
+# libFuzzer runs of the ONNX importer, the IR text parser and the NPY reader (scripts/fuzz.sh); FUZZ_SECONDS each.
+# Conformance cases are written at the newest version of each op (opsets up to 28 with onnx 1.23.2), mostly versions
+# that only added element types: the run passes --allow-newer-opset (without it 81 of them are skipped).
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	scripts/fuzz.sh $(FUZZ_SECONDS)
 
 # Trains and evaluates every method of docs/results.md (3 seeds, both examples); finished runs are cached in
 # .cache/results, so an interrupted run resumes. About 40 minutes on 2 cores.

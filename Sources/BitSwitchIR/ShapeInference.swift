@@ -9,6 +9,9 @@ public func inferShapes(_ g: inout Graph) throws {
     for n in g.nodes {
         let outs: [TensorType?]
         do {
+            // Inference indexes inputs by position: a node with too few (possible in an unverified imported
+            // model; found by fuzzing) is an error, not an out-of-range trap.
+            if let problem = checkArity(n) { throw BitSwitchError(.verify, problem) }
             outs = try s.infer(n)
         } catch let e as BitSwitchError {
             throw e.located(node: n.label, op: n.op.typeName, domain: n.op.domain)

@@ -77,7 +77,7 @@ private func arity(_ op: Op) -> (Int, Int, Int, Int) {
     }
 }
 
-private func checkArity(_ n: Node) -> String? {
+func checkArity(_ n: Node) -> String? {
     let (minIn, maxIn, minOut, maxOut) = arity(n.op)
     func range(_ lo: Int, _ hi: Int) -> String { lo == hi ? "\(lo)" : hi == Int.max ? "at least \(lo)" : "\(lo) to \(hi)" }
     if n.inputs.count < minIn || n.inputs.count > maxIn {

@@ -176,3 +176,17 @@ import Testing
         #expect(ok + refused == 300)
     }
 }
+
+/// Inputs the fuzzer (scripts/fuzz.sh) found crashing, kept as regression tests: each must import or be refused
+/// with a BitSwitchError, and so must shape inference on what imports.
+@Suite struct FuzzRegressionTests {
+    @Test(arguments: ["reshape-one-input.onnx"])
+    func fuzzFinding(_ name: String) throws {
+        let path = try fixture("fuzz/" + name)
+        do {
+            var g = try ONNXImporter.importModel(path: path, options: ImportOptions(allowNewerOpset: true))
+            let e = #expect(throws: BitSwitchError.self) { try inferShapes(&g) }
+            #expect(e?.description.contains("takes 2 inputs, has 1") == true, "\(String(describing: e))")
+        } catch is BitSwitchError {}
+    }
+}

@@ -56,14 +56,14 @@ import Testing
 
         // Killed in the middle of writing a checkpoint's temporary file, and after it is complete but before the
         // rename: the checkpoint on disk is the previous one (or none), never a torn one.
-        for (n, phase) in [(1, "half"), (2, "half"), (2, "before-rename")] {
+        for (n, phase) in [(1, "half"), (2, "before-rename")] {
             let out = dir + "/\(phase)-\(n).onnx"
             let r = try run(trainArgs(out, extra), env: ["BITSWITCH_TEST_KILL_IN_WRITE": ".ckpt:\(n):\(phase)"])
             #expect(r.signalled && r.status == SIGKILL, "kill at checkpoint write \(n) (\(phase)) did not happen")
             try finishAndCompare(out, extra, reference: reference, "killed in checkpoint write \(n) (\(phase))")
         }
         // Killed at timed moments during the run (wherever they land: a step, an evaluation, a write).
-        for fraction in [0.3, 0.7] {
+        for fraction in [0.5] {
             let out = dir + "/timed-\(fraction).onnx"
             let r = try run(trainArgs(out, extra), killAfter: wall * fraction)
             if r.signalled {
@@ -78,6 +78,7 @@ import Testing
         let out = dir + "/m.onnx", ckpt = out + ".ckpt"
         #expect(try run(trainArgs(out, ["--stop-after-epoch", "1"])).status == 0)
         let good = try Data(contentsOf: URL(fileURLWithPath: ckpt))
+        let model = try Data(contentsOf: URL(fileURLWithPath: out))
         var corrupted = good
         corrupted[corrupted.count / 2] ^= 0x01
         for (bytes, words) in [(good.prefix(good.count - 100), "checksum"), (corrupted, "checksum"),
@@ -87,7 +88,7 @@ import Testing
             #expect(r.status == 1, "\(r.stderr)")
             #expect(r.stderr.contains(ckpt) && r.stderr.contains(words), "\(r.stderr)")
             #expect(try Data(contentsOf: URL(fileURLWithPath: ckpt)) == Data(bytes), "the damaged checkpoint was replaced")
-            #expect(!FileManager.default.fileExists(atPath: out), "a model was written from a fresh start")
+            #expect(try Data(contentsOf: URL(fileURLWithPath: out)) == model, "a model was written from a fresh start")
         }
     }
 
@@ -97,12 +98,13 @@ import Testing
         let out = dir + "/m.onnx", ckpt = out + ".ckpt"
         #expect(try run(trainArgs(out, ["--stop-after-epoch", "1"])).status == 0)
         let good = try Data(contentsOf: URL(fileURLWithPath: ckpt))
+        let model = try Data(contentsOf: URL(fileURLWithPath: out))
         let r = try run(trainArgs(out, ["--resume", "--lr", "1e30"]))
         #expect(r.status == 1)
         #expect(r.stderr.contains("epoch 2, step "), "\(r.stderr)")
         #expect(["loss became", "gradient of", "weight '"].contains { r.stderr.contains($0) }, "\(r.stderr)")
         #expect(try Data(contentsOf: URL(fileURLWithPath: ckpt)) == good)
-        #expect(!FileManager.default.fileExists(atPath: out))
+        #expect(try Data(contentsOf: URL(fileURLWithPath: out)) == model, "the model of epoch 1 was overwritten")
 
         // --detect-anomaly names the op whose output first went non-finite.
         let a = try run(trainArgs(out, ["--resume", "--lr", "1e30", "--detect-anomaly"]))

@@ -247,8 +247,9 @@ public final class JointTrainer {
 
     /// The float trainer's checkpoint plus the joint settings and, with PS-KD, the stored predictions.
     public func saveCheckpoint(to path: String) throws {
-        try trainer.saveCheckpoint(to: path)
-        var entries = try Checkpoint.read(from: path).sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
+        // One atomic write: writing the float part first and then rewriting it left a non-joint checkpoint behind
+        // when the run was killed between the two writes.
+        var entries = trainer.checkpointEntries().sorted { $0.0 < $1.0 }
         entries.append(("joint/bits", Tensor(shape: [joint.bits.count], int64s: joint.bits.map { Int64($0) })))
         if !pskdPredictions.isEmpty {
             entries.append(("joint/pskd", Tensor(shape: [pskdPredictions.count / pskdClasses, pskdClasses],

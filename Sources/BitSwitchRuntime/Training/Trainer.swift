@@ -250,6 +250,11 @@ public final class Trainer {
     // MARK: checkpoints
 
     public func saveCheckpoint(to path: String) throws {
+        try Checkpoint.write(checkpointEntries(), to: path)
+    }
+
+    /// What `saveCheckpoint` writes; a wrapping trainer adds its own entries and writes them in one atomic write.
+    public func checkpointEntries() -> [(String, Tensor)] {
         var entries: [(String, Tensor)] = model.graph.initializerOrder.compactMap { n in
             model.values[n].map { ("value/\(n)", $0) }
         }
@@ -263,7 +268,7 @@ public final class Trainer {
              r.seconds, r.samplesPerSecond].map { Int64(bitPattern: $0.bitPattern) }
         }
         entries.append(("meta/history", Tensor(shape: [history.count, 8], int64s: rows)))
-        try Checkpoint.write(entries, to: path)
+        return entries
     }
 
     /// Restores parameters, state, optimizer moments and counters; the next `fit` continues where the
