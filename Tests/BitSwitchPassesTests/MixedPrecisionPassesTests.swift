@@ -77,3 +77,34 @@ private func digitsSlice(train: Int, test: Int) throws -> String {
         #expect(p.description.contains("hasb-train") && p.description.contains("assign-bits"))
     }
 }
+
+/// On the 1-D ResNet, a block's first conv and its downsample conv read one quantized activation: HASB gives them
+/// one draw, so every sampled sub-step resolves (Profile.resolve refuses disagreeing readers).
+@Test func hasbTiesLayersReadingOneActivation() throws {
+    var g = try ONNXImporter.importModel(path: repoRoot.appendingPathComponent("examples/mnist1d-resnet/model.onnx").path)
+    try Pipeline.parse("canonicalize,infer-shapes,insert-fake-quant").run(&g, context: PassContext())
+    let layers = quantizedLayers(g).filter(\.isSwitchable)
+    var readers: [String: [String]] = [:]
+    for l in layers { if let q = l.inputQuant { readers[q, default: []].append(l.name) } }
+    let tied = readers.values.filter { $0.count > 1 }
+    #expect(!tied.isEmpty)
+    var s = try HASBSampler(bits: [8, 6, 4, 2], layers: layers.map(\.name),
+                            traces: layers.indices.map { Double($0 % 3) }, epochs: 1, seed: 2)
+    s.sigma = 1
+    var o = TrainingOptions.quantizationRecipe(epochs: 1)
+    o.threads = 1
+    let t = try JointTrainer(graph: g, training: o, joint: try JointTrainingOptions(bits: [8, 6, 4, 2]), hasb: s,
+                             progress: ProgressReporter(style: .silent))
+    var differ = 0
+    for batch in 0..<20 {
+        for k in 0..<4 {
+            let bits = t.hasbLayerBits(batch: batch, subStep: k)
+            for group in tied { #expect(Set(group.map { bits[$0] }).count == 1) }
+            var p = Profile(defaultBits: [8, 6, 4, 2][k])
+            for (n, b) in bits { p.layers[n] = LayerBits(w: b, a: b) }
+            _ = try p.resolve(in: g)
+            if Set(bits.values).count > 1 { differ += 1 }
+        }
+    }
+    #expect(differ > 0)
+}
