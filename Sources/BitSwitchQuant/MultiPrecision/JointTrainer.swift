@@ -40,9 +40,9 @@ public final class JointTrainer {
     /// HASB (METHOD.md §5): per-layer bit-widths sampled in every sub-step; nil for plain joint training.
     public let hasb: HASBSampler?
     /// HASB: for every sampler layer, the index of the layer whose draw it takes (layers reading one quantized
-    /// activation share one bit-width, as in the ILP); the graph, to resolve each sub-step's profile.
+    /// activation share one bit-width, as in the ILP); the graph, to resolve each sub-step's profile (HASB only).
     private let hasbTie: [Int]
-    private let graph: Graph
+    private let hasbGraph: Graph?
 
     /// PS-KD: the latest top-precision prediction of every training sample, [N, K] row-major (empty until known).
     private(set) var pskdPredictions: [Float] = []
@@ -97,7 +97,7 @@ public final class JointTrainer {
         }
         self.hasb = sampler
         hasbTie = tie
-        self.graph = graph
+        hasbGraph = sampler == nil ? nil : graph
         let probe = try TrainingGraph(graph: graph)
         let rows = try BitRows(graph: graph, parameters: Set(probe.parameterNames), bitSet: joint.bits)
         let groups = rows.groups(parameters: probe.parameters, bitSet: joint.bits, weightDecay: training.weightDecay,
@@ -177,6 +177,7 @@ public final class JointTrainer {
     /// layers and every other quant node at the base. Each sub-step steps the per-bit rows its assignment used, and
     /// each shared weight scale at the ALRS factor of its own layer's bit-width.
     private func hasbBatchStep(_ t: Trainer, _ batch: TrainingBatch, _ s: HASBSampler) throws -> StepResult {
+        guard let graph = hasbGraph else { throw BitSwitchError(.internalError, "HASB step without its graph") }
         var teacher: Tensor?
         var top: StepResult?
         var pskd: (indices: [Int], targets: [Float])?
