@@ -169,7 +169,8 @@ extension Profile {
         }
         let trained = layers[0].bits
         if let d = defaultBits, !trained.contains(d) {
-            throw fail("bit-width \(d) is not one of the trained bit-widths \(trained)")
+            throw BitSwitchError(.invalidModel, "bit-width \(d) is not one of the trained bit-widths \(trained)", file: file,
+                                 node: layers[0].weightQuant, op: "FakeQuantWeight", domain: Op.bitswitchDomain)
         }
         let byName = Dictionary(layers.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         for name in self.layers.keys.sorted() where byName[name] == nil {

@@ -61,10 +61,14 @@ let storeInt8Pass = Pass(
     context.logger("store-int8: constants \(before) -> \(after) bytes")
 }
 
-/// The assignment a pass's `bits` / `profile` options select (neither: each quantizer's top bit-width).
-func assignment(_ g: Graph, _ options: PassOptions, pass: String) throws -> BitAssignment {
+/// The assignment a pass's `bits` / `profile` options select (neither: the profile an earlier `assign-bits` pass
+/// chose, else each quantizer's top bit-width).
+func assignment(_ g: Graph, _ options: PassOptions, pass: String, context: PassContext? = nil) throws -> BitAssignment {
     let path = try options.string("profile")
     let bits = try options.int("bits")
+    if path.isEmpty, bits <= 0, let chosen = context?.userInfo[profileKey] as? Profile {
+        return try chosen.resolve(in: g)
+    }
     if !path.isEmpty {
         var p = try Profile.load(path: path)
         if bits > 0 { p.defaultBits = bits }
@@ -74,7 +78,7 @@ func assignment(_ g: Graph, _ options: PassOptions, pass: String) throws -> BitA
 }
 
 let profileOptions = [
-    PassOption("bits", .int, default: "0", "uniform bit-width (0: the model's top trained bit-width)"),
+    PassOption("bits", .int, default: "0", "uniform bit-width (0: an earlier assign-bits pass's profile, else the top)"),
     PassOption("profile", .string, default: "", "a per-layer profile JSON file (docs/profiles.md)"),
 ]
 
@@ -88,8 +92,8 @@ let foldScalesPass = Pass(
     name: "fold-scales",
     summary: "specialise a multi-precision fake-quant model to one profile (bit-widths, scale rows, BN rows)",
     options: profileOptions
-) { g, options, _ in
-    g = try specialize(g, assignment: assignment(g, options, pass: "fold-scales"))
+) { g, options, context in
+    g = try specialize(g, assignment: assignment(g, options, pass: "fold-scales", context: context))
 }
 
 /// Lowers a fake-quant model to the integer dialect (docs/int-ops.md): input Quantize, QConv/QGemm on the stored
@@ -104,5 +108,5 @@ let lowerIntPass = Pass(
     summary: "lower a fake-quant model to integer-only ops (requantization, integer conv/gemm/add/pool)",
     options: profileOptions
 ) { g, options, context in
-    g = try lowerToIntegers(g, assignment: assignment(g, options, pass: "lower-int"), log: context.logger)
+    g = try lowerToIntegers(g, assignment: assignment(g, options, pass: "lower-int", context: context), log: context.logger)
 }

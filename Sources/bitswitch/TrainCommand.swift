@@ -59,6 +59,10 @@ struct TrainCommand: ParsableCommand {
             trained jointly at every bit-width (METHOD.md §4; recipe defaults lr 5e-4, weight decay 5e-5); OUTPUT is \
             the stored INT8 model, and the accuracy at every bit-width is printed. --bits 4 alone is a single-precision \
             LSQ run; --ptq calibrates instead of training.
+
+            --mixed hasb --traces T.json continues a multi-precision model with HASB (METHOD.md §5): per mini-batch one \
+            sub-step based at each bit-width, in which every switchable layer leaves the base with probability \
+            σ_e = σ·(epoch+1)/epochs and draws its bit-width from its Hessian-aware roulette.
             """)
 
     @Argument(help: "The float model (.onnx).") var model: String
@@ -111,6 +115,14 @@ struct TrainCommand: ParsableCommand {
     @Flag(help: "Post-training quantization: calibrate activation scales, no training.") var ptq = false
     @Option(help: "PTQ: training samples used to calibrate the activation scales.") var calibrationSamples = 512
 
+    // Mixed precision: HASB supernet training (METHOD.md §5)
+    @Option(help: "hasb: per-layer Hessian-aware stochastic bit-switching from a multi-precision model (needs --traces).")
+    var mixed: String?
+    @Option(help: "HASB: per-layer Hessian traces (.json from bitswitch hessian).") var traces: String?
+    @Option(help: "HASB: σ, the final probability that a layer leaves the sub-step's base bit-width.") var sigma = 0.5
+    @Option(help: "HASB: epochs at σ_e = 0 (plain joint training) before the layers start switching.")
+    var warmupEpochs = 0
+
     func run() throws {
         var graph = try ONNXImporter.importModel(path: model, options: importFlags.options)
         let splits = try loadDataset(data)
@@ -119,6 +131,9 @@ struct TrainCommand: ParsableCommand {
         // sample at a time).
         let mode = try prepareModel(&graph, file: model, sampleShape: splits.train.sampleShape, quiet: quiet)
         if !ptq { try requireBatches(mode, file: model) }
+        if mixed != nil && (bits == nil || ptq) {
+            throw BitSwitchError(.training, "--mixed hasb trains a multi-precision model: give its bit set with --bits (e.g. 8,6,4,2)")
+        }
         if bits != nil || ptq { return try runQuantized(graph, splits, batchMode: mode) }
         var base = TrainingOptions()
         base.epochs = epochs
@@ -164,6 +179,21 @@ extension TrainCommand {
             throw BitSwitchError(.training, "--ptq on a float model needs --bits")
         }
         var g = graph
+        var sampler: HASBSampler?
+        if let mixed {
+            guard mixed == "hasb" else { throw BitSwitchError(.training, "unknown --mixed '\(mixed)' (hasb)") }
+            guard let traces else { throw BitSwitchError(.training, "--mixed hasb needs --traces TRACES.json (bitswitch hessian)") }
+            guard modelBits != nil else {
+                throw BitSwitchError(.training, "--mixed hasb starts from a multi-precision model; this one has no quantizers "
+                    + "(train it with --bits \(bitSet.map(String.init).joined(separator: ",")) first)", file: model)
+            }
+            g = try unstoreQuantized(g)
+            do {
+                sampler = try makeHASBSampler(graph: g, traces: try HessianTraces.load(path: traces), bits: bitSet,
+                                              epochs: epochs, seed: seed, sigma: sigma, warmupEpochs: warmupEpochs,
+                                              tracesFile: traces)
+            } catch let e as BitSwitchError { throw e.located(file: model) }
+        }
         if let modelBits {
             guard requested == nil || Set(bitSet) == Set(modelBits) else {
                 throw BitSwitchError(.training, "the model is already quantized for bit-widths \(modelBits), not \(bitSet)",
@@ -199,7 +229,7 @@ extension TrainCommand {
                                         defaultLR: { $0.name == "sgd" ? 0.01 : 5e-4 }, defaultWeightDecay: 5e-5)
             let trainer: JointTrainer
             do {
-                trainer = try JointTrainer(graph: g, training: o, joint: j,
+                trainer = try JointTrainer(graph: g, training: o, joint: j, hasb: sampler,
                                            progress: ProgressReporter(style: quiet ? .silent : nil))
             } catch { throw error.bitswitchLocated(file: model) }
             try resumeIfAsked(o) { try trainer.resume(from: $0); return trainer.completedEpochs }

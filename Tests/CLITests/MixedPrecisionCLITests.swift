@@ -20,8 +20,20 @@ import Testing
         let refused = try CLI.run(["hessian", stored, "--data", CLI.digits.path, "-o", traces + ".x"])
         #expect(refused.status == 1 && refused.stderr.contains("FP32"))
 
+        // HASB continues the stored multi-precision model; it needs the traces and a model with quantizers.
+        let hasb = dir.appendingPathComponent("hasb.onnx").path
+        let hb = try CLI.run(["train", stored, "--data", CLI.digits.path, "--bits", "8,2", "--mixed", "hasb", "--traces",
+                              traces, "--sigma", "1", "--epochs", "1", "--threads", "1", "--quiet", "-o", hasb])
+        #expect(hb.status == 0 && hb.stdout.contains("trained 1 epochs"), "\(hb.stderr)")
+        let noTraces = try CLI.run(["train", stored, "--data", CLI.digits.path, "--bits", "8,2", "--mixed", "hasb",
+                                    "--quiet", "-o", hasb + ".x"])
+        #expect(noTraces.status == 1 && noTraces.stderr.contains("--traces"), "\(noTraces.stderr)")
+        let fromFloat = try CLI.run(["train", float, "--data", CLI.digits.path, "--bits", "8,2", "--mixed", "hasb",
+                                     "--traces", traces, "--quiet", "-o", hasb + ".x"])
+        #expect(fromFloat.status == 1 && fromFloat.stderr.contains("multi-precision model"), "\(fromFloat.stderr)")
+
         let profile = dir.appendingPathComponent("profile.json").path
-        let s = try CLI.run(["search", stored, "--traces", traces, "--budget", "avg-bits=5", "-o", profile])
+        let s = try CLI.run(["search", hasb, "--traces", traces, "--budget", "avg-bits=5", "-o", profile])
         #expect(s.status == 0, "\(s.stderr)")
         #expect(FileManager.default.fileExists(atPath: profile))
         let e = try CLI.run(["eval", stored, "--data", CLI.digits.path, "--profile", profile])

@@ -14,6 +14,10 @@ struct BitRows {
     /// Scales of quantizers pinned at one bit-width (first/last layer): they quantize at that width whatever the
     /// network's profile, so ALRS, a per-bit-width rate, does not apply to them.
     let pinnedScales: Set<String>
+    /// Per-bit parameter → the quant-dialect nodes that read a row of it (for per-layer assignments).
+    let rowOwners: [String: [String]]
+    /// Shared weight scale → the switching `FakeQuantWeight` nodes that read it (per-layer ALRS).
+    let weightScaleOwners: [String: [String]]
 
     static let weightGroup = "weights"
     static let scaleGroup = "scales"
@@ -24,6 +28,7 @@ struct BitRows {
 
     init(graph: Graph, parameters: Set<String>, bitSet: [Int]) throws {
         var rows: [String: [Int]] = [:]
+        var owners: [String: [String]] = [:], scaleOwners: [String: [String]] = [:]
         var pinned = Set<String>()
         func add(_ node: Node, _ index: Int, _ bits: [Int]) throws {
             guard index < node.inputs.count, parameters.contains(node.inputs[index]) else { return }
@@ -36,6 +41,7 @@ struct BitRows {
                 throw BitSwitchError(.invalidModel, "'\(name)' serves bit sets \(old) and \(bits)", node: node.label)
             }
             rows[name] = bits
+            if owners[name]?.contains(node.name) != true { owners[name, default: []].append(node.name) }
         }
         func check(_ node: Node, _ bits: [Int]) throws {
             for b in bitSet where !bits.contains(b) {
@@ -53,6 +59,9 @@ struct BitRows {
                 if a.pinnedBits != nil, node.inputs.count > 1 { pinned.insert(node.inputs[1]) }
             case .fakeQuantWeight(let w):
                 if w.pinnedBits == nil { try check(node, w.bits) } else if node.inputs.count > 1 { pinned.insert(node.inputs[1]) }
+                if w.pinnedBits == nil, node.inputs.count > 1, parameters.contains(node.inputs[1]) {
+                    scaleOwners[node.inputs[1], default: []].append(node.name)
+                }
             case .switchableBatchNorm(let bits, _, _):
                 try check(node, bits)
                 if bits.count > 1 { try add(node, 1, bits); try add(node, 2, bits) }
@@ -61,6 +70,8 @@ struct BitRows {
             }
         }
         rowBits = rows
+        rowOwners = owners
+        weightScaleOwners = scaleOwners
         // A scale shared by a pinned and a switching quantizer switches: it keeps ALRS.
         for node in graph.nodes {
             switch node.op {
@@ -116,6 +127,31 @@ struct BitRows {
     /// (moved out of `values`), and the rows of `stepBits` under their virtual names.
     func split(values: inout [String: Tensor], gradients: [String: Tensor], stepBits: [Int]) throws
         -> (parameters: [String: Tensor], gradients: [String: Tensor]) {
+        try split(values: &values, gradients: gradients, rows: { _ in stepBits })
+    }
+
+    /// The rows a per-layer assignment uses: for every per-bit parameter, the bit-widths its nodes run at (a node
+    /// the assignment leaves unset runs at its top). Only these rows get a gradient in that pass, so only they step.
+    func rows(for assignment: BitAssignment) -> [String: [Int]] {
+        var out: [String: [Int]] = [:]
+        for (param, bits) in rowBits {
+            let top = bits.max() ?? 0
+            var used = Set<Int>()
+            for n in rowOwners[param] ?? [] { used.insert(assignment.bits(for: n) ?? top) }
+            out[param] = bits.filter(used.contains)
+        }
+        return out
+    }
+
+    /// The bit-width a shared weight scale trains at under `assignment` (its layer's weight bits; a scale shared by
+    /// several switching layers takes the highest of them), for per-layer ALRS.
+    func scaleBits(for assignment: BitAssignment, top: Int) -> [String: Int] {
+        weightScaleOwners.mapValues { nodes in nodes.map { assignment.bits(for: $0) ?? top }.max() ?? top }
+    }
+
+    /// `split` with the stepped rows chosen per parameter (`rows(param)`).
+    func split(values: inout [String: Tensor], gradients: [String: Tensor], rows stepRows: (String) -> [Int]) throws
+        -> (parameters: [String: Tensor], gradients: [String: Tensor]) {
         var p: [String: Tensor] = [:], g: [String: Tensor] = [:]
         for (name, grad) in gradients {
             guard let bits = rowBits[name] else {
@@ -131,7 +167,7 @@ struct BitRows {
                 throw BitSwitchError(.training, "per-bit parameter '\(name)' or its gradient is not a float tensor of its shape")
             }
             let width = all.count / bits.count
-            for b in stepBits {
+            for b in stepRows(name) {
                 guard let r = bits.firstIndex(of: b) else { continue }
                 let v = BitRows.virtualName(name, bits: b)
                 p[v] = Tensor(shape: [width], floats: Array(all[(r * width)..<((r + 1) * width)]))
@@ -145,7 +181,7 @@ struct BitRows {
     func merge(_ stepped: [String: Tensor], into values: inout [String: Tensor], stepBits: [Int]) throws {
         var rowsOf: [String: [(Int, [Float])]] = [:]
         var virtual: [String: (String, Int)] = [:]
-        for name in rowBits.keys { for b in stepBits { virtual[BitRows.virtualName(name, bits: b)] = (name, b) } }
+        for (name, bits) in rowBits { for b in bits { virtual[BitRows.virtualName(name, bits: b)] = (name, b) } }
         for (name, t) in stepped {
             if let (param, b) = virtual[name], let r = rowBits[param]?.firstIndex(of: b) {
                 rowsOf[param, default: []].append((r, t.floats))

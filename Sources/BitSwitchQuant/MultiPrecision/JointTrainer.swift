@@ -13,6 +13,8 @@ public struct JointStepEvent: Sendable, Equatable {
     public var rates: [String: Float]
     /// Names the optimizer updated (per-bit rows appear as `parameter@<b>bit`).
     public var parameters: [String]
+    /// HASB: the bit-width of every switchable layer in this sub-step (empty for joint training).
+    public var layerBits: [String: Int] = [:]
 }
 
 /// Accuracy and loss of the network at one bit-width.
@@ -35,6 +37,12 @@ public final class JointTrainer {
     public var epochObserver: ((EpochRecord) -> Void)?
     let rows: BitRows
     let checkpointPath: String?
+    /// HASB (METHOD.md §5): per-layer bit-widths sampled in every sub-step; nil for plain joint training.
+    public let hasb: HASBSampler?
+    /// HASB: for every sampler layer, the index of the layer whose draw it takes (layers reading one quantized
+    /// activation share one bit-width, as in the ILP); the graph, to resolve each sub-step's profile (HASB only).
+    private let hasbTie: [Int]
+    private let hasbGraph: Graph?
 
     /// PS-KD: the latest top-precision prediction of every training sample, [N, K] row-major (empty until known).
     private(set) var pskdPredictions: [Float] = []
@@ -47,9 +55,49 @@ public final class JointTrainer {
     ///   - graph: a model with quantizers inserted (or any float model: bit-widths are then ignored by its kernels).
     ///   - training: epochs, batch, optimizer, schedule, seed, ...; `weightDecay` goes to the weight group only and
     ///     `checkpointPath`, when set, receives the joint checkpoint after every epoch.
-    public init(graph: Graph, training: TrainingOptions, joint: JointTrainingOptions,
+    ///   - hasb: per-layer stochastic bit-switching (METHOD.md §5, Algorithm A.3): in sub-step k every switchable
+    ///     layer of the sampler leaves the base `joint.bits[k]` with probability σ_e and draws from its roulette.
+    ///     Its bit set must be `joint.bits`, its layers the graph's switchable layers; its `epochs` are replaced by
+    ///     `training.epochs`. Not combinable with `accumulate`.
+    public init(graph: Graph, training: TrainingOptions, joint: JointTrainingOptions, hasb: HASBSampler? = nil,
                 progress: ProgressReporter = ProgressReporter()) throws {
         try joint.validate()
+        var sampler = hasb
+        var tie: [Int] = []
+        if var s = sampler {
+            guard s.bits == joint.bits else {
+                throw BitSwitchError(.training, "HASB samples bit-widths \(s.bits) but the run trains \(joint.bits)")
+            }
+            guard !joint.accumulate else {
+                throw BitSwitchError(.training, "HASB takes one optimizer step per sub-step; it cannot be combined with accumulate")
+            }
+            let layers = quantizedLayers(graph)
+            let switchable = layers.filter(\.isSwitchable)
+            guard !switchable.isEmpty else {
+                throw BitSwitchError(.invalidModel, "HASB needs a multi-precision model with switchable layers; this one has none "
+                    + "(train --bits 8,6,4,2 first)")
+            }
+            let known = Set(switchable.map(\.name))
+            for n in s.layers where !known.contains(n) {
+                throw BitSwitchError(.invalidModel, "HASB: '\(n)' is not a switchable quantized layer of this model", node: n)
+            }
+            let sampled = Set(s.layers)
+            if let missing = switchable.first(where: { !sampled.contains($0.name) }) {
+                throw BitSwitchError(.invalidModel, "HASB: the sampler has no entry for switchable layer '\(missing.name)'",
+                                     node: missing.name)
+            }
+            let byName = Dictionary(layers.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+            var firstReader: [String: Int] = [:]
+            for (i, n) in s.layers.enumerated() {
+                guard let q = byName[n]?.inputQuant else { tie.append(i); continue }
+                if let r = firstReader[q] { tie.append(r) } else { firstReader[q] = i; tie.append(i) }
+            }
+            s.epochs = training.epochs
+            sampler = s
+        }
+        self.hasb = sampler
+        hasbTie = tie
+        hasbGraph = sampler == nil ? nil : graph
         let probe = try TrainingGraph(graph: graph)
         let rows = try BitRows(graph: graph, parameters: Set(probe.parameterNames), bitSet: joint.bits)
         let groups = rows.groups(parameters: probe.parameters, bitSet: joint.bits, weightDecay: training.weightDecay,
@@ -89,7 +137,18 @@ public final class JointTrainer {
 
     // MARK: the per-batch work
 
+    /// HASB: the bit-width of every sampler layer in sub-step `k` of `batch` (ties resolved).
+    public func hasbLayerBits(batch: Int, subStep k: Int) -> [String: Int] {
+        guard let s = hasb else { return [:] }
+        let epoch = stepsPerEpoch > 0 ? batch / stepsPerEpoch : 0
+        let drawn = s.sample(epoch: epoch, batch: batch, subStep: k)
+        var out: [String: Int] = [:]
+        for (i, n) in s.layers.enumerated() { out[n] = drawn[hasbTie[i]] }
+        return out
+    }
+
     private func batchStep(_ t: Trainer, _ batch: TrainingBatch) throws -> StepResult {
+        if let hasb { return try hasbBatchStep(t, batch, hasb) }
         var teacher: Tensor?
         var accumulated: [String: Tensor] = [:]
         var top: StepResult?
@@ -113,15 +172,43 @@ public final class JointTrainer {
         return top ?? StepResult(loss: 0, correct: 0)
     }
 
-    /// Forward at `bits`, the mode's loss, backward. Returns the loss, the (detached) logits and the gradients.
-    private func pass(_ t: Trainer, _ batch: TrainingBatch, bits: Int, teacher: Tensor?,
-                      pskd: inout (indices: [Int], targets: [Float])?)
+    /// HASB (Algorithm A.3): one sub-step per bit-width, based at `joint.bits[k]`; every switchable layer runs at
+    /// its sampled bit-width (weights and input activation alike; its BN row follows its weight bits), pinned
+    /// layers and every other quant node at the base. Each sub-step steps the per-bit rows its assignment used, and
+    /// each shared weight scale at the ALRS factor of its own layer's bit-width.
+    private func hasbBatchStep(_ t: Trainer, _ batch: TrainingBatch, _ s: HASBSampler) throws -> StepResult {
+        guard let graph = hasbGraph else { throw BitSwitchError(.internalError, "HASB step without its graph") }
+        var teacher: Tensor?
+        var top: StepResult?
+        var pskd: (indices: [Int], targets: [Float])?
+        for (k, base) in joint.bits.enumerated() {
+            let layerBits = hasbLayerBits(batch: batch.index, subStep: k)
+            var profile = Profile(defaultBits: base)
+            for (n, b) in layerBits { profile.layers[n] = LayerBits(w: b, a: b) }
+            let assignment = try profile.resolve(in: graph)
+            let (loss, logits, grads) = try pass(t, batch, bits: base, assignment: assignment, teacher: teacher, pskd: &pskd)
+            if top == nil { top = StepResult(loss: Double(loss.loss), correct: loss.correct) }
+            if joint.distillation == .progressive { teacher = logits }
+            let used = rows.rows(for: assignment)
+            try step(grads, stepBits: [base], rows: { used[$0] ?? [] },
+                     scaleBits: rows.scaleBits(for: assignment, top: joint.bits[0]),
+                     scaleMultiplier: joint.scaleRateMultiplier(bits: base), learningRate: batch.learningRate,
+                     batchIndex: batch.index, layerBits: layerBits)
+        }
+        return top ?? StepResult(loss: 0, correct: 0)
+    }
+
+    /// Forward at `bits` (or at `assignment`, a per-layer choice based at `bits`), the mode's loss, backward.
+    /// Returns the loss, the (detached) logits and the gradients.
+    private func pass(_ t: Trainer, _ batch: TrainingBatch, bits: Int, assignment: BitAssignment? = nil,
+                      teacher: Tensor?, pskd: inout (indices: [Int], targets: [Float])?)
         throws -> (LossResult, Tensor, [String: Tensor]) {
+        let assignment = assignment ?? .uniform(bits)
         if joint.distillation == .off || (joint.distillation == .progressive && teacher == nil) {
-            let r = try t.lossAndGradients(batch, activeBits: bits)
+            let r = try t.lossAndGradients(batch, assignment: assignment, seedBits: bits)
             return (r.result, r.logits, r.gradients)
         }
-        let ctx = TrainingContext(training: true, activeBits: bits,
+        let ctx = TrainingContext(training: true, assignment: assignment,
                                   seed: SplitMix64.derive(t.seed, 2, UInt64(batch.index), UInt64(bits)))
         let fwd = try t.model.forward(feeds: [t.model.inputName: batch.x], context: ctx)
         guard let logits = fwd.value(t.model.logitsName) else {
@@ -151,12 +238,32 @@ public final class JointTrainer {
 
     /// One optimizer update with `grads` (by real parameter name) for the rows of `stepBits`, the shared
     /// quantizer scales at `scaleMultiplier` × the rate.
-    func step(_ grads: [String: Tensor], stepBits: [Int], scaleMultiplier: Float, learningRate: Float,
-              batchIndex: Int) throws {
+    /// With `rows`, each per-bit parameter steps the rows it names (a per-layer assignment's) instead of
+    /// `stepBits`'; with `scaleBits`, each shared weight scale trains at the ALRS factor of its own bit-width.
+    func step(_ grads: [String: Tensor], stepBits: [Int], rows stepRows: ((String) -> [Int])? = nil,
+              scaleBits: [String: Int]? = nil, scaleMultiplier: Float, learningRate: Float,
+              batchIndex: Int, layerBits: [String: Int] = [:]) throws {
         let t = trainer
         let opt = t.optimizer
-        if let i = opt.groups.firstIndex(where: { $0.name == BitRows.scaleGroup }) { opt.groups[i].lrMultiplier = scaleMultiplier }
-        var (params, g) = try rows.split(values: &t.model.values, gradients: grads, stepBits: stepBits)
+        let savedGroups = opt.groups
+        defer { if scaleBits != nil { opt.groups = savedGroups } }
+        if let i = opt.groups.firstIndex(where: { $0.name == BitRows.scaleGroup }) {
+            opt.groups[i].lrMultiplier = scaleMultiplier
+            if let scaleBits {
+                // Per-layer ALRS: the shared scale group splits by the bit-width of each scale's layer for this step.
+                let grp = opt.groups[i]
+                var byBits: [Int: [String]] = [:]
+                for p in grp.parameters { byBits[scaleBits[p] ?? stepBits[0], default: []].append(p) }
+                if byBits.count > 1 || byBits.keys.first.map({ joint.scaleRateMultiplier(bits: $0) != scaleMultiplier }) == true {
+                    opt.groups.replaceSubrange(i...i, with: byBits.keys.sorted(by: >).map { b in
+                        ParameterGroup(name: "\(BitRows.scaleGroup)(w\(b))", parameters: byBits[b] ?? [],
+                                       lrMultiplier: joint.scaleRateMultiplier(bits: b))
+                    })
+                }
+            }
+        }
+        var (params, g) = try stepRows.map { try rows.split(values: &t.model.values, gradients: grads, rows: $0) }
+            ?? rows.split(values: &t.model.values, gradients: grads, stepBits: stepBits)
         if let maxNorm = t.options.gradientClipNorm { try clipGradientNorm(&g, maxNorm: maxNorm) }
         do {
             try opt.step(parameters: &params, gradients: g, learningRate: learningRate)
@@ -171,7 +278,7 @@ public final class JointTrainer {
                 rates[grp.name] = learningRate * grp.lrMultiplier
             }
             stepObserver(JointStepEvent(batchIndex: batchIndex, bits: stepBits, rates: rates,
-                                        parameters: g.keys.sorted()))
+                                        parameters: g.keys.sorted(), layerBits: layerBits))
         }
     }
 
@@ -251,6 +358,7 @@ public final class JointTrainer {
         // when the run was killed between the two writes.
         var entries = trainer.checkpointEntries().sorted { $0.0 < $1.0 }
         entries.append(("joint/bits", Tensor(shape: [joint.bits.count], int64s: joint.bits.map { Int64($0) })))
+        if let h = hasb { entries.append(("joint/hasb", Tensor(shape: [3], int64s: hasbSettings(h)))) }
         if !pskdPredictions.isEmpty {
             entries.append(("joint/pskd", Tensor(shape: [pskdPredictions.count / pskdClasses, pskdClasses],
                                                  floats: pskdPredictions)))
@@ -258,11 +366,26 @@ public final class JointTrainer {
         try Checkpoint.write(entries, to: path)
     }
 
+    /// What makes HASB draws reproducible besides the step: seed, warm-up epochs, σ (its bit pattern).
+    private func hasbSettings(_ h: HASBSampler) -> [Int64] {
+        [Int64(bitPattern: h.seed), Int64(h.warmupEpochs), Int64(bitPattern: h.sigma.bitPattern)]
+    }
+
     /// Restores a checkpoint of the same model and bit set; the next `fit` continues the run exactly.
     public func resume(from path: String) throws {
         let t = try Checkpoint.read(from: path)
         guard let bits = t["joint/bits"]?.ints, bits == joint.bits else {
             throw BitSwitchError(.training, "the checkpoint is not a joint run of bit-widths \(joint.bits)", file: path)
+        }
+        let saved = t["joint/hasb"]?.ints
+        if let h = hasb {
+            guard let saved else { throw BitSwitchError(.training, "the checkpoint is not a HASB run", file: path) }
+            guard saved == hasbSettings(h).map({ Int($0) }) else {
+                throw BitSwitchError(.training, "the checkpoint's HASB settings (seed, warm-up, σ) differ from this run's",
+                                     file: path)
+            }
+        } else if saved != nil {
+            throw BitSwitchError(.training, "the checkpoint is a HASB run; resume it with the same --mixed hasb settings", file: path)
         }
         try trainer.resume(from: path)
         pskdPredictions = []

@@ -138,7 +138,17 @@ public final class Trainer {
     public func lossAndGradients(_ batch: TrainingBatch, activeBits: Int? = nil,
                                  loss customLoss: ((Tensor) throws -> LossResult)? = nil)
         throws -> (result: LossResult, logits: Tensor, gradients: [String: Tensor]) {
-        let ctx = TrainingContext(training: true, activeBits: activeBits,
+        try lossAndGradients(batch, assignment: .uniform(activeBits), seedBits: activeBits, loss: customLoss)
+    }
+
+    /// Forward, loss and gradients for one batch with every quant-dialect node at its bit-width in `assignment`
+    /// (per-layer mixed precision). `seedBits` picks the step's random stream (dropout) and names the pass in
+    /// errors; with a uniform assignment and `seedBits` = its bit-width this is `lossAndGradients(_:activeBits:)`.
+    public func lossAndGradients(_ batch: TrainingBatch, assignment: BitAssignment, seedBits: Int?,
+                                 loss customLoss: ((Tensor) throws -> LossResult)? = nil)
+        throws -> (result: LossResult, logits: Tensor, gradients: [String: Tensor]) {
+        let activeBits = seedBits
+        let ctx = TrainingContext(training: true, assignment: assignment,
                                   seed: SplitMix64.derive(seed, 2, UInt64(batch.index), UInt64(activeBits ?? 0)))
         let pass = try model.forward(feeds: [model.inputName: batch.x], context: ctx)
         guard let logits = pass.value(model.logitsName) else {
