@@ -61,6 +61,7 @@ struct IntegerLowering {
     var nodeSite: [String: String] = [:]
     var materialized: [String: IntRep] = [:]
     var usedNames: Set<String> = []
+    var usedNodeNames: Set<String> = []
 
     init(_ g: Graph, log: @escaping (String) -> Void) throws {
         var graph = g
@@ -109,7 +110,11 @@ struct IntegerLowering {
         return name
     }
 
-    mutating func emit(_ op: Op, _ inputs: [String], name: String, output: String, sites s: Set<String>) {
+    /// Appends a node; its name (unique among nodes, a namespace apart from values) is `base` where it is free.
+    mutating func emit(_ op: Op, _ inputs: [String], name base: String, output: String, sites s: Set<String>) {
+        var name = base, k = 1
+        while usedNodeNames.contains(name) { name = "\(base)_\(k)"; k += 1 }
+        usedNodeNames.insert(name)
         out.nodes.append(Node(name: name, op: op, inputs: inputs, outputs: [output]))
         if !s.isEmpty { sites[name] = s }
     }
@@ -134,7 +139,7 @@ struct IntegerLowering {
                 throw BitSwitchError(.pass, "graph output '\(o.name)' has no integer form")
             }
             let p = try materialize(r, for: o.name)
-            emit(.dequantize(scale: Float(p.scale), zero: p.zero ?? 0), [p.name], name: fresh("\(o.name).dequantize"),
+            emit(.dequantize(scale: Float(p.scale), zero: p.zero ?? 0), [p.name], name: "\(o.name).dequantize",
                  output: o.name, sites: p.sites)
         }
         out.removeDeadCode()
@@ -212,7 +217,7 @@ struct IntegerLowering {
             let s = siteSet(node)
             if reps[node.inputs[0]] == nil, source.inputs.contains(where: { $0.name == node.inputs[0] }) {
                 emit(.quantize(scale: Float(scale), zero: 0, lo: lo, hi: hi, to: dtype), [node.inputs[0]],
-                     name: fresh("\(node.label)"), output: qName, sites: s)
+                     name: "\(node.label)", output: qName, sites: s)
             } else {
                 let r = try input(node, 0)
                 try requant(r, into: qName, dtype: dtype, scale: scale, zero: 0, lo: lo, hi: hi, name: node.label, extraSites: s)
@@ -269,7 +274,7 @@ struct IntegerLowering {
             // Max commutes with an increasing per-channel map and with the clamp: pool the integers as they are.
             if !(r.alpha.allSatisfy { $0 > 0 } && (r.channels == 1 || r.axis == 1)) { r = try materialize(r, for: node.inputs[0]) }
             let q = fresh("\(y).q")
-            emit(.qmaxPool(p), [r.name], name: fresh(node.label), output: q, sites: [])
+            emit(.qmaxPool(p), [r.name], name: node.label, output: q, sites: [])
             r.name = q
             reps[y] = r
         case .averagePool(let p):
@@ -294,7 +299,7 @@ struct IntegerLowering {
                 ins.append(extra)
             }
             let q = fresh("\(y).q")
-            emit(node.op, ins, name: fresh(node.label), output: q, sites: [])
+            emit(node.op, ins, name: node.label, output: q, sites: [])
             r.name = q
             reps[y] = r
         case .concat(let axis):
@@ -314,7 +319,7 @@ struct IntegerLowering {
                 rep = .plain("", .i32, scale: s, zero: 0, sites: fixed ? [] : Set(parts.flatMap(\.sites)))
             }
             let q = fresh("\(y).q")
-            emit(.concat(axis: axis), ins, name: fresh(node.label), output: q, sites: [])
+            emit(.concat(axis: axis), ins, name: node.label, output: q, sites: [])
             rep.name = q
             reps[y] = rep
 
@@ -326,7 +331,7 @@ struct IntegerLowering {
             let qName = fresh("\(y).q")
             if reps[node.inputs[0]] == nil, source.inputs.contains(where: { $0.name == node.inputs[0] }) {
                 emit(.quantize(scale: scale[0], zero: zero, lo: range.lowerBound, hi: range.upperBound, to: dtype),
-                     [node.inputs[0]], name: fresh(node.label), output: qName, sites: [])
+                     [node.inputs[0]], name: node.label, output: qName, sites: [])
             } else {
                 try requant(try input(node, 0), into: qName, dtype: dtype, scale: Double(scale[0]), zero: zero,
                             lo: range.lowerBound, hi: range.upperBound, name: node.label, extraSites: [])
@@ -356,7 +361,7 @@ struct IntegerLowering {
             }
             let p = try materialize(try input(node, 0), for: node.inputs[0])
             let f = fresh("\(node.inputs[0]).float")
-            emit(.dequantize(scale: Float(p.scale), zero: p.zero ?? 0), [p.name], name: fresh("\(node.inputs[0]).dequantize"),
+            emit(.dequantize(scale: Float(p.scale), zero: p.zero ?? 0), [p.name], name: "\(node.inputs[0]).dequantize",
                  output: f, sites: p.sites)
             emit(node.op, [f], name: node.name, output: y, sites: [])
 
@@ -429,7 +434,7 @@ struct IntegerLowering {
         switch node.op {
         case .conv(let c):
             emit(.qconv(QConvAttrs(conv: c, wShift: delta, wBits: w.bits, xZero: x.zero ?? 0)), [x.name, w.qName],
-                 name: fresh(node.label), output: acc, sites: w.site.map { [$0] } ?? [])
+                 name: node.label, output: acc, sites: w.site.map { [$0] } ?? [])
             if node.inputs.count > 2, !node.inputs[2].isEmpty {
                 guard let b = try constantFloats(node.inputs[2]), b.count == alpha.count else {
                     throw BitSwitchError(.unsupported, "the bias must be a constant with one value per output channel")
@@ -439,7 +444,7 @@ struct IntegerLowering {
         case .gemm(let g):
             guard !g.transA else { throw BitSwitchError(.unsupported, "Gemm with transA = 1 cannot be lowered") }
             emit(.qgemm(QGemmAttrs(transB: g.transB, wShift: delta, wBits: w.bits, xZero: x.zero ?? 0)), [x.name, w.qName],
-                 name: fresh(node.label), output: acc, sites: w.site.map { [$0] } ?? [])
+                 name: node.label, output: acc, sites: w.site.map { [$0] } ?? [])
             alpha = alpha.map { $0 * Double(g.alpha) }
             if node.inputs.count > 2, !node.inputs[2].isEmpty {
                 guard let bf = try constantFloats(node.inputs[2]), bf.count == alpha.count || bf.count == 1 else {
@@ -452,7 +457,7 @@ struct IntegerLowering {
                 throw BitSwitchError(.unsupported, "MatMul lowers with a 2-D constant weight only")
             }
             emit(.qgemm(QGemmAttrs(transB: false, wShift: delta, wBits: w.bits, xZero: x.zero ?? 0)), [x.name, w.qName],
-                 name: fresh(node.label), output: acc, sites: w.site.map { [$0] } ?? [])
+                 name: node.label, output: acc, sites: w.site.map { [$0] } ?? [])
             axis = (source.type(of: y)?.rank ?? 2) - 1
         default: break
         }
@@ -545,7 +550,7 @@ struct IntegerLowering {
         let q = fresh("\(y).q")
         emit(.qadd(QAddAttrs(ma: ma, mb: mb, n: n, aZero: a.zero ?? 0, bZero: b.zero ?? 0, zero: 0,
                              lo: Int(Int32.min), hi: Int(Int32.max), to: .i32)),
-             [a.name, b.name], name: fresh(node.label), output: q, sites: a.sites.union(b.sites))
+             [a.name, b.name], name: node.label, output: q, sites: a.sites.union(b.sites))
         reps[y] = .plain(q, .i32, scale: s, zero: 0, sites: fixed ? [] : a.sites.union(b.sites))
     }
 
@@ -564,7 +569,7 @@ struct IntegerLowering {
         }
         let zero = r.zero ?? 0
         let q = fresh("\(y).q")
-        emit(attrs.map { .qavgPool($0, zero: zero) } ?? .qglobalAvgPool(zero: zero), [r.name], name: fresh(node.label),
+        emit(attrs.map { .qavgPool($0, zero: zero) } ?? .qglobalAvgPool(zero: zero), [r.name], name: node.label,
              output: q, sites: [])
         r.name = q
         reps[y] = r
@@ -610,7 +615,7 @@ struct IntegerLowering {
         let nName = constant("\(name).n", Tensor(dtype: .i32, shape: count, storage: .i32(n)))
         let bName = constant("\(name).bias", Tensor(dtype: .i32, shape: count, storage: .i32(bias)))
         emit(.requant(RequantAttrs(axis: r.axis, lo: l, hi: h, zero: zero, to: dtype)), [r.name, mName, nName, bName],
-             name: fresh(nodeName), output: name, sites: r.sites.union(extraSites))
+             name: nodeName, output: name, sites: r.sites.union(extraSites))
     }
 
     /// The fine scale of a value without a quantizer: the scale (at its top, or pinned, bit-width) of the first
