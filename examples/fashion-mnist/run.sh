@@ -20,3 +20,4 @@ mkdir -p "$OUT"
     --threads "$THREADS"
 "$BIN" eval "$OUT/fp32.onnx" --data "$DATA"
 "$BIN" eval "$OUT/int8.onnx" --data "$DATA" --bits all
+"$BIN" eval "$OUT/int8.onnx" --data "$DATA" --bits all --backend c
