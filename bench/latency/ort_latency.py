@@ -3,7 +3,7 @@
 onnxruntime's x86 formats, U8S8 (uint8 activations, int8 weights) and S8S8 (int8 activations and weights).
 
 The QDQ models are made once (cached in WORK_DIR) the way onnxruntime's documentation prescribes: `quant_pre_process`
-(shape inference and onnxruntime's graph optimisations, which fold every BatchNormalization into its Conv), then
+(ONNX shape inference and onnxruntime's graph optimisations, which fold every BatchNormalization into its Conv), then
 `quantize_static` (QuantFormat.QDQ, per-channel weights, MinMax calibration on the first CALIB samples of
 DATA_DIR/x_train.npy). Every session: intra_op_num_threads=1, inter_op_num_threads=1, sequential execution,
 ORT_ENABLE_ALL graph optimisation (which fuses the QDQ pairs into integer kernels). Timing: WARMUP untimed runs,
@@ -38,7 +38,7 @@ def quantize(model, prep, out, name, x, activation, weight):
     if os.path.exists(out):
         return
     if not os.path.exists(prep):
-        quant_pre_process(model, prep + ".tmp", skip_symbolic_shape=False)
+        quant_pre_process(model, prep + ".tmp", skip_symbolic_shape=True)
         os.replace(prep + ".tmp", prep)
     quantize_static(prep, out + ".tmp", Reader(name, x), quant_format=QuantFormat.QDQ, per_channel=True,
                     activation_type=activation, weight_type=weight)

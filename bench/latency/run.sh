@@ -57,10 +57,10 @@ for name in $MODELS; do
             model=$d/model.onnx; data=$d/data; calib=32; minruns=10; warm=3
             [ -f "$model" ] || "$PY" bench/train/make_resnet20.py "$model" >/dev/null ;;
         mobilenetv2)
-            model=$d/model.onnx; data=$d/data; calib=16; minruns=3; warm=1
+            model=$d/model.onnx; data=$d/data; calib=16; minruns=5; warm=1
             [ -f "$model" ] || "$PY" "$here/make_mobilenetv2.py" "$model" --size 224 >/dev/null ;;
         resnet18)
-            model=$d/model.onnx; data=$d/data; calib=8; minruns=3; warm=1
+            model=$d/model.onnx; data=$d/data; calib=8; minruns=5; warm=1
             [ -f "$model" ] || "$PY" -c 'import sys; sys.path.insert(0, "bench/ptq"); import make_resnet18, onnx
 onnx.save(make_resnet18.build(224), sys.argv[1])' "$model" ;;
         *) echo "bench-latency: unknown model '$name' (digits mnist1d resnet20 mobilenetv2 resnet18)" >&2; exit 1 ;;
