@@ -109,7 +109,7 @@ onnx.save(make_resnet18.build(224), sys.argv[1])' "$model" ;;
     fi
 done
 
-cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)
+cpu="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), family $(grep -m1 'cpu family' /proc/cpuinfo | cut -d: -f2 | xargs) model $(grep -m1 '^model[[:space:]]' /proc/cpuinfo | cut -d: -f2 | xargs)"
 flags=$(grep -m1 '^flags' /proc/cpuinfo | tr ' ' '\n' | grep -xE 'avx2|fma|avx512f|avx512_vnni|avx_vnni' | xargs)
 "$PY" "$here/report.py" "$results" --cpu "$cpu" --flags "$flags" --load "$(cut -d' ' -f1-3 /proc/loadavg)" \
     --cc "$("${CC:-cc}" --version | head -1)" --ort "$("$PY" -c 'import onnxruntime; print(onnxruntime.__version__)')" \
