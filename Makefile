@@ -10,7 +10,7 @@ CONFORMANCE_DIR := $(CACHE)/onnx-tests
 
 RESNET_DATA := examples/mnist1d-resnet/data
 
-.PHONY: all deps venv build demo test mnist1d-resnet-data unit-test conformance fuzz results bench bench-import bench-train bench-qat bench-ptq fashion-mnist clean
+.PHONY: all deps venv build demo test mnist1d-resnet-data unit-test conformance fuzz results bench bench-import bench-train bench-qat bench-ptq bench-latency fashion-mnist clean
 
 all: build
 
@@ -49,7 +49,7 @@ fuzz: deps
 results: build
 	python3 scripts/results.py --bin $(BIN)
 
-bench: bench-import bench-train bench-qat bench-ptq
+bench: bench-import bench-train bench-qat bench-ptq bench-latency
 
 bench-import: build venv
 	bench/import/run.sh
@@ -64,6 +64,11 @@ bench-qat: build
 # ResNet-18 post-training calibration against onnxruntime's quantize_static (512 samples at 224x224).
 bench-ptq: build venv
 	bench/ptq/run.sh
+
+# Batch-1 latency of the generated C at 8/4/2 bits against onnxruntime fp32 and int8 QDQ, one thread, five models
+# (digits, MNIST-1D, ResNet-20, MobileNetV2, ResNet-18); writes bench/latency/RESULTS.md (about 10 minutes).
+bench-latency: build venv
+	bench/latency/run.sh
 
 # examples/fashion-mnist: FP32 training, joint QAT at 8/6/4/2 bits, accuracy per bit-width (about an hour on 2 cores).
 fashion-mnist: build

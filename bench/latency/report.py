@@ -1,0 +1,132 @@
+#!/usr/bin/env python3
+"""Turns bench/latency/run.sh's results.jsonl into the latency table (printed) and bench/latency/RESULTS.md.
+
+Usage: report.py RESULTS.jsonl --out RESULTS.md [--cpu NAME] [--flags ...] [--load ...] [--cc ...] [--ort VERSION]
+"""
+import argparse
+import datetime
+import json
+import os
+
+ORDER = ["digits", "mnist1d", "resnet20", "mobilenetv2", "resnet18"]
+LABEL = {"digits": "digits CNN", "mnist1d": "MNIST-1D CNN", "resnet20": "ResNet-20 (CIFAR)",
+         "mobilenetv2": "MobileNetV2", "resnet18": "ResNet-18"}
+
+
+def ms(v):
+    if v is None:
+        return "—"
+    return f"{v:.3f}" if v < 1 else f"{v:.2f}" if v < 100 else f"{v:.0f}"
+
+
+def ratio(a, b):
+    return "—" if a is None or b is None else f"{a / b:.1f}" if a / b >= 10 else f"{a / b:.2f}"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("results")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--cpu", default="")
+    ap.add_argument("--flags", default="")
+    ap.add_argument("--load", default="")
+    ap.add_argument("--cc", default="")
+    ap.add_argument("--ort", default="")
+    a = ap.parse_args()
+    models = {}
+    for line in open(a.results):
+        d = json.loads(line)
+        m = models.setdefault(d["model"], {"run": {}, "ort": {}, "errors": []})
+        if d["kind"] == "info":
+            m["info"] = d
+        elif d["kind"] == "run":
+            m["run"][d["profile"]] = d
+        elif d["kind"] == "ort":
+            m["ort"][d["variant"]] = d
+        elif d["kind"] == "switch":
+            m["switch"] = d
+        elif d["kind"] == "model":
+            m["bundle"] = d
+        elif d["kind"] == "error":
+            m["errors"].append(d)
+    names = [n for n in ORDER if n in models] + [n for n in models if n not in ORDER]
+
+    head = ("| model | input | MMACs | ort fp32 ms | ort int8 ms (faster of U8S8 / S8S8) | ours 8-bit ms | ours 4-bit ms "
+            "| ours 2-bit ms | ours/int8 8 · 4 · 2 | ours/fp32 8 · 4 · 2 | bs_set_profile µs (median, max) |")
+    rows = [head, "|---|---|--:|--:|---|--:|--:|--:|---|---|---|"]
+    detail = ["| model | variant | runs | median ms | min ms | mean ms |", "|---|---|--:|--:|--:|--:|"]
+    failures = []
+    for n in names:
+        m = models[n]
+        info = m.get("info", {})
+        med = lambda d: d["median_ms"] if d else None
+        fp32 = med(m["ort"].get("fp32"))
+        u8, s8 = med(m["ort"].get("u8s8")), med(m["ort"].get("s8s8"))
+        if u8 is not None and (s8 is None or u8 <= s8):
+            int8, which, other = u8, "U8S8", s8
+        elif s8 is not None:
+            int8, which, other = s8, "S8S8", u8
+        else:
+            int8, which, other = None, "", None
+        int8_text = "—" if int8 is None else f"{ms(int8)} {which}" + (
+            "" if other is None else f" ({'S8S8' if which == 'U8S8' else 'U8S8'} {ms(other)})")
+        ours = [med(m["run"].get(b)) for b in ("8", "4", "2")]
+        sw = m.get("switch")
+        sw_text = "—" if not sw else f"{sw['median_us']:.0f}, {sw['max_us']:.0f}" if sw["median_us"] >= 10 \
+            else f"{sw['median_us']:.1f}, {sw['max_us']:.1f}"
+        macs = info.get("macs")
+        rows.append(f"| {LABEL.get(n, n)} | {info.get('input', '')} | {macs / 1e6:.2f} | {ms(fp32)} | {int8_text} | "
+                    + " | ".join(ms(o) for o in ours)
+                    + f" | {' · '.join(ratio(o, int8) for o in ours)} | {' · '.join(ratio(o, fp32) for o in ours)}"
+                    + f" | {sw_text} |" if macs is not None else f"| {n} | | | | | | | | | | |")
+        for b in ("8", "4", "2"):
+            d = m["run"].get(b)
+            if d:
+                detail.append(f"| {LABEL.get(n, n)} | ours {b}-bit | {d['runs']} | {ms(d['median_ms'])} | "
+                              f"{ms(d['min_ms'])} | {ms(d['mean_ms'])} |")
+        for v in ("fp32", "u8s8", "s8s8"):
+            d = m["ort"].get(v)
+            if d:
+                detail.append(f"| {LABEL.get(n, n)} | ort {v} | {d['runs']} | {ms(d['median_ms'])} | "
+                              f"{ms(d['min_ms'])} | {ms(d['mean_ms'])} |")
+        for e in m["errors"]:
+            failures.append(f"- **{LABEL.get(n, n)}**, step `{e['step']}`:\n\n```\n{e['message']}\n```")
+
+    table = "\n".join(rows)
+    print(table)
+    for f in failures:
+        print(f)
+    when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M")
+    text = f"""# Batch-1 latency: generated C vs onnxruntime
+
+Measured {when} UTC, `bench/latency/run.sh`, one thread, {a.cpu} ({a.flags}), load average {a.load} at the end
+(the machine is shared: other jobs run on its 2 cores, so single runs vary; the medians are what to compare),
+{a.cc}, onnxruntime {a.ort}.
+
+Ours: the model quantized by `bitswitch train --ptq --bits 8,4,2` (random calibration data; first and last layer
+pinned at 8 bits, so "2-bit" is every switchable layer at w2a2), `bitswitch emit --profiles 8,4,2`, `bitswitch build`
+(`-O3 -march=native`, the **portable generic C kernels**: no SIMD intrinsics yet), loaded by
+`bench/latency/latency_driver.c` (dlopen): per profile `bs_set_profile`, warm-up, then the median of timed `bs_run`
+calls (float input → float logits, the input quantize and the output dequantize included). `bs_set_profile` is timed
+cycling 8 → 4 → 2 → 8 (each switch re-shifts the weights of the layers whose bit-width changes).
+onnxruntime: `intra_op_num_threads=1`, `ORT_ENABLE_ALL`, `session.run` on one sample (Python call overhead of about
+10–20 µs included, which matters only for the two small models); int8 = `quant_pre_process` then `quantize_static`
+(QDQ, per-channel weights, MinMax calibration on the same random data) with uint8 (U8S8) and int8 (S8S8)
+activations, the faster of the two in the table. Ratios are ours ÷ onnxruntime: above 1, ours is slower.
+
+{table}
+
+Every measurement (median, minimum and mean of the timed runs):
+
+{chr(10).join(detail)}
+"""
+    if failures:
+        text += "\nFailures:\n\n" + "\n\n".join(failures) + "\n"
+    tmp = a.out + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, a.out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# Batch-1 latency, one thread: BitSwitch's generated C (portable generic kernels) at 8, 4 and 2 bits against
+# onnxruntime fp32 and onnxruntime int8 QDQ (quantize_static, per-channel; U8S8 and S8S8, the faster reported) on
+# the digits CNN, the MNIST-1D CNN, CIFAR ResNet-20, MobileNetV2 (224x224) and ResNet-18 (224x224), random weights,
+# in one run. Prints one table with the ratios and writes bench/latency/RESULTS.md.
+#   bench/latency/run.sh [BIN]     env: MODELS (default "digits mnist1d resnet20 mobilenetv2 resnet18"),
+#                                  BENCH_OUT (.cache/bench-latency), BUDGET (seconds per measured variant, 2)
+# The quantized models and bundles are cached in BENCH_OUT, keyed by the bitswitch binary and the model file; a
+# failing step of one model (e.g. an op the integer back end cannot lower) is recorded with its error message and
+# the other models still run.
+set -uo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+here="$root/bench/latency"
+cd "$root"
+BIN=${1:-.build/release/bitswitch}
+MODELS=${MODELS:-"digits mnist1d resnet20 mobilenetv2 resnet18"}
+OUT=${BENCH_OUT:-.cache/bench-latency}
+BUDGET=${BUDGET:-2}
+if [ -z "${1:-}" ]; then
+    swift build -c release --product bitswitch >/dev/null || { echo "bench-latency: release build failed" >&2; exit 1; }
+fi
+[ -x "$BIN" ] || { echo "bench-latency: no binary at $BIN (swift build -c release --product bitswitch)" >&2; exit 1; }
+BIN=$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")
+PY="$(scripts/setup-venv.sh)/bin/python" || { echo "bench-latency: venv setup failed" >&2; exit 1; }
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
+"${CC:-cc}" -std=c11 -O2 -Wall -Wextra -o "$OUT/latency_driver" "$here/latency_driver.c" -ldl -lm \
+    || { echo "bench-latency: compiling latency_driver.c failed" >&2; exit 1; }
+
+results="$OUT/results.jsonl"
+: > "$results"
+bin_hash=$(sha256sum "$BIN" | cut -c1-16)
+
+json_str() { "$PY" -c 'import json,sys; print(json.dumps(sys.stdin.read().strip()))'; }
+fail() {  # model step logfile: record the step's failure (last lines of its output) and go on with the next model
+    echo "  FAILED: $2 (see $3)" >&2
+    tail -n 12 "$3" >&2
+    printf '{"kind": "error", "model": "%s", "step": "%s", "message": %s}\n' "$1" "$2" \
+        "$(tail -n 12 "$3" | json_str)" >> "$results"
+}
+rec() {  # model: append stdin's JSON lines with the model's name
+    "$PY" -c 'import json,sys
+for l in sys.stdin:
+    if l.startswith("{"):
+        d = json.loads(l); d["model"] = sys.argv[1]; print(json.dumps(d))' "$1" >> "$results"
+}
+
+for name in $MODELS; do
+    d="$OUT/$name"
+    mkdir -p "$d"
+    # name -> model file, data directory, calibration samples, timed runs at least, warm-up runs
+    case $name in
+        digits)  model=examples/digits/model.onnx;  data=examples/digits/data;  calib=64; minruns=20; warm=10 ;;
+        mnist1d) model=examples/mnist1d/model.onnx; data=examples/mnist1d/data; calib=64; minruns=20; warm=10 ;;
+        resnet20)
+            model=$d/model.onnx; data=$d/data; calib=32; minruns=10; warm=3
+            [ -f "$model" ] || "$PY" bench/train/make_resnet20.py "$model" >/dev/null ;;
+        mobilenetv2)
+            model=$d/model.onnx; data=$d/data; calib=16; minruns=5; warm=1
+            [ -f "$model" ] || "$PY" "$here/make_mobilenetv2.py" "$model" --size 224 >/dev/null ;;
+        resnet18)
+            model=$d/model.onnx; data=$d/data; calib=8; minruns=5; warm=1
+            [ -f "$model" ] || "$PY" -c 'import sys; sys.path.insert(0, "bench/ptq"); import make_resnet18, onnx
+onnx.save(make_resnet18.build(224), sys.argv[1])' "$model" ;;
+        *) echo "bench-latency: unknown model '$name' (digits mnist1d resnet20 mobilenetv2 resnet18)" >&2; exit 1 ;;
+    esac
+    [ -f "$data/x_train.npy" ] || "$PY" "$here/make_data.py" "$model" "$data" --train "$calib" --test 4
+    echo "== $name" >&2
+    macs=$("$BIN" import "$model" | awk '/^MACs:/ {print $2}')
+    params=$("$BIN" import "$model" | awk '/^parameters:/ {print $2}')
+    shape=$("$BIN" import "$model" | awk '/^inputs:/ {getline; print $2}')
+    printf '{"kind": "info", "model": "%s", "macs": %s, "params": %s, "input": "%s"}\n' "$name" "${macs:-0}" \
+        "${params:-0}" "$shape" >> "$results"
+
+    # bitswitch: PTQ at 8/4/2 bits (first and last layer pinned at 8), emit all three profiles, build, measure.
+    key="$bin_hash-$(sha256sum "$model" | cut -c1-16)"
+    if [ "$(cat "$d/stamp" 2>/dev/null)" != "$key" ]; then
+        rm -rf "$d/bundle" "$d/quantized.onnx" "$d/stamp"
+        echo "  bitswitch train --ptq --bits 8,4,2 ($calib samples)" >&2
+        if ! "$BIN" train "$model" --data "$data" -o "$d/quantized.onnx" --bits 8,4,2 --ptq \
+                --calibration-samples "$calib" --threads 1 --quiet > "$d/ptq.log" 2>&1; then
+            fail "$name" "bitswitch train --ptq" "$d/ptq.log"
+        elif ! "$BIN" emit "$d/quantized.onnx" -o "$d/bundle" --profiles 8,4,2 > "$d/emit.log" 2>&1; then
+            fail "$name" "bitswitch emit" "$d/emit.log"
+        else
+            echo "$key" > "$d/stamp"
+        fi
+    fi
+    if [ -f "$d/stamp" ]; then
+        echo "  bitswitch build + latency_driver" >&2
+        if ! "$BIN" build "$d/bundle" -o "$d/libbitswitch_model.so" > "$d/build.log" 2>&1; then
+            fail "$name" "bitswitch build" "$d/build.log"
+        elif ! "$OUT/latency_driver" "$d/libbitswitch_model.so" --warmup "$warm" --budget "$BUDGET" \
+                --min-runs "$minruns" > "$d/driver.out" 2> "$d/driver.log"; then
+            fail "$name" "latency_driver" "$d/driver.log"
+        else
+            rec "$name" < "$d/driver.out"
+        fi
+    fi
+
+    # onnxruntime: fp32, U8S8 and S8S8 QDQ (made once, cached in $d).
+    echo "  onnxruntime fp32, int8 QDQ U8S8 and S8S8" >&2
+    if "$PY" "$here/ort_latency.py" "$model" "$data" "$d" --calib "$calib" --warmup "$warm" --budget "$BUDGET" \
+            --min-runs "$minruns" > "$d/ort.out" 2> "$d/ort.log"; then
+        rec "$name" < "$d/ort.out"
+    else
+        fail "$name" "onnxruntime" "$d/ort.log"
+    fi
+done
+
+cpu="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), family $(grep -m1 'cpu family' /proc/cpuinfo | cut -d: -f2 | xargs) model $(grep -m1 '^model[[:space:]]' /proc/cpuinfo | cut -d: -f2 | xargs)"
+flags=$(grep -m1 '^flags' /proc/cpuinfo | tr ' ' '\n' | grep -xE 'avx2|fma|avx512f|avx512_vnni|avx_vnni' | xargs)
+"$PY" "$here/report.py" "$results" --cpu "$cpu" --flags "$flags" --load "$(cut -d' ' -f1-3 /proc/loadavg)" \
+    --cc "$("${CC:-cc}" --version | head -1)" --ort "$("$PY" -c 'import onnxruntime; print(onnxruntime.__version__)')" \
+    --out "$here/RESULTS.md"
