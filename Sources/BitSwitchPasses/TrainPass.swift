@@ -29,12 +29,7 @@ let trainPass = Pass(
         PassOption("threads", .int, default: "1", "threads for BLAS and the runtime's loops"),
     ]
 ) { g, options, context in
-    let dir = try options.string("data")
-    guard !dir.isEmpty else { throw BitSwitchError(.pass, "pass 'train' needs the option data=DIR (a dataset directory)") }
-    let splits: DatasetSplits
-    do { splits = try DatasetSplits.load(directory: dir) } catch let e as DataError {
-        throw BitSwitchError(.data, e.message, file: e.file)
-    }
+    let splits = try loadSplits(options, pass: "train")
     registerKernels()
     var joint = try JointTrainingOptions(bits: try trainedBitWidths(g))
     let alrs = try options.string("alrs"), kd = try options.string("kd")
