@@ -227,10 +227,12 @@ struct CWriter {
             let len = pn.blocks.flatMap(\.tables).map(\.count).max() ?? 1
             let perBlockLen = pn.blocks.allSatisfy { $0.tables.allSatisfy { $0.count == len } } || len == 1
             for (t, tname) in ["m", "n", "b"].enumerated() {
-                s += "static const int32_t \(id)_\(tname)[\(nb)][\(len)] = {\n"
+                let wide = tname == "b"   // the product-domain bias is int64
+                s += "static const \(wide ? "int64_t" : "int32_t") \(id)_\(tname)[\(nb)][\(len)] = {\n"
                 for b in pn.blocks {
-                    let v = b.tables[t].count == len ? b.tables[t] : [Int32](repeating: b.tables[t][0], count: len)
-                    s += "    {\n" + CSyntax.list(v.lazy.map(CSyntax.int32), indent: "        ") + "\n    },\n"
+                    let v = b.tables[t].count == len ? b.tables[t] : [Int64](repeating: b.tables[t][0], count: len)
+                    let items = v.lazy.map { wide ? CSyntax.int64(Int($0)) : CSyntax.int32(Int32(truncatingIfNeeded: $0)) }
+                    s += "    {\n" + CSyntax.list(items, indent: "        ") + "\n    },\n"
                 }
                 s += "};\n"
             }

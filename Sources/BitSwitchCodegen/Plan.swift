@@ -20,7 +20,7 @@ public struct EmitInput: Sendable {
 struct NodeParams: Hashable {
     var ints: [Int] = []
     var floats: [UInt32] = []        // bit patterns, so that equality is exact
-    var tables: [[Int32]] = []
+    var tables: [[Int64]] = []   // Requant m (i32), n (i32), bias (i64)
 }
 
 /// A node whose parameters live in per-block tables selected at run time.
@@ -221,8 +221,9 @@ struct Plan {
                 }
             case .requant:
                 guard n.inputs.count == 4 else { throw fail("Requant needs inputs x, m, n, bias") }
-                for t in n.inputs.dropFirst() {
-                    guard let v = graph.initializers[t], v.dtype == .i32 else { throw fail("Requant table '\(t)' must be an i32 initializer") }
+                for (k, t) in n.inputs.dropFirst().enumerated() {
+                    let want: DType = k == 2 ? .i64 : .i32
+                    guard let v = graph.initializers[t], v.dtype == want else { throw fail("Requant table '\(t)' must be an \(want) initializer") }
                 }
                 guard dtypes[n.inputs[0]] != .f32 else { throw fail("Requant input must be an integer") }
             case .dequantize, .qadd, .qmaxPool, .qavgPool, .qglobalAvgPool:
@@ -261,10 +262,13 @@ struct Plan {
             guard abs(xz) < 1 << 31 else { throw fail("x_zero \(xz) is outside int32") }
             return NodeParams(ints: [xz, sh, b])
         case .requant(let r):
-            var tables: [[Int32]] = []
-            for t in n.inputs.dropFirst() {
-                guard let v = g.initializers[t], case .i32(let a) = v.storage else { throw fail("Requant table '\(t)' must be an i32 initializer") }
-                tables.append(a)
+            var tables: [[Int64]] = []
+            for (k, t) in n.inputs.dropFirst().enumerated() {
+                switch (k, g.initializers[t]?.storage) {
+                case (0...1, .i32(let a)?): tables.append(a.map(Int64.init))
+                case (2, .i64(let a)?): tables.append(a)
+                default: throw fail("Requant table '\(t)' must be an \(k == 2 ? "i64" : "i32") initializer")
+                }
             }
             if let bad = tables[1].first(where: { $0 < 0 || $0 > 62 }) { throw fail("Requant shift \(bad) is outside 0...62") }
             return NodeParams(ints: [r.zero, r.lo, r.hi], tables: tables)

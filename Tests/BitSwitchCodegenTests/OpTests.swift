@@ -33,7 +33,7 @@ struct OpTests {
             let k = requant == "per-channel" ? m : 1
             body += const_("m", "i32", [k], Harness.randomInts(k, (1 << 29)...((1 << 30) - 1), seed: seed + 1))
             body += const_("n", "i32", [k], Harness.randomInts(k, 34...38, seed: seed + 2))
-            body += const_("b", "i32", [k], Harness.randomInts(k, -3000...3000, seed: seed + 3))
+            body += const_("b", "i64", [k], Harness.randomInts(k, -(3000 << 30)...(3000 << 30), seed: seed + 3))
             let (olo, ohi) = outType == "u8" ? (0, 255) : (outType == "i32" ? (-100000, 100000) : (-128, 127))
             body += "  %r = ai.bitswitch.Requant(%c, %m, %n, %b) {axis = 1, hi = \(ohi), lo = \(olo), to = \"\(outType)\", zero = \(outType == "u8" ? 3 : 0)}\n"
             body += "  %y = ai.bitswitch.Dequantize(%r) {scale = 0.03125, zero = \(outType == "u8" ? 3 : 0)}\n"
@@ -71,7 +71,7 @@ struct OpTests {
                 body += Self.const_("w\(t)", "i8", [4, 3, 3], Harness.randomInts(36, -128...127, seed: seed))
                 body += Self.const_("m\(t)", "i32", [4], Harness.randomInts(4, (1 << 29)...((1 << 30) - 1), seed: seed + 1))
                 body += Self.const_("n\(t)", "i32", [4], Harness.randomInts(4, (b + 28)...(b + 31), seed: seed + 2))
-                body += Self.const_("k\(t)", "i32", [4], Harness.randomInts(4, -300...300, seed: seed + 3))
+                body += Self.const_("k\(t)", "i64", [4], Harness.randomInts(4, -(300 << 30)...(300 << 30), seed: seed + 3))
                 body += "  %c\(t) = ai.bitswitch.QConv(%q, %w\(t)) {group = 1, pads = [1, 0], strides = [2], w_bits = \(b), w_shift = \(shift), x_zero = 0}\n"
                 body += "  %r\(t) = ai.bitswitch.Requant(%c\(t), %m\(t), %n\(t), %k\(t)) {axis = 1, hi = 127, lo = -128, to = \"i8\", zero = 0}\n"
                 body += "  %y\(t) = ai.bitswitch.Dequantize(%r\(t)) {scale = 0.03125, zero = 0}\n"
@@ -102,7 +102,7 @@ struct OpTests {
                 let t = perChannel ? m : 1
                 body += Self.const_("m", "i32", [t], Harness.randomInts(t, (1 << 29)...((1 << 30) - 1), seed: 6))
                 body += Self.const_("n", "i32", [t], Harness.randomInts(t, 30...34, seed: 7))
-                body += Self.const_("b", "i32", [t], Harness.randomInts(t, -500...500, seed: 8))
+                body += Self.const_("b", "i64", [t], Harness.randomInts(t, -(500 << 30)...(500 << 30), seed: 8))
                 body += Self.const_("shape", "i64", [2], [1, 12])
                 body += """
                   %q = ai.bitswitch.Quantize(%x) {hi = 127, lo = -128, scale = 0.02, to = "i8", zero = 0}
@@ -122,10 +122,10 @@ struct OpTests {
 
     @Test func residualAddPoolsAndShapeOps() throws {
         var body = Self.const_("w", "i8", [4, 2, 3, 3], Harness.randomInts(72, -128...127, seed: 21))
-        for (name, v) in [("m", [(1 << 29) + 12345]), ("n", [12]), ("b", [7])] { body += Self.const_(name, "i32", [1], v) }
+        for (name, v) in [("m", [(1 << 29) + 12345]), ("n", [12]), ("b", [(7 << 29) + 4321])] { body += Self.const_(name, name == "b" ? "i64" : "i32", [1], v) }
         body += Self.const_("m2", "i32", [4], Harness.randomInts(4, (1 << 29)...((1 << 30) - 1), seed: 22))
         body += Self.const_("n2", "i32", [4], [36, 37, 35, 38])
-        body += Self.const_("b2", "i32", [4], [0, 10, -10, 100])
+        body += Self.const_("b2", "i64", [4], [0, 10 << 29, -(10 << 29) - 77, 100 << 29])
         body += Self.const_("shape", "i64", [2], [1, -1])
         body += """
           %q = ai.bitswitch.Quantize(%x) {hi = 127, lo = -127, scale = 0.01, to = "i8", zero = 0}

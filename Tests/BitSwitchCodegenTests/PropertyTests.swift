@@ -39,7 +39,7 @@ struct PropertyTests {
             let accMag = fanIn.squareRoot() * Double(max(1, min(1 << (bits - 1), 128 >> shift))) * 40
             let nc = max(1, Int((log2(accMag) + 29.5 - log2(40)).rounded()))
             const_(rq + "n", "i32", [t], ints(t, (nc - 1)...(nc + 1)))
-            const_(rq + "b", "i32", [t], ints(t, -Int(accMag / 4)...Int(accMag / 4)))
+            const_(rq + "b", "i64", [t], ints(t, -(Int(accMag / 4) << 30)...(Int(accMag / 4) << 30)))
             let (lo, hi, z) = to == "u8" ? (0, 255, Int.random(in: 0...20, using: &r)) : (to == "i8" ? (-128, 127, 0) : (-(1 << 20), 1 << 20, 0))
             body += "  %\(rq) = ai.bitswitch.Requant(%\(out), %\(rq)m, %\(rq)n, %\(rq)b) {axis = 1, hi = \(hi), lo = \(lo), to = \"\(to)\", zero = \(z)}\n"
             let outSpatial = spatial.indices.map { i in (spatial[i] + pads[i] + pads[i + spatial.count] - ((kernel[i] - 1) * dil[i] + 1)) / strides[i] + 1 }

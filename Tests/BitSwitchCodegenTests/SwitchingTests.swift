@@ -20,11 +20,11 @@ struct SwitchingTests {
           const %w1: i8[4,2,3,3] = \(Harness.list(Harness.randomInts(72, -128...127, seed: 1)))
           const %m1: i32[4] = \(Harness.list(Harness.randomInts(4, (1 << 29)...((1 << 30) - 1), seed: rq1)))
           const %n1: i32[4] = \(Harness.list(Harness.randomInts(4, (28 + cw + ca - fa)...(30 + cw + ca - fa), seed: rq1 + 1)))
-          const %b1: i32[4] = \(Harness.list(Harness.randomInts(4, -100...100, seed: rq1 + 2)))
+          const %b1: i64[4] = \(Harness.list(Harness.randomInts(4, -(100 << 30)...(100 << 30), seed: rq1 + 2)))
           const %w2: i8[10,36] = \(Harness.list(Harness.randomInts(360, -128...127, seed: 2)))
           const %m2: i32[10] = \(Harness.list(Harness.randomInts(10, (1 << 29)...((1 << 30) - 1), seed: rq2)))
           const %n2: i32[10] = \(Harness.list(Harness.randomInts(10, (26 + fw + fa)...(28 + fw + fa), seed: rq2 + 1)))
-          const %b2: i32[10] = \(Harness.list(Harness.randomInts(10, -100...100, seed: rq2 + 2)))
+          const %b2: i64[10] = \(Harness.list(Harness.randomInts(10, -(100 << 30)...(100 << 30), seed: rq2 + 2)))
           %xq = ai.bitswitch.Quantize(%x) {hi = \(amax), lo = \(-amax), scale = \(2.0 / Double(amax)), to = "i8", zero = 0} @q
           %c1 = ai.bitswitch.QConv(%xq, %w1) {group = 1, pads = [1, 1, 1, 1], strides = [2, 2], w_bits = \(cw), w_shift = \(8 - cw), x_zero = 0} @conv1
           %r1 = ai.bitswitch.Requant(%c1, %m1, %n1, %b1) {axis = 1, hi = \(fmax), lo = 0, to = "u8", zero = 0} @rq1

@@ -10,7 +10,7 @@ import Testing
       const %w: i8[2,1,3,3] = [1, -2, 3, 4, -5, 6, 7, -8, 9, 10, 20, -30, 40, 50, -60, 70, 80, -90]
       const %m: i32[2] = [805306368, 603979776]
       const %n: i32[2] = [30, 29]
-      const %b: i32[2] = [10, -10]
+      const %b: i64[2] = [8053063680, -6039797760]
       %q = ai.bitswitch.Quantize(%x) {hi = 127, lo = -128, scale = 0.0157, to = "i8", zero = 0}
       %c = ai.bitswitch.QConv(%q, %w) {group = 1, pads = [1, 1, 1, 1], w_bits = 4, w_shift = 4, x_zero = 0}
       %r = ai.bitswitch.Requant(%c, %m, %n, %b) {axis = 1, hi = 127, lo = -128, to = "i8", zero = 0}

@@ -600,20 +600,18 @@ struct IntegerLowering {
         if r.lo > -.infinity { l = max(l, Int(clampToInt32((r.lo / scale).rounded(.toNearestOrEven))) + zero) }
         if r.hi < .infinity { h = min(h, Int(clampToInt32((r.hi / scale).rounded(.toNearestOrEven))) + zero) }
         if l > h { h = l }
-        var m: [Int32] = [], n: [Int32] = [], bias: [Int32] = []
+        var m: [Int32] = [], n: [Int32] = [], bias: [Int64] = []
         var clampedBias = false
         for c in 0..<r.channels {
-            let alpha = r.alpha[c]
-            let (mc, nc) = try quantizeMultiplier(alpha / scale)
-            var b = alpha == 0 ? 0 : (r.beta[c] / alpha).rounded(.toNearestOrEven)
-            if !(abs(b) < 2_147_483_647) { b = b.isNaN ? 0 : (b < 0 ? -2_147_483_647 : 2_147_483_647); clampedBias = true }
-            m.append(Int32(mc)); n.append(Int32(nc)); bias.append(Int32(b))
+            let (mc, nc, b, clamped) = try requantTerms(alpha: r.alpha[c] / scale, beta: r.beta[c] / scale)
+            clampedBias = clampedBias || clamped
+            m.append(Int32(mc)); n.append(Int32(nc)); bias.append(Int64(b))
         }
-        if clampedBias { log("lower-int: \(nodeName): a bias exceeds int32 in accumulator units and was clamped (a channel with a near-zero scale)") }
+        if clampedBias { log("lower-int: \(nodeName): a bias of over 2^62 output steps was clamped (a channel with a near-zero scale)") }
         let count = [r.channels]
         let mName = constant("\(name).m", Tensor(dtype: .i32, shape: count, storage: .i32(m)))
         let nName = constant("\(name).n", Tensor(dtype: .i32, shape: count, storage: .i32(n)))
-        let bName = constant("\(name).bias", Tensor(dtype: .i32, shape: count, storage: .i32(bias)))
+        let bName = constant("\(name).bias", Tensor(dtype: .i64, shape: count, storage: .i64(bias)))
         emit(.requant(RequantAttrs(axis: r.axis, lo: l, hi: h, zero: zero, to: dtype)), [r.name, mName, nName, bName],
              name: nodeName, output: name, sites: r.sites.union(extraSites))
     }
@@ -669,6 +667,25 @@ public func quantizeMultiplier(_ M: Double) throws -> (m: Int, n: Int) {
     var m = (M * pow(2, Double(n))).rounded(.toNearestOrEven)
     if abs(m) >= Double(1 << 30) { m /= 2; m.round(.toNearestOrEven); n -= 1 }
     return (Int(m), n)
+}
+
+/// The integer terms of `y = alpha·x + beta` (both in output steps) as one Requant channel,
+/// `y = rshr(x·m + b, n)`: `m·2^-n ≈ alpha` (quantizeMultiplier) and the bias in the product domain,
+/// `b = round(beta·2^n)`, so it keeps `n` fractional bits instead of being rounded to whole accumulator units (at
+/// 2-bit weights one accumulator unit can be a quarter of an output step). `|b| < 2^62` keeps `x·m + b` inside
+/// int64 (|x·m| < 2^61); a larger bias first lowers `n` (and `m` with it), then is clamped (`clamped`).
+func requantTerms(alpha: Double, beta: Double) throws -> (m: Int, n: Int, b: Int, clamped: Bool) {
+    guard beta.isFinite else { throw BitSwitchError(.pass, "a requantization bias is not finite (\(beta))") }
+    var (m, n) = try quantizeMultiplier(alpha)
+    let limit: Double = 4_611_686_018_427_387_904   // 2^62
+    while n > 0 && abs(beta * pow(2, Double(n))) >= limit {
+        n -= 1
+        m = Int((alpha * pow(2, Double(n))).rounded(.toNearestOrEven))
+    }
+    var b = (beta * pow(2, Double(n))).rounded(.toNearestOrEven)
+    let clamped = abs(b) >= limit
+    if clamped { b = b < 0 ? -(limit - 1024) : limit - 1024 }
+    return (m, n, Int(b), clamped)
 }
 
 /// Two multipliers sharing one shift (QAdd).

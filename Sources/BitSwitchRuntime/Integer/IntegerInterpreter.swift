@@ -28,7 +28,7 @@ func evaluateInteger(_ node: Node, _ inputs: [Tensor?]) throws -> [Tensor] {
     case .requant(let r):
         let x = try IntBuffer(required(0, "x"), "Requant input")
         let m = try table(required(1, "m"), "m"), n = try table(required(2, "n"), "n")
-        let bias = try table(required(3, "bias"), "bias")
+        let bias = try table(required(3, "bias"), "bias", wide: true)
         return [try requant(x, m: m, n: n, bias: bias, r)]
     case .qadd(let q):
         let a = try IntBuffer(required(0, "a"), "QAdd input a"), b = try IntBuffer(required(1, "b"), "QAdd input b")
@@ -123,9 +123,13 @@ private func weight(_ t: Tensor, _ op: String) throws -> (shape: [Int], values: 
     return (t.shape, a.map(Int.init))
 }
 
-private func table(_ t: Tensor, _ what: String) throws -> [Int] {
-    guard case .i32(let a) = t.storage else { throw BitSwitchError(.type, "Requant \(what) must be i32, got \(t.dtype)") }
-    return a.map(Int.init)
+/// A Requant table: `m` and `n` are i32, the product-domain `bias` i64.
+private func table(_ t: Tensor, _ what: String, wide: Bool = false) throws -> [Int] {
+    switch t.storage {
+    case .i32(let a) where !wide: return a.map(Int.init)
+    case .i64(let a) where wide: return a.map(Int.init)
+    default: throw BitSwitchError(.type, "Requant \(what) must be \(wide ? "i64" : "i32"), got \(t.dtype)")
+    }
 }
 
 private func qconv(_ x: IntBuffer, _ w: (shape: [Int], values: [Int]), _ q: QConvAttrs) throws -> Tensor {
@@ -214,7 +218,7 @@ private func requant(_ x: IntBuffer, m: [Int], n: [Int], bias: [Int], _ r: Requa
     let y = x.values.enumerated().map { i, v -> Int in
         let c = channels == 1 ? 0 : (i / inner) % channels
         let mc = m.count == 1 ? m[0] : m[c], nc = n.count == 1 ? n[0] : n[c], bc = bias.count == 1 ? bias[0] : bias[c]
-        return clampInt(rshr((v + bc) &* mc, nc) + r.zero, r.lo, r.hi)
+        return clampInt(rshr(v &* mc &+ bc, nc) + r.zero, r.lo, r.hi)
     }
     return IntBuffer.make(r.to, x.shape, y)
 }

@@ -44,7 +44,7 @@ static inline void bs_store(void *y, int32_t t, size_t i, int64_t v) {
 
 static inline int64_t bs_requant_one(int64_t x, const bs_requant_params *rq, size_t c) {
     size_t j = rq->count == 1 ? 0 : c;
-    int64_t v = bs_wrap_mul(bs_wrap_add(x, rq->bias[j]), rq->m[j]);
+    int64_t v = bs_wrap_add(bs_wrap_mul(x, rq->m[j]), rq->bias[j]);
     return bs_clamp64(bs_wrap_add(bs_rshr64(v, rq->n[j]), rq->zero), rq->lo, rq->hi);
 }
 

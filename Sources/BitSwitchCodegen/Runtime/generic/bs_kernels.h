@@ -36,9 +36,11 @@ typedef struct bs_qmm_params {
     int32_t x_zero, w_shift, w_bits;
 } bs_qmm_params;
 
-/* Requant: y = clamp(rshr((x + bias_c) * m_c, n_c) + zero, lo, hi), tables of `count` (1 or C) entries. */
+/* Requant: y = clamp(rshr(x * m_c + bias_c, n_c) + zero, lo, hi) in int64, tables of `count` (1 or C) entries;
+ * the bias is in the product domain (n_c fractional bits). */
 typedef struct bs_requant_params {
-    const int32_t *m, *n, *bias;
+    const int32_t *m, *n;
+    const int64_t *bias;
     int32_t count;
     int64_t zero, lo, hi;
 } bs_requant_params;
