@@ -41,4 +41,14 @@ if [ -f "$OUT/digits-int8.onnx" ]; then
   "$BIN" eval "$OUT/digits-int8.onnx" --data "$EX/data" --bits all
   printf 'bundle: %s bytes in %s (INT8 weights once; per profile only requantization tables and shifts)\n' \
       "$(du -sb "$OUT/digits-c" | cut -f1)" "$OUT/digits-c"
+  if [ -x .venv/bin/python ]; then
+    echo "onnxruntime on the same float model, batch 1, one thread (quantize_static int8 QDQ; bench/latency/ort_latency.py):"
+    OMP_NUM_THREADS=1 .venv/bin/python bench/latency/ort_latency.py "$OUT/digits-fp32.onnx" "$EX/data" "$OUT/ort" \
+        --budget 1 --variants fp32,u8s8,s8s8 2>/dev/null \
+      | .venv/bin/python -c 'import json,sys
+for l in sys.stdin:
+    r = json.loads(l)
+    if "median_ms" in r: print("  onnxruntime %-5s %8.1f µs/sample" % (r["variant"], 1000 * r["median_ms"]))' || true
+    echo "  (the integer C above uses the portable kernels unless a fast kernel for this CPU is built in; bench/README.md)"
+  fi
 fi

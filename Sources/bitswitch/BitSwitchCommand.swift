@@ -10,7 +10,7 @@ struct BitSwitchCommand: ParsableCommand {
         abstract: "Import an ONNX model, run compiler passes on it, and run it — one quantized network at any bit-width.",
         subcommands: [ImportCommand.self, PrintIRCommand.self, RunCommand.self, OptCommand.self, PassesCommand.self,
                       TrainCommand.self, EvalCommand.self, ExportCommand.self, ConformanceCommand.self, BenchTrainCommand.self,
-                      EmitCommand.self, BuildCommand.self, HessianCommand.self, SearchCommand.self])
+                      EmitCommand.self, BuildCommand.self, ProfileLatencyCommand.self, HessianCommand.self, SearchCommand.self])
 
     /// Our errors already name file, node, op and opset: print them as they are and exit 1.
     static func main() {

@@ -2,6 +2,7 @@ import ArgumentParser
 import BitSwitchCodegen
 import BitSwitchIR
 import BitSwitchONNX
+import BitSwitchQuant
 import Foundation
 
 /// An ONNX model, or IR text (.bsir).
@@ -59,4 +60,79 @@ struct BuildCommand: ParsableCommand {
         let lib = try buildBundle(directory: directory, output: output, options: opts)
         print(lib)
     }
+}
+
+struct ProfileLatencyCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "profile-latency",
+        abstract: "Measure every quantized layer of the generated C at every trained bit-width on this machine (µs, median).",
+        discussion: """
+            Each layer is lowered at each bit-width (weights and input activation at that width; pinned layers at \
+            their pinned width), compiled on its own with the kernels the bundle would use, and timed at batch 1 \
+            on seeded random input. The JSON written to -o is the latency table of `search --budget latency-us=N \
+            --latency FILE` (docs/mixed-precision.md): {"layers": {"<layer>": {"<bits>": µs}}}, plus the machine.
+            """)
+
+    @Argument(help: "A multi-precision model (.onnx from train --bits).") var model: String
+    @OptionGroup var importFlags: ImportFlags
+    @Option(name: .shortAndLong, help: "Where to write the latency table (.json).") var output: String
+    @Option(help: "Timed samples per layer and bit-width (the median is kept).") var repeats = 21
+    @Flag(help: "No progress output.") var quiet = false
+
+    func run() throws {
+        let g = try loadModel(model, importFlags)
+        let layers = quantizedLayers(g)
+        guard !layers.isEmpty else {
+            throw BitSwitchError(.invalidModel, "the model has no quantized layers: run 'bitswitch train --bits 8,6,4,2' (or --ptq) first", file: model)
+        }
+        let widths = Array(Set(layers.flatMap(\.bits))).sorted(by: >)
+        var table: [String: [String: Double]] = [:]
+        let bar = LineProgress()
+        let total = layers.reduce(0) { $0 + ($1.pinned == nil ? $1.bits.count : 1) }
+        var done = 0
+        for b in widths {
+            let lowered: Graph
+            do {
+                lowered = try lowerToIntegers(g, assignment: try Profile.uniform(b).resolve(in: g), log: { Terminal.note($0) })
+            } catch let e as BitSwitchError { throw e.located(file: model) }
+            // A pinned layer runs at its pinned width in every profile: measured once.
+            for l in layers where l.pinned != nil || l.bits.contains(b) {
+                let bits = l.pinned ?? b
+                guard table[l.name]?["\(bits)"] == nil else { continue }
+                let us: Double
+                do {
+                    let net = try CompiledNetwork(EmitInput(graph: try LayerLatency.subgraph(lowered, layer: l.name)))
+                    us = try LayerLatency.measure(net, repeats: repeats)
+                } catch let e as BitSwitchError { throw e.located(file: model) }
+                table[l.name, default: [:]]["\(bits)"] = us
+                done += 1
+                if !quiet { bar.update(String(format: "profile-latency: %d/%d  %@ at %d bits: %.1f µs", done, total, l.name, bits, us), force: true) }
+            }
+        }
+        if !quiet { bar.finish() }
+        let machine: [String: Any] = ["cpu": cpuModelName(), "cores": ProcessInfo.processInfo.activeProcessorCount]
+        let json: [String: Any] = ["unit": "us", "batch": 1, "repeats": repeats, "machine": machine, "layers": table]
+        let data = try JSONSerialization.data(withJSONObject: json, options: [.prettyPrinted, .sortedKeys])
+        try writeAtomically(String(decoding: data, as: UTF8.self) + "\n", to: output)
+        for l in layers {
+            let row = (table[l.name] ?? [:]).sorted { (Int($0.key) ?? 0) > (Int($1.key) ?? 0) }
+                .map { String(format: "%@: %.1f", $0.key, $0.value) }.joined(separator: "  ")
+            print("\(l.name): \(row) µs")
+        }
+        print("wrote \(output)")
+    }
+}
+
+/// The CPU's model name from /proc/cpuinfo (Linux), or the architecture.
+func cpuModelName() -> String {
+    if let s = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
+       let line = s.split(separator: "\n").first(where: { $0.hasPrefix("model name") }),
+       let v = line.split(separator: ":", maxSplits: 1).last {
+        return v.trimmingCharacters(in: .whitespaces)
+    }
+    #if arch(x86_64)
+    return "x86_64"
+    #else
+    return "aarch64"
+    #endif
 }

@@ -39,6 +39,22 @@ import Testing
         let e = try CLI.run(["eval", stored, "--data", CLI.digits.path, "--profile", profile])
         #expect(e.status == 0 && e.stdout.contains("top-1"), "\(e.stderr)")
 
+        // The latency table of the generated code feeds the ILP's latency budget.
+        let latency = dir.appendingPathComponent("latency.json").path
+        let pl = try CLI.run(["profile-latency", stored, "--repeats", "3", "--quiet", "-o", latency])
+        #expect(pl.status == 0, "\(pl.stderr)")
+        let table = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: latency))) as? [String: Any])
+        let rows = try #require(table["layers"] as? [String: [String: Double]])
+        #expect(Set(rows.keys) == ["conv0", "conv1", "conv2", "fc"], "\(rows)")
+        #expect(rows["conv1"].map { Set($0.keys) } == ["8", "2"] && rows["conv0"].map { Set($0.keys) } == ["8"], "\(rows)")
+        #expect(rows.values.allSatisfy { $0.values.allSatisfy { $0 > 0 && $0.isFinite } })
+        // A budget between the all-fastest and the all-8-bit sums (the ILP refuses one above the all-8-bit model).
+        let top = rows.values.reduce(0) { $0 + ($1["8"] ?? 0) }, fastest = rows.values.reduce(0) { $0 + ($1.values.min() ?? 0) }
+        let ls = try CLI.run(["search", stored, "--traces", traces, "--budget", "latency-us=\((top + fastest) / 2)", "--latency", latency])
+        #expect(ls.status == 0, "\(ls.stderr)")
+        let floatLatency = try CLI.run(["profile-latency", float, "-o", latency + ".x"])
+        #expect(floatLatency.status == 1 && floatLatency.stderr.contains("train --bits"), "\(floatLatency.stderr)")
+
         let low = try CLI.run(["search", stored, "--traces", traces, "--budget", "avg-bits=1"])
         #expect(low.status == 1 && low.stderr.contains("smallest feasible avg-bits"), "\(low.stderr)")
 
