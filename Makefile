@@ -10,7 +10,7 @@ CONFORMANCE_DIR := $(CACHE)/onnx-tests
 
 RESNET_DATA := examples/mnist1d-resnet/data
 
-.PHONY: all deps venv build demo test mnist1d-resnet-data unit-test conformance fuzz results bench bench-import bench-train bench-qat bench-ptq bench-latency fashion-mnist clean
+.PHONY: all deps venv build demo test mnist1d-resnet-data unit-test conformance fuzz fuzz-smoke test-asan test-tsan results bench bench-import bench-train bench-qat bench-ptq bench-latency fashion-mnist clean
 
 all: build
 
@@ -29,6 +29,7 @@ demo: build
 test: build venv
 	$(MAKE) unit-test
 	$(MAKE) conformance
+	$(MAKE) fuzz-smoke
 
 unit-test: deps
 	$(SWIFT) test
@@ -43,6 +44,31 @@ conformance: build venv
 FUZZ_SECONDS ?= 60
 fuzz: deps
 	scripts/fuzz.sh $(FUZZ_SECONDS)
+
+# The short run of every fuzz target that `make test` includes (after conformance, whose ONNX models seed the
+# importer target); the corpus in .build/fuzz/corpus grows across runs.
+fuzz-smoke: deps
+	scripts/fuzz.sh 60
+
+# Sanitizer runs, each in its own build directory so the normal build is untouched. Swift on Linux has no
+# -sanitize=undefined: UndefinedBehaviorSanitizer instruments the C targets (kernels, protobuf-c glue, zlib shim) via
+# -Xcc, its handlers come with the AddressSanitizer runtime; Swift's own arithmetic and bounds are checked anyway.
+# The suites: importer and IR (hostile files), data readers, runtime kernels and training, codegen (the generated C
+# is itself built with -fsanitize=address,undefined by NativeBuildTests), crash safety and the CLI. SAN_FILTER narrows.
+ASAN_FLAGS := --sanitize=address -Xcc -fsanitize=undefined -Xcc -fno-sanitize-recover=undefined --scratch-path .build-asan
+ASAN_FILTER ?= BitSwitchIRTests|BitSwitchONNXTests|BitSwitchDataTests|BitSwitchRuntimeTests|BitSwitchCodegenTests|CrashSafetyTests|MemoryLimitTests|BadDatasetTests
+test-asan: deps venv
+	$(SWIFT) build --build-tests $(ASAN_FLAGS)
+	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 BITSWITCH_VENV=$(abspath $(VENV)) \
+		$(SWIFT) test --skip-build $(ASAN_FLAGS) --filter '$(ASAN_FILTER)'
+
+# ThreadSanitizer: the runtime's kernels and training (ParallelKernelTests pins 4 threads of the runtime's own loops
+# whatever the machine's core count) and the data loaders.
+TSAN_FLAGS := --sanitize=thread --scratch-path .build-tsan
+TSAN_FILTER ?= BitSwitchRuntimeTests|BitSwitchDataTests
+test-tsan: deps
+	$(SWIFT) build --build-tests $(TSAN_FLAGS)
+	TSAN_OPTIONS=halt_on_error=1 $(SWIFT) test --skip-build $(TSAN_FLAGS) --filter '$(TSAN_FILTER)'
 
 # Trains and evaluates every method of docs/results.md (3 seeds, both examples); finished runs are cached in
 # .cache/results, so an interrupted run resumes. About 40 minutes on 2 cores.
@@ -82,4 +108,4 @@ $(RESNET_DATA)/x_train.npy: scripts/export-mnist1d-resnet.py
 	$(PY) scripts/export-mnist1d-resnet.py data $(RESNET_DATA)
 
 clean:
-	rm -rf .build $(CACHE)
+	rm -rf .build .build-asan .build-tsan $(CACHE)

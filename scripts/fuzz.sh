@@ -2,7 +2,8 @@
 # libFuzzer targets (swiftc -sanitize=fuzzer,address): the ONNX importer (+ verifier + shape inference), the IR text
 # parser (+ verifier + shape inference) and the NPY reader. Each target compiles the module sources it exercises
 # together with its harness in Fuzz/, so the whole path is instrumented.
-#   scripts/fuzz.sh [SECONDS]      (default 60 per target; FUZZ_TARGETS="onnx irtext npy" picks targets)
+#   scripts/fuzz.sh [SECONDS]      (default 60 per target; FUZZ_TARGETS="onnx irtext npy" picks targets;
+#                                   FUZZ_RUNS=N also stops each target after N executions)
 # Seeds: the shipped examples, the test fixtures and (if generated) the ONNX node test models. A crash leaves its
 # input in .build/fuzz/crashes/<target>/; commit it under Tests/ as a regression test.
 set -euo pipefail
@@ -10,16 +11,21 @@ export SWIFT_BACKTRACE=enable=no  # let libFuzzer, not the Swift backtracer, rep
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 seconds="${1:-60}"
+runs_limit=()
+if [ -n "${FUZZ_RUNS:-}" ]; then runs_limit=(-runs="$FUZZ_RUNS"); fi
 targets="${FUZZ_TARGETS:-onnx irtext npy}"
-out=.build/fuzz
+out="${FUZZ_OUT:-.build/fuzz}"
 mkdir -p "$out"
 flags=(-sanitize=fuzzer,address -parse-as-library -O -g -suppress-warnings)
+
+# Every Swift source of a module, subfolders included.
+srcs() { find "Sources/$1" -name '*.swift' | sort; }
 
 build() {
     local t=$1 bin="$out/fuzz-$1"
     case $t in
-    npy) swiftc "${flags[@]}" -module-name BitSwitchData Sources/BitSwitchData/*.swift Fuzz/npy.swift -o "$bin" ;;
-    irtext) swiftc "${flags[@]}" -module-name BitSwitchIR Sources/BitSwitchIR/*.swift Fuzz/irtext.swift -o "$bin" ;;
+    npy) swiftc "${flags[@]}" -module-name BitSwitchData $(srcs BitSwitchData) Fuzz/npy.swift -o "$bin" ;;
+    irtext) swiftc "${flags[@]}" -module-name BitSwitchIR $(srcs BitSwitchIR) Fuzz/irtext.swift -o "$bin" ;;
     onnx)
         mkdir -p "$out/connx"
         printf 'module CONNX {\n    header "%s/Sources/CONNX/include/onnx.pb-c.h"\n    export *\n}\n' "$root" \
@@ -27,7 +33,7 @@ build() {
         clang -O2 -g -fsanitize=fuzzer-no-link,address -I Sources/CONNX/include -c Sources/CONNX/onnx.pb-c.c \
             -o "$out/onnx.pb-c.o"
         swiftc "${flags[@]}" -module-name BitSwitchIR -I "$out/connx" -I Sources/CProtobufC \
-            Sources/BitSwitchIR/*.swift Sources/BitSwitchONNX/*.swift Fuzz/onnx.swift "$out/onnx.pb-c.o" \
+            $(srcs BitSwitchIR) $(srcs BitSwitchONNX) Fuzz/onnx.swift "$out/onnx.pb-c.o" \
             -lprotobuf-c -o "$bin" ;;
     *) echo "fuzz: unknown target $t" >&2; exit 1 ;;
     esac
@@ -56,7 +62,7 @@ for t in $targets; do
     mkdir -p "$out/corpus/$t" "$out/crashes/$t"
     echo "fuzz: running $t for $seconds s ($(ls "$out/seeds/$t" | wc -l) seeds)"
     if ! "$out/fuzz-$t" "$out/corpus/$t" "$out/seeds/$t" -max_total_time="$seconds" -max_len=262144 -timeout=10 \
-            -rss_limit_mb=2048 -artifact_prefix="$out/crashes/$t/" -print_final_stats=1 > "$out/$t.log" 2>&1; then
+            -rss_limit_mb=2048 -artifact_prefix="$out/crashes/$t/" -print_final_stats=1 "${runs_limit[@]}" > "$out/$t.log" 2>&1; then
         echo "fuzz: $t FOUND A CRASH, see $out/$t.log and $out/crashes/$t/"; status=1
     fi
     runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$out/$t.log" | grep -o '[0-9]*$' || echo "?")

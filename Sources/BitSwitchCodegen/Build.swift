@@ -109,21 +109,25 @@ public func buildBundle(directory: String, output: String? = nil, options: Compi
         for f in ["bs_kernels.c", "bs_kernels.h"] { kh.update(fm.contents(atPath: dir.appendingPathComponent(f).path) ?? Data()) }
         let kernelObject = cacheDir.appendingPathComponent("kernels-\(kh.finish()).o")
         if !fm.fileExists(atPath: kernelObject.path) {
-            let tmp = cacheDir.appendingPathComponent(".kernels.\(getpid()).\(UInt32.random(in: 0...UInt32.max)).o")
+            DurableFiles.removeStale(besides: kernelObject.path)
+            let tmp = URL(fileURLWithPath: DurableFiles.temporaryPath(for: kernelObject.path))
             let argv = options.compiler + flags.filter { $0 != "-shared" } + ["-c", "-o", tmp.path, dir.appendingPathComponent("bs_kernels.c").path]
             try compile(argv, tmp, into: kernelObject, directory: directory)
         }
-        let tmp = cacheDir.appendingPathComponent(".\(key).\(getpid()).\(UInt32.random(in: 0...UInt32.max)).so")
+        DurableFiles.removeStale(besides: cached.path)
+        let tmp = URL(fileURLWithPath: DurableFiles.temporaryPath(for: cached.path))
         let argv = options.compiler + flags + ["-o", tmp.path, dir.appendingPathComponent("bitswitch_model.c").path, kernelObject.path, "-lm"]
         try compile(argv, tmp, into: cached, directory: directory)
     }
     guard let output else { return cached.path }
     let out = URL(fileURLWithPath: output).standardizedFileURL
-    let tmp = out.deletingLastPathComponent().appendingPathComponent(".\(out.lastPathComponent).tmp-\(getpid())")
+    DurableFiles.removeStale(besides: out.path)
+    let tmp = URL(fileURLWithPath: DurableFiles.temporaryPath(for: out.path))
     do {
-        try? fm.removeItem(at: tmp)
         try fm.copyItem(at: cached, to: tmp)
+        guard DurableFiles.sync(tmp.path) else { throw BitSwitchError(.io, "cannot sync the copy") }
         guard rename(tmp.path, out.path) == 0 else { throw BitSwitchError(.io, String(cString: strerror(errno))) }
+        DurableFiles.sync(out.deletingLastPathComponent().path, directory: true)
     } catch {
         try? fm.removeItem(at: tmp)
         let why = (error as? BitSwitchError)?.message ?? error.localizedDescription
@@ -140,12 +144,14 @@ private func compile(_ argv: [String], _ tmp: URL, into target: URL, directory: 
         try? fm.removeItem(at: tmp)
         throw BitSwitchError(.io, "the C compiler failed (exit \(r.status)): \(argv.joined(separator: " "))\n\(r.stderr)\(r.stdout)", file: directory)
     }
-    // rename(2) replaces atomically: a concurrent build of the same key wrote the same bytes.
-    guard rename(tmp.path, target.path) == 0 else {
+    // On disk before it is visible (a torn library in the cache would be loaded by the next run); rename(2) replaces
+    // atomically: a concurrent build of the same key wrote the same bytes.
+    guard DurableFiles.sync(tmp.path), rename(tmp.path, target.path) == 0 else {
         let why = String(cString: strerror(errno))
         try? fm.removeItem(at: tmp)
         throw BitSwitchError(.io, "cannot store the build in the cache: \(why)", file: target.path)
     }
+    DurableFiles.sync(target.deletingLastPathComponent().path, directory: true)
 }
 
 extension SHA256 {

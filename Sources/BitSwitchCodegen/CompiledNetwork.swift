@@ -26,6 +26,13 @@ public final class CompiledNetwork: @unchecked Sendable {
             do { try fm.createDirectory(at: base, withIntermediateDirectories: true) } catch {
                 throw BitSwitchError(.io, "cannot create a bundle directory: \(error.localizedDescription)", file: base.path)
             }
+            // Bundles of killed runs (b-<pid>-… of a process that no longer runs) are removed, not accumulated.
+            for name in (try? fm.contentsOfDirectory(atPath: base.path)) ?? [] where name.hasPrefix("b-") {
+                let digits = name.dropFirst(2).prefix { $0.isASCII && $0.isNumber }
+                if let pid = pid_t(digits), pid != getpid(), !DurableFiles.processExists(pid) {
+                    try? fm.removeItem(atPath: base.appendingPathComponent(name).path)
+                }
+            }
             dir = base.appendingPathComponent("b-\(getpid())-\(UInt64.random(in: 0...UInt64.max))").path
             temporary = dir
         }

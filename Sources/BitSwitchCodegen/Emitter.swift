@@ -27,19 +27,28 @@ public func emitBundle(_ input: EmitInput, to directory: String) throws -> EmitR
         }
     }
     let parent = dir.deletingLastPathComponent()
-    let tmp = parent.appendingPathComponent(".\(dir.lastPathComponent).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
+    // Temporary and replaced bundles that a killed emit left beside the target are removed first.
+    DurableFiles.removeStale(besides: dir.path, kinds: ["tmp", "old"])
+    let tmp = URL(fileURLWithPath: DurableFiles.temporaryPath(for: dir.path))
     do {
         try fm.createDirectory(at: parent, withIntermediateDirectories: true)
         try fm.createDirectory(at: tmp, withIntermediateDirectories: false)
-        for (name, text) in files { try Data(text.utf8).write(to: tmp.appendingPathComponent(name)) }
+        // Every file and the directory itself are on disk before the rename makes the bundle visible.
+        for (name, text) in files.sorted(by: { $0.key < $1.key }) {
+            let path = tmp.appendingPathComponent(name).path
+            try Data(text.utf8).write(to: URL(fileURLWithPath: path))
+            guard DurableFiles.sync(path) else { throw BitSwitchError(.io, "cannot sync \(name)", file: directory) }
+        }
+        DurableFiles.sync(tmp.path, directory: true)
         if fm.fileExists(atPath: dir.path) {
-            let old = parent.appendingPathComponent(".\(dir.lastPathComponent).old-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
+            let old = URL(fileURLWithPath: DurableFiles.temporaryPath(for: dir.path, kind: "old"))
             try fm.moveItem(at: dir, to: old)
             try fm.moveItem(at: tmp, to: dir)
             try? fm.removeItem(at: old)
         } else {
             try fm.moveItem(at: tmp, to: dir)
         }
+        DurableFiles.sync(parent.path, directory: true)
     } catch {
         try? fm.removeItem(at: tmp)
         throw BitSwitchError(.io, "cannot write the bundle: \(error.localizedDescription)", file: directory)

@@ -5,6 +5,11 @@ public enum AtomicFile {
     /// Temp file beside `path`, fsync, rename, fsync of the directory: after a crash at any moment the path holds
     /// either the old file or the complete new one. Throws DataError naming the path.
     public static func write(_ data: Data, to path: String) throws { try FileIO.writeAtomically(data, to: path) }
+
+    /// Removes the temporary files that writers killed before their rename left beside `path`
+    /// (`.<name>.tmp-<pid>-<uuid>` of a process that no longer runs). Every write does this first; `train --resume`
+    /// does it for the checkpoint before reading it.
+    public static func removeStaleTemporaries(of path: String) { FileIO.removeStaleTemporaries(of: path) }
 }
 
 /// Whole-file reads and atomic writes shared by the readers and writers of this module.
@@ -29,7 +34,9 @@ enum FileIO {
     static func writeAtomically(_ data: Data, to path: String) throws {
         let url = URL(fileURLWithPath: path)
         let directory = url.deletingLastPathComponent().path
-        let temp = directory + "/.\(url.lastPathComponent).tmp-\(UUID().uuidString)"
+        removeStaleTemporaries(of: path)
+        // The pid in the name lets a later write tell a dead writer's leftover from a live writer's file.
+        let temp = directory + "/.\(url.lastPathComponent).tmp-\(getpid())-\(UUID().uuidString)"
         let fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
         guard fd >= 0 else {
             throw DataError(.io, file: path, "cannot create a temporary file beside it: \(String(cString: strerror(errno)))")
@@ -60,6 +67,22 @@ enum FileIO {
             throw DataError(.io, file: path, failure)
         }
         syncDirectory(directory)
+    }
+
+    /// Removes `.<name>.tmp-<pid>-…` files beside `path` whose writer process no longer exists (this process's and
+    /// other live writers' are kept). The same convention as the IR's `DurableFiles`, which this module cannot import.
+    static func removeStaleTemporaries(of path: String) {
+        let url = URL(fileURLWithPath: path)
+        let directory = url.deletingLastPathComponent().path
+        let prefix = ".\(url.lastPathComponent).tmp-"
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: directory) else { return }
+        for name in names where name.hasPrefix(prefix) {
+            let rest = name.dropFirst(prefix.count)
+            let digits = rest.prefix { $0.isASCII && $0.isNumber }
+            guard !digits.isEmpty, rest.dropFirst(digits.count).first == "-", let pid = pid_t(digits),
+                  pid != getpid(), !(kill(pid, 0) == 0 || errno == EPERM) else { continue }
+            unlink(directory + "/" + name)
+        }
     }
 
     /// Makes a rename in `directory` durable.

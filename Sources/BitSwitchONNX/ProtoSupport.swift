@@ -107,11 +107,13 @@ func readWholeFile(path: String) throws -> [UInt8] {
     return bytes
 }
 
-/// Writes via a temporary file in the same directory and rename, so readers never see a half-written file.
+/// Writes via a temporary file in the same directory, fsync, rename and fsync of the directory, so readers never see
+/// a half-written file and a finished write is on disk. Temporaries that killed writers left beside the target are
+/// removed first.
 func writeFileAtomically(_ bytes: [UInt8], to path: String) throws {
     let dir = directoryOf(path)
-    let base = path.split(separator: "/").last.map(String.init) ?? "out"
-    let tmp = "\(dir)/.\(base).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+    DurableFiles.removeStale(besides: path)
+    let tmp = DurableFiles.temporaryPath(for: path)
     let fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
     guard fd >= 0 else { throw BitSwitchError(.io, "cannot create temporary file '\(tmp)': \(errnoText())", file: path) }
     var failure: String? = nil
@@ -131,7 +133,6 @@ func writeFileAtomically(_ bytes: [UInt8], to path: String) throws {
         throw BitSwitchError(.io, failure, file: path)
     }
     // The rename is durable only once the directory entry is on disk.
-    let dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-    if dfd >= 0 { _ = fsync(dfd); close(dfd) }
+    DurableFiles.sync(dir, directory: true)
 }
 

@@ -42,19 +42,28 @@ func makeFloats(_ n: Int, zeroed: Bool = false, _ body: (UnsafeMutablePointer<Fl
 // MARK: threads
 
 /// Threads used by the runtime's own loops (BLAS threads are set alongside). 0 = all cores.
-nonisolated(unsafe) private var ownThreads = 0
+/// Atomic: executors on different threads (tests run in parallel, a server runs several models) set it concurrently.
+private let ownThreads = Atomic<Int>(0)
 
 /// Sets the thread count of OpenBLAS and of the runtime's own parallel loops (process-wide; nil or <= 0 keeps
 /// the current setting, which starts at one thread per core). `Executor.run` calls it with its `threads`.
 public func setRuntimeThreads(_ n: Int?) {
     _ = allocatorConfigured
     guard let n, n > 0 else { return }
-    ownThreads = n
+    ownThreads.store(n, ordering: .relaxed)
     openblas_set_num_threads(Int32(n))
 }
 
+/// Pins the thread count of the runtime's own loops for the code a task runs, whatever the process-wide setting:
+/// tests that must exercise the parallel kernels (the ThreadSanitizer run) use it, since tests running alongside
+/// set the process-wide count.
+enum RuntimeThreadsOverride {
+    @TaskLocal static var threads: Int? = nil
+}
+
 var runtimeThreads: Int {
-    let n = ownThreads
+    if let t = RuntimeThreadsOverride.threads, t > 0 { return t }
+    let n = ownThreads.load(ordering: .relaxed)
     return n > 0 ? n : max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN)))
 }
 

@@ -33,6 +33,11 @@ struct EvalCommand: ParsableCommand {
         // A model exported with a fixed batch of 1 is made batchable, or run one sample at a time.
         let mode = try prepareModel(&graph, file: model, sampleShape: splits.test.sampleShape, quiet: false)
         let batch = mode.requiredBatch ?? self.batch
+        if let x = graph.inputs.first {
+            let b = MemoryEstimate.bindings(graph, inputShapes: [x.name: [batch] + splits.test.sampleShape])
+            try MemoryEstimate.inference(graph, bindings: b)
+                .check(maxMemory: importFlags.maxMemory, what: "evaluating the model at batch \(batch)", file: model)
+        }
         if backend != .ref || profile != nil {
             return try evaluateProfiles(graph, splits.test, batch: batch)
         }

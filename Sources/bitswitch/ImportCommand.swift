@@ -8,8 +8,9 @@ import Foundation
 struct ImportFlags: ParsableArguments {
     @Flag(help: "Import a model whose opset is newer than BitSwitch implements (a warning instead of an error).")
     var allowNewerOpset = false
-    @Option(help: ArgumentHelp("Refuse a model whose constant tensors need more than this many bytes in total "
-                               + "(default: the available memory).", valueName: "BYTES"))
+    @Option(help: ArgumentHelp("Refuse a model whose constant tensors need more than this many bytes in total, and "
+                               + "(run, eval, train) a run whose constants plus estimated activations do (default: "
+                               + "the available memory).", valueName: "BYTES"))
     var maxMemory: Int?
 
     func validate() throws {

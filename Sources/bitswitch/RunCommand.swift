@@ -122,10 +122,13 @@ struct RunCommand: ParsableCommand {
     func run() throws {
         var g = try loadModelOrIR(model, importFlags)
         let p = try selectedProfile(bits: bits, profile: profile)
-        if backend != .ref { g = try integerGraph(g, profile: p, file: model, profileFile: profile) }
         let inputs = try bind(input, to: g.inputs.map(\.name), what: "input")
         var feeds: [String: Tensor] = [:]
         for (name, file) in inputs { feeds[name] = try TensorFiles.load(file) }
+        let shapes = feeds.mapValues(\.shape)
+        try MemoryEstimate.inference(g, bindings: MemoryEstimate.bindings(g, inputShapes: shapes))
+            .check(maxMemory: importFlags.maxMemory, what: "running the model on these inputs", file: model)
+        if backend != .ref { g = try integerGraph(g, profile: p, file: model, profileFile: profile) }
         var outputs: [String: Tensor] = [:]
         var times: [Double] = []
         do {

@@ -131,6 +131,15 @@ struct TrainCommand: ParsableCommand {
         // sample at a time).
         let mode = try prepareModel(&graph, file: model, sampleShape: splits.train.sampleShape, quiet: quiet)
         if !ptq { try requireBatches(mode, file: model) }
+        if let x = graph.inputs.first {
+            let b = ptq ? (mode.requiredBatch ?? 64) : batch
+            let bindings = MemoryEstimate.bindings(graph, inputShapes: [x.name: [b] + splits.train.sampleShape])
+            let estimate = ptq ? MemoryEstimate.inference(graph, bindings: bindings)
+                : MemoryEstimate.training(graph, bindings: bindings)
+            try estimate.check(maxMemory: importFlags.maxMemory,
+                               what: ptq ? "calibrating the model at batch \(b)" : "training the model at batch \(b)",
+                               file: model)
+        }
         if mixed != nil && (bits == nil || ptq) {
             throw BitSwitchError(.training, "--mixed hasb trains a multi-precision model: give its bit set with --bits (e.g. 8,6,4,2)")
         }
@@ -284,6 +293,8 @@ extension TrainCommand {
     /// With --resume, restores the checkpoint (`restore` returns the epochs it had completed).
     func resumeIfAsked(_ o: TrainingOptions, _ restore: (String) throws -> Int) throws {
         guard resume, let path = o.checkpointPath else { return }
+        // A run killed during a checkpoint write left its temporary file beside the checkpoint: never read, removed.
+        AtomicFile.removeStaleTemporaries(of: path)
         guard FileManager.default.fileExists(atPath: path) else {
             throw BitSwitchError(.io, "no checkpoint to resume from", file: path)
         }

@@ -123,3 +123,45 @@ import Testing
         try expectRefused(dir, file: "test_batch.bin", ["not a multiple of the CIFAR-10 record size"])
     }
 }
+
+/// The memory check before allocating counts the activations the run will hold, not only the constants: a small
+/// --max-memory makes run, eval and train stop with exit 1 and a message giving the bytes needed.
+@Suite struct MemoryLimitTests {
+    static let model = CLI.digits.appendingPathComponent("model.onnx").path
+    static let input = CLI.digits.appendingPathComponent("sample/input.npy").path
+    /// Above the digits model's 58,472 bytes of constants (so the import passes), below what any run needs.
+    static let limit = "100000"
+
+    func expectRefused(_ args: [String], _ doing: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
+        let r = try CLI.run(args + ["--max-memory", Self.limit])
+        #expect(r.status == 1, "\(r.stderr)", sourceLocation: sourceLocation)
+        #expect(r.stderr.contains(Self.model) && r.stderr.contains(doing) && r.stderr.contains("needs an estimated ")
+                && r.stderr.contains("bytes of activations") && r.stderr.contains("--max-memory limit of 100000 bytes"),
+                "\(r.stderr)", sourceLocation: sourceLocation)
+        // The number given is the sum of the parts it lists.
+        let needed = r.stderr.components(separatedBy: "needs an estimated ").last?.split(separator: " ").first.flatMap { Int($0) }
+        #expect((needed ?? 0) > 100000, "\(r.stderr)", sourceLocation: sourceLocation)
+    }
+
+    @Test func runEvalAndTrainRefuseWhatDoesNotFit() throws {
+        let dir = try CLI.tempDir().path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try expectRefused(["run", Self.model, "--input", Self.input], "running the model")
+        try expectRefused(["eval", Self.model, "--data", CLI.digits.path], "evaluating the model at batch 256")
+        try expectRefused(["train", Self.model, "--data", CLI.digits.path, "-o", dir + "/m.onnx", "--epochs", "1",
+                           "--threads", "1", "--quiet"], "training the model at batch 128")
+        #expect(!FileManager.default.fileExists(atPath: dir + "/m.onnx"))
+        // Training holds more than inference at the same batch (every activation and its gradient).
+        let t = try CLI.run(["train", Self.model, "--data", CLI.digits.path, "-o", dir + "/m.onnx", "--batch", "16",
+                             "--epochs", "1", "--quiet", "--max-memory", "400000"])
+        #expect(t.status == 1 && t.stderr.contains("training the model at batch 16"), "\(t.stderr)")
+        #expect(t.stderr.contains("parameter gradients and optimizer state"), "\(t.stderr)")
+    }
+
+    @Test func theEstimateFollowsTheBatch() throws {
+        // 16 samples at a time fit where 256 did not.
+        let r = try CLI.run(["eval", Self.model, "--data", CLI.digits.path, "--batch", "16", "--max-memory", "400000"])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.contains("top-1"))
+    }
+}

@@ -56,11 +56,20 @@ import Testing
 
         // Killed in the middle of writing a checkpoint's temporary file, and after it is complete but before the
         // rename: the checkpoint on disk is the previous one (or none), never a torn one.
+        // The killed writer's temporary file stays beside the checkpoint until the resumed (or restarted) run removes
+        // it: killed runs do not accumulate them.
+        func temporaries(_ out: String) throws -> [String] {
+            let base = (out as NSString).lastPathComponent
+            return try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasPrefix(".\(base).ckpt.tmp-") }
+        }
         for (n, phase) in [(1, "half"), (2, "before-rename")] {
             let out = dir + "/\(phase)-\(n).onnx"
             let r = try run(trainArgs(out, extra), env: ["BITSWITCH_TEST_KILL_IN_WRITE": ".ckpt:\(n):\(phase)"])
             #expect(r.signalled && r.status == SIGKILL, "kill at checkpoint write \(n) (\(phase)) did not happen")
+            #expect(try temporaries(out).count == 1, "the kill during write \(n) (\(phase)) left no temporary file")
             try finishAndCompare(out, extra, reference: reference, "killed in checkpoint write \(n) (\(phase))")
+            let left = try temporaries(out)
+            #expect(left.isEmpty, "stale temporaries after the resumed run: \(left)")
         }
         // Killed at timed moments during the run (wherever they land: a step, an evaluation, a write).
         for fraction in [0.5] {
@@ -70,6 +79,24 @@ import Testing
                 try finishAndCompare(out, extra, reference: reference, "killed after \(fraction) of the run")
             }
         }
+    }
+
+    /// A stale temporary beside the checkpoint (a writer killed before its rename) is neither read by --resume nor
+    /// left behind: the resume removes it before reading the checkpoint.
+    @Test func resumeRemovesTheTemporaryOfAKilledCheckpointWrite() throws {
+        let dir = try CLI.tempDir().path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let out = dir + "/m.onnx"
+        #expect(try run(trainArgs(out, ["--stop-after-epoch", "1"])).status == 0)
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/true")
+        try p.run()
+        p.waitUntilExit()
+        let stale = dir + "/.m.onnx.ckpt.tmp-\(p.processIdentifier)-DEAD"
+        try Data("BSCKPT02 torn".utf8).write(to: URL(fileURLWithPath: stale))
+        let r = try run(trainArgs(out, ["--resume", "--stop-after-epoch", "1"]))
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: stale), "the stale temporary survived --resume")
     }
 
     @Test func damagedCheckpointIsAnErrorNeverAFreshStart() throws {
