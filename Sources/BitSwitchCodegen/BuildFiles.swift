@@ -2,7 +2,7 @@ import BitSwitchIR
 
 /// The build files and README written into every bundle.
 enum BuildFiles {
-    static let sources = ["bitswitch_model.c", "bs_kernels.c"]
+    static let sources = ["bitswitch_model.c", "bs_kernels.c", "bs_kernels_avx2.c"]
     /// Flags the kernels need for bit-exact results on every target: C11, no floating-point contraction.
     static let requiredFlags = ["-std=c11", "-ffp-contract=off", "-fno-fast-math"]
 
@@ -14,18 +14,18 @@ enum BuildFiles {
     OPT ?= -O3
     CFLAGS += -std=c11 -ffp-contract=off -fno-fast-math $(OPT) $(ARCH) -fPIC -Wall
     LDLIBS += -lm
-    SRCS = bitswitch_model.c bs_kernels.c
+    SRCS = bitswitch_model.c bs_kernels.c bs_kernels_avx2.c
     OBJS = $(SRCS:.c=.o)
 
     all: libbitswitch_model.so libbitswitch_model.a
 
-    libbitswitch_model.so: $(SRCS) bitswitch_model.h bs_kernels.h
+    libbitswitch_model.so: $(SRCS) bitswitch_model.h bs_kernels.h bs_kernels_avx2.h
     \t$(CC) $(CFLAGS) -shared -o $@ $(SRCS) $(LDLIBS)
 
     libbitswitch_model.a: $(OBJS)
     \t$(AR) rcs $@ $(OBJS)
 
-    %.o: %.c bitswitch_model.h bs_kernels.h
+    %.o: %.c bitswitch_model.h bs_kernels.h bs_kernels_avx2.h
     \t$(CC) $(CFLAGS) -c -o $@ $<
 
     clean:
@@ -42,7 +42,7 @@ enum BuildFiles {
     set(CMAKE_C_STANDARD_REQUIRED ON)
     set(CMAKE_C_EXTENSIONS OFF)
     set(CMAKE_POSITION_INDEPENDENT_CODE ON)
-    add_library(bitswitch_model bitswitch_model.c bs_kernels.c)
+    add_library(bitswitch_model bitswitch_model.c bs_kernels.c bs_kernels_avx2.c)
     target_include_directories(bitswitch_model PUBLIC ${CMAKE_CURRENT_SOURCE_DIR})
     target_compile_options(bitswitch_model PRIVATE -ffp-contract=off -fno-fast-math)
     find_library(BITSWITCH_LIBM m)
