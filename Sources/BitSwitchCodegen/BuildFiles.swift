@@ -75,7 +75,7 @@ enum BuildFiles {
 
             make                     # libbitswitch_model.so and libbitswitch_model.a (CC, ARCH, OPT override)
             cc -std=c11 -O3 -march=native -ffp-contract=off -fPIC -shared -o libbitswitch_model.so \\
-               bitswitch_model.c bs_kernels.c -lm
+               bitswitch_model.c bs_kernels.c bs_kernels_avx2.c -lm
             cmake -B build && cmake --build build    # or with CMake
 
         Cross-compiling, e.g. for 64-bit Arm: `make CC=aarch64-linux-gnu-gcc ARCH=`. Results are bit-exact on
@@ -103,7 +103,10 @@ enum BuildFiles {
         parameters it affects. `bs_run_quantized(ctx, in, out)` takes the input already quantized (what the model's
         input `Quantize` produces). One context per thread; contexts are independent.
 
-        The kernels in `bs_kernels.c` are the portable reference (`bs_qs8_conv_requant__generic`, ...): the Swift
+        Kernels: emitted for `\(plan.isa.rawValue)` (`BS_ISA`). With `avx2` (or `avx512vnni`, which uses the AVX2
+        kernels for now) QConv/QGemm call `bs_kernels_avx2.c` (compile with AVX2 enabled, e.g. `-march=native` on an
+        AVX2 machine; otherwise the build stops with an `#error`); everything else, and every kernel of a `generic`
+        or `neon` bundle, is the portable C of `bs_kernels.c`. The kernels in `bs_kernels.c` are the portable reference (`bs_qs8_conv_requant__generic`, ...): the Swift
         interpreter of BitSwitch (`docs/int-ops.md`) defines their results bit for bit.
 
         """
