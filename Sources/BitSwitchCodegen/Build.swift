@@ -6,7 +6,11 @@ public struct CompileOptions: Sendable {
     public var compiler: [String]
     public var flags: [String]
     public var cacheDirectory: String?
-    public init(compiler: String? = nil, flags: [String] = ["-O3", "-march=native"], cacheDirectory: String? = nil) {
+    /// When set, the bundle must have been emitted for this ISA (`bitswitch build --isa`).
+    public var isa: KernelISA?
+    public init(compiler: String? = nil, flags: [String] = ["-O3", "-march=native"], cacheDirectory: String? = nil,
+                isa: KernelISA? = nil) {
+        self.isa = isa
         let cc = compiler ?? ProcessInfo.processInfo.environment["CC"].flatMap { $0.isEmpty ? nil : $0 } ?? "cc"
         self.compiler = cc.split(separator: " ").map(String.init)
         self.flags = flags
@@ -71,8 +75,12 @@ func resolveExecutable(_ name: String) -> String? {
 public func buildBundle(directory: String, output: String? = nil, options: CompileOptions = CompileOptions()) throws -> String {
     let fm = FileManager.default
     let dir = URL(fileURLWithPath: directory).standardizedFileURL
-    for f in BuildFiles.sources + ["bitswitch_model.h", "bs_kernels.h"] where !fm.fileExists(atPath: dir.appendingPathComponent(f).path) {
+    for f in ["bitswitch_model.c", "bs_kernels.c", "bitswitch_model.h", "bs_kernels.h"] where !fm.fileExists(atPath: dir.appendingPathComponent(f).path) {
         throw BitSwitchError(.io, "not a BitSwitch bundle: '\(f)' is missing (write one with 'bitswitch emit')", file: directory)
+    }
+    let isa = bundleISA(dir)
+    if let want = options.isa, want != isa {
+        throw BitSwitchError(.invalidModel, "the bundle was emitted for --isa \(isa.rawValue), not \(want.rawValue); emit it again with --isa \(want.rawValue)", file: directory)
     }
     let flags = BuildFiles.requiredFlags + options.flags + ["-fPIC", "-shared"]
     // The compiler's identity for these flags: its version and every target feature macro (-march=native resolved).
@@ -81,7 +89,8 @@ public func buildBundle(directory: String, output: String? = nil, options: Compi
         throw BitSwitchError(.io, "the C compiler '\(options.compiler.joined(separator: " "))' failed on the flags \(flags.joined(separator: " ")):\n\(probe.stderr)")
     }
     var h = SHA256()
-    h.update("bitswitch-build-v1")
+    h.update("bitswitch-build-v2")
+    h.update("isa=\(isa.rawValue)")
     h.update(options.compiler.joined(separator: " "))
     h.update(flags.joined(separator: " "))
     h.update(probe.stdout.split(separator: "\n").sorted().joined(separator: "\n"))
@@ -101,22 +110,27 @@ public func buildBundle(directory: String, output: String? = nil, options: Compi
         }
         // The kernels are the same for every model: their object is cached on its own (key: kernel sources,
         // compiler identity, flags), so a new model compiles only bitswitch_model.c.
-        var kh = SHA256()
-        kh.update("bitswitch-kernels-v1")
-        kh.update(options.compiler.joined(separator: " "))
-        kh.update(flags.joined(separator: " "))
-        kh.update(probe.stdout.split(separator: "\n").sorted().joined(separator: "\n"))
-        for f in ["bs_kernels.c", "bs_kernels.h"] { kh.update(fm.contents(atPath: dir.appendingPathComponent(f).path) ?? Data()) }
-        let kernelObject = cacheDir.appendingPathComponent("kernels-\(kh.finish()).o")
-        if !fm.fileExists(atPath: kernelObject.path) {
-            DurableFiles.removeStale(besides: kernelObject.path)
-            let tmp = URL(fileURLWithPath: DurableFiles.temporaryPath(for: kernelObject.path))
-            let argv = options.compiler + flags.filter { $0 != "-shared" } + ["-c", "-o", tmp.path, dir.appendingPathComponent("bs_kernels.c").path]
-            try compile(argv, tmp, into: kernelObject, directory: directory)
+        var objects: [String] = []
+        for source in ["bs_kernels.c", "bs_kernels_avx2.c"] where fm.fileExists(atPath: dir.appendingPathComponent(source).path) {
+            var kh = SHA256()
+            kh.update("bitswitch-kernels-v2")
+            kh.update(source)
+            kh.update(options.compiler.joined(separator: " "))
+            kh.update(flags.joined(separator: " "))
+            kh.update(probe.stdout.split(separator: "\n").sorted().joined(separator: "\n"))
+            for f in [source, "bs_kernels.h", "bs_kernels_avx2.h"] { kh.update(fm.contents(atPath: dir.appendingPathComponent(f).path) ?? Data()) }
+            let kernelObject = cacheDir.appendingPathComponent("kernels-\(kh.finish()).o")
+            if !fm.fileExists(atPath: kernelObject.path) {
+                DurableFiles.removeStale(besides: kernelObject.path)
+                let tmp = URL(fileURLWithPath: DurableFiles.temporaryPath(for: kernelObject.path))
+                let argv = options.compiler + flags.filter { $0 != "-shared" } + ["-c", "-o", tmp.path, dir.appendingPathComponent(source).path]
+                try compile(argv, tmp, into: kernelObject, directory: directory)
+            }
+            objects.append(kernelObject.path)
         }
         DurableFiles.removeStale(besides: cached.path)
         let tmp = URL(fileURLWithPath: DurableFiles.temporaryPath(for: cached.path))
-        let argv = options.compiler + flags + ["-o", tmp.path, dir.appendingPathComponent("bitswitch_model.c").path, kernelObject.path, "-lm"]
+        let argv = options.compiler + flags + ["-o", tmp.path, dir.appendingPathComponent("bitswitch_model.c").path] + objects + ["-lm", "-lpthread"]
         try compile(argv, tmp, into: cached, directory: directory)
     }
     guard let output else { return cached.path }
@@ -156,4 +170,12 @@ private func compile(_ argv: [String], _ tmp: URL, into target: URL, directory: 
 
 extension SHA256 {
     mutating func update(_ d: Data) { feed(d); feed([UInt8(0)]) }
+}
+
+/// The ISA a bundle was emitted for (`#define BS_ISA` in its header; bundles from before the macro: generic).
+func bundleISA(_ dir: URL) -> KernelISA {
+    guard let h = try? String(contentsOf: dir.appendingPathComponent("bitswitch_model.h"), encoding: .utf8),
+          let line = h.split(separator: "\n").first(where: { $0.hasPrefix("#define BS_ISA ") }) else { return .generic }
+    let parts = line.split(separator: "\"")
+    return parts.count >= 2 ? KernelISA(rawValue: String(parts[1])) ?? .generic : .generic
 }

@@ -126,6 +126,7 @@ struct CWriter {
         #define BS_ERR_ALIGNMENT (-3)       /* the arena must be aligned to BS_ARENA_ALIGNMENT bytes */
         #define BS_ERR_NOT_INITIALIZED (-4) /* call bs_init first */
         #define BS_ERR_NO_QUANTIZED_INPUT (-5) /* the input is not read by exactly one Quantize */
+        #define BS_ERR_INTERNAL (-6)        /* the kernels disagree with the emitter's arena layout (a BitSwitch bug) */
 
         #define BS_ARENA_ALIGNMENT 64
         #define BS_INPUT_SIZE \(inputCount)
@@ -133,6 +134,7 @@ struct CWriter {
         #define BS_ARENA_SIZE \(plan.arenaBytes)
         #define BS_PROFILE_COUNT \(plan.profiles.count)
         #define BS_LAYER_COUNT \(plan.layers.count)
+        #define BS_ISA "\(plan.isa.rawValue)"   /* the kernels this bundle was emitted for (bitswitch emit --isa) */
 
         /* One inference context. Plain data (no pointers to free); the caller owns it and its arena. */
         typedef struct bs_ctx {
@@ -188,6 +190,18 @@ struct CWriter {
 
 
         """
+        if plan.isa.usesAVX2Kernels {
+            out += """
+            #include "bs_kernels_avx2.h"
+            #if !defined(__AVX2__)
+            #error "this bundle was emitted with --isa \(plan.isa.rawValue) (AVX2 kernels): compile with -mavx2 (or -march=native on an AVX2 machine), or emit it again with --isa generic"
+            #endif
+            #define BS_SCRATCH_OFFSET \(plan.scratchOffset)
+            #define BS_SCRATCH_SIZE \(plan.scratchBytes)
+
+
+            """
+        }
         // Weights, once.
         var weightName: [String: String] = [:]
         out += "/* ---- stored INT8 weights (once for every profile) ---- */\n"
@@ -289,14 +303,15 @@ struct CWriter {
         s += arr("bs_key_begin", keyBegin) + arr("bs_keys", keys)
         s += "static const int32_t bs_block_count[\(max(1, P))] = {\(plan.paramNodes.isEmpty ? "0" : plan.paramNodes.map { "\($0.blocks.count)" }.joined(separator: ", "))};\n"
         // Weight nodes: where their shifted copy lives and which parameter block gives shift and bit-width.
-        s += "typedef struct { int32_t pnode; const int8_t *q8; size_t offset, count; const bs_qmm_params *params; } bs_wnode;\n"
+        s += "typedef struct { int32_t pnode; const int8_t *q8; size_t offset, count; const bs_qmm_params *params; int32_t groups, mg, k, kmajor; } bs_wnode;\n"
         let wnodes = plan.weightOffsets.keys.sorted()
         s += "static const bs_wnode bs_wnodes[\(max(1, wnodes.count))] = {\n"
-        if wnodes.isEmpty { s += "    {0, 0, 0, 0, 0},\n" }
+        if wnodes.isEmpty { s += "    {0, 0, 0, 0, 0, 0, 0, 0, 0},\n" }
         for i in wnodes {
             let n = g.nodes[i]
             s += "    {\(plan.paramIndex[i] ?? 0), \(weightName[n.inputs[1]] ?? "0"), \(CSyntax.size(plan.weightOffsets[i] ?? 0)), "
-            s += "\(CSyntax.size(g.initializers[n.inputs[1]]?.count ?? 0)), \(nodeID(i))_p},\n"
+            let d = plan.matmulDims(i)
+            s += "\(CSyntax.size(g.initializers[n.inputs[1]]?.count ?? 0)), \(nodeID(i))_p, \(d?.groups ?? 1), \(d?.mg ?? 0), \(d?.k ?? 0), \(d?.kmajor == true ? 1 : 0)},\n"
         }
         s += "};\n"
         return s
@@ -313,6 +328,16 @@ struct CWriter {
 
         /* ---- API ---- */
         static void bs_forward(bs_ctx *ctx, int skip_input_quantize);
+        \(plan.isa.usesAVX2Kernels ? """
+        static int bs_sizes_ok(void);
+
+        /* Runs one AVX2 conv / gemm: its stages in order, each stage's tasks. */
+        static void bs_par(bs_ctx *ctx, const bs_avx2_job *j) {
+            (void)ctx;
+            for (int32_t s = 0, ns = bs_avx2_stages(j); s < ns; s++)
+                for (int32_t t = 0, nt = bs_avx2_tasks(j, s); t < nt; t++) bs_avx2_run(j, s, t);
+        }
+        """ : "")
 
         size_t bs_arena_size(void) { return BS_ARENA_SIZE; }
         size_t bs_ctx_size(void) { return sizeof(bs_ctx); }
@@ -332,7 +357,9 @@ struct CWriter {
                 const bs_wnode *wn = &bs_wnodes[q];
                 const bs_qmm_params *p = &wn->params[block[wn->pnode]];
                 if (ctx->wstate[q][0] != p->w_shift || ctx->wstate[q][1] != p->w_bits) {
-                    bs_qs8_shift_weights__generic(wn->q8, (int8_t *)(ctx->arena + wn->offset), wn->count, p->w_shift, p->w_bits);
+                    \(plan.isa.usesAVX2Kernels
+                        ? "bs_qs8_pack_weights__avx2(wn->q8, ctx->arena + wn->offset, wn->groups, wn->mg, wn->k, wn->kmajor, p->w_shift, p->w_bits);"
+                        : "bs_qs8_shift_weights__generic(wn->q8, (int8_t *)(ctx->arena + wn->offset), wn->count, p->w_shift, p->w_bits);")
                     ctx->wstate[q][0] = p->w_shift;
                     ctx->wstate[q][1] = p->w_bits;
                 }
@@ -343,7 +370,7 @@ struct CWriter {
         int bs_init(bs_ctx *ctx, void *arena) {
             if (!ctx || (!arena && BS_ARENA_SIZE > 0)) return BS_ERR_ARGUMENT;
             if (((uintptr_t)arena % BS_ARENA_ALIGNMENT) != 0) return BS_ERR_ALIGNMENT;
-            memset(ctx, 0, sizeof *ctx);
+        \(plan.isa.usesAVX2Kernels ? "    if (!bs_sizes_ok()) return BS_ERR_INTERNAL;\n" : "")            memset(ctx, 0, sizeof *ctx);
             ctx->arena = (unsigned char *)arena;
             for (int32_t q = 0; q < BS_WNODES; q++) ctx->wstate[q][0] = ctx->wstate[q][1] = -1;
             ctx->ready = 1;
@@ -431,6 +458,7 @@ struct CWriter {
     func forward() throws -> String {
         var decls = "\n/* ---- shapes of the window ops ---- */\n"
         var body = ""
+        var checks = ""
         for (i, n) in g.nodes.enumerated() where !plan.absorbed.contains(i) {
             let id = nodeID(i)
             let pb = plan.paramIndex[i].map { "&\(id)_p[B[\($0)]]" } ?? ""
@@ -462,7 +490,14 @@ struct CWriter {
                 decls += "static const bs_conv_shape \(id)_s = {\(window(Array(xs.dropFirst(2)), win.output, win)), \(xs[1]), \(ws[0]), \(q.conv.group)};\n"
                 let xt = plan.dtypes[x] == .u8 ? "qu8" : "qs8"
                 let w = "(const int8_t *)(A + \(plan.weightOffsets[i] ?? 0))"
-                if let r = plan.fusedRequant[i], let rp = plan.paramIndex[r] {
+                if plan.isa.usesAVX2Kernels {
+                    let rq = plan.fusedRequant[i].flatMap { r in plan.paramIndex[r].map { "&\(nodeID(r))_p[B[\($0)]]" } } ?? "NULL"
+                    body += "    { const bs_avx2_job j = {\(ptr(x)), \(tcode(x)), \(tcode(outName)), A + \(plan.weightOffsets[i] ?? 0), \(pb), \(rq), \(ptr(outName)), A + BS_SCRATCH_OFFSET, &\(id)_s, 0, 0, 0, 0}; bs_par(ctx, &j); }\n"
+                    checks += "    if (bs_conv_scratch_size__avx2(&\(id)_s) > BS_SCRATCH_SIZE) return 0;\n"
+                    if let d = plan.matmulDims(i) {
+                        checks += "    if (bs_qs8_packed_weights_size__avx2(\(d.groups), \(d.mg), \(d.k)) != \(Plan.packedWeightBytes(groups: d.groups, mg: d.mg, k: d.k))) return 0;\n"
+                    }
+                } else if let r = plan.fusedRequant[i], let rp = plan.paramIndex[r] {
                     body += "    bs_\(xt)_conv_requant__generic(&\(id)_s, \(tptr(x)), \(w), \(pb), &\(nodeID(r))_p[B[\(rp)]], \(ptr(outName)), \(tcode(outName)));\n"
                 } else {
                     body += "    bs_\(xt)_conv__generic(&\(id)_s, \(tptr(x)), \(w), \(pb), (int32_t *)\(ptr(y)));\n"
@@ -479,7 +514,12 @@ struct CWriter {
                 let xt = plan.dtypes[x] == .u8 ? "qu8" : "qs8"
                 let w = "(const int8_t *)(A + \(plan.weightOffsets[i] ?? 0))"
                 let dims = "\(CSyntax.size(rows)), \(CSyntax.size(k)), \(CSyntax.size(m)), \(q.transB ? 1 : 0)"
-                if let r = plan.fusedRequant[i], let rp = plan.paramIndex[r] {
+                if plan.isa.usesAVX2Kernels {
+                    let rq = plan.fusedRequant[i].flatMap { r in plan.paramIndex[r].map { "&\(nodeID(r))_p[B[\($0)]]" } } ?? "NULL"
+                    body += "    { const bs_avx2_job j = {\(ptr(x)), \(tcode(x)), \(tcode(outName)), A + \(plan.weightOffsets[i] ?? 0), \(pb), \(rq), \(ptr(outName)), A + BS_SCRATCH_OFFSET, NULL, \(dims)}; bs_par(ctx, &j); }\n"
+                    checks += "    if (bs_gemm_scratch_size__avx2(\(CSyntax.size(rows)), \(CSyntax.size(k)), \(CSyntax.size(m))) > BS_SCRATCH_SIZE) return 0;\n"
+                    checks += "    if (bs_qs8_packed_weights_size__avx2(1, \(m), \(k)) != \(Plan.packedWeightBytes(groups: 1, mg: m, k: k))) return 0;\n"
+                } else if let r = plan.fusedRequant[i], let rp = plan.paramIndex[r] {
                     body += "    bs_\(xt)_gemm_requant__generic(\(dims), \(tptr(x)), \(w), \(pb), &\(nodeID(r))_p[B[\(rp)]], \(ptr(outName)), \(tcode(outName)));\n"
                 } else {
                     body += "    bs_\(xt)_gemm__generic(\(dims), \(tptr(x)), \(w), \(pb), (int32_t *)\(ptr(y)));\n"
@@ -549,6 +589,13 @@ struct CWriter {
             (void)skip_input_quantize;
         \(body)}
 
-        """
+        """ + (plan.isa.usesAVX2Kernels ? """
+
+        /* The arena layout was computed by the emitter; the kernels' own size functions must agree. */
+        static int bs_sizes_ok(void) {
+        \(checks)    return 1;
+        }
+
+        """ : "")
     }
 }

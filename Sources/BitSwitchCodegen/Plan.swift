@@ -6,13 +6,16 @@ import Foundation
 public struct EmitInput: Sendable {
     public var variants: [Graph]
     public var profiles: [(name: String, variant: Int)]
-    public init(variants: [Graph], profiles: [(name: String, variant: Int)] = []) {
+    /// The kernels the bundle calls (`.generic`: portable C only; see KernelISA).
+    public var isa: KernelISA
+    public init(variants: [Graph], profiles: [(name: String, variant: Int)] = [], isa: KernelISA = .generic) {
         self.variants = variants
+        self.isa = isa
         self.profiles = profiles.isEmpty ? variants.indices.map { ("variant\($0)", $0) } : profiles
     }
     /// One lowered graph as a single-profile bundle.
-    public init(graph: Graph, profileName: String = "default") {
-        self.init(variants: [graph], profiles: [(profileName, 0)])
+    public init(graph: Graph, profileName: String = "default", isa: KernelISA = .generic) {
+        self.init(variants: [graph], profiles: [(profileName, 0)], isa: isa)
     }
 }
 
@@ -46,7 +49,10 @@ struct Plan {
     var fusedRequant: [Int: Int] = [:]       // QConv/QGemm node -> the Requant it absorbs
     var absorbed: Set<Int> = []              // Requant nodes emitted inside a fused call
     var offsets: [String: Int] = [:]         // arena offsets of values
-    var weightOffsets: [Int: Int] = [:]      // QConv/QGemm node -> arena offset of its shifted weights
+    var weightOffsets: [Int: Int] = [:]      // QConv/QGemm node -> arena offset of its shifted (or packed) weights
+    var isa: KernelISA = .generic
+    var scratchOffset = 0                    // AVX2 kernels: im2col / interleave scratch shared by every QConv/QGemm
+    var scratchBytes = 0
     var arenaBytes = 0
     var input: ValueInfo
     var quantizeOfInput: Int?                // the single Quantize reading the input (bs_run_quantized)
@@ -62,6 +68,7 @@ struct Plan {
         }
         guard !e.profiles.isEmpty else { throw BitSwitchError(.invalidModel, "nothing to emit: no profile given") }
         profiles = e.profiles
+        isa = e.isa
         let prepared = try e.variants.map(Plan.prepare)
         graph = prepared[0]
         guard graph.inputs.count == 1, let inp = graph.inputs.first else {
@@ -410,15 +417,23 @@ struct Plan {
 
     mutating func planMemory() throws {
         var offset = 0
-        // Shifted weights of every QConv / QGemm first: rewritten on a switch, read by every run.
+        // Shifted weights of every QConv / QGemm first: rewritten on a switch, read by every run. The AVX2 kernels
+        // read them packed (bs_qs8_pack_weights__avx2) and share one scratch area (im2col, interleaved copy).
         for (i, n) in graph.nodes.enumerated() {
             switch n.op {
             case .qconv, .qgemm:
                 weightOffsets[i] = offset
-                offset += Plan.align(graph.initializers[n.inputs[1]]?.count ?? 0)
+                if isa.usesAVX2Kernels, let d = matmulDims(i) {
+                    offset += Plan.align(Plan.packedWeightBytes(groups: d.groups, mg: d.mg, k: d.k))
+                    scratchBytes = max(scratchBytes, Plan.scratchBytes(groups: d.groups, mg: d.mg, k: d.k, n: d.n))
+                } else {
+                    offset += Plan.align(graph.initializers[n.inputs[1]]?.count ?? 0)
+                }
             default: break
             }
         }
+        scratchOffset = offset
+        offset += Plan.align(scratchBytes)
         let base = offset
         // Activations: first fit over lifetimes [definition, last read]; outputs live to the end.
         var lastUse: [String: Int] = [input.name: -1]
@@ -458,5 +473,38 @@ struct Plan {
         guard arenaBytes <= Plan.maxBytes else {
             throw BitSwitchError(.shape, "the model needs an arena of \(arenaBytes) bytes, beyond what the C back end supports (2^46)")
         }
+    }
+
+    /// A QConv / QGemm as a grouped matrix product: groups, output channels per group, reduction length, output
+    /// pixels (rows), and whether the weight is [k, m] (gemm without trans_b).
+    func matmulDims(_ i: Int) -> (groups: Int, mg: Int, k: Int, n: Int, kmajor: Bool)? {
+        let n = graph.nodes[i]
+        guard let ws = graph.initializers[n.inputs[1]]?.shape, let xs = shapes[n.inputs[0]] else { return nil }
+        switch n.op {
+        case .qconv(let q):
+            let out = fusedRequant[i].map { graph.nodes[$0].outputs[0] } ?? n.outputs[0]
+            guard let os = shapes[out], ws.count >= 3, q.conv.group >= 1 else { return nil }
+            return (q.conv.group, ws[0] / q.conv.group, ws.dropFirst().reduce(1, *), os.dropFirst(2).reduce(1, *), false)
+        case .qgemm(let q):
+            guard ws.count == 2, let k = xs.last, k > 0 else { return nil }
+            let m = q.transB ? ws[0] : ws[1]
+            return (1, m, k, xs.reduce(1, *) / k, !q.transB)
+        default: return nil
+        }
+    }
+
+    /// bs_qs8_packed_weights_size__avx2 (bs_kernels_avx2.c), the same formula.
+    static func packedWeightBytes(groups: Int, mg: Int, k: Int) -> Int {
+        let mg4 = (mg + 3) / 4 * 4, kg2 = (k + 1) / 2
+        return 64 + align(groups * mg4 * 4) + align(groups * mg4 * kg2 * 4)
+    }
+
+    /// bs_conv_scratch_size__avx2 / bs_gemm_scratch_size__avx2 (bs_kernels_avx2.c), the same formula; the
+    /// generated bs_init checks both against the C functions.
+    static func scratchBytes(groups: Int, mg: Int, k: Int, n: Int) -> Int {
+        let npad = (n + 7) / 8 * 8, mg4 = (mg + 3) / 4 * 4
+        let k2 = (k + 1) / 2 * 2, k4 = (k + 3) / 4 * 4, row = max(k2 * 2, k4)
+        let tmp = align(groups * row * npad), ilv = align(groups * row * npad), fb = align(groups * mg4 * k)
+        return 64 + tmp + max(ilv, fb)
     }
 }

@@ -33,15 +33,18 @@ struct EmitCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Profiles to compile in, in order: bit-widths and profile files, e.g. 8,6,4,2,mixed.json (default: every trained bit-width).", valueName: "LIST"))
     var profiles: String?
     @Flag(help: "Compile in only the listed profiles (no per-layer switching tables).") var noLayerSwitching = false
+    @Option(help: ArgumentHelp("Kernels to emit for: avx2, avx512vnni (uses the AVX2 kernels for now), neon (generic kernels for now), generic, or native (default: this machine's).", valueName: "ISA"))
+    var isa = "native"
 
     func run() throws {
         let g = try loadModelOrIR(model, importFlags)
         let r: EmitReport
-        let input = try emitInput(g, profiles: try parseProfiles(profiles, model: g), perLayer: !noLayerSwitching, file: model)
+        var input = try emitInput(g, profiles: try parseProfiles(profiles, model: g), perLayer: !noLayerSwitching, file: model)
+        input.isa = try KernelISA.parse(isa)
         do { r = try emitBundle(input, to: output) } catch let e as BitSwitchError { throw e.located(file: model) }
         print("wrote \(r.directory): \(r.files.joined(separator: ", "))")
         print("  \(r.bundleBytes) bytes of source, \(r.weightBytes) bytes of INT8 weights, arena \(r.arenaBytes) bytes, "
-              + "\(r.profileCount) profile(s), \(r.layerCount) switchable layer(s)")
+              + "\(r.profileCount) profile(s), \(r.layerCount) switchable layer(s), kernels for \(input.isa.rawValue)")
         print("  build: bitswitch build \(output)   (or: make -C \(output))")
     }
 }
@@ -54,9 +57,12 @@ struct BuildCommand: ParsableCommand {
     @Argument(help: "The bundle directory.") var directory: String
     @Option(name: .shortAndLong, help: "Where to write the library (default: print the cached library's path).") var output: String?
     @Option(help: "Compiler flags instead of '-O3 -march=native' (e.g. '-O2' for a portable build).") var flags: String?
+    @Option(help: ArgumentHelp("Check that the bundle was emitted for this ISA (avx2, avx512vnni, neon, generic, native); the ISA is chosen by 'emit --isa'.", valueName: "ISA"))
+    var isa: String?
 
     func run() throws {
-        let opts = CompileOptions(flags: flags.map { $0.split(separator: " ").map(String.init) } ?? ["-O3", "-march=native"])
+        var opts = CompileOptions(flags: flags.map { $0.split(separator: " ").map(String.init) } ?? ["-O3", "-march=native"])
+        opts.isa = try isa.map(KernelISA.parse)
         let lib = try buildBundle(directory: directory, output: output, options: opts)
         print(lib)
     }

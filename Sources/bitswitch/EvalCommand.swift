@@ -89,7 +89,7 @@ struct EvalCommand: ParsableCommand {
         case .c:
             let input = try emitInput(graph, profiles: profiles, perLayer: false, file: model)
             let net: CompiledNetwork
-            do { net = try CompiledNetwork(input) } catch let e as BitSwitchError { throw e.located(file: model) }
+            do { var input = input; input.isa = .host; net = try CompiledNetwork(input) } catch let e as BitSwitchError { throw e.located(file: model) }
             for (i, (name, _)) in profiles.enumerated() {
                 try net.model.setProfile(i)
                 let (e, seconds) = try Self.evaluate(test, batch: batch) { x in

@@ -136,7 +136,7 @@ struct RunCommand: ParsableCommand {
             let runOnce: ([String: Tensor]) throws -> [String: Tensor]
             switch backend {
             case .c:
-                let net = try CompiledNetwork(EmitInput(graph: g))
+                let net = try CompiledNetwork(EmitInput(graph: g, isa: .host))
                 runOnce = { try net.run($0) }
             case .int:
                 let ex = Executor(graph: g, threads: threads)

@@ -117,4 +117,13 @@ struct PropertyTests {
             Issue.record("seed \(1000 + seed): \(error)\n\(printGraph(g, elideConstantsOver: 8))")
         }
     }
+
+    /// The same random graphs through the AVX2 kernels (im2col + vpmaddubsw / vpmaddwd, fused Requant).
+    @Test(arguments: 0..<20) func randomGraphsMatchTheInterpreterWithAVX2Kernels(seed: Int) throws {
+        guard Harness.hasAVX2("randomGraphsMatchTheInterpreterWithAVX2Kernels") else { return }
+        let g = try Self.randomGraph(seed: UInt64(1000 + seed))
+        do { try Harness.expectBitExact(g, samples: 2, seed: UInt64(seed), isa: .avx2) } catch {
+            Issue.record("seed \(1000 + seed): \(error)\n\(printGraph(g, elideConstantsOver: 8))")
+        }
+    }
 }

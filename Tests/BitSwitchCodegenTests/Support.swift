@@ -29,6 +29,13 @@ struct SeededRandom: RandomNumberGenerator {
 }
 
 enum Harness {
+    /// True when this CPU runs AVX2 code; otherwise prints why an AVX2 test is skipped.
+    static func hasAVX2(_ what: String) -> Bool {
+        if KernelISA.host == .avx2 || KernelISA.host == .avx512vnni { return true }
+        print("skipped (\(what)): this CPU has no AVX2 (/proc/cpuinfo flags), so AVX2 kernels cannot run here")
+        return false
+    }
+
     /// Shared build cache for the tests (content-hashed, so reuse across runs is safe).
     static let cache = NSTemporaryDirectory() + "bitswitch-codegen-test-cache"
 
@@ -56,10 +63,10 @@ enum Harness {
     }
 
     /// Emits, builds and runs `g`; expects the C outputs to equal the interpreter's bit for bit on `samples` inputs.
-    static func expectBitExact(_ g: Graph, samples: Int = 3, seed: UInt64 = 1, scale: Float = 2,
+    static func expectBitExact(_ g: Graph, samples: Int = 3, seed: UInt64 = 1, scale: Float = 2, isa: KernelISA = .generic,
                                sourceLocation: SourceLocation = #_sourceLocation) throws {
         let dir = TempDir()
-        let model = try compile(EmitInput(graph: g), dir)
+        let model = try compile(EmitInput(graph: g, isa: isa), dir)
         let n = batch1Shape(g).reduce(1, *)
         #expect(model.inputSize == n, sourceLocation: sourceLocation)
         var seen: Set<UInt32> = []

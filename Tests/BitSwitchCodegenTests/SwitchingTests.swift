@@ -46,10 +46,11 @@ struct SwitchingTests {
         ("w2a2", LayerBits(w: 2, a: 2), LayerBits(w: 2, a: 2)),
     ]
 
-    @Test func profilesAndLayerBitsSwitchInsideOneLibrary() throws {
+    @Test(arguments: [KernelISA.generic, .avx2]) func profilesAndLayerBitsSwitchInsideOneLibrary(isa: KernelISA) throws {
+        if isa == .avx2 && !Harness.hasAVX2("profilesAndLayerBitsSwitchInsideOneLibrary(avx2)") { return }
         let variants = try Self.combos.map { try Self.variant(conv1: $0.1, fc: $0.2) }
         // Profiles: the uniform ones (the mixed variants are reachable through bs_set_layer_bits only).
-        let input = EmitInput(variants: variants, profiles: [("8 bits", 0), ("4 bits", 1), ("2 bits", 4)])
+        let input = EmitInput(variants: variants, profiles: [("8 bits", 0), ("4 bits", 1), ("2 bits", 4)], isa: isa)
         let dir = TempDir()
         let model = try Harness.compile(input, dir)
         #expect(model.profileNames == ["8 bits", "4 bits", "2 bits"])

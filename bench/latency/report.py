@@ -105,10 +105,11 @@ Measured {when} UTC, `bench/latency/run.sh`, one thread, {a.cpu} ({a.flags}), lo
 
 Ours: the model quantized by `bitswitch train --ptq --bits 8,4,2` (random calibration data; first and last layer
 pinned at 8 bits, so "2-bit" is every switchable layer at w2a2), `bitswitch emit --profiles 8,4,2`, `bitswitch build`
-(`-O3 -march=native`, the **portable generic C kernels**: no SIMD intrinsics yet), loaded by
+(`-O3 -march=native`; `emit --isa native`, i.e. on an AVX2 machine the **AVX2 int8 conv/gemm kernels** with the Requant
+fused, everything else the portable C kernels; one thread), loaded by
 `bench/latency/latency_driver.c` (dlopen): per profile `bs_set_profile`, warm-up, then the median of timed `bs_run`
 calls (float input → float logits, the input quantize and the output dequantize included). `bs_set_profile` is timed
-cycling 8 → 4 → 2 → 8 (each switch re-shifts the weights of the layers whose bit-width changes).
+cycling 8 → 4 → 2 → 8 (each switch re-shifts and re-packs the weights of the layers whose bit-width changes).
 onnxruntime: `intra_op_num_threads=1`, `ORT_ENABLE_ALL`, `session.run` on one sample (Python call overhead of about
 10–20 µs included, which matters only for the two small models); int8 = `quant_pre_process` then `quantize_static`
 (QDQ, per-channel weights, MinMax calibration on the same random data) with uint8 (U8S8) and int8 (S8S8)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Batch-1 latency, one thread: BitSwitch's generated C (portable generic kernels) at 8, 4 and 2 bits against
+# Batch-1 latency, one thread: BitSwitch's generated C (emit --isa native: AVX2 kernels on AVX2 machines) at 8, 4 and 2 bits against
 # onnxruntime fp32 and onnxruntime int8 QDQ (quantize_static, per-channel; U8S8 and S8S8, the faster reported) on
 # the digits CNN, the MNIST-1D CNN, CIFAR ResNet-20, MobileNetV2 (224x224) and ResNet-18 (224x224), random weights,
 # in one run. Prints one table with the ratios and writes bench/latency/RESULTS.md.

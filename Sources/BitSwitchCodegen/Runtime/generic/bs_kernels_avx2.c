@@ -1,0 +1,498 @@
+/* BitSwitch AVX2 integer kernels. See bs_kernels_avx2.h and docs/c-backend.md ("Kernels"). */
+#include "bs_kernels_avx2.h"
+
+#if defined(__AVX2__)
+#include <immintrin.h>
+#include <limits.h>
+#include <string.h>
+
+enum { BS_PACK_S8C4 = 1, BS_PACK_S16C2 = 2 };
+
+/* The packed weights: this header (64 bytes), then int32 wsum[groups*mg4], then per group and per block of 4
+ * output channels kg 32-bit groups of 4 channels (16 bytes per k-group): s8 [4 k] (S8C4) or int16 [2 k] (S16C2). */
+typedef struct bs_packed {
+    int32_t mode, groups, mg, k, kg, mg4, bits, shift;
+} bs_packed;
+
+#define BS_A64(x) (((size_t)(x) + 63) & ~(size_t)63)
+/* Pixels per task of the gather / interleave stages and channel blocks per GEMM task. */
+#define BS_ROWS_PER_TASK 16
+#define BS_BLOCKS_PER_TASK 16
+#define BS_CB_PER_TASK 16
+
+static inline int32_t bs_min32(int32_t a, int32_t b) { return a < b ? a : b; }
+static inline int64_t bs_clamp64a(int64_t v, int64_t lo, int64_t hi) { return v < lo ? lo : (v > hi ? hi : v); }
+static inline int64_t bs_rshr64a(int64_t x, int64_t k) {
+    if (k <= 0) return x;
+    if (k >= 64) return 0;
+    return (int64_t)((uint64_t)(x >> k) + (uint64_t)((x >> (k - 1)) & 1));
+}
+static inline int64_t bs_requant_scalar(int64_t x, const bs_requant_params *rq, size_t c) {
+    size_t j = rq->count == 1 ? 0 : c;
+    int64_t v = (int64_t)((uint64_t)x * (uint64_t)(int64_t)rq->m[j] + (uint64_t)rq->bias[j]);
+    return bs_clamp64a((int64_t)((uint64_t)bs_rshr64a(v, rq->n[j]) + (uint64_t)rq->zero), rq->lo, rq->hi);
+}
+static inline void bs_store_scalar(void *y, int32_t t, size_t i, int64_t v) {
+    switch (t) {
+    case BS_T_I8: ((int8_t *)y)[i] = (int8_t)bs_clamp64a(v, INT8_MIN, INT8_MAX); break;
+    case BS_T_U8: ((uint8_t *)y)[i] = (uint8_t)bs_clamp64a(v, 0, UINT8_MAX); break;
+    default: ((int32_t *)y)[i] = (int32_t)bs_clamp64a(v, INT32_MIN, INT32_MAX); break;
+    }
+}
+
+size_t bs_qs8_packed_weights_size__avx2(int32_t groups, int32_t mg, int32_t k) {
+    size_t mg4 = ((size_t)mg + 3) / 4 * 4, kg2 = ((size_t)k + 1) / 2;
+    return 64 + BS_A64((size_t)groups * mg4 * 4) + BS_A64((size_t)groups * mg4 * kg2 * 4);
+}
+
+static inline int8_t bs_shift_one(int8_t q, int32_t shift, int32_t lo, int32_t hi) {
+    int32_t v = shift > 0 ? ((int32_t)q + (1 << (shift - 1))) >> shift : q;
+    return (int8_t)(v < lo ? lo : (v > hi ? hi : v));
+}
+
+void bs_qs8_pack_weights__avx2(const int8_t *q8, void *packed, int32_t groups, int32_t mg, int32_t k, int32_t kmajor,
+                               int32_t shift, int32_t bits) {
+    bs_packed *h = (bs_packed *)packed;
+    int32_t mode = bits <= 7 ? BS_PACK_S8C4 : BS_PACK_S16C2, per = mode == BS_PACK_S8C4 ? 4 : 2;
+    int32_t mg4 = (mg + 3) / 4 * 4, kg = (k + per - 1) / per;
+    int32_t lo = -(1 << (bits - 1)), hi = (1 << (bits - 1)) - 1;
+    h->mode = mode; h->groups = groups; h->mg = mg; h->k = k; h->kg = kg; h->mg4 = mg4; h->bits = bits; h->shift = shift;
+    int32_t *wsum = (int32_t *)((unsigned char *)packed + 64);
+    unsigned char *wp = (unsigned char *)packed + 64 + BS_A64((size_t)groups * mg4 * 4);
+    size_t m = (size_t)groups * mg;
+    for (int32_t g = 0; g < groups; g++)
+        for (int32_t cb = 0; cb < mg4 / 4; cb++) {
+            unsigned char *base = wp + ((size_t)g * (mg4 / 4) + cb) * (size_t)kg * 16;
+            for (int32_t c4 = 0; c4 < 4; c4++) {
+                int32_t c = cb * 4 + c4;
+                size_t oc = (size_t)g * mg + c;
+                uint32_t sum = 0;
+                for (int32_t kk = 0; kk < kg * per; kk++) {
+                    int32_t v = 0;
+                    if (c < mg && kk < k) v = bs_shift_one(kmajor ? q8[(size_t)kk * m + oc] : q8[oc * k + kk], shift, lo, hi);
+                    sum += (uint32_t)v;
+                    if (mode == BS_PACK_S8C4) ((int8_t *)base)[(size_t)(kk / 4) * 16 + c4 * 4 + kk % 4] = (int8_t)v;
+                    else ((int16_t *)base)[(size_t)(kk / 2) * 8 + c4 * 2 + kk % 2] = (int16_t)v;
+                }
+                wsum[(size_t)g * mg4 + c] = (int32_t)sum;
+            }
+        }
+}
+
+/* Plain [groups*mg, k] shifted weights from the packed form (the fallback path of unusual zero points). */
+static void bs_unpack_weights(const bs_packed *h, int8_t *w) {
+    const unsigned char *wp = (const unsigned char *)h + 64 + BS_A64((size_t)h->groups * h->mg4 * 4);
+    for (int32_t g = 0; g < h->groups; g++)
+        for (int32_t c = 0; c < h->mg; c++) {
+            const unsigned char *base = wp + ((size_t)g * (h->mg4 / 4) + c / 4) * (size_t)h->kg * 16;
+            for (int32_t kk = 0; kk < h->k; kk++) {
+                int32_t v = h->mode == BS_PACK_S8C4 ? ((const int8_t *)base)[(size_t)(kk / 4) * 16 + (c % 4) * 4 + kk % 4]
+                                                    : ((const int16_t *)base)[(size_t)(kk / 2) * 8 + (c % 4) * 2 + kk % 2];
+                w[((size_t)g * h->mg + c) * h->k + kk] = (int8_t)v;
+            }
+        }
+}
+
+/* ---- geometry of one job ---- */
+typedef struct bs_geo {
+    int32_t mode, groups, mg, mg4, k, kg;   /* k per group */
+    size_t n, npad, nb;                     /* output pixels (gemm rows), padded to 8, blocks of 8 */
+    size_t tmp_bytes, ilv_bytes;            /* gathered rows [groups*kpad][npad]; interleaved per group */
+    int32_t esize;                          /* 1 (u8) or 2 (int16) */
+    int32_t uz;                             /* S8C4: the u8 value of x_zero; S16C2: x_zero */
+    int32_t fallback;
+} bs_geo;
+
+static void bs_geometry(const bs_avx2_job *j, bs_geo *o) {
+    const bs_packed *h = (const bs_packed *)j->packed;
+    memset(o, 0, sizeof *o);
+    o->mode = h->mode; o->groups = h->groups; o->mg = h->mg; o->mg4 = h->mg4; o->k = h->k; o->kg = h->kg;
+    if (j->conv) {
+        const bs_window *g = &j->conv->win;
+        o->n = (size_t)g->od * g->oh * g->ow;
+    } else {
+        o->n = j->rows;
+    }
+    o->npad = (o->n + 7) / 8 * 8;
+    o->nb = o->npad / 8;
+    o->esize = h->mode == BS_PACK_S8C4 ? 1 : 2;
+    int32_t per = h->mode == BS_PACK_S8C4 ? 4 : 2;
+    o->tmp_bytes = BS_A64((size_t)h->groups * h->kg * per * o->npad * o->esize);
+    o->ilv_bytes = (size_t)h->kg * 32 * o->nb;   /* a multiple of 32: aligned loads stay aligned */
+    int64_t xz = j->p->x_zero;
+    if (h->mode == BS_PACK_S8C4) {
+        int64_t uz = j->xt == BS_T_U8 ? xz : xz + 128;
+        o->uz = (int32_t)uz;
+        o->fallback = uz < 0 || uz > 255;
+    } else {
+        int64_t xmin = j->xt == BS_T_U8 ? 0 : -128, xmax = j->xt == BS_T_U8 ? 255 : 127;
+        o->uz = (int32_t)xz;
+        o->fallback = xmin - xz < -32768 || xmax - xz > 32767;
+    }
+}
+
+static size_t bs_scratch_for(size_t groups, size_t mg, size_t k, size_t n) {
+    size_t npad = (n + 7) / 8 * 8, mg4 = (mg + 3) / 4 * 4;
+    /* the larger of the two modes: int16 rows of k rounded to 2, or bytes rounded to 4 */
+    size_t k2 = (k + 1) / 2 * 2, k4 = (k + 3) / 4 * 4;
+    size_t tmp = BS_A64(groups * (k2 * 2 > k4 ? k2 * 2 : k4) * npad);
+    size_t ilv = BS_A64(groups * (k2 * 2 > k4 ? k2 * 2 : k4) * npad);
+    size_t fb = BS_A64(groups * mg4 * k);
+    return 64 + tmp + (ilv > fb ? ilv : fb);
+}
+
+size_t bs_conv_scratch_size__avx2(const bs_conv_shape *s) {
+    const bs_window *g = &s->win;
+    size_t k = (size_t)(s->c / s->group) * g->kd * g->kh * g->kw;
+    return bs_scratch_for((size_t)s->group, (size_t)(s->m / s->group), k, (size_t)g->od * g->oh * g->ow);
+}
+
+size_t bs_gemm_scratch_size__avx2(size_t rows, size_t k, size_t m) { return bs_scratch_for(1, m, k, rows); }
+
+/* ---- stage 0: gather rows. Row r = (group, kk) holds, for every output pixel, u (S8C4) or x - xz (S16C2). ---- */
+static void bs_gather_row(const bs_avx2_job *j, const bs_geo *o, size_t r, unsigned char *tmp) {
+    int32_t per = o->mode == BS_PACK_S8C4 ? 4 : 2;
+    size_t kpad = (size_t)o->kg * per;
+    size_t grp = r / kpad, kk = r % kpad;
+    unsigned char *row8 = tmp + r * o->npad * o->esize;
+    int16_t *row16 = (int16_t *)row8;
+    int is_u8 = j->xt == BS_T_U8;
+    const uint8_t *xu = (const uint8_t *)j->x;
+    const int8_t *xs = (const int8_t *)j->x;
+    int32_t xz = (int32_t)j->p->x_zero;
+    if ((int32_t)kk >= o->k) {
+        memset(row8, 0, o->npad * o->esize);
+        return;
+    }
+    if (!j->conv) {   /* gemm: x [rows, k]; row kk is column kk of x */
+        for (size_t p = 0; p < o->n; p++) {
+            int32_t v = is_u8 ? xu[p * o->k + kk] : xs[p * o->k + kk];
+            if (o->esize == 1) row8[p] = (uint8_t)(is_u8 ? v : v + 128);
+            else row16[p] = (int16_t)(v - xz);
+        }
+        for (size_t p = o->n; p < o->npad; p++) { if (o->esize == 1) row8[p] = 0; else row16[p] = 0; }
+        return;
+    }
+    const bs_conv_shape *s = j->conv;
+    const bs_window *g = &s->win;
+    int32_t cg = s->c / s->group;
+    size_t kcount = (size_t)g->kd * g->kh * g->kw;
+    int32_t ic = (int32_t)(kk / kcount);
+    size_t rem = kk % kcount;
+    int32_t kd = (int32_t)(rem / ((size_t)g->kh * g->kw)), kh = (int32_t)(rem / g->kw % g->kh), kw = (int32_t)(rem % g->kw);
+    size_t in_count = (size_t)g->d * g->h * g->w;
+    size_t xoff = (size_t)(grp * cg + ic) * in_count;
+    uint8_t padu = (uint8_t)o->uz;
+    size_t p = 0;
+    for (int32_t od = 0; od < g->od; od++) {
+        int64_t id = (int64_t)od * g->sd - g->pd + (int64_t)kd * g->dd;
+        for (int32_t oh = 0; oh < g->oh; oh++) {
+            int64_t ih = (int64_t)oh * g->sh - g->ph + (int64_t)kh * g->dh;
+            int rowok = id >= 0 && id < g->d && ih >= 0 && ih < g->h;
+            size_t base = xoff + ((size_t)(rowok ? id : 0) * g->h + (size_t)(rowok ? ih : 0)) * g->w;
+            int64_t iw0 = -(int64_t)g->pw + (int64_t)kw * g->dw;
+            /* valid ow: 0 <= iw0 + ow*sw < w */
+            int64_t lo = iw0 >= 0 ? 0 : (-iw0 + g->sw - 1) / g->sw;
+            int64_t hi = iw0 >= g->w ? 0 : (g->w - 1 - iw0) / g->sw + 1;
+            if (hi > g->ow) hi = g->ow;
+            if (!rowok || lo >= hi) { lo = 0; hi = 0; }
+            if (o->esize == 1) {
+                uint8_t *d = row8 + p;
+                for (int64_t ow = 0; ow < lo; ow++) d[ow] = padu;
+                if (is_u8) {
+                    if (g->sw == 1) memcpy(d + lo, xu + base + iw0 + lo, (size_t)(hi - lo));
+                    else for (int64_t ow = lo; ow < hi; ow++) d[ow] = xu[base + iw0 + ow * g->sw];
+                } else {
+                    if (g->sw == 1) { const uint8_t *sx = (const uint8_t *)xs + base + iw0; for (int64_t ow = lo; ow < hi; ow++) d[ow] = sx[ow] ^ 0x80; }
+                    else for (int64_t ow = lo; ow < hi; ow++) d[ow] = (uint8_t)xs[base + iw0 + ow * g->sw] ^ 0x80;
+                }
+                for (int64_t ow = hi > lo ? hi : lo; ow < g->ow; ow++) d[ow] = padu;
+            } else {
+                int16_t *d = row16 + p;
+                for (int64_t ow = 0; ow < lo; ow++) d[ow] = 0;
+                if (is_u8) for (int64_t ow = lo; ow < hi; ow++) d[ow] = (int16_t)((int32_t)xu[base + iw0 + ow * g->sw] - xz);
+                else for (int64_t ow = lo; ow < hi; ow++) d[ow] = (int16_t)((int32_t)xs[base + iw0 + ow * g->sw] - xz);
+                for (int64_t ow = hi > lo ? hi : lo; ow < g->ow; ow++) d[ow] = 0;
+            }
+            p += (size_t)g->ow;
+        }
+    }
+    for (; p < o->npad; p++) { if (o->esize == 1) row8[p] = padu; else row16[p] = 0; }
+}
+
+/* ---- stage 1: interleave the rows of one group, pixel blocks [b0, b1), into [block][kg][8 pixels][4 bytes]. ---- */
+static void bs_interleave(const bs_geo *o, const unsigned char *rows, unsigned char *ilv, size_t b0, size_t b1) {
+    size_t stride = o->npad * o->esize;
+    for (size_t b = b0; b < b1; b++) {
+        unsigned char *dst = ilv + b * (size_t)o->kg * 32;
+        for (int32_t q = 0; q < o->kg; q++) {
+            __m128i lo, hi;
+            if (o->mode == BS_PACK_S8C4) {
+                const unsigned char *r = rows + (size_t)q * 4 * stride + b * 8;
+                __m128i r0 = _mm_loadl_epi64((const __m128i *)r), r1 = _mm_loadl_epi64((const __m128i *)(r + stride));
+                __m128i r2 = _mm_loadl_epi64((const __m128i *)(r + 2 * stride)), r3 = _mm_loadl_epi64((const __m128i *)(r + 3 * stride));
+                __m128i a = _mm_unpacklo_epi8(r0, r1), c = _mm_unpacklo_epi8(r2, r3);
+                lo = _mm_unpacklo_epi16(a, c);
+                hi = _mm_unpackhi_epi16(a, c);
+            } else {
+                const unsigned char *r = rows + (size_t)q * 2 * stride + b * 16;
+                __m128i r0 = _mm_loadu_si128((const __m128i *)r), r1 = _mm_loadu_si128((const __m128i *)(r + stride));
+                lo = _mm_unpacklo_epi16(r0, r1);
+                hi = _mm_unpackhi_epi16(r0, r1);
+            }
+            _mm_storeu_si128((__m128i *)(dst + (size_t)q * 32), lo);
+            _mm_storeu_si128((__m128i *)(dst + (size_t)q * 32 + 16), hi);
+        }
+    }
+}
+
+/* ---- the epilogue: 8 accumulators of one output channel (8 pixels or rows) ---- */
+static inline void bs_epilogue(const bs_avx2_job *j, __m256i acc, int32_t corr, size_t c, size_t off, size_t pstride,
+                               size_t count) {
+    acc = _mm256_sub_epi32(acc, _mm256_set1_epi32(corr));
+    const bs_requant_params *rq = j->rq;
+    int32_t t = rq ? j->yt : BS_T_I32;
+    int32_t res[8];
+    if (!rq) {
+        if (pstride == 1 && count == 8) { _mm256_storeu_si256((__m256i *)((int32_t *)j->y + off), acc); return; }
+        _mm256_storeu_si256((__m256i *)res, acc);
+        for (size_t i = 0; i < count; i++) ((int32_t *)j->y)[off + i * pstride] = res[i];
+        return;
+    }
+    size_t q = rq->count == 1 ? 0 : c;
+    if (rq->lo > rq->hi) {   /* never produced by the lowering; keep the reference's order of the two tests */
+        _mm256_storeu_si256((__m256i *)res, acc);
+        for (size_t i = 0; i < count; i++) bs_store_scalar(j->y, t, off + i * pstride, bs_requant_scalar(res[i], rq, c));
+        return;
+    }
+    int64_t cmin = t == BS_T_I8 ? INT8_MIN : (t == BS_T_U8 ? 0 : INT32_MIN);
+    int64_t cmax = t == BS_T_I8 ? INT8_MAX : (t == BS_T_U8 ? UINT8_MAX : INT32_MAX);
+    /* clamp to [lo, hi] then to the container = clamp to [C(lo), C(hi)] (C monotonic, lo <= hi) */
+    __m256i LO = _mm256_set1_epi64x(bs_clamp64a(rq->lo, cmin, cmax)), HI = _mm256_set1_epi64x(bs_clamp64a(rq->hi, cmin, cmax));
+    __m256i M = _mm256_set1_epi64x(rq->m[q]), B = _mm256_set1_epi64x(rq->bias[q]), Z = _mm256_set1_epi64x(rq->zero);
+    int32_t n = rq->n[q];
+    __m256i v[2];
+    v[0] = _mm256_add_epi64(_mm256_mul_epi32(acc, M), B);
+    v[1] = _mm256_add_epi64(_mm256_mul_epi32(_mm256_srli_epi64(acc, 32), M), B);
+    for (int h = 0; h < 2; h++) {
+        __m256i x = v[h];
+        if (n > 0) {
+            __m128i sh = _mm_cvtsi32_si128(n), sh1 = _mm_cvtsi32_si128(n - 1);
+            __m256i s = _mm256_cmpgt_epi64(_mm256_setzero_si256(), x);
+            __m256i a = _mm256_xor_si256(_mm256_srl_epi64(_mm256_xor_si256(x, s), sh), s);
+            __m256i r = _mm256_and_si256(_mm256_srl_epi64(x, sh1), _mm256_set1_epi64x(1));
+            x = _mm256_add_epi64(a, r);
+        }
+        x = _mm256_add_epi64(x, Z);
+        x = _mm256_blendv_epi8(x, HI, _mm256_cmpgt_epi64(x, HI));
+        x = _mm256_blendv_epi8(x, LO, _mm256_cmpgt_epi64(LO, x));
+        v[h] = x;
+    }
+    __m256i r32 = _mm256_blend_epi32(v[0], _mm256_slli_epi64(v[1], 32), 0xAA);
+    if (t == BS_T_I32) {
+        if (pstride == 1 && count == 8) { _mm256_storeu_si256((__m256i *)((int32_t *)j->y + off), r32); return; }
+        _mm256_storeu_si256((__m256i *)res, r32);
+        for (size_t i = 0; i < count; i++) ((int32_t *)j->y)[off + i * pstride] = res[i];
+        return;
+    }
+    __m128i p16 = _mm_packs_epi32(_mm256_castsi256_si128(r32), _mm256_extracti128_si256(r32, 1));
+    __m128i p8 = t == BS_T_I8 ? _mm_packs_epi16(p16, p16) : _mm_packus_epi16(p16, p16);
+    unsigned char *yb = (unsigned char *)j->y;
+    if (pstride == 1 && count == 8) { _mm_storel_epi64((__m128i *)(yb + off), p8); return; }
+    unsigned char b8[16];
+    _mm_storeu_si128((__m128i *)b8, p8);
+    for (size_t i = 0; i < count; i++) yb[off + i * pstride] = b8[i];
+}
+
+/* ---- the GEMM micro-kernels: 16 pixels (two blocks) x 4 output channels ---- */
+static inline void bs_qu8s8_gemm_rq64_16x4c4__avx2(const unsigned char *a0, const unsigned char *a1, const unsigned char *w,
+                                                   int32_t kg, __m256i acc[8]) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256i c00 = _mm256_setzero_si256(), c01 = c00, c02 = c00, c03 = c00, c10 = c00, c11 = c00, c12 = c00, c13 = c00;
+    for (int32_t q = 0; q < kg; q++) {
+        __m256i x0 = _mm256_load_si256((const __m256i *)(a0 + (size_t)q * 32));
+        __m256i x1 = _mm256_load_si256((const __m256i *)(a1 + (size_t)q * 32));
+        const int32_t *wq = (const int32_t *)(w + (size_t)q * 16);
+        __m256i b;
+#define BS_STEP(B, C0, C1)                                                                                   \
+        b = _mm256_set1_epi32(B);                                                                            \
+        C0 = _mm256_add_epi32(C0, _mm256_madd_epi16(_mm256_maddubs_epi16(x0, b), ones));                    \
+        C1 = _mm256_add_epi32(C1, _mm256_madd_epi16(_mm256_maddubs_epi16(x1, b), ones));
+        BS_STEP(wq[0], c00, c10)
+        BS_STEP(wq[1], c01, c11)
+        BS_STEP(wq[2], c02, c12)
+        BS_STEP(wq[3], c03, c13)
+#undef BS_STEP
+    }
+    acc[0] = c00; acc[1] = c01; acc[2] = c02; acc[3] = c03; acc[4] = c10; acc[5] = c11; acc[6] = c12; acc[7] = c13;
+}
+
+static inline void bs_qs16s16_gemm_rq64_16x4c2__avx2(const unsigned char *a0, const unsigned char *a1, const unsigned char *w,
+                                                     int32_t kg, __m256i acc[8]) {
+    __m256i c00 = _mm256_setzero_si256(), c01 = c00, c02 = c00, c03 = c00, c10 = c00, c11 = c00, c12 = c00, c13 = c00;
+    for (int32_t q = 0; q < kg; q++) {
+        __m256i x0 = _mm256_load_si256((const __m256i *)(a0 + (size_t)q * 32));
+        __m256i x1 = _mm256_load_si256((const __m256i *)(a1 + (size_t)q * 32));
+        const int32_t *wq = (const int32_t *)(w + (size_t)q * 16);
+        __m256i b;
+#define BS_STEP(B, C0, C1)                                                                                   \
+        b = _mm256_set1_epi32(B);                                                                            \
+        C0 = _mm256_add_epi32(C0, _mm256_madd_epi16(x0, b));                                                 \
+        C1 = _mm256_add_epi32(C1, _mm256_madd_epi16(x1, b));
+        BS_STEP(wq[0], c00, c10)
+        BS_STEP(wq[1], c01, c11)
+        BS_STEP(wq[2], c02, c12)
+        BS_STEP(wq[3], c03, c13)
+#undef BS_STEP
+    }
+    acc[0] = c00; acc[1] = c01; acc[2] = c02; acc[3] = c03; acc[4] = c10; acc[5] = c11; acc[6] = c12; acc[7] = c13;
+}
+
+/* ---- stages ---- */
+typedef struct bs_layout {
+    bs_geo o;
+    unsigned char *tmp, *ilv;   /* ilv: groups consecutive interleaved buffers */
+} bs_layout;
+
+static void bs_layout_of(const bs_avx2_job *j, bs_layout *l) {
+    bs_geometry(j, &l->o);
+    unsigned char *s = (unsigned char *)(((uintptr_t)j->scratch + 63) & ~(uintptr_t)63);
+    l->tmp = s;
+    l->ilv = s + l->o.tmp_bytes;
+}
+
+int32_t bs_avx2_stages(const bs_avx2_job *j) {
+    bs_geo o;
+    bs_geometry(j, &o);
+    return o.fallback ? 1 : 3;
+}
+
+static size_t bs_cdiv(size_t a, size_t b) { return (a + b - 1) / b; }
+
+int32_t bs_avx2_tasks(const bs_avx2_job *j, int32_t stage) {
+    bs_geo o;
+    bs_geometry(j, &o);
+    if (o.fallback) return 1;
+    int32_t per = o.mode == BS_PACK_S8C4 ? 4 : 2;
+    switch (stage) {
+    case 0: return (int32_t)bs_cdiv((size_t)o.groups * o.kg * per, BS_ROWS_PER_TASK);
+    case 1: return (int32_t)((size_t)o.groups * bs_cdiv(o.nb, BS_BLOCKS_PER_TASK));
+    default: return (int32_t)((size_t)o.groups * bs_cdiv(o.nb, 2) * bs_cdiv((size_t)o.mg4 / 4, BS_CB_PER_TASK));
+    }
+}
+
+static void bs_fallback(const bs_avx2_job *j, const bs_geo *o) {
+    int8_t *w = (int8_t *)(((uintptr_t)j->scratch + 63) & ~(uintptr_t)63);
+    bs_unpack_weights((const bs_packed *)j->packed, w);
+    if (j->conv) {
+        if (j->rq) {
+            if (j->xt == BS_T_U8) bs_qu8_conv_requant__generic(j->conv, (const uint8_t *)j->x, w, j->p, j->rq, j->y, j->yt);
+            else bs_qs8_conv_requant__generic(j->conv, (const int8_t *)j->x, w, j->p, j->rq, j->y, j->yt);
+        } else {
+            if (j->xt == BS_T_U8) bs_qu8_conv__generic(j->conv, (const uint8_t *)j->x, w, j->p, (int32_t *)j->y);
+            else bs_qs8_conv__generic(j->conv, (const int8_t *)j->x, w, j->p, (int32_t *)j->y);
+        }
+    } else {
+        if (j->rq) {
+            if (j->xt == BS_T_U8) bs_qu8_gemm_requant__generic(j->rows, j->k, j->m, 1, (const uint8_t *)j->x, w, j->p, j->rq, j->y, j->yt);
+            else bs_qs8_gemm_requant__generic(j->rows, j->k, j->m, 1, (const int8_t *)j->x, w, j->p, j->rq, j->y, j->yt);
+        } else {
+            if (j->xt == BS_T_U8) bs_qu8_gemm__generic(j->rows, j->k, j->m, 1, (const uint8_t *)j->x, w, j->p, (int32_t *)j->y);
+            else bs_qs8_gemm__generic(j->rows, j->k, j->m, 1, (const int8_t *)j->x, w, j->p, (int32_t *)j->y);
+        }
+    }
+    (void)o;
+}
+
+void bs_avx2_run(const bs_avx2_job *j, int32_t stage, int32_t task) {
+    bs_layout l;
+    bs_layout_of(j, &l);
+    const bs_geo *o = &l.o;
+    if (o->fallback) { bs_fallback(j, o); return; }
+    int32_t per = o->mode == BS_PACK_S8C4 ? 4 : 2;
+    size_t kpad = (size_t)o->kg * per;
+    if (stage == 0) {
+        size_t r0 = (size_t)task * BS_ROWS_PER_TASK, r1 = r0 + BS_ROWS_PER_TASK, rows = (size_t)o->groups * kpad;
+        if (r1 > rows) r1 = rows;
+        for (size_t r = r0; r < r1; r++) bs_gather_row(j, o, r, l.tmp);
+        return;
+    }
+    if (stage == 1) {
+        size_t per_g = bs_cdiv(o->nb, BS_BLOCKS_PER_TASK), g = (size_t)task / per_g, t = (size_t)task % per_g;
+        size_t b0 = t * BS_BLOCKS_PER_TASK, b1 = b0 + BS_BLOCKS_PER_TASK;
+        if (b1 > o->nb) b1 = o->nb;
+        bs_interleave(o, l.tmp + g * kpad * o->npad * o->esize, l.ilv + g * o->ilv_bytes, b0, b1);
+        return;
+    }
+    /* stage 2: GEMM of one group, one pair of pixel blocks, a range of channel blocks */
+    const bs_packed *h = (const bs_packed *)j->packed;
+    const int32_t *wsum = (const int32_t *)((const unsigned char *)h + 64);
+    const unsigned char *wp = (const unsigned char *)h + 64 + BS_A64((size_t)h->groups * h->mg4 * 4);
+    size_t ncb = (size_t)o->mg4 / 4, cbt = bs_cdiv(ncb, BS_CB_PER_TASK), pairs = bs_cdiv(o->nb, 2);
+    size_t g = (size_t)task / (pairs * cbt), rest = (size_t)task % (pairs * cbt), pr = rest / cbt, ct = rest % cbt;
+    size_t b0 = pr * 2, b1 = b0 + 1 < o->nb ? b0 + 1 : b0;
+    const unsigned char *ilv = l.ilv + g * o->ilv_bytes;
+    const unsigned char *a0 = ilv + b0 * (size_t)o->kg * 32, *a1 = ilv + b1 * (size_t)o->kg * 32;
+    size_t cb0 = ct * BS_CB_PER_TASK, cb1 = cb0 + BS_CB_PER_TASK;
+    if (cb1 > ncb) cb1 = ncb;
+    /* output: conv y [M, N] (channel stride N, pixel stride 1); gemm y [rows, M] (channel stride 1, row stride M) */
+    size_t m_total = (size_t)o->groups * o->mg;
+    size_t cstride = j->conv ? o->n : 1, pstride = j->conv ? 1 : m_total;
+    for (size_t cb = cb0; cb < cb1; cb++) {
+        __m256i acc[8];
+        const unsigned char *w = wp + (g * ncb + cb) * (size_t)o->kg * 16;
+        if (o->mode == BS_PACK_S8C4) bs_qu8s8_gemm_rq64_16x4c4__avx2(a0, a1, w, o->kg, acc);
+        else bs_qs16s16_gemm_rq64_16x4c2__avx2(a0, a1, w, o->kg, acc);
+        for (int32_t c4 = 0; c4 < 4; c4++) {
+            size_t c = cb * 4 + (size_t)c4;
+            if (c >= (size_t)o->mg) break;
+            size_t oc = g * o->mg + c;
+            int32_t corr = o->mode == BS_PACK_S8C4 ? (int32_t)((uint32_t)o->uz * (uint32_t)wsum[g * o->mg4 + c]) : 0;
+            for (int32_t half = 0; half < 2; half++) {
+                size_t b = half ? b1 : b0;
+                if (half && b1 == b0) break;
+                size_t p0 = b * 8, count = o->n - p0 < 8 ? o->n - p0 : 8;
+                bs_epilogue(j, acc[half * 4 + c4], corr, oc, oc * cstride + p0 * pstride, pstride, count);
+            }
+        }
+    }
+}
+
+static void bs_run_all(const bs_avx2_job *j) {
+    int32_t stages = bs_avx2_stages(j);
+    for (int32_t s = 0; s < stages; s++) {
+        int32_t n = bs_avx2_tasks(j, s);
+        for (int32_t t = 0; t < n; t++) bs_avx2_run(j, s, t);
+    }
+}
+
+#define BS_CONV_JOB(XT, RQ, YT) \
+    bs_avx2_job j; memset(&j, 0, sizeof j); \
+    j.x = x; j.xt = XT; j.yt = YT; j.packed = packed; j.p = p; j.rq = RQ; j.y = y; j.scratch = (unsigned char *)scratch; j.conv = s; \
+    bs_run_all(&j);
+#define BS_GEMM_JOB(XT, RQ, YT) \
+    bs_avx2_job j; memset(&j, 0, sizeof j); \
+    j.x = x; j.xt = XT; j.yt = YT; j.packed = packed; j.p = p; j.rq = RQ; j.y = y; j.scratch = (unsigned char *)scratch; \
+    j.rows = rows; j.k = k; j.m = m; j.trans_b = trans_b; \
+    bs_run_all(&j);
+
+void bs_qs8_conv_requant__avx2(const bs_conv_shape *s, const int8_t *x, const void *packed, const bs_qmm_params *p,
+                               const bs_requant_params *rq, void *y, int32_t yt, void *scratch) { BS_CONV_JOB(BS_T_I8, rq, yt) }
+void bs_qu8_conv_requant__avx2(const bs_conv_shape *s, const uint8_t *x, const void *packed, const bs_qmm_params *p,
+                               const bs_requant_params *rq, void *y, int32_t yt, void *scratch) { BS_CONV_JOB(BS_T_U8, rq, yt) }
+void bs_qs8_conv__avx2(const bs_conv_shape *s, const int8_t *x, const void *packed, const bs_qmm_params *p, int32_t *y,
+                       void *scratch) { BS_CONV_JOB(BS_T_I8, NULL, BS_T_I32) }
+void bs_qu8_conv__avx2(const bs_conv_shape *s, const uint8_t *x, const void *packed, const bs_qmm_params *p, int32_t *y,
+                       void *scratch) { BS_CONV_JOB(BS_T_U8, NULL, BS_T_I32) }
+void bs_qs8_gemm_requant__avx2(size_t rows, size_t k, size_t m, int32_t trans_b, const int8_t *x, const void *packed,
+                               const bs_qmm_params *p, const bs_requant_params *rq, void *y, int32_t yt, void *scratch) { BS_GEMM_JOB(BS_T_I8, rq, yt) }
+void bs_qu8_gemm_requant__avx2(size_t rows, size_t k, size_t m, int32_t trans_b, const uint8_t *x, const void *packed,
+                               const bs_qmm_params *p, const bs_requant_params *rq, void *y, int32_t yt, void *scratch) { BS_GEMM_JOB(BS_T_U8, rq, yt) }
+void bs_qs8_gemm__avx2(size_t rows, size_t k, size_t m, int32_t trans_b, const int8_t *x, const void *packed,
+                       const bs_qmm_params *p, int32_t *y, void *scratch) { BS_GEMM_JOB(BS_T_I8, NULL, BS_T_I32) }
+void bs_qu8_gemm__avx2(size_t rows, size_t k, size_t m, int32_t trans_b, const uint8_t *x, const void *packed,
+                       const bs_qmm_params *p, int32_t *y, void *scratch) { BS_GEMM_JOB(BS_T_U8, NULL, BS_T_I32) }
+
+#else
+typedef int bs_kernels_avx2_not_built; /* without AVX2 this file is empty (ISO C wants one declaration) */
+#endif

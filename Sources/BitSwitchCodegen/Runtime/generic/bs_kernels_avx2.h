@@ -1,0 +1,81 @@
+/* BitSwitch AVX2 integer kernels (C11 + <immintrin.h>): QConv / QGemm with the Requant fused in the epilogue,
+ * bit-exact with the portable kernels of bs_kernels.c (tested against them on random shapes).
+ *
+ * Names: bs_<activation>_<op>[_requant]__avx2 are the entry points the generated code calls; the inner GEMM
+ * micro-kernels are named like XNNPACK's, bs_<a><w>_gemm_rq64_<MR>x<NR>c<KR>__avx2 (MR output pixels or rows,
+ * NR output channels, KR consecutive k per 32-bit group, rq64 = the int64 product-domain Requant epilogue):
+ *   bs_qu8s8_gemm_rq64_16x4c4__avx2    u8 activations x s8 weights, vpmaddubsw + vpmaddwd; exact for |w| <= 64
+ *                                      (255*64*2 < 32767: every w_bits <= 7)
+ *   bs_qs16s16_gemm_rq64_16x4c2__avx2  int16 (x - x_zero) x int16 weights, vpmaddwd; exact for 8-bit weights
+ *
+ * Weights are packed into the arena when a profile sets their shift and bit-width (bs_qs8_pack_weights__avx2,
+ * the one pass over the weights a switch makes anyway), with the per-channel sum of the shifted weights that
+ * corrects the u8 offset: sum (x - xz) w = sum u w - uz sum w, u = x (u8) or x + 128 (i8), uz = xz (+128).
+ * Conv is an implicit GEMM: per group, the input is gathered (im2col) into the caller's scratch, then
+ * interleaved into [pixel/8][k-group][8 pixels][4 bytes]. Accumulation wraps modulo 2^32 like the reference.
+ * This file compiles to nothing without __AVX2__ (a bundle emitted with --isa avx2 refuses to compile then). */
+#ifndef BS_KERNELS_AVX2_H
+#define BS_KERNELS_AVX2_H
+
+#include "bs_kernels.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Bytes of the packed weights of `groups` x `mg` output channels with `k` reduction terms each. */
+size_t bs_qs8_packed_weights_size__avx2(int32_t groups, int32_t mg, int32_t k);
+/* Scratch bytes a conv (or a gemm of `rows` x `k`) needs: im2col, interleaved copy, fallback unpacked weights. */
+size_t bs_conv_scratch_size__avx2(const bs_conv_shape *s);
+size_t bs_gemm_scratch_size__avx2(size_t rows, size_t k, size_t m);
+
+/* w_b = clamp(rshr(q8, shift), -2^(bits-1), 2^(bits-1)-1), packed. q8 is [groups*mg, k] (conv weights, gemm with
+ * trans_b) or, with kmajor, [k, mg] (gemm without trans_b; groups must be 1). */
+void bs_qs8_pack_weights__avx2(const int8_t *q8, void *packed, int32_t groups, int32_t mg, int32_t k, int32_t kmajor,
+                               int32_t shift, int32_t bits);
+
+/* rq == NULL: int32 accumulators out (yt ignored). Threads: work is split into `parts` equal shares of output pixel
+ * blocks; call with part = 0..parts-1 (any order, concurrently) after bs_*_prepare__avx2 has run once. The results
+ * do not depend on `parts`. */
+typedef struct bs_avx2_job {
+    const void *x;
+    int32_t xt, yt;
+    const void *packed;
+    const bs_qmm_params *p;
+    const bs_requant_params *rq;
+    void *y;
+    unsigned char *scratch;
+    /* conv (gemm: conv == NULL) */
+    const bs_conv_shape *conv;
+    size_t rows, k, m;
+    int32_t trans_b;
+} bs_avx2_job;
+
+/* Whole-op entry points (one thread). */
+void bs_qs8_conv_requant__avx2(const bs_conv_shape *s, const int8_t *x, const void *packed, const bs_qmm_params *p,
+                               const bs_requant_params *rq, void *y, int32_t yt, void *scratch);
+void bs_qu8_conv_requant__avx2(const bs_conv_shape *s, const uint8_t *x, const void *packed, const bs_qmm_params *p,
+                               const bs_requant_params *rq, void *y, int32_t yt, void *scratch);
+void bs_qs8_conv__avx2(const bs_conv_shape *s, const int8_t *x, const void *packed, const bs_qmm_params *p, int32_t *y,
+                       void *scratch);
+void bs_qu8_conv__avx2(const bs_conv_shape *s, const uint8_t *x, const void *packed, const bs_qmm_params *p, int32_t *y,
+                       void *scratch);
+void bs_qs8_gemm_requant__avx2(size_t rows, size_t k, size_t m, int32_t trans_b, const int8_t *x, const void *packed,
+                               const bs_qmm_params *p, const bs_requant_params *rq, void *y, int32_t yt, void *scratch);
+void bs_qu8_gemm_requant__avx2(size_t rows, size_t k, size_t m, int32_t trans_b, const uint8_t *x, const void *packed,
+                               const bs_qmm_params *p, const bs_requant_params *rq, void *y, int32_t yt, void *scratch);
+void bs_qs8_gemm__avx2(size_t rows, size_t k, size_t m, int32_t trans_b, const int8_t *x, const void *packed,
+                       const bs_qmm_params *p, int32_t *y, void *scratch);
+void bs_qu8_gemm__avx2(size_t rows, size_t k, size_t m, int32_t trans_b, const uint8_t *x, const void *packed,
+                       const bs_qmm_params *p, int32_t *y, void *scratch);
+
+/* Split form for a thread pool: count the tasks, run each task index once (any thread, any order; tasks of one
+ * stage may run concurrently, stage s+1 starts after every task of stage s finished). */
+int32_t bs_avx2_stages(const bs_avx2_job *j);
+int32_t bs_avx2_tasks(const bs_avx2_job *j, int32_t stage);
+void bs_avx2_run(const bs_avx2_job *j, int32_t stage, int32_t task);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,157 @@
+import BitSwitchCodegen
+import Foundation
+import Testing
+
+/// The AVX2 kernels against the portable reference kernels, in C, on thousands of random shapes: 1-D / 2-D / 1x1
+/// conv, strides, pads, dilations, groups, depthwise, gemm in both weight layouts, i8 and u8 inputs with zero points
+/// (also ones outside the container, which take the exact fallback), every w_bits 1..8 and shift, per-tensor and
+/// per-channel Requant into i8 / u8 / i32 (and raw int32 accumulators), extreme Requant tables, channel and pixel
+/// tails; the staged form (what the thread pool runs) with its tasks in reverse order. Bit for bit.
+struct KernelTests {
+    static let check = #"""
+/* Bit-exactness check of the AVX2 kernels against the portable ones on random shapes. Usage: kernel_check SEED CASES */
+#define _POSIX_C_SOURCE 200809L
+#include "bs_kernels.h"
+#include "bs_kernels_avx2.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static uint64_t st;
+static uint64_t rnd(void) { st += 0x9E3779B97F4A7C15ull; uint64_t z = st; z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull; z = (z ^ (z >> 27)) * 0x94D049BB133111EBull; return z ^ (z >> 31); }
+static int64_t ri(int64_t lo, int64_t hi) { return lo + (int64_t)(rnd() % (uint64_t)(hi - lo + 1)); }
+static void *al(size_t n) { void *p = NULL; if (posix_memalign(&p, 64, n ? n : 64)) exit(3); memset(p, 0xA5, n ? n : 64); return p; }
+
+int main(int argc, char **argv) {
+    st = argc > 1 ? strtoull(argv[1], 0, 10) : 1;
+    int cases = argc > 2 ? atoi(argv[2]) : 200;
+    long distinct_cases = 0, paths[4] = {0};
+    for (int t = 0; t < cases; t++) {
+        int is_gemm = ri(0, 3) == 0;
+        bs_conv_shape s; memset(&s, 0, sizeof s);
+        size_t rows = 0, k = 0, m = 0; int32_t trans_b = 0;
+        int32_t groups = 1, mg, kk;
+        size_t xcount, ycount;
+        if (is_gemm) {
+            rows = (size_t)ri(1, 40); k = (size_t)ri(1, 300); m = (size_t)ri(1, 70); trans_b = (int32_t)ri(0, 1);
+            mg = (int32_t)m; kk = (int32_t)k; xcount = rows * k; ycount = rows * m;
+        } else {
+            bs_window *g = &s.win;
+            int dims = (int)ri(1, 3); /* 1: 1-D, 2: 2-D, 3: 2-D 1x1 */
+            int dw = ri(0, 5) == 0;
+            int32_t cg = (int32_t)ri(1, 40);
+            groups = dw ? (int32_t)ri(2, 24) : (ri(0, 4) == 0 ? (int32_t)ri(2, 4) : 1);
+            if (dw) cg = 1;
+            mg = dw ? (int32_t)ri(1, 2) : (int32_t)ri(1, 37);
+            s.c = cg * groups; s.m = mg * groups; s.group = groups;
+            g->d = 1; g->od = 1; g->kd = 1; g->sd = 1; g->pd = 0; g->ped = 0; g->dd = 1;
+            g->h = dims == 1 ? 1 : (int32_t)ri(1, 20); g->w = (int32_t)ri(1, 30);
+            int32_t kmax_h = g->h < 5 ? g->h : 5, kmax_w = g->w < 5 ? g->w : 5;
+            g->kh = dims == 1 ? 1 : (dims == 3 ? 1 : (int32_t)ri(1, kmax_h)); g->kw = dims == 3 ? 1 : (int32_t)ri(1, kmax_w);
+            g->sh = dims == 1 ? 1 : (int32_t)ri(1, 3); g->sw = (int32_t)ri(1, 3);
+            g->dh = 1; g->dw = ri(0, 4) == 0 && g->kw > 1 ? 2 : 1;
+            g->ph = dims == 1 ? 0 : (int32_t)ri(0, g->kh - 1 < 2 ? g->kh - 1 : 2); g->peh = g->ph;
+            g->pw = (int32_t)ri(0, g->kw - 1 < 2 ? g->kw - 1 : 2); g->pew = (int32_t)ri(0, g->pw);
+            int32_t ekw = (g->kw - 1) * g->dw + 1;
+            if (ekw > g->w + g->pw + g->pew) { g->dw = 1; ekw = g->kw; }
+            if (ekw > g->w + g->pw + g->pew) { g->kw = 1; ekw = 1; }
+            g->oh = (g->h + g->ph + g->peh - g->kh) / g->sh + 1;
+            g->ow = (g->w + g->pw + g->pew - ekw) / g->sw + 1;
+            kk = cg * g->kh * g->kw;
+            xcount = (size_t)s.c * g->h * g->w; ycount = (size_t)s.m * g->oh * g->ow;
+        }
+        size_t mtot = (size_t)groups * mg;
+        int32_t xt = (int32_t)ri(0, 1);
+        int32_t bits = (int32_t)ri(1, 8), shift = ri(0, 1) ? 8 - bits : (int32_t)ri(0, 7);
+        bs_qmm_params p = {0, shift, bits};
+        int odd_zero = ri(0, 15) == 0;
+        p.x_zero = xt == BS_T_U8 ? (int32_t)(odd_zero ? ri(256, 40000) : (ri(0, 1) ? 0 : ri(0, 255))) : (int32_t)(odd_zero ? ri(-40000, -200) : (ri(0, 1) ? 0 : ri(-128, 127)));
+        unsigned char *x = al(xcount);
+        for (size_t i = 0; i < xcount; i++) x[i] = (unsigned char)rnd();
+        size_t wcount = mtot * (size_t)kk;
+        int8_t *q8 = al(wcount), *wb = al(wcount);
+        for (size_t i = 0; i < wcount; i++) q8[i] = (int8_t)rnd();
+        bs_qs8_shift_weights__generic(q8, wb, wcount, shift, bits);
+        size_t psize = bs_qs8_packed_weights_size__avx2(groups, mg, kk);
+        void *pw = al(psize);
+        bs_qs8_pack_weights__avx2(q8, pw, groups, mg, kk, is_gemm && !trans_b, shift, bits);
+        size_t ssize = is_gemm ? bs_gemm_scratch_size__avx2(rows, k, m) : bs_conv_scratch_size__avx2(&s);
+        void *scratch = al(ssize);
+        /* requant */
+        int use_rq = ri(0, 7) != 0;
+        int32_t yt = use_rq ? (int32_t)ri(0, 2) : BS_T_I32;
+        int32_t cnt = ri(0, 1) ? (int32_t)mtot : 1;
+        int32_t *rm = al(sizeof(int32_t) * cnt), *rn = al(sizeof(int32_t) * cnt);
+        int64_t *rb = al(sizeof(int64_t) * cnt);
+        int extreme = ri(0, 9) == 0;
+        for (int32_t i = 0; i < cnt; i++) {
+            rm[i] = (int32_t)ri(1 << 29, (1 << 30) - 1);
+            if (ri(0, 1)) rm[i] = -rm[i];
+            if (extreme && ri(0, 2) == 0) rm[i] = (int32_t)rnd();
+            rn[i] = (int32_t)ri(30, 44);
+            if (extreme && ri(0, 2) == 0) rn[i] = (int32_t)ri(0, 62);
+            rb[i] = ri(-((int64_t)1 << 40), (int64_t)1 << 40);
+            if (extreme && ri(0, 2) == 0) rb[i] = (int64_t)rnd();
+        }
+        bs_requant_params rq = {rm, rn, rb, cnt, 0, 0, 0};
+        rq.zero = yt == BS_T_U8 ? ri(0, 30) : ri(-5, 5);
+        rq.lo = yt == BS_T_U8 ? 0 : (yt == BS_T_I8 ? -128 : -(1 << 20));
+        rq.hi = yt == BS_T_U8 ? 255 : (yt == BS_T_I8 ? 127 : 1 << 20);
+        if (extreme && ri(0, 1)) { rq.lo = ri(-300, 300); rq.hi = ri(-300, 300); rq.zero = (int64_t)rnd(); }
+        size_t esz = yt == BS_T_I32 ? 4 : 1;
+        unsigned char *y0 = al(ycount * esz), *y1 = al(ycount * esz), *y2 = al(ycount * esz);
+        memset(y0, 0, ycount * esz); memset(y1, 0x5a, ycount * esz); memset(y2, 0x3c, ycount * esz);
+        const bs_requant_params *R = use_rq ? &rq : NULL;
+        if (is_gemm) {
+            const int8_t *wg = wb;  /* generic: w [k, m] or [m, k] with trans_b: wb is in q8's layout */
+            if (R) { if (xt == BS_T_U8) bs_qu8_gemm_requant__generic(rows, k, m, trans_b, x, wg, &p, R, y0, yt); else bs_qs8_gemm_requant__generic(rows, k, m, trans_b, (int8_t *)x, wg, &p, R, y0, yt); }
+            else { if (xt == BS_T_U8) bs_qu8_gemm__generic(rows, k, m, trans_b, x, wg, &p, (int32_t *)y0); else bs_qs8_gemm__generic(rows, k, m, trans_b, (int8_t *)x, wg, &p, (int32_t *)y0); }
+            if (R) { if (xt == BS_T_U8) bs_qu8_gemm_requant__avx2(rows, k, m, trans_b, x, pw, &p, R, y1, yt, scratch); else bs_qs8_gemm_requant__avx2(rows, k, m, trans_b, (int8_t *)x, pw, &p, R, y1, yt, scratch); }
+            else { if (xt == BS_T_U8) bs_qu8_gemm__avx2(rows, k, m, trans_b, x, pw, &p, (int32_t *)y1, scratch); else bs_qs8_gemm__avx2(rows, k, m, trans_b, (int8_t *)x, pw, &p, (int32_t *)y1, scratch); }
+        } else {
+            if (R) { if (xt == BS_T_U8) bs_qu8_conv_requant__generic(&s, x, wb, &p, R, y0, yt); else bs_qs8_conv_requant__generic(&s, (int8_t *)x, wb, &p, R, y0, yt); }
+            else { if (xt == BS_T_U8) bs_qu8_conv__generic(&s, x, wb, &p, (int32_t *)y0); else bs_qs8_conv__generic(&s, (int8_t *)x, wb, &p, (int32_t *)y0); }
+            if (R) { if (xt == BS_T_U8) bs_qu8_conv_requant__avx2(&s, x, pw, &p, R, y1, yt, scratch); else bs_qs8_conv_requant__avx2(&s, (int8_t *)x, pw, &p, R, y1, yt, scratch); }
+            else { if (xt == BS_T_U8) bs_qu8_conv__avx2(&s, x, pw, &p, (int32_t *)y1, scratch); else bs_qs8_conv__avx2(&s, (int8_t *)x, pw, &p, (int32_t *)y1, scratch); }
+        }
+        /* the staged form, tasks in reverse order (what a pool may do) */
+        bs_avx2_job j; memset(&j, 0, sizeof j);
+        j.x = x; j.xt = xt; j.yt = yt; j.packed = pw; j.p = &p; j.rq = R; j.y = y2; j.scratch = scratch;
+        if (is_gemm) { j.rows = rows; j.k = k; j.m = m; j.trans_b = trans_b; } else j.conv = &s;
+        for (int32_t sg = 0; sg < bs_avx2_stages(&j); sg++) for (int32_t tk = bs_avx2_tasks(&j, sg) - 1; tk >= 0; tk--) bs_avx2_run(&j, sg, tk);
+        if (memcmp(y0, y1, ycount * esz) || memcmp(y0, y2, ycount * esz)) {
+            size_t i = 0; while (i < ycount * esz && y0[i] == y1[i] && y0[i] == y2[i]) i++;
+            printf("MISMATCH case %d: %s xt=%d bits=%d shift=%d xz=%d rq=%d yt=%d cnt=%d groups=%d mg=%d k=%d byte %zu: %d vs %d / %d\n",
+                   t, is_gemm ? "gemm" : "conv", xt, bits, shift, p.x_zero, use_rq, yt, cnt, groups, mg, kk, i, y0[i], y1[i], y2[i]);
+            if (!is_gemm) printf("  conv c=%d m=%d h=%d w=%d k=%dx%d s=%dx%d p=%d,%d/%d,%d d=%dx%d o=%dx%d\n", s.c, s.m, s.win.h, s.win.w, s.win.kh, s.win.kw, s.win.sh, s.win.sw, s.win.ph, s.win.pw, s.win.peh, s.win.pew, s.win.dh, s.win.dw, s.win.oh, s.win.ow);
+            else printf("  gemm rows=%zu k=%zu m=%zu trans_b=%d\n", rows, k, m, trans_b);
+            return 1;
+        }
+        /* non-vacuous: several distinct output values */
+        int distinct = 0; for (size_t i = esz; i < ycount * esz && !distinct; i++) distinct = y0[i] != y0[0];
+        distinct_cases += distinct;
+        paths[bits <= 7 ? 0 : 1]++; if (odd_zero) paths[2]++; if (extreme) paths[3]++;
+        free(x); free(q8); free(wb); free(pw); free(scratch); free(rm); free(rn); free(rb); free(y0); free(y1); free(y2);
+    }
+    printf("ok %d cases (%ld with varied outputs; %ld w<=7 bits, %ld 8-bit, %ld odd zero points, %ld extreme requant)\n", cases, distinct_cases, paths[0], paths[1], paths[2], paths[3]);
+    return 0;
+}
+"""#
+
+    @Test func avx2KernelsMatchTheGenericKernelsOnRandomShapes() throws {
+        guard Harness.hasAVX2("avx2KernelsMatchTheGenericKernelsOnRandomShapes") else { return }
+        let dir = TempDir()
+        let b = dir.file("bundle")
+        try emitBundle(EmitInput(graph: try SwitchingTests.variant(conv1: .init(w: 8, a: 8), fc: .init(w: 8, a: 8))), to: b)
+        try Self.check.write(toFile: b + "/kernel_check.c", atomically: true, encoding: .utf8)
+        let cc = ProcessInfo.processInfo.environment["CC"] ?? "cc"
+        let (rc, _, err) = try NativeBuildTests.run([cc, "-std=c11", "-O2", "-mavx2", "-mfma", "-Wall", "-Wextra", "-pedantic", "-Werror",
+                                                     "-ffp-contract=off", "-o", "kc", "kernel_check.c", "bs_kernels.c", "bs_kernels_avx2.c"], cwd: b)
+        #expect(rc == 0, "compile: \(err)")
+        guard rc == 0 else { return }
+        for seed in 1...3 {
+            let (r, out, e) = try NativeBuildTests.run(["./kc", "\(seed)", "1500"], cwd: b)
+            #expect(r == 0 && out.hasPrefix("ok 1500 cases"), "seed \(seed): \(out)\(e)")
+        }
+    }
+}
