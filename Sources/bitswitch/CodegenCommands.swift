@@ -83,10 +83,13 @@ struct ProfileLatencyCommand: ParsableCommand {
     @OptionGroup var importFlags: ImportFlags
     @Option(name: .shortAndLong, help: "Where to write the latency table (.json).") var output: String
     @Option(help: "Timed samples per layer and bit-width (the median is kept).") var repeats = 21
+    @Option(help: ArgumentHelp("Kernels to time: avx2, avx512vnni, neon, generic, or native (default: this machine's, as run --backend c uses).", valueName: "ISA"))
+    var isa = "native"
     @Flag(help: "No progress output.") var quiet = false
 
     func run() throws {
         let g = try loadModel(model, importFlags)
+        let kernels = try KernelISA.parse(isa)
         let layers = quantizedLayers(g)
         guard !layers.isEmpty else {
             throw BitSwitchError(.invalidModel, "the model has no quantized layers: run 'bitswitch train --bits 8,6,4,2' (or --ptq) first", file: model)
@@ -107,7 +110,7 @@ struct ProfileLatencyCommand: ParsableCommand {
                 guard table[l.name]?["\(bits)"] == nil else { continue }
                 let us: Double
                 do {
-                    let net = try CompiledNetwork(EmitInput(graph: try LayerLatency.subgraph(lowered, layer: l.name)))
+                    let net = try CompiledNetwork(EmitInput(graph: try LayerLatency.subgraph(lowered, layer: l.name), isa: kernels))
                     us = try LayerLatency.measure(net, repeats: repeats)
                 } catch let e as BitSwitchError { throw e.located(file: model) }
                 table[l.name, default: [:]]["\(bits)"] = us
@@ -116,7 +119,7 @@ struct ProfileLatencyCommand: ParsableCommand {
             }
         }
         if !quiet { bar.finish() }
-        let machine: [String: Any] = ["cpu": cpuModelName(), "cores": ProcessInfo.processInfo.activeProcessorCount]
+        let machine: [String: Any] = ["cpu": cpuModelName(), "cores": ProcessInfo.processInfo.activeProcessorCount, "isa": kernels.rawValue]
         let json: [String: Any] = ["unit": "us", "batch": 1, "repeats": repeats, "machine": machine, "layers": table]
         let data = try JSONSerialization.data(withJSONObject: json, options: [.prettyPrinted, .sortedKeys])
         try writeAtomically(String(decoding: data, as: UTF8.self) + "\n", to: output)
