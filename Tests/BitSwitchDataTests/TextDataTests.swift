@@ -17,11 +17,15 @@ import Testing
         #expect(overlapping.train.count == 20)
         // Batches carry a block of labels per window, shuffled by the seed.
         let it = try BatchIterator(dataset: s.train, batchSize: 2, shuffle: true, seed: 7)
-        let b = try #require(it.makeIterator().next())
+        var first0 = it.makeIterator()
+        let nb = first0.next()
+        let b = try #require(nb)
         #expect(b.size == 2 && b.y.count == 8)
         let first = b.indices[0]
         #expect(b.y[0..<4].map { $0 } == Array(s.train.y[(first * 4)..<(first * 4 + 4)]))
-        let again = try #require(try BatchIterator(dataset: s.train, batchSize: 2, shuffle: true, seed: 7).makeIterator().next())
+        var it2 = try BatchIterator(dataset: s.train, batchSize: 2, shuffle: true, seed: 7).makeIterator()
+        let na = it2.next()
+        let again = try #require(na)
         #expect(again == b)
         // A subset keeps each window's labels with it.
         let sub = s.train.subset([3])

@@ -275,8 +275,9 @@ public final class Trainer {
 
     /// What `saveCheckpoint` writes; a wrapping trainer adds its own entries and writes them in one atomic write.
     public func checkpointEntries() -> [(String, Tensor)] {
+        // Constants of other element types (a boolean attention mask) never change and are not stored.
         var entries: [(String, Tensor)] = model.graph.initializerOrder.compactMap { n in
-            model.values[n].map { ("value/\(n)", $0) }
+            model.values[n].flatMap { Trainer.checkpointed($0) ? ("value/\(n)", $0) : nil }
         }
         entries += optimizer.stateTensors().map { ("optimizer/\($0.0)", $0.1) }
         entries.append(("meta/epoch", Tensor(shape: [], int64s: [Int64(completedEpochs)])))
@@ -291,11 +292,14 @@ public final class Trainer {
         return entries
     }
 
+    /// Whether a checkpoint stores this initializer (f32 and i64; other constants never change).
+    static func checkpointed(_ t: Tensor) -> Bool { t.dtype == .f32 || t.dtype == .i64 }
+
     /// Restores parameters, state, optimizer moments and counters; the next `fit` continues where the
     /// checkpointed run stopped and reproduces it exactly.
     public func resume(from path: String) throws {
         let t = try Checkpoint.read(from: path)
-        for name in model.graph.initializerOrder {
+        for name in model.graph.initializerOrder where model.values[name].map(Trainer.checkpointed) ?? true {
             guard let v = t["value/\(name)"] else {
                 throw BitSwitchError(.training, "checkpoint has no value for initializer '\(name)'; it belongs to another model", file: path)
             }
@@ -303,7 +307,7 @@ public final class Trainer {
                 throw BitSwitchError(.training, "checkpoint value of '\(name)' has type \(v.type), the model \(model.values[name]?.type.description ?? "none")", file: path)
             }
         }
-        for name in model.graph.initializerOrder { model.values[name] = t["value/\(name)"] }
+        for name in model.graph.initializerOrder { if let v = t["value/\(name)"] { model.values[name] = v } }
         var opt: [String: Tensor] = [:]
         for (k, v) in t where k.hasPrefix("optimizer/") { opt[String(k.dropFirst("optimizer/".count))] = v }
         try optimizer.loadState(opt)
