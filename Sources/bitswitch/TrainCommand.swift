@@ -144,6 +144,11 @@ struct TrainCommand: ParsableCommand {
         if bits != nil || ptq { return try runQuantized(graph, splits, batchMode: mode) }
         var base = TrainingOptions()
         base.epochs = epochs
+        if let steps, steps > 0 {
+            // --steps decides the length: as many epochs as those steps touch (the last one partial).
+            let perEpoch = max(1, (splits.train.count + batch - 1) / max(1, batch))
+            base.epochs = (steps + perEpoch - 1) / perEpoch
+        }
         let o = try trainingOptions(base, defaultLR: { $0.name == "sgd" ? 0.1 : 3e-3 }, defaultWeightDecay: 0)
 
         let trainer: Trainer
