@@ -9,9 +9,12 @@ seed, so the same initial weights as model.onnx), the same data and the same rec
 - loss: the mean per-token cross-entropy; reported: the held-out loss over every held-out window in nats and
   bits per byte (= per character: the text is ASCII).
 
-The windows are shuffled by numpy with the seed, not by BitSwitch's SplitMix64, so the order differs.
+The windows are shuffled by numpy with the seed, or with --order bitswitch in BitSwitch's exact order (a port of
+its SplitMix64 Fisher-Yates, one permutation per epoch, the last partial batch kept), which makes the two runs
+see the same batches.
 
-Usage: train_torch.py TEXT --steps S [--batch 32 --lr 1e-3 --warmup-steps W --threads T --seed 0]
+Usage: train_torch.py TEXT --steps S [--batch 32 --lr 1e-3 --warmup-steps W --threads T --seed 0 --held-out 0.1
+                                      --order numpy|bitswitch]
 """
 from __future__ import annotations
 
@@ -36,6 +39,47 @@ def load_export_module():
     return mod
 
 
+M64 = (1 << 64) - 1
+
+
+class SplitMix64:
+    """BitSwitch's generator (Sources/BitSwitchData/Random.swift), for --order bitswitch."""
+
+    def __init__(self, seed: int) -> None:
+        self.state = seed & M64
+
+    def next(self) -> int:
+        self.state = (self.state + 0x9E3779B97F4A7C15) & M64
+        z = self.state
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & M64
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & M64
+        return z ^ (z >> 31)
+
+    @staticmethod
+    def derive(seed: int, *components: int) -> int:
+        g = SplitMix64(seed)
+        s = g.next()
+        for c in components:
+            g = SplitMix64(s ^ ((c * 0xD6E8FEB86659FD93) & M64))
+            s = g.next()
+        return s
+
+    def below(self, n: int) -> int:
+        m = self.next() * n
+        if (m & M64) < n:
+            threshold = ((1 << 64) - n) % n
+            while (m & M64) < threshold:
+                m = self.next() * n
+        return m >> 64
+
+    def permutation(self, n: int) -> np.ndarray:
+        p = list(range(n))
+        for i in range(n - 1, 0, -1):
+            j = self.below(i + 1)
+            p[i], p[j] = p[j], p[i]
+        return np.array(p)
+
+
 def windows(tokens: np.ndarray, t: int) -> tuple[np.ndarray, np.ndarray]:
     n = (len(tokens) - t - 1) // t + 1 if len(tokens) >= t + 1 else 0
     starts = np.arange(n) * t
@@ -53,6 +97,8 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--held-out", type=float, default=0.1)
+    ap.add_argument("--order", choices=["numpy", "bitswitch"], default="numpy",
+                    help="window order: numpy's generator, or BitSwitch's exact one (SplitMix64 Fisher-Yates per epoch)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     mod = load_export_module()
@@ -71,13 +117,21 @@ def main() -> int:
         return (1 + math.cos(math.pi * min(1.0, (s - a.warmup_steps) / span))) / 2
 
     rng = np.random.default_rng(a.seed)
-    order = rng.permutation(len(xtr))
+    epoch = 0
+
+    def permutation(n: int) -> np.ndarray:
+        if a.order == "bitswitch":
+            return SplitMix64(SplitMix64.derive(a.seed, 0, epoch)).permutation(n)
+        return rng.permutation(n)
+
+    order = permutation(len(xtr))
     pos = 0
     model.train()
     start, cpu0 = time.perf_counter(), time.process_time()
     for s in range(a.steps):
-        if pos + a.batch > len(order):
-            order, pos = rng.permutation(len(xtr)), 0
+        if pos >= len(order):  # BitSwitch keeps the last partial batch of an epoch
+            epoch += 1
+            order, pos = permutation(len(xtr)), 0
         b = order[pos:pos + a.batch]
         pos += a.batch
         for g in opt.param_groups:
