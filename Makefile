@@ -10,7 +10,7 @@ CONFORMANCE_DIR := $(CACHE)/onnx-tests
 
 RESNET_DATA := examples/mnist1d-resnet/data
 
-.PHONY: all deps venv build demo test mnist1d-resnet-data unit-test conformance fuzz fuzz-smoke test-asan test-tsan results bench bench-import bench-train bench-qat bench-ptq bench-latency fashion-mnist clean
+.PHONY: all deps venv build demo test mnist1d-resnet-data unit-test conformance fuzz fuzz-smoke test-asan test-tsan results bench bench-import bench-train bench-qat bench-ptq bench-latency fashion-mnist tinytext clean
 
 all: build
 
@@ -99,6 +99,13 @@ bench-latency: build venv
 # examples/fashion-mnist: FP32 training, joint QAT at 8/6/4/2 bits, accuracy per bit-width (about an hour on 2 cores).
 fashion-mnist: build
 	examples/fashion-mnist/run.sh
+
+# examples/tinytext: a byte-level GPT-style decoder (4 layers, width 128) trained on the King James Bible (Debian
+# bible-kjv); held-out bits per character. STEPS=2000 by default (hours on a busy 2-core machine); TORCH=1 also
+# trains the same graph in PyTorch. See examples/tinytext/README.md.
+tinytext: build
+	scripts/setup-venv.sh --with-torch >/dev/null
+	examples/tinytext/run.sh
 
 # The mnist1d-resnet example's data (25,000 MNIST-1D sequences, seed 42; ~4 MB, so generated, not committed).
 mnist1d-resnet-data: $(RESNET_DATA)/x_train.npy

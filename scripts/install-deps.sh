@@ -3,9 +3,9 @@
 set -euo pipefail
 # zlib1g-dev: gzip-compressed IDX files are read through zlib. dataset-fashion-mnist: examples/fashion-mnist's data
 # (the IDX files as shipped, in /usr/share/datasets/fashion-mnist). gcc-aarch64-linux-gnu, qemu-user: the C back
-# end's aarch64 cross-build test.
+# end's aarch64 cross-build test. bible-kjv: examples/tinytext's text (the King James Bible, decoded by its `bible` tool).
 pkgs=(libprotobuf-c-dev protobuf-c-compiler libopenblas-dev libglpk-dev pkg-config python3-venv zlib1g-dev dataset-fashion-mnist
-      gcc-aarch64-linux-gnu qemu-user)
+      gcc-aarch64-linux-gnu qemu-user bible-kjv)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -134,7 +134,7 @@ public struct Batch: Sendable, Equatable {
     public var y: [Int32]
     public var indices: [Int]
 
-    public var size: Int { y.count }
+    public var size: Int { indices.count }
 }
 
 /// The mini-batches of one epoch. With `shuffle`, the order is a Fisher–Yates permutation seeded by (seed, epoch);
@@ -200,11 +200,12 @@ public struct BatchIterator: Sequence, Sendable {
             position += b
             let n = o.dataset.sampleSize
             var x = [Float](repeating: 0, count: b * n)
-            var y = [Int32](repeating: 0, count: b)
+            let l = o.dataset.labelsPerSample
+            var y = [Int32](repeating: 0, count: b * l)
             o.dataset.x.withUnsafeBufferPointer { src in
                 x.withUnsafeMutableBufferPointer { dst in
                     for (k, i) in indices.enumerated() {
-                        y[k] = o.dataset.y[i]
+                        for j in 0..<l { y[k * l + j] = o.dataset.y[i * l + j] }
                         let s = UnsafeBufferPointer(rebasing: src[(i * n)..<((i + 1) * n)])
                         let d = UnsafeMutableBufferPointer(rebasing: dst[(k * n)..<((k + 1) * n)])
                         if let aug = o.augmentation {

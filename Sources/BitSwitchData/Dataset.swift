@@ -1,12 +1,15 @@
 import Foundation
 
-/// Samples stored contiguously as [count, sampleShape...] in C order, with integer class labels.
+/// Samples stored contiguously as [count, sampleShape...] in C order, with integer class labels: one per sample, or
+/// a block of `labelShape` per sample (a token window's next tokens, [T]).
 public struct Dataset: Sendable, Equatable {
     public var x: [Float]
     public var sampleShape: [Int]
     public var y: [Int32]
     public var count: Int
     public var numClasses: Int
+    /// The labels of one sample: [] for one class label, [T] for a label per position.
+    public var labelShape: [Int] = []
     /// The files the samples and the labels came from (the same file for CIFAR-10), for error messages; empty for
     /// datasets built in memory.
     public var xFile = ""
@@ -20,18 +23,32 @@ public struct Dataset: Sendable, Equatable {
         self.numClasses = numClasses
     }
 
+    /// Samples with `labelShape` labels each (y holds count × labelShape elements).
+    public init(x: [Float], sampleShape: [Int], y: [Int32], labelShape: [Int], numClasses: Int) {
+        self.x = x
+        self.sampleShape = sampleShape
+        self.y = y
+        self.labelShape = labelShape
+        let per = max(1, labelShape.reduce(1, *))
+        self.count = y.count / per
+        self.numClasses = numClasses
+    }
+
     public var sampleSize: Int { sampleShape.reduce(1, *) }
+    /// Labels per sample (1 for classification).
+    public var labelsPerSample: Int { max(1, labelShape.reduce(1, *)) }
 
     /// The samples at `indices`, in that order (e.g. a held-out split or the Hessian's calibration set).
     public func subset(_ indices: [Int]) -> Dataset {
         let n = sampleSize
+        let l = labelsPerSample
         var xs = [Float](repeating: 0, count: indices.count * n)
-        var ys = [Int32](repeating: 0, count: indices.count)
+        var ys = [Int32](repeating: 0, count: indices.count * l)
         for (k, i) in indices.enumerated() {
             xs.replaceSubrange((k * n)..<((k + 1) * n), with: x[(i * n)..<((i + 1) * n)])
-            ys[k] = y[i]
+            ys.replaceSubrange((k * l)..<((k + 1) * l), with: y[(i * l)..<((i + 1) * l)])
         }
-        var d = Dataset(x: xs, sampleShape: sampleShape, y: ys, numClasses: numClasses)
+        var d = Dataset(x: xs, sampleShape: sampleShape, y: ys, labelShape: labelShape, numClasses: numClasses)
         d.xFile = xFile; d.yFile = yFile
         return d
     }

@@ -14,7 +14,8 @@ struct EvalCommand: ParsableCommand {
 
     @Argument(help: "The model (.onnx).") var model: String
     @OptionGroup var importFlags: ImportFlags
-    @Option(help: "Dataset directory (as for train).") var data: String
+    @Option(help: "Dataset directory or text file (as for train).") var data: String
+    @OptionGroup var textFlags: TextDataFlags
     @Option(help: "Evaluation batch size.") var batch = 256
     @Option(help: "Threads for BLAS and the runtime's loops.") var threads: Int?
     @Option(help: "Quantized models: evaluate at these bit-widths ('all', '4' or '6,4') and print a table.")
@@ -26,7 +27,7 @@ struct EvalCommand: ParsableCommand {
 
     func run() throws {
         var graph = try ONNXImporter.importModel(path: model, options: importFlags.options)
-        let splits = try loadDataset(data)
+        let splits = try loadData(data, graph: graph, model: model, text: textFlags)
         try checkDataset(splits, fits: graph, model: model)
         guard batch > 0 else { throw BitSwitchError(.training, "batch must be positive, got \(batch)") }
         if let threads { guard threads > 0 else { throw BitSwitchError(.training, "threads must be positive") } }
@@ -51,6 +52,10 @@ struct EvalCommand: ParsableCommand {
         let tg: TrainingGraph
         do { tg = try TrainingGraph(graph: graph, requireGradients: false) } catch { throw error.bitswitchLocated(file: model) }
         let e = try evaluateModel(tg, on: splits.test, batchSize: batch, threads: threads)
+        if !splits.test.labelShape.isEmpty {
+            print(languageModelLine(e.loss, accuracy: e.accuracy, data: data))
+            return
+        }
         print(String(format: "top-1 %.2f%% (%d/%d), loss %.4f", 100 * e.accuracy,
                      Int((e.accuracy * Double(e.count)).rounded()), e.count, e.loss))
     }

@@ -37,8 +37,10 @@ func checkDataset(_ splits: DatasetSplits, fits graph: Graph, model: String) thr
                                  + "batch axis) but the model's input '\(input.name)' is \(input.type) "
                                  + "(\(model))", file: d.xFile.isEmpty ? nil : d.xFile)
         }
+        // [N, K] logits: one class per sample; [N, T, V] logits with per-position labels: V classes.
         guard let output = graph.outputs.first, let outDims = graph.type(of: output.name)?.shape ?? output.type.shape,
-              outDims.count == 2, case .known(let classes) = outDims[1] else { continue }
+              outDims.count == (d.labelShape.isEmpty ? 2 : 3), let last = outDims.last,
+              case .known(let classes) = last else { continue }
         if let bad = d.y.firstIndex(where: { Int($0) >= classes }) {
             throw BitSwitchError(.data, "label \(d.y[bad]) at index \(bad) is outside the model's \(classes) classes "
                                  + "(output '\(output.name)' of \(model))", file: d.yFile.isEmpty ? nil : d.yFile)
@@ -67,8 +69,13 @@ struct TrainCommand: ParsableCommand {
 
     @Argument(help: "The float model (.onnx).") var model: String
     @OptionGroup var importFlags: ImportFlags
-    @Option(help: "Dataset directory (x_train.npy/y_train.npy/x_test.npy/y_test.npy, MNIST IDX or CIFAR-10 binary).")
+    @Option(help: "Dataset directory (x_train.npy/y_train.npy/x_test.npy/y_test.npy, MNIST IDX or CIFAR-10 binary), or a UTF-8 text file for a language model (byte tokens, next-token windows).")
     var data: String
+    @OptionGroup var textFlags: TextDataFlags
+    @Option(help: "Stop after this many optimizer steps (the schedule spans them); default: --epochs full epochs.")
+    var steps: Int?
+    @Option(help: "Linear warm-up in optimizer steps (instead of --warmup epochs).") var warmupSteps: Int?
+    @Option(help: "Without a terminal: a progress line every this many steps.") var logEvery: Int?
     @Option(name: [.short, .customLong("output")], help: "Where to write the trained model (.onnx).") var output: String
     @Option(help: "Epochs.") var epochs = 40
     @Option(help: "Mini-batch size.") var batch = 128
@@ -125,7 +132,7 @@ struct TrainCommand: ParsableCommand {
 
     func run() throws {
         var graph = try ONNXImporter.importModel(path: model, options: importFlags.options)
-        let splits = try loadDataset(data)
+        let splits = try loadData(data, graph: graph, model: model, text: textFlags)
         try checkDataset(splits, fits: graph, model: model)
         // A model exported with a fixed batch of 1 is made batchable (training needs batches; --ptq can run one
         // sample at a time).
@@ -146,16 +153,23 @@ struct TrainCommand: ParsableCommand {
         if bits != nil || ptq { return try runQuantized(graph, splits, batchMode: mode) }
         var base = TrainingOptions()
         base.epochs = epochs
+        if let steps, steps > 0 {
+            // --steps decides the length: as many epochs as those steps touch (the last one partial).
+            let perEpoch = max(1, (splits.train.count + batch - 1) / max(1, batch))
+            base.epochs = (steps + perEpoch - 1) / perEpoch
+        }
         let o = try trainingOptions(base, defaultLR: { $0.name == "sgd" ? 0.1 : 3e-3 }, defaultWeightDecay: 0)
 
         let trainer: Trainer
+        let progress = ProgressReporter(style: quiet ? .silent : nil)
+        progress.logEverySteps = logEvery
         do {
-            trainer = try Trainer(graph: graph, options: o, progress: ProgressReporter(style: quiet ? .silent : nil))
+            trainer = try Trainer(graph: graph, options: o, progress: progress)
         } catch { throw error.bitswitchLocated(file: model) }
         try resumeIfAsked(o) { try trainer.resume(from: $0); return trainer.completedEpochs }
-        let start = ProcessInfo.processInfo.systemUptime
+        let start = ProcessInfo.processInfo.systemUptime, cpuStart = processCPUSeconds()
         try trainer.fit(splits, stopAfterEpoch: stopAfterEpoch)
-        let seconds = ProcessInfo.processInfo.systemUptime - start
+        let seconds = ProcessInfo.processInfo.systemUptime - start, cpuSeconds = processCPUSeconds() - cpuStart
         try ONNXExporter.write(trainer.trainedGraph(), to: output)
         let e: Evaluation
         if let last = trainer.history.last, let acc = last.testAccuracy, let loss = last.testLoss {
@@ -163,8 +177,16 @@ struct TrainCommand: ParsableCommand {
         } else {
             e = try trainer.evaluate(splits.test)
         }
-        print(String(format: "test top-1 %.2f%% (loss %.4f) after %d epochs, %.1f s → %@",
-                     100 * e.accuracy, e.loss, trainer.completedEpochs, seconds, output))
+        if !splits.test.labelShape.isEmpty {
+            print(languageModelLine(e.loss, accuracy: e.accuracy, data: data))
+            // CPU time too: on a shared machine the wall clock says more about the neighbours (includes evaluation).
+            let steps = Double(max(1, trainer.batchesSeen))
+            print(String(format: "trained %d steps in %.1f s (%.3f s/step wall, %.3f s/step CPU, with the evaluation) → %@",
+                         trainer.batchesSeen, seconds, seconds / steps, cpuSeconds / steps, output))
+        } else {
+            print(String(format: "test top-1 %.2f%% (loss %.4f) after %d epochs, %.1f s → %@",
+                         100 * e.accuracy, e.loss, trainer.completedEpochs, seconds, output))
+        }
         if let metrics {
             try writeMetrics(metrics, top1: e.accuracy, loss: e.loss, rows: [], seconds: seconds, history: trainer.history)
         }
@@ -280,6 +302,8 @@ extension TrainCommand {
         o.stepEpochs = stepEpochs
         o.stepGamma = gamma
         o.warmupEpochs = warmup
+        o.warmupSteps = warmupSteps
+        o.maxSteps = steps
         o.labelSmoothing = labelSmoothing
         o.gradientClipNorm = clipNorm
         if augmentPad > 0 || augmentFlip { o.augmentation = Augmentation(padding: augmentPad, horizontalFlip: augmentFlip) }
@@ -351,12 +375,17 @@ struct BenchTrainCommand: ParsableCommand {
         }
         var rng = SplitMix64(seed: 0)
         let n = batch * sample.reduce(1, *)
-        let x = Tensor(shape: [batch] + sample, floats: (0..<n).map { _ in Float(rng.nextGaussian()) })
+        // A token model (int input) gets random token ids below its vocabulary, and a label per position.
+        let tokens = info.type.dtype == .i64 || info.type.dtype == .i32
+        let vocabulary = tokens ? try TokenModelInfo(graph, model: model).vocabulary?.size ?? 2 : 0
+        let x = trainer.model.inputTensor([batch] + sample, (0..<n).map { _ in
+            tokens ? Float(rng.nextInt(below: vocabulary)) : Float(rng.nextGaussian()) })
         let probe = try trainer.model.forward(feeds: [trainer.model.inputName: x], context: TrainingContext(training: false))
-        guard let logits = probe.value(trainer.model.logitsName), logits.rank == 2 else {
-            throw BitSwitchError(.training, "the model's logits are not [batch, classes]")
+        guard let logits = probe.value(trainer.model.logitsName), logits.rank == 2 || (tokens && logits.rank == 3),
+              let classes = logits.shape.last else {
+            throw BitSwitchError(.training, "the model's logits are not [batch, classes] (or [batch, positions, vocabulary])")
         }
-        let labels = (0..<batch).map { _ in rng.nextInt(below: logits.shape[1]) }
+        let labels = (0..<(logits.count / classes)).map { _ in rng.nextInt(below: classes) }
         var index = 0
         func step() throws {
             _ = try trainer.standardStep(TrainingBatch(x: x, labels: labels, index: index, learningRate: 1e-3))

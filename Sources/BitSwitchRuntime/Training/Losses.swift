@@ -14,8 +14,12 @@ public struct LossResult: Sendable {
 public enum Loss {
     /// Cross-entropy against hard labels with label smoothing ε: the target is (1 − ε)·onehot + ε/K,
     /// as `torch.nn.functional.cross_entropy(..., label_smoothing=ε)`.
+    ///
+    /// Per-token form: logits [N, T, …, V] with N·T·… labels (a language model's [N, T, V] against [N, T]) take the
+    /// cross-entropy at every position over the last axis, averaged over all positions (PyTorch's
+    /// `cross_entropy(logits.view(-1, V), labels.view(-1))`); `correct` counts positions.
     public static func crossEntropy(logits: Tensor, labels: [Int], labelSmoothing: Float = 0) throws -> LossResult {
-        let (n, k) = try rowsAndClasses(logits)
+        let (n, k) = try rowsAndClasses(logits, labels: labels.count)
         guard labels.count == n else {
             throw BitSwitchError(.training, "\(labels.count) labels for a batch of \(n) logits")
         }
@@ -103,7 +107,7 @@ public enum Loss {
 
     /// Top-1 hits of [N, K] logits against labels.
     public static func correctCount(logits: Tensor, labels: [Int]) throws -> Int {
-        let (n, k) = try rowsAndClasses(logits)
+        let (n, k) = try rowsAndClasses(logits, labels: labels.count)
         let z = try logits.trainingFloats("logits")
         var c = 0
         for r in 0..<min(n, labels.count) {
@@ -112,6 +116,19 @@ public enum Loss {
             if arg == labels[r] { c += 1 }
         }
         return c
+    }
+
+    /// Rows and classes of logits scored against `labels` labels: [N, K…] with one label per sample, or, when there
+    /// are more labels than samples, one label per position of [N, T, …, V] (classes on the last axis).
+    static func rowsAndClasses(_ t: Tensor, labels: Int) throws -> (Int, Int) {
+        let (n, k) = try rowsAndClasses(t)
+        guard labels != n, t.rank >= 3, let v = t.shape.last, v > 0 else { return (n, k) }
+        let positions = t.shape.dropLast().reduce(1, *)
+        guard labels == positions else {
+            throw BitSwitchError(.training, "\(labels) labels fit neither the \(n) samples nor the \(positions) positions "
+                                 + "of logits \(t.shape)")
+        }
+        return (positions, v)
     }
 
     static func rowsAndClasses(_ t: Tensor) throws -> (Int, Int) {

@@ -15,8 +15,15 @@ public final class ProgressReporter {
     }
 
     /// Called after every batch; redraws at most ten times a second.
+    /// With the line style, also a line every this many steps (long epochs of a language model).
+    public var logEverySteps: Int? = nil
+
     func batch(epoch: Int, epochs: Int, step: Int, steps: Int, loss: Double, accuracy: Double,
                samplesPerSecond: Double, eta: Double) {
+        if style == .lines, let n = logEverySteps, n > 0, step % n == 0 {
+            write(String(format: "epoch %d/%d step %d/%d: train loss %.4f acc %.2f%%, %.1f samples/s, ETA %@\n",
+                         epoch, epochs, step, steps, loss, 100 * accuracy, samplesPerSecond, ProgressReporter.clock(eta)))
+        }
         guard style == .bar else { return }
         let now = ProcessInfo.processInfo.systemUptime
         if step < steps && now - lastDraw < 0.1 { return }

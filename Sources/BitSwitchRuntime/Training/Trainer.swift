@@ -20,6 +20,10 @@ public struct TrainingOptions: Sendable {
     public var stepEpochs = 30
     public var stepGamma: Float = 0.1
     public var warmupEpochs = 0
+    /// Linear warm-up in optimizer steps (replaces `warmupEpochs` when set).
+    public var warmupSteps: Int? = nil
+    /// Stop after this many optimizer steps (the schedule then spans them); nil: `epochs` full epochs.
+    public var maxSteps: Int? = nil
     public var labelSmoothing: Float = 0
     public var gradientClipNorm: Float? = nil
     public var seed: UInt64 = 0
@@ -128,8 +132,8 @@ public final class Trainer {
         case .none: decay = .constant
         }
         return LearningRateSchedule(baseRate: options.learningRate, decay: decay,
-                                    warmupSteps: options.warmupEpochs * stepsPerEpoch,
-                                    totalSteps: options.epochs * stepsPerEpoch)
+                                    warmupSteps: options.warmupSteps ?? options.warmupEpochs * stepsPerEpoch,
+                                    totalSteps: min(options.epochs * stepsPerEpoch, options.maxSteps ?? .max))
     }
 
     /// Forward, loss and gradients for one batch, without touching the parameters.
@@ -188,6 +192,8 @@ public final class Trainer {
         let stepsPerEpoch = probe.batchCount
         guard stepsPerEpoch > 0 else { throw BitSwitchError(.data, "the training split has no full batch") }
         let sched = schedule(stepsPerEpoch: stepsPerEpoch)
+        if let m = options.maxSteps, m <= 0 { throw BitSwitchError(.training, "steps must be positive, got \(m)") }
+        let stepLimit = options.maxSteps ?? .max
         let last = min(options.epochs, stopAfterEpoch ?? options.epochs)
         let runStart = ProcessInfo.processInfo.systemUptime
         var runBatches = 0
@@ -202,11 +208,12 @@ public final class Trainer {
         while completedEpochs < last {
             let epoch = completedEpochs
             let start = ProcessInfo.processInfo.systemUptime
-            var lossSum = 0.0, correct = 0, seen = 0, step = 0
+            var lossSum = 0.0, correct = 0, seen = 0, seenLabels = 0, step = 0
             var lr: Float = 0
             for b in try iterator(data.train, epoch: epoch, shuffle: true) {
+                if batchesSeen >= stepLimit { break }
                 lr = sched.rate(at: batchesSeen)
-                let tb = TrainingBatch(x: floatTensor([b.size] + data.train.sampleShape, b.x),
+                let tb = TrainingBatch(x: model.inputTensor([b.size] + data.train.sampleShape, b.x),
                                        labels: b.y.map { Int($0) }, index: batchesSeen, learningRate: lr)
                 position = (epoch + 1, step + 1)
                 let r: StepResult
@@ -219,29 +226,32 @@ public final class Trainer {
                 lossSum += r.loss * Double(b.size)
                 correct += r.correct
                 seen += b.size
+                seenLabels += b.y.count
                 step += 1
                 batchesSeen += 1
                 runBatches += 1
                 let now = ProcessInfo.processInfo.systemUptime
                 let perBatch = (now - runStart) / Double(runBatches)
-                let remaining = (last - epoch - 1) * stepsPerEpoch + (stepsPerEpoch - step)
-                progress.batch(epoch: epoch + 1, epochs: options.epochs, step: step, steps: stepsPerEpoch,
-                               loss: lossSum / Double(seen), accuracy: Double(correct) / Double(seen),
+                let remaining = min((last - epoch - 1) * stepsPerEpoch + (stepsPerEpoch - step), stepLimit - batchesSeen)
+                progress.batch(epoch: epoch + 1, epochs: options.epochs, step: step, steps: min(stepsPerEpoch, stepLimit),
+                               loss: lossSum / Double(seen), accuracy: Double(correct) / Double(seenLabels),
                                samplesPerSecond: Double(seen) / max(now - start, 1e-9),
                                eta: perBatch * Double(remaining))
             }
             let trainSeconds = ProcessInfo.processInfo.systemUptime - start
+            let stepsDone = batchesSeen >= stepLimit
             var record = EpochRecord(epoch: epoch + 1, trainLoss: lossSum / Double(max(seen, 1)),
-                                     trainAccuracy: Double(correct) / Double(max(seen, 1)), testLoss: nil,
+                                     trainAccuracy: Double(correct) / Double(max(seenLabels, 1)), testLoss: nil,
                                      testAccuracy: nil, learningRate: Double(lr), seconds: trainSeconds,
                                      samplesPerSecond: Double(seen) / max(trainSeconds, 1e-9))
-            if options.evaluateEveryEpoch || epoch + 1 == options.epochs {
+            if options.evaluateEveryEpoch || epoch + 1 == options.epochs || stepsDone {
                 let e = try evaluate(data.test)
                 record.testLoss = e.loss
                 record.testAccuracy = e.accuracy
             }
             history.append(record)
-            completedEpochs += 1
+            // Reaching the step limit ends the run: the partial epoch counts as the last one.
+            completedEpochs = stepsDone ? options.epochs : completedEpochs + 1
             progress.epochDone(record, epochs: options.epochs)
             if let path = options.checkpointPath { try saveCheckpoint(to: path) }
         }
@@ -265,8 +275,9 @@ public final class Trainer {
 
     /// What `saveCheckpoint` writes; a wrapping trainer adds its own entries and writes them in one atomic write.
     public func checkpointEntries() -> [(String, Tensor)] {
+        // Constants of other element types (a boolean attention mask) never change and are not stored.
         var entries: [(String, Tensor)] = model.graph.initializerOrder.compactMap { n in
-            model.values[n].map { ("value/\(n)", $0) }
+            model.values[n].flatMap { Trainer.checkpointed($0) ? ("value/\(n)", $0) : nil }
         }
         entries += optimizer.stateTensors().map { ("optimizer/\($0.0)", $0.1) }
         entries.append(("meta/epoch", Tensor(shape: [], int64s: [Int64(completedEpochs)])))
@@ -281,11 +292,14 @@ public final class Trainer {
         return entries
     }
 
+    /// Whether a checkpoint stores this initializer (f32 and i64; other constants never change).
+    static func checkpointed(_ t: Tensor) -> Bool { t.dtype == .f32 || t.dtype == .i64 }
+
     /// Restores parameters, state, optimizer moments and counters; the next `fit` continues where the
     /// checkpointed run stopped and reproduces it exactly.
     public func resume(from path: String) throws {
         let t = try Checkpoint.read(from: path)
-        for name in model.graph.initializerOrder {
+        for name in model.graph.initializerOrder where model.values[name].map(Trainer.checkpointed) ?? true {
             guard let v = t["value/\(name)"] else {
                 throw BitSwitchError(.training, "checkpoint has no value for initializer '\(name)'; it belongs to another model", file: path)
             }
@@ -293,7 +307,7 @@ public final class Trainer {
                 throw BitSwitchError(.training, "checkpoint value of '\(name)' has type \(v.type), the model \(model.values[name]?.type.description ?? "none")", file: path)
             }
         }
-        for name in model.graph.initializerOrder { model.values[name] = t["value/\(name)"] }
+        for name in model.graph.initializerOrder { if let v = t["value/\(name)"] { model.values[name] = v } }
         var opt: [String: Tensor] = [:]
         for (k, v) in t where k.hasPrefix("optimizer/") { opt[String(k.dropFirst("optimizer/".count))] = v }
         try optimizer.loadState(opt)
@@ -368,7 +382,7 @@ public func evaluateModel(_ model: TrainingGraph, on data: Dataset, batchSize: I
     var lossSum = 0.0, correct = 0
     for b in it {
         let ctx = TrainingContext(training: false, assignment: assignment)
-        let pass = try model.forward(feeds: [model.inputName: floatTensor([b.size] + data.sampleShape, b.x)], context: ctx)
+        let pass = try model.forward(feeds: [model.inputName: model.inputTensor([b.size] + data.sampleShape, b.x)], context: ctx)
         guard let logits = pass.value(model.logitsName) else {
             throw BitSwitchError(.training, "the forward pass did not compute the logits '\(model.logitsName)'")
         }
@@ -376,5 +390,6 @@ public func evaluateModel(_ model: TrainingGraph, on data: Dataset, batchSize: I
         lossSum += Double(r.loss) * Double(b.size)
         correct += r.correct
     }
-    return Evaluation(accuracy: Double(correct) / Double(data.count), loss: lossSum / Double(data.count), count: data.count)
+    return Evaluation(accuracy: Double(correct) / Double(data.count * data.labelsPerSample), loss: lossSum / Double(data.count),
+                      count: data.count)
 }

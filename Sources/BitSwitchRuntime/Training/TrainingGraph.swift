@@ -81,6 +81,8 @@ public final class TrainingGraph {
             for (i, role) in k.parameterRoles(node: node).sorted(by: { $0.key < $1.key }) where i < node.inputs.count {
                 let name = node.inputs[i]
                 guard let t = graph.initializers[name], t.dtype.isFloat else { continue }
+                // An attention mask added to the scores (0 / −inf) is a constant, not a bias.
+                if role == .bias, isAdditiveMask(t) { continue }
                 if let old = roles[name], old != role {
                     if old == .state || role == .state {
                         throw BitSwitchError(.training, "initializer '\(name)' is both state and a trained parameter",
@@ -137,6 +139,9 @@ public final class TrainingGraph {
         case .averagePool: return AveragePoolKernel()
         case .layerNormalization: return LayerNormKernel()
         case .gelu, .erf: return SmoothActivationKernel()
+        case .gather: return GatherKernel()
+        case .slice, .split: return SliceSplitKernel()
+        case .select: return WhereKernel()
         default: return nil
         }
     }
@@ -147,6 +152,16 @@ public final class TrainingGraph {
             for o in node.outputs where !o.isEmpty { s.insert(o) }
         }
         return s
+    }
+
+    /// A batch of the data input from the dataset's float samples, in the input's element type (token ids for a
+    /// model whose input is int64 or int32; floats hold them exactly).
+    public func inputTensor(_ shape: [Int], _ x: [Float]) -> Tensor {
+        switch graph.inputs.first(where: { $0.name == inputName })?.type.dtype {
+        case .i64?: return Tensor(shape: shape, int64s: x.map { Int64($0) })
+        case .i32?: return Tensor(dtype: .i32, shape: shape, storage: .i32(x.map { Int32($0) }))
+        default: return floatTensor(shape, x)
+        }
     }
 
     /// Trainable parameter names in order.
