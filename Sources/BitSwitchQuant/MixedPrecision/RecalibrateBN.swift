@@ -27,7 +27,8 @@ public enum BatchNormRecalibration {
         if let threads { setRuntimeThreads(threads) }
         // Momentum 0 (ONNX semantics: running = m·running + (1 − m)·batch) makes each forward pass write exactly its
         // batch's statistics, which are averaged here.
-        var g = graph
+        // A stored model's int8 weights become q_h·s_c (same fake-quantized weights) so the training-mode pass runs.
+        var g = try unstoreQuantized(graph)
         var stateNames: [String] = []
         for i in g.nodes.indices {
             switch g.nodes[i].op {
