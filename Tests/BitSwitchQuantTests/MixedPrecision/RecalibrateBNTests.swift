@@ -64,7 +64,11 @@ import Testing
     /// The re-estimated statistics do not depend on the stored ones, so a model whose statistics are wrong recovers
     /// exactly the statistics (and the accuracy) of the model whose statistics are right.
     @Test func wrongStatisticsRecover() throws {
-        let g = try jointlyTrainedClassifier()
+        // Trained until the loss is well below chance (ln 3), so wrong statistics visibly hurt.
+        let t = try JointTrainer(graph: quantizedClassifier(), training: jointOptions(epochs: 12, lr: 0.03),
+                                 joint: try JointTrainingOptions(bits: [8, 6, 4, 2]), progress: ProgressReporter(style: .silent))
+        try t.fit(barSplits)
+        let g = t.trainedGraph()
         let a = try Profile(layers: ["conv2": LayerBits(w: 4, a: 4)]).resolve(in: g)
         var bad = g
         for name in Self.statNames {
@@ -81,10 +85,11 @@ import Testing
             try evaluateModel(try TrainingGraph(graph: g, requireGradients: false), on: barSplits.test, assignment: a)
         }
         let good = try eval(g), broken = try eval(bad), recovered = try eval(fixedBad)
-        #expect(broken.loss > good.loss + 0.1, "the corrupted statistics should hurt (\(broken.loss) vs \(good.loss))")
-        #expect(recovered.loss < broken.loss)
+        #expect(good.loss < 0.8, "the fixture did not train (\(good.loss))")
+        #expect(broken.loss > good.loss + 0.2, "the corrupted statistics should hurt (\(broken.loss) vs \(good.loss))")
         #expect(recovered == (try eval(fixedGood)))
-        #expect(abs(recovered.loss - good.loss) < 0.5 * (broken.loss - good.loss))
+        #expect(recovered.loss < good.loss + 0.3 * (broken.loss - good.loss),
+                "recovered \(recovered.loss), stored \(good.loss), corrupted \(broken.loss)")
     }
 
     @Test func badArgumentsAreErrors() throws {
