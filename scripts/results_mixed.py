@@ -113,12 +113,13 @@ class Study:
         f_tr.result()
         mp = f_mp.result()
         # HASB trains while the plain multi-precision model's sub-nets are evaluated.
-        f_hasb = pool.submit(self.train, seed, "hasb", mp,
-                             ["--bits", "8,6,4,2", "--mixed", "hasb", "--traces", traces])
+        f_hasb = None if self.a.skip_hasb else pool.submit(
+            self.train, seed, "hasb", mp, ["--bits", "8,6,4,2", "--mixed", "hasb", "--traces", traces])
         mp432 = f_432.result()
         self.evaluate_mp(seed, mp, mp432, traces)
-        hasb = f_hasb.result()
-        self.evaluate_hasb(seed, hasb, mp, traces)
+        if f_hasb is not None:
+            hasb = f_hasb.result()
+            self.evaluate_hasb(seed, hasb, mp, traces)
 
     def search(self, seed, model, traces, out, extra):
         self.call(seed, "search-" + os.path.basename(out)[:-5], out,
@@ -560,6 +561,8 @@ def main():
     ap.add_argument("--svg", default="docs/results-mixed-pareto.svg")
     ap.add_argument("--notes", default="scripts/results-mixed-notes.md", help="hand-written analysis appended")
     ap.add_argument("--report-only", action="store_true", help="write the report from the cache, run nothing")
+    ap.add_argument("--skip-hasb", action="store_true",
+                    help="do not train or evaluate the HASB model (e.g. while it trains elsewhere)")
     a = ap.parse_args()
     a.seeds = [int(s) for s in a.seeds.split(",")]
     a.budgets = [float(w) for w in a.budgets.split(",")]

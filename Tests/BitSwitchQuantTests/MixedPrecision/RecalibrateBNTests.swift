@@ -99,3 +99,27 @@ import Testing
         #expect(throws: BitSwitchError.self) { _ = try BatchNormRecalibration.recalibrate(graph: g, assignment: a, data: barSplits.train, samples: 8, batchSize: 1) }
     }
 }
+
+/// The hawq objective of a stored (int8) model: ‖Q_b(W) − W‖² in real units, as for the float model it was stored
+/// from — not against the raw integers q_h (which made every bit-width's error about ‖q_h‖², so the ILP's choice
+/// was noise and it left budget unused).
+@Suite struct HawqObjectiveOnStoredModelTests {
+    init() { registerKernels() }
+
+    @Test func storedModelHasTheFloatModelsCosts() throws {
+        var g = try jointlyTrainedClassifier()
+        try inferShapes(&g)
+        let stored = try storeQuantized(g)
+        let traces = HessianTraces(layers: [LayerTrace(name: "conv2", parameterCount: 216, trace: 2, standardError: 0)],
+                                   samples: 1, iterations: 1, converged: true, seed: 0, method: "test")
+        let pf = try MixedPrecisionSearch.problem(graph: g, traces: traces, objective: .hawq)
+        let ps = try MixedPrecisionSearch.problem(graph: stored, traces: traces, objective: .hawq)
+        #expect(pf.layers.count == 1 && ps.layers.count == 1)
+        let cf = pf.layers[0].cost, cs = ps.layers[0].cost
+        #expect(pf.layers[0].bits == [2, 4, 6, 8])
+        // Storing rounds W to q_h·s_c; the errors agree closely and fall with the bit-width.
+        for (a, b) in zip(cf, cs) { #expect(abs(a - b) <= 0.05 * cf[0], "float \(cf) vs stored \(cs)") }
+        for k in 1..<cs.count { #expect(cs[k] < cs[k - 1], "\(cs)") }
+        #expect(cs[3] <= 1e-6 * cs[0])
+    }
+}
