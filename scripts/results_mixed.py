@@ -121,8 +121,8 @@ class Study:
             hasb = f_hasb.result()
             self.evaluate_hasb(seed, hasb, mp, traces)
 
-    def search(self, seed, model, traces, out, extra):
-        self.call(seed, "search-" + os.path.basename(out)[:-5], out,
+    def search(self, seed, model, traces, out, extra, done=None):
+        self.call(seed, "search-" + os.path.basename(out)[:-5], done or out,
                   [self.a.bin, "search", model, "--traces", traces, "-o", out] + extra)
 
     def eval(self, seed, tag, model, profiles=None, bits=None):
@@ -153,8 +153,9 @@ class Study:
         rand = {}
         for w in a.budgets:
             stem = os.path.join(d, f"random-{w}.json")
-            self.search(seed, model, traces, os.path.join(d, f"random-{w}-{a.random}.json"),
-                        ["--budget", f"avg-bits={w}", "--random", str(a.random), "--seed", str(seed)])
+            self.search(seed, model, traces, stem,
+                        ["--budget", f"avg-bits={w}", "--random", str(a.random), "--seed", str(seed)],
+                        done=os.path.join(d, f"random-{w}-{a.random}.json"))
             rand[w] = [stem[:-5] + f"-{k}.json" for k in range(1, a.random + 1)]
         return rand
 
