@@ -476,7 +476,7 @@ def svg(a, data, path):
             return x0 + (b - xlo) / (xhi - xlo) * (x1 - x0)
 
         def Y(v):
-            return y1 - (v - lo) / (hi - lo) * (y1 - y0)
+            return max(y0, min(y1, y1 - (v - lo) / (hi - lo) * (y1 - y0)))
         parts.append(f'<text x="{ox + W / 2}" y="18" text-anchor="middle" font-weight="bold">mnist1d-resnet: {title} '
                      f'vs average weight bits (seeds {",".join(map(str, seeds))}, E={a.epochs})</text>')
         parts.append(f'<rect x="{x0}" y="{y0}" width="{x1 - x0}" height="{y1 - y0}" fill="none" stroke="#444"/>')
