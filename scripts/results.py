@@ -329,6 +329,13 @@ def main():
         with open(args.notes) as f:
             md += [f.read().rstrip(), ""]
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
+    # Keep the mixed-precision section that scripts/results_mixed.py maintains between its markers.
+    begin, end = "<!-- mixed-precision results:", "<!-- end of mixed-precision results -->"
+    if os.path.exists(args.out):
+        with open(args.out) as f:
+            old = f.read()
+        if begin in old and end in old:
+            md += [old[old.index(begin):old.index(end) + len(end)], ""]
     with open(args.out, "w") as f:
         f.write("\n".join(md))
     svg(results, args.seeds, args.datasets, args.svg)

@@ -20,8 +20,11 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "Threads for BLAS and the runtime's loops.") var threads: Int?
     @Option(help: "Quantized models: evaluate at these bit-widths ('all', '4' or '6,4') and print a table.")
     var bits: String?
-    @Option(help: "A per-layer profile JSON file (docs/profiles.md) to evaluate (its default from --bits when one is given).")
-    var profile: String?
+    @Option(help: "A per-layer profile JSON file (docs/profiles.md) to evaluate (its default from --bits when one is given); repeat it to evaluate several profiles of one model.")
+    var profile: [String] = []
+    @Option(help: ArgumentHelp("Also evaluate each profile after re-estimating its BatchNorm running statistics (the sub-net's switchable-BN rows) on the first N training samples; reported apart, as a second row '<profile>+bn'. The model file is not changed.", valueName: "N"))
+    var recalibrateBn: Int?
+    @Option(help: "Write the rows (profile, top-1, loss, BN recalibrated or not) as JSON to this file.") var json: String?
     @Option(help: ArgumentHelp("ref: fake-quant in float; int: integer ops on the bit-exact interpreter; c: integer C, built and loaded once, switching profile in place between bit-widths.", valueName: "ref|int|c"))
     var backend: Backend = .ref
 
@@ -39,9 +42,17 @@ struct EvalCommand: ParsableCommand {
             try MemoryEstimate.inference(graph, bindings: b)
                 .check(maxMemory: importFlags.maxMemory, what: "evaluating the model at batch \(batch)", file: model)
         }
-        if backend != .ref || profile != nil {
-            return try evaluateProfiles(graph, splits.test, batch: batch)
+        if let n = recalibrateBn {
+            guard n > 0 else { throw BitSwitchError(.data, "--recalibrate-bn needs a positive number of samples, got \(n)") }
+            guard backend == .ref else { throw BitSwitchError(.data, "--recalibrate-bn works on the fake-quant executor (--backend ref)") }
+            guard !quantizedLayers(graph).isEmpty else {
+                throw BitSwitchError(.data, "--recalibrate-bn needs a quantized model (its switchable BN rows are per bit-width)", file: model)
+            }
         }
+        if backend != .ref || !profile.isEmpty || recalibrateBn != nil {
+            return try evaluateProfiles(graph, splits, batch: batch)
+        }
+        guard json == nil else { throw BitSwitchError(.data, "--json needs --profile, --recalibrate-bn or --backend int|c") }
         if let bits {
             let rows = try evaluateAllBits(graph: graph, data: splits.test, batchSize: batch,
                                            bits: try parseBitsOption(bits), threads: threads)
@@ -61,51 +72,78 @@ struct EvalCommand: ParsableCommand {
     }
 
     /// One row per profile (each --bits value, or the --profile file), on the chosen back end.
-    func evaluateProfiles(_ graph: Graph, _ test: Dataset, batch: Int) throws {
+    func evaluateProfiles(_ graph: Graph, _ splits: DatasetSplits, batch: Int) throws {
         BitSwitchQuant.registerKernels()
+        let test = splits.test
         let trained = quantizedLayers(graph).first?.bits
-        var profiles: [(name: String, profile: Profile)] = []
-        if let profile {
-            var p = try Profile.load(path: profile)
-            if let b = try bits.flatMap(parseBitsOption)?.first { p.defaultBits = b }
-            profiles = [(((profile as NSString).lastPathComponent as NSString).deletingPathExtension, p)]
+        var profiles: [(name: String, profile: Profile, file: String?)] = []
+        if !profile.isEmpty {
+            let def = try bits.flatMap(parseBitsOption)?.first
+            for file in profile {
+                var p = try Profile.load(path: file)
+                if let def { p.defaultBits = def }
+                profiles.append((((file as NSString).lastPathComponent as NSString).deletingPathExtension, p, file))
+            }
         } else if let bits, let list = try parseBitsOption(bits) ?? trained {
-            profiles = list.map { ("\($0)", Profile.uniform($0)) }
+            profiles = list.map { ("\($0)", Profile.uniform($0), nil) }
         } else {
-            profiles = [(trained.map { "\($0.max() ?? 8)" } ?? "model", Profile())]
+            profiles = [(trained.map { "\($0.max() ?? 8)" } ?? "model", Profile(), nil)]
         }
         var rows: [String] = []
+        var records: [String] = []
+        func record(_ name: String, _ e: Evaluation, recalibrated: Int?) {
+            records.append("    {\"profile\": \(jsonString(name)), \"top1\": \(e.accuracy), \"loss\": \(e.loss), \"count\": \(e.count), "
+                           + "\"recalibrated_bn_samples\": \(recalibrated.map(String.init) ?? "null")}")
+        }
         switch backend {
         case .ref, .int:
-            for (name, p) in profiles {
+            for (name, p, file) in profiles {
                 let run: (Tensor) throws -> Tensor
                 if backend == .int {
-                    let g = try integerGraph(graph, profile: p, file: model, profileFile: profile)
+                    let g = try integerGraph(graph, profile: p, file: model, profileFile: file)
                     let ex = Executor(graph: g, threads: threads)
                     run = { try Self.single(ex.run([g.inputs[0].name: $0]), model: model) }
                 } else {
-                    let a = try p.resolve(in: graph, file: profile)
+                    let a = try p.resolve(in: graph, file: file)
                     let ex = Executor(graph: graph, threads: threads, assignment: a)
                     run = { try Self.single(ex.run([graph.inputs[0].name: $0]), model: model) }
                 }
                 let (e, _) = try Self.evaluate(test, batch: batch, run)
                 rows.append(Self.row(name, e, microseconds: nil))
+                record(name, e, recalibrated: nil)
+                if let n = recalibrateBn {
+                    // The sub-net's BN statistics re-estimated on training samples, in a copy of the graph.
+                    let a = try p.resolve(in: graph, file: file)
+                    let (g, rep) = try BatchNormRecalibration.recalibrate(graph: graph, assignment: a, data: splits.train,
+                                                                          samples: n, threads: threads)
+                    let ex = Executor(graph: g, threads: threads, assignment: a)
+                    let (e2, _) = try Self.evaluate(test, batch: batch) { try Self.single(ex.run([g.inputs[0].name: $0]), model: model) }
+                    rows.append(Self.row(name + "+bn", e2, microseconds: nil))
+                    record(name + "+bn", e2, recalibrated: rep.samples)
+                }
             }
         case .c:
-            let input = try emitInput(graph, profiles: profiles, perLayer: false, file: model)
+            let input = try emitInput(graph, profiles: profiles.map { ($0.name, $0.profile) }, perLayer: false, file: model)
             let net: CompiledNetwork
             do { var input = input; input.isa = .host; net = try CompiledNetwork(input) } catch let e as BitSwitchError { throw e.located(file: model) }
-            for (i, (name, _)) in profiles.enumerated() {
+            for (i, (name, _, _)) in profiles.enumerated() {
                 try net.model.setProfile(i)
                 let (e, seconds) = try Self.evaluate(test, batch: batch) { x in
                     try Self.single(net.run([net.inputName: x]), model: model)
                 }
                 rows.append(Self.row(name, e, microseconds: 1e6 * seconds / Double(max(test.count, 1))))
+                record(name, e, recalibrated: nil)
             }
             print("C bundle: \(net.report.bundleBytes) bytes of source, \(net.report.weightBytes) bytes of INT8 weights, arena \(net.report.arenaBytes) bytes")
         }
         print("profile   top-1     loss" + (backend == .c ? "   µs/sample" : ""))
         rows.forEach { print($0) }
+        if recalibrateBn != nil {
+            print("(+bn: BatchNorm running statistics re-estimated on \(min(recalibrateBn ?? 0, splits.train.count)) training samples; the model file is unchanged)")
+        }
+        if let json {
+            try writeAtomically("{\n  \"model\": \(jsonString(model)),\n  \"rows\": [\n" + records.joined(separator: ",\n") + "\n  ]\n}\n", to: json)
+        }
     }
 
     static func single(_ outputs: [String: Tensor], model: String) throws -> Tensor {

@@ -99,8 +99,14 @@ struct SearchCommand: ParsableCommand {
     @Option(help: "Dataset directory, to evaluate the --pareto sub-nets on the test split.") var data: String?
     @Option(help: "Write the --pareto front here (.json).") var paretoOutput: String?
     @Option(help: "Threads for evaluation.") var threads: Int?
+    @Option(help: ArgumentHelp("With --pareto and --data: also evaluate each sub-net after re-estimating its BatchNorm statistics on the first N training samples (reported apart; the model file is unchanged).", valueName: "N"))
+    var recalibrateBn: Int?
+    @Option(help: ArgumentHelp("Instead of the ILP, draw N random assignments meeting the budgets (a baseline: random maximal assignments, the objective ignored) and write them to OUTPUT's stem + -1.json ... -N.json.", valueName: "N"))
+    var random: Int?
+    @Option(help: "Seed of --random.") var seed: UInt64 = 0
 
     func run() throws {
+        if let n = recalibrateBn, n <= 0 { throw BitSwitchError(.data, "--recalibrate-bn needs a positive number of samples, got \(n)") }
         guard let obj = SearchObjective(rawValue: objective) else {
             throw BitSwitchError(.data, "--objective must be hawq or paper, got '\(objective)'")
         }
@@ -119,6 +125,21 @@ struct SearchCommand: ParsableCommand {
             return
         }
         guard !budgets.isEmpty else { throw BitSwitchError(.data, "give at least one --budget (e.g. --budget avg-bits=3) or --pareto") }
+        if let random {
+            guard random > 0 else { throw BitSwitchError(.data, "--random needs a positive count, got \(random)") }
+            guard let output else { throw BitSwitchError(.data, "--random needs -o OUTPUT.json (the profiles go to OUTPUT-1.json ...)") }
+            for b in budgets { _ = try BitILP.solve(p, budgets: [b]) }  // the same infeasibility errors as the ILP
+            let stem = output.hasSuffix(".json") ? String(output.dropLast(5)) : output
+            var rng = SplitMix64(seed: SplitMix64.derive(seed, 0x52414E44))
+            for k in 1...random {
+                let choice = try p.randomChoice(budgets: budgets, rng: &rng)
+                print("random assignment \(k):")
+                printChoice(p, choice)
+                try writeAtomically(MixedPrecisionSearch.profile(p, choice).json, to: "\(stem)-\(k).json")
+            }
+            print("wrote \(stem)-1.json ... \(stem)-\(random).json")
+            return
+        }
         let choice = try BitILP.solve(p, budgets: budgets)
         printChoice(p, choice)
         let prof = MixedPrecisionSearch.profile(p, choice)
@@ -141,13 +162,15 @@ struct SearchCommand: ParsableCommand {
             throw BitSwitchError(.data, "--pareto takes comma-separated avg-bits values like 2.5,3,4; got '\(list)'")
         }
         var tg: TrainingGraph? = nil
-        var test: Dataset? = nil
+        var test: Dataset? = nil, train: Dataset? = nil
         if let data {
-            test = try loadDataset(data).test
+            let splits = try loadDataset(data)
+            test = splits.test; train = splits.train
             tg = try TrainingGraph(graph: graph, requireGradients: false)
         }
         var rows: [String] = []
-        print("avg-bits budget  avg-bits  top-1     loss")
+        let recal = tg == nil ? nil : recalibrateBn
+        print("avg-bits budget  avg-bits  top-1     loss" + (recal == nil ? "" : "   top-1+bn  loss+bn"))
         for v in values {
             let budgets = extra.filter { $0.kind != .avgBits } + [Budget(.avgBits, v)]
             let choice = try BitILP.solve(p, budgets: budgets)
@@ -157,10 +180,23 @@ struct SearchCommand: ParsableCommand {
                 let e = try evaluateModel(tg, on: test, assignment: try prof.resolve(in: graph), threads: threads)
                 acc = e.accuracy; loss = e.loss
             }
-            print(String(format: "%15.3f  %8.3f  %6.2f%%  %.4f", v, p.usage(.avgBits, choice), 100 * acc, loss))
+            var accBN = Double.nan, lossBN = Double.nan
+            if let n = recal, let test, let train {
+                let a = try prof.resolve(in: graph)
+                let (g2, _) = try BatchNormRecalibration.recalibrate(graph: graph, assignment: a, data: train, samples: n,
+                                                                     threads: threads)
+                let e = try evaluateModel(try TrainingGraph(graph: g2, requireGradients: false), on: test, assignment: a,
+                                          threads: threads)
+                accBN = e.accuracy; lossBN = e.loss
+            }
+            print(String(format: "%15.3f  %8.3f  %6.2f%%  %.4f", v, p.usage(.avgBits, choice), 100 * acc, loss)
+                  + (recal == nil ? "" : String(format: "   %7.2f%%  %.4f", 100 * accBN, lossBN)))
             let bitsJSON = zip(p.layers, choice).map { "\(jsonString($0.0.name)): \($0.0.bits[$0.1])" }.joined(separator: ", ")
-            rows.append("    {\"budget\": \(v), \"avg_bits\": \(p.usage(.avgBits, choice)), \"top1\": \(acc.isFinite ? String(acc) : "null"), "
-                        + "\"loss\": \(loss.isFinite ? String(loss) : "null"), \"bits\": {\(bitsJSON)}}")
+            func num(_ x: Double) -> String { x.isFinite ? String(x) : "null" }
+            rows.append("    {\"budget\": \(v), \"avg_bits\": \(p.usage(.avgBits, choice)), \"top1\": \(num(acc)), "
+                        + "\"loss\": \(num(loss)), "
+                        + (recal == nil ? "" : "\"top1_recalibrated_bn\": \(num(accBN)), \"loss_recalibrated_bn\": \(num(lossBN)), \"recalibrate_bn_samples\": \(recal ?? 0), ")
+                        + "\"bits\": {\(bitsJSON)}}")
         }
         if let paretoOutput {
             try writeAtomically("{\n  \"model\": \(jsonString((model as NSString).lastPathComponent)),\n  \"objective\": \"\(objective)\",\n  \"front\": [\n"

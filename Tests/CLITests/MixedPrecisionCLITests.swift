@@ -44,16 +44,45 @@ import Testing
         let pl = try CLI.run(["profile-latency", stored, "--repeats", "3", "--quiet", "-o", latency])
         #expect(pl.status == 0, "\(pl.stderr)")
         let table = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: latency))) as? [String: Any])
-        let rows = try #require(table["layers"] as? [String: [String: Double]])
-        #expect(Set(rows.keys) == ["conv0", "conv1", "conv2", "fc"], "\(rows)")
-        #expect(rows["conv1"].map { Set($0.keys) } == ["8", "2"] && rows["conv0"].map { Set($0.keys) } == ["8"], "\(rows)")
-        #expect(rows.values.allSatisfy { $0.values.allSatisfy { $0 > 0 && $0.isFinite } })
+        let latencyRows = try #require(table["layers"] as? [String: [String: Double]])
+        #expect(Set(latencyRows.keys) == ["conv0", "conv1", "conv2", "fc"], "\(latencyRows)")
+        #expect(latencyRows["conv1"].map { Set($0.keys) } == ["8", "2"] && latencyRows["conv0"].map { Set($0.keys) } == ["8"], "\(latencyRows)")
+        #expect(latencyRows.values.allSatisfy { $0.values.allSatisfy { $0 > 0 && $0.isFinite } })
         // A budget between the all-fastest and the all-8-bit sums (the ILP refuses one above the all-8-bit model).
-        let top = rows.values.reduce(0) { $0 + ($1["8"] ?? 0) }, fastest = rows.values.reduce(0) { $0 + ($1.values.min() ?? 0) }
+        let top = latencyRows.values.reduce(0) { $0 + ($1["8"] ?? 0) }, fastest = latencyRows.values.reduce(0) { $0 + ($1.values.min() ?? 0) }
         let ls = try CLI.run(["search", stored, "--traces", traces, "--budget", "latency-us=\((top + fastest) / 2)", "--latency", latency])
         #expect(ls.status == 0, "\(ls.stderr)")
         let floatLatency = try CLI.run(["profile-latency", float, "-o", latency + ".x"])
         #expect(floatLatency.status == 1 && floatLatency.stderr.contains("train --bits"), "\(floatLatency.stderr)")
+
+        // --recalibrate-bn: a second row per profile, the model file unchanged, the rows in --json.
+        let before = try Data(contentsOf: URL(fileURLWithPath: stored))
+        let rows = dir.appendingPathComponent("rows.json").path
+        let rb = try CLI.run(["eval", stored, "--data", CLI.digits.path, "--profile", profile, "--profile", profile,
+                              "--recalibrate-bn", "64", "--threads", "1", "--json", rows])
+        #expect(rb.status == 0 && rb.stdout.contains("profile+bn") && rb.stdout.contains("64 training samples"), "\(rb.stderr)")
+        #expect(try Data(contentsOf: URL(fileURLWithPath: stored)) == before)
+        let parsed = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: rows))) as? [String: Any]
+        let list = parsed?["rows"] as? [[String: Any]] ?? []
+        #expect(list.count == 4 && list.filter { $0["recalibrated_bn_samples"] as? Int == 64 }.count == 2)
+        let ub = try CLI.run(["eval", stored, "--data", CLI.digits.path, "--bits", "8,2", "--recalibrate-bn", "32"])
+        #expect(ub.status == 0 && ub.stdout.contains("2+bn"), "\(ub.stderr)")
+        let zero = try CLI.run(["eval", stored, "--data", CLI.digits.path, "--recalibrate-bn", "0"])
+        #expect(zero.status == 1 && zero.stderr.contains("--recalibrate-bn"), "\(zero.stderr)")
+        let floatBN = try CLI.run(["eval", float, "--data", CLI.digits.path, "--recalibrate-bn", "32"])
+        #expect(floatBN.status == 1 && floatBN.stderr.contains("quantized model"), "\(floatBN.stderr)")
+
+        // --random: profiles meeting the budget, the same for the same seed.
+        let rnd = dir.appendingPathComponent("rand.json").path
+        let r1 = try CLI.run(["search", stored, "--traces", traces, "--budget", "avg-bits=5", "--random", "3", "-o", rnd])
+        #expect(r1.status == 0 && r1.stdout.contains("random assignment 3"), "\(r1.stderr)")
+        let first = try String(contentsOfFile: dir.appendingPathComponent("rand-1.json").path, encoding: .utf8)
+        _ = try CLI.run(["search", stored, "--traces", traces, "--budget", "avg-bits=5", "--random", "1", "-o", rnd])
+        #expect(try String(contentsOfFile: dir.appendingPathComponent("rand-1.json").path, encoding: .utf8) == first)
+        for line in r1.stdout.split(separator: "\n") where line.hasPrefix("avg-bits ") {
+            let v = Double(line.dropFirst(9).prefix { $0 != "," }) ?? 99
+            #expect(v <= 5 + 1e-9, "\(line)")
+        }
 
         let low = try CLI.run(["search", stored, "--traces", traces, "--budget", "avg-bits=1"])
         #expect(low.status == 1 && low.stderr.contains("smallest feasible avg-bits"), "\(low.stderr)")

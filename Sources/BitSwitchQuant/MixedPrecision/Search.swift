@@ -64,6 +64,8 @@ public enum MixedPrecisionSearch {
     }
 
     /// ‖Q_b(W) − W‖² for each trained b of a quantized layer, through its FakeQuantWeight kernel (trained scales).
+    /// `g` must hold float weights: for a stored model pass `unstoreQuantized(g)` (W = q_h·s_c), since the int8
+    /// integers q_h are not in the units of Q_b(W).
     static func quantizationError(_ g: Graph, _ l: QuantizedLayer) throws -> [Int: Double] {
         guard let q = g.nodes.first(where: { $0.name == l.weightQuant }) else {
             throw BitSwitchError(.invalidModel, "no weight quantizer '\(l.weightQuant)'", node: l.name)
@@ -96,6 +98,9 @@ public enum MixedPrecisionSearch {
         let switchable = layers.filter(\.isSwitchable)
         guard !switchable.isEmpty else { throw BitSwitchError(.invalidModel, "every quantized layer is pinned; nothing to search") }
         let t = try traces.perParameter(for: switchable.map(\.name), file: tracesFile)
+        // The stored model's int8 weights as the float weights they stand for (the hawq objective compares Q_b(W)
+        // with W in real units; comparing with the raw integers made every bit-width's error about ‖q_h‖²).
+        let floatGraph = objective == .hawq ? try unstoreQuantized(g) : g
         var out: [BitProblem.Layer] = []
         var fixed: [BudgetKind: Double] = [:]
         let total = Double(layers.reduce(0) { $0 + $1.parameterCount })
@@ -126,7 +131,7 @@ public enum MixedPrecisionSearch {
             let cost: [Double]
             switch objective {
             case .hawq:
-                let e = try quantizationError(g, l)
+                let e = try quantizationError(floatGraph, l)
                 cost = bits.map { t[si] * (e[$0] ?? 0) }
             case .paper:
                 cost = bits.map { t[si] * Double($0) }

@@ -54,6 +54,41 @@ private func randomProblem(seed: UInt64, layers: Int, maximize: Bool, tie: Bool)
         }
     }
 
+    /// `search --random`: every draw meets the budgets, keeps ties, is maximal (no group can be raised within the
+    /// budgets), and the same generator state gives the same draws.
+    @Test(arguments: cases)
+    func randomAssignmentsMeetTheBudgetsAndAreMaximal(kinds: [BudgetKind]) throws {
+        var rng = SplitMix64(seed: 7)
+        for trial in 0..<6 {
+            let p = randomProblem(seed: UInt64(trial * 17 + kinds.count), layers: 6, maximize: false, tie: trial % 2 == 0)
+            let budgets = kinds.map { k -> Budget in
+                let r = p.range(k)
+                return Budget(k, r.min + (r.max - r.min) * (0.1 + 0.8 * rng.nextDouble()))
+            }
+            var g1 = SplitMix64(seed: UInt64(trial)), g2 = SplitMix64(seed: UInt64(trial))
+            var distinct = Set<[Int]>()
+            for _ in 0..<10 {
+                let c = try p.randomChoice(budgets: budgets, rng: &g1)
+                #expect(c == (try p.randomChoice(budgets: budgets, rng: &g2)))
+                distinct.insert(c)
+                for b in budgets { #expect(p.usage(b.kind, c) <= b.limit * (1 + 1e-9)) }
+                if trial % 2 == 0 { #expect(c[1] == c[3]) }
+                for g in p.groups() where c[g[0]] < 3 {
+                    for higher in (c[g[0]] + 1)..<4 {
+                        var t = c
+                        for m in g { t[m] = higher }
+                        let fits = budgets.allSatisfy { p.usage($0.kind, t) <= $0.limit }
+                        #expect(!fits, "trial \(trial): group \(g) could go higher")
+                    }
+                }
+            }
+            #expect(distinct.count > 1, "trial \(trial): ten draws were all the same")
+        }
+        let p = randomProblem(seed: 1, layers: 3, maximize: false, tie: false)
+        var g = SplitMix64(seed: 0)
+        #expect(throws: BitSwitchError.self) { _ = try p.randomChoice(budgets: [Budget(.avgBits, 1)], rng: &g) }
+    }
+
     @Test func budgetsOutsideTheFeasibleRangeNameTheBound() throws {
         let p = randomProblem(seed: 5, layers: 4, maximize: false, tie: false)
         let r = p.range(.avgBits)
