@@ -23,21 +23,21 @@ private func runPython(_ args: [String]) throws {
     #expect(p.terminationStatus == 0, "python \(args) failed")
 }
 
-/// A float model trained briefly, then jointly QAT-trained at {8,6,4,2} for one epoch; made once per test run.
-private func trainJointQAT(_ example: String, fp32Epochs: Int) -> String? {
+/// A float model trained briefly, then jointly QAT-trained at {8,6,4,2} for a few epochs; made once per test run.
+private func trainJointQAT(_ example: String, fp32Epochs: Int, qatEpochs: Int) -> String? {
     guard let dir = try? CLI.tempDir() else { return nil }
     let ex = CLI.packageRoot.appendingPathComponent("examples/\(example)")
     let fp32 = dir.appendingPathComponent("fp32.onnx").path, multi = dir.appendingPathComponent("multi.onnx").path
     let data = ex.appendingPathComponent("data").path
     guard let t = try? CLI.run(["train", ex.appendingPathComponent("model.onnx").path, "--data", data, "-o", fp32,
                                 "--epochs", "\(fp32Epochs)", "--quiet"]), t.status == 0,
-          let q = try? CLI.run(["train", fp32, "--data", data, "--bits", "8,6,4,2", "--epochs", "1", "--quiet",
+          let q = try? CLI.run(["train", fp32, "--data", data, "--bits", "8,6,4,2", "--epochs", "\(qatEpochs)", "--quiet",
                                 "-o", multi]), q.status == 0 else { return nil }
     return multi
 }
 
-private let qatDigits: String? = trainJointQAT("digits", fp32Epochs: 3)
-private let qatMNIST1D: String? = trainJointQAT("mnist1d", fp32Epochs: 3)
+private let qatDigits: String? = trainJointQAT("digits", fp32Epochs: 5, qatEpochs: 3)
+private let qatMNIST1D: String? = trainJointQAT("mnist1d", fp32Epochs: 3, qatEpochs: 1)
 
 /// `eval --bits all` output → top-1 (%) per bit-width.
 private func top1(_ stdout: String) -> [Int: Double] {
