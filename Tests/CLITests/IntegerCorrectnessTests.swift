@@ -148,6 +148,41 @@ struct IntegerCorrectnessTests {
         #expect(c.status == 0, "\(c.stderr)")
         #expect(Set(top1(c.stdout).keys) == [8, 4], "\(c.stdout)")
     }
+
+    /// A QDQ model from a PyTorch QAT export (part 7; scripts/make-torch-qat-qdq.py: eager torch.ao.quantization
+    /// prepare_qat, torch.onnx export, weights as Identity → QuantizeLinear → DequantizeLinear of float constants)
+    /// lowers to integer ops; on every element of the digits test set its output is within one quantization step of
+    /// onnxruntime's QDQ execution (unfused reference), the top-1 equal on every image, and C == interpreter.
+    @Test func pytorchQATExportRunsOnTheIntegerBackend() throws {
+        let dir = try CLI.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let model = CLI.fixtures.appendingPathComponent("torch_qat_qdq.onnx").path
+        let data = CLI.digits.appendingPathComponent("data").path
+        try expectBitExact(model, input: data + "/x_test.npy", output: "logits", choices: [[]], in: dir)
+        let out = dir.appendingPathComponent("c").path
+        let r = try CLI.run(["run", model, "--input", data + "/x_test.npy", "--backend", "c", "--output-dir", out])
+        #expect(r.status == 0, "\(r.stderr)")
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: try #require(venv))
+        p.arguments = ["-c", """
+            import numpy as np, onnx, onnxruntime as ort, sys
+            x = np.load(sys.argv[1]); ours = np.load(sys.argv[3])
+            so = ort.SessionOptions(); so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+            ref = ort.InferenceSession(sys.argv[2], so, providers=['CPUExecutionProvider']).run(None, {'x': x})[0]
+            m = onnx.load(sys.argv[2])
+            consts = {i.name: onnx.numpy_helper.to_array(i) for i in m.graph.initializer}
+            consts.update({n.output[0]: onnx.numpy_helper.to_array(n.attribute[0].t) for n in m.graph.node if n.op_type == 'Constant'})
+            last_q = [n for n in m.graph.node if n.op_type == 'QuantizeLinear'][-1]
+            step = float(np.asarray(consts[last_q.input[1]]).reshape(-1)[0])
+            print(int(np.abs(ref - ours).max() <= 1.0001 * step), int((ref.argmax(1) == ours.argmax(1)).all()))
+            """, data + "/x_test.npy", model, out + "/logits.npy"]
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        try p.run()
+        let report = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        #expect(report.trimmingCharacters(in: .whitespacesAndNewlines) == "1 1", "within-one-step, top-1-equal: \(report)")
+    }
 }
 
 /// The name of a model's single graph output (from `import`'s summary: "outputs:" then "  NAME: type").
