@@ -2,7 +2,8 @@ import BitSwitchIR
 import BitSwitchRuntime
 
 /// Standard QDQ ONNX for one profile of a multi-precision model, for other runtimes (onnxruntime and every tool that
-/// reads QuantizeLinear / DequantizeLinear): each weight becomes DequantizeLinear of its shifted integers q_b (int8)
+/// reads QuantizeLinear / DequantizeLinear): each weight becomes DequantizeLinear of its shifted integers q_b (int8;
+/// int4 when b ≤ 4, which makes the model opset 21)
 /// with per-channel scales s_c · 2^Δ; each activation quantizer becomes QuantizeLinear → DequantizeLinear with
 /// scale a_b and zero point 0 (uint8 after ReLU-like producers, int8 otherwise), behind a Clip to the b-bit range
 /// when b < 8 (an 8-bit container would otherwise admit values a b-bit quantizer clamps); switchable BatchNorm
@@ -16,6 +17,7 @@ public func exportQDQ(_ graph: Graph, assignment: BitAssignment) throws -> Graph
         while used.contains(n) { n = "\(base)_\(k)"; k += 1 }
         used.insert(n); return n
     }
+    var int4 = false
     for n in g.nodes {
         switch n.op {
         case .fakeQuantWeight(let a):
@@ -27,11 +29,14 @@ public func exportQDQ(_ graph: Graph, assignment: BitAssignment) throws -> Graph
             guard case .i8(let q) = w.storage else { continue }
             let qb = q.map { Int8(shiftedWeight(Int($0), shift: shift, bits: b)) }
             let qName = g.freshName("\(n.inputs[0]).q\(b)")
-            g.setInitializer(qName, Tensor(dtype: .i8, shape: w.shape, storage: .i8(qb)))
+            // b ≤ 4: int4 weights (opset 21 DequantizeLinear; onnxruntime ≥ 1.20 runs it), else int8.
+            let wType: DType = b <= 4 ? .i4 : .i8
+            if b <= 4 { int4 = true }
+            g.setInitializer(qName, Tensor(dtype: wType, shape: w.shape, storage: .i8(qb)))
             let sName = g.freshName("\(n.inputs[1]).b\(b)")
             g.setInitializer(sName, Tensor(shape: [s.count], floats: s.floats.map { $0 * Float(1 << shift) }))
             let zName = g.freshName("\(n.inputs[0]).zero")
-            g.setInitializer(zName, Tensor(dtype: .i8, shape: [s.count], storage: .i8(.init(repeating: 0, count: s.count))))
+            g.setInitializer(zName, Tensor(dtype: wType, shape: [s.count], storage: .i8(.init(repeating: 0, count: s.count))))
             nodes.append(Node(name: n.name, op: .dequantizeLinear(axis: a.axis), inputs: [qName, sName, zName], outputs: n.outputs))
         case .fakeQuantAct(let a):
             guard let st = g.initializers[n.inputs[1]], let scale = st.floats.first else {
@@ -63,7 +68,7 @@ public func exportQDQ(_ graph: Graph, assignment: BitAssignment) throws -> Graph
     }
     g.nodes = nodes
     g.opsets[Op.bitswitchDomain] = nil
-    g.opsets[""] = max(g.opset, 13)
+    g.opsets[""] = max(g.opset, int4 ? 21 : 13)
     g.removeDeadCode()
     try verify(g)
     return g

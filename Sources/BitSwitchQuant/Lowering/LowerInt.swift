@@ -21,7 +21,7 @@ public enum LoweringMetadata {
 /// `log` receives warnings (e.g. a clamped bias).
 public func lowerToIntegers(_ graph: Graph, assignment: BitAssignment = BitAssignment(),
                             log: @escaping (String) -> Void = { _ in }) throws -> Graph {
-    var lowering = try IntegerLowering(graph, log: log)
+    var lowering = try IntegerLowering(foldWeightQuantizers(graph), log: log)
     return try lowering.run(assignment)
 }
 
