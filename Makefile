@@ -56,6 +56,8 @@ fuzz-smoke: deps
 # The suites: importer and IR (hostile files), data readers, runtime kernels and training, codegen (the generated C
 # is itself built with -fsanitize=address,undefined by NativeBuildTests), crash safety and the CLI. SAN_FILTER narrows.
 ASAN_FLAGS := --sanitize=address -Xcc -fsanitize=undefined -Xcc -fno-sanitize-recover=undefined --scratch-path .build-asan
+# Not yet run to completion: the sanitized build of Sources/CKernels/isa_generic.c (-O3, ASan+UBSan) took more than
+# 13 CPU-minutes before it was stopped, so .ci/run does not call this target yet.
 ASAN_FILTER ?= BitSwitchIRTests|BitSwitchONNXTests|BitSwitchDataTests|BitSwitchRuntimeTests|BitSwitchCodegenTests|CrashSafetyTests|MemoryLimitTests|BadDatasetTests
 test-asan: deps venv
 	$(SWIFT) build --build-tests $(ASAN_FLAGS)

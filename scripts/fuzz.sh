@@ -24,7 +24,15 @@ srcs() { find "Sources/$1" -name '*.swift' | sort; }
 build() {
     local t=$1 bin="$out/fuzz-$1"
     case $t in
-    npy) swiftc "${flags[@]}" -module-name BitSwitchData $(srcs BitSwitchData) Fuzz/npy.swift -o "$bin" ;;
+    npy)
+        # BitSwitchData reads gzip through the CZlib shim: its module map and object, as SwiftPM builds them.
+        mkdir -p "$out/czlib"
+        printf 'module CZlib {\n    header "%s/Sources/CZlib/include/czlib.h"\n    export *\n}\n' "$root" \
+            > "$out/czlib/module.modulemap"
+        clang -O2 -g -fsanitize=fuzzer-no-link,address -I Sources/CZlib/include -c Sources/CZlib/gunzip.c \
+            -o "$out/gunzip.o"
+        swiftc "${flags[@]}" -module-name BitSwitchData -I "$out/czlib" $(srcs BitSwitchData) Fuzz/npy.swift \
+            "$out/gunzip.o" -lz -o "$bin" ;;
     irtext) swiftc "${flags[@]}" -module-name BitSwitchIR $(srcs BitSwitchIR) Fuzz/irtext.swift -o "$bin" ;;
     onnx)
         mkdir -p "$out/connx"

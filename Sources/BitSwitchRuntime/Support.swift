@@ -119,8 +119,28 @@ private struct ScratchBuffer: @unchecked Sendable {
     var base: UnsafeMutablePointer<Float>
     var capacity: Int
 }
-private let scratchPool = Mutex<[ScratchBuffer]>([])
+/// A pthread mutex. The scratch pool uses it rather than Synchronization.Mutex, whose futex-based lock on Linux
+/// ThreadSanitizer cannot see (it reported the pool's accesses under that lock as races); pthread_mutex_lock is
+/// intercepted, so `make test-tsan` checks the pool for real.
+final class PthreadLock: @unchecked Sendable {
+    private let m: UnsafeMutablePointer<pthread_mutex_t>
+    init() { m = .allocate(capacity: 1); pthread_mutex_init(m, nil) }
+    func withLock<R>(_ body: () throws -> R) rethrows -> R {
+        pthread_mutex_lock(m)
+        defer { pthread_mutex_unlock(m) }
+        return try body()
+    }
+}
+
+/// Guarded by `scratchLock`.
+nonisolated(unsafe) private var scratchBuffers: [ScratchBuffer] = []
+private let scratchLock = PthreadLock()
 private let scratchKeep = 6
+
+/// `scratchBuffers` under `scratchLock`.
+private enum scratchPool {
+    static func withLock<R>(_ body: (inout [ScratchBuffer]) -> R) -> R { scratchLock.withLock { body(&scratchBuffers) } }
+}
 
 func withScratch<R>(_ n: Int, _ body: (UnsafeMutablePointer<Float>) throws -> R) rethrows -> R {
     let buf = scratchPool.withLock { pool -> ScratchBuffer? in
