@@ -6,7 +6,8 @@ and per-channel symmetric int8 weights) of a small CNN on the digits data (8 epo
 torch.onnx.export (TorchScript exporter, opset 17): every FakeQuantize becomes QuantizeLinear -> DequantizeLinear,
 the weights as float constants behind Identity -> QuantizeLinear (per-channel) -> DequantizeLinear. (The default
 'fbgemm' QAT qconfig uses the fused observer op, which torch.onnx cannot export; hence the explicit FakeQuantize.)
-Conv(1->16,3,pad 1)-ReLU, Conv(16->32,3,stride 2,pad 1)-ReLU, Conv(32->10,4) as the classifier, Flatten.
+Conv(1->16,3,pad 1)-ReLU, Conv(16->32,3,stride 2,pad 1)-ReLU, Flatten, Linear(512->10): the export's Gemm reads
+the Flatten of a DequantizeLinear.
 Needs torch (scripts/setup-venv.sh --with-torch); the tests read the committed file and do not need torch.
 
 Usage: make-torch-qat-qdq.py [OUT.onnx]
@@ -28,11 +29,11 @@ class Net(nn.Module):
         self.q = tq.QuantStub()
         self.c1, self.r1 = nn.Conv2d(1, 16, 3, padding=1), nn.ReLU()
         self.c2, self.r2 = nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.ReLU()
-        self.f = nn.Conv2d(32, 10, 4)
+        self.f = nn.Linear(32 * 16, 10)
         self.dq = tq.DeQuantStub()
 
     def forward(self, x):
-        return torch.flatten(self.dq(self.f(self.r2(self.c2(self.r1(self.c1(self.q(x))))))), 1)
+        return self.dq(self.f(torch.flatten(self.r2(self.c2(self.r1(self.c1(self.q(x))))), 1)))
 
 
 def main():
