@@ -356,6 +356,9 @@ struct ShapeState {
         let r = inDims.count
         return try (0..<r).map { i in
             let s = strides?[safe: i] ?? 1, d = dilations?[safe: i] ?? 1
+            guard s > 0, d > 0 else {
+                throw shapeError("strides and dilations must be positive; spatial axis \(i) of \(text(input)) has stride \(s), dilation \(d)")
+            }
             guard case .known(let inV) = inDims[i] else { return .unknown }
             switch autoPad {
             case .sameUpper, .sameLower: return .known((inV + s - 1) / s)
@@ -364,7 +367,7 @@ struct ShapeState {
                 let pb = autoPad == .valid ? 0 : pads?[safe: i] ?? 0
                 let pe = autoPad == .valid ? 0 : pads?[safe: i + r] ?? 0
                 let span = inV + pb + pe - ((k - 1) * d + 1)
-                guard span >= 0, s > 0 else {
+                guard span >= 0 else {
                     throw shapeError("kernel \(k) (dilation \(d)) is larger than the padded input \(text(input)) on spatial axis \(i)")
                 }
                 var o = (ceil ? (span + s - 1) / s : span / s) + 1
