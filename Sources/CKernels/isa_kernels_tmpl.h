@@ -182,12 +182,13 @@ static void FN(tapconv_fwd)(const float *xg, const long *koff, long K, const flo
         const int nr = bs__block_runs(q, g, runs);
         if (nr == 0) continue;
         for (long mb = 0; mb < mblocks; mb++) {
-            const float *wb = wpk + mb * K * BS_MR;
+            // With no taps (a phase no tap reads) wpk may be NULL: no pointer arithmetic on it (UB even unread).
+            const float *wb = K > 0 ? wpk + mb * K * BS_MR : wpk;
 #pragma GCC unroll 1
             for (int p0 = 0; p0 < BS_NB; p0 += VW * NV)
 #pragma GCC unroll 1
                 for (int r0 = 0; r0 < BS_MR; r0 += RB) {
-                    FN(tiletap)(x0 + q + p0, koff, K, wb + r0, tile[r0] + p0);
+                    FN(tiletap)(x0 + q + p0, koff, K, K > 0 ? wb + r0 : wb, tile[r0] + p0);
                 }
             for (int i = 0; i < BS_MR; i++) {
                 const long m = mb * BS_MR + i;
