@@ -159,7 +159,10 @@ public struct NPYArray: Equatable, Sendable {
             throw DataError(.unsupported, file: file,
                             "dtype '\(descr)' is not supported (float32, float64, int64, int32, uint8, int8, bool are)")
         }
-        let needed = count * itemSize
+        let (needed, overflow) = count.multipliedReportingOverflow(by: itemSize)
+        guard !overflow else {
+            throw DataError(.format, file: file, "truncated: header promises \(count) elements of \(itemSize) bytes, more than any file holds")
+        }
         guard available >= needed else {
             throw DataError(.format, file: file, "truncated: header promises \(count) elements (\(needed) bytes), file has \(available) bytes of data")
         }

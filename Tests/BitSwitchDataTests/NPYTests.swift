@@ -84,6 +84,14 @@ import Testing
         let e = try #require(dataError { _ = try NPYArray.read(path: truncated) })
         #expect(e.kind == .format && e.message.contains("truncated") && e.file == truncated)
 
+        // A shape whose element count fits in Int but whose byte count does not (the fuzzer's find): an error, no trap.
+        let huge = dir + "/huge.npy"
+        let header = "{'descr': '<f8', 'fortran_order': False, 'shape': (\(1 << 62),), }\n"
+        try Data([0x93, 0x4E, 0x55, 0x4D, 0x50, 0x59, 1, 0, UInt8(header.utf8.count), 0] + Array(header.utf8))
+            .write(to: URL(fileURLWithPath: huge))
+        let h = try #require(dataError { _ = try NPYArray.read(path: huge) })
+        #expect(h.kind == .format && h.message.contains("truncated") && h.file == huge)
+
         let missing = dir + "/missing.npy"
         #expect(dataError { _ = try NPYArray.read(path: missing) }?.description.contains(missing) == true)
 
