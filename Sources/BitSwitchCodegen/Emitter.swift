@@ -12,8 +12,10 @@ public struct EmitReport: Sendable {
     public var bundleBytes: Int
 }
 
-/// Writes the C bundle for `input` into `directory` atomically (a temporary sibling directory renamed into place).
-/// An existing directory is replaced only when it holds a previous bundle (`bitswitch_model.h`) or is empty.
+/// Writes the C bundle for `input` into `directory` atomically: a temporary sibling directory, every file fsynced,
+/// renamed into place, or, over an existing bundle, exchanged with it in one step (`renameat2` RENAME_EXCHANGE; two
+/// renames where the file system cannot). An existing directory is replaced only when it holds a previous bundle
+/// (`bitswitch_model.h`) or is empty.
 @discardableResult
 public func emitBundle(_ input: EmitInput, to directory: String) throws -> EmitReport {
     let files = try generateBundle(input)
@@ -40,7 +42,10 @@ public func emitBundle(_ input: EmitInput, to directory: String) throws -> EmitR
             guard DurableFiles.sync(path) else { throw BitSwitchError(.io, "cannot sync \(name)", file: directory) }
         }
         DurableFiles.sync(tmp.path, directory: true)
-        if fm.fileExists(atPath: dir.path) {
+        if fm.fileExists(atPath: dir.path), DurableFiles.exchange(tmp.path, dir.path) {
+            // One atomic swap: the new bundle is in place and the temporary holds the old one.
+            try? fm.removeItem(at: tmp)
+        } else if fm.fileExists(atPath: dir.path) {
             let old = URL(fileURLWithPath: DurableFiles.temporaryPath(for: dir.path, kind: "old"))
             try fm.moveItem(at: dir, to: old)
             try fm.moveItem(at: tmp, to: dir)

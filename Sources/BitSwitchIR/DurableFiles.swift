@@ -52,6 +52,22 @@ public enum DurableFiles {
         return fsync(fd) == 0
     }
 
+    /// Swaps two paths (files or directories) in one atomic step: Linux `renameat2(..., RENAME_EXCHANGE)`, so a
+    /// reader sees either the old or the new entry under each name, never a missing one. False when the kernel or
+    /// the file system cannot (`ENOSYS`, `EINVAL`) or on any other failure: the caller falls back to two renames.
+    public static func exchange(_ a: String, _ b: String) -> Bool {
+        #if os(Linux)
+        // glibc declares renameat2 only under _GNU_SOURCE, which Swift's Glibc module does not set: look it up.
+        typealias RenameAt2 = @convention(c) (Int32, UnsafePointer<CChar>, Int32, UnsafePointer<CChar>, UInt32) -> Int32
+        guard let symbol = dlsym(nil, "renameat2") else { return false }
+        let renameat2 = unsafeBitCast(symbol, to: RenameAt2.self)
+        let renameExchange: UInt32 = 2  // RENAME_EXCHANGE, <linux/fs.h>
+        return renameat2(AT_FDCWD, a, AT_FDCWD, b, renameExchange) == 0
+        #else
+        return false
+        #endif
+    }
+
     /// The directory part ("." for a bare name) and the last component of `path`.
     static func split(_ path: String) -> (dir: String, base: String) {
         var p = path

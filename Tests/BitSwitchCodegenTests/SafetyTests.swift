@@ -151,6 +151,10 @@ struct SafetyTests {
         }
         """)
         try emitBundle(EmitInput(graph: g4), to: dir.file("b"))
+        // A second emit replaces the bundle (one atomic exchange) and leaves no temporary beside it.
+        try emitBundle(EmitInput(graph: g4), to: dir.file("b"))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasPrefix(".b.") }.isEmpty)
+        #expect(FileManager.default.fileExists(atPath: dir.file("b/bitswitch_model.h")))
         #expect { try buildBundle(directory: dir.file("b"), options: CompileOptions(compiler: "no-such-cc-bitswitch", cacheDirectory: dir.file("cache"))) }
             throws: { "\($0)".contains("not found") }
         try "this is not C\n".write(toFile: dir.file("b/bitswitch_model.c"), atomically: true, encoding: .utf8)

@@ -28,3 +28,19 @@ import Testing
     #expect(DurableFiles.ownerPID(".bundle.tmp-x-12", base: "bundle", kinds: ["tmp"]) == nil)
     #expect(DurableFiles.ownerPID(".bundle2.tmp-12-x", base: "bundle", kinds: ["tmp"]) == nil)
 }
+
+/// `exchange` swaps a directory and a file in one step (what `emit` does over an existing bundle).
+@Test func exchangeSwapsTwoEntriesAtomically() throws {
+    let fm = FileManager.default
+    let dir = fm.temporaryDirectory.appendingPathComponent("bitswitch-exchange-\(UUID().uuidString)").path
+    try fm.createDirectory(atPath: dir + "/old", withIntermediateDirectories: true)
+    defer { try? fm.removeItem(atPath: dir) }
+    try "old".write(toFile: dir + "/old/v", atomically: false, encoding: .utf8)
+    try "new".write(toFile: dir + "/new", atomically: false, encoding: .utf8)
+    #if os(Linux)
+    #expect(DurableFiles.exchange(dir + "/new", dir + "/old"))
+    #expect(try String(contentsOfFile: dir + "/new/v", encoding: .utf8) == "old")
+    #expect(try String(contentsOfFile: dir + "/old", encoding: .utf8) == "new")
+    #endif
+    #expect(!DurableFiles.exchange(dir + "/missing", dir + "/old"))
+}
