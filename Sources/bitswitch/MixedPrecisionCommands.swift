@@ -26,7 +26,8 @@ struct HessianCommand: ParsableCommand {
         discussion: """
             The traces are taken on the first --samples training samples with the model in evaluation mode, and \
             iterated until every layer's standard error is below --tolerance of its mean (METHOD.md §5). \
-            Hessian-vector products are central differences of exact gradients (see docs/mixed-precision.md). \
+            The quadratic forms are exact (R-operator, ReLU patterns frozen) where the logits are affine in a layer's \
+            weight, central differences of exact gradients elsewhere (see docs/mixed-precision.md). \
             The JSON written to -o lists every Conv/Gemm/MatMul with its raw trace and its trace per parameter.
             """)
 

@@ -6,7 +6,17 @@ import BitSwitchRuntime
 // Per-layer Hessian traces for mixed precision (METHOD.md §5): Hutchinson's estimator T_l ≈ mean vᵀ H_ll v with
 // Rademacher v, on a fixed set of training samples, the model in evaluation mode (BN on running statistics).
 //
-// Hessian-vector products: central differences of exact (reverse-mode) gradients,
+// Each probe needs v_lᵀ H_ll v_l. Where the logits are an affine function of W_l once every ReLU / LeakyReLU's
+// activation pattern is frozen at the unperturbed weights (every op from layer l to the logits is linear in the
+// value coming from l: conv/gemm/matmul against a constant, BN in evaluation mode, adds, frozen ReLUs, average pools,
+// reshapes — the CNNs and MLPs here), the quadratic form is computed exactly with Pearlmutter's R-operator:
+//   R{z} = J_l v = (z(W_l + t v) − z(W_l)) / t          (exact for any t: z is affine in W_l along v)
+//   vᵀ H_ll v = mean over samples of R{z}ᵀ (diag(p) − ppᵀ) R{z},   p = softmax(z)
+// (the second term, (∂L/∂z)ᵀ R²{z}, vanishes because R²{z} = vᵀ ∂²z/∂W_l² v = 0). One forward pass per probe, no
+// backward; t = rms(W_l) keeps the cancellation error at float precision. `affineObstacle` checks the structure.
+// Elsewhere (a sigmoid, a MaxPool, LayerNorm, attention between layer l and the logits) the checked fallback is
+//
+// Hessian-vector products by central differences of exact (reverse-mode) gradients,
 //   H·(D v) ≈ [∇L(w + D v) − ∇L(w − D v)] / 2,  D = diag(ε_l) with ε_l = δ · rms(W_l),
 // with every ReLU / LeakyReLU's activation pattern frozen at the unperturbed weights. With the patterns frozen the
 // loss is smooth in the weights and the difference is O(ε²)-close to the exact product that forward-over-reverse
@@ -60,6 +70,9 @@ public struct HessianOptions: Sendable {
     /// Relative step of the central differences (ε_l = δ · rms(W_l)).
     public var relativeStep = 1e-2
     public var threads: Int?
+    /// Use the exact R-operator product for layers whose logits are affine in their weight (false: central
+    /// differences everywhere, the fallback, kept switchable to check one against the other).
+    public var exactProducts = true
     public init() {}
 }
 
@@ -182,6 +195,47 @@ public enum HessianTraceEstimator {
             let rms = (w.reduce(0.0) { $0 + Double($1) * Double($1) } / Double(max(w.count, 1))).squareRoot()
             return options.relativeStep * (rms > 0 ? rms : 1)
         }
+        // Layers whose quadratic form the R-operator gives exactly (see the header), the others by central differences.
+        let exact = try layers.map { l in
+            guard options.exactProducts else { return false }
+            return try affineObstacle(from: l.name, in: graph, logits: model.logitsName) == nil
+        }
+        // Logits and softmax at the unperturbed weights, per chunk (filled by the recording pass below).
+        var baseLogits: [[Float]] = [], baseProbabilities: [[Double]] = [], classes = 0
+        // vᵀ H_ll v by the R-operator: one forward pass with W_l + t v.
+        func exactQuadraticForm(_ i: Int, _ v: [Float]) throws -> Double {
+            let t = eps[i] / options.relativeStep
+            var probe = layers.map { [Float](repeating: 0, count: $0.parameterCount) }
+            probe[i] = v
+            setWeights(probe, step: layers.indices.map { $0 == i ? t : 0 })
+            var q = 0.0
+            for (ci, c) in chunks.enumerated() {
+                let zt = try logits(ci, c.x)
+                let z0 = baseLogits[ci], p = baseProbabilities[ci]
+                guard zt.count == z0.count else {
+                    throw BitSwitchError(.internalError, "hessian: the logits changed size under a weight perturbation")
+                }
+                for r in 0..<(z0.count / classes) {
+                    var pd = 0.0, pdd = 0.0
+                    for k in (r * classes)..<((r + 1) * classes) {
+                        let d = (Double(zt[k]) - Double(z0[k])) / t
+                        pd += p[k] * d; pdd += p[k] * d * d
+                    }
+                    q += pdd - pd * pd
+                }
+            }
+            return q / Double(n)
+        }
+        func logits(_ ci: Int, _ x: Tensor, record: Bool = false) throws -> [Float] {
+            let ctx = TrainingContext(training: false)
+            ctx.userInfo[FrozenActivationKernel.chunkKey] = Double(ci)
+            if record { ctx.userInfo[FrozenActivationKernel.recordKey] = 1 }
+            let pass = try model.forward(feeds: [model.inputName: x], context: ctx)
+            guard let z = pass.value(model.logitsName) else {
+                throw BitSwitchError(.training, "the forward pass did not compute the logits '\(model.logitsName)'")
+            }
+            return z.floats
+        }
         // Mean-loss gradient of each layer weight at the current values.
         func gradients() throws -> [[Double]] {
             var acc = layers.map { [Double](repeating: 0, count: $0.parameterCount) }
@@ -202,20 +256,30 @@ public enum HessianTraceEstimator {
             }
             return acc
         }
-        func setWeights(_ v: [[Float]], sign: Double) {
+        func setWeights(_ v: [[Float]], step: [Double]) {
             for (i, l) in layers.enumerated() {
                 var w = base[i]
-                let e = Float(sign * eps[i])
+                let e = Float(step[i])
                 for j in 0..<w.count { w[j] += e * v[i][j] }
                 model.values[l.weight] = Tensor(shape: model.values[l.weight]?.shape ?? [w.count], floats: w)
             }
         }
-        // Record the activation patterns at the unperturbed weights.
+        // Record the activation patterns at the unperturbed weights, and the logits there.
         for (ci, c) in chunks.enumerated() {
-            let ctx = TrainingContext(training: false)
-            ctx.userInfo[FrozenActivationKernel.chunkKey] = Double(ci)
-            ctx.userInfo[FrozenActivationKernel.recordKey] = 1
-            _ = try model.forward(feeds: [model.inputName: c.x], context: ctx)
+            let z = try logits(ci, c.x, record: true)
+            classes = z.count / max(c.y.count, 1)
+            guard classes > 0, z.count == classes * c.y.count else {
+                throw BitSwitchError(.training, "hessian: logits of \(z.count) values for \(c.y.count) labels")
+            }
+            var p = [Double](repeating: 0, count: z.count)
+            for r in 0..<c.y.count {
+                let row = (r * classes)..<((r + 1) * classes)
+                let m = row.map { Double(z[$0]) }.max() ?? 0
+                var sum = 0.0
+                for k in row { p[k] = exp(Double(z[k]) - m); sum += p[k] }
+                for k in row { p[k] /= sum }
+            }
+            baseLogits.append(z); baseProbabilities.append(p)
         }
         var rng = SplitMix64(seed: SplitMix64.derive(options.seed, 0x4855_5443))
         var sum = [Double](repeating: 0, count: layers.count), sumSq = sum
@@ -235,15 +299,21 @@ public enum HessianTraceEstimator {
         while k < options.maxIterations, !active.isEmpty {
             for i in active {
                 let v: [Float] = (0..<layers[i].parameterCount).map { _ in rng.nextBool() ? 1 : -1 }
-                var probe = layers.map { [Float](repeating: 0, count: $0.parameterCount) }
-                probe[i] = v
-                setWeights(probe, sign: 1)
-                let gp = try gradients()
-                setWeights(probe, sign: -1)
-                let gm = try gradients()
-                var s = 0.0
-                for j in 0..<v.count { s += Double(v[j]) * (gp[i][j] - gm[i][j]) }
-                let est = s / (2 * eps[i])
+                let est: Double
+                if exact[i] {
+                    est = try exactQuadraticForm(i, v)
+                } else {
+                    var probe = layers.map { [Float](repeating: 0, count: $0.parameterCount) }
+                    probe[i] = v
+                    let step = layers.indices.map { $0 == i ? eps[i] : 0 }
+                    setWeights(probe, step: step)
+                    let gp = try gradients()
+                    setWeights(probe, step: step.map { -$0 })
+                    let gm = try gradients()
+                    var s = 0.0
+                    for j in 0..<v.count { s += Double(v[j]) * (gp[i][j] - gm[i][j]) }
+                    est = s / (2 * eps[i])
+                }
                 sum[i] += est; sumSq[i] += est * est; count[i] += 1
             }
             k += 1
@@ -261,8 +331,15 @@ public enum HessianTraceEstimator {
             return LayerTrace(name: l.name, parameterCount: l.parameterCount, trace: mean,
                               standardError: (varc / Double(m)).squareRoot())
         }
+        let fallback = layers.indices.filter { !exact[$0] }.map { layers[$0].name }
+        var method = "hutchinson-rademacher"
+        if fallback.count < layers.count { method += ", exact R-operator products (frozen ReLU patterns)" }
+        if !fallback.isEmpty {
+            method += ", central differences of exact gradients (relative step \(options.relativeStep))"
+            if fallback.count < layers.count { method += " for \(fallback.joined(separator: ", "))" }
+        }
         return HessianTraces(layers: out, samples: n, iterations: k, converged: converged, seed: options.seed,
-                             method: "hutchinson-rademacher, central differences of exact gradients (relative step \(options.relativeStep))")
+                             method: method)
     }
 }
 
@@ -311,4 +388,32 @@ final class FrozenActivationKernel: TrainableOpKernel, @unchecked Sendable {
         for i in 0..<gx.count { gx[i] *= s[i] }
         return [Tensor(shape: g.shape, floats: gx)]
     }
+}
+
+/// Why the logits are not an affine function of `layer`'s output once ReLU patterns are frozen: the first node on a
+/// path from the layer to the logits that is not affine in the value coming from the layer (nil: none, the
+/// R-operator product is exact). Evaluation mode: BatchNormalization uses its running statistics.
+func affineObstacle(from layer: String, in g: Graph, logits: String) throws -> String? {
+    guard let start = g.nodes.firstIndex(where: { $0.name == layer }) else {
+        throw BitSwitchError(.internalError, "hessian: no node named '\(layer)'")
+    }
+    var cone = Set(g.nodes[start].outputs.filter { !$0.isEmpty })
+    for n in g.nodes[(start + 1)...] {
+        let from = n.inputs.indices.filter { cone.contains(n.inputs[$0]) }
+        if from.isEmpty { continue }
+        let affine: Bool
+        switch n.op {
+        case .conv, .gemm, .matMul, .mul: affine = from.count == 1  // bilinear: affine in any one operand
+        case .add, .sub, .concat: affine = true
+        case .div, .neg, .relu, .leakyRelu, .identity, .dropout, .flatten, .reshape, .transpose, .squeeze, .unsqueeze,
+             .averagePool, .globalAveragePool, .reduceMean, .reduceSum, .slice, .split, .expand, .gather,
+             .batchNormalization:
+            affine = from == [0]  // the other inputs are shapes, axes, indices or (BN) constants
+        case .pad(let mode, _, _): affine = mode == .constant && from == [0]
+        default: affine = false
+        }
+        guard affine else { return "\(n.op.typeName) '\(n.label)'" }
+        cone.formUnion(n.outputs.filter { !$0.isEmpty })
+    }
+    return cone.contains(logits) ? nil : "the logits do not depend on '\(layer)'"
 }

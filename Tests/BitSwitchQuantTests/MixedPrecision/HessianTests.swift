@@ -94,6 +94,36 @@ private func exactTraces(_ g: Graph, _ d: Dataset, hidden h: Int) -> (Double, Do
         #expect(throws: BitSwitchError.self) { _ = try back.perParameter(for: ["fc1", "conv9"]) }
     }
 
+    /// The R-operator path and the central-difference fallback see the same probes (same seed, fixed iteration
+    /// count): their per-layer estimates agree to the fallback's O(ε²) error, and the JSON says which was used.
+    @Test func exactProductsAgreeWithTheCentralDifferenceFallback() throws {
+        let g = mlp(hidden: 8, seed: 3)
+        let data = barData(count: 48, seed: 13)
+        var o = HessianOptions()
+        o.seed = 3; o.threads = 1; o.minIterations = 12; o.maxIterations = 12
+        let exact = try HessianTraceEstimator.estimate(graph: g, data: data, options: o)
+        o.exactProducts = false
+        let differences = try HessianTraceEstimator.estimate(graph: g, data: data, options: o)
+        #expect(exact.method.contains("exact R-operator") && !exact.method.contains("central"))
+        #expect(differences.method.contains("central differences") && !differences.method.contains("R-operator"))
+        for (a, b) in zip(exact.layers, differences.layers) {
+            #expect(abs(a.trace - b.trace) <= 2e-3 * abs(a.trace), "\(a.name): \(a.trace) vs \(b.trace)")
+        }
+    }
+
+    /// A non-linearity between a layer and the logits (here a Sigmoid after fc1) sends that layer to the fallback.
+    @Test func aNonlinearityAfterALayerUsesTheFallback() throws {
+        var g = mlp(hidden: 8, seed: 4)
+        g.nodes[2] = Node(name: "act", op: .sigmoid, inputs: ["z"], outputs: ["a"])
+        #expect(try affineObstacle(from: "fc1", in: g, logits: "logits") == "Sigmoid 'act'")
+        #expect(try affineObstacle(from: "fc2", in: g, logits: "logits") == nil)
+        #expect(try affineObstacle(from: "fc1", in: mlp(hidden: 8, seed: 4), logits: "logits") == nil)
+        var o = HessianOptions()
+        o.threads = 1; o.minIterations = 4; o.maxIterations = 4
+        let t = try HessianTraceEstimator.estimate(graph: g, data: barData(count: 16, seed: 5), options: o)
+        #expect(t.method.contains("exact R-operator") && t.method.contains("central differences") && t.method.hasSuffix("for fc1"))
+    }
+
     @Test func aQuantizedModelIsRefused() throws {
         #expect(throws: BitSwitchError.self) { _ = try hessianLayers(quantizedClassifier()) }
     }
