@@ -1,0 +1,430 @@
+/* BitSwitch AVX-512 VNNI integer kernels. See bs_kernels_avx512vnni.h and docs/c-backend.md ("Kernels"). */
+#include "bs_kernels_avx512vnni.h"
+
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__) && defined(__AVX512F__) && defined(__AVX2__)
+#include <immintrin.h>
+#include <limits.h>
+#include <string.h>
+
+/* The packed weights: the AVX2 kernels' header (64 bytes) with mode S8C4 (1), then int32 wsum[groups*mg4], then per
+ * group and per block of 4 output channels kg = ceil(k/4) groups of [4 channels][4 k] signed bytes. */
+typedef struct bs_vpacked {
+    int32_t mode, groups, mg, k, kg, mg4, bits, shift;
+} bs_vpacked;
+
+#define BS_VA64(x) (((size_t)(x) + 63) & ~(size_t)63)
+/* Rows per gather task, 16-pixel blocks per interleave task, channel blocks (of 4) per GEMM task, pixel blocks
+ * per GEMM tile (MR = 16 * BS_VTILE). */
+#define BS_VROWS_PER_TASK 16
+#define BS_VBLOCKS_PER_TASK 16
+#define BS_VCB_PER_TASK 16
+#define BS_VTILE 4
+
+static inline int64_t bs_vclamp64(int64_t v, int64_t lo, int64_t hi) { return v < lo ? lo : (v > hi ? hi : v); }
+static inline int64_t bs_vrshr64(int64_t x, int64_t k) {
+    if (k <= 0) return x;
+    if (k >= 64) return 0;
+    return (int64_t)((uint64_t)(x >> k) + (uint64_t)((x >> (k - 1)) & 1));
+}
+static inline int64_t bs_vrequant_scalar(int64_t x, const bs_requant_params *rq, size_t c) {
+    size_t j = rq->count == 1 ? 0 : c;
+    int64_t v = (int64_t)((uint64_t)x * (uint64_t)(int64_t)rq->m[j] + (uint64_t)rq->bias[j]);
+    return bs_vclamp64((int64_t)((uint64_t)bs_vrshr64(v, rq->n[j]) + (uint64_t)rq->zero), rq->lo, rq->hi);
+}
+static inline void bs_vstore_scalar(void *y, int32_t t, size_t i, int64_t v) {
+    switch (t) {
+    case BS_T_I8: ((int8_t *)y)[i] = (int8_t)bs_vclamp64(v, INT8_MIN, INT8_MAX); break;
+    case BS_T_U8: ((uint8_t *)y)[i] = (uint8_t)bs_vclamp64(v, 0, UINT8_MAX); break;
+    default: ((int32_t *)y)[i] = (int32_t)bs_vclamp64(v, INT32_MIN, INT32_MAX); break;
+    }
+}
+
+size_t bs_qs8_packed_weights_size__avx512vnni(int32_t groups, int32_t mg, int32_t k) {
+    size_t mg4 = ((size_t)mg + 3) / 4 * 4, kg4 = ((size_t)k + 3) / 4;
+    return 64 + BS_VA64((size_t)groups * mg4 * 4) + BS_VA64((size_t)groups * mg4 * kg4 * 4);
+}
+
+void bs_qs8_pack_weights__avx512vnni(const int8_t *q8, void *packed, int32_t groups, int32_t mg, int32_t k,
+                                     int32_t kmajor, int32_t shift, int32_t bits) {
+    /* vpdpbusd multiplies u8 by s8 without saturating: the S8C4 layout holds every bit-width, 8 included. */
+    bs_qs8_pack_weights_layout__avx2(q8, packed, groups, mg, k, kmajor, shift, bits, 1);
+}
+
+/* Plain [groups*mg, k] shifted weights from the packed form (the fallback path of unusual zero points). */
+static void bs_vunpack_weights(const bs_vpacked *h, int8_t *w) {
+    const unsigned char *wp = (const unsigned char *)h + 64 + BS_VA64((size_t)h->groups * h->mg4 * 4);
+    for (int32_t g = 0; g < h->groups; g++)
+        for (int32_t c = 0; c < h->mg; c++) {
+            const int8_t *base = (const int8_t *)wp + ((size_t)g * (h->mg4 / 4) + c / 4) * (size_t)h->kg * 16;
+            for (int32_t kk = 0; kk < h->k; kk++)
+                w[((size_t)g * h->mg + c) * h->k + kk] = base[(size_t)(kk / 4) * 16 + (c % 4) * 4 + kk % 4];
+        }
+}
+
+/* ---- geometry of one job ---- */
+typedef struct bs_vgeo {
+    int32_t groups, mg, mg4, k, kg;   /* k per group, kg = ceil(k/4) */
+    size_t n, npad, nb;               /* output pixels (gemm rows), padded to 16, blocks of 16 */
+    size_t tmp_bytes, ilv_bytes;      /* gathered rows [groups*kg*4][npad]; interleaved, per group */
+    int32_t uz;                       /* the u8 value of x_zero */
+    int32_t fallback;
+} bs_vgeo;
+
+static void bs_vgeometry(const bs_avx2_job *j, bs_vgeo *o) {
+    const bs_vpacked *h = (const bs_vpacked *)j->packed;
+    memset(o, 0, sizeof *o);
+    o->groups = h->groups; o->mg = h->mg; o->mg4 = h->mg4; o->k = h->k; o->kg = h->kg;
+    if (j->conv) {
+        const bs_window *g = &j->conv->win;
+        o->n = (size_t)g->od * g->oh * g->ow;
+    } else {
+        o->n = j->rows;
+    }
+    o->npad = (o->n + 15) / 16 * 16;
+    o->nb = o->npad / 16;
+    o->tmp_bytes = BS_VA64((size_t)h->groups * h->kg * 4 * o->npad);
+    o->ilv_bytes = (size_t)h->kg * 64 * o->nb;   /* a multiple of 64: aligned loads stay aligned */
+    int64_t xz = j->p->x_zero;
+    int64_t uz = j->xt == BS_T_U8 ? xz : xz + 128;
+    o->uz = (int32_t)uz;
+    o->fallback = uz < 0 || uz > 255 || h->mode != 1;
+}
+
+static size_t bs_vscratch_for(size_t groups, size_t mg, size_t k, size_t n) {
+    size_t npad = (n + 15) / 16 * 16, mg4 = (mg + 3) / 4 * 4, k4 = (k + 3) / 4 * 4;
+    size_t tmp = BS_VA64(groups * k4 * npad), ilv = BS_VA64(groups * k4 * npad), fb = BS_VA64(groups * mg4 * k);
+    return 64 + tmp + (ilv > fb ? ilv : fb);
+}
+
+size_t bs_conv_scratch_size__avx512vnni(const bs_conv_shape *s) {
+    const bs_window *g = &s->win;
+    size_t k = (size_t)(s->c / s->group) * g->kd * g->kh * g->kw;
+    return bs_vscratch_for((size_t)s->group, (size_t)(s->m / s->group), k, (size_t)g->od * g->oh * g->ow);
+}
+
+size_t bs_gemm_scratch_size__avx512vnni(size_t rows, size_t k, size_t m) { return bs_vscratch_for(1, m, k, rows); }
+
+/* ---- stage 0: gather rows. Row r = (group, kk) holds u = x (u8) or x + 128 (i8) for every output pixel. ---- */
+static void bs_vgather_row(const bs_avx2_job *j, const bs_vgeo *o, size_t r, unsigned char *tmp) {
+    size_t kpad = (size_t)o->kg * 4;
+    size_t grp = r / kpad, kk = r % kpad;
+    uint8_t *row = tmp + r * o->npad;
+    int is_u8 = j->xt == BS_T_U8;
+    const uint8_t *xb = (const uint8_t *)j->x;
+    uint8_t flip = is_u8 ? 0 : 0x80;
+    uint8_t padu = (uint8_t)o->uz;
+    if ((int32_t)kk >= o->k) {
+        memset(row, 0, o->npad);
+        return;
+    }
+    if (!j->conv) {   /* gemm: x [rows, k]; row kk is column kk of x */
+        for (size_t p = 0; p < o->n; p++) row[p] = xb[p * o->k + kk] ^ flip;
+        memset(row + o->n, padu, o->npad - o->n);
+        return;
+    }
+    const bs_conv_shape *s = j->conv;
+    const bs_window *g = &s->win;
+    int32_t cg = s->c / s->group;
+    size_t kcount = (size_t)g->kd * g->kh * g->kw;
+    int32_t ic = (int32_t)(kk / kcount);
+    size_t rem = kk % kcount;
+    int32_t kd = (int32_t)(rem / ((size_t)g->kh * g->kw)), kh = (int32_t)(rem / g->kw % g->kh), kw = (int32_t)(rem % g->kw);
+    size_t in_count = (size_t)g->d * g->h * g->w;
+    const uint8_t *xc = xb + (size_t)(grp * cg + ic) * in_count;
+    const __m512i vflip = _mm512_set1_epi8((char)flip);
+    size_t p = 0;
+    for (int32_t od = 0; od < g->od; od++) {
+        int64_t id = (int64_t)od * g->sd - g->pd + (int64_t)kd * g->dd;
+        for (int32_t oh = 0; oh < g->oh; oh++) {
+            int64_t ih = (int64_t)oh * g->sh - g->ph + (int64_t)kh * g->dh;
+            int rowok = id >= 0 && id < g->d && ih >= 0 && ih < g->h;
+            size_t base = ((size_t)(rowok ? id : 0) * g->h + (size_t)(rowok ? ih : 0)) * g->w;
+            int64_t iw0 = -(int64_t)g->pw + (int64_t)kw * g->dw;
+            /* valid ow: 0 <= iw0 + ow*sw < w */
+            int64_t lo = iw0 >= 0 ? 0 : (-iw0 + g->sw - 1) / g->sw;
+            int64_t hi = iw0 >= g->w ? 0 : (g->w - 1 - iw0) / g->sw + 1;
+            if (hi > g->ow) hi = g->ow;
+            if (!rowok || lo >= hi) { lo = 0; hi = 0; }
+            uint8_t *d = row + p;
+            if (lo > 0) memset(d, padu, (size_t)lo);
+            if (g->sw == 1) {
+                const uint8_t *sx = xc + base + iw0;
+                int64_t ow = lo;
+                for (; ow + 64 <= hi; ow += 64)
+                    _mm512_storeu_si512((void *)(d + ow), _mm512_xor_si512(_mm512_loadu_si512((const void *)(sx + ow)), vflip));
+                if (ow < hi) {
+                    __mmask64 mk = _cvtu64_mask64(~0ull >> (64 - (hi - ow)));
+                    _mm512_mask_storeu_epi8(d + ow, mk, _mm512_xor_si512(_mm512_maskz_loadu_epi8(mk, sx + ow), vflip));
+                }
+            } else {
+                for (int64_t ow = lo; ow < hi; ow++) d[ow] = xc[base + iw0 + ow * g->sw] ^ flip;
+            }
+            int64_t tail = hi > lo ? hi : lo;
+            if (tail < g->ow) memset(d + tail, padu, (size_t)(g->ow - tail));
+            p += (size_t)g->ow;
+        }
+    }
+    if (p < o->npad) memset(row + p, padu, o->npad - p);
+}
+
+/* ---- stage 1: interleave the rows of one group, 16-pixel blocks [b0, b1), into [block][kg][16 pixels][4 bytes] ---- */
+static void bs_vinterleave(const bs_vgeo *o, const unsigned char *rows, unsigned char *ilv, size_t b0, size_t b1) {
+    size_t stride = o->npad;
+    for (size_t b = b0; b < b1; b++) {
+        unsigned char *dst = ilv + b * (size_t)o->kg * 64;
+        for (int32_t q = 0; q < o->kg; q++) {
+            const unsigned char *r = rows + (size_t)q * 4 * stride + b * 16;
+            __m128i r0 = _mm_loadu_si128((const __m128i *)r), r1 = _mm_loadu_si128((const __m128i *)(r + stride));
+            __m128i r2 = _mm_loadu_si128((const __m128i *)(r + 2 * stride)), r3 = _mm_loadu_si128((const __m128i *)(r + 3 * stride));
+            __m128i a0 = _mm_unpacklo_epi8(r0, r1), a1 = _mm_unpackhi_epi8(r0, r1);
+            __m128i c0 = _mm_unpacklo_epi8(r2, r3), c1 = _mm_unpackhi_epi8(r2, r3);
+            __m512i v = _mm512_castsi128_si512(_mm_unpacklo_epi16(a0, c0));
+            v = _mm512_inserti32x4(v, _mm_unpackhi_epi16(a0, c0), 1);
+            v = _mm512_inserti32x4(v, _mm_unpacklo_epi16(a1, c1), 2);
+            v = _mm512_inserti32x4(v, _mm_unpackhi_epi16(a1, c1), 3);
+            _mm512_store_si512((void *)(dst + (size_t)q * 64), v);
+        }
+    }
+}
+
+/* ---- the epilogue: 16 accumulators of one output channel (16 pixels or rows) ---- */
+static inline void bs_vepilogue(const bs_avx2_job *j, __m512i acc, int32_t corr, size_t c, size_t off, size_t pstride,
+                                size_t count) {
+    acc = _mm512_sub_epi32(acc, _mm512_set1_epi32(corr));
+    const bs_requant_params *rq = j->rq;
+    int32_t t = rq ? j->yt : BS_T_I32;
+    __mmask16 mk = (__mmask16)(count >= 16 ? 0xFFFFu : ((1u << count) - 1u));
+    int32_t res[16];
+    if (!rq) {
+        if (pstride == 1) { _mm512_mask_storeu_epi32((int32_t *)j->y + off, mk, acc); return; }
+        _mm512_storeu_si512((void *)res, acc);
+        for (size_t i = 0; i < count; i++) ((int32_t *)j->y)[off + i * pstride] = res[i];
+        return;
+    }
+    size_t q = rq->count == 1 ? 0 : c;
+    int32_t n = rq->n[q];
+    if (rq->lo > rq->hi || n >= 64) {   /* never produced by the lowering: the scalar reference order */
+        _mm512_storeu_si512((void *)res, acc);
+        for (size_t i = 0; i < count; i++) bs_vstore_scalar(j->y, t, off + i * pstride, bs_vrequant_scalar(res[i], rq, c));
+        return;
+    }
+    int64_t cmin = t == BS_T_I8 ? INT8_MIN : (t == BS_T_U8 ? 0 : INT32_MIN);
+    int64_t cmax = t == BS_T_I8 ? INT8_MAX : (t == BS_T_U8 ? UINT8_MAX : INT32_MAX);
+    /* clamp to [lo, hi] then to the container = clamp to [C(lo), C(hi)] (C monotonic, lo <= hi) */
+    const __m512i LO = _mm512_set1_epi64(bs_vclamp64(rq->lo, cmin, cmax)), HI = _mm512_set1_epi64(bs_vclamp64(rq->hi, cmin, cmax));
+    const __m512i M = _mm512_set1_epi64(rq->m[q]), B = _mm512_set1_epi64(rq->bias[q]), Z = _mm512_set1_epi64(rq->zero);
+    __m512i v0 = _mm512_add_epi64(_mm512_mul_epi32(acc, M), B);
+    __m512i v1 = _mm512_add_epi64(_mm512_mul_epi32(_mm512_srli_epi64(acc, 32), M), B);
+    if (n > 0) {
+        const __m128i sh = _mm_cvtsi32_si128(n), sh1 = _mm_cvtsi32_si128(n - 1);
+        const __m512i one = _mm512_set1_epi64(1);
+        v0 = _mm512_add_epi64(_mm512_sra_epi64(v0, sh), _mm512_and_si512(_mm512_srl_epi64(v0, sh1), one));
+        v1 = _mm512_add_epi64(_mm512_sra_epi64(v1, sh), _mm512_and_si512(_mm512_srl_epi64(v1, sh1), one));
+    }
+    v0 = _mm512_min_epi64(_mm512_max_epi64(_mm512_add_epi64(v0, Z), LO), HI);
+    v1 = _mm512_min_epi64(_mm512_max_epi64(_mm512_add_epi64(v1, Z), LO), HI);
+    __m512i r32 = _mm512_mask_blend_epi32((__mmask16)0xAAAA, v0, _mm512_slli_epi64(v1, 32));
+    if (t == BS_T_I32) {
+        if (pstride == 1) { _mm512_mask_storeu_epi32((int32_t *)j->y + off, mk, r32); return; }
+        _mm512_storeu_si512((void *)res, r32);
+        for (size_t i = 0; i < count; i++) ((int32_t *)j->y)[off + i * pstride] = res[i];
+        return;
+    }
+    __m128i b8 = _mm512_cvtepi32_epi8(r32);   /* in the container's range already: truncation is exact */
+    unsigned char *yb = (unsigned char *)j->y;
+    if (pstride == 1) { _mm_mask_storeu_epi8(yb + off, mk, b8); return; }
+    unsigned char bytes[16];
+    _mm_storeu_si128((__m128i *)bytes, b8);
+    for (size_t i = 0; i < count; i++) yb[off + i * pstride] = bytes[i];
+}
+
+/* ---- the GEMM micro-kernel: P blocks of 16 pixels (P = 4: MR = 64) x 4 output channels, k in groups of 4 ----
+ * a: the first pixel block, the next ones every `bstride` bytes; w: kg groups of [4 channels][4 k]. */
+#define BS_VKERNEL(NAME, P)                                                                                        \
+static inline void NAME(const unsigned char *a, size_t bstride, const unsigned char *w, int32_t kg, __m512i acc[16]) { \
+    __m512i c00 = _mm512_setzero_si512(), c01 = c00, c02 = c00, c03 = c00, c10 = c00, c11 = c00, c12 = c00, c13 = c00; \
+    __m512i c20 = c00, c21 = c00, c22 = c00, c23 = c00, c30 = c00, c31 = c00, c32 = c00, c33 = c00;              \
+    const unsigned char *a0 = a, *a1 = a + bstride, *a2 = a + 2 * bstride, *a3 = a + 3 * bstride;                 \
+    for (int32_t q = 0; q < kg; q++) {                                                                              \
+        const int32_t *wq = (const int32_t *)(w + (size_t)q * 16);                                                  \
+        __m512i x0 = _mm512_load_si512((const void *)(a0 + (size_t)q * 64)), x1 = x0, x2 = x0, x3 = x0;            \
+        if (P > 1) x1 = _mm512_load_si512((const void *)(a1 + (size_t)q * 64));                                    \
+        if (P > 2) x2 = _mm512_load_si512((const void *)(a2 + (size_t)q * 64));                                    \
+        if (P > 3) x3 = _mm512_load_si512((const void *)(a3 + (size_t)q * 64));                                    \
+        __m512i b = _mm512_set1_epi32(wq[0]);                                                                       \
+        c00 = _mm512_dpbusd_epi32(c00, x0, b);                                                                      \
+        if (P > 1) c10 = _mm512_dpbusd_epi32(c10, x1, b);                                                           \
+        if (P > 2) c20 = _mm512_dpbusd_epi32(c20, x2, b);                                                           \
+        if (P > 3) c30 = _mm512_dpbusd_epi32(c30, x3, b);                                                           \
+        b = _mm512_set1_epi32(wq[1]);                                                                               \
+        c01 = _mm512_dpbusd_epi32(c01, x0, b);                                                                      \
+        if (P > 1) c11 = _mm512_dpbusd_epi32(c11, x1, b);                                                           \
+        if (P > 2) c21 = _mm512_dpbusd_epi32(c21, x2, b);                                                           \
+        if (P > 3) c31 = _mm512_dpbusd_epi32(c31, x3, b);                                                           \
+        b = _mm512_set1_epi32(wq[2]);                                                                               \
+        c02 = _mm512_dpbusd_epi32(c02, x0, b);                                                                      \
+        if (P > 1) c12 = _mm512_dpbusd_epi32(c12, x1, b);                                                           \
+        if (P > 2) c22 = _mm512_dpbusd_epi32(c22, x2, b);                                                           \
+        if (P > 3) c32 = _mm512_dpbusd_epi32(c32, x3, b);                                                           \
+        b = _mm512_set1_epi32(wq[3]);                                                                               \
+        c03 = _mm512_dpbusd_epi32(c03, x0, b);                                                                      \
+        if (P > 1) c13 = _mm512_dpbusd_epi32(c13, x1, b);                                                           \
+        if (P > 2) c23 = _mm512_dpbusd_epi32(c23, x2, b);                                                           \
+        if (P > 3) c33 = _mm512_dpbusd_epi32(c33, x3, b);                                                           \
+    }                                                                                                               \
+    acc[0] = c00; acc[1] = c01; acc[2] = c02; acc[3] = c03; acc[4] = c10; acc[5] = c11; acc[6] = c12; acc[7] = c13; \
+    acc[8] = c20; acc[9] = c21; acc[10] = c22; acc[11] = c23; acc[12] = c30; acc[13] = c31; acc[14] = c32; acc[15] = c33; \
+}
+BS_VKERNEL(bs_qu8s8_gemm_rq64_64x4c4__avx512vnni, 4)
+BS_VKERNEL(bs_qu8s8_gemm_rq64_48x4c4__avx512vnni, 3)
+BS_VKERNEL(bs_qu8s8_gemm_rq64_32x4c4__avx512vnni, 2)
+BS_VKERNEL(bs_qu8s8_gemm_rq64_16x4c4__avx512vnni, 1)
+#undef BS_VKERNEL
+
+/* ---- stages ---- */
+typedef struct bs_vlayout {
+    bs_vgeo o;
+    unsigned char *tmp, *ilv;   /* ilv: groups consecutive interleaved buffers */
+} bs_vlayout;
+
+static void bs_vlayout_of(const bs_avx2_job *j, bs_vlayout *l) {
+    bs_vgeometry(j, &l->o);
+    unsigned char *s = (unsigned char *)(((uintptr_t)j->scratch + 63) & ~(uintptr_t)63);
+    l->tmp = s;
+    l->ilv = s + l->o.tmp_bytes;
+}
+
+static size_t bs_vcdiv(size_t a, size_t b) { return (a + b - 1) / b; }
+
+int32_t bs_avx512vnni_stages(const bs_avx2_job *j) {
+    bs_vgeo o;
+    bs_vgeometry(j, &o);
+    return o.fallback ? 1 : 3;
+}
+
+int32_t bs_avx512vnni_tasks(const bs_avx2_job *j, int32_t stage) {
+    bs_vgeo o;
+    bs_vgeometry(j, &o);
+    if (o.fallback) return 1;
+    switch (stage) {
+    case 0: return (int32_t)bs_vcdiv((size_t)o.groups * o.kg * 4, BS_VROWS_PER_TASK);
+    case 1: return (int32_t)((size_t)o.groups * bs_vcdiv(o.nb, BS_VBLOCKS_PER_TASK));
+    default: return (int32_t)((size_t)o.groups * bs_vcdiv(o.nb, BS_VTILE) * bs_vcdiv((size_t)o.mg4 / 4, BS_VCB_PER_TASK));
+    }
+}
+
+static void bs_vfallback(const bs_avx2_job *j) {
+    int8_t *w = (int8_t *)(((uintptr_t)j->scratch + 63) & ~(uintptr_t)63);
+    bs_vunpack_weights((const bs_vpacked *)j->packed, w);
+    if (j->conv) {
+        if (j->rq) {
+            if (j->xt == BS_T_U8) bs_qu8_conv_requant__generic(j->conv, (const uint8_t *)j->x, w, j->p, j->rq, j->y, j->yt);
+            else bs_qs8_conv_requant__generic(j->conv, (const int8_t *)j->x, w, j->p, j->rq, j->y, j->yt);
+        } else {
+            if (j->xt == BS_T_U8) bs_qu8_conv__generic(j->conv, (const uint8_t *)j->x, w, j->p, (int32_t *)j->y);
+            else bs_qs8_conv__generic(j->conv, (const int8_t *)j->x, w, j->p, (int32_t *)j->y);
+        }
+    } else {
+        if (j->rq) {
+            if (j->xt == BS_T_U8) bs_qu8_gemm_requant__generic(j->rows, j->k, j->m, 1, (const uint8_t *)j->x, w, j->p, j->rq, j->y, j->yt);
+            else bs_qs8_gemm_requant__generic(j->rows, j->k, j->m, 1, (const int8_t *)j->x, w, j->p, j->rq, j->y, j->yt);
+        } else {
+            if (j->xt == BS_T_U8) bs_qu8_gemm__generic(j->rows, j->k, j->m, 1, (const uint8_t *)j->x, w, j->p, (int32_t *)j->y);
+            else bs_qs8_gemm__generic(j->rows, j->k, j->m, 1, (const int8_t *)j->x, w, j->p, (int32_t *)j->y);
+        }
+    }
+}
+
+void bs_avx512vnni_run(const bs_avx2_job *j, int32_t stage, int32_t task) {
+    bs_vlayout l;
+    bs_vlayout_of(j, &l);
+    const bs_vgeo *o = &l.o;
+    if (o->fallback) { bs_vfallback(j); return; }
+    size_t kpad = (size_t)o->kg * 4;
+    if (stage == 0) {
+        size_t r0 = (size_t)task * BS_VROWS_PER_TASK, r1 = r0 + BS_VROWS_PER_TASK, rows = (size_t)o->groups * kpad;
+        if (r1 > rows) r1 = rows;
+        for (size_t r = r0; r < r1; r++) bs_vgather_row(j, o, r, l.tmp);
+        return;
+    }
+    if (stage == 1) {
+        size_t per_g = bs_vcdiv(o->nb, BS_VBLOCKS_PER_TASK), g = (size_t)task / per_g, t = (size_t)task % per_g;
+        size_t b0 = t * BS_VBLOCKS_PER_TASK, b1 = b0 + BS_VBLOCKS_PER_TASK;
+        if (b1 > o->nb) b1 = o->nb;
+        bs_vinterleave(o, l.tmp + g * kpad * o->npad, l.ilv + g * o->ilv_bytes, b0, b1);
+        return;
+    }
+    /* stage 2: GEMM of one group, one tile of up to BS_VTILE pixel blocks, a range of channel blocks */
+    const bs_vpacked *h = (const bs_vpacked *)j->packed;
+    const int32_t *wsum = (const int32_t *)((const unsigned char *)h + 64);
+    const unsigned char *wp = (const unsigned char *)h + 64 + BS_VA64((size_t)h->groups * h->mg4 * 4);
+    size_t ncb = (size_t)o->mg4 / 4, cbt = bs_vcdiv(ncb, BS_VCB_PER_TASK), tiles = bs_vcdiv(o->nb, BS_VTILE);
+    size_t g = (size_t)task / (tiles * cbt), rest = (size_t)task % (tiles * cbt), tl = rest / cbt, ct = rest % cbt;
+    size_t b0 = tl * BS_VTILE, nbk = o->nb - b0 < BS_VTILE ? o->nb - b0 : BS_VTILE;
+    size_t bstride = (size_t)o->kg * 64;
+    const unsigned char *a = l.ilv + g * o->ilv_bytes + b0 * bstride;
+    size_t cb0 = ct * BS_VCB_PER_TASK, cb1 = cb0 + BS_VCB_PER_TASK;
+    if (cb1 > ncb) cb1 = ncb;
+    /* output: conv y [M, N] (channel stride N, pixel stride 1); gemm y [rows, M] (channel stride 1, row stride M) */
+    size_t m_total = (size_t)o->groups * o->mg;
+    size_t cstride = j->conv ? o->n : 1, pstride = j->conv ? 1 : m_total;
+    for (size_t cb = cb0; cb < cb1; cb++) {
+        __m512i acc[16];
+        const unsigned char *w = wp + (g * ncb + cb) * (size_t)o->kg * 16;
+        switch (nbk) {
+        case 4: bs_qu8s8_gemm_rq64_64x4c4__avx512vnni(a, bstride, w, o->kg, acc); break;
+        case 3: bs_qu8s8_gemm_rq64_48x4c4__avx512vnni(a, bstride, w, o->kg, acc); break;
+        case 2: bs_qu8s8_gemm_rq64_32x4c4__avx512vnni(a, bstride, w, o->kg, acc); break;
+        default: bs_qu8s8_gemm_rq64_16x4c4__avx512vnni(a, bstride, w, o->kg, acc); break;
+        }
+        for (int32_t c4 = 0; c4 < 4; c4++) {
+            size_t c = cb * 4 + (size_t)c4;
+            if (c >= (size_t)o->mg) break;
+            size_t oc = g * o->mg + c;
+            int32_t corr = (int32_t)((uint32_t)o->uz * (uint32_t)wsum[g * o->mg4 + c]);
+            for (size_t bi = 0; bi < nbk; bi++) {
+                size_t p0 = (b0 + bi) * 16, count = o->n - p0 < 16 ? o->n - p0 : 16;
+                bs_vepilogue(j, acc[bi * 4 + (size_t)c4], corr, oc, oc * cstride + p0 * pstride, pstride, count);
+            }
+        }
+    }
+}
+
+static void bs_vrun_all(const bs_avx2_job *j) {
+    int32_t stages = bs_avx512vnni_stages(j);
+    for (int32_t s = 0; s < stages; s++) {
+        int32_t n = bs_avx512vnni_tasks(j, s);
+        for (int32_t t = 0; t < n; t++) bs_avx512vnni_run(j, s, t);
+    }
+}
+
+#define BS_VCONV_JOB(XT, RQ, YT) \
+    bs_avx2_job j; memset(&j, 0, sizeof j); \
+    j.x = x; j.xt = XT; j.yt = YT; j.packed = packed; j.p = p; j.rq = RQ; j.y = y; j.scratch = (unsigned char *)scratch; j.conv = s; \
+    bs_vrun_all(&j);
+#define BS_VGEMM_JOB(XT, RQ, YT) \
+    bs_avx2_job j; memset(&j, 0, sizeof j); \
+    j.x = x; j.xt = XT; j.yt = YT; j.packed = packed; j.p = p; j.rq = RQ; j.y = y; j.scratch = (unsigned char *)scratch; \
+    j.rows = rows; j.k = k; j.m = m; j.trans_b = trans_b; \
+    bs_vrun_all(&j);
+
+void bs_qs8_conv_requant__avx512vnni(const bs_conv_shape *s, const int8_t *x, const void *packed, const bs_qmm_params *p,
+                                     const bs_requant_params *rq, void *y, int32_t yt, void *scratch) { BS_VCONV_JOB(BS_T_I8, rq, yt) }
+void bs_qu8_conv_requant__avx512vnni(const bs_conv_shape *s, const uint8_t *x, const void *packed, const bs_qmm_params *p,
+                                     const bs_requant_params *rq, void *y, int32_t yt, void *scratch) { BS_VCONV_JOB(BS_T_U8, rq, yt) }
+void bs_qs8_conv__avx512vnni(const bs_conv_shape *s, const int8_t *x, const void *packed, const bs_qmm_params *p, int32_t *y,
+                             void *scratch) { BS_VCONV_JOB(BS_T_I8, NULL, BS_T_I32) }
+void bs_qu8_conv__avx512vnni(const bs_conv_shape *s, const uint8_t *x, const void *packed, const bs_qmm_params *p, int32_t *y,
+                             void *scratch) { BS_VCONV_JOB(BS_T_U8, NULL, BS_T_I32) }
+void bs_qs8_gemm_requant__avx512vnni(size_t rows, size_t k, size_t m, int32_t trans_b, const int8_t *x, const void *packed,
+                                     const bs_qmm_params *p, const bs_requant_params *rq, void *y, int32_t yt, void *scratch) { BS_VGEMM_JOB(BS_T_I8, rq, yt) }
+void bs_qu8_gemm_requant__avx512vnni(size_t rows, size_t k, size_t m, int32_t trans_b, const uint8_t *x, const void *packed,
+                                     const bs_qmm_params *p, const bs_requant_params *rq, void *y, int32_t yt, void *scratch) { BS_VGEMM_JOB(BS_T_U8, rq, yt) }
+void bs_qs8_gemm__avx512vnni(size_t rows, size_t k, size_t m, int32_t trans_b, const int8_t *x, const void *packed,
+                             const bs_qmm_params *p, int32_t *y, void *scratch) { BS_VGEMM_JOB(BS_T_I8, NULL, BS_T_I32) }
+void bs_qu8_gemm__avx512vnni(size_t rows, size_t k, size_t m, int32_t trans_b, const uint8_t *x, const void *packed,
+                             const bs_qmm_params *p, int32_t *y, void *scratch) { BS_VGEMM_JOB(BS_T_U8, NULL, BS_T_I32) }
+
+#else
+typedef int bs_kernels_avx512vnni_not_built; /* without AVX-512 VNNI this file is empty (ISO C wants one declaration) */
+#endif
