@@ -13,10 +13,9 @@ typedef struct bs_vpacked {
 } bs_vpacked;
 
 #define BS_VA64(x) (((size_t)(x) + 63) & ~(size_t)63)
-/* Rows per gather task, 16-pixel blocks per interleave task, channel blocks (of 4) per GEMM task, pixel blocks
- * per GEMM tile (MR = 16 * BS_VTILE). */
-#define BS_VROWS_PER_TASK 16
-#define BS_VBLOCKS_PER_TASK 16
+/* k-groups (of 4 rows) per gather + interleave task (16: its rows are reused 16 times, in cache), channel blocks (of 4) per GEMM task, pixel blocks per GEMM
+ * tile (MR = 16 * BS_VTILE). */
+#define BS_VKG_PER_TASK 16
 #define BS_VCB_PER_TASK 16
 #define BS_VTILE 4
 
@@ -105,10 +104,9 @@ size_t bs_conv_scratch_size__avx512vnni(const bs_conv_shape *s) {
 size_t bs_gemm_scratch_size__avx512vnni(size_t rows, size_t k, size_t m) { return bs_vscratch_for(1, m, k, rows); }
 
 /* ---- stage 0: gather rows. Row r = (group, kk) holds u = x (u8) or x + 128 (i8) for every output pixel. ---- */
-static void bs_vgather_row(const bs_avx2_job *j, const bs_vgeo *o, size_t r, unsigned char *tmp) {
+static void bs_vgather_row(const bs_avx2_job *j, const bs_vgeo *o, size_t r, unsigned char *row) {
     size_t kpad = (size_t)o->kg * 4;
     size_t grp = r / kpad, kk = r % kpad;
-    uint8_t *row = tmp + r * o->npad;
     int is_u8 = j->xt == BS_T_U8;
     const uint8_t *xb = (const uint8_t *)j->x;
     uint8_t flip = is_u8 ? 0 : 0x80;
@@ -131,49 +129,71 @@ static void bs_vgather_row(const bs_avx2_job *j, const bs_vgeo *o, size_t r, uns
     int32_t kd = (int32_t)(rem / ((size_t)g->kh * g->kw)), kh = (int32_t)(rem / g->kw % g->kh), kw = (int32_t)(rem % g->kw);
     size_t in_count = (size_t)g->d * g->h * g->w;
     const uint8_t *xc = xb + (size_t)(grp * cg + ic) * in_count;
-    const __m512i vflip = _mm512_set1_epi8((char)flip);
+    const __m512i vflip = _mm512_set1_epi8((char)flip), vpad = _mm512_set1_epi8((char)(padu ^ flip));
     size_t p = 0;
+    int64_t iw0 = -(int64_t)g->pw + (int64_t)kw * g->dw;
+    /* valid ow (the same for every output row): 0 <= iw0 + ow*sw < w */
+    int64_t lo0 = iw0 >= 0 ? 0 : (-iw0 + g->sw - 1) / g->sw;
+    int64_t hi0 = iw0 >= g->w ? 0 : (g->w - 1 - iw0) / g->sw + 1;
+    if (hi0 > g->ow) hi0 = g->ow;
+    if (lo0 >= hi0) { lo0 = 0; hi0 = 0; }
     for (int32_t od = 0; od < g->od; od++) {
         int64_t id = (int64_t)od * g->sd - g->pd + (int64_t)kd * g->dd;
         for (int32_t oh = 0; oh < g->oh; oh++) {
             int64_t ih = (int64_t)oh * g->sh - g->ph + (int64_t)kh * g->dh;
             int rowok = id >= 0 && id < g->d && ih >= 0 && ih < g->h;
             size_t base = ((size_t)(rowok ? id : 0) * g->h + (size_t)(rowok ? ih : 0)) * g->w;
-            int64_t iw0 = -(int64_t)g->pw + (int64_t)kw * g->dw;
-            /* valid ow: 0 <= iw0 + ow*sw < w */
-            int64_t lo = iw0 >= 0 ? 0 : (-iw0 + g->sw - 1) / g->sw;
-            int64_t hi = iw0 >= g->w ? 0 : (g->w - 1 - iw0) / g->sw + 1;
-            if (hi > g->ow) hi = g->ow;
-            if (!rowok || lo >= hi) { lo = 0; hi = 0; }
+            int64_t lo = rowok ? lo0 : 0, hi = rowok ? hi0 : 0;
             uint8_t *d = row + p;
-            if (lo > 0) memset(d, padu, (size_t)lo);
             if (g->sw == 1) {
-                const uint8_t *sx = xc + base + iw0;
-                int64_t ow = lo;
-                for (; ow + 64 <= hi; ow += 64)
-                    _mm512_storeu_si512((void *)(d + ow), _mm512_xor_si512(_mm512_loadu_si512((const void *)(sx + ow)), vflip));
-                if (ow < hi) {
-                    __mmask64 mk = _cvtu64_mask64(~0ull >> (64 - (hi - ow)));
-                    _mm512_mask_storeu_epi8(d + ow, mk, _mm512_xor_si512(_mm512_maskz_loadu_epi8(mk, sx + ow), vflip));
+                /* 64 outputs at a time: a masked load of the valid ones (masked-off lanes are not read), the
+                 * padding value elsewhere */
+                const uint8_t *sx = xc + base;
+                for (int64_t c = 0; c < g->ow; c += 64) {
+                    int64_t len = g->ow - c < 64 ? g->ow - c : 64;
+                    int64_t vlo = lo > c ? lo : c, vhi = hi < c + len ? hi : c + len;
+                    uint64_t valid = vhi > vlo ? (~0ull >> (64 - (vhi - vlo))) << (vlo - c) : 0;
+                    const uint8_t *src = vhi > vlo ? sx + iw0 + c : sx;   /* lane i reads x[iw0 + c + i] */
+                    __m512i v = _mm512_mask_loadu_epi8(vpad, _cvtu64_mask64(valid), src);
+                    _mm512_mask_storeu_epi8(d + c, _cvtu64_mask64(~0ull >> (64 - len)), _mm512_xor_si512(v, vflip));
                 }
             } else {
+                for (int64_t ow = 0; ow < lo; ow++) d[ow] = padu;
                 for (int64_t ow = lo; ow < hi; ow++) d[ow] = xc[base + iw0 + ow * g->sw] ^ flip;
+                for (int64_t ow = hi > lo ? hi : lo; ow < g->ow; ow++) d[ow] = padu;
             }
-            int64_t tail = hi > lo ? hi : lo;
-            if (tail < g->ow) memset(d + tail, padu, (size_t)(g->ow - tail));
             p += (size_t)g->ow;
         }
     }
     if (p < o->npad) memset(row + p, padu, o->npad - p);
 }
 
-/* ---- stage 1: interleave the rows of one group, 16-pixel blocks [b0, b1), into [block][kg][16 pixels][4 bytes] ---- */
-static void bs_vinterleave(const bs_vgeo *o, const unsigned char *rows, unsigned char *ilv, size_t b0, size_t b1) {
-    size_t stride = o->npad;
-    for (size_t b = b0; b < b1; b++) {
-        unsigned char *dst = ilv + b * (size_t)o->kg * 64;
-        for (int32_t q = 0; q < o->kg; q++) {
-            const unsigned char *r = rows + (size_t)q * 4 * stride + b * 16;
+/* ---- then interleave k-group q of one group (its 4 rows just gathered into `rows`, still in L1), every 16-pixel
+ * block, into [block][kg][16 pixels][4 bytes] ---- */
+static void bs_vinterleave(const bs_vgeo *o, const unsigned char *rows, unsigned char *ilv, int32_t q) {
+    size_t stride = o->npad, bq = (size_t)o->kg * 64;
+    {
+        size_t b = 0;
+        const unsigned char *rq = rows;
+        unsigned char *dq = ilv + (size_t)q * 64;
+        for (; b + 4 <= o->nb; b += 4) {   /* 4 blocks: unpacks within 128-bit lanes, then a 4 x 4 lane transpose */
+            const unsigned char *r = rq + b * 16;
+            __m512i r0 = _mm512_loadu_si512((const void *)r), r1 = _mm512_loadu_si512((const void *)(r + stride));
+            __m512i r2 = _mm512_loadu_si512((const void *)(r + 2 * stride)), r3 = _mm512_loadu_si512((const void *)(r + 3 * stride));
+            __m512i a0 = _mm512_unpacklo_epi8(r0, r1), a1 = _mm512_unpackhi_epi8(r0, r1);
+            __m512i c0 = _mm512_unpacklo_epi8(r2, r3), c1 = _mm512_unpackhi_epi8(r2, r3);
+            __m512i v0 = _mm512_unpacklo_epi16(a0, c0), v1 = _mm512_unpackhi_epi16(a0, c0);   /* pixels 0-3, 4-7 */
+            __m512i v2 = _mm512_unpacklo_epi16(a1, c1), v3 = _mm512_unpackhi_epi16(a1, c1);   /* 8-11, 12-15 */
+            __m512i t0 = _mm512_shuffle_i64x2(v0, v1, 0x44), t1 = _mm512_shuffle_i64x2(v2, v3, 0x44);  /* lanes 0,1 */
+            __m512i t2 = _mm512_shuffle_i64x2(v0, v1, 0xEE), t3 = _mm512_shuffle_i64x2(v2, v3, 0xEE);  /* lanes 2,3 */
+            _mm512_store_si512((void *)(dq + b * bq), _mm512_shuffle_i64x2(t0, t1, 0x88));
+            _mm512_store_si512((void *)(dq + (b + 1) * bq), _mm512_shuffle_i64x2(t0, t1, 0xDD));
+            _mm512_store_si512((void *)(dq + (b + 2) * bq), _mm512_shuffle_i64x2(t2, t3, 0x88));
+            _mm512_store_si512((void *)(dq + (b + 3) * bq), _mm512_shuffle_i64x2(t2, t3, 0xDD));
+        }
+        for (; b < o->nb; b++) {
+            unsigned char *dst = ilv + b * (size_t)o->kg * 64;
+            const unsigned char *r = rows + b * 16;
             __m128i r0 = _mm_loadu_si128((const __m128i *)r), r1 = _mm_loadu_si128((const __m128i *)(r + stride));
             __m128i r2 = _mm_loadu_si128((const __m128i *)(r + 2 * stride)), r3 = _mm_loadu_si128((const __m128i *)(r + 3 * stride));
             __m128i a0 = _mm_unpacklo_epi8(r0, r1), a1 = _mm_unpackhi_epi8(r0, r1);
@@ -299,7 +319,7 @@ static size_t bs_vcdiv(size_t a, size_t b) { return (a + b - 1) / b; }
 int32_t bs_avx512vnni_stages(const bs_avx2_job *j) {
     bs_vgeo o;
     bs_vgeometry(j, &o);
-    return o.fallback ? 1 : 3;
+    return o.fallback ? 1 : 2;
 }
 
 int32_t bs_avx512vnni_tasks(const bs_avx2_job *j, int32_t stage) {
@@ -307,8 +327,7 @@ int32_t bs_avx512vnni_tasks(const bs_avx2_job *j, int32_t stage) {
     bs_vgeometry(j, &o);
     if (o.fallback) return 1;
     switch (stage) {
-    case 0: return (int32_t)bs_vcdiv((size_t)o.groups * o.kg * 4, BS_VROWS_PER_TASK);
-    case 1: return (int32_t)((size_t)o.groups * bs_vcdiv(o.nb, BS_VBLOCKS_PER_TASK));
+    case 0: return (int32_t)((size_t)o.groups * bs_vcdiv((size_t)o.kg, BS_VKG_PER_TASK));
     default: return (int32_t)((size_t)o.groups * bs_vcdiv(o.nb, BS_VTILE) * bs_vcdiv((size_t)o.mg4 / 4, BS_VCB_PER_TASK));
     }
 }
@@ -341,20 +360,19 @@ void bs_avx512vnni_run(const bs_avx2_job *j, int32_t stage, int32_t task) {
     const bs_vgeo *o = &l.o;
     if (o->fallback) { bs_vfallback(j); return; }
     size_t kpad = (size_t)o->kg * 4;
-    if (stage == 0) {
-        size_t r0 = (size_t)task * BS_VROWS_PER_TASK, r1 = r0 + BS_VROWS_PER_TASK, rows = (size_t)o->groups * kpad;
-        if (r1 > rows) r1 = rows;
-        for (size_t r = r0; r < r1; r++) bs_vgather_row(j, o, r, l.tmp);
+    if (stage == 0) {   /* gather 4 * BS_VKG_PER_TASK rows of one group, then interleave them */
+        size_t per_g = bs_vcdiv((size_t)o->kg, BS_VKG_PER_TASK), g = (size_t)task / per_g;
+        int32_t q0 = (int32_t)((size_t)task % per_g) * BS_VKG_PER_TASK, q1 = q0 + BS_VKG_PER_TASK;
+        if (q1 > o->kg) q1 = o->kg;
+        /* the task's own 4 rows of the gather area, reused for each of its k-groups (they stay in L1 / L2) */
+        unsigned char *buf = l.tmp + (g * kpad + (size_t)q0 * 4) * o->npad;
+        for (int32_t q = q0; q < q1; q++) {
+            for (size_t i = 0; i < 4; i++) bs_vgather_row(j, o, g * kpad + (size_t)q * 4 + i, buf + i * o->npad);
+            bs_vinterleave(o, buf, l.ilv + g * o->ilv_bytes, q);
+        }
         return;
     }
-    if (stage == 1) {
-        size_t per_g = bs_vcdiv(o->nb, BS_VBLOCKS_PER_TASK), g = (size_t)task / per_g, t = (size_t)task % per_g;
-        size_t b0 = t * BS_VBLOCKS_PER_TASK, b1 = b0 + BS_VBLOCKS_PER_TASK;
-        if (b1 > o->nb) b1 = o->nb;
-        bs_vinterleave(o, l.tmp + g * kpad * o->npad, l.ilv + g * o->ilv_bytes, b0, b1);
-        return;
-    }
-    /* stage 2: GEMM of one group, one tile of up to BS_VTILE pixel blocks, a range of channel blocks */
+    /* stage 1: GEMM of one group, one tile of up to BS_VTILE pixel blocks, a range of channel blocks */
     const bs_vpacked *h = (const bs_vpacked *)j->packed;
     const int32_t *wsum = (const int32_t *)((const unsigned char *)h + 64);
     const unsigned char *wp = (const unsigned char *)h + 64 + BS_VA64((size_t)h->groups * h->mg4 * 4);
