@@ -103,108 +103,174 @@ size_t bs_conv_scratch_size__avx512vnni(const bs_conv_shape *s) {
 
 size_t bs_gemm_scratch_size__avx512vnni(size_t rows, size_t k, size_t m) { return bs_vscratch_for(1, m, k, rows); }
 
-/* ---- stage 0: gather rows. Row r = (group, kk) holds u = x (u8) or x + 128 (i8) for every output pixel. ---- */
-static void bs_vgather_row(const bs_avx2_job *j, const bs_vgeo *o, size_t r, unsigned char *row) {
-    size_t kpad = (size_t)o->kg * 4;
-    size_t grp = r / kpad, kk = r % kpad;
+/* ---- gather. A span: output pixels [p0, p1) (pn: the real ones end), p0 = output row orow, column ow_a. A k
+ * position: the reduction index kk of one group and, for a conv, its input channel and kernel tap, advanced
+ * without divisions. ---- */
+typedef struct bs_vspan { size_t p0, p1, pn, orow; int64_t ow_a; } bs_vspan;
+typedef struct bs_vkpos { size_t grp, kk; int32_t ic, kd, kh, kw; } bs_vkpos;
+
+static void bs_vspan_of(const bs_avx2_job *j, const bs_vgeo *o, size_t p0, size_t p1, bs_vspan *sp) {
+    sp->p0 = p0; sp->p1 = p1; sp->pn = p1 < o->n ? p1 : o->n;
+    size_t ow_n = j->conv ? (size_t)j->conv->win.ow : 1;
+    sp->orow = p0 / ow_n; sp->ow_a = (int64_t)(p0 % ow_n);
+}
+
+static void bs_vkpos_of(const bs_avx2_job *j, size_t grp, size_t kk, bs_vkpos *k) {
+    memset(k, 0, sizeof *k);
+    k->grp = grp; k->kk = kk;
+    if (!j->conv) return;
+    const bs_window *g = &j->conv->win;
+    size_t kcount = (size_t)g->kd * g->kh * g->kw, rem = kk % kcount;
+    k->ic = (int32_t)(kk / kcount);
+    k->kd = (int32_t)(rem / ((size_t)g->kh * g->kw)); k->kh = (int32_t)(rem / g->kw % g->kh); k->kw = (int32_t)(rem % g->kw);
+}
+
+static inline void bs_vkpos_next(const bs_avx2_job *j, bs_vkpos *k) {
+    k->kk++;
+    if (!j->conv) return;
+    const bs_window *g = &j->conv->win;
+    if (++k->kw < g->kw) return;
+    k->kw = 0;
+    if (++k->kh < g->kh) return;
+    k->kh = 0;
+    if (++k->kd < g->kd) return;
+    k->kd = 0;
+    k->ic++;
+}
+
+/* Row kk of the gathered input for the span: u = x (u8) or x + 128 (i8) for every output pixel, the padding value
+ * (u of the zero point) where the window is outside the input and past the last pixel, 0 for kk >= k. */
+static void bs_vgather_row(const bs_avx2_job *j, const bs_vgeo *o, const bs_vkpos *kp, const bs_vspan *sp, unsigned char *row) {
+    size_t kk = kp->kk, p0 = sp->p0, p1 = sp->p1, pn = sp->pn;
     int is_u8 = j->xt == BS_T_U8;
     const uint8_t *xb = (const uint8_t *)j->x;
     uint8_t flip = is_u8 ? 0 : 0x80;
     uint8_t padu = (uint8_t)o->uz;
     if ((int32_t)kk >= o->k) {
-        memset(row, 0, o->npad);
+        memset(row, 0, p1 - p0);
+        return;
+    }
+    if (p0 >= pn) {
+        memset(row, padu, p1 - p0);
         return;
     }
     if (!j->conv) {   /* gemm: x [rows, k]; row kk is column kk of x */
-        for (size_t p = 0; p < o->n; p++) row[p] = xb[p * o->k + kk] ^ flip;
-        memset(row + o->n, padu, o->npad - o->n);
+        for (size_t p = p0; p < pn; p++) row[p - p0] = xb[p * o->k + kk] ^ flip;
+        if (pn < p1) memset(row + (pn - p0), padu, p1 - pn);
         return;
     }
     const bs_conv_shape *s = j->conv;
     const bs_window *g = &s->win;
-    int32_t cg = s->c / s->group;
-    size_t kcount = (size_t)g->kd * g->kh * g->kw;
-    int32_t ic = (int32_t)(kk / kcount);
-    size_t rem = kk % kcount;
-    int32_t kd = (int32_t)(rem / ((size_t)g->kh * g->kw)), kh = (int32_t)(rem / g->kw % g->kh), kw = (int32_t)(rem % g->kw);
+    int32_t cg = s->c / s->group, kd = kp->kd, kh = kp->kh, kw = kp->kw;
     size_t in_count = (size_t)g->d * g->h * g->w;
-    const uint8_t *xc = xb + (size_t)(grp * cg + ic) * in_count;
+    const uint8_t *xc = xb + (size_t)(kp->grp * cg + kp->ic) * in_count;
     const __m512i vflip = _mm512_set1_epi8((char)flip), vpad = _mm512_set1_epi8((char)(padu ^ flip));
-    size_t p = 0;
     int64_t iw0 = -(int64_t)g->pw + (int64_t)kw * g->dw;
     /* valid ow (the same for every output row): 0 <= iw0 + ow*sw < w */
-    int64_t lo0 = iw0 >= 0 ? 0 : (-iw0 + g->sw - 1) / g->sw;
-    int64_t hi0 = iw0 >= g->w ? 0 : (g->w - 1 - iw0) / g->sw + 1;
+    int64_t lo0, hi0;
+    if (g->sw == 1) { lo0 = iw0 >= 0 ? 0 : -iw0; hi0 = iw0 >= g->w ? 0 : g->w - iw0; }
+    else {
+        lo0 = iw0 >= 0 ? 0 : (-iw0 + g->sw - 1) / g->sw;
+        hi0 = iw0 >= g->w ? 0 : (g->w - 1 - iw0) / g->sw + 1;
+    }
     if (hi0 > g->ow) hi0 = g->ow;
     if (lo0 >= hi0) { lo0 = 0; hi0 = 0; }
-    for (int32_t od = 0; od < g->od; od++) {
-        int64_t id = (int64_t)od * g->sd - g->pd + (int64_t)kd * g->dd;
-        for (int32_t oh = 0; oh < g->oh; oh++) {
-            int64_t ih = (int64_t)oh * g->sh - g->ph + (int64_t)kh * g->dh;
-            int rowok = id >= 0 && id < g->d && ih >= 0 && ih < g->h;
-            size_t base = ((size_t)(rowok ? id : 0) * g->h + (size_t)(rowok ? ih : 0)) * g->w;
-            int64_t lo = rowok ? lo0 : 0, hi = rowok ? hi0 : 0;
-            uint8_t *d = row + p;
-            if (g->sw == 1) {
-                /* 64 outputs at a time: a masked load of the valid ones (masked-off lanes are not read), the
-                 * padding value elsewhere */
-                const uint8_t *sx = xc + base;
-                for (int64_t c = 0; c < g->ow; c += 64) {
-                    int64_t len = g->ow - c < 64 ? g->ow - c : 64;
-                    int64_t vlo = lo > c ? lo : c, vhi = hi < c + len ? hi : c + len;
-                    uint64_t valid = vhi > vlo ? (~0ull >> (64 - (vhi - vlo))) << (vlo - c) : 0;
-                    const uint8_t *src = vhi > vlo ? sx + iw0 + c : sx;   /* lane i reads x[iw0 + c + i] */
-                    __m512i v = _mm512_mask_loadu_epi8(vpad, _cvtu64_mask64(valid), src);
-                    _mm512_mask_storeu_epi8(d + c, _cvtu64_mask64(~0ull >> (64 - len)), _mm512_xor_si512(v, vflip));
-                }
-            } else {
-                for (int64_t ow = 0; ow < lo; ow++) d[ow] = padu;
-                for (int64_t ow = lo; ow < hi; ow++) d[ow] = xc[base + iw0 + ow * g->sw] ^ flip;
-                for (int64_t ow = hi > lo ? hi : lo; ow < g->ow; ow++) d[ow] = padu;
-            }
-            p += (size_t)g->ow;
+    if (p0 == 0 && g->sw == 1 && g->sh == 1 && g->w == g->ow && g->d == 1 && g->od == 1 && g->kd == 1 && g->pd == 0) {
+        /* stride 1, "same" width (3x3 pad 1, 1x1, 1-D): the valid output rows read one contiguous stretch of the
+         * input plane; the columns whose tap is in the padding are set afterwards (lo0, hi0, one or two per row) */
+        int64_t ohl = (int64_t)g->ph - (int64_t)kh * g->dh, ohh = (int64_t)g->h + g->ph - (int64_t)kh * g->dh;
+        if (ohl < 0) ohl = 0;
+        if (ohh > g->oh) ohh = g->oh;
+        if (ohh < ohl) ohh = ohl;
+        int64_t wn = g->w, ow = g->ow, start = (ohl - g->ph + (int64_t)kh * g->dh) * wn + iw0, count = (ohh - ohl) * ow;
+        memset(row, padu, (size_t)(ohl * ow));
+        unsigned char *d = row + ohl * ow;
+        for (int64_t t = 0; t < count; t += 64) {
+            int64_t len = count - t < 64 ? count - t : 64;
+            int64_t a = start + t, vlo = a < 0 ? -a : 0, vhi = a + len > (int64_t)in_count ? (int64_t)in_count - a : len;
+            uint64_t valid = vhi > vlo ? (~0ull >> (64 - (vhi - vlo))) << vlo : 0;
+            const uint8_t *src = vhi > vlo ? xc + a : xc;   /* lane i reads x[a + i] (only the valid lanes) */
+            __m512i v = _mm512_mask_loadu_epi8(vpad, _cvtu64_mask64(valid), src);
+            _mm512_mask_storeu_epi8(d + t, _cvtu64_mask64(~0ull >> (64 - len)), _mm512_xor_si512(v, vflip));
         }
+        for (int64_t oh = ohl; oh < ohh; oh++) {
+            for (int64_t c = 0; c < lo0; c++) row[oh * ow + c] = padu;   /* lo0 = hi0 = 0 when no column is valid */
+            for (int64_t c = hi0; c < ow; c++) row[oh * ow + c] = padu;
+        }
+        memset(row + ohh * ow, padu, p1 - (size_t)(ohh * ow));
+        return;
     }
-    if (p < o->npad) memset(row + p, padu, o->npad - p);
+    size_t ow_n = (size_t)g->ow, orow = sp->orow, p = p0;
+    int64_t ow_a = sp->ow_a;
+    int32_t od = (int32_t)(orow / (size_t)g->oh), oh = (int32_t)(orow % (size_t)g->oh);
+    while (p < pn) {   /* output row (od, oh), columns [ow_a, ow_b) */
+        int64_t ow_b = ow_a + (int64_t)(pn - p) < (int64_t)ow_n ? ow_a + (int64_t)(pn - p) : (int64_t)ow_n;
+        int64_t id = (int64_t)od * g->sd - g->pd + (int64_t)kd * g->dd;
+        int64_t ih = (int64_t)oh * g->sh - g->ph + (int64_t)kh * g->dh;
+        int rowok = id >= 0 && id < g->d && ih >= 0 && ih < g->h;
+        size_t base = ((size_t)(rowok ? id : 0) * g->h + (size_t)(rowok ? ih : 0)) * g->w;
+        int64_t lo = rowok ? lo0 : 0, hi = rowok ? hi0 : 0;
+        uint8_t *d = row + (p - p0) - ow_a;   /* d[ow] is output column ow of this row */
+        if (g->sw == 1) {
+            /* 64 outputs at a time: a masked load of the valid ones (masked-off lanes are not read), the
+             * padding value elsewhere */
+            const uint8_t *sx = xc + base;
+            for (int64_t c = ow_a; c < ow_b; c += 64) {
+                int64_t len = ow_b - c < 64 ? ow_b - c : 64;
+                int64_t vlo = lo > c ? lo : c, vhi = hi < c + len ? hi : c + len;
+                uint64_t valid = vhi > vlo ? (~0ull >> (64 - (vhi - vlo))) << (vlo - c) : 0;
+                const uint8_t *src = vhi > vlo ? sx + iw0 + c : sx;   /* lane i reads x[iw0 + c + i] */
+                __m512i v = _mm512_mask_loadu_epi8(vpad, _cvtu64_mask64(valid), src);
+                _mm512_mask_storeu_epi8(d + c, _cvtu64_mask64(~0ull >> (64 - len)), _mm512_xor_si512(v, vflip));
+            }
+        } else {
+            for (int64_t ow = ow_a; ow < ow_b; ow++)
+                d[ow] = ow >= lo && ow < hi ? xc[base + iw0 + ow * g->sw] ^ flip : padu;
+        }
+        p += (size_t)(ow_b - ow_a);
+        ow_a = 0;
+        if (++oh == g->oh) { oh = 0; od++; }
+    }
+    if (pn < p1) memset(row + (pn - p0), padu, p1 - pn);
+}
+
+/* One interleaved k-group of one pixel block: 4 rows of stride `stride`, 16 pixels from r, into 64 bytes at dst. */
+static inline void bs_vinterleave1(const unsigned char *r, size_t stride, unsigned char *dst) {
+    __m128i r0 = _mm_loadu_si128((const __m128i *)r), r1 = _mm_loadu_si128((const __m128i *)(r + stride));
+    __m128i r2 = _mm_loadu_si128((const __m128i *)(r + 2 * stride)), r3 = _mm_loadu_si128((const __m128i *)(r + 3 * stride));
+    __m128i a0 = _mm_unpacklo_epi8(r0, r1), a1 = _mm_unpackhi_epi8(r0, r1);
+    __m128i c0 = _mm_unpacklo_epi8(r2, r3), c1 = _mm_unpackhi_epi8(r2, r3);
+    __m512i v = _mm512_castsi128_si512(_mm_unpacklo_epi16(a0, c0));
+    v = _mm512_inserti32x4(v, _mm_unpackhi_epi16(a0, c0), 1);
+    v = _mm512_inserti32x4(v, _mm_unpacklo_epi16(a1, c1), 2);
+    v = _mm512_inserti32x4(v, _mm_unpackhi_epi16(a1, c1), 3);
+    _mm512_store_si512((void *)dst, v);
+}
+
+/* One interleaved k-group of 4 pixel blocks: rows r (4 rows of stride `stride`, 64 pixels from r) into the 64-byte
+ * [16 pixels][4 bytes] groups of blocks 0..3 at dst, dst + bq, dst + 2 bq, dst + 3 bq. */
+static inline void bs_vinterleave4(const unsigned char *r, size_t stride, unsigned char *dst, size_t bq) {
+    __m512i r0 = _mm512_loadu_si512((const void *)r), r1 = _mm512_loadu_si512((const void *)(r + stride));
+    __m512i r2 = _mm512_loadu_si512((const void *)(r + 2 * stride)), r3 = _mm512_loadu_si512((const void *)(r + 3 * stride));
+    __m512i a0 = _mm512_unpacklo_epi8(r0, r1), a1 = _mm512_unpackhi_epi8(r0, r1);
+    __m512i c0 = _mm512_unpacklo_epi8(r2, r3), c1 = _mm512_unpackhi_epi8(r2, r3);
+    __m512i v0 = _mm512_unpacklo_epi16(a0, c0), v1 = _mm512_unpackhi_epi16(a0, c0);   /* pixels 0-3, 4-7 of each block */
+    __m512i v2 = _mm512_unpacklo_epi16(a1, c1), v3 = _mm512_unpackhi_epi16(a1, c1);   /* 8-11, 12-15 */
+    __m512i t0 = _mm512_shuffle_i64x2(v0, v1, 0x44), t1 = _mm512_shuffle_i64x2(v2, v3, 0x44);  /* blocks 0, 1 */
+    __m512i t2 = _mm512_shuffle_i64x2(v0, v1, 0xEE), t3 = _mm512_shuffle_i64x2(v2, v3, 0xEE);  /* blocks 2, 3 */
+    _mm512_store_si512((void *)dst, _mm512_shuffle_i64x2(t0, t1, 0x88));
+    _mm512_store_si512((void *)(dst + bq), _mm512_shuffle_i64x2(t0, t1, 0xDD));
+    _mm512_store_si512((void *)(dst + 2 * bq), _mm512_shuffle_i64x2(t2, t3, 0x88));
+    _mm512_store_si512((void *)(dst + 3 * bq), _mm512_shuffle_i64x2(t2, t3, 0xDD));
 }
 
 /* ---- then interleave k-group q of one group (its 4 rows just gathered into `rows`, still in L1), every 16-pixel
  * block, into [block][kg][16 pixels][4 bytes] ---- */
 static void bs_vinterleave(const bs_vgeo *o, const unsigned char *rows, unsigned char *ilv, int32_t q) {
-    size_t stride = o->npad, bq = (size_t)o->kg * 64;
-    {
-        size_t b = 0;
-        const unsigned char *rq = rows;
-        unsigned char *dq = ilv + (size_t)q * 64;
-        for (; b + 4 <= o->nb; b += 4) {   /* 4 blocks: unpacks within 128-bit lanes, then a 4 x 4 lane transpose */
-            const unsigned char *r = rq + b * 16;
-            __m512i r0 = _mm512_loadu_si512((const void *)r), r1 = _mm512_loadu_si512((const void *)(r + stride));
-            __m512i r2 = _mm512_loadu_si512((const void *)(r + 2 * stride)), r3 = _mm512_loadu_si512((const void *)(r + 3 * stride));
-            __m512i a0 = _mm512_unpacklo_epi8(r0, r1), a1 = _mm512_unpackhi_epi8(r0, r1);
-            __m512i c0 = _mm512_unpacklo_epi8(r2, r3), c1 = _mm512_unpackhi_epi8(r2, r3);
-            __m512i v0 = _mm512_unpacklo_epi16(a0, c0), v1 = _mm512_unpackhi_epi16(a0, c0);   /* pixels 0-3, 4-7 */
-            __m512i v2 = _mm512_unpacklo_epi16(a1, c1), v3 = _mm512_unpackhi_epi16(a1, c1);   /* 8-11, 12-15 */
-            __m512i t0 = _mm512_shuffle_i64x2(v0, v1, 0x44), t1 = _mm512_shuffle_i64x2(v2, v3, 0x44);  /* lanes 0,1 */
-            __m512i t2 = _mm512_shuffle_i64x2(v0, v1, 0xEE), t3 = _mm512_shuffle_i64x2(v2, v3, 0xEE);  /* lanes 2,3 */
-            _mm512_store_si512((void *)(dq + b * bq), _mm512_shuffle_i64x2(t0, t1, 0x88));
-            _mm512_store_si512((void *)(dq + (b + 1) * bq), _mm512_shuffle_i64x2(t0, t1, 0xDD));
-            _mm512_store_si512((void *)(dq + (b + 2) * bq), _mm512_shuffle_i64x2(t2, t3, 0x88));
-            _mm512_store_si512((void *)(dq + (b + 3) * bq), _mm512_shuffle_i64x2(t2, t3, 0xDD));
-        }
-        for (; b < o->nb; b++) {
-            unsigned char *dst = ilv + b * (size_t)o->kg * 64;
-            const unsigned char *r = rows + b * 16;
-            __m128i r0 = _mm_loadu_si128((const __m128i *)r), r1 = _mm_loadu_si128((const __m128i *)(r + stride));
-            __m128i r2 = _mm_loadu_si128((const __m128i *)(r + 2 * stride)), r3 = _mm_loadu_si128((const __m128i *)(r + 3 * stride));
-            __m128i a0 = _mm_unpacklo_epi8(r0, r1), a1 = _mm_unpackhi_epi8(r0, r1);
-            __m128i c0 = _mm_unpacklo_epi8(r2, r3), c1 = _mm_unpackhi_epi8(r2, r3);
-            __m512i v = _mm512_castsi128_si512(_mm_unpacklo_epi16(a0, c0));
-            v = _mm512_inserti32x4(v, _mm_unpackhi_epi16(a0, c0), 1);
-            v = _mm512_inserti32x4(v, _mm_unpacklo_epi16(a1, c1), 2);
-            v = _mm512_inserti32x4(v, _mm_unpackhi_epi16(a1, c1), 3);
-            _mm512_store_si512((void *)(dst + (size_t)q * 64), v);
-        }
-    }
+    size_t stride = o->npad, bq = (size_t)o->kg * 64, b = 0;
+    unsigned char *dq = ilv + (size_t)q * 64;
+    for (; b + 4 <= o->nb; b += 4) bs_vinterleave4(rows + b * 16, stride, dq + b * bq, bq);
+    for (; b < o->nb; b++) bs_vinterleave1(rows + b * 16, stride, dq + b * bq);
 }
 
 /* ---- the epilogue: 16 accumulators of one output channel (16 pixels or rows) ---- */
@@ -266,31 +332,29 @@ static inline void NAME(const unsigned char *a, size_t bstride, const unsigned c
     __m512i c20 = c00, c21 = c00, c22 = c00, c23 = c00, c30 = c00, c31 = c00, c32 = c00, c33 = c00;              \
     const unsigned char *a0 = a, *a1 = a + bstride, *a2 = a + 2 * bstride, *a3 = a + 3 * bstride;                 \
     for (int32_t q = 0; q < kg; q++) {                                                                              \
+        /* 4 broadcast weights, then each pixel block loaded once for its 4 vpdpbusd (16 accumulators + 4 + 1 \
+         * registers; the activations must not be reloaded per channel: the load port would bound the loop) */    \
         const int32_t *wq = (const int32_t *)(w + (size_t)q * 16);                                                  \
-        __m512i x0 = _mm512_load_si512((const void *)(a0 + (size_t)q * 64)), x1 = x0, x2 = x0, x3 = x0;            \
-        if (P > 1) x1 = _mm512_load_si512((const void *)(a1 + (size_t)q * 64));                                    \
-        if (P > 2) x2 = _mm512_load_si512((const void *)(a2 + (size_t)q * 64));                                    \
-        if (P > 3) x3 = _mm512_load_si512((const void *)(a3 + (size_t)q * 64));                                    \
-        __m512i b = _mm512_set1_epi32(wq[0]);                                                                       \
-        c00 = _mm512_dpbusd_epi32(c00, x0, b);                                                                      \
-        if (P > 1) c10 = _mm512_dpbusd_epi32(c10, x1, b);                                                           \
-        if (P > 2) c20 = _mm512_dpbusd_epi32(c20, x2, b);                                                           \
-        if (P > 3) c30 = _mm512_dpbusd_epi32(c30, x3, b);                                                           \
-        b = _mm512_set1_epi32(wq[1]);                                                                               \
-        c01 = _mm512_dpbusd_epi32(c01, x0, b);                                                                      \
-        if (P > 1) c11 = _mm512_dpbusd_epi32(c11, x1, b);                                                           \
-        if (P > 2) c21 = _mm512_dpbusd_epi32(c21, x2, b);                                                           \
-        if (P > 3) c31 = _mm512_dpbusd_epi32(c31, x3, b);                                                           \
-        b = _mm512_set1_epi32(wq[2]);                                                                               \
-        c02 = _mm512_dpbusd_epi32(c02, x0, b);                                                                      \
-        if (P > 1) c12 = _mm512_dpbusd_epi32(c12, x1, b);                                                           \
-        if (P > 2) c22 = _mm512_dpbusd_epi32(c22, x2, b);                                                           \
-        if (P > 3) c32 = _mm512_dpbusd_epi32(c32, x3, b);                                                           \
-        b = _mm512_set1_epi32(wq[3]);                                                                               \
-        c03 = _mm512_dpbusd_epi32(c03, x0, b);                                                                      \
-        if (P > 1) c13 = _mm512_dpbusd_epi32(c13, x1, b);                                                           \
-        if (P > 2) c23 = _mm512_dpbusd_epi32(c23, x2, b);                                                           \
-        if (P > 3) c33 = _mm512_dpbusd_epi32(c33, x3, b);                                                           \
+        const __m512i b0 = _mm512_set1_epi32(wq[0]), b1 = _mm512_set1_epi32(wq[1]);                                 \
+        const __m512i b2 = _mm512_set1_epi32(wq[2]), b3 = _mm512_set1_epi32(wq[3]);                                 \
+        __m512i x = _mm512_load_si512((const void *)(a0 + (size_t)q * 64));                                        \
+        c00 = _mm512_dpbusd_epi32(c00, x, b0); c01 = _mm512_dpbusd_epi32(c01, x, b1);                              \
+        c02 = _mm512_dpbusd_epi32(c02, x, b2); c03 = _mm512_dpbusd_epi32(c03, x, b3);                              \
+        if (P > 1) {                                                                                                \
+            x = _mm512_load_si512((const void *)(a1 + (size_t)q * 64));                                            \
+            c10 = _mm512_dpbusd_epi32(c10, x, b0); c11 = _mm512_dpbusd_epi32(c11, x, b1);                          \
+            c12 = _mm512_dpbusd_epi32(c12, x, b2); c13 = _mm512_dpbusd_epi32(c13, x, b3);                          \
+        }                                                                                                           \
+        if (P > 2) {                                                                                                \
+            x = _mm512_load_si512((const void *)(a2 + (size_t)q * 64));                                            \
+            c20 = _mm512_dpbusd_epi32(c20, x, b0); c21 = _mm512_dpbusd_epi32(c21, x, b1);                          \
+            c22 = _mm512_dpbusd_epi32(c22, x, b2); c23 = _mm512_dpbusd_epi32(c23, x, b3);                          \
+        }                                                                                                           \
+        if (P > 3) {                                                                                                \
+            x = _mm512_load_si512((const void *)(a3 + (size_t)q * 64));                                            \
+            c30 = _mm512_dpbusd_epi32(c30, x, b0); c31 = _mm512_dpbusd_epi32(c31, x, b1);                          \
+            c32 = _mm512_dpbusd_epi32(c32, x, b2); c33 = _mm512_dpbusd_epi32(c33, x, b3);                          \
+        }                                                                                                           \
     }                                                                                                               \
     acc[0] = c00; acc[1] = c01; acc[2] = c02; acc[3] = c03; acc[4] = c10; acc[5] = c11; acc[6] = c12; acc[7] = c13; \
     acc[8] = c20; acc[9] = c21; acc[10] = c22; acc[11] = c23; acc[12] = c30; acc[13] = c31; acc[14] = c32; acc[15] = c33; \
@@ -326,9 +390,10 @@ int32_t bs_avx512vnni_tasks(const bs_avx2_job *j, int32_t stage) {
     bs_vgeo o;
     bs_vgeometry(j, &o);
     if (o.fallback) return 1;
+    size_t tiles = bs_vcdiv(o.nb, BS_VTILE);
     switch (stage) {
     case 0: return (int32_t)((size_t)o.groups * bs_vcdiv((size_t)o.kg, BS_VKG_PER_TASK));
-    default: return (int32_t)((size_t)o.groups * bs_vcdiv(o.nb, BS_VTILE) * bs_vcdiv((size_t)o.mg4 / 4, BS_VCB_PER_TASK));
+    default: return (int32_t)((size_t)o.groups * tiles * bs_vcdiv((size_t)o.mg4 / 4, BS_VCB_PER_TASK));
     }
 }
 
@@ -359,30 +424,35 @@ void bs_avx512vnni_run(const bs_avx2_job *j, int32_t stage, int32_t task) {
     bs_vlayout_of(j, &l);
     const bs_vgeo *o = &l.o;
     if (o->fallback) { bs_vfallback(j); return; }
-    size_t kpad = (size_t)o->kg * 4;
-    if (stage == 0) {   /* gather 4 * BS_VKG_PER_TASK rows of one group, then interleave them */
-        size_t per_g = bs_vcdiv((size_t)o->kg, BS_VKG_PER_TASK), g = (size_t)task / per_g;
+    size_t kpad = (size_t)o->kg * 4, bstride = (size_t)o->kg * 64, tiles = bs_vcdiv(o->nb, BS_VTILE);
+    size_t ncb = (size_t)o->mg4 / 4, g, tl, cb0, cb1;
+    if (stage == 0) {   /* gather 4 * BS_VKG_PER_TASK rows of one group, interleaving each k-group at once */
+        size_t per_g = bs_vcdiv((size_t)o->kg, BS_VKG_PER_TASK);
+        g = (size_t)task / per_g;
         int32_t q0 = (int32_t)((size_t)task % per_g) * BS_VKG_PER_TASK, q1 = q0 + BS_VKG_PER_TASK;
         if (q1 > o->kg) q1 = o->kg;
         /* the task's own 4 rows of the gather area, reused for each of its k-groups (they stay in L1 / L2) */
         unsigned char *buf = l.tmp + (g * kpad + (size_t)q0 * 4) * o->npad;
+        bs_vspan sp;
+        bs_vspan_of(j, o, 0, o->npad, &sp);
+        bs_vkpos kp;
+        bs_vkpos_of(j, g, (size_t)q0 * 4, &kp);
         for (int32_t q = q0; q < q1; q++) {
-            for (size_t i = 0; i < 4; i++) bs_vgather_row(j, o, g * kpad + (size_t)q * 4 + i, buf + i * o->npad);
+            for (size_t i = 0; i < 4; i++) { bs_vgather_row(j, o, &kp, &sp, buf + i * o->npad); bs_vkpos_next(j, &kp); }
             bs_vinterleave(o, buf, l.ilv + g * o->ilv_bytes, q);
         }
         return;
+    } else {   /* stage 1: GEMM of one group, one tile, a range of channel blocks */
+        size_t cbt = bs_vcdiv(ncb, BS_VCB_PER_TASK), rest;
+        g = (size_t)task / (tiles * cbt); rest = (size_t)task % (tiles * cbt); tl = rest / cbt;
+        cb0 = (rest % cbt) * BS_VCB_PER_TASK; cb1 = cb0 + BS_VCB_PER_TASK;
+        if (cb1 > ncb) cb1 = ncb;
     }
-    /* stage 1: GEMM of one group, one tile of up to BS_VTILE pixel blocks, a range of channel blocks */
     const bs_vpacked *h = (const bs_vpacked *)j->packed;
     const int32_t *wsum = (const int32_t *)((const unsigned char *)h + 64);
     const unsigned char *wp = (const unsigned char *)h + 64 + BS_VA64((size_t)h->groups * h->mg4 * 4);
-    size_t ncb = (size_t)o->mg4 / 4, cbt = bs_vcdiv(ncb, BS_VCB_PER_TASK), tiles = bs_vcdiv(o->nb, BS_VTILE);
-    size_t g = (size_t)task / (tiles * cbt), rest = (size_t)task % (tiles * cbt), tl = rest / cbt, ct = rest % cbt;
     size_t b0 = tl * BS_VTILE, nbk = o->nb - b0 < BS_VTILE ? o->nb - b0 : BS_VTILE;
-    size_t bstride = (size_t)o->kg * 64;
     const unsigned char *a = l.ilv + g * o->ilv_bytes + b0 * bstride;
-    size_t cb0 = ct * BS_VCB_PER_TASK, cb1 = cb0 + BS_VCB_PER_TASK;
-    if (cb1 > ncb) cb1 = ncb;
     /* output: conv y [M, N] (channel stride N, pixel stride 1); gemm y [rows, M] (channel stride 1, row stride M) */
     size_t m_total = (size_t)o->groups * o->mg;
     size_t cstride = j->conv ? o->n : 1, pstride = j->conv ? 1 : m_total;
