@@ -223,7 +223,24 @@ static void bs_vgather_row(const bs_avx2_job *j, const bs_vgeo *o, const bs_vkpo
                 __m512i v = _mm512_mask_loadu_epi8(vpad, _cvtu64_mask64(valid), src);
                 _mm512_mask_storeu_epi8(d + c, _cvtu64_mask64(~0ull >> (64 - len)), _mm512_xor_si512(v, vflip));
             }
-        } else {
+        }
+#if defined(__BMI2__)
+        else if (g->sw == 2) {
+            /* 32 outputs at a time: a masked 64-byte load of the even source bytes of the valid outputs, then
+             * vpmovwb keeps the low (even) byte of each 16-bit lane */
+            const uint8_t *sx = xc + base;
+            for (int64_t c = ow_a; c < ow_b; c += 32) {
+                int64_t len = ow_b - c < 32 ? ow_b - c : 32;
+                int64_t vlo = lo > c ? lo : c, vhi = hi < c + len ? hi : c + len;
+                uint32_t valid = vhi > vlo ? (uint32_t)((~0ull >> (64 - (vhi - vlo))) << (vlo - c)) : 0;
+                const uint8_t *src = vhi > vlo ? sx + iw0 + 2 * c : sx;   /* lane 2i reads x[iw0 + 2 (c + i)] */
+                __m512i v = _mm512_mask_loadu_epi8(vpad, _cvtu64_mask64(_pdep_u64(valid, 0x5555555555555555ull)), src);
+                __m256i e = _mm256_xor_si256(_mm512_cvtepi16_epi8(v), _mm512_castsi512_si256(vflip));
+                _mm256_mask_storeu_epi8(d + c, (__mmask32)(0xFFFFFFFFu >> (32 - len)), e);
+            }
+        }
+#endif
+        else {
             for (int64_t ow = ow_a; ow < ow_b; ow++)
                 d[ow] = ow >= lo && ow < hi ? xc[base + iw0 + ow * g->sw] ^ flip : padu;
         }
