@@ -540,10 +540,10 @@ struct CWriter {
                 let channels = inRange ? s[axis] : 1
                 let inner = inRange ? s[(axis + 1)...].reduce(1, *) : 1
                 let outer = count(x) / (channels * inner)
-                body += "    bs_requant__generic(\(ptr(x)), \(tcode(x)), \(ptr(y)), \(tcode(y)), \(CSyntax.size(outer)), \(CSyntax.size(channels)), \(CSyntax.size(inner)), \(pb));\n"
+                body += "    bs_requant__\(plan.isa == .avx512vnni ? "avx512vnni" : "generic")(\(ptr(x)), \(tcode(x)), \(ptr(y)), \(tcode(y)), \(CSyntax.size(outer)), \(CSyntax.size(channels)), \(CSyntax.size(inner)), \(pb));\n"
             case .qadd:
                 let b = n.inputs[1]
-                body += "    bs_qadd__generic(\(ptr(x)), \(tcode(x)), \(ptr(b)), \(tcode(b)), \(ptr(y)), \(tcode(y)), \(CSyntax.size(count(y))), \(pb));\n"
+                body += "    bs_qadd__\(plan.isa == .avx512vnni ? "avx512vnni" : "generic")(\(ptr(x)), \(tcode(x)), \(ptr(b)), \(tcode(b)), \(ptr(y)), \(tcode(y)), \(CSyntax.size(count(y))), \(pb));\n"
             case .qmaxPool(let p), .qavgPool(let p, _):
                 let xs = plan.shapes[x] ?? []
                 let win = try WindowGeometry(input: Array(xs.dropFirst(2)), kernel: p.kernelShape, strides: p.strides, pads: p.pads,

@@ -143,6 +143,41 @@ int main(int argc, char **argv) {
         free(x); free(q8); free(wb); free(pw); free(scratch); free(rm); free(rn); free(rb); free(y0); free(y1); free(y2);
     }
     printf("ok %d cases (%ld with varied outputs; %ld w<=7 bits, %ld 8-bit, %ld odd zero points, %ld extreme requant)\n", cases, distinct_cases, paths[0], paths[1], paths[2], paths[3]);
+#ifdef BS_TEST_VNNI
+    /* the vectorized Requant and QAdd against the generic ones: every container pair, tails, extreme parameters */
+    for (int t = 0; t < cases; t++) {
+        size_t outer = (size_t)ri(1, 3), ch = (size_t)ri(1, 9), inner = (size_t)ri(1, 70), n = outer * ch * inner;
+        int32_t xt = (int32_t)ri(0, 2), bt = (int32_t)ri(0, 2), yt = (int32_t)ri(0, 2);
+        size_t xs = xt == BS_T_I32 ? 4 : 1, bs = bt == BS_T_I32 ? 4 : 1, ys = yt == BS_T_I32 ? 4 : 1;
+        unsigned char *xa = al(n * 4), *xb = al(n * 4), *y0 = al(n * 4), *y1 = al(n * 4);
+        for (size_t i = 0; i < n * 4; i++) { xa[i] = (unsigned char)rnd(); xb[i] = (unsigned char)rnd(); }
+        if (xt == BS_T_I32 && ri(0, 1)) for (size_t i = 0; i < n; i++) ((int32_t *)xa)[i] >>= ri(0, 20);
+        int extreme = ri(0, 7) == 0;
+        int32_t cnt = ri(0, 1) ? (int32_t)ch : 1;
+        int32_t *rm = al(4 * ch), *rn = al(4 * ch); int64_t *rb = al(8 * ch);
+        for (int32_t i = 0; i < cnt; i++) {
+            rm[i] = (int32_t)ri(-(1 << 30), 1 << 30); rn[i] = (int32_t)ri(20, 44); rb[i] = ri(-((int64_t)1 << 40), (int64_t)1 << 40);
+            if (extreme) { rm[i] = (int32_t)rnd(); rn[i] = (int32_t)ri(-2, 70); rb[i] = (int64_t)rnd(); }
+        }
+        bs_requant_params rq = {rm, rn, rb, cnt, ri(-5, 30), yt == BS_T_U8 ? 0 : -128, yt == BS_T_U8 ? 255 : 127};
+        if (extreme && ri(0, 1)) { rq.lo = ri(-300, 300); rq.hi = ri(-300, 300); rq.zero = (int64_t)rnd(); }
+        memset(y0, 0x11, n * 4); memset(y1, 0x11, n * 4);
+        bs_requant__generic(xa, xt, y0, yt, outer, ch, inner, &rq);
+        bs_requant__avx512vnni(xa, xt, y1, yt, outer, ch, inner, &rq);
+        if (memcmp(y0, y1, n * 4)) { printf("MISMATCH requant case %d xt=%d yt=%d\n", t, xt, yt); return 1; }
+        bs_qadd_params qa = {ri(1, 1 << 20), ri(1, 1 << 20), ri(10, 30), ri(-128, 255), ri(-128, 255), ri(-10, 10),
+                             yt == BS_T_U8 ? 0 : -128, yt == BS_T_U8 ? 255 : 127};
+        if (extreme) { qa.m_a = (int64_t)rnd(); qa.m_b = (int64_t)rnd(); qa.n = ri(-2, 70); qa.a_zero = (int64_t)rnd(); }
+        if (extreme && ri(0, 1)) { qa.lo = ri(-300, 300); qa.hi = ri(-300, 300); }
+        memset(y0, 0x22, n * 4); memset(y1, 0x22, n * 4);
+        bs_qadd__generic(xa, xt, xb, bt, y0, yt, n, &qa);
+        bs_qadd__avx512vnni(xa, xt, xb, bt, y1, yt, n, &qa);
+        if (memcmp(y0, y1, n * 4)) { printf("MISMATCH qadd case %d at=%d bt=%d yt=%d\n", t, xt, bt, yt); return 1; }
+        (void)xs; (void)bs; (void)ys;
+        free(xa); free(xb); free(y0); free(y1); free(rm); free(rn); free(rb);
+    }
+    printf("ok %d requant and qadd cases\n", cases);
+#endif
     return 0;
 }
 """#
@@ -165,7 +200,8 @@ int main(int argc, char **argv) {
     }
 
     /// The same check through the VNNI kernels (vpdpbusd for every w_bits, 8 included; vectorized int64 epilogue;
-    /// the vectorized weight pack in both gemm weight layouts).
+    /// the vectorized weight pack in both gemm weight layouts), then the vectorized Requant and QAdd against the
+    /// generic ones (every container pair, tails, extreme parameters that take the scalar path).
     @Test func vnniKernelsMatchTheGenericKernelsOnRandomShapes() throws {
         guard Harness.hasVNNI("vnniKernelsMatchTheGenericKernelsOnRandomShapes") else { return }
         let dir = TempDir()
@@ -173,7 +209,7 @@ int main(int argc, char **argv) {
         try emitBundle(EmitInput(graph: try SwitchingTests.variant(conv1: .init(w: 8, a: 8), fc: .init(w: 8, a: 8)), isa: .avx512vnni), to: b)
         try Self.check.write(toFile: b + "/kernel_check.c", atomically: true, encoding: .utf8)
         let cc = ProcessInfo.processInfo.environment["CC"] ?? "cc"
-        let (rc, _, err) = try NativeBuildTests.run([cc, "-std=c11", "-O2", "-mavx2", "-mfma", "-mavx512f", "-mavx512bw", "-mavx512vl",
+        let (rc, _, err) = try NativeBuildTests.run([cc, "-std=c11", "-O2", "-mavx2", "-mfma", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq",
                                                      "-mavx512vnni", "-Wall", "-Wextra", "-pedantic", "-Werror", "-ffp-contract=off",
                                                      "-DBS_TEST_VNNI", "-o", "kc", "kernel_check.c", "bs_kernels.c", "bs_kernels_avx2.c",
                                                      "bs_kernels_avx512vnni.c"], cwd: b)
@@ -181,7 +217,7 @@ int main(int argc, char **argv) {
         guard rc == 0 else { return }
         for seed in 1...3 {
             let (r, out, e) = try NativeBuildTests.run(["./kc", "\(seed)", "1500"], cwd: b)
-            #expect(r == 0 && out.hasPrefix("ok 1500 cases"), "seed \(seed): \(out)\(e)")
+            #expect(r == 0 && out.hasPrefix("ok 1500 cases") && out.contains("ok 1500 requant and qadd cases"), "seed \(seed): \(out)\(e)")
         }
     }
 

@@ -530,6 +530,69 @@ void bs_qs8_gemm__avx512vnni(size_t rows, size_t k, size_t m, int32_t trans_b, c
 void bs_qu8_gemm__avx512vnni(size_t rows, size_t k, size_t m, int32_t trans_b, const uint8_t *x, const void *packed,
                              const bs_qmm_params *p, int32_t *y, void *scratch) { BS_VGEMM_JOB(BS_T_U8, NULL, BS_T_I32) }
 
+/* ---- Requant and QAdd outside a conv (the same arithmetic as bs_requant__generic / bs_qadd__generic) ---- */
+static inline __m512i bs_vload16_i32(const void *x, int32_t t, size_t i, __mmask16 mk) {
+    switch (t) {
+    case BS_T_I8: return _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(mk, (const int8_t *)x + i));
+    case BS_T_U8: return _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(mk, (const uint8_t *)x + i));
+    default: return _mm512_maskz_loadu_epi32(mk, (const int32_t *)x + i);
+    }
+}
+
+void bs_requant__avx512vnni(const void *x, int32_t xt, void *y, int32_t yt, size_t outer, size_t channels, size_t inner,
+                            const bs_requant_params *rq) {
+    bs_avx2_job j;   /* the conv epilogue's view: output y of container yt, per-channel tables rq */
+    memset(&j, 0, sizeof j);
+    j.rq = rq; j.yt = yt; j.y = y;
+    size_t i = 0;
+    for (size_t o = 0; o < outer; o++)
+        for (size_t c = 0; c < channels; c++)
+            for (size_t e = 0; e < inner; e += 16, i += 16) {
+                size_t count = inner - e < 16 ? inner - e : 16;
+                __mmask16 mk = (__mmask16)(count >= 16 ? 0xFFFFu : ((1u << count) - 1u));
+                bs_vepilogue(&j, bs_vload16_i32(x, xt, i, mk), 0, c, i, 1, count);
+                if (count < 16) i -= 16 - count;
+            }
+}
+
+void bs_qadd__avx512vnni(const void *a, int32_t at, const void *b, int32_t bt, void *y, int32_t yt, size_t count,
+                         const bs_qadd_params *p) {
+#if defined(__AVX512DQ__)
+    if (p->lo <= p->hi && p->n < 64) {
+        int64_t cmin = yt == BS_T_I8 ? INT8_MIN : (yt == BS_T_U8 ? 0 : INT32_MIN);
+        int64_t cmax = yt == BS_T_I8 ? INT8_MAX : (yt == BS_T_U8 ? UINT8_MAX : INT32_MAX);
+        const __m512i LO = _mm512_set1_epi64(bs_vclamp64(p->lo, cmin, cmax)), HI = _mm512_set1_epi64(bs_vclamp64(p->hi, cmin, cmax));
+        const __m512i AZ = _mm512_set1_epi64(p->a_zero), BZ = _mm512_set1_epi64(p->b_zero), Z = _mm512_set1_epi64(p->zero);
+        const __m512i MA = _mm512_set1_epi64(p->m_a), MB = _mm512_set1_epi64(p->m_b), one = _mm512_set1_epi64(1);
+        const __m128i sh = _mm_cvtsi32_si128((int)p->n), sh1 = _mm_cvtsi32_si128((int)p->n - 1);
+        for (size_t i = 0; i < count; i += 16) {
+            size_t n16 = count - i < 16 ? count - i : 16;
+            __mmask16 mk = (__mmask16)(n16 >= 16 ? 0xFFFFu : ((1u << n16) - 1u));
+            __m512i va32 = bs_vload16_i32(a, at, i, mk), vb32 = bs_vload16_i32(b, bt, i, mk);
+            __m512i r[2];
+            for (int h = 0; h < 2; h++) {
+                __m512i xa = _mm512_cvtepi32_epi64(h ? _mm512_extracti64x4_epi64(va32, 1) : _mm512_castsi512_si256(va32));
+                __m512i xb = _mm512_cvtepi32_epi64(h ? _mm512_extracti64x4_epi64(vb32, 1) : _mm512_castsi512_si256(vb32));
+                /* wrapping int64: (a - az) m_a + (b - bz) m_b (vpmullq keeps the low 64 bits) */
+                __m512i v = _mm512_add_epi64(_mm512_mullo_epi64(_mm512_sub_epi64(xa, AZ), MA),
+                                             _mm512_mullo_epi64(_mm512_sub_epi64(xb, BZ), MB));
+                if (p->n > 0) v = _mm512_add_epi64(_mm512_sra_epi64(v, sh), _mm512_and_si512(_mm512_srl_epi64(v, sh1), one));
+                r[h] = _mm512_min_epi64(_mm512_max_epi64(_mm512_add_epi64(v, Z), LO), HI);
+            }
+            if (yt == BS_T_I32) {
+                __m512i r32 = _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi64_epi32(r[0])), _mm512_cvtepi64_epi32(r[1]), 1);
+                _mm512_mask_storeu_epi32((int32_t *)y + i, mk, r32);
+            } else {   /* in the byte container's range already: truncation is exact */
+                __m128i b8 = _mm_unpacklo_epi64(_mm512_cvtepi64_epi8(r[0]), _mm512_cvtepi64_epi8(r[1]));
+                _mm_mask_storeu_epi8((unsigned char *)y + i, mk, b8);
+            }
+        }
+        return;
+    }
+#endif
+    bs_qadd__generic(a, at, b, bt, y, yt, count, p);   /* shifts >= 64, lo > hi: never produced by the lowering */
+}
+
 #else
 typedef int bs_kernels_avx512vnni_not_built; /* without AVX-512 VNNI this file is empty (ISO C wants one declaration) */
 #endif
