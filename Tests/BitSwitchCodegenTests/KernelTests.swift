@@ -177,6 +177,31 @@ int main(int argc, char **argv) {
         free(xa); free(xb); free(y0); free(y1); free(rm); free(rn); free(rb);
     }
     printf("ok %d requant and qadd cases\n", cases);
+    /* the vectorized max pool against the generic one: 1-D / 2-D / 3-D windows, strides, pads (windows entirely in
+     * the padding too), dilations, every container */
+    for (int t = 0; t < cases; t++) {
+        bs_window g; memset(&g, 0, sizeof g);
+        int dims = (int)ri(1, 3);
+        g.d = dims == 3 ? (int32_t)ri(1, 4) : 1; g.h = dims >= 2 ? (int32_t)ri(1, 12) : 1; g.w = (int32_t)ri(1, 40);
+        g.kd = dims == 3 ? (int32_t)ri(1, 2) : 1; g.kh = dims >= 2 ? (int32_t)ri(1, 3) : 1; g.kw = (int32_t)ri(1, 4);
+        g.sd = (int32_t)ri(1, 2); g.sh = (int32_t)ri(1, 3); g.sw = (int32_t)ri(1, 3);
+        g.dd = 1; g.dh = (int32_t)ri(1, 2); g.dw = (int32_t)ri(1, 2);
+        g.pd = (int32_t)ri(0, g.kd - 1); g.ph = (int32_t)ri(0, g.kh); g.pw = (int32_t)ri(0, g.kw);
+        g.od = (g.d + 2 * g.pd - ((g.kd - 1) * g.dd + 1)) / g.sd + 1; if (g.od < 1) g.od = 1;
+        g.oh = (g.h + 2 * g.ph - ((g.kh - 1) * g.dh + 1)) / g.sh + 1; if (g.oh < 1) g.oh = 1;
+        g.ow = (g.w + 2 * g.pw - ((g.kw - 1) * g.dw + 1)) / g.sw + 1 + (int32_t)ri(0, 1); if (g.ow < 1) g.ow = 1;
+        int32_t xt = (int32_t)ri(0, 2);
+        size_t es = xt == BS_T_I32 ? 4 : 1, planes = (size_t)ri(1, 5);
+        size_t nin = planes * g.d * g.h * g.w, nout = planes * g.od * g.oh * g.ow;
+        unsigned char *px = al(nin * es), *y0 = al(nout * es), *y1 = al(nout * es);
+        for (size_t i = 0; i < nin * es; i++) px[i] = (unsigned char)rnd();
+        memset(y0, 0x33, nout * es); memset(y1, 0x33, nout * es);
+        bs_qmaxpool__generic(&g, planes, px, xt, y0);
+        bs_qmaxpool__avx512vnni(&g, planes, px, xt, y1);
+        if (memcmp(y0, y1, nout * es)) { printf("MISMATCH maxpool case %d xt=%d\n", t, xt); return 1; }
+        free(px); free(y0); free(y1);
+    }
+    printf("ok %d maxpool cases\n", cases);
 #endif
     return 0;
 }
@@ -217,7 +242,7 @@ int main(int argc, char **argv) {
         guard rc == 0 else { return }
         for seed in 1...3 {
             let (r, out, e) = try NativeBuildTests.run(["./kc", "\(seed)", "1500"], cwd: b)
-            #expect(r == 0 && out.hasPrefix("ok 1500 cases") && out.contains("ok 1500 requant and qadd cases"), "seed \(seed): \(out)\(e)")
+            #expect(r == 0 && out.hasPrefix("ok 1500 cases") && out.contains("ok 1500 requant and qadd cases") && out.contains("ok 1500 maxpool cases"), "seed \(seed): \(out)\(e)")
         }
     }
 

@@ -593,6 +593,54 @@ void bs_qadd__avx512vnni(const void *a, int32_t at, const void *b, int32_t bt, v
     bs_qadd__generic(a, at, b, bt, y, yt, count, p);   /* shifts >= 64, lo > hi: never produced by the lowering */
 }
 
+/* ---- QMaxPool: 16 outputs of one output row at a time, max over the window's valid taps (masked loads; a
+ * gather for int32 with stride > 1); no valid tap gives the container's lowest value, as in bs_pool ---- */
+void bs_qmaxpool__avx512vnni(const bs_window *g, size_t planes, const void *x, int32_t xt, void *y) {
+    if (g->sw != 1 && xt != BS_T_I32) { bs_qmaxpool__generic(g, planes, x, xt, y); return; }
+    size_t es = xt == BS_T_I32 ? 4 : 1, in_count = (size_t)g->d * g->h * g->w, out_count = (size_t)g->od * g->oh * g->ow;
+    int32_t lowest = xt == BS_T_I8 ? INT8_MIN : (xt == BS_T_U8 ? 0 : INT32_MIN);
+    const __m512i vlow = _mm512_set1_epi32(lowest), lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const __m512i vsw = _mm512_set1_epi32(g->sw), vw = _mm512_set1_epi32(g->w), zero = _mm512_setzero_si512();
+    for (size_t plane = 0; plane < planes; plane++) {
+        const unsigned char *xp = (const unsigned char *)x + plane * in_count * es;
+        size_t k = plane * out_count;
+        for (int32_t od = 0; od < g->od; od++)
+        for (int32_t oh = 0; oh < g->oh; oh++, k += (size_t)g->ow)
+        for (int32_t c = 0; c < g->ow; c += 16) {
+            int32_t len = g->ow - c < 16 ? g->ow - c : 16;
+            __mmask16 lm = (__mmask16)(len >= 16 ? 0xFFFFu : ((1u << len) - 1u));
+            __m512i best = vlow;
+            for (int32_t kd = 0; kd < g->kd; kd++) {
+                int64_t id = (int64_t)od * g->sd - g->pd + (int64_t)kd * g->dd;
+                if (id < 0 || id >= g->d) continue;
+                for (int32_t kh = 0; kh < g->kh; kh++) {
+                    int64_t ih = (int64_t)oh * g->sh - g->ph + (int64_t)kh * g->dh;
+                    if (ih < 0 || ih >= g->h) continue;
+                    const unsigned char *xr = xp + ((size_t)id * g->h + (size_t)ih) * g->w * es;
+                    for (int32_t kw = 0; kw < g->kw; kw++) {
+                        int32_t iw0 = c * g->sw - g->pw + kw * g->dw;   /* lane i reads column iw0 + i sw */
+                        __m512i iw = _mm512_add_epi32(_mm512_set1_epi32(iw0), _mm512_mullo_epi32(lane, vsw));
+                        __mmask16 m = lm & _mm512_cmpge_epi32_mask(iw, zero) & _mm512_cmplt_epi32_mask(iw, vw);
+                        if (!m) continue;
+                        __m512i v;
+                        if (g->sw == 1) {
+                            const unsigned char *src = xr + (ptrdiff_t)iw0 * (ptrdiff_t)es;   /* only the valid lanes are read */
+                            v = xt == BS_T_I32 ? _mm512_maskz_loadu_epi32(m, src)
+                              : xt == BS_T_I8 ? _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(m, src))
+                                              : _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, src));
+                        } else {
+                            v = _mm512_mask_i32gather_epi32(vlow, m, iw, (const void *)xr, 4);
+                        }
+                        best = _mm512_mask_max_epi32(best, m, best, v);
+                    }
+                }
+            }
+            if (xt == BS_T_I32) _mm512_mask_storeu_epi32((int32_t *)y + k + c, lm, best);
+            else _mm_mask_storeu_epi8((unsigned char *)y + k + c, lm, _mm512_cvtepi32_epi8(best));
+        }
+    }
+}
+
 #else
 typedef int bs_kernels_avx512vnni_not_built; /* without AVX-512 VNNI this file is empty (ISO C wants one declaration) */
 #endif

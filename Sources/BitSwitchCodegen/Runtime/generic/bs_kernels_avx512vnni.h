@@ -63,11 +63,14 @@ void bs_qs8_gemm__avx512vnni(size_t rows, size_t k, size_t m, int32_t trans_b, c
 void bs_qu8_gemm__avx512vnni(size_t rows, size_t k, size_t m, int32_t trans_b, const uint8_t *x, const void *packed,
                              const bs_qmm_params *p, int32_t *y, void *scratch);
 
-/* Requant (bs_requant__generic's arguments) and QAdd (bs_qadd__generic's) vectorized, bit-exact with them. */
+/* Requant (bs_requant__generic's arguments), QAdd (bs_qadd__generic's) vectorized, bit-exact with them. */
 void bs_requant__avx512vnni(const void *x, int32_t xt, void *y, int32_t yt, size_t outer, size_t channels, size_t inner,
                             const bs_requant_params *rq);
 void bs_qadd__avx512vnni(const void *a, int32_t at, const void *b, int32_t bt, void *y, int32_t yt, size_t count,
                          const bs_qadd_params *p);
+/* QMaxPool (bs_qmaxpool__generic's arguments), 16 outputs per step; 8-bit inputs with a column stride > 1 take the
+ * generic kernel. */
+void bs_qmaxpool__avx512vnni(const bs_window *g, size_t planes, const void *x, int32_t xt, void *y);
 
 /* Split form for a thread pool (the bs_avx2_job of bs_kernels_avx2.h, weights packed for this ISA): count the
  * tasks, run each task index once (any thread, any order; tasks of one stage may run concurrently, stage s+1
