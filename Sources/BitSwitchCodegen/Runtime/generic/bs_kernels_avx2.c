@@ -20,7 +20,6 @@ typedef struct bs_packed {
 #define BS_BLOCKS_PER_TASK 16
 #define BS_CB_PER_TASK 16
 
-static inline int32_t bs_min32(int32_t a, int32_t b) { return a < b ? a : b; }
 static inline int64_t bs_clamp64a(int64_t v, int64_t lo, int64_t hi) { return v < lo ? lo : (v > hi ? hi : v); }
 static inline int64_t bs_rshr64a(int64_t x, int64_t k) {
     if (k <= 0) return x;
