@@ -2,7 +2,7 @@ import BitSwitchIR
 
 /// The build files and README written into every bundle.
 enum BuildFiles {
-    static let sources = ["bitswitch_model.c", "bs_kernels.c", "bs_kernels_avx2.c"]
+    static let sources = ["bitswitch_model.c", "bs_kernels.c", "bs_kernels_avx2.c", "bs_kernels_avx512vnni.c"]
     /// Flags the kernels need for bit-exact results on every target: C11, no floating-point contraction.
     static let requiredFlags = ["-std=c11", "-ffp-contract=off", "-fno-fast-math"]
 
@@ -14,18 +14,18 @@ enum BuildFiles {
     OPT ?= -O3
     CFLAGS += -std=c11 -ffp-contract=off -fno-fast-math $(OPT) $(ARCH) -fPIC -Wall
     LDLIBS += -lm
-    SRCS = bitswitch_model.c bs_kernels.c bs_kernels_avx2.c
+    SRCS = bitswitch_model.c bs_kernels.c bs_kernels_avx2.c bs_kernels_avx512vnni.c
     OBJS = $(SRCS:.c=.o)
 
     all: libbitswitch_model.so libbitswitch_model.a
 
-    libbitswitch_model.so: $(SRCS) bitswitch_model.h bs_kernels.h bs_kernels_avx2.h
+    libbitswitch_model.so: $(SRCS) bitswitch_model.h bs_kernels.h bs_kernels_avx2.h bs_kernels_avx512vnni.h
     \t$(CC) $(CFLAGS) -shared -o $@ $(SRCS) $(LDLIBS)
 
     libbitswitch_model.a: $(OBJS)
     \t$(AR) rcs $@ $(OBJS)
 
-    %.o: %.c bitswitch_model.h bs_kernels.h bs_kernels_avx2.h
+    %.o: %.c bitswitch_model.h bs_kernels.h bs_kernels_avx2.h bs_kernels_avx512vnni.h
     \t$(CC) $(CFLAGS) -c -o $@ $<
 
     clean:
@@ -42,7 +42,7 @@ enum BuildFiles {
     set(CMAKE_C_STANDARD_REQUIRED ON)
     set(CMAKE_C_EXTENSIONS OFF)
     set(CMAKE_POSITION_INDEPENDENT_CODE ON)
-    add_library(bitswitch_model bitswitch_model.c bs_kernels.c bs_kernels_avx2.c)
+    add_library(bitswitch_model bitswitch_model.c bs_kernels.c bs_kernels_avx2.c bs_kernels_avx512vnni.c)
     target_include_directories(bitswitch_model PUBLIC ${CMAKE_CURRENT_SOURCE_DIR})
     target_compile_options(bitswitch_model PRIVATE -ffp-contract=off -fno-fast-math)
     find_library(BITSWITCH_LIBM m)
@@ -75,7 +75,7 @@ enum BuildFiles {
 
             make                     # libbitswitch_model.so and libbitswitch_model.a (CC, ARCH, OPT override)
             cc -std=c11 -O3 -march=native -ffp-contract=off -fPIC -shared -o libbitswitch_model.so \\
-               bitswitch_model.c bs_kernels.c bs_kernels_avx2.c -lm
+               bitswitch_model.c bs_kernels.c bs_kernels_avx2.c bs_kernels_avx512vnni.c -lm
             cmake -B build && cmake --build build    # or with CMake
 
         Cross-compiling, e.g. for 64-bit Arm: `make CC=aarch64-linux-gnu-gcc ARCH=`. Results are bit-exact on
@@ -103,9 +103,10 @@ enum BuildFiles {
         parameters it affects. `bs_run_quantized(ctx, in, out)` takes the input already quantized (what the model's
         input `Quantize` produces). One context per thread; contexts are independent.
 
-        Kernels: emitted for `\(plan.isa.rawValue)` (`BS_ISA`). With `avx2` (or `avx512vnni`, which uses the AVX2
-        kernels for now) QConv/QGemm call `bs_kernels_avx2.c` (compile with AVX2 enabled, e.g. `-march=native` on an
-        AVX2 machine; otherwise the build stops with an `#error`); everything else, and every kernel of a `generic`
+        Kernels: emitted for `\(plan.isa.rawValue)` (`BS_ISA`). With `avx2` QConv/QGemm call `bs_kernels_avx2.c`
+        (compile with AVX2 enabled, e.g. `-march=native` on an AVX2 machine), with `avx512vnni` they call
+        `bs_kernels_avx512vnni.c` (compile with AVX-512 VNNI and BW enabled, e.g. `-march=native` on a Zen 4 or an
+        Ice Lake); otherwise the build stops with an `#error`. Everything else, and every kernel of a `generic`
         or `neon` bundle, is the portable C of `bs_kernels.c`. The kernels in `bs_kernels.c` are the portable reference (`bs_qs8_conv_requant__generic`, ...): the Swift
         interpreter of BitSwitch (`docs/int-ops.md`) defines their results bit for bit.
 

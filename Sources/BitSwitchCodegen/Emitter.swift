@@ -195,6 +195,15 @@ struct CWriter {
 
 
         """
+        if plan.isa == .avx512vnni {
+            out += """
+            #include "bs_kernels_avx512vnni.h"
+            #if !defined(__AVX512VNNI__) || !defined(__AVX512BW__) || !defined(__AVX2__)
+            #error "this bundle was emitted with --isa avx512vnni (AVX-512 VNNI kernels): compile with -mavx512vnni -mavx512bw -mavx2 (or -march=native on a machine with AVX-512 VNNI), or emit it again with --isa avx2 or generic"
+            #endif
+
+            """
+        }
         if plan.isa.usesAVX2Kernels {
             out += """
             #include "bs_kernels_avx2.h"
@@ -336,11 +345,11 @@ struct CWriter {
         \(plan.isa.usesAVX2Kernels ? """
         static int bs_sizes_ok(void);
 
-        /* Runs one AVX2 conv / gemm: its stages in order, each stage's tasks. */
+        /* Runs one \(plan.isa.kernelSuffix) conv / gemm: its stages in order, each stage's tasks. */
         static void bs_par(bs_ctx *ctx, const bs_avx2_job *j) {
             (void)ctx;
-            for (int32_t s = 0, ns = bs_avx2_stages(j); s < ns; s++)
-                for (int32_t t = 0, nt = bs_avx2_tasks(j, s); t < nt; t++) bs_avx2_run(j, s, t);
+            for (int32_t s = 0, ns = bs_\(plan.isa.kernelSuffix)_stages(j); s < ns; s++)
+                for (int32_t t = 0, nt = bs_\(plan.isa.kernelSuffix)_tasks(j, s); t < nt; t++) bs_\(plan.isa.kernelSuffix)_run(j, s, t);
         }
         """ : "")
 
@@ -363,7 +372,7 @@ struct CWriter {
                 const bs_qmm_params *p = &wn->params[block[wn->pnode]];
                 if (ctx->wstate[q][0] != p->w_shift || ctx->wstate[q][1] != p->w_bits) {
                     \(plan.isa.usesAVX2Kernels
-                        ? "bs_qs8_pack_weights__avx2(wn->q8, ctx->arena + wn->offset, wn->groups, wn->mg, wn->k, wn->kmajor, p->w_shift, p->w_bits);"
+                        ? "bs_qs8_pack_weights__\(plan.isa.kernelSuffix)(wn->q8, ctx->arena + wn->offset, wn->groups, wn->mg, wn->k, wn->kmajor, p->w_shift, p->w_bits);"
                         : "bs_qs8_shift_weights__generic(wn->q8, (int8_t *)(ctx->arena + wn->offset), wn->count, p->w_shift, p->w_bits);")
                     ctx->wstate[q][0] = p->w_shift;
                     ctx->wstate[q][1] = p->w_bits;
@@ -498,9 +507,9 @@ struct CWriter {
                 if plan.isa.usesAVX2Kernels {
                     let rq = plan.fusedRequant[i].flatMap { r in plan.paramIndex[r].map { "&\(nodeID(r))_p[B[\($0)]]" } } ?? "NULL"
                     body += "    { const bs_avx2_job j = {\(ptr(x)), \(tcode(x)), \(tcode(outName)), A + \(plan.weightOffsets[i] ?? 0), \(pb), \(rq), \(ptr(outName)), A + BS_SCRATCH_OFFSET, &\(id)_s, 0, 0, 0, 0}; bs_par(ctx, &j); }\n"
-                    checks += "    if (bs_conv_scratch_size__avx2(&\(id)_s) > BS_SCRATCH_SIZE) return 0;\n"
+                    checks += "    if (bs_conv_scratch_size__\(plan.isa.kernelSuffix)(&\(id)_s) > BS_SCRATCH_SIZE) return 0;\n"
                     if let d = plan.matmulDims(i) {
-                        checks += "    if (bs_qs8_packed_weights_size__avx2(\(d.groups), \(d.mg), \(d.k)) != \(Plan.packedWeightBytes(groups: d.groups, mg: d.mg, k: d.k))) return 0;\n"
+                        checks += "    if (bs_qs8_packed_weights_size__\(plan.isa.kernelSuffix)(\(d.groups), \(d.mg), \(d.k)) != \(Plan.packedWeightBytes(groups: d.groups, mg: d.mg, k: d.k, isa: plan.isa))) return 0;\n"
                     }
                 } else if let r = plan.fusedRequant[i], let rp = plan.paramIndex[r] {
                     body += "    bs_\(xt)_conv_requant__generic(&\(id)_s, \(tptr(x)), \(w), \(pb), &\(nodeID(r))_p[B[\(rp)]], \(ptr(outName)), \(tcode(outName)));\n"
@@ -522,8 +531,8 @@ struct CWriter {
                 if plan.isa.usesAVX2Kernels {
                     let rq = plan.fusedRequant[i].flatMap { r in plan.paramIndex[r].map { "&\(nodeID(r))_p[B[\($0)]]" } } ?? "NULL"
                     body += "    { const bs_avx2_job j = {\(ptr(x)), \(tcode(x)), \(tcode(outName)), A + \(plan.weightOffsets[i] ?? 0), \(pb), \(rq), \(ptr(outName)), A + BS_SCRATCH_OFFSET, NULL, \(dims)}; bs_par(ctx, &j); }\n"
-                    checks += "    if (bs_gemm_scratch_size__avx2(\(CSyntax.size(rows)), \(CSyntax.size(k)), \(CSyntax.size(m))) > BS_SCRATCH_SIZE) return 0;\n"
-                    checks += "    if (bs_qs8_packed_weights_size__avx2(1, \(m), \(k)) != \(Plan.packedWeightBytes(groups: 1, mg: m, k: k))) return 0;\n"
+                    checks += "    if (bs_gemm_scratch_size__\(plan.isa.kernelSuffix)(\(CSyntax.size(rows)), \(CSyntax.size(k)), \(CSyntax.size(m))) > BS_SCRATCH_SIZE) return 0;\n"
+                    checks += "    if (bs_qs8_packed_weights_size__\(plan.isa.kernelSuffix)(1, \(m), \(k)) != \(Plan.packedWeightBytes(groups: 1, mg: m, k: k, isa: plan.isa))) return 0;\n"
                 } else if let r = plan.fusedRequant[i], let rp = plan.paramIndex[r] {
                     body += "    bs_\(xt)_gemm_requant__generic(\(dims), \(tptr(x)), \(w), \(pb), &\(nodeID(r))_p[B[\(rp)]], \(ptr(outName)), \(tcode(outName)));\n"
                 } else {
@@ -536,10 +545,10 @@ struct CWriter {
                 let channels = inRange ? s[axis] : 1
                 let inner = inRange ? s[(axis + 1)...].reduce(1, *) : 1
                 let outer = count(x) / (channels * inner)
-                body += "    bs_requant__generic(\(ptr(x)), \(tcode(x)), \(ptr(y)), \(tcode(y)), \(CSyntax.size(outer)), \(CSyntax.size(channels)), \(CSyntax.size(inner)), \(pb));\n"
+                body += "    bs_requant__\(plan.isa == .avx512vnni ? "avx512vnni" : "generic")(\(ptr(x)), \(tcode(x)), \(ptr(y)), \(tcode(y)), \(CSyntax.size(outer)), \(CSyntax.size(channels)), \(CSyntax.size(inner)), \(pb));\n"
             case .qadd:
                 let b = n.inputs[1]
-                body += "    bs_qadd__generic(\(ptr(x)), \(tcode(x)), \(ptr(b)), \(tcode(b)), \(ptr(y)), \(tcode(y)), \(CSyntax.size(count(y))), \(pb));\n"
+                body += "    bs_qadd__\(plan.isa == .avx512vnni ? "avx512vnni" : "generic")(\(ptr(x)), \(tcode(x)), \(ptr(b)), \(tcode(b)), \(ptr(y)), \(tcode(y)), \(CSyntax.size(count(y))), \(pb));\n"
             case .qmaxPool(let p), .qavgPool(let p, _):
                 let xs = plan.shapes[x] ?? []
                 let win = try WindowGeometry(input: Array(xs.dropFirst(2)), kernel: p.kernelShape, strides: p.strides, pads: p.pads,
@@ -549,7 +558,7 @@ struct CWriter {
                 if case .qavgPool = n.op {
                     body += "    bs_qavgpool__generic(&\(id)_s, \(CSyntax.size(xs[0] * xs[1])), \(p.countIncludePad ? 1 : 0), \(pz), \(ptr(x)), \(tcode(x)), \(ptr(y)));\n"
                 } else {
-                    body += "    bs_qmaxpool__generic(&\(id)_s, \(CSyntax.size(xs[0] * xs[1])), \(ptr(x)), \(tcode(x)), \(ptr(y)));\n"
+                    body += "    bs_qmaxpool__\(plan.isa == .avx512vnni ? "avx512vnni" : "generic")(&\(id)_s, \(CSyntax.size(xs[0] * xs[1])), \(ptr(x)), \(tcode(x)), \(ptr(y)));\n"
                 }
             case .qglobalAvgPool:
                 let xs = plan.shapes[x] ?? []

@@ -8,19 +8,25 @@ public enum KernelISA: String, CaseIterable, Sendable {
     case generic
     /// x86-64 with AVX2 (Haswell, Zen 1–3 and later): the AVX2 int8 conv / gemm kernels.
     case avx2
-    /// x86-64 with AVX-512 VNNI. No VNNI kernels yet: bundles use the AVX2 kernels (every VNNI CPU has AVX2).
+    /// x86-64 with AVX-512 VNNI (and BW): the `vpdpbusd` int8 conv / gemm kernels of bs_kernels_avx512vnni.c.
     case avx512vnni
     /// aarch64. No NEON kernels yet: bundles use the generic kernels.
     case neon
 
-    /// Which family of kernels the bundle calls.
+    /// Whether the bundle calls the packed-weight x86 kernels (AVX2 or AVX-512 VNNI; both take a bs_avx2_job).
     var usesAVX2Kernels: Bool { self == .avx2 || self == .avx512vnni }
+
+    /// The suffix of the bundle's fast conv / gemm kernels: `bs_qs8_pack_weights__<suffix>`,
+    /// `bs_<suffix>_stages` (only meaningful when usesAVX2Kernels).
+    var kernelSuffix: String { self == .avx512vnni ? "avx512vnni" : "avx2" }
 
     /// What the machine running this process has: the best ISA with kernels here.
     public static var host: KernelISA {
         #if arch(x86_64)
         let flags = cpuFlags()
-        if flags.contains("avx512_vnni") && flags.contains("avx512f") && flags.contains("avx2") { return .avx512vnni }
+        if flags.contains("avx512_vnni") && flags.contains("avx512f") && flags.contains("avx512bw") && flags.contains("avx2") {
+            return .avx512vnni
+        }
         if flags.contains("avx2") { return .avx2 }
         return .generic
         #elseif arch(arm64)

@@ -424,8 +424,8 @@ struct Plan {
             case .qconv, .qgemm:
                 weightOffsets[i] = offset
                 if isa.usesAVX2Kernels, let d = matmulDims(i) {
-                    offset += Plan.align(Plan.packedWeightBytes(groups: d.groups, mg: d.mg, k: d.k))
-                    scratchBytes = max(scratchBytes, Plan.scratchBytes(groups: d.groups, mg: d.mg, k: d.k, n: d.n))
+                    offset += Plan.align(Plan.packedWeightBytes(groups: d.groups, mg: d.mg, k: d.k, isa: isa))
+                    scratchBytes = max(scratchBytes, Plan.scratchBytes(groups: d.groups, mg: d.mg, k: d.k, n: d.n, isa: isa))
                 } else {
                     offset += Plan.align(graph.initializers[n.inputs[1]]?.count ?? 0)
                 }
@@ -493,15 +493,20 @@ struct Plan {
         }
     }
 
-    /// bs_qs8_packed_weights_size__avx2 (bs_kernels_avx2.c), the same formula.
-    static func packedWeightBytes(groups: Int, mg: Int, k: Int) -> Int {
-        let mg4 = (mg + 3) / 4 * 4, kg2 = (k + 1) / 2
-        return 64 + align(groups * mg4 * 4) + align(groups * mg4 * kg2 * 4)
+    /// bs_qs8_packed_weights_size__avx2 (bs_kernels_avx2.c; room for int16 weights) or __avx512vnni
+    /// (bs_kernels_avx512vnni.c; bytes for every bit-width), the same formulas.
+    static func packedWeightBytes(groups: Int, mg: Int, k: Int, isa: KernelISA) -> Int {
+        let mg4 = (mg + 3) / 4 * 4, kg = isa == .avx512vnni ? (k + 3) / 4 : (k + 1) / 2
+        return 64 + align(groups * mg4 * 4) + align(groups * mg4 * kg * 4)
     }
 
-    /// bs_conv_scratch_size__avx2 / bs_gemm_scratch_size__avx2 (bs_kernels_avx2.c), the same formula; the
-    /// generated bs_init checks both against the C functions.
-    static func scratchBytes(groups: Int, mg: Int, k: Int, n: Int) -> Int {
+    /// bs_conv_scratch_size__avx2 / bs_gemm_scratch_size__avx2 (bs_kernels_avx2.c) or their __avx512vnni
+    /// versions, the same formulas; the generated bs_init checks both against the C functions.
+    static func scratchBytes(groups: Int, mg: Int, k: Int, n: Int, isa: KernelISA) -> Int {
+        if isa == .avx512vnni {
+            let npad = (n + 15) / 16 * 16, mg4 = (mg + 3) / 4 * 4, k4 = (k + 3) / 4 * 4
+            return 64 + align(groups * k4 * npad) + max(align(groups * k4 * npad), align(groups * mg4 * k))
+        }
         let npad = (n + 7) / 8 * 8, mg4 = (mg + 3) / 4 * 4
         let k2 = (k + 1) / 2 * 2, k4 = (k + 3) / 4 * 4, row = max(k2 * 2, k4)
         let tmp = align(groups * row * npad), ilv = align(groups * row * npad), fb = align(groups * mg4 * k)

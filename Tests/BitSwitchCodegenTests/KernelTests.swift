@@ -2,17 +2,26 @@ import BitSwitchCodegen
 import Foundation
 import Testing
 
-/// The AVX2 kernels against the portable reference kernels, in C, on thousands of random shapes: 1-D / 2-D / 1x1
+/// The AVX2 and the AVX-512 VNNI kernels against the portable reference kernels, in C, on thousands of random shapes: 1-D / 2-D / 1x1
 /// conv, strides, pads, dilations, groups, depthwise, gemm in both weight layouts, i8 and u8 inputs with zero points
 /// (also ones outside the container, which take the exact fallback), every w_bits 1..8 and shift, per-tensor and
 /// per-channel Requant into i8 / u8 / i32 (and raw int32 accumulators), extreme Requant tables, channel and pixel
 /// tails; the staged form (what the thread pool runs) with its tasks in reverse order. Bit for bit.
 struct KernelTests {
     static let check = #"""
-/* Bit-exactness check of the AVX2 kernels against the portable ones on random shapes. Usage: kernel_check SEED CASES */
+/* Bit-exactness check of the AVX2 (or, with -DBS_TEST_VNNI, the AVX-512 VNNI) kernels against the portable ones on
+ * random shapes. Usage: kernel_check SEED CASES */
 #define _POSIX_C_SOURCE 200809L
 #include "bs_kernels.h"
 #include "bs_kernels_avx2.h"
+#ifdef BS_TEST_VNNI
+#include "bs_kernels_avx512vnni.h"
+#define K(n) n##__avx512vnni
+#define KS(n) bs_avx512vnni_##n
+#else
+#define K(n) n##__avx2
+#define KS(n) bs_avx2_##n
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,7 +42,7 @@ int main(int argc, char **argv) {
         int32_t groups = 1, mg, kk;
         size_t xcount, ycount;
         if (is_gemm) {
-            rows = (size_t)ri(1, 40); k = (size_t)ri(1, 300); m = (size_t)ri(1, 70); trans_b = (int32_t)ri(0, 1);
+            rows = (size_t)(ri(0, 3) == 0 ? ri(41, 150) : ri(1, 40)); k = (size_t)ri(1, 300); m = (size_t)ri(1, 70); trans_b = (int32_t)ri(0, 1);
             mg = (int32_t)m; kk = (int32_t)k; xcount = rows * k; ycount = rows * m;
         } else {
             bs_window *g = &s.win;
@@ -62,7 +71,7 @@ int main(int argc, char **argv) {
         }
         size_t mtot = (size_t)groups * mg;
         int32_t xt = (int32_t)ri(0, 1);
-        int32_t bits = (int32_t)ri(1, 8), shift = ri(0, 1) ? 8 - bits : (int32_t)ri(0, 7);
+        int32_t bits = (int32_t)ri(1, 8), shift = ri(0, 1) ? 8 - bits : (int32_t)ri(0, ri(0, 7) == 0 ? 9 : 7);
         bs_qmm_params p = {0, shift, bits};
         int odd_zero = ri(0, 15) == 0;
         p.x_zero = xt == BS_T_U8 ? (int32_t)(odd_zero ? ri(256, 40000) : (ri(0, 1) ? 0 : ri(0, 255))) : (int32_t)(odd_zero ? ri(-40000, -200) : (ri(0, 1) ? 0 : ri(-128, 127)));
@@ -72,10 +81,10 @@ int main(int argc, char **argv) {
         int8_t *q8 = al(wcount), *wb = al(wcount);
         for (size_t i = 0; i < wcount; i++) q8[i] = (int8_t)rnd();
         bs_qs8_shift_weights__generic(q8, wb, wcount, shift, bits);
-        size_t psize = bs_qs8_packed_weights_size__avx2(groups, mg, kk);
+        size_t psize = K(bs_qs8_packed_weights_size)(groups, mg, kk);
         void *pw = al(psize);
-        bs_qs8_pack_weights__avx2(q8, pw, groups, mg, kk, is_gemm && !trans_b, shift, bits);
-        size_t ssize = is_gemm ? bs_gemm_scratch_size__avx2(rows, k, m) : bs_conv_scratch_size__avx2(&s);
+        K(bs_qs8_pack_weights)(q8, pw, groups, mg, kk, is_gemm && !trans_b, shift, bits);
+        size_t ssize = is_gemm ? K(bs_gemm_scratch_size)(rows, k, m) : K(bs_conv_scratch_size)(&s);
         void *scratch = al(ssize);
         /* requant */
         int use_rq = ri(0, 7) != 0;
@@ -106,19 +115,19 @@ int main(int argc, char **argv) {
             const int8_t *wg = wb;  /* generic: w [k, m] or [m, k] with trans_b: wb is in q8's layout */
             if (R) { if (xt == BS_T_U8) bs_qu8_gemm_requant__generic(rows, k, m, trans_b, x, wg, &p, R, y0, yt); else bs_qs8_gemm_requant__generic(rows, k, m, trans_b, (int8_t *)x, wg, &p, R, y0, yt); }
             else { if (xt == BS_T_U8) bs_qu8_gemm__generic(rows, k, m, trans_b, x, wg, &p, (int32_t *)y0); else bs_qs8_gemm__generic(rows, k, m, trans_b, (int8_t *)x, wg, &p, (int32_t *)y0); }
-            if (R) { if (xt == BS_T_U8) bs_qu8_gemm_requant__avx2(rows, k, m, trans_b, x, pw, &p, R, y1, yt, scratch); else bs_qs8_gemm_requant__avx2(rows, k, m, trans_b, (int8_t *)x, pw, &p, R, y1, yt, scratch); }
-            else { if (xt == BS_T_U8) bs_qu8_gemm__avx2(rows, k, m, trans_b, x, pw, &p, (int32_t *)y1, scratch); else bs_qs8_gemm__avx2(rows, k, m, trans_b, (int8_t *)x, pw, &p, (int32_t *)y1, scratch); }
+            if (R) { if (xt == BS_T_U8) K(bs_qu8_gemm_requant)(rows, k, m, trans_b, x, pw, &p, R, y1, yt, scratch); else K(bs_qs8_gemm_requant)(rows, k, m, trans_b, (int8_t *)x, pw, &p, R, y1, yt, scratch); }
+            else { if (xt == BS_T_U8) K(bs_qu8_gemm)(rows, k, m, trans_b, x, pw, &p, (int32_t *)y1, scratch); else K(bs_qs8_gemm)(rows, k, m, trans_b, (int8_t *)x, pw, &p, (int32_t *)y1, scratch); }
         } else {
             if (R) { if (xt == BS_T_U8) bs_qu8_conv_requant__generic(&s, x, wb, &p, R, y0, yt); else bs_qs8_conv_requant__generic(&s, (int8_t *)x, wb, &p, R, y0, yt); }
             else { if (xt == BS_T_U8) bs_qu8_conv__generic(&s, x, wb, &p, (int32_t *)y0); else bs_qs8_conv__generic(&s, (int8_t *)x, wb, &p, (int32_t *)y0); }
-            if (R) { if (xt == BS_T_U8) bs_qu8_conv_requant__avx2(&s, x, pw, &p, R, y1, yt, scratch); else bs_qs8_conv_requant__avx2(&s, (int8_t *)x, pw, &p, R, y1, yt, scratch); }
-            else { if (xt == BS_T_U8) bs_qu8_conv__avx2(&s, x, pw, &p, (int32_t *)y1, scratch); else bs_qs8_conv__avx2(&s, (int8_t *)x, pw, &p, (int32_t *)y1, scratch); }
+            if (R) { if (xt == BS_T_U8) K(bs_qu8_conv_requant)(&s, x, pw, &p, R, y1, yt, scratch); else K(bs_qs8_conv_requant)(&s, (int8_t *)x, pw, &p, R, y1, yt, scratch); }
+            else { if (xt == BS_T_U8) K(bs_qu8_conv)(&s, x, pw, &p, (int32_t *)y1, scratch); else K(bs_qs8_conv)(&s, (int8_t *)x, pw, &p, (int32_t *)y1, scratch); }
         }
         /* the staged form, tasks in reverse order (what a pool may do) */
         bs_avx2_job j; memset(&j, 0, sizeof j);
         j.x = x; j.xt = xt; j.yt = yt; j.packed = pw; j.p = &p; j.rq = R; j.y = y2; j.scratch = scratch;
         if (is_gemm) { j.rows = rows; j.k = k; j.m = m; j.trans_b = trans_b; } else j.conv = &s;
-        for (int32_t sg = 0; sg < bs_avx2_stages(&j); sg++) for (int32_t tk = bs_avx2_tasks(&j, sg) - 1; tk >= 0; tk--) bs_avx2_run(&j, sg, tk);
+        for (int32_t sg = 0; sg < KS(stages)(&j); sg++) for (int32_t tk = KS(tasks)(&j, sg) - 1; tk >= 0; tk--) KS(run)(&j, sg, tk);
         if (memcmp(y0, y1, ycount * esz) || memcmp(y0, y2, ycount * esz)) {
             size_t i = 0; while (i < ycount * esz && y0[i] == y1[i] && y0[i] == y2[i]) i++;
             printf("MISMATCH case %d: %s xt=%d bits=%d shift=%d xz=%d rq=%d yt=%d cnt=%d groups=%d mg=%d k=%d byte %zu: %d vs %d / %d\n",
@@ -134,6 +143,66 @@ int main(int argc, char **argv) {
         free(x); free(q8); free(wb); free(pw); free(scratch); free(rm); free(rn); free(rb); free(y0); free(y1); free(y2);
     }
     printf("ok %d cases (%ld with varied outputs; %ld w<=7 bits, %ld 8-bit, %ld odd zero points, %ld extreme requant)\n", cases, distinct_cases, paths[0], paths[1], paths[2], paths[3]);
+#ifdef BS_TEST_VNNI
+    /* the vectorized Requant and QAdd against the generic ones: every container pair, tails, extreme parameters */
+    for (int t = 0; t < cases; t++) {
+        size_t outer = (size_t)ri(1, 3), ch = (size_t)ri(1, 9), inner = (size_t)ri(1, 70), n = outer * ch * inner;
+        int32_t xt = (int32_t)ri(0, 2), bt = (int32_t)ri(0, 2), yt = (int32_t)ri(0, 2);
+        size_t xs = xt == BS_T_I32 ? 4 : 1, bs = bt == BS_T_I32 ? 4 : 1, ys = yt == BS_T_I32 ? 4 : 1;
+        unsigned char *xa = al(n * 4), *xb = al(n * 4), *y0 = al(n * 4), *y1 = al(n * 4);
+        for (size_t i = 0; i < n * 4; i++) { xa[i] = (unsigned char)rnd(); xb[i] = (unsigned char)rnd(); }
+        if (xt == BS_T_I32 && ri(0, 1)) for (size_t i = 0; i < n; i++) ((int32_t *)xa)[i] >>= ri(0, 20);
+        int extreme = ri(0, 7) == 0;
+        int32_t cnt = ri(0, 1) ? (int32_t)ch : 1;
+        int32_t *rm = al(4 * ch), *rn = al(4 * ch); int64_t *rb = al(8 * ch);
+        for (int32_t i = 0; i < cnt; i++) {
+            rm[i] = (int32_t)ri(-(1 << 30), 1 << 30); rn[i] = (int32_t)ri(20, 44); rb[i] = ri(-((int64_t)1 << 40), (int64_t)1 << 40);
+            if (extreme) { rm[i] = (int32_t)rnd(); rn[i] = (int32_t)ri(-2, 70); rb[i] = (int64_t)rnd(); }
+        }
+        bs_requant_params rq = {rm, rn, rb, cnt, ri(-5, 30), yt == BS_T_U8 ? 0 : -128, yt == BS_T_U8 ? 255 : 127};
+        if (extreme && ri(0, 1)) { rq.lo = ri(-300, 300); rq.hi = ri(-300, 300); rq.zero = (int64_t)rnd(); }
+        memset(y0, 0x11, n * 4); memset(y1, 0x11, n * 4);
+        bs_requant__generic(xa, xt, y0, yt, outer, ch, inner, &rq);
+        bs_requant__avx512vnni(xa, xt, y1, yt, outer, ch, inner, &rq);
+        if (memcmp(y0, y1, n * 4)) { printf("MISMATCH requant case %d xt=%d yt=%d\n", t, xt, yt); return 1; }
+        bs_qadd_params qa = {ri(1, 1 << 20), ri(1, 1 << 20), ri(10, 30), ri(-128, 255), ri(-128, 255), ri(-10, 10),
+                             yt == BS_T_U8 ? 0 : -128, yt == BS_T_U8 ? 255 : 127};
+        if (extreme) { qa.m_a = (int64_t)rnd(); qa.m_b = (int64_t)rnd(); qa.n = ri(-2, 70); qa.a_zero = (int64_t)rnd(); }
+        if (extreme && ri(0, 1)) { qa.lo = ri(-300, 300); qa.hi = ri(-300, 300); }
+        memset(y0, 0x22, n * 4); memset(y1, 0x22, n * 4);
+        bs_qadd__generic(xa, xt, xb, bt, y0, yt, n, &qa);
+        bs_qadd__avx512vnni(xa, xt, xb, bt, y1, yt, n, &qa);
+        if (memcmp(y0, y1, n * 4)) { printf("MISMATCH qadd case %d at=%d bt=%d yt=%d\n", t, xt, bt, yt); return 1; }
+        (void)xs; (void)bs; (void)ys;
+        free(xa); free(xb); free(y0); free(y1); free(rm); free(rn); free(rb);
+    }
+    printf("ok %d requant and qadd cases\n", cases);
+    /* the vectorized max pool against the generic one: 1-D / 2-D / 3-D windows, strides, pads (windows entirely in
+     * the padding too), dilations, every container */
+    for (int t = 0; t < cases; t++) {
+        bs_window g; memset(&g, 0, sizeof g);
+        int dims = (int)ri(1, 3);
+        g.d = dims == 3 ? (int32_t)ri(1, 4) : 1; g.h = dims >= 2 ? (int32_t)ri(1, 12) : 1; g.w = (int32_t)ri(1, 40);
+        g.kd = dims == 3 ? (int32_t)ri(1, 2) : 1; g.kh = dims >= 2 ? (int32_t)ri(1, 3) : 1; g.kw = (int32_t)ri(1, 4);
+        g.sd = (int32_t)ri(1, 2); g.sh = (int32_t)ri(1, 3); g.sw = (int32_t)ri(1, 3);
+        g.dd = 1; g.dh = (int32_t)ri(1, 2); g.dw = (int32_t)ri(1, 2);
+        g.pd = (int32_t)ri(0, g.kd - 1); g.ph = (int32_t)ri(0, g.kh); g.pw = (int32_t)ri(0, g.kw);
+        g.od = (g.d + 2 * g.pd - ((g.kd - 1) * g.dd + 1)) / g.sd + 1; if (g.od < 1) g.od = 1;
+        g.oh = (g.h + 2 * g.ph - ((g.kh - 1) * g.dh + 1)) / g.sh + 1; if (g.oh < 1) g.oh = 1;
+        g.ow = (g.w + 2 * g.pw - ((g.kw - 1) * g.dw + 1)) / g.sw + 1 + (int32_t)ri(0, 1); if (g.ow < 1) g.ow = 1;
+        int32_t xt = (int32_t)ri(0, 2);
+        size_t es = xt == BS_T_I32 ? 4 : 1, planes = (size_t)ri(1, 5);
+        size_t nin = planes * g.d * g.h * g.w, nout = planes * g.od * g.oh * g.ow;
+        unsigned char *px = al(nin * es), *y0 = al(nout * es), *y1 = al(nout * es);
+        for (size_t i = 0; i < nin * es; i++) px[i] = (unsigned char)rnd();
+        memset(y0, 0x33, nout * es); memset(y1, 0x33, nout * es);
+        bs_qmaxpool__generic(&g, planes, px, xt, y0);
+        bs_qmaxpool__avx512vnni(&g, planes, px, xt, y1);
+        if (memcmp(y0, y1, nout * es)) { printf("MISMATCH maxpool case %d xt=%d\n", t, xt); return 1; }
+        free(px); free(y0); free(y1);
+    }
+    printf("ok %d maxpool cases\n", cases);
+#endif
     return 0;
 }
 """#
@@ -153,5 +222,38 @@ int main(int argc, char **argv) {
             let (r, out, e) = try NativeBuildTests.run(["./kc", "\(seed)", "1500"], cwd: b)
             #expect(r == 0 && out.hasPrefix("ok 1500 cases"), "seed \(seed): \(out)\(e)")
         }
+    }
+
+    /// The same check through the VNNI kernels (vpdpbusd for every w_bits, 8 included; vectorized int64 epilogue;
+    /// the vectorized weight pack in both gemm weight layouts), then the vectorized Requant and QAdd against the
+    /// generic ones (every container pair, tails, extreme parameters that take the scalar path).
+    @Test func vnniKernelsMatchTheGenericKernelsOnRandomShapes() throws {
+        guard Harness.hasVNNI("vnniKernelsMatchTheGenericKernelsOnRandomShapes") else { return }
+        let dir = TempDir()
+        let b = dir.file("bundle")
+        try emitBundle(EmitInput(graph: try SwitchingTests.variant(conv1: .init(w: 8, a: 8), fc: .init(w: 8, a: 8)), isa: .avx512vnni), to: b)
+        try Self.check.write(toFile: b + "/kernel_check.c", atomically: true, encoding: .utf8)
+        let cc = ProcessInfo.processInfo.environment["CC"] ?? "cc"
+        let (rc, _, err) = try NativeBuildTests.run([cc, "-std=c11", "-O2", "-mavx2", "-mfma", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq",
+                                                     "-mavx512vnni", "-Wall", "-Wextra", "-pedantic", "-Werror", "-ffp-contract=off",
+                                                     "-DBS_TEST_VNNI", "-o", "kc", "kernel_check.c", "bs_kernels.c", "bs_kernels_avx2.c",
+                                                     "bs_kernels_avx512vnni.c"], cwd: b)
+        #expect(rc == 0, "compile: \(err)")
+        guard rc == 0 else { return }
+        for seed in 1...3 {
+            let (r, out, e) = try NativeBuildTests.run(["./kc", "\(seed)", "1500"], cwd: b)
+            #expect(r == 0 && out.hasPrefix("ok 1500 cases") && out.contains("ok 1500 requant and qadd cases") && out.contains("ok 1500 maxpool cases"), "seed \(seed): \(out)\(e)")
+        }
+    }
+
+    /// A bundle emitted for AVX-512 VNNI but compiled without it stops with the #error that says so.
+    @Test func vnniBundleWithoutVNNIFlagsStopsWithAClearError() throws {
+        let dir = TempDir()
+        let b = dir.file("bundle")
+        try emitBundle(EmitInput(graph: try SwitchingTests.variant(conv1: .init(w: 8, a: 8), fc: .init(w: 8, a: 8)), isa: .avx512vnni), to: b)
+        let cc = ProcessInfo.processInfo.environment["CC"] ?? "cc"
+        let (rc, _, err) = try NativeBuildTests.run([cc, "-std=c11", "-O1", "-mavx2", "-c", "-o", "m.o", "bitswitch_model.c"], cwd: b)
+        #expect(rc != 0)
+        #expect(err.contains("--isa avx512vnni"), "\(err)")
     }
 }

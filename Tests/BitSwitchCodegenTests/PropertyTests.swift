@@ -126,4 +126,13 @@ struct PropertyTests {
             Issue.record("seed \(1000 + seed): \(error)\n\(printGraph(g, elideConstantsOver: 8))")
         }
     }
+
+    /// The same random graphs through the AVX-512 VNNI kernels (im2col + vpdpbusd, fused Requant).
+    @Test(arguments: 0..<20) func randomGraphsMatchTheInterpreterWithVNNIKernels(seed: Int) throws {
+        guard Harness.hasVNNI("randomGraphsMatchTheInterpreterWithVNNIKernels") else { return }
+        let g = try Self.randomGraph(seed: UInt64(1000 + seed))
+        do { try Harness.expectBitExact(g, samples: 2, seed: UInt64(seed), isa: .avx512vnni) } catch {
+            Issue.record("seed \(1000 + seed): \(error)\n\(printGraph(g, elideConstantsOver: 8))")
+        }
+    }
 }

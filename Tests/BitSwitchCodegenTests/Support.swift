@@ -36,6 +36,13 @@ enum Harness {
         return false
     }
 
+    /// True when this CPU runs AVX-512 VNNI code; otherwise prints why a VNNI test is skipped.
+    static func hasVNNI(_ what: String) -> Bool {
+        if KernelISA.host == .avx512vnni { return true }
+        print("skipped (\(what)): this CPU has no AVX-512 VNNI (/proc/cpuinfo flags avx512_vnni, avx512bw), so the VNNI kernels cannot run here")
+        return false
+    }
+
     /// Shared build cache for the tests (content-hashed, so reuse across runs is safe).
     static let cache = NSTemporaryDirectory() + "bitswitch-codegen-test-cache"
 

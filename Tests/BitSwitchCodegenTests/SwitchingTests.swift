@@ -46,8 +46,9 @@ struct SwitchingTests {
         ("w2a2", LayerBits(w: 2, a: 2), LayerBits(w: 2, a: 2)),
     ]
 
-    @Test(arguments: [KernelISA.generic, .avx2]) func profilesAndLayerBitsSwitchInsideOneLibrary(isa: KernelISA) throws {
+    @Test(arguments: [KernelISA.generic, .avx2, .avx512vnni]) func profilesAndLayerBitsSwitchInsideOneLibrary(isa: KernelISA) throws {
         if isa == .avx2 && !Harness.hasAVX2("profilesAndLayerBitsSwitchInsideOneLibrary(avx2)") { return }
+        if isa == .avx512vnni && !Harness.hasVNNI("profilesAndLayerBitsSwitchInsideOneLibrary(avx512vnni)") { return }
         let variants = try Self.combos.map { try Self.variant(conv1: $0.1, fc: $0.2) }
         // Profiles: the uniform ones (the mixed variants are reachable through bs_set_layer_bits only).
         let input = EmitInput(variants: variants, profiles: [("8 bits", 0), ("4 bits", 1), ("2 bits", 4)], isa: isa)

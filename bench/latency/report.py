@@ -105,8 +105,9 @@ Measured {when} UTC, `bench/latency/run.sh`, one thread, {a.cpu} ({a.flags}), lo
 
 Ours: the model quantized by `bitswitch train --ptq --bits 8,4,2` (random calibration data; first and last layer
 pinned at 8 bits, so "2-bit" is every switchable layer at w2a2), `bitswitch emit --profiles 8,4,2`, `bitswitch build`
-(`-O3 -march=native`; `emit --isa native`, i.e. on an AVX2 machine the **AVX2 int8 conv/gemm kernels** with the Requant
-fused, everything else the portable C kernels; one thread), loaded by
+(`-O3 -march=native`; `emit --isa native`, i.e. the **AVX-512 VNNI int8 conv/gemm kernels** on a machine with
+`avx512_vnni`, the **AVX2 kernels** on an AVX2 machine, with the Requant fused; everything else the portable C kernels;
+one thread), loaded by
 `bench/latency/latency_driver.c` (dlopen): per profile `bs_set_profile`, warm-up, then the median of timed `bs_run`
 calls (float input → float logits, the input quantize and the output dequantize included). `bs_set_profile` is timed
 cycling 8 → 4 → 2 → 8 (each switch re-shifts and re-packs the weights of the layers whose bit-width changes).

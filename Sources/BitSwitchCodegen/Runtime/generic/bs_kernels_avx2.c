@@ -20,7 +20,6 @@ typedef struct bs_packed {
 #define BS_BLOCKS_PER_TASK 16
 #define BS_CB_PER_TASK 16
 
-static inline int32_t bs_min32(int32_t a, int32_t b) { return a < b ? a : b; }
 static inline int64_t bs_clamp64a(int64_t v, int64_t lo, int64_t hi) { return v < lo ? lo : (v > hi ? hi : v); }
 static inline int64_t bs_rshr64a(int64_t x, int64_t k) {
     if (k <= 0) return x;
@@ -45,38 +44,154 @@ size_t bs_qs8_packed_weights_size__avx2(int32_t groups, int32_t mg, int32_t k) {
     return 64 + BS_A64((size_t)groups * mg4 * 4) + BS_A64((size_t)groups * mg4 * kg2 * 4);
 }
 
-static inline int8_t bs_shift_one(int8_t q, int32_t shift, int32_t lo, int32_t hi) {
-    int32_t v = shift > 0 ? ((int32_t)q + (1 << (shift - 1))) >> shift : q;
-    return (int8_t)(v < lo ? lo : (v > hi ? hi : v));
+/* w_b = clamp(rshr(q, shift), lo, hi) on 32 signed bytes: rshr(q, s) = (q >> s) + bit s-1 of q, the arithmetic
+ * shift done in 16-bit lanes for the even and the odd bytes; every shift >= 8 gives 0 (|q| <= 2^(s-1)). */
+static inline __m256i bs_shift_clamp32(__m256i x, int32_t shift, __m256i lo, __m256i hi) {
+    if (shift >= 8) return _mm256_setzero_si256();
+    if (shift > 0) {
+        const __m128i s = _mm_cvtsi32_si128(shift), s8 = _mm_cvtsi32_si128(shift + 8), s1 = _mm_cvtsi32_si128(shift - 1);
+        __m256i even = _mm256_and_si256(_mm256_sra_epi16(_mm256_slli_epi16(x, 8), s8), _mm256_set1_epi16(0x00FF));
+        __m256i odd = _mm256_and_si256(_mm256_sra_epi16(x, s), _mm256_set1_epi16((short)0xFF00));
+        __m256i r = _mm256_and_si256(_mm256_srl_epi16(x, s1), _mm256_set1_epi8(1));
+        x = _mm256_add_epi8(_mm256_or_si256(even, odd), r);
+    }
+    return _mm256_min_epi8(_mm256_max_epi8(x, lo), hi);
 }
 
-void bs_qs8_pack_weights__avx2(const int8_t *q8, void *packed, int32_t groups, int32_t mg, int32_t k, int32_t kmajor,
-                               int32_t shift, int32_t bits) {
+/* 32 bytes of row r from k offset kc (zeros past k or for a missing row). */
+static inline __m256i bs_load_row32(const int8_t *r, int32_t kc, int32_t k) {
+    if (!r) return _mm256_setzero_si256();
+    if (kc + 32 <= k) return _mm256_loadu_si256((const __m256i *)(r + kc));
+    int8_t buf[32] = {0};
+    memcpy(buf, r + kc, (size_t)(k - kc));
+    return _mm256_loadu_si256((const __m256i *)buf);
+}
+
+/* Transposes 4 rows of 8 dwords into out[0..3] = k-groups (q0 q1), (q2 q3), (q4 q5), (q6 q7) of [4 rows][dword]. */
+static inline void bs_transpose4x8(__m256i r0, __m256i r1, __m256i r2, __m256i r3, __m256i out[4]) {
+    __m256i t0 = _mm256_unpacklo_epi32(r0, r1), t1 = _mm256_unpackhi_epi32(r0, r1);
+    __m256i t2 = _mm256_unpacklo_epi32(r2, r3), t3 = _mm256_unpackhi_epi32(r2, r3);
+    __m256i u0 = _mm256_unpacklo_epi64(t0, t2), u1 = _mm256_unpackhi_epi64(t0, t2);
+    __m256i u2 = _mm256_unpacklo_epi64(t1, t3), u3 = _mm256_unpackhi_epi64(t1, t3);
+    out[0] = _mm256_permute2x128_si256(u0, u1, 0x20);
+    out[1] = _mm256_permute2x128_si256(u2, u3, 0x20);
+    out[2] = _mm256_permute2x128_si256(u0, u1, 0x31);
+    out[3] = _mm256_permute2x128_si256(u2, u3, 0x31);
+}
+
+/* Stores the first `groups16` 16-byte k-groups of out[0..3] (128 bytes) at dst. */
+static inline void bs_store_kgroups(unsigned char *dst, const __m256i out[4], int32_t groups16) {
+    if (groups16 >= 8) {
+        for (int i = 0; i < 4; i++) _mm256_storeu_si256((__m256i *)(dst + 32 * i), out[i]);
+        return;
+    }
+    unsigned char buf[128];
+    for (int i = 0; i < 4; i++) _mm256_storeu_si256((__m256i *)(buf + 32 * i), out[i]);
+    memcpy(dst, buf, (size_t)groups16 * 16);
+}
+
+/* Per-dword sums of the 4 signed bytes (S8C4) or 2 int16 (S16C2) of 4 vectors of packed weights. */
+static inline __m256i bs_dword_sums(const __m256i out[4], int32_t mode) {
+    if (mode == BS_PACK_S16C2) {
+        const __m256i ones16 = _mm256_set1_epi16(1);
+        __m256i s = _mm256_add_epi32(_mm256_madd_epi16(out[0], ones16), _mm256_madd_epi16(out[1], ones16));
+        return _mm256_add_epi32(s, _mm256_add_epi32(_mm256_madd_epi16(out[2], ones16), _mm256_madd_epi16(out[3], ones16)));
+    }
+    const __m256i ones8 = _mm256_set1_epi8(1);
+    __m256i s = _mm256_add_epi16(_mm256_maddubs_epi16(ones8, out[0]), _mm256_maddubs_epi16(ones8, out[1]));
+    s = _mm256_add_epi16(s, _mm256_add_epi16(_mm256_maddubs_epi16(ones8, out[2]), _mm256_maddubs_epi16(ones8, out[3])));
+    return _mm256_madd_epi16(s, _mm256_set1_epi16(1));
+}
+
+void bs_qs8_pack_weights_layout__avx2(const int8_t *q8, void *packed, int32_t groups, int32_t mg, int32_t k,
+                                      int32_t kmajor, int32_t shift, int32_t bits, int32_t mode) {
     bs_packed *h = (bs_packed *)packed;
-    int32_t mode = bits <= 7 ? BS_PACK_S8C4 : BS_PACK_S16C2, per = mode == BS_PACK_S8C4 ? 4 : 2;
-    int32_t mg4 = (mg + 3) / 4 * 4, kg = (k + per - 1) / per;
+    int32_t per = mode == BS_PACK_S8C4 ? 4 : 2;
+    int32_t mg4 = (mg + 3) / 4 * 4, kg = (k + per - 1) / per, ncb = mg4 / 4;
     int32_t lo = -(1 << (bits - 1)), hi = (1 << (bits - 1)) - 1;
     h->mode = mode; h->groups = groups; h->mg = mg; h->k = k; h->kg = kg; h->mg4 = mg4; h->bits = bits; h->shift = shift;
     int32_t *wsum = (int32_t *)((unsigned char *)packed + 64);
     unsigned char *wp = (unsigned char *)packed + 64 + BS_A64((size_t)groups * mg4 * 4);
-    size_t m = (size_t)groups * mg;
-    for (int32_t g = 0; g < groups; g++)
-        for (int32_t cb = 0; cb < mg4 / 4; cb++) {
-            unsigned char *base = wp + ((size_t)g * (mg4 / 4) + cb) * (size_t)kg * 16;
-            for (int32_t c4 = 0; c4 < 4; c4++) {
-                int32_t c = cb * 4 + c4;
-                size_t oc = (size_t)g * mg + c;
-                uint32_t sum = 0;
-                for (int32_t kk = 0; kk < kg * per; kk++) {
-                    int32_t v = 0;
-                    if (c < mg && kk < k) v = bs_shift_one(kmajor ? q8[(size_t)kk * m + oc] : q8[oc * k + kk], shift, lo, hi);
-                    sum += (uint32_t)v;
-                    if (mode == BS_PACK_S8C4) ((int8_t *)base)[(size_t)(kk / 4) * 16 + c4 * 4 + kk % 4] = (int8_t)v;
-                    else ((int16_t *)base)[(size_t)(kk / 2) * 8 + c4 * 2 + kk % 2] = (int16_t)v;
+    const __m256i LO = _mm256_set1_epi8((char)lo), HI = _mm256_set1_epi8((char)hi);
+    if (!kmajor) {
+        /* q8 [groups*mg, k]: per block of 4 channels, 32 k at a time from each of the 4 rows, a 4 x 8 dword
+         * transpose (S8C4: 4 k per dword; S16C2: sign-extended halves, 2 k per dword). */
+        for (int32_t g = 0; g < groups; g++)
+            for (int32_t cb = 0; cb < ncb; cb++) {
+                unsigned char *base = wp + ((size_t)g * ncb + cb) * (size_t)kg * 16;
+                const int8_t *row[4];
+                for (int32_t c4 = 0; c4 < 4; c4++)
+                    row[c4] = cb * 4 + c4 < mg ? q8 + ((size_t)g * mg + (size_t)cb * 4 + c4) * (size_t)k : NULL;
+                __m256i sums = _mm256_setzero_si256();
+                for (int32_t kc = 0; kc < k; kc += 32) {
+                    __m256i r[4], out[4];
+                    for (int i = 0; i < 4; i++) r[i] = bs_shift_clamp32(bs_load_row32(row[i], kc, k), shift, LO, HI);
+                    if (mode == BS_PACK_S8C4) {
+                        int32_t q0 = kc / 4;
+                        bs_transpose4x8(r[0], r[1], r[2], r[3], out);
+                        bs_store_kgroups(base + (size_t)q0 * 16, out, kg - q0);
+                        sums = _mm256_add_epi32(sums, bs_dword_sums(out, mode));
+                    } else {
+                        for (int half = 0; half < 2; half++) {
+                            int32_t q0 = kc / 2 + half * 8;
+                            if (q0 >= kg) break;
+                            __m256i e[4];
+                            for (int i = 0; i < 4; i++)
+                                e[i] = _mm256_cvtepi8_epi16(half ? _mm256_extracti128_si256(r[i], 1) : _mm256_castsi256_si128(r[i]));
+                            bs_transpose4x8(e[0], e[1], e[2], e[3], out);
+                            bs_store_kgroups(base + (size_t)q0 * 16, out, kg - q0);
+                            sums = _mm256_add_epi32(sums, bs_dword_sums(out, mode));
+                        }
+                    }
                 }
-                wsum[(size_t)g * mg4 + c] = (int32_t)sum;
+                __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(sums), _mm256_extracti128_si256(sums, 1));
+                _mm_storeu_si128((__m128i *)(wsum + (size_t)g * mg4 + (size_t)cb * 4), s4);
             }
+        return;
+    }
+    /* q8 [k, mg] (groups == 1): 16 channels (4 channel blocks) at a time, per k-group the 4 (S8C4) or 2 (S16C2) rows of
+     * 16 bytes interleaved into [4 channels][4 or 2 k] for each of the 4 blocks. */
+    for (int32_t oc = 0; oc < mg4; oc += 16) {
+        __m128i sums[4] = {_mm_setzero_si128(), _mm_setzero_si128(), _mm_setzero_si128(), _mm_setzero_si128()};
+        int32_t cbs = (mg4 - oc) / 4 < 4 ? (mg4 - oc) / 4 : 4;
+        for (int32_t q = 0; q < kg; q++) {
+            __m128i r[4] = {_mm_setzero_si128(), _mm_setzero_si128(), _mm_setzero_si128(), _mm_setzero_si128()};
+            for (int32_t j = 0; j < per; j++) {
+                int32_t kk = q * per + j;
+                __m128i v = _mm_setzero_si128();
+                if (kk < k) {
+                    const int8_t *src = q8 + (size_t)kk * mg + oc;
+                    if (oc + 16 <= mg) v = _mm_loadu_si128((const __m128i *)src);
+                    else { int8_t buf[16] = {0}; memcpy(buf, src, (size_t)(mg - oc)); v = _mm_loadu_si128((const __m128i *)buf); }
+                }
+                r[j] = _mm256_castsi256_si128(bs_shift_clamp32(_mm256_castsi128_si256(v), shift, LO, HI));
+            }
+            __m128i cbv[4];
+            if (mode == BS_PACK_S8C4) {
+                __m128i a0 = _mm_unpacklo_epi8(r[0], r[1]), a1 = _mm_unpackhi_epi8(r[0], r[1]);
+                __m128i c0 = _mm_unpacklo_epi8(r[2], r[3]), c1 = _mm_unpackhi_epi8(r[2], r[3]);
+                cbv[0] = _mm_unpacklo_epi16(a0, c0); cbv[1] = _mm_unpackhi_epi16(a0, c0);
+                cbv[2] = _mm_unpacklo_epi16(a1, c1); cbv[3] = _mm_unpackhi_epi16(a1, c1);
+                const __m128i ones8 = _mm_set1_epi8(1), ones16 = _mm_set1_epi16(1);
+                for (int i = 0; i < 4; i++) sums[i] = _mm_add_epi32(sums[i], _mm_madd_epi16(_mm_maddubs_epi16(ones8, cbv[i]), ones16));
+            } else {
+                __m128i l0 = _mm_cvtepi8_epi16(r[0]), h0 = _mm_cvtepi8_epi16(_mm_srli_si128(r[0], 8));
+                __m128i l1 = _mm_cvtepi8_epi16(r[1]), h1 = _mm_cvtepi8_epi16(_mm_srli_si128(r[1], 8));
+                cbv[0] = _mm_unpacklo_epi16(l0, l1); cbv[1] = _mm_unpackhi_epi16(l0, l1);
+                cbv[2] = _mm_unpacklo_epi16(h0, h1); cbv[3] = _mm_unpackhi_epi16(h0, h1);
+                const __m128i ones16 = _mm_set1_epi16(1);
+                for (int i = 0; i < 4; i++) sums[i] = _mm_add_epi32(sums[i], _mm_madd_epi16(cbv[i], ones16));
+            }
+            for (int32_t i = 0; i < cbs; i++)
+                _mm_storeu_si128((__m128i *)(wp + ((size_t)(oc / 4 + i) * kg + q) * 16), cbv[i]);
         }
+        for (int32_t i = 0; i < cbs; i++) _mm_storeu_si128((__m128i *)(wsum + oc + 4 * i), sums[i]);
+    }
+}
+
+void bs_qs8_pack_weights__avx2(const int8_t *q8, void *packed, int32_t groups, int32_t mg, int32_t k, int32_t kmajor,
+                               int32_t shift, int32_t bits) {
+    bs_qs8_pack_weights_layout__avx2(q8, packed, groups, mg, k, kmajor, shift, bits, bits <= 7 ? BS_PACK_S8C4 : BS_PACK_S16C2);
 }
 
 /* Plain [groups*mg, k] shifted weights from the packed form (the fallback path of unusual zero points). */

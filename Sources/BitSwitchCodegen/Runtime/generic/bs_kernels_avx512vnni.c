@@ -1,0 +1,646 @@
+/* BitSwitch AVX-512 VNNI integer kernels. See bs_kernels_avx512vnni.h and docs/c-backend.md ("Kernels"). */
+#include "bs_kernels_avx512vnni.h"
+
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__) && defined(__AVX512F__) && defined(__AVX2__)
+#include <immintrin.h>
+#include <limits.h>
+#include <string.h>
+
+/* The packed weights: the AVX2 kernels' header (64 bytes) with mode S8C4 (1), then int32 wsum[groups*mg4], then per
+ * group and per block of 4 output channels kg = ceil(k/4) groups of [4 channels][4 k] signed bytes. */
+typedef struct bs_vpacked {
+    int32_t mode, groups, mg, k, kg, mg4, bits, shift;
+} bs_vpacked;
+
+#define BS_VA64(x) (((size_t)(x) + 63) & ~(size_t)63)
+/* k-groups (of 4 rows) per gather + interleave task (16: its rows are reused 16 times, in cache), channel blocks (of 4) per GEMM task, pixel blocks per GEMM
+ * tile (MR = 16 * BS_VTILE). */
+#define BS_VKG_PER_TASK 16
+#define BS_VCB_PER_TASK 16
+#define BS_VTILE 4
+
+static inline int64_t bs_vclamp64(int64_t v, int64_t lo, int64_t hi) { return v < lo ? lo : (v > hi ? hi : v); }
+static inline int64_t bs_vrshr64(int64_t x, int64_t k) {
+    if (k <= 0) return x;
+    if (k >= 64) return 0;
+    return (int64_t)((uint64_t)(x >> k) + (uint64_t)((x >> (k - 1)) & 1));
+}
+static inline int64_t bs_vrequant_scalar(int64_t x, const bs_requant_params *rq, size_t c) {
+    size_t j = rq->count == 1 ? 0 : c;
+    int64_t v = (int64_t)((uint64_t)x * (uint64_t)(int64_t)rq->m[j] + (uint64_t)rq->bias[j]);
+    return bs_vclamp64((int64_t)((uint64_t)bs_vrshr64(v, rq->n[j]) + (uint64_t)rq->zero), rq->lo, rq->hi);
+}
+static inline void bs_vstore_scalar(void *y, int32_t t, size_t i, int64_t v) {
+    switch (t) {
+    case BS_T_I8: ((int8_t *)y)[i] = (int8_t)bs_vclamp64(v, INT8_MIN, INT8_MAX); break;
+    case BS_T_U8: ((uint8_t *)y)[i] = (uint8_t)bs_vclamp64(v, 0, UINT8_MAX); break;
+    default: ((int32_t *)y)[i] = (int32_t)bs_vclamp64(v, INT32_MIN, INT32_MAX); break;
+    }
+}
+
+size_t bs_qs8_packed_weights_size__avx512vnni(int32_t groups, int32_t mg, int32_t k) {
+    size_t mg4 = ((size_t)mg + 3) / 4 * 4, kg4 = ((size_t)k + 3) / 4;
+    return 64 + BS_VA64((size_t)groups * mg4 * 4) + BS_VA64((size_t)groups * mg4 * kg4 * 4);
+}
+
+void bs_qs8_pack_weights__avx512vnni(const int8_t *q8, void *packed, int32_t groups, int32_t mg, int32_t k,
+                                     int32_t kmajor, int32_t shift, int32_t bits) {
+    /* vpdpbusd multiplies u8 by s8 without saturating: the S8C4 layout holds every bit-width, 8 included. */
+    bs_qs8_pack_weights_layout__avx2(q8, packed, groups, mg, k, kmajor, shift, bits, 1);
+}
+
+/* Plain [groups*mg, k] shifted weights from the packed form (the fallback path of unusual zero points). */
+static void bs_vunpack_weights(const bs_vpacked *h, int8_t *w) {
+    const unsigned char *wp = (const unsigned char *)h + 64 + BS_VA64((size_t)h->groups * h->mg4 * 4);
+    for (int32_t g = 0; g < h->groups; g++)
+        for (int32_t c = 0; c < h->mg; c++) {
+            const int8_t *base = (const int8_t *)wp + ((size_t)g * (h->mg4 / 4) + c / 4) * (size_t)h->kg * 16;
+            for (int32_t kk = 0; kk < h->k; kk++)
+                w[((size_t)g * h->mg + c) * h->k + kk] = base[(size_t)(kk / 4) * 16 + (c % 4) * 4 + kk % 4];
+        }
+}
+
+/* ---- geometry of one job ---- */
+typedef struct bs_vgeo {
+    int32_t groups, mg, mg4, k, kg;   /* k per group, kg = ceil(k/4) */
+    size_t n, npad, nb;               /* output pixels (gemm rows), padded to 16, blocks of 16 */
+    size_t tmp_bytes, ilv_bytes;      /* gathered rows [groups*kg*4][npad]; interleaved, per group */
+    int32_t uz;                       /* the u8 value of x_zero */
+    int32_t fallback;
+} bs_vgeo;
+
+static void bs_vgeometry(const bs_avx2_job *j, bs_vgeo *o) {
+    const bs_vpacked *h = (const bs_vpacked *)j->packed;
+    memset(o, 0, sizeof *o);
+    o->groups = h->groups; o->mg = h->mg; o->mg4 = h->mg4; o->k = h->k; o->kg = h->kg;
+    if (j->conv) {
+        const bs_window *g = &j->conv->win;
+        o->n = (size_t)g->od * g->oh * g->ow;
+    } else {
+        o->n = j->rows;
+    }
+    o->npad = (o->n + 15) / 16 * 16;
+    o->nb = o->npad / 16;
+    o->tmp_bytes = BS_VA64((size_t)h->groups * h->kg * 4 * o->npad);
+    o->ilv_bytes = (size_t)h->kg * 64 * o->nb;   /* a multiple of 64: aligned loads stay aligned */
+    int64_t xz = j->p->x_zero;
+    int64_t uz = j->xt == BS_T_U8 ? xz : xz + 128;
+    o->uz = (int32_t)uz;
+    o->fallback = uz < 0 || uz > 255 || h->mode != 1;
+}
+
+static size_t bs_vscratch_for(size_t groups, size_t mg, size_t k, size_t n) {
+    size_t npad = (n + 15) / 16 * 16, mg4 = (mg + 3) / 4 * 4, k4 = (k + 3) / 4 * 4;
+    size_t tmp = BS_VA64(groups * k4 * npad), ilv = BS_VA64(groups * k4 * npad), fb = BS_VA64(groups * mg4 * k);
+    return 64 + tmp + (ilv > fb ? ilv : fb);
+}
+
+size_t bs_conv_scratch_size__avx512vnni(const bs_conv_shape *s) {
+    const bs_window *g = &s->win;
+    size_t k = (size_t)(s->c / s->group) * g->kd * g->kh * g->kw;
+    return bs_vscratch_for((size_t)s->group, (size_t)(s->m / s->group), k, (size_t)g->od * g->oh * g->ow);
+}
+
+size_t bs_gemm_scratch_size__avx512vnni(size_t rows, size_t k, size_t m) { return bs_vscratch_for(1, m, k, rows); }
+
+/* ---- gather. A span: output pixels [p0, p1) (pn: the real ones end), p0 = output row orow, column ow_a. A k
+ * position: the reduction index kk of one group and, for a conv, its input channel and kernel tap, advanced
+ * without divisions. ---- */
+typedef struct bs_vspan { size_t p0, p1, pn, orow; int64_t ow_a; } bs_vspan;
+typedef struct bs_vkpos { size_t grp, kk; int32_t ic, kd, kh, kw; } bs_vkpos;
+
+static void bs_vspan_of(const bs_avx2_job *j, const bs_vgeo *o, size_t p0, size_t p1, bs_vspan *sp) {
+    sp->p0 = p0; sp->p1 = p1; sp->pn = p1 < o->n ? p1 : o->n;
+    size_t ow_n = j->conv ? (size_t)j->conv->win.ow : 1;
+    sp->orow = p0 / ow_n; sp->ow_a = (int64_t)(p0 % ow_n);
+}
+
+static void bs_vkpos_of(const bs_avx2_job *j, size_t grp, size_t kk, bs_vkpos *k) {
+    memset(k, 0, sizeof *k);
+    k->grp = grp; k->kk = kk;
+    if (!j->conv) return;
+    const bs_window *g = &j->conv->win;
+    size_t kcount = (size_t)g->kd * g->kh * g->kw, rem = kk % kcount;
+    k->ic = (int32_t)(kk / kcount);
+    k->kd = (int32_t)(rem / ((size_t)g->kh * g->kw)); k->kh = (int32_t)(rem / g->kw % g->kh); k->kw = (int32_t)(rem % g->kw);
+}
+
+static inline void bs_vkpos_next(const bs_avx2_job *j, bs_vkpos *k) {
+    k->kk++;
+    if (!j->conv) return;
+    const bs_window *g = &j->conv->win;
+    if (++k->kw < g->kw) return;
+    k->kw = 0;
+    if (++k->kh < g->kh) return;
+    k->kh = 0;
+    if (++k->kd < g->kd) return;
+    k->kd = 0;
+    k->ic++;
+}
+
+/* Row kk of the gathered input for the span: u = x (u8) or x + 128 (i8) for every output pixel, the padding value
+ * (u of the zero point) where the window is outside the input and past the last pixel, 0 for kk >= k. */
+static void bs_vgather_row(const bs_avx2_job *j, const bs_vgeo *o, const bs_vkpos *kp, const bs_vspan *sp, unsigned char *row) {
+    size_t kk = kp->kk, p0 = sp->p0, p1 = sp->p1, pn = sp->pn;
+    int is_u8 = j->xt == BS_T_U8;
+    const uint8_t *xb = (const uint8_t *)j->x;
+    uint8_t flip = is_u8 ? 0 : 0x80;
+    uint8_t padu = (uint8_t)o->uz;
+    if ((int32_t)kk >= o->k) {
+        memset(row, 0, p1 - p0);
+        return;
+    }
+    if (p0 >= pn) {
+        memset(row, padu, p1 - p0);
+        return;
+    }
+    if (!j->conv) {   /* gemm: x [rows, k]; row kk is column kk of x */
+        for (size_t p = p0; p < pn; p++) row[p - p0] = xb[p * o->k + kk] ^ flip;
+        if (pn < p1) memset(row + (pn - p0), padu, p1 - pn);
+        return;
+    }
+    const bs_conv_shape *s = j->conv;
+    const bs_window *g = &s->win;
+    int32_t cg = s->c / s->group, kd = kp->kd, kh = kp->kh, kw = kp->kw;
+    size_t in_count = (size_t)g->d * g->h * g->w;
+    const uint8_t *xc = xb + (size_t)(kp->grp * cg + kp->ic) * in_count;
+    const __m512i vflip = _mm512_set1_epi8((char)flip), vpad = _mm512_set1_epi8((char)(padu ^ flip));
+    int64_t iw0 = -(int64_t)g->pw + (int64_t)kw * g->dw;
+    /* valid ow (the same for every output row): 0 <= iw0 + ow*sw < w */
+    int64_t lo0, hi0;
+    if (g->sw == 1) { lo0 = iw0 >= 0 ? 0 : -iw0; hi0 = iw0 >= g->w ? 0 : g->w - iw0; }
+    else {
+        lo0 = iw0 >= 0 ? 0 : (-iw0 + g->sw - 1) / g->sw;
+        hi0 = iw0 >= g->w ? 0 : (g->w - 1 - iw0) / g->sw + 1;
+    }
+    if (hi0 > g->ow) hi0 = g->ow;
+    if (lo0 >= hi0) { lo0 = 0; hi0 = 0; }
+    if (p0 == 0 && g->sw == 1 && g->sh == 1 && g->w == g->ow && g->d == 1 && g->od == 1 && g->kd == 1 && g->pd == 0) {
+        /* stride 1, "same" width (3x3 pad 1, 1x1, 1-D): the valid output rows read one contiguous stretch of the
+         * input plane; the columns whose tap is in the padding are set afterwards (lo0, hi0, one or two per row) */
+        int64_t ohl = (int64_t)g->ph - (int64_t)kh * g->dh, ohh = (int64_t)g->h + g->ph - (int64_t)kh * g->dh;
+        if (ohl < 0) ohl = 0;
+        if (ohh > g->oh) ohh = g->oh;
+        if (ohh < ohl) ohh = ohl;
+        int64_t wn = g->w, ow = g->ow, start = (ohl - g->ph + (int64_t)kh * g->dh) * wn + iw0, count = (ohh - ohl) * ow;
+        memset(row, padu, (size_t)(ohl * ow));
+        unsigned char *d = row + ohl * ow;
+        for (int64_t t = 0; t < count; t += 64) {
+            int64_t len = count - t < 64 ? count - t : 64;
+            int64_t a = start + t, vlo = a < 0 ? -a : 0, vhi = a + len > (int64_t)in_count ? (int64_t)in_count - a : len;
+            uint64_t valid = vhi > vlo ? (~0ull >> (64 - (vhi - vlo))) << vlo : 0;
+            const uint8_t *src = vhi > vlo ? xc + a : xc;   /* lane i reads x[a + i] (only the valid lanes) */
+            __m512i v = _mm512_mask_loadu_epi8(vpad, _cvtu64_mask64(valid), src);
+            _mm512_mask_storeu_epi8(d + t, _cvtu64_mask64(~0ull >> (64 - len)), _mm512_xor_si512(v, vflip));
+        }
+        for (int64_t oh = ohl; oh < ohh; oh++) {
+            for (int64_t c = 0; c < lo0; c++) row[oh * ow + c] = padu;   /* lo0 = hi0 = 0 when no column is valid */
+            for (int64_t c = hi0; c < ow; c++) row[oh * ow + c] = padu;
+        }
+        memset(row + ohh * ow, padu, p1 - (size_t)(ohh * ow));
+        return;
+    }
+    size_t ow_n = (size_t)g->ow, orow = sp->orow, p = p0;
+    int64_t ow_a = sp->ow_a;
+    int32_t od = (int32_t)(orow / (size_t)g->oh), oh = (int32_t)(orow % (size_t)g->oh);
+    while (p < pn) {   /* output row (od, oh), columns [ow_a, ow_b) */
+        int64_t ow_b = ow_a + (int64_t)(pn - p) < (int64_t)ow_n ? ow_a + (int64_t)(pn - p) : (int64_t)ow_n;
+        int64_t id = (int64_t)od * g->sd - g->pd + (int64_t)kd * g->dd;
+        int64_t ih = (int64_t)oh * g->sh - g->ph + (int64_t)kh * g->dh;
+        int rowok = id >= 0 && id < g->d && ih >= 0 && ih < g->h;
+        size_t base = ((size_t)(rowok ? id : 0) * g->h + (size_t)(rowok ? ih : 0)) * g->w;
+        int64_t lo = rowok ? lo0 : 0, hi = rowok ? hi0 : 0;
+        uint8_t *d = row + (p - p0) - ow_a;   /* d[ow] is output column ow of this row */
+        if (g->sw == 1) {
+            /* 64 outputs at a time: a masked load of the valid ones (masked-off lanes are not read), the
+             * padding value elsewhere */
+            const uint8_t *sx = xc + base;
+            for (int64_t c = ow_a; c < ow_b; c += 64) {
+                int64_t len = ow_b - c < 64 ? ow_b - c : 64;
+                int64_t vlo = lo > c ? lo : c, vhi = hi < c + len ? hi : c + len;
+                uint64_t valid = vhi > vlo ? (~0ull >> (64 - (vhi - vlo))) << (vlo - c) : 0;
+                const uint8_t *src = vhi > vlo ? sx + iw0 + c : sx;   /* lane i reads x[iw0 + c + i] */
+                __m512i v = _mm512_mask_loadu_epi8(vpad, _cvtu64_mask64(valid), src);
+                _mm512_mask_storeu_epi8(d + c, _cvtu64_mask64(~0ull >> (64 - len)), _mm512_xor_si512(v, vflip));
+            }
+        }
+#if defined(__BMI2__)
+        else if (g->sw == 2) {
+            /* 32 outputs at a time: a masked 64-byte load of the even source bytes of the valid outputs, then
+             * vpmovwb keeps the low (even) byte of each 16-bit lane */
+            const uint8_t *sx = xc + base;
+            for (int64_t c = ow_a; c < ow_b; c += 32) {
+                int64_t len = ow_b - c < 32 ? ow_b - c : 32;
+                int64_t vlo = lo > c ? lo : c, vhi = hi < c + len ? hi : c + len;
+                uint32_t valid = vhi > vlo ? (uint32_t)((~0ull >> (64 - (vhi - vlo))) << (vlo - c)) : 0;
+                const uint8_t *src = vhi > vlo ? sx + iw0 + 2 * c : sx;   /* lane 2i reads x[iw0 + 2 (c + i)] */
+                __m512i v = _mm512_mask_loadu_epi8(vpad, _cvtu64_mask64(_pdep_u64(valid, 0x5555555555555555ull)), src);
+                __m256i e = _mm256_xor_si256(_mm512_cvtepi16_epi8(v), _mm512_castsi512_si256(vflip));
+                _mm256_mask_storeu_epi8(d + c, (__mmask32)(0xFFFFFFFFu >> (32 - len)), e);
+            }
+        }
+#endif
+        else {
+            for (int64_t ow = ow_a; ow < ow_b; ow++)
+                d[ow] = ow >= lo && ow < hi ? xc[base + iw0 + ow * g->sw] ^ flip : padu;
+        }
+        p += (size_t)(ow_b - ow_a);
+        ow_a = 0;
+        if (++oh == g->oh) { oh = 0; od++; }
+    }
+    if (pn < p1) memset(row + (pn - p0), padu, p1 - pn);
+}
+
+/* One interleaved k-group of one pixel block: 4 rows of stride `stride`, 16 pixels from r, into 64 bytes at dst. */
+static inline void bs_vinterleave1(const unsigned char *r, size_t stride, unsigned char *dst) {
+    __m128i r0 = _mm_loadu_si128((const __m128i *)r), r1 = _mm_loadu_si128((const __m128i *)(r + stride));
+    __m128i r2 = _mm_loadu_si128((const __m128i *)(r + 2 * stride)), r3 = _mm_loadu_si128((const __m128i *)(r + 3 * stride));
+    __m128i a0 = _mm_unpacklo_epi8(r0, r1), a1 = _mm_unpackhi_epi8(r0, r1);
+    __m128i c0 = _mm_unpacklo_epi8(r2, r3), c1 = _mm_unpackhi_epi8(r2, r3);
+    __m512i v = _mm512_castsi128_si512(_mm_unpacklo_epi16(a0, c0));
+    v = _mm512_inserti32x4(v, _mm_unpackhi_epi16(a0, c0), 1);
+    v = _mm512_inserti32x4(v, _mm_unpacklo_epi16(a1, c1), 2);
+    v = _mm512_inserti32x4(v, _mm_unpackhi_epi16(a1, c1), 3);
+    _mm512_store_si512((void *)dst, v);
+}
+
+/* One interleaved k-group of 4 pixel blocks: rows r (4 rows of stride `stride`, 64 pixels from r) into the 64-byte
+ * [16 pixels][4 bytes] groups of blocks 0..3 at dst, dst + bq, dst + 2 bq, dst + 3 bq. */
+static inline void bs_vinterleave4(const unsigned char *r, size_t stride, unsigned char *dst, size_t bq) {
+    __m512i r0 = _mm512_loadu_si512((const void *)r), r1 = _mm512_loadu_si512((const void *)(r + stride));
+    __m512i r2 = _mm512_loadu_si512((const void *)(r + 2 * stride)), r3 = _mm512_loadu_si512((const void *)(r + 3 * stride));
+    __m512i a0 = _mm512_unpacklo_epi8(r0, r1), a1 = _mm512_unpackhi_epi8(r0, r1);
+    __m512i c0 = _mm512_unpacklo_epi8(r2, r3), c1 = _mm512_unpackhi_epi8(r2, r3);
+    __m512i v0 = _mm512_unpacklo_epi16(a0, c0), v1 = _mm512_unpackhi_epi16(a0, c0);   /* pixels 0-3, 4-7 of each block */
+    __m512i v2 = _mm512_unpacklo_epi16(a1, c1), v3 = _mm512_unpackhi_epi16(a1, c1);   /* 8-11, 12-15 */
+    __m512i t0 = _mm512_shuffle_i64x2(v0, v1, 0x44), t1 = _mm512_shuffle_i64x2(v2, v3, 0x44);  /* blocks 0, 1 */
+    __m512i t2 = _mm512_shuffle_i64x2(v0, v1, 0xEE), t3 = _mm512_shuffle_i64x2(v2, v3, 0xEE);  /* blocks 2, 3 */
+    _mm512_store_si512((void *)dst, _mm512_shuffle_i64x2(t0, t1, 0x88));
+    _mm512_store_si512((void *)(dst + bq), _mm512_shuffle_i64x2(t0, t1, 0xDD));
+    _mm512_store_si512((void *)(dst + 2 * bq), _mm512_shuffle_i64x2(t2, t3, 0x88));
+    _mm512_store_si512((void *)(dst + 3 * bq), _mm512_shuffle_i64x2(t2, t3, 0xDD));
+}
+
+/* ---- then interleave k-group q of one group (its 4 rows just gathered into `rows`, still in L1), every 16-pixel
+ * block, into [block][kg][16 pixels][4 bytes] ---- */
+static void bs_vinterleave(const bs_vgeo *o, const unsigned char *rows, unsigned char *ilv, int32_t q) {
+    size_t stride = o->npad, bq = (size_t)o->kg * 64, b = 0;
+    unsigned char *dq = ilv + (size_t)q * 64;
+    for (; b + 4 <= o->nb; b += 4) bs_vinterleave4(rows + b * 16, stride, dq + b * bq, bq);
+    for (; b < o->nb; b++) bs_vinterleave1(rows + b * 16, stride, dq + b * bq);
+}
+
+/* ---- the epilogue: 16 accumulators of one output channel (16 pixels or rows) ---- */
+static inline void bs_vepilogue(const bs_avx2_job *j, __m512i acc, int32_t corr, size_t c, size_t off, size_t pstride,
+                                size_t count) {
+    acc = _mm512_sub_epi32(acc, _mm512_set1_epi32(corr));
+    const bs_requant_params *rq = j->rq;
+    int32_t t = rq ? j->yt : BS_T_I32;
+    __mmask16 mk = (__mmask16)(count >= 16 ? 0xFFFFu : ((1u << count) - 1u));
+    int32_t res[16];
+    if (!rq) {
+        if (pstride == 1) { _mm512_mask_storeu_epi32((int32_t *)j->y + off, mk, acc); return; }
+        _mm512_storeu_si512((void *)res, acc);
+        for (size_t i = 0; i < count; i++) ((int32_t *)j->y)[off + i * pstride] = res[i];
+        return;
+    }
+    size_t q = rq->count == 1 ? 0 : c;
+    int32_t n = rq->n[q];
+    if (rq->lo > rq->hi || n >= 64) {   /* never produced by the lowering: the scalar reference order */
+        _mm512_storeu_si512((void *)res, acc);
+        for (size_t i = 0; i < count; i++) bs_vstore_scalar(j->y, t, off + i * pstride, bs_vrequant_scalar(res[i], rq, c));
+        return;
+    }
+    int64_t cmin = t == BS_T_I8 ? INT8_MIN : (t == BS_T_U8 ? 0 : INT32_MIN);
+    int64_t cmax = t == BS_T_I8 ? INT8_MAX : (t == BS_T_U8 ? UINT8_MAX : INT32_MAX);
+    /* clamp to [lo, hi] then to the container = clamp to [C(lo), C(hi)] (C monotonic, lo <= hi) */
+    const __m512i LO = _mm512_set1_epi64(bs_vclamp64(rq->lo, cmin, cmax)), HI = _mm512_set1_epi64(bs_vclamp64(rq->hi, cmin, cmax));
+    const __m512i M = _mm512_set1_epi64(rq->m[q]), B = _mm512_set1_epi64(rq->bias[q]), Z = _mm512_set1_epi64(rq->zero);
+    __m512i v0 = _mm512_add_epi64(_mm512_mul_epi32(acc, M), B);
+    __m512i v1 = _mm512_add_epi64(_mm512_mul_epi32(_mm512_srli_epi64(acc, 32), M), B);
+    if (n > 0) {
+        const __m128i sh = _mm_cvtsi32_si128(n), sh1 = _mm_cvtsi32_si128(n - 1);
+        const __m512i one = _mm512_set1_epi64(1);
+        v0 = _mm512_add_epi64(_mm512_sra_epi64(v0, sh), _mm512_and_si512(_mm512_srl_epi64(v0, sh1), one));
+        v1 = _mm512_add_epi64(_mm512_sra_epi64(v1, sh), _mm512_and_si512(_mm512_srl_epi64(v1, sh1), one));
+    }
+    v0 = _mm512_min_epi64(_mm512_max_epi64(_mm512_add_epi64(v0, Z), LO), HI);
+    v1 = _mm512_min_epi64(_mm512_max_epi64(_mm512_add_epi64(v1, Z), LO), HI);
+    __m512i r32 = _mm512_mask_blend_epi32((__mmask16)0xAAAA, v0, _mm512_slli_epi64(v1, 32));
+    if (t == BS_T_I32) {
+        if (pstride == 1) { _mm512_mask_storeu_epi32((int32_t *)j->y + off, mk, r32); return; }
+        _mm512_storeu_si512((void *)res, r32);
+        for (size_t i = 0; i < count; i++) ((int32_t *)j->y)[off + i * pstride] = res[i];
+        return;
+    }
+    __m128i b8 = _mm512_cvtepi32_epi8(r32);   /* in the container's range already: truncation is exact */
+    unsigned char *yb = (unsigned char *)j->y;
+    if (pstride == 1) { _mm_mask_storeu_epi8(yb + off, mk, b8); return; }
+    unsigned char bytes[16];
+    _mm_storeu_si128((__m128i *)bytes, b8);
+    for (size_t i = 0; i < count; i++) yb[off + i * pstride] = bytes[i];
+}
+
+/* ---- the GEMM micro-kernel: P blocks of 16 pixels (P = 4: MR = 64) x 4 output channels, k in groups of 4 ----
+ * a: the first pixel block, the next ones every `bstride` bytes; w: kg groups of [4 channels][4 k]. */
+#define BS_VKERNEL(NAME, P)                                                                                        \
+static inline void NAME(const unsigned char *a, size_t bstride, const unsigned char *w, int32_t kg, __m512i acc[16]) { \
+    __m512i c00 = _mm512_setzero_si512(), c01 = c00, c02 = c00, c03 = c00, c10 = c00, c11 = c00, c12 = c00, c13 = c00; \
+    __m512i c20 = c00, c21 = c00, c22 = c00, c23 = c00, c30 = c00, c31 = c00, c32 = c00, c33 = c00;              \
+    const unsigned char *a0 = a, *a1 = a + bstride, *a2 = a + 2 * bstride, *a3 = a + 3 * bstride;                 \
+    for (int32_t q = 0; q < kg; q++) {                                                                              \
+        /* 4 broadcast weights, then each pixel block loaded once for its 4 vpdpbusd (16 accumulators + 4 + 1 \
+         * registers; the activations must not be reloaded per channel: the load port would bound the loop) */    \
+        const int32_t *wq = (const int32_t *)(w + (size_t)q * 16);                                                  \
+        const __m512i b0 = _mm512_set1_epi32(wq[0]), b1 = _mm512_set1_epi32(wq[1]);                                 \
+        const __m512i b2 = _mm512_set1_epi32(wq[2]), b3 = _mm512_set1_epi32(wq[3]);                                 \
+        __m512i x = _mm512_load_si512((const void *)(a0 + (size_t)q * 64));                                        \
+        c00 = _mm512_dpbusd_epi32(c00, x, b0); c01 = _mm512_dpbusd_epi32(c01, x, b1);                              \
+        c02 = _mm512_dpbusd_epi32(c02, x, b2); c03 = _mm512_dpbusd_epi32(c03, x, b3);                              \
+        if (P > 1) {                                                                                                \
+            x = _mm512_load_si512((const void *)(a1 + (size_t)q * 64));                                            \
+            c10 = _mm512_dpbusd_epi32(c10, x, b0); c11 = _mm512_dpbusd_epi32(c11, x, b1);                          \
+            c12 = _mm512_dpbusd_epi32(c12, x, b2); c13 = _mm512_dpbusd_epi32(c13, x, b3);                          \
+        }                                                                                                           \
+        if (P > 2) {                                                                                                \
+            x = _mm512_load_si512((const void *)(a2 + (size_t)q * 64));                                            \
+            c20 = _mm512_dpbusd_epi32(c20, x, b0); c21 = _mm512_dpbusd_epi32(c21, x, b1);                          \
+            c22 = _mm512_dpbusd_epi32(c22, x, b2); c23 = _mm512_dpbusd_epi32(c23, x, b3);                          \
+        }                                                                                                           \
+        if (P > 3) {                                                                                                \
+            x = _mm512_load_si512((const void *)(a3 + (size_t)q * 64));                                            \
+            c30 = _mm512_dpbusd_epi32(c30, x, b0); c31 = _mm512_dpbusd_epi32(c31, x, b1);                          \
+            c32 = _mm512_dpbusd_epi32(c32, x, b2); c33 = _mm512_dpbusd_epi32(c33, x, b3);                          \
+        }                                                                                                           \
+    }                                                                                                               \
+    acc[0] = c00; acc[1] = c01; acc[2] = c02; acc[3] = c03; acc[4] = c10; acc[5] = c11; acc[6] = c12; acc[7] = c13; \
+    acc[8] = c20; acc[9] = c21; acc[10] = c22; acc[11] = c23; acc[12] = c30; acc[13] = c31; acc[14] = c32; acc[15] = c33; \
+}
+BS_VKERNEL(bs_qu8s8_gemm_rq64_64x4c4__avx512vnni, 4)
+BS_VKERNEL(bs_qu8s8_gemm_rq64_48x4c4__avx512vnni, 3)
+BS_VKERNEL(bs_qu8s8_gemm_rq64_32x4c4__avx512vnni, 2)
+BS_VKERNEL(bs_qu8s8_gemm_rq64_16x4c4__avx512vnni, 1)
+#undef BS_VKERNEL
+
+/* ---- stages ---- */
+typedef struct bs_vlayout {
+    bs_vgeo o;
+    unsigned char *tmp, *ilv;   /* ilv: groups consecutive interleaved buffers */
+} bs_vlayout;
+
+static void bs_vlayout_of(const bs_avx2_job *j, bs_vlayout *l) {
+    bs_vgeometry(j, &l->o);
+    unsigned char *s = (unsigned char *)(((uintptr_t)j->scratch + 63) & ~(uintptr_t)63);
+    l->tmp = s;
+    l->ilv = s + l->o.tmp_bytes;
+}
+
+static size_t bs_vcdiv(size_t a, size_t b) { return (a + b - 1) / b; }
+
+int32_t bs_avx512vnni_stages(const bs_avx2_job *j) {
+    bs_vgeo o;
+    bs_vgeometry(j, &o);
+    return o.fallback ? 1 : 2;
+}
+
+int32_t bs_avx512vnni_tasks(const bs_avx2_job *j, int32_t stage) {
+    bs_vgeo o;
+    bs_vgeometry(j, &o);
+    if (o.fallback) return 1;
+    size_t tiles = bs_vcdiv(o.nb, BS_VTILE);
+    switch (stage) {
+    case 0: return (int32_t)((size_t)o.groups * bs_vcdiv((size_t)o.kg, BS_VKG_PER_TASK));
+    default: return (int32_t)((size_t)o.groups * tiles * bs_vcdiv((size_t)o.mg4 / 4, BS_VCB_PER_TASK));
+    }
+}
+
+static void bs_vfallback(const bs_avx2_job *j) {
+    int8_t *w = (int8_t *)(((uintptr_t)j->scratch + 63) & ~(uintptr_t)63);
+    bs_vunpack_weights((const bs_vpacked *)j->packed, w);
+    if (j->conv) {
+        if (j->rq) {
+            if (j->xt == BS_T_U8) bs_qu8_conv_requant__generic(j->conv, (const uint8_t *)j->x, w, j->p, j->rq, j->y, j->yt);
+            else bs_qs8_conv_requant__generic(j->conv, (const int8_t *)j->x, w, j->p, j->rq, j->y, j->yt);
+        } else {
+            if (j->xt == BS_T_U8) bs_qu8_conv__generic(j->conv, (const uint8_t *)j->x, w, j->p, (int32_t *)j->y);
+            else bs_qs8_conv__generic(j->conv, (const int8_t *)j->x, w, j->p, (int32_t *)j->y);
+        }
+    } else {
+        if (j->rq) {
+            if (j->xt == BS_T_U8) bs_qu8_gemm_requant__generic(j->rows, j->k, j->m, 1, (const uint8_t *)j->x, w, j->p, j->rq, j->y, j->yt);
+            else bs_qs8_gemm_requant__generic(j->rows, j->k, j->m, 1, (const int8_t *)j->x, w, j->p, j->rq, j->y, j->yt);
+        } else {
+            if (j->xt == BS_T_U8) bs_qu8_gemm__generic(j->rows, j->k, j->m, 1, (const uint8_t *)j->x, w, j->p, (int32_t *)j->y);
+            else bs_qs8_gemm__generic(j->rows, j->k, j->m, 1, (const int8_t *)j->x, w, j->p, (int32_t *)j->y);
+        }
+    }
+}
+
+void bs_avx512vnni_run(const bs_avx2_job *j, int32_t stage, int32_t task) {
+    bs_vlayout l;
+    bs_vlayout_of(j, &l);
+    const bs_vgeo *o = &l.o;
+    if (o->fallback) { bs_vfallback(j); return; }
+    size_t kpad = (size_t)o->kg * 4, bstride = (size_t)o->kg * 64, tiles = bs_vcdiv(o->nb, BS_VTILE);
+    size_t ncb = (size_t)o->mg4 / 4, g, tl, cb0, cb1;
+    if (stage == 0) {   /* gather 4 * BS_VKG_PER_TASK rows of one group, interleaving each k-group at once */
+        size_t per_g = bs_vcdiv((size_t)o->kg, BS_VKG_PER_TASK);
+        g = (size_t)task / per_g;
+        int32_t q0 = (int32_t)((size_t)task % per_g) * BS_VKG_PER_TASK, q1 = q0 + BS_VKG_PER_TASK;
+        if (q1 > o->kg) q1 = o->kg;
+        /* the task's own 4 rows of the gather area, reused for each of its k-groups (they stay in L1 / L2) */
+        unsigned char *buf = l.tmp + (g * kpad + (size_t)q0 * 4) * o->npad;
+        bs_vspan sp;
+        bs_vspan_of(j, o, 0, o->npad, &sp);
+        bs_vkpos kp;
+        bs_vkpos_of(j, g, (size_t)q0 * 4, &kp);
+        for (int32_t q = q0; q < q1; q++) {
+            for (size_t i = 0; i < 4; i++) { bs_vgather_row(j, o, &kp, &sp, buf + i * o->npad); bs_vkpos_next(j, &kp); }
+            bs_vinterleave(o, buf, l.ilv + g * o->ilv_bytes, q);
+        }
+        return;
+    } else {   /* stage 1: GEMM of one group, one tile, a range of channel blocks */
+        size_t cbt = bs_vcdiv(ncb, BS_VCB_PER_TASK), rest;
+        g = (size_t)task / (tiles * cbt); rest = (size_t)task % (tiles * cbt); tl = rest / cbt;
+        cb0 = (rest % cbt) * BS_VCB_PER_TASK; cb1 = cb0 + BS_VCB_PER_TASK;
+        if (cb1 > ncb) cb1 = ncb;
+    }
+    const bs_vpacked *h = (const bs_vpacked *)j->packed;
+    const int32_t *wsum = (const int32_t *)((const unsigned char *)h + 64);
+    const unsigned char *wp = (const unsigned char *)h + 64 + BS_VA64((size_t)h->groups * h->mg4 * 4);
+    size_t b0 = tl * BS_VTILE, nbk = o->nb - b0 < BS_VTILE ? o->nb - b0 : BS_VTILE;
+    const unsigned char *a = l.ilv + g * o->ilv_bytes + b0 * bstride;
+    /* output: conv y [M, N] (channel stride N, pixel stride 1); gemm y [rows, M] (channel stride 1, row stride M) */
+    size_t m_total = (size_t)o->groups * o->mg;
+    size_t cstride = j->conv ? o->n : 1, pstride = j->conv ? 1 : m_total;
+    for (size_t cb = cb0; cb < cb1; cb++) {
+        __m512i acc[16];
+        const unsigned char *w = wp + (g * ncb + cb) * (size_t)o->kg * 16;
+        switch (nbk) {
+        case 4: bs_qu8s8_gemm_rq64_64x4c4__avx512vnni(a, bstride, w, o->kg, acc); break;
+        case 3: bs_qu8s8_gemm_rq64_48x4c4__avx512vnni(a, bstride, w, o->kg, acc); break;
+        case 2: bs_qu8s8_gemm_rq64_32x4c4__avx512vnni(a, bstride, w, o->kg, acc); break;
+        default: bs_qu8s8_gemm_rq64_16x4c4__avx512vnni(a, bstride, w, o->kg, acc); break;
+        }
+        for (int32_t c4 = 0; c4 < 4; c4++) {
+            size_t c = cb * 4 + (size_t)c4;
+            if (c >= (size_t)o->mg) break;
+            size_t oc = g * o->mg + c;
+            int32_t corr = (int32_t)((uint32_t)o->uz * (uint32_t)wsum[g * o->mg4 + c]);
+            for (size_t bi = 0; bi < nbk; bi++) {
+                size_t p0 = (b0 + bi) * 16, count = o->n - p0 < 16 ? o->n - p0 : 16;
+                bs_vepilogue(j, acc[bi * 4 + (size_t)c4], corr, oc, oc * cstride + p0 * pstride, pstride, count);
+            }
+        }
+    }
+}
+
+static void bs_vrun_all(const bs_avx2_job *j) {
+    int32_t stages = bs_avx512vnni_stages(j);
+    for (int32_t s = 0; s < stages; s++) {
+        int32_t n = bs_avx512vnni_tasks(j, s);
+        for (int32_t t = 0; t < n; t++) bs_avx512vnni_run(j, s, t);
+    }
+}
+
+#define BS_VCONV_JOB(XT, RQ, YT) \
+    bs_avx2_job j; memset(&j, 0, sizeof j); \
+    j.x = x; j.xt = XT; j.yt = YT; j.packed = packed; j.p = p; j.rq = RQ; j.y = y; j.scratch = (unsigned char *)scratch; j.conv = s; \
+    bs_vrun_all(&j);
+#define BS_VGEMM_JOB(XT, RQ, YT) \
+    bs_avx2_job j; memset(&j, 0, sizeof j); \
+    j.x = x; j.xt = XT; j.yt = YT; j.packed = packed; j.p = p; j.rq = RQ; j.y = y; j.scratch = (unsigned char *)scratch; \
+    j.rows = rows; j.k = k; j.m = m; j.trans_b = trans_b; \
+    bs_vrun_all(&j);
+
+void bs_qs8_conv_requant__avx512vnni(const bs_conv_shape *s, const int8_t *x, const void *packed, const bs_qmm_params *p,
+                                     const bs_requant_params *rq, void *y, int32_t yt, void *scratch) { BS_VCONV_JOB(BS_T_I8, rq, yt) }
+void bs_qu8_conv_requant__avx512vnni(const bs_conv_shape *s, const uint8_t *x, const void *packed, const bs_qmm_params *p,
+                                     const bs_requant_params *rq, void *y, int32_t yt, void *scratch) { BS_VCONV_JOB(BS_T_U8, rq, yt) }
+void bs_qs8_conv__avx512vnni(const bs_conv_shape *s, const int8_t *x, const void *packed, const bs_qmm_params *p, int32_t *y,
+                             void *scratch) { BS_VCONV_JOB(BS_T_I8, NULL, BS_T_I32) }
+void bs_qu8_conv__avx512vnni(const bs_conv_shape *s, const uint8_t *x, const void *packed, const bs_qmm_params *p, int32_t *y,
+                             void *scratch) { BS_VCONV_JOB(BS_T_U8, NULL, BS_T_I32) }
+void bs_qs8_gemm_requant__avx512vnni(size_t rows, size_t k, size_t m, int32_t trans_b, const int8_t *x, const void *packed,
+                                     const bs_qmm_params *p, const bs_requant_params *rq, void *y, int32_t yt, void *scratch) { BS_VGEMM_JOB(BS_T_I8, rq, yt) }
+void bs_qu8_gemm_requant__avx512vnni(size_t rows, size_t k, size_t m, int32_t trans_b, const uint8_t *x, const void *packed,
+                                     const bs_qmm_params *p, const bs_requant_params *rq, void *y, int32_t yt, void *scratch) { BS_VGEMM_JOB(BS_T_U8, rq, yt) }
+void bs_qs8_gemm__avx512vnni(size_t rows, size_t k, size_t m, int32_t trans_b, const int8_t *x, const void *packed,
+                             const bs_qmm_params *p, int32_t *y, void *scratch) { BS_VGEMM_JOB(BS_T_I8, NULL, BS_T_I32) }
+void bs_qu8_gemm__avx512vnni(size_t rows, size_t k, size_t m, int32_t trans_b, const uint8_t *x, const void *packed,
+                             const bs_qmm_params *p, int32_t *y, void *scratch) { BS_VGEMM_JOB(BS_T_U8, NULL, BS_T_I32) }
+
+/* ---- Requant and QAdd outside a conv (the same arithmetic as bs_requant__generic / bs_qadd__generic) ---- */
+static inline __m512i bs_vload16_i32(const void *x, int32_t t, size_t i, __mmask16 mk) {
+    switch (t) {
+    case BS_T_I8: return _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(mk, (const int8_t *)x + i));
+    case BS_T_U8: return _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(mk, (const uint8_t *)x + i));
+    default: return _mm512_maskz_loadu_epi32(mk, (const int32_t *)x + i);
+    }
+}
+
+void bs_requant__avx512vnni(const void *x, int32_t xt, void *y, int32_t yt, size_t outer, size_t channels, size_t inner,
+                            const bs_requant_params *rq) {
+    bs_avx2_job j;   /* the conv epilogue's view: output y of container yt, per-channel tables rq */
+    memset(&j, 0, sizeof j);
+    j.rq = rq; j.yt = yt; j.y = y;
+    size_t i = 0;
+    for (size_t o = 0; o < outer; o++)
+        for (size_t c = 0; c < channels; c++)
+            for (size_t e = 0; e < inner; e += 16, i += 16) {
+                size_t count = inner - e < 16 ? inner - e : 16;
+                __mmask16 mk = (__mmask16)(count >= 16 ? 0xFFFFu : ((1u << count) - 1u));
+                bs_vepilogue(&j, bs_vload16_i32(x, xt, i, mk), 0, c, i, 1, count);
+                if (count < 16) i -= 16 - count;
+            }
+}
+
+void bs_qadd__avx512vnni(const void *a, int32_t at, const void *b, int32_t bt, void *y, int32_t yt, size_t count,
+                         const bs_qadd_params *p) {
+#if defined(__AVX512DQ__)
+    if (p->lo <= p->hi && p->n < 64) {
+        int64_t cmin = yt == BS_T_I8 ? INT8_MIN : (yt == BS_T_U8 ? 0 : INT32_MIN);
+        int64_t cmax = yt == BS_T_I8 ? INT8_MAX : (yt == BS_T_U8 ? UINT8_MAX : INT32_MAX);
+        const __m512i LO = _mm512_set1_epi64(bs_vclamp64(p->lo, cmin, cmax)), HI = _mm512_set1_epi64(bs_vclamp64(p->hi, cmin, cmax));
+        const __m512i AZ = _mm512_set1_epi64(p->a_zero), BZ = _mm512_set1_epi64(p->b_zero), Z = _mm512_set1_epi64(p->zero);
+        const __m512i MA = _mm512_set1_epi64(p->m_a), MB = _mm512_set1_epi64(p->m_b), one = _mm512_set1_epi64(1);
+        const __m128i sh = _mm_cvtsi32_si128((int)p->n), sh1 = _mm_cvtsi32_si128((int)p->n - 1);
+        for (size_t i = 0; i < count; i += 16) {
+            size_t n16 = count - i < 16 ? count - i : 16;
+            __mmask16 mk = (__mmask16)(n16 >= 16 ? 0xFFFFu : ((1u << n16) - 1u));
+            __m512i va32 = bs_vload16_i32(a, at, i, mk), vb32 = bs_vload16_i32(b, bt, i, mk);
+            __m512i r[2];
+            for (int h = 0; h < 2; h++) {
+                __m512i xa = _mm512_cvtepi32_epi64(h ? _mm512_extracti64x4_epi64(va32, 1) : _mm512_castsi512_si256(va32));
+                __m512i xb = _mm512_cvtepi32_epi64(h ? _mm512_extracti64x4_epi64(vb32, 1) : _mm512_castsi512_si256(vb32));
+                /* wrapping int64: (a - az) m_a + (b - bz) m_b (vpmullq keeps the low 64 bits) */
+                __m512i v = _mm512_add_epi64(_mm512_mullo_epi64(_mm512_sub_epi64(xa, AZ), MA),
+                                             _mm512_mullo_epi64(_mm512_sub_epi64(xb, BZ), MB));
+                if (p->n > 0) v = _mm512_add_epi64(_mm512_sra_epi64(v, sh), _mm512_and_si512(_mm512_srl_epi64(v, sh1), one));
+                r[h] = _mm512_min_epi64(_mm512_max_epi64(_mm512_add_epi64(v, Z), LO), HI);
+            }
+            if (yt == BS_T_I32) {
+                __m512i r32 = _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi64_epi32(r[0])), _mm512_cvtepi64_epi32(r[1]), 1);
+                _mm512_mask_storeu_epi32((int32_t *)y + i, mk, r32);
+            } else {   /* in the byte container's range already: truncation is exact */
+                __m128i b8 = _mm_unpacklo_epi64(_mm512_cvtepi64_epi8(r[0]), _mm512_cvtepi64_epi8(r[1]));
+                _mm_mask_storeu_epi8((unsigned char *)y + i, mk, b8);
+            }
+        }
+        return;
+    }
+#endif
+    bs_qadd__generic(a, at, b, bt, y, yt, count, p);   /* shifts >= 64, lo > hi: never produced by the lowering */
+}
+
+/* ---- QMaxPool: 16 outputs of one output row at a time, max over the window's valid taps (masked loads; a
+ * gather for int32 with stride > 1); no valid tap gives the container's lowest value, as in bs_pool ---- */
+void bs_qmaxpool__avx512vnni(const bs_window *g, size_t planes, const void *x, int32_t xt, void *y) {
+    if (g->sw != 1 && xt != BS_T_I32) { bs_qmaxpool__generic(g, planes, x, xt, y); return; }
+    size_t es = xt == BS_T_I32 ? 4 : 1, in_count = (size_t)g->d * g->h * g->w, out_count = (size_t)g->od * g->oh * g->ow;
+    int32_t lowest = xt == BS_T_I8 ? INT8_MIN : (xt == BS_T_U8 ? 0 : INT32_MIN);
+    const __m512i vlow = _mm512_set1_epi32(lowest), lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const __m512i vsw = _mm512_set1_epi32(g->sw), vw = _mm512_set1_epi32(g->w), zero = _mm512_setzero_si512();
+    for (size_t plane = 0; plane < planes; plane++) {
+        const unsigned char *xp = (const unsigned char *)x + plane * in_count * es;
+        size_t k = plane * out_count;
+        for (int32_t od = 0; od < g->od; od++)
+        for (int32_t oh = 0; oh < g->oh; oh++, k += (size_t)g->ow)
+        for (int32_t c = 0; c < g->ow; c += 16) {
+            int32_t len = g->ow - c < 16 ? g->ow - c : 16;
+            __mmask16 lm = (__mmask16)(len >= 16 ? 0xFFFFu : ((1u << len) - 1u));
+            __m512i best = vlow;
+            for (int32_t kd = 0; kd < g->kd; kd++) {
+                int64_t id = (int64_t)od * g->sd - g->pd + (int64_t)kd * g->dd;
+                if (id < 0 || id >= g->d) continue;
+                for (int32_t kh = 0; kh < g->kh; kh++) {
+                    int64_t ih = (int64_t)oh * g->sh - g->ph + (int64_t)kh * g->dh;
+                    if (ih < 0 || ih >= g->h) continue;
+                    const unsigned char *xr = xp + ((size_t)id * g->h + (size_t)ih) * g->w * es;
+                    for (int32_t kw = 0; kw < g->kw; kw++) {
+                        int32_t iw0 = c * g->sw - g->pw + kw * g->dw;   /* lane i reads column iw0 + i sw */
+                        __m512i iw = _mm512_add_epi32(_mm512_set1_epi32(iw0), _mm512_mullo_epi32(lane, vsw));
+                        __mmask16 m = lm & _mm512_cmpge_epi32_mask(iw, zero) & _mm512_cmplt_epi32_mask(iw, vw);
+                        if (!m) continue;
+                        __m512i v;
+                        if (g->sw == 1) {
+                            const unsigned char *src = xr + (ptrdiff_t)iw0 * (ptrdiff_t)es;   /* only the valid lanes are read */
+                            v = xt == BS_T_I32 ? _mm512_maskz_loadu_epi32(m, src)
+                              : xt == BS_T_I8 ? _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(m, src))
+                                              : _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, src));
+                        } else {
+                            v = _mm512_mask_i32gather_epi32(vlow, m, iw, (const void *)xr, 4);
+                        }
+                        best = _mm512_mask_max_epi32(best, m, best, v);
+                    }
+                }
+            }
+            if (xt == BS_T_I32) _mm512_mask_storeu_epi32((int32_t *)y + k + c, lm, best);
+            else _mm_mask_storeu_epi8((unsigned char *)y + k + c, lm, _mm512_cvtepi32_epi8(best));
+        }
+    }
+}
+
+#else
+typedef int bs_kernels_avx512vnni_not_built; /* without AVX-512 VNNI this file is empty (ISO C wants one declaration) */
+#endif

@@ -1,0 +1,85 @@
+/* BitSwitch AVX-512 VNNI integer kernels (C11 + <immintrin.h>): QConv / QGemm with the Requant fused in the
+ * epilogue, bit-exact with the portable kernels of bs_kernels.c (tested against them on random shapes).
+ *
+ * The GEMM micro-kernel, named like XNNPACK's (MR output pixels or rows, NR output channels, KR consecutive k per
+ * 32-bit group, rq64 = the int64 product-domain Requant epilogue):
+ *   bs_qu8s8_gemm_rq64_64x4c4__avx512vnni   u8 activations x s8 weights, vpdpbusd (u8 x s8 -> s32, no
+ *                                           intermediate saturation: exact for every w_bits 1..8); 4 zmm of 16
+ *                                           pixels x 4 broadcast output channels = 16 accumulators. Tails of
+ *                                           fewer pixel blocks use the same code with 48, 32 or 16 pixels.
+ * Signed (i8) activations are offset by +128; the per-channel sum of the shifted weights, computed when a profile
+ * packs them, corrects the offset: sum (x - xz) w = sum u w - uz sum w, u = x (u8) or x + 128 (i8), uz = xz (+128).
+ * The epilogue is vectorized in 64-bit lanes (vpmuldq, vpsraq, vpmaxsq / vpminsq) and bit-exact with the
+ * reference's int64 Requant.
+ *
+ * Weights are packed (bs_qs8_pack_weights__avx512vnni, vectorized) in the S8C4 layout of the AVX2 kernels for
+ * every bit-width: [group][block of 4 output channels][k / 4][4 channels][4 k] bytes. Conv is an implicit GEMM:
+ * per group the input is gathered (im2col) into rows of k, then interleaved into [16-pixel block][k / 4][16 pixels]
+ * [4 bytes]. Depthwise and other convs with few channels per group run the same kernel (correct; 1 of 4 channel
+ * lanes useful for depthwise: like the AVX2 kernels, no depthwise-specific kernel yet). Zero points outside the u8
+ * range take the portable kernels (exact). The staged form reuses bs_avx2_job, so one thread pool drives either.
+ * This file compiles to nothing without __AVX512VNNI__ and __AVX512BW__ (a bundle emitted with --isa avx512vnni
+ * refuses to compile then). */
+#ifndef BS_KERNELS_AVX512VNNI_H
+#define BS_KERNELS_AVX512VNNI_H
+
+#include "bs_kernels.h"
+#include "bs_kernels_avx2.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Bytes of the packed weights of `groups` x `mg` output channels with `k` reduction terms each. */
+size_t bs_qs8_packed_weights_size__avx512vnni(int32_t groups, int32_t mg, int32_t k);
+/* Scratch bytes a conv (or a gemm of `rows` x `k`) needs: im2col, interleaved copy, fallback unpacked weights. */
+size_t bs_conv_scratch_size__avx512vnni(const bs_conv_shape *s);
+size_t bs_gemm_scratch_size__avx512vnni(size_t rows, size_t k, size_t m);
+
+/* w_b = clamp(rshr(q8, shift), -2^(bits-1), 2^(bits-1)-1), packed. q8 is [groups*mg, k] (conv weights, gemm with
+ * trans_b) or, with kmajor, [k, mg] (gemm without trans_b; groups must be 1). */
+void bs_qs8_pack_weights__avx512vnni(const int8_t *q8, void *packed, int32_t groups, int32_t mg, int32_t k,
+                                     int32_t kmajor, int32_t shift, int32_t bits);
+
+/* Whole-op entry points (one thread); same arguments as the __avx2 ones, weights packed by the function above. */
+void bs_qs8_conv_requant__avx512vnni(const bs_conv_shape *s, const int8_t *x, const void *packed,
+                                     const bs_qmm_params *p, const bs_requant_params *rq, void *y, int32_t yt,
+                                     void *scratch);
+void bs_qu8_conv_requant__avx512vnni(const bs_conv_shape *s, const uint8_t *x, const void *packed,
+                                     const bs_qmm_params *p, const bs_requant_params *rq, void *y, int32_t yt,
+                                     void *scratch);
+void bs_qs8_conv__avx512vnni(const bs_conv_shape *s, const int8_t *x, const void *packed, const bs_qmm_params *p,
+                             int32_t *y, void *scratch);
+void bs_qu8_conv__avx512vnni(const bs_conv_shape *s, const uint8_t *x, const void *packed, const bs_qmm_params *p,
+                             int32_t *y, void *scratch);
+void bs_qs8_gemm_requant__avx512vnni(size_t rows, size_t k, size_t m, int32_t trans_b, const int8_t *x,
+                                     const void *packed, const bs_qmm_params *p, const bs_requant_params *rq, void *y,
+                                     int32_t yt, void *scratch);
+void bs_qu8_gemm_requant__avx512vnni(size_t rows, size_t k, size_t m, int32_t trans_b, const uint8_t *x,
+                                     const void *packed, const bs_qmm_params *p, const bs_requant_params *rq, void *y,
+                                     int32_t yt, void *scratch);
+void bs_qs8_gemm__avx512vnni(size_t rows, size_t k, size_t m, int32_t trans_b, const int8_t *x, const void *packed,
+                             const bs_qmm_params *p, int32_t *y, void *scratch);
+void bs_qu8_gemm__avx512vnni(size_t rows, size_t k, size_t m, int32_t trans_b, const uint8_t *x, const void *packed,
+                             const bs_qmm_params *p, int32_t *y, void *scratch);
+
+/* Requant (bs_requant__generic's arguments), QAdd (bs_qadd__generic's) vectorized, bit-exact with them. */
+void bs_requant__avx512vnni(const void *x, int32_t xt, void *y, int32_t yt, size_t outer, size_t channels, size_t inner,
+                            const bs_requant_params *rq);
+void bs_qadd__avx512vnni(const void *a, int32_t at, const void *b, int32_t bt, void *y, int32_t yt, size_t count,
+                         const bs_qadd_params *p);
+/* QMaxPool (bs_qmaxpool__generic's arguments), 16 outputs per step; 8-bit inputs with a column stride > 1 take the
+ * generic kernel. */
+void bs_qmaxpool__avx512vnni(const bs_window *g, size_t planes, const void *x, int32_t xt, void *y);
+
+/* Split form for a thread pool (the bs_avx2_job of bs_kernels_avx2.h, weights packed for this ISA): count the
+ * tasks, run each task index once (any thread, any order; tasks of one stage may run concurrently, stage s+1
+ * starts after every task of stage s finished). The results do not depend on the order. */
+int32_t bs_avx512vnni_stages(const bs_avx2_job *j);
+int32_t bs_avx512vnni_tasks(const bs_avx2_job *j, int32_t stage);
+void bs_avx512vnni_run(const bs_avx2_job *j, int32_t stage, int32_t task);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

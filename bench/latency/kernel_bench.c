@@ -1,0 +1,173 @@
+/* Micro-benchmark of the AVX-512 VNNI int8 kernels (bs_kernels_avx512vnni.c) against the core's vpdpbusd peak,
+ * and of the weight pack a profile switch runs (vectorized, both layouts, against the scalar pack it replaced).
+ *
+ * Peak: a register-only loop of 16 independent zmm vpdpbusd (16 x 64 = 1024 MACs per iteration), best of 7.
+ * Kernel: the ResNet-18 3x3 convs (stride 1, pad 1) and 1x1 convs as the bundle runs them, u8 activations, 8-bit
+ * weights (the VNNI kernel is the same for every w_bits), Requant to u8 fused: GMAC/s of the whole op (gather +
+ * interleave + GEMM + epilogue) and of the GEMM stage alone (the micro-kernel + epilogue), % of peak. Best of 41
+ * single runs (the machine may be shared: the best run is the one that kept its core).
+ * Pack: every conv / gemm weight of ResNet-18 (11.7 M int8) repacked as a whole-model switch does.
+ *
+ *   cc -std=c11 -O3 -march=native -I Sources/BitSwitchCodegen/Runtime/generic -o kernel_bench bench/latency/kernel_bench.c \
+ *      Sources/BitSwitchCodegen/Runtime/generic/bs_kernels*.c && ./kernel_bench          (bench/latency/kernel_bench.sh) */
+#define _POSIX_C_SOURCE 200809L
+#include "bs_kernels.h"
+#include "bs_kernels_avx2.h"
+#include "bs_kernels_avx512vnni.h"
+#include <immintrin.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#if !defined(__AVX512VNNI__) || !defined(__AVX512BW__)
+#error "kernel_bench measures the AVX-512 VNNI kernels: compile with -march=native on a CPU with avx512_vnni"
+#endif
+
+static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec * 1e-9; }
+static void *al(size_t n) { void *p = NULL; if (posix_memalign(&p, 64, (n + 63) / 64 * 64)) exit(3); memset(p, 0, n); return p; }
+
+static double peak_vpdpbusd(long iters) {
+    __m512i x = _mm512_set1_epi8(3), b0 = _mm512_set1_epi32(0x01020304), b1 = _mm512_set1_epi32(0x05060708);
+    __m512i c[16];
+    /* distinct starting values: equal accumulators with equal inputs would be merged by the compiler */
+    for (int i = 0; i < 16; i++) c[i] = _mm512_set1_epi32(i);
+    double t0 = now();
+    for (long it = 0; it < iters; it++) {
+        for (int j = 0; j < 16; j++) c[j] = _mm512_dpbusd_epi32(c[j], x, (j & 1) ? b1 : b0);
+        __asm__ volatile("" : "+v"(x), "+v"(b0), "+v"(b1));
+    }
+    double t = now() - t0;
+    int32_t s = 0;
+    for (int i = 0; i < 16; i++) s += _mm_cvtsi128_si32(_mm512_castsi512_si128(c[i]));
+    if (s == 42) printf(" ");
+    return (double)iters * 1024 / t;
+}
+
+/* The scalar pack of the previous commit (one byte at a time), for the switch cost before / after. */
+static void scalar_pack(const int8_t *q8, void *packed, int32_t groups, int32_t mg, int32_t k, int32_t shift, int32_t bits) {
+    int32_t mode = bits <= 7 ? 1 : 2, per = mode == 1 ? 4 : 2;
+    int32_t mg4 = (mg + 3) / 4 * 4, kg = (k + per - 1) / per;
+    int32_t lo = -(1 << (bits - 1)), hi = (1 << (bits - 1)) - 1;
+    int32_t *hd = (int32_t *)packed;
+    hd[0] = mode; hd[1] = groups; hd[2] = mg; hd[3] = k; hd[4] = kg; hd[5] = mg4; hd[6] = bits; hd[7] = shift;
+    int32_t *wsum = (int32_t *)((unsigned char *)packed + 64);
+    unsigned char *wp = (unsigned char *)packed + 64 + (((size_t)groups * mg4 * 4 + 63) & ~(size_t)63);
+    for (int32_t g = 0; g < groups; g++)
+        for (int32_t cb = 0; cb < mg4 / 4; cb++) {
+            unsigned char *base = wp + ((size_t)g * (mg4 / 4) + cb) * (size_t)kg * 16;
+            for (int32_t c4 = 0; c4 < 4; c4++) {
+                int32_t c = cb * 4 + c4;
+                size_t oc = (size_t)g * mg + c;
+                uint32_t sum = 0;
+                for (int32_t kk = 0; kk < kg * per; kk++) {
+                    int32_t v = 0;
+                    if (c < mg && kk < k) {
+                        v = shift > 0 ? ((int32_t)q8[oc * k + kk] + (1 << (shift - 1))) >> shift : q8[oc * k + kk];
+                        v = v < lo ? lo : (v > hi ? hi : v);
+                    }
+                    sum += (uint32_t)v;
+                    if (mode == 1) ((int8_t *)base)[(size_t)(kk / 4) * 16 + c4 * 4 + kk % 4] = (int8_t)v;
+                    else ((int16_t *)base)[(size_t)(kk / 2) * 8 + c4 * 2 + kk % 2] = (int16_t)v;
+                }
+                wsum[(size_t)g * mg4 + c] = (int32_t)sum;
+            }
+        }
+}
+
+int main(int argc, char **argv) {
+    int only_pack = argc > 1 && !strcmp(argv[1], "--pack");
+    double peak = 0;
+    if (!only_pack) {
+        /* short trials, the best of many: on a shared machine most trials lose time slices, which a peak must not count */
+        for (int r = 0; r < 400; r++) { double p = peak_vpdpbusd(20000); if (p > peak) peak = p; }
+        printf("peak (bare zmm vpdpbusd loop, 16 accumulators, best of 400 trials of 20 M MACs): %.1f GMAC/s\n\n", peak / 1e9);
+        /* C_in = C_out, H = W, kernel (3 or 1) */
+        int shapes[][3] = {{64, 56, 3}, {128, 28, 3}, {256, 14, 3}, {512, 7, 3}, {64, 56, 1}, {256, 14, 1}, {512, 7, 1}};
+        printf("| conv | M | N | K | whole op GMAC/s | %% of peak | GEMM stage GMAC/s | %% of peak |\n|---|--:|--:|--:|--:|--:|--:|--:|\n");
+        for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+            int C = shapes[si][0], H = shapes[si][1], KS = shapes[si][2], pad = KS / 2;
+            bs_conv_shape s;
+            memset(&s, 0, sizeof s);
+            s.win = (bs_window){1, H, H, 1, H, H, 1, KS, KS, 1, 1, 1, 0, pad, pad, 0, pad, pad, 1, 1, 1};
+            s.c = C; s.m = C; s.group = 1;
+            int M = C, N = H * H, K = C * KS * KS;
+            uint8_t *x = al((size_t)C * N);
+            int8_t *q8 = al((size_t)M * K);
+            for (size_t i = 0; i < (size_t)C * N; i++) x[i] = (uint8_t)(i * 7);
+            for (size_t i = 0; i < (size_t)M * K; i++) q8[i] = (int8_t)(i * 13);
+            void *pw = al(bs_qs8_packed_weights_size__avx512vnni(1, M, K));
+            void *scratch = al(bs_conv_scratch_size__avx512vnni(&s));
+            int32_t *m = al(sizeof(int32_t) * M), *n = al(sizeof(int32_t) * M);
+            int64_t *b = al(sizeof(int64_t) * M);
+            for (int i = 0; i < M; i++) { m[i] = 1 << 29; n[i] = 40; b[i] = 0; }
+            bs_requant_params rq = {m, n, b, M, 0, 0, 255};
+            uint8_t *y = al((size_t)M * N);
+            bs_qs8_pack_weights__avx512vnni(q8, pw, 1, M, K, 0, 0, 8);
+            bs_qmm_params p = {0, 0, 8};
+            bs_avx2_job j;
+            memset(&j, 0, sizeof j);
+            j.x = x; j.xt = BS_T_U8; j.yt = BS_T_U8; j.packed = pw; j.p = &p; j.rq = &rq; j.y = y; j.scratch = scratch; j.conv = &s;
+            double macs = (double)M * N * K, best_all = 1e30, best_gemm = 1e30;
+            int reps = 1;
+            for (int r = 0; r < 41; r++) {
+                double t0 = now();
+                for (int i = 0; i < reps; i++) bs_qu8_conv_requant__avx512vnni(&s, x, pw, &p, &rq, y, BS_T_U8, scratch);
+                double t = (now() - t0) / reps;
+                if (t < best_all) best_all = t;
+                /* the GEMM stage alone (the last one; the gather has filled the scratch above) */
+                int32_t last = bs_avx512vnni_stages(&j) - 1, nt = bs_avx512vnni_tasks(&j, last);
+                t0 = now();
+                for (int i = 0; i < reps; i++) for (int32_t tk = 0; tk < nt; tk++) bs_avx512vnni_run(&j, last, tk);
+                t = (now() - t0) / reps;
+                if (t < best_gemm) best_gemm = t;
+            }
+            printf("| %dx%d | %d | %d | %d | %.1f | %.0f %% | %.1f | %.0f %% |\n", KS, KS, M, N, K, macs / best_all / 1e9,
+                   100 * macs / best_all / peak, macs / best_gemm / 1e9, 100 * macs / best_gemm / peak);
+            free(x); free(q8); free(pw); free(scratch); free(m); free(n); free(b); free(y);
+        }
+        printf("\n");
+    }
+    /* ResNet-18's conv / gemm weights: (groups, M, K) */
+    int layers[][2] = {{64, 147}, {64, 576}, {64, 576}, {64, 576}, {64, 576}, {128, 576}, {128, 1152}, {128, 64},
+                       {128, 1152}, {128, 1152}, {256, 1152}, {256, 2304}, {256, 128}, {256, 2304}, {256, 2304},
+                       {512, 2304}, {512, 4608}, {512, 256}, {512, 4608}, {512, 4608}, {1000, 512}};
+    size_t nl = sizeof layers / sizeof layers[0], total = 0, bytes_v = 0, bytes_a = 0;
+    for (size_t i = 0; i < nl; i++) {
+        total += (size_t)layers[i][0] * layers[i][1];
+        bytes_v += bs_qs8_packed_weights_size__avx512vnni(1, layers[i][0], layers[i][1]);
+        bytes_a += bs_qs8_packed_weights_size__avx2(1, layers[i][0], layers[i][1]);
+    }
+    int8_t *q8 = al(total);
+    for (size_t i = 0; i < total; i++) q8[i] = (int8_t)(i * 29 + (i >> 9));
+    unsigned char *pv = al(bytes_v), *pa = al(bytes_a);
+    printf("weight pack of a whole-model switch, ResNet-18 (%zu conv/gemm weights, %.1f M int8), best of 21:\n", nl, total / 1e6);
+    printf("| pack | 8-bit | 4-bit | 2-bit |\n|---|--:|--:|--:|\n");
+    for (int which = 0; which < 3; which++) {
+        double ms[3];
+        for (int bi = 0; bi < 3; bi++) {
+            int bits = bi == 0 ? 8 : (bi == 1 ? 4 : 2), shift = 8 - bits;
+            double best = 1e30;
+            for (int r = 0; r < 21; r++) {
+                double t0 = now();
+                size_t off = 0, ov = 0, oa = 0;
+                for (size_t i = 0; i < nl; i++) {
+                    int M = layers[i][0], K = layers[i][1];
+                    if (which == 0) scalar_pack(q8 + off, pa + oa, 1, M, K, shift, bits);
+                    else if (which == 1) bs_qs8_pack_weights__avx2(q8 + off, pa + oa, 1, M, K, 0, shift, bits);
+                    else bs_qs8_pack_weights__avx512vnni(q8 + off, pv + ov, 1, M, K, 0, shift, bits);
+                    off += (size_t)M * K;
+                    ov += bs_qs8_packed_weights_size__avx512vnni(1, M, K);
+                    oa += bs_qs8_packed_weights_size__avx2(1, M, K);
+                }
+                double t = now() - t0;
+                if (t < best) best = t;
+            }
+            ms[bi] = best * 1e3;
+        }
+        printf("| %s | %.2f ms | %.2f ms | %.2f ms |\n", which == 0 ? "scalar (before)" : (which == 1 ? "AVX2 layout, vectorized" : "VNNI layout, vectorized"),
+               ms[0], ms[1], ms[2]);
+    }
+    free(q8); free(pv); free(pa);
+    return 0;
+}
