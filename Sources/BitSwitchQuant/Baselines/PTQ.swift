@@ -18,8 +18,10 @@ import BitSwitchRuntime
 /// A value is dropped after its last reader, so memory is the live activations of all samples at one point of the
 /// graph. The percentiles are found by histogram selection (`PercentileSelector`), linear in the tensor size.
 /// `chunkSize: 1` calibrates a model that only runs one sample at a time (a fixed batch of 1).
+/// `method: .minMax` covers the whole observed range instead (see `CalibrationMethod`).
 public func calibrateActivationScales(_ g: inout Graph, data: Dataset, samples: Int = 512, seed: UInt64 = 0,
-                                      normalization: Normalization? = nil, chunkSize: Int = 64) throws {
+                                      normalization: Normalization? = nil, chunkSize: Int = 64,
+                                      method: CalibrationMethod = .percentile) throws {
     registerKernels()
     guard samples > 0 else { throw BitSwitchError(.training, "calibration needs at least one sample, got \(samples)") }
     guard chunkSize > 0 else { throw BitSwitchError(.training, "calibration chunk size must be positive, got \(chunkSize)") }
@@ -41,12 +43,48 @@ public func calibrateActivationScales(_ g: inout Graph, data: Dataset, samples: 
                             floats: Array(x[(start * sampleSize)..<((start + n) * sampleSize)])))
     }
 
+    try calibrate(&g, bits: bits, envs: feeds.map { [input.name: $0] }, method: method)
+}
+
+/// The same calibration for a model with several data inputs (a transformer encoder: `input_ids`,
+/// `attention_mask`, ...): `inputs` holds one tensor per data input of the graph, and the first `samples` of a
+/// permutation seeded by `seed` calibrate, fed in chunks of `chunkSize` samples.
+public func calibrateActivationScales(_ g: inout Graph, inputs: InputSamples, samples: Int = 512, seed: UInt64 = 0,
+                                      chunkSize: Int = 64, method: CalibrationMethod = .percentile) throws {
+    registerKernels()
+    guard samples > 0 else { throw BitSwitchError(.training, "calibration needs at least one sample, got \(samples)") }
+    guard chunkSize > 0 else { throw BitSwitchError(.training, "calibration chunk size must be positive, got \(chunkSize)") }
+    guard inputs.count > 0 else { throw BitSwitchError(.data, "the calibration data has no samples") }
+    let bits = try trainedBitWidths(g)
+    for input in g.inputs where g.initializers[input.name] == nil && inputs.tensors[input.name] == nil {
+        throw BitSwitchError(.data, "no calibration data for the model's input '\(input.name)'")
+    }
+    var rng = SplitMix64(seed: SplitMix64.derive(seed, 3))
+    let chosen = inputs.subset(Array(rng.permutation(inputs.count).prefix(samples)).sorted())
+    let envs = stride(from: 0, to: chosen.count, by: chunkSize).map {
+        chosen.feeds($0..<min($0 + chunkSize, chosen.count))
+    }
+    try calibrate(&g, bits: bits, envs: envs, method: method)
+}
+
+/// How a calibration sets an activation scale from the values its quantizer sees.
+public enum CalibrationMethod: String, Sendable, CaseIterable {
+    /// max(p99.9 / hi, p0.1 / lo): the 0.1–99.9 percentile range fits the integer range (outliers clip).
+    case percentile
+    /// max(max / hi, min / lo): the whole observed range fits, as onnxruntime's MinMax calibrator and dynamic
+    /// quantization do. Keeps the outlier channels of transformer activations (LayerNorm outputs) at the cost of
+    /// resolution; better at 8 bits on such models, worse at low bit-widths.
+    case minMax = "minmax"
+}
+
+/// Calibrates every bit-width's row of every activation quantizer from the chunked feeds `envs`.
+private func calibrate(_ g: inout Graph, bits: [Int], envs: [[String: Tensor]], method: CalibrationMethod) throws {
     let quantizers = g.nodes.filter { n in
         guard case .fakeQuantAct = n.op, n.inputs.count > 1 else { return false }
         return g.initializers[n.inputs[1]] != nil
     }
     for b in bits {
-        try calibrationForward(&g, inputName: input.name, chunks: feeds, activeBits: b)
+        try calibrationForward(&g, feeds: envs, activeBits: b, method: method)
     }
     for n in quantizers {
         if let s = g.initializers[n.inputs[1]], s.floats.contains(where: { !($0 > 0) }) {
@@ -57,13 +95,14 @@ public func calibrateActivationScales(_ g: inout Graph, data: Dataset, samples: 
 }
 
 /// One evaluation-mode forward at `activeBits` over all chunks, node by node, calibrating each FakeQuantAct's
-/// row for `activeBits` from its input over every chunk before applying it.
-private func calibrationForward(_ g: inout Graph, inputName: String, chunks: [Tensor], activeBits: Int) throws {
+/// row for `activeBits` from its input over every chunk (each chunk: input name → tensor) before applying it.
+private func calibrationForward(_ g: inout Graph, feeds: [[String: Tensor]], activeBits: Int,
+                                method: CalibrationMethod) throws {
     var lastUse: [String: Int] = [:]
     for (i, n) in g.nodes.enumerated() { for v in n.inputs where !v.isEmpty { lastUse[v] = i } }
     // Values that do not depend on the data (FakeQuantWeight of a constant weight, ...) are computed once.
     var shared: [String: Tensor] = [:]
-    var envs = chunks.map { [inputName: $0] }
+    var envs = feeds
     func lookup(_ name: String, _ env: [String: Tensor]) -> Tensor? {
         env[name] ?? shared[name] ?? g.initializers[name]
     }
@@ -85,7 +124,7 @@ private func calibrationForward(_ g: inout Graph, inputName: String, chunks: [Te
                 }
                 parts.append(v)
             }
-            if let a = calibratedScale(parts, q), a > 0 { s[row] = a }
+            if let a = calibratedScale(parts, q, method: method), a > 0 { s[row] = a }
             scales.storage = .f32(s)
             g.setInitializer(node.inputs[1], scales)
             // Zeros quantize exactly with any scale: an input with no range runs at scale 1 and stays unset.
@@ -126,9 +165,12 @@ func calibratedScale(_ values: [Float], _ q: ActivationQuantizer) -> Float? {
 }
 
 /// The same over the concatenation of `parts` (the chunks of one tensor), without concatenating them.
-func calibratedScale(_ parts: [[Float]], _ q: ActivationQuantizer) -> Float? {
+func calibratedScale(_ parts: [[Float]], _ q: ActivationQuantizer, method: CalibrationMethod = .percentile) -> Float? {
     let selector = PercentileSelector(parts)
-    guard let bottom = selector.quantile(0.001), let top = selector.quantile(0.999) else { return nil }
+    guard selector.count > 0 else { return nil }
+    let minMax = method == .minMax
+    guard let bottom = minMax ? selector.minimum : selector.quantile(0.001),
+          let top = minMax ? selector.maximum : selector.quantile(0.999) else { return nil }
     var a = max(top, 0) / q.hi
     if q.lo < 0 { a = max(a, min(bottom, 0) / q.lo) }
     if !(a > 0) {
