@@ -121,7 +121,7 @@ struct TrainCommand: ParsableCommand {
     var exactGradient = false
     @Flag(help: "Post-training quantization: calibrate activation scales, no training.") var ptq = false
     @Option(help: "PTQ: training samples used to calibrate the activation scales.") var calibrationSamples = 512
-    @Option(help: ArgumentHelp("PTQ: percentile (the 0.1–99.9 percentile range fits each quantizer's integer range; outliers clip) or minmax (the whole observed range fits, as onnxruntime's MinMax calibration; keeps transformer outliers).", valueName: "percentile|minmax"))
+    @Option(help: ArgumentHelp("PTQ: percentile (the 0.1–99.9 percentile range fits each quantizer's integer range; outliers clip), minmax (the whole observed range fits, as onnxruntime's MinMax calibration) or mse (the scale with the least squared quantization error).", valueName: "percentile|minmax|mse"))
     var calibration = "percentile"
 
     // Mixed precision: HASB supernet training (METHOD.md §5)
@@ -299,7 +299,7 @@ extension TrainCommand {
 
     func calibrationMethod() throws -> CalibrationMethod {
         guard let m = CalibrationMethod(rawValue: calibration) else {
-            throw BitSwitchError(.training, "unknown --calibration '\(calibration)' (percentile, minmax)")
+            throw BitSwitchError(.training, "unknown --calibration '\(calibration)' (percentile, minmax, mse)")
         }
         return m
     }

