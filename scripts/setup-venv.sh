@@ -86,6 +86,6 @@ elif "$venv/bin/python" -c 'import torch' 2>/dev/null; then
 torch=$torch_req"
 fi
 
-run "$venv/bin/python" -c 'import numpy, onnx, onnxruntime, sklearn, mnist1d, yaml'
+run "$venv/bin/python" -c 'import numpy, onnx, onnxruntime, sklearn, mnist1d, yaml, tokenizers'
 printf '%s\n' "$stamp_text" >"$stamp"
 echo "$venv"

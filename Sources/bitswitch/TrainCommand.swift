@@ -69,8 +69,8 @@ struct TrainCommand: ParsableCommand {
 
     @Argument(help: "The float model (.onnx).") var model: String
     @OptionGroup var importFlags: ImportFlags
-    @Option(help: "Dataset directory (x_train.npy/y_train.npy/x_test.npy/y_test.npy, MNIST IDX or CIFAR-10 binary), or a UTF-8 text file for a language model (byte tokens, next-token windows).")
-    var data: String
+    @Option(help: ArgumentHelp("Dataset directory (x_train.npy/y_train.npy/x_test.npy/y_test.npy, MNIST IDX or CIFAR-10 binary), or a UTF-8 text file for a language model (byte tokens, next-token windows). A model with several inputs (a transformer encoder) takes one .npy array per input, samples on axis 0, for --ptq: repeat --data NAME=FILE (e.g. --data input_ids=ids.npy --data attention_mask=mask.npy), or give a directory of <input name>.npy files.", valueName: "DIR|FILE|NAME=FILE"))
+    var data: [String] = []
     @OptionGroup var textFlags: TextDataFlags
     @Option(help: "Stop after this many optimizer steps (the schedule spans them); default: --epochs full epochs.")
     var steps: Int?
@@ -121,6 +121,8 @@ struct TrainCommand: ParsableCommand {
     var exactGradient = false
     @Flag(help: "Post-training quantization: calibrate activation scales, no training.") var ptq = false
     @Option(help: "PTQ: training samples used to calibrate the activation scales.") var calibrationSamples = 512
+    @Option(help: ArgumentHelp("PTQ: percentile (the 0.1–99.9 percentile range fits each quantizer's integer range; outliers clip), minmax (the whole observed range fits, as onnxruntime's MinMax calibration) or mse (the scale with the least squared quantization error).", valueName: "percentile|minmax|mse"))
+    var calibration = "percentile"
 
     // Mixed precision: HASB supernet training (METHOD.md §5)
     @Option(help: "hasb: per-layer Hessian-aware stochastic bit-switching from a multi-precision model (needs --traces).")
@@ -132,6 +134,14 @@ struct TrainCommand: ParsableCommand {
 
     func run() throws {
         var graph = try ONNXImporter.importModel(path: model, options: importFlags.options)
+        if MultiInputData.applies(data, graph: graph) { return try runMultiInputPTQ(graph) }
+        guard data.count == 1 else {
+            throw BitSwitchError(.data, data.isEmpty ? "give the training data with --data"
+                : "--data takes one dataset directory or text file (several --data NAME=FILE name the inputs of a "
+                  + "model with several inputs: \(MultiInputData.dataInputs(graph).map(\.name).joined(separator: ", ")))",
+                file: model)
+        }
+        let data = self.data[0]
         let splits = try loadData(data, graph: graph, model: model, text: textFlags)
         try checkDataset(splits, fits: graph, model: model)
         // A model exported with a fixed batch of 1 is made batchable (training needs batches; --ptq can run one
@@ -244,7 +254,7 @@ extension TrainCommand {
             if let threads { guard threads > 0 else { throw BitSwitchError(.training, "threads must be positive") } }
             setRuntimeThreads(threads)
             try calibrateActivationScales(&g, data: splits.train, samples: calibrationSamples, seed: seed,
-                                          chunkSize: batchMode.requiredBatch ?? 64)
+                                          chunkSize: batchMode.requiredBatch ?? 64, method: try calibrationMethod())
         } else {
             var j = try JointTrainingOptions(bits: bitSet)
             guard let a = ALRSMode(rawValue: alrs) else { throw BitSwitchError(.training, "unknown --alrs '\(alrs)' (off, fixed, weights)") }
@@ -285,6 +295,13 @@ extension TrainCommand {
         if let metrics, let top = rows.first {
             try writeMetrics(metrics, top1: top.top1, loss: top.loss, rows: rows, seconds: seconds, history: history)
         }
+    }
+
+    func calibrationMethod() throws -> CalibrationMethod {
+        guard let m = CalibrationMethod(rawValue: calibration) else {
+            throw BitSwitchError(.training, "unknown --calibration '\(calibration)' (percentile, minmax, mse)")
+        }
+        return m
     }
 
     /// The options both training paths share, on top of `base` (the float defaults or the quantization recipe).

@@ -18,8 +18,10 @@ import BitSwitchRuntime
 /// A value is dropped after its last reader, so memory is the live activations of all samples at one point of the
 /// graph. The percentiles are found by histogram selection (`PercentileSelector`), linear in the tensor size.
 /// `chunkSize: 1` calibrates a model that only runs one sample at a time (a fixed batch of 1).
+/// `method: .minMax` covers the whole observed range instead (see `CalibrationMethod`).
 public func calibrateActivationScales(_ g: inout Graph, data: Dataset, samples: Int = 512, seed: UInt64 = 0,
-                                      normalization: Normalization? = nil, chunkSize: Int = 64) throws {
+                                      normalization: Normalization? = nil, chunkSize: Int = 64,
+                                      method: CalibrationMethod = .percentile) throws {
     registerKernels()
     guard samples > 0 else { throw BitSwitchError(.training, "calibration needs at least one sample, got \(samples)") }
     guard chunkSize > 0 else { throw BitSwitchError(.training, "calibration chunk size must be positive, got \(chunkSize)") }
@@ -41,12 +43,52 @@ public func calibrateActivationScales(_ g: inout Graph, data: Dataset, samples: 
                             floats: Array(x[(start * sampleSize)..<((start + n) * sampleSize)])))
     }
 
+    try calibrate(&g, bits: bits, envs: feeds.map { [input.name: $0] }, method: method)
+}
+
+/// The same calibration for a model with several data inputs (a transformer encoder: `input_ids`,
+/// `attention_mask`, ...): `inputs` holds one tensor per data input of the graph, and the first `samples` of a
+/// permutation seeded by `seed` calibrate, fed in chunks of `chunkSize` samples.
+public func calibrateActivationScales(_ g: inout Graph, inputs: InputSamples, samples: Int = 512, seed: UInt64 = 0,
+                                      chunkSize: Int = 64, method: CalibrationMethod = .percentile) throws {
+    registerKernels()
+    guard samples > 0 else { throw BitSwitchError(.training, "calibration needs at least one sample, got \(samples)") }
+    guard chunkSize > 0 else { throw BitSwitchError(.training, "calibration chunk size must be positive, got \(chunkSize)") }
+    guard inputs.count > 0 else { throw BitSwitchError(.data, "the calibration data has no samples") }
+    let bits = try trainedBitWidths(g)
+    for input in g.inputs where g.initializers[input.name] == nil && inputs.tensors[input.name] == nil {
+        throw BitSwitchError(.data, "no calibration data for the model's input '\(input.name)'")
+    }
+    var rng = SplitMix64(seed: SplitMix64.derive(seed, 3))
+    let chosen = inputs.subset(Array(rng.permutation(inputs.count).prefix(samples)).sorted())
+    let envs = stride(from: 0, to: chosen.count, by: chunkSize).map {
+        chosen.feeds($0..<min($0 + chunkSize, chosen.count))
+    }
+    try calibrate(&g, bits: bits, envs: envs, method: method)
+}
+
+/// How a calibration sets an activation scale from the values its quantizer sees.
+public enum CalibrationMethod: String, Sendable, CaseIterable {
+    /// max(p99.9 / hi, p0.1 / lo): the 0.1–99.9 percentile range fits the integer range (outliers clip).
+    case percentile
+    /// max(max / hi, min / lo): the whole observed range fits, as onnxruntime's MinMax calibrator and dynamic
+    /// quantization do. Keeps the outlier channels of transformer activations (LayerNorm outputs) at the cost of
+    /// resolution; better at 8 bits on such models, worse at low bit-widths.
+    case minMax = "minmax"
+    /// The scale that minimises the squared quantization error Σ (x − x̂)² (clipping against rounding) among 100
+    /// evenly spaced fractions of the min-max scale, refined in steps of 1/20 of the grid around the best, over at
+    /// most 2^20 evenly strided values of the input.
+    case mse
+}
+
+/// Calibrates every bit-width's row of every activation quantizer from the chunked feeds `envs`.
+private func calibrate(_ g: inout Graph, bits: [Int], envs: [[String: Tensor]], method: CalibrationMethod) throws {
     let quantizers = g.nodes.filter { n in
         guard case .fakeQuantAct = n.op, n.inputs.count > 1 else { return false }
         return g.initializers[n.inputs[1]] != nil
     }
     for b in bits {
-        try calibrationForward(&g, inputName: input.name, chunks: feeds, activeBits: b)
+        try calibrationForward(&g, feeds: envs, activeBits: b, method: method)
     }
     for n in quantizers {
         if let s = g.initializers[n.inputs[1]], s.floats.contains(where: { !($0 > 0) }) {
@@ -57,13 +99,14 @@ public func calibrateActivationScales(_ g: inout Graph, data: Dataset, samples: 
 }
 
 /// One evaluation-mode forward at `activeBits` over all chunks, node by node, calibrating each FakeQuantAct's
-/// row for `activeBits` from its input over every chunk before applying it.
-private func calibrationForward(_ g: inout Graph, inputName: String, chunks: [Tensor], activeBits: Int) throws {
+/// row for `activeBits` from its input over every chunk (each chunk: input name → tensor) before applying it.
+private func calibrationForward(_ g: inout Graph, feeds: [[String: Tensor]], activeBits: Int,
+                                method: CalibrationMethod) throws {
     var lastUse: [String: Int] = [:]
     for (i, n) in g.nodes.enumerated() { for v in n.inputs where !v.isEmpty { lastUse[v] = i } }
     // Values that do not depend on the data (FakeQuantWeight of a constant weight, ...) are computed once.
     var shared: [String: Tensor] = [:]
-    var envs = chunks.map { [inputName: $0] }
+    var envs = feeds
     func lookup(_ name: String, _ env: [String: Tensor]) -> Tensor? {
         env[name] ?? shared[name] ?? g.initializers[name]
     }
@@ -85,7 +128,7 @@ private func calibrationForward(_ g: inout Graph, inputName: String, chunks: [Te
                 }
                 parts.append(v)
             }
-            if let a = calibratedScale(parts, q), a > 0 { s[row] = a }
+            if let a = calibratedScale(parts, q, method: method), a > 0 { s[row] = a }
             scales.storage = .f32(s)
             g.setInitializer(node.inputs[1], scales)
             // Zeros quantize exactly with any scale: an input with no range runs at scale 1 and stays unset.
@@ -126,9 +169,13 @@ func calibratedScale(_ values: [Float], _ q: ActivationQuantizer) -> Float? {
 }
 
 /// The same over the concatenation of `parts` (the chunks of one tensor), without concatenating them.
-func calibratedScale(_ parts: [[Float]], _ q: ActivationQuantizer) -> Float? {
+func calibratedScale(_ parts: [[Float]], _ q: ActivationQuantizer, method: CalibrationMethod = .percentile) -> Float? {
     let selector = PercentileSelector(parts)
-    guard let bottom = selector.quantile(0.001), let top = selector.quantile(0.999) else { return nil }
+    guard selector.count > 0 else { return nil }
+    if method == .mse { return mseScale(parts, q, selector) }
+    let minMax = method == .minMax
+    guard let bottom = minMax ? selector.minimum : selector.quantile(0.001),
+          let top = minMax ? selector.maximum : selector.quantile(0.999) else { return nil }
     var a = max(top, 0) / q.hi
     if q.lo < 0 { a = max(a, min(bottom, 0) / q.lo) }
     if !(a > 0) {
@@ -137,6 +184,51 @@ func calibratedScale(_ parts: [[Float]], _ q: ActivationQuantizer) -> Float? {
         a = max(abs(selector.minimum), abs(selector.maximum)) / max(-q.lo, q.hi)
     }
     return a > 0 && a.isFinite ? a : nil
+}
+
+/// `CalibrationMethod.mse`: the candidate scale k/100 · (min-max scale), k = 1…100, then (k−1+i/20)/100 around the
+/// best k, with the least squared error.
+private func mseScale(_ parts: [[Float]], _ q: ActivationQuantizer, _ selector: PercentileSelector) -> Float? {
+    var full = max(selector.maximum, 0) / q.hi
+    if q.lo < 0 { full = max(full, min(selector.minimum, 0) / q.lo) }
+    guard full > 0, full.isFinite else { return nil }
+    let step = max(1, selector.count / (1 << 20))
+    var xs: [Float] = []
+    xs.reserveCapacity(selector.count / step + 1)
+    var k = 0
+    for p in parts {
+        for x in p where x.isFinite {
+            if k % step == 0 { xs.append(x) }
+            k += 1
+        }
+    }
+    let lo = q.lo, hi = q.hi
+    func squaredError(_ a: Float) -> Double {
+        let inv = 1 / a
+        var error: Float = 0, total = 0.0
+        xs.withUnsafeBufferPointer { v in
+            for (j, x) in v.enumerated() {
+                let r = min(max((x * inv).rounded(.toNearestOrEven), lo), hi) * a - x
+                error += r * r
+                // Partial sums in Float, accumulated in Double every 4096 values.
+                if j & 4095 == 4095 { total += Double(error); error = 0 }
+            }
+        }
+        return total + Double(error)
+    }
+    var best = full, bestError = Double.infinity, bestK = 100
+    for k in 1...100 {
+        let e = squaredError(full * Float(k) / 100)
+        if e < bestError { bestError = e; best = full * Float(k) / 100; bestK = k }
+    }
+    // Refine between the neighbours of the best grid point (the grid is coarse where the outliers make it wide).
+    for i in 1..<40 {
+        let a = full * (Float(bestK - 1) + Float(i) / 20) / 100
+        guard a > 0 else { continue }
+        let e = squaredError(a)
+        if e < bestError { bestError = e; best = a }
+    }
+    return best
 }
 
 /// Percentiles of the finite values of a tensor held in parts, in linear time: a histogram over [min, max]

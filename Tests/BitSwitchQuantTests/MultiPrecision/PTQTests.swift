@@ -21,6 +21,32 @@ import Testing
     #expect(calibratedScale([.nan], u8) == nil)
 }
 
+@Test func minMaxAndMSECalibrationCoverTheRangeOrMinimiseTheError() throws {
+    // Gaussian values with a few large outliers, as a transformer's LayerNorm output has.
+    var rng = SplitMix64(seed: 7)
+    var v = (0..<20_000).map { _ in Float(rng.nextGaussian()) }
+    v[10] = 40; v[20] = -30
+    let s8 = try ActivationQuantizer(bits: 8, signed: true), s2 = try ActivationQuantizer(bits: 2, signed: true)
+    // minmax: the extremes fit exactly (the negative side: -30 / -128 < 40 / 127).
+    #expect(abs(try #require(calibratedScale([v], s8, method: .minMax)) - 40 / 127) < 1e-5)
+    func error(_ a: Float, _ q: ActivationQuantizer) -> Double {
+        v.reduce(0.0) { e, x in
+            let r = min(max((x / a).rounded(.toNearestOrEven), q.lo), q.hi) * a - x
+            return e + Double(r * r)
+        }
+    }
+    for q in [s8, s2] {
+        let mse = try #require(calibratedScale([v], q, method: .mse))
+        let full = try #require(calibratedScale([v], q, method: .minMax))
+        let pct = try #require(calibratedScale([v], q))
+        // No worse than covering the whole range, nor (beyond its grid's resolution) than the percentile rule.
+        #expect(mse < full)
+        #expect(error(mse, q) <= error(full, q))
+        #expect(error(mse, q) <= error(pct, q) * 1.02)
+    }
+    #expect(calibratedScale([[0, 0, 0]], s8, method: .mse) == nil)
+}
+
 @Suite(.serialized) struct PTQTests {
     init() { registerKernels() }
 
