@@ -16,6 +16,15 @@ public enum KernelISA: String, CaseIterable, Sendable {
     /// Which family of kernels the bundle calls.
     var usesAVX2Kernels: Bool { self == .avx2 || self == .avx512vnni }
 
+    /// The prefix of the staged QConv/QGemm kernels the bundle's thread pool runs (`<prefix>_stages`, `_tasks`,
+    /// `_run`, all taking a `bs_avx2_job`); nil where the generic split kernels run. A new family is one line here.
+    var stagedFamily: String? {
+        switch self {
+        case .avx2, .avx512vnni: return "bs_avx2"
+        case .generic, .neon: return nil
+        }
+    }
+
     /// What the machine running this process has: the best ISA with kernels here.
     public static var host: KernelISA {
         #if arch(x86_64)

@@ -6,7 +6,7 @@ import Foundation
 /// and where an installer should put it), in Bundle.main's resource path, then in the source tree this module was
 /// built from; `BITSWITCH_RUNTIME_DIR` overrides all of them.
 enum RuntimeSources {
-    static let names = ["bs_kernels.h", "bs_kernels.c", "bs_kernels_avx2.h", "bs_kernels_avx2.c"]
+    static let names = ["bs_kernels.h", "bs_kernels.c", "bs_kernels_avx2.h", "bs_kernels_avx2.c", "bs_threads.h", "bs_threads.c"]
     static let bundleName = "BitSwitch_BitSwitchCodegen.resources"
 
     static func candidates() -> [URL] {

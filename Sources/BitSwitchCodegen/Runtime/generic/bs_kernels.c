@@ -77,7 +77,7 @@ void bs_dequantize__generic(const void *x, int32_t xt, float *y, size_t count, c
     size_t in_count = (size_t)g->d * g->h * g->w, k_count = (size_t)g->kd * g->kh * g->kw;                           \
     size_t out_count = (size_t)g->od * g->oh * g->ow;                                                                \
     uint32_t xz = (uint32_t)(int64_t)p->x_zero;                                                                      \
-    for (int32_t oc = 0; oc < s->m; oc++) {                                                                          \
+    for (int32_t oc = oc0; oc < oc1; oc++) {                                                                         \
         int32_t grp = oc / mg;                                                                                       \
         for (int32_t od = 0; od < g->od; od++)                                                                       \
         for (int32_t oh = 0; oh < g->oh; oh++)                                                                       \
@@ -110,30 +110,47 @@ void bs_dequantize__generic(const void *x, int32_t xt, float *y, size_t count, c
     }
 
 #define BS_CONV_STORE y[o] = (int32_t)acc;
-void bs_qs8_conv__generic(const bs_conv_shape *s, const int8_t *x, const int8_t *w, const bs_qmm_params *p, int32_t *y) {
+static void bs_qs8_conv_range(const bs_conv_shape *s, const int8_t *x, const int8_t *w, const bs_qmm_params *p, int32_t *y,
+                              int32_t oc0, int32_t oc1) {
     BS_CONV_BODY(int8_t)
 }
-void bs_qu8_conv__generic(const bs_conv_shape *s, const uint8_t *x, const int8_t *w, const bs_qmm_params *p, int32_t *y) {
+static void bs_qu8_conv_range(const bs_conv_shape *s, const uint8_t *x, const int8_t *w, const bs_qmm_params *p, int32_t *y,
+                              int32_t oc0, int32_t oc1) {
     BS_CONV_BODY(uint8_t)
 }
 #undef BS_CONV_STORE
 
 #define BS_CONV_STORE bs_store(y, yt, o, bs_requant_one((int32_t)acc, rq, (size_t)oc));
-void bs_qs8_conv_requant__generic(const bs_conv_shape *s, const int8_t *x, const int8_t *w, const bs_qmm_params *p,
-                                  const bs_requant_params *rq, void *y, int32_t yt) {
+static void bs_qs8_conv_requant_range(const bs_conv_shape *s, const int8_t *x, const int8_t *w, const bs_qmm_params *p,
+                                      const bs_requant_params *rq, void *y, int32_t yt, int32_t oc0, int32_t oc1) {
     BS_CONV_BODY(int8_t)
 }
-void bs_qu8_conv_requant__generic(const bs_conv_shape *s, const uint8_t *x, const int8_t *w, const bs_qmm_params *p,
-                                  const bs_requant_params *rq, void *y, int32_t yt) {
+static void bs_qu8_conv_requant_range(const bs_conv_shape *s, const uint8_t *x, const int8_t *w, const bs_qmm_params *p,
+                                      const bs_requant_params *rq, void *y, int32_t yt, int32_t oc0, int32_t oc1) {
     BS_CONV_BODY(uint8_t)
 }
 #undef BS_CONV_STORE
+
+void bs_qs8_conv__generic(const bs_conv_shape *s, const int8_t *x, const int8_t *w, const bs_qmm_params *p, int32_t *y) {
+    bs_qs8_conv_range(s, x, w, p, y, 0, s->m);
+}
+void bs_qu8_conv__generic(const bs_conv_shape *s, const uint8_t *x, const int8_t *w, const bs_qmm_params *p, int32_t *y) {
+    bs_qu8_conv_range(s, x, w, p, y, 0, s->m);
+}
+void bs_qs8_conv_requant__generic(const bs_conv_shape *s, const int8_t *x, const int8_t *w, const bs_qmm_params *p,
+                                  const bs_requant_params *rq, void *y, int32_t yt) {
+    bs_qs8_conv_requant_range(s, x, w, p, rq, y, yt, 0, s->m);
+}
+void bs_qu8_conv_requant__generic(const bs_conv_shape *s, const uint8_t *x, const int8_t *w, const bs_qmm_params *p,
+                                  const bs_requant_params *rq, void *y, int32_t yt) {
+    bs_qu8_conv_requant_range(s, x, w, p, rq, y, yt, 0, s->m);
+}
 
 #define BS_GEMM_BODY(X)                                                                                              \
     uint32_t xz = (uint32_t)(int64_t)p->x_zero;                                                                      \
     for (size_t r = 0; r < rows; r++) {                                                                              \
         const X *xr = x + r * k;                                                                                     \
-        for (size_t j = 0; j < m; j++) {                                                                             \
+        for (size_t j = j0; j < j1; j++) {                                                                           \
             uint32_t acc = 0;                                                                                        \
             if (trans_b) {                                                                                           \
                 const int8_t *wr = w + j * k;                                                                        \
@@ -147,26 +164,79 @@ void bs_qu8_conv_requant__generic(const bs_conv_shape *s, const uint8_t *x, cons
     }
 
 #define BS_GEMM_STORE y[o] = (int32_t)acc;
-void bs_qs8_gemm__generic(size_t rows, size_t k, size_t m, int32_t trans_b, const int8_t *x, const int8_t *w,
-                          const bs_qmm_params *p, int32_t *y) {
+static void bs_qs8_gemm_range(size_t rows, size_t k, size_t m, int32_t trans_b, const int8_t *x, const int8_t *w,
+                              const bs_qmm_params *p, int32_t *y, size_t j0, size_t j1) {
     BS_GEMM_BODY(int8_t)
 }
-void bs_qu8_gemm__generic(size_t rows, size_t k, size_t m, int32_t trans_b, const uint8_t *x, const int8_t *w,
-                          const bs_qmm_params *p, int32_t *y) {
+static void bs_qu8_gemm_range(size_t rows, size_t k, size_t m, int32_t trans_b, const uint8_t *x, const int8_t *w,
+                              const bs_qmm_params *p, int32_t *y, size_t j0, size_t j1) {
     BS_GEMM_BODY(uint8_t)
 }
 #undef BS_GEMM_STORE
 
 #define BS_GEMM_STORE bs_store(y, yt, o, bs_requant_one((int32_t)acc, rq, j));
-void bs_qs8_gemm_requant__generic(size_t rows, size_t k, size_t m, int32_t trans_b, const int8_t *x, const int8_t *w,
-                                  const bs_qmm_params *p, const bs_requant_params *rq, void *y, int32_t yt) {
+static void bs_qs8_gemm_requant_range(size_t rows, size_t k, size_t m, int32_t trans_b, const int8_t *x, const int8_t *w,
+                                      const bs_qmm_params *p, const bs_requant_params *rq, void *y, int32_t yt,
+                                      size_t j0, size_t j1) {
     BS_GEMM_BODY(int8_t)
 }
-void bs_qu8_gemm_requant__generic(size_t rows, size_t k, size_t m, int32_t trans_b, const uint8_t *x, const int8_t *w,
-                                  const bs_qmm_params *p, const bs_requant_params *rq, void *y, int32_t yt) {
+static void bs_qu8_gemm_requant_range(size_t rows, size_t k, size_t m, int32_t trans_b, const uint8_t *x, const int8_t *w,
+                                      const bs_qmm_params *p, const bs_requant_params *rq, void *y, int32_t yt,
+                                      size_t j0, size_t j1) {
     BS_GEMM_BODY(uint8_t)
 }
 #undef BS_GEMM_STORE
+
+void bs_qs8_gemm__generic(size_t rows, size_t k, size_t m, int32_t trans_b, const int8_t *x, const int8_t *w,
+                          const bs_qmm_params *p, int32_t *y) {
+    bs_qs8_gemm_range(rows, k, m, trans_b, x, w, p, y, 0, m);
+}
+void bs_qu8_gemm__generic(size_t rows, size_t k, size_t m, int32_t trans_b, const uint8_t *x, const int8_t *w,
+                          const bs_qmm_params *p, int32_t *y) {
+    bs_qu8_gemm_range(rows, k, m, trans_b, x, w, p, y, 0, m);
+}
+void bs_qs8_gemm_requant__generic(size_t rows, size_t k, size_t m, int32_t trans_b, const int8_t *x, const int8_t *w,
+                                  const bs_qmm_params *p, const bs_requant_params *rq, void *y, int32_t yt) {
+    bs_qs8_gemm_requant_range(rows, k, m, trans_b, x, w, p, rq, y, yt, 0, m);
+}
+void bs_qu8_gemm_requant__generic(size_t rows, size_t k, size_t m, int32_t trans_b, const uint8_t *x, const int8_t *w,
+                                  const bs_qmm_params *p, const bs_requant_params *rq, void *y, int32_t yt) {
+    bs_qu8_gemm_requant_range(rows, k, m, trans_b, x, w, p, rq, y, yt, 0, m);
+}
+
+/* The split form: output channels (conv) or output columns (gemm) in blocks, each written by one task with the
+ * arithmetic of the whole-op kernels above. */
+#define BS_QMM_CONV_CHANNELS_PER_TASK 4
+#define BS_QMM_GEMM_COLUMNS_PER_TASK 16
+int32_t bs_qmm_tasks__generic(const bs_qmm_job *j) {
+    size_t n = j->conv ? ((size_t)j->conv->m + BS_QMM_CONV_CHANNELS_PER_TASK - 1) / BS_QMM_CONV_CHANNELS_PER_TASK
+                       : (j->m + BS_QMM_GEMM_COLUMNS_PER_TASK - 1) / BS_QMM_GEMM_COLUMNS_PER_TASK;
+    return n > (size_t)INT32_MAX ? INT32_MAX : (int32_t)n;
+}
+
+void bs_qmm_run__generic(const bs_qmm_job *j, int32_t task) {
+    if (j->conv) {
+        int32_t oc0 = task * BS_QMM_CONV_CHANNELS_PER_TASK, oc1 = oc0 + BS_QMM_CONV_CHANNELS_PER_TASK;
+        if (oc1 > j->conv->m) oc1 = j->conv->m;
+        if (j->rq) {
+            if (j->xt == BS_T_U8) bs_qu8_conv_requant_range(j->conv, (const uint8_t *)j->x, j->w, j->p, j->rq, j->y, j->yt, oc0, oc1);
+            else bs_qs8_conv_requant_range(j->conv, (const int8_t *)j->x, j->w, j->p, j->rq, j->y, j->yt, oc0, oc1);
+        } else {
+            if (j->xt == BS_T_U8) bs_qu8_conv_range(j->conv, (const uint8_t *)j->x, j->w, j->p, (int32_t *)j->y, oc0, oc1);
+            else bs_qs8_conv_range(j->conv, (const int8_t *)j->x, j->w, j->p, (int32_t *)j->y, oc0, oc1);
+        }
+    } else {
+        size_t c0 = (size_t)task * BS_QMM_GEMM_COLUMNS_PER_TASK, c1 = c0 + BS_QMM_GEMM_COLUMNS_PER_TASK;
+        if (c1 > j->m) c1 = j->m;
+        if (j->rq) {
+            if (j->xt == BS_T_U8) bs_qu8_gemm_requant_range(j->rows, j->k, j->m, j->trans_b, (const uint8_t *)j->x, j->w, j->p, j->rq, j->y, j->yt, c0, c1);
+            else bs_qs8_gemm_requant_range(j->rows, j->k, j->m, j->trans_b, (const int8_t *)j->x, j->w, j->p, j->rq, j->y, j->yt, c0, c1);
+        } else {
+            if (j->xt == BS_T_U8) bs_qu8_gemm_range(j->rows, j->k, j->m, j->trans_b, (const uint8_t *)j->x, j->w, j->p, (int32_t *)j->y, c0, c1);
+            else bs_qs8_gemm_range(j->rows, j->k, j->m, j->trans_b, (const int8_t *)j->x, j->w, j->p, (int32_t *)j->y, c0, c1);
+        }
+    }
+}
 
 void bs_requant__generic(const void *x, int32_t xt, void *y, int32_t yt, size_t outer, size_t channels, size_t inner,
                          const bs_requant_params *rq) {

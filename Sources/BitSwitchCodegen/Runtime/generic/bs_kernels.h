@@ -85,6 +85,23 @@ void bs_qs8_gemm_requant__generic(size_t rows, size_t k, size_t m, int32_t trans
 void bs_qu8_gemm_requant__generic(size_t rows, size_t k, size_t m, int32_t trans_b, const uint8_t *x, const int8_t *w,
                                   const bs_qmm_params *p, const bs_requant_params *rq, void *y, int32_t yt);
 
+/* Split form of the four conv / gemm kernels above for a thread pool: bs_qmm_tasks__generic(j) tasks, each writing
+ * a block of output channels (conv) or output columns (gemm) with the same arithmetic; run each task once, in any
+ * order, concurrently. rq == NULL: int32 accumulators out (yt ignored). */
+typedef struct bs_qmm_job {
+    const void *x;
+    int32_t xt, yt;
+    const int8_t *w;
+    const bs_qmm_params *p;
+    const bs_requant_params *rq;
+    void *y;
+    const bs_conv_shape *conv;   /* NULL: gemm */
+    size_t rows, k, m;
+    int32_t trans_b;
+} bs_qmm_job;
+int32_t bs_qmm_tasks__generic(const bs_qmm_job *j);
+void bs_qmm_run__generic(const bs_qmm_job *j, int32_t task);
+
 /* Requant of x viewed as [outer, channels, inner]; tables have rq->count (1 or channels) entries. */
 void bs_requant__generic(const void *x, int32_t xt, void *y, int32_t yt, size_t outer, size_t channels, size_t inner,
                          const bs_requant_params *rq);
