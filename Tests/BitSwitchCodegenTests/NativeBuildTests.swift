@@ -62,7 +62,7 @@ struct NativeBuildTests {
             fclose(l);
         }
         bs_destroy(&ctx);
-        fprintf(stderr, "threads: %d %d %d\n", before, during, live_threads());
+        fprintf(stderr, "threads: %d %d %d\\n", before, during, live_threads());
         free(arena);
         free(in);
         return 0;
