@@ -30,8 +30,11 @@ void bs_pool_destroy(bs_pool *pool) { (void)pool; }
 /* Threads beyond this are not created (a request for more gets this many). */
 #define BS_POOL_MAX_THREADS 256
 /* How long an idle worker (or the caller waiting for a task to finish) polls before it sleeps on a condition
- * variable: a conv's stages follow each other within microseconds, and waking a sleeping thread costs more. */
+ * variable: a conv's stages follow each other within microseconds, and waking a sleeping thread costs more. After
+ * the first BS_POOL_PAUSE_NS of polling each poll yields the CPU (sched_yield): on a machine with more runnable
+ * threads than cores a polling thread then gives its time slice away instead of burning it. */
 #define BS_POOL_SPIN_NS 100000
+#define BS_POOL_PAUSE_NS 5000
 
 static inline void bs_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -105,7 +108,7 @@ static void *bs_pool_main(void *v) {
                     t0 = 0;
                 }
             }
-            bs_relax();
+            if (t0 && bs_now_ns() - t0 > BS_POOL_PAUSE_NS) sched_yield(); else bs_relax();
         }
         atomic_fetch_add_explicit(&p->active, 1, memory_order_seq_cst);
         unsigned g = atomic_load_explicit(&p->gen, memory_order_seq_cst);
@@ -205,7 +208,7 @@ void bs_pool_run(bs_pool *p, const void *arg, int32_t stage, int32_t ntasks, bs_
                 break;
             }
         }
-        bs_relax();
+        if (t0 && bs_now_ns() - t0 > BS_POOL_PAUSE_NS) sched_yield(); else bs_relax();
     }
     /* Close the job; then wait for the workers still inside it (they finished their tasks: they only leave). */
     atomic_store_explicit(&p->closed, g, memory_order_seq_cst);
