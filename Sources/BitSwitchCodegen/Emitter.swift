@@ -363,6 +363,14 @@ struct CWriter {
             bs_pool_run((bs_pool *)ctx->pool, j, 0, bs_qmm_tasks__generic(j), bs_generic_task);
         }
         """)
+        static inline void bs_ew_task(const void *job, int32_t stage, int32_t task) {
+            (void)stage;
+            bs_ew_run__generic((const bs_ew_job *)job, task);
+        }
+        /* Runs one big requant / qadd / pool: blocks of rows, elements or planes spread over the ctx's threads. */
+        static inline void bs_par_ew(bs_ctx *ctx, const bs_ew_job *j) {
+            bs_pool_run((bs_pool *)ctx->pool, j, 0, bs_ew_tasks__generic(j), bs_ew_task);
+        }
 
         size_t bs_arena_size(void) { return BS_ARENA_SIZE; }
         size_t bs_ctx_size(void) { return sizeof(bs_ctx); }
@@ -489,6 +497,10 @@ struct CWriter {
         """
     }
 
+    /// Requant / QAdd / pools with at least this many outputs are split over the context's threads (smaller ones
+    /// cost less than a hand-off).
+    static let parallelElements = 16384
+
     func window(_ inSpatial: [Int], _ outSpatial: [Int], _ w: WindowGeometry) -> String {
         func p3(_ a: [Int], _ fill: Int) -> [Int] { [Int](repeating: fill, count: 3 - a.count) + a }
         let v = p3(inSpatial, 1) + p3(outSpatial, 1) + p3(w.kernel, 1) + p3(w.strides, 1) + p3(w.padsBegin, 0)
@@ -568,17 +580,29 @@ struct CWriter {
                 let channels = inRange ? s[axis] : 1
                 let inner = inRange ? s[(axis + 1)...].reduce(1, *) : 1
                 let outer = count(x) / (channels * inner)
-                body += "    bs_requant__generic(\(ptr(x)), \(tcode(x)), \(ptr(y)), \(tcode(y)), \(CSyntax.size(outer)), \(CSyntax.size(channels)), \(CSyntax.size(inner)), \(pb));\n"
+                if count(y) >= Self.parallelElements {
+                    body += "    { const bs_ew_job j = {BS_EW_REQUANT, \(ptr(x)), \(tcode(x)), NULL, 0, \(ptr(y)), \(tcode(y)), \(CSyntax.size(outer)), \(CSyntax.size(channels)), \(CSyntax.size(inner)), 0, \(pb), NULL, NULL, 0, 0}; bs_par_ew(ctx, &j); }\n"
+                } else {
+                    body += "    bs_requant__generic(\(ptr(x)), \(tcode(x)), \(ptr(y)), \(tcode(y)), \(CSyntax.size(outer)), \(CSyntax.size(channels)), \(CSyntax.size(inner)), \(pb));\n"
+                }
             case .qadd:
                 let b = n.inputs[1]
-                body += "    bs_qadd__generic(\(ptr(x)), \(tcode(x)), \(ptr(b)), \(tcode(b)), \(ptr(y)), \(tcode(y)), \(CSyntax.size(count(y))), \(pb));\n"
+                if count(y) >= Self.parallelElements {
+                    body += "    { const bs_ew_job j = {BS_EW_QADD, \(ptr(x)), \(tcode(x)), \(ptr(b)), \(tcode(b)), \(ptr(y)), \(tcode(y)), 0, 0, 0, \(CSyntax.size(count(y))), NULL, \(pb), NULL, 0, 0}; bs_par_ew(ctx, &j); }\n"
+                } else {
+                    body += "    bs_qadd__generic(\(ptr(x)), \(tcode(x)), \(ptr(b)), \(tcode(b)), \(ptr(y)), \(tcode(y)), \(CSyntax.size(count(y))), \(pb));\n"
+                }
             case .qmaxPool(let p), .qavgPool(let p, _):
                 let xs = plan.shapes[x] ?? []
                 let win = try WindowGeometry(input: Array(xs.dropFirst(2)), kernel: p.kernelShape, strides: p.strides, pads: p.pads,
                                      dilations: p.dilations, autoPad: p.autoPad, ceilMode: p.ceilMode)
                 guard plan.shapes[y] == Array(xs.prefix(2)) + win.output else { throw fail("pool output shape mismatch") }
                 decls += "static const bs_window \(id)_s = \(window(Array(xs.dropFirst(2)), win.output, win));\n"
-                if case .qavgPool = n.op {
+                let planes = CSyntax.size(xs[0] * xs[1])
+                if count(y) >= Self.parallelElements {
+                    let avg = { if case .qavgPool = n.op { return true } else { return false } }()
+                    body += "    { const bs_ew_job j = {\(avg ? "BS_EW_AVGPOOL" : "BS_EW_MAXPOOL"), \(ptr(x)), \(tcode(x)), NULL, 0, \(ptr(y)), \(tcode(x)), 0, 0, 0, \(planes), NULL, NULL, &\(id)_s, \(avg && p.countIncludePad ? 1 : 0), \(avg ? pz : "0")}; bs_par_ew(ctx, &j); }\n"
+                } else if case .qavgPool = n.op {
                     body += "    bs_qavgpool__generic(&\(id)_s, \(CSyntax.size(xs[0] * xs[1])), \(p.countIncludePad ? 1 : 0), \(pz), \(ptr(x)), \(tcode(x)), \(ptr(y)));\n"
                 } else {
                     body += "    bs_qmaxpool__generic(&\(id)_s, \(CSyntax.size(xs[0] * xs[1])), \(ptr(x)), \(tcode(x)), \(ptr(y)));\n"

@@ -10,8 +10,10 @@ import Glibc
 /// bytes for every thread count, on the portable and the AVX2 kernels, and equal to the interpreter's; the pool
 /// starts and joins cleanly (ThreadSanitizer and AddressSanitizer's leak check on a C driver).
 struct ThreadTests {
-    /// A conv stack big enough that every stage has many more tasks than threads: conv 3x3 (8 -> 24, u8 out with a
-    /// zero point), depthwise 3x3 stride 2, 1x1 (24 -> 40), Flatten, gemm (4,000 -> 24), all at `bits`-bit weights.
+    /// A conv stack big enough that every stage has many more tasks than threads, and that the requant, the residual
+    /// add and the pools (at least `Emitter`'s 16,384 outputs) are split too: conv 3x3 (8 -> 24) read by two
+    /// unfused Requants (u8 with a zero point, and i32), a 1x1 conv back to i32, QAdd, max pool 3x3 and average pool
+    /// 3x3 (stride 1), depthwise 3x3 stride 2, 1x1 (24 -> 40), Flatten, gemm (7,840 -> 24), all at `bits`-bit weights.
     static func convStack(bits: Int, seed: UInt64) throws -> Graph {
         var r = SeededRandom(seed)
         func ints(_ n: Int, _ range: ClosedRange<Int>) -> [Int] { (0..<n).map { _ in Int.random(in: range, using: &r) } }
@@ -27,30 +29,47 @@ struct ThreadTests {
             const_(name + "m", "i32", [channels], ints(channels, (1 << 29)...((1 << 30) - 1)))
             const_(name + "n", "i32", [channels], ints(channels, (nc - 1)...(nc + 1)))
             const_(name + "b", "i64", [channels], ints(channels, -(Int(accMag / 4) << 30)...(Int(accMag / 4) << 30)))
-            let (lo, hi) = to == "u8" ? (0, 255) : (-128, 127)
+            let (lo, hi) = to == "u8" ? (0, 255) : to == "i8" ? (-128, 127) : (-(1 << 20), 1 << 20)
             body += "  %\(name) = ai.bitswitch.Requant(%\(acc), %\(name)m, %\(name)n, %\(name)b) {axis = 1, hi = \(hi), lo = \(lo), to = \"\(to)\", zero = \(zero)}\n"
         }
+        func conv(_ out: String, _ x: String, _ w: String, _ shape: [Int], group: Int, kernel: Int, stride: Int, xZero: Int) {
+            const_(w, "i8", shape, ints(shape.reduce(1, *), -128...127))
+            let p = kernel / 2
+            body += "  %\(out) = ai.bitswitch.QConv(%\(x), %\(w)) {dilations = [1, 1], group = \(group), pads = [\(p), \(p), \(p), \(p)], strides = [\(stride), \(stride)], w_bits = \(bits), w_shift = \(shift), x_zero = \(xZero)}\n"
+        }
         body += "  %q = ai.bitswitch.Quantize(%x) {hi = 127, lo = -128, scale = 0.02, to = \"i8\", zero = 0}\n"
-        const_("w1", "i8", [24, 8, 3, 3], ints(24 * 8 * 9, -128...127))
-        body += "  %c1 = ai.bitswitch.QConv(%q, %w1) {dilations = [1, 1], group = 1, pads = [1, 1, 1, 1], strides = [1, 1], w_bits = \(bits), w_shift = \(shift), x_zero = 0}\n"
-        requant("r1", "c1", channels: 24, fanIn: 72, to: "u8", zero: 9)
-        const_("w2", "i8", [24, 1, 3, 3], ints(24 * 9, -128...127))
-        body += "  %c2 = ai.bitswitch.QConv(%r1, %w2) {dilations = [1, 1], group = 24, pads = [1, 1, 1, 1], strides = [2, 2], w_bits = \(bits), w_shift = \(shift), x_zero = 9}\n"
+        conv("c1", "q", "w1", [24, 8, 3, 3], group: 1, kernel: 3, stride: 1, xZero: 0)
+        requant("ru", "c1", channels: 24, fanIn: 72, to: "u8", zero: 9)
+        requant("rx", "c1", channels: 24, fanIn: 72, to: "i32", zero: 0)
+        conv("c1b", "ru", "w1b", [24, 24, 1, 1], group: 1, kernel: 1, stride: 1, xZero: 9)
+        requant("rw", "c1b", channels: 24, fanIn: 24, to: "i32", zero: 0)
+        body += "  %s = ai.bitswitch.QAdd(%rx, %rw) {a_zero = 0, b_zero = 0, hi = 255, lo = 0, m_a = \(Int.random(in: (1 << 29)..<(1 << 30), using: &r)), m_b = \(Int.random(in: (1 << 29)..<(1 << 30), using: &r)), n = 30, to = \"u8\", zero = 0}\n"
+        body += "  %mp = ai.bitswitch.QMaxPool(%s) {kernel_shape = [3, 3], pads = [1, 1, 1, 1], strides = [1, 1]}\n"
+        body += "  %ap = ai.bitswitch.QAveragePool(%mp) {count_include_pad = 1, kernel_shape = [3, 3], pads = [1, 1, 1, 1], strides = [1, 1], zero = 0}\n"
+        conv("c2", "ap", "w2", [24, 1, 3, 3], group: 24, kernel: 3, stride: 2, xZero: 0)
         requant("r2", "c2", channels: 24, fanIn: 9, to: "i8", zero: 0)
-        const_("w3", "i8", [40, 24, 1, 1], ints(40 * 24, -128...127))
-        body += "  %c3 = ai.bitswitch.QConv(%r2, %w3) {dilations = [1, 1], group = 1, pads = [0, 0, 0, 0], strides = [1, 1], w_bits = \(bits), w_shift = \(shift), x_zero = 0}\n"
+        conv("c3", "r2", "w3", [40, 24, 1, 1], group: 1, kernel: 1, stride: 1, xZero: 0)
         requant("r3", "c3", channels: 40, fanIn: 24, to: "i8", zero: 0)
         body += "  %f = Flatten(%r3) {axis = 1}\n"
-        const_("w4", "i8", [24, 4000], ints(24 * 4000, -128...127))
+        const_("w4", "i8", [24, 7840], ints(24 * 7840, -128...127))
         body += "  %g = ai.bitswitch.QGemm(%f, %w4) {trans_b = 1, w_bits = \(bits), w_shift = \(shift), x_zero = 0}\n"
-        requant("r4", "g", channels: 24, fanIn: 4000, to: "i8", zero: 0)
+        requant("r4", "g", channels: 24, fanIn: 7840, to: "i8", zero: 0)
         body += "  %y = ai.bitswitch.Dequantize(%r4) {scale = 0.0625, zero = 0}\n"
         return try parseGraph("""
         graph @stack opsets {"": 17, "ai.bitswitch": 1} {
-          input %x: f32[N,8,20,20]
+          input %x: f32[N,8,28,28]
         \(body)  output %y: f32[*]
         }
         """)
+    }
+
+    /// The split requant, add and pools really are in the stack's generated code (so the tests below cover them).
+    @Test func theStackSplitsItsElementwiseOpsAndPools() throws {
+        let files = try generateBundle(EmitInput(graph: try Self.convStack(bits: 4, seed: 1)))
+        let c = try #require(files["bitswitch_model.c"])
+        for kind in ["BS_EW_REQUANT", "BS_EW_QADD", "BS_EW_MAXPOOL", "BS_EW_AVGPOOL"] {
+            #expect(c.contains("{\(kind), "), "\(kind)")
+        }
     }
 
     /// Loads one built library at 1, 2, 3 and 4 threads; every count gives the interpreter's bytes.

@@ -114,6 +114,29 @@ void bs_qmaxpool__generic(const bs_window *g, size_t planes, const void *x, int3
 void bs_qavgpool__generic(const bs_window *g, size_t planes, int32_t count_include_pad, int64_t zero,
                           const void *x, int32_t xt, void *y);
 
+/* Split form of requant (rows of [outer * channels][inner]), qadd (elements) and the pools (planes) for a thread
+ * pool: bs_ew_tasks__generic(j) tasks, run each once in any order, concurrently; the same results as the calls above.
+ * Fields a kind does not use are ignored. */
+enum { BS_EW_REQUANT = 0, BS_EW_QADD = 1, BS_EW_MAXPOOL = 2, BS_EW_AVGPOOL = 3 };
+typedef struct bs_ew_job {
+    int32_t kind;
+    const void *x;
+    int32_t xt;
+    const void *b;               /* qadd: the second input */
+    int32_t bt;
+    void *y;
+    int32_t yt;
+    size_t outer, channels, inner; /* requant */
+    size_t count;                /* qadd: elements; pools: planes */
+    const bs_requant_params *rq;
+    const bs_qadd_params *qadd;
+    const bs_window *win;
+    int32_t count_include_pad;
+    int64_t zero;                /* avgpool */
+} bs_ew_job;
+int32_t bs_ew_tasks__generic(const bs_ew_job *j);
+void bs_ew_run__generic(const bs_ew_job *j, int32_t task);
+
 /* Data movement. */
 void bs_copy_rows__generic(void *dst, size_t dst_stride, const void *src, size_t src_stride, size_t row_bytes,
                            size_t rows);
