@@ -126,6 +126,25 @@ struct ThreadTests {
         #expect(model.threads == 1)
     }
 
+    /// Built with -DBS_NO_THREADS and without -pthread (a target without pthreads): bs_init asked for 4 threads
+    /// starts none and the outputs are the interpreter's.
+    @Test func aBuildWithoutPthreadsRunsOnOneThread() throws {
+        let cc = ProcessInfo.processInfo.environment["CC"] ?? "cc"
+        let g = try Self.convStack(bits: 3, seed: 12)
+        let n = Harness.batch1Shape(g).reduce(1, *)
+        let c = NativeBuildTests.Case(input: EmitInput(graph: g), samples: [Harness.floats(n, seed: 80)], layerSteps: [])
+        let dir = TempDir()
+        let b = try NativeBuildTests.prepare(c, dir)
+        let (rc, _, err) = try NativeBuildTests.run([cc, "-std=c11", "-O2", "-DBS_NO_THREADS", "-ffp-contract=off", "-Wall", "-Wextra",
+                                                     "-o", "drv-serial"] + NativeBuildTests.sources + ["-lm"], cwd: b)
+        try #require(rc == 0, "build without pthreads failed: \(err)")
+        let (rrc, out, rerr) = try NativeBuildTests.run(["./drv-serial", "in.bin", "1"], cwd: b, environment: ["BS_THREADS": "4"])
+        #expect(rrc == 0, "driver exit \(rrc): \(rerr)")
+        let want = try c.samples.flatMap { try Harness.interpret(g, $0).map { String(format: "%08x", $0.bitPattern) } }
+        #expect(out.split(separator: "\n").map(String.init) == want)
+        #expect(rerr.contains("threads: 1 1 1"), "\(rerr)")
+    }
+
     /// The bundle and a C driver built with -fsanitize=thread: the pool's handoffs race-free at 2 and 4 threads
     /// (AVX2 kernels where the CPU has them, else portable), the outputs those of one thread; then with
     /// AddressSanitizer on, bs_destroy joins every thread it started (the process's thread count is back).
