@@ -67,9 +67,10 @@ test-asan: deps venv
 		$(SWIFT) test --skip-build $(ASAN_FLAGS) --filter '$(ASAN_FILTER)'
 
 # ThreadSanitizer: the runtime's kernels and training (ParallelKernelTests pins 4 threads of the runtime's own loops
-# whatever the machine's core count) and the data loaders.
+# whatever the machine's core count), the data loaders, and the generated C's thread pool (ThreadTests: bundles run
+# at 1-4 threads in process, and a bundle + driver built with -fsanitize=thread at 2 and 4 threads).
 TSAN_FLAGS := --sanitize=thread --scratch-path .build-tsan
-TSAN_FILTER ?= BitSwitchRuntimeTests|BitSwitchDataTests
+TSAN_FILTER ?= BitSwitchRuntimeTests|BitSwitchDataTests|BitSwitchCodegenTests.ThreadTests
 test-tsan: deps
 	$(SWIFT) build --build-tests $(TSAN_FLAGS)
 	TSAN_OPTIONS=halt_on_error=1 $(SWIFT) test --skip-build $(TSAN_FLAGS) --filter '$(TSAN_FILTER)'

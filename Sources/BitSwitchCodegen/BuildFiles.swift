@@ -2,30 +2,32 @@ import BitSwitchIR
 
 /// The build files and README written into every bundle.
 enum BuildFiles {
-    static let sources = ["bitswitch_model.c", "bs_kernels.c", "bs_kernels_avx2.c", "bs_kernels_avx512vnni.c"]
+    static let sources = ["bitswitch_model.c", "bs_kernels.c", "bs_kernels_avx2.c", "bs_kernels_avx512vnni.c", "bs_threads.c"]
     /// Flags the kernels need for bit-exact results on every target: C11, no floating-point contraction.
     static let requiredFlags = ["-std=c11", "-ffp-contract=off", "-fno-fast-math"]
 
     static let makefile = """
     # Builds the BitSwitch bundle: a shared and a static library. Override CC, ARCH (e.g. ARCH= for a generic
-    # build, ARCH=-mcpu=cortex-a72 when cross-compiling) and OPT as usual.
+    # build, ARCH=-mcpu=cortex-a72 when cross-compiling) and OPT as usual. Without pthreads:
+    # make THREADS=-DBS_NO_THREADS PTHREAD= (bs_init then runs on one thread whatever it is asked).
     CC ?= cc
     ARCH ?= -march=native
     OPT ?= -O3
-    CFLAGS += -std=c11 -ffp-contract=off -fno-fast-math $(OPT) $(ARCH) -fPIC -Wall
-    LDLIBS += -lm
-    SRCS = bitswitch_model.c bs_kernels.c bs_kernels_avx2.c bs_kernels_avx512vnni.c
+    PTHREAD ?= -pthread
+    CFLAGS += -std=c11 -ffp-contract=off -fno-fast-math $(OPT) $(ARCH) $(PTHREAD) $(THREADS) -fPIC -Wall
+    LDLIBS += -lm $(PTHREAD)
+    SRCS = bitswitch_model.c bs_kernels.c bs_kernels_avx2.c bs_kernels_avx512vnni.c bs_threads.c
     OBJS = $(SRCS:.c=.o)
 
     all: libbitswitch_model.so libbitswitch_model.a
 
-    libbitswitch_model.so: $(SRCS) bitswitch_model.h bs_kernels.h bs_kernels_avx2.h bs_kernels_avx512vnni.h
+    libbitswitch_model.so: $(SRCS) bitswitch_model.h bs_kernels.h bs_kernels_avx2.h bs_kernels_avx512vnni.h bs_threads.h
     \t$(CC) $(CFLAGS) -shared -o $@ $(SRCS) $(LDLIBS)
 
     libbitswitch_model.a: $(OBJS)
     \t$(AR) rcs $@ $(OBJS)
 
-    %.o: %.c bitswitch_model.h bs_kernels.h bs_kernels_avx2.h bs_kernels_avx512vnni.h
+    %.o: %.c bitswitch_model.h bs_kernels.h bs_kernels_avx2.h bs_kernels_avx512vnni.h bs_threads.h
     \t$(CC) $(CFLAGS) -c -o $@ $<
 
     clean:
@@ -42,9 +44,16 @@ enum BuildFiles {
     set(CMAKE_C_STANDARD_REQUIRED ON)
     set(CMAKE_C_EXTENSIONS OFF)
     set(CMAKE_POSITION_INDEPENDENT_CODE ON)
-    add_library(bitswitch_model bitswitch_model.c bs_kernels.c bs_kernels_avx2.c bs_kernels_avx512vnni.c)
+    add_library(bitswitch_model bitswitch_model.c bs_kernels.c bs_kernels_avx2.c bs_kernels_avx512vnni.c bs_threads.c)
     target_include_directories(bitswitch_model PUBLIC ${CMAKE_CURRENT_SOURCE_DIR})
     target_compile_options(bitswitch_model PRIVATE -ffp-contract=off -fno-fast-math)
+    set(THREADS_PREFER_PTHREAD_FLAG ON)
+    find_package(Threads)
+    if(CMAKE_USE_PTHREADS_INIT)
+      target_link_libraries(bitswitch_model PUBLIC Threads::Threads)
+    else()
+      target_compile_definitions(bitswitch_model PRIVATE BS_NO_THREADS)
+    endif()
     find_library(BITSWITCH_LIBM m)
     if(BITSWITCH_LIBM)
       target_link_libraries(bitswitch_model PRIVATE ${BITSWITCH_LIBM})
@@ -75,7 +84,7 @@ enum BuildFiles {
 
             make                     # libbitswitch_model.so and libbitswitch_model.a (CC, ARCH, OPT override)
             cc -std=c11 -O3 -march=native -ffp-contract=off -fPIC -shared -o libbitswitch_model.so \\
-               bitswitch_model.c bs_kernels.c bs_kernels_avx2.c bs_kernels_avx512vnni.c -lm
+               -pthread bitswitch_model.c bs_kernels.c bs_kernels_avx2.c bs_kernels_avx512vnni.c bs_threads.c -lm
             cmake -B build && cmake --build build    # or with CMake
 
         Cross-compiling, e.g. for 64-bit Arm: `make CC=aarch64-linux-gnu-gcc ARCH=`. Results are bit-exact on
@@ -90,18 +99,26 @@ enum BuildFiles {
 
         bs_ctx ctx;
         void *arena = aligned_alloc(BS_ARENA_ALIGNMENT, (bs_arena_size() + 63) / 64 * 64);
-        bs_init(&ctx, arena);                    /* profile 0 */
+        bs_init(&ctx, arena, 2);                 /* profile 0, 2 threads (1: none created; 0: every CPU) */
         float in[BS_INPUT_SIZE], out[BS_OUTPUT_SIZE];
         bs_run(&ctx, in, out);
         bs_set_profile(&ctx, 1);                 /* see bs_profile_count(), bs_profile_name(i) */
         bs_run(&ctx, in, out);
         bs_set_layer_bits(&ctx, 0, 4, 4);        /* layer bs_layer_name(0) at w4a4, if compiled in */
+        bs_destroy(&ctx);                        /* joins the threads */
+        free(arena);
         ```
 
         Every function returns `BS_OK` (0) or a negative `BS_ERR_*` code; `bs_set_layer_bits` returns
         `BS_ERR_NOT_COMPILED` and changes nothing when no compiled profile has that combination of bit-widths for the
         parameters it affects. `bs_run_quantized(ctx, in, out)` takes the input already quantized (what the model's
-        input `Quantize` produces). One context per thread; contexts are independent.
+        input `Quantize` produces). A context is used by one caller thread at a time; contexts are independent.
+
+        Threads: `bs_init(ctx, arena, threads)` starts `threads - 1` pthreads (the caller is the other one) and
+        splits every conv / gemm over them (output channels or pixel blocks); `threads <= 0` means the online CPUs
+        (like onnxruntime's `intra_op_num_threads = 0`). Outputs are bit-identical for every thread count. The pool
+        is the only allocation (one `malloc`'d block, none with one thread); `bs_destroy` joins and frees it. Build
+        with `-DBS_NO_THREADS` (and no `-pthread`) where there are no pthreads: every context then runs on one thread.
 
         Kernels: emitted for `\(plan.isa.rawValue)` (`BS_ISA`). With `avx2` QConv/QGemm call `bs_kernels_avx2.c`
         (compile with AVX2 enabled, e.g. `-march=native` on an AVX2 machine), with `avx512vnni` they call

@@ -7,7 +7,8 @@ import Darwin
 #endif
 
 /// A compiled bundle loaded with dlopen: one context and its arena, switched and run from Swift.
-/// Not thread-safe (one context); load the library once per thread that needs its own context.
+/// Not thread-safe (one context); load the library once per thread that needs its own context. `threads` is the
+/// context's thread count (`bs_init`: 1 creates no thread, <= 0 means the online CPUs); results do not depend on it.
 public final class CompiledModel: @unchecked Sendable {
     public let path: String
     public let inputSize: Int
@@ -16,6 +17,8 @@ public final class CompiledModel: @unchecked Sendable {
     public let quantizedInputBytes: Int
     public let profileNames: [String]
     public let layerNames: [String]
+    /// Threads a run uses (`bs_thread_count`).
+    public let threads: Int
 
     private let handle: UnsafeMutableRawPointer
     private let ctx: UnsafeMutableRawPointer
@@ -24,8 +27,9 @@ public final class CompiledModel: @unchecked Sendable {
     private let fnSetLayerBits: @convention(c) (UnsafeMutableRawPointer?, Int32, Int32, Int32) -> Int32
     private let fnRun: @convention(c) (UnsafeMutableRawPointer?, UnsafePointer<Float>?, UnsafeMutablePointer<Float>?) -> Int32
     private let fnRunQuantized: @convention(c) (UnsafeMutableRawPointer?, UnsafeRawPointer?, UnsafeMutablePointer<Float>?) -> Int32
+    private let fnDestroy: @convention(c) (UnsafeMutableRawPointer?) -> Void
 
-    public init(library: String) throws {
+    public init(library: String, threads: Int = 1) throws {
         path = library
         guard let h = dlopen(library, RTLD_NOW | RTLD_LOCAL) else {
             let msg = dlerror().map { String(cString: $0) } ?? "unknown error"
@@ -55,7 +59,9 @@ public final class CompiledModel: @unchecked Sendable {
             fnSetLayerBits = try sym("bs_set_layer_bits", type(of: fnSetLayerBits))
             fnRun = try sym("bs_run", type(of: fnRun))
             fnRunQuantized = try sym("bs_run_quantized", type(of: fnRunQuantized))
-            let initFn = try sym("bs_init", (@convention(c) (UnsafeMutableRawPointer?, UnsafeMutableRawPointer?) -> Int32).self)
+            fnDestroy = try sym("bs_destroy", type(of: fnDestroy))
+            let threadCount = try sym("bs_thread_count", (@convention(c) (UnsafeRawPointer?) -> Int32).self)
+            let initFn = try sym("bs_init", (@convention(c) (UnsafeMutableRawPointer?, UnsafeMutableRawPointer?, Int32) -> Int32).self)
             var c: UnsafeMutableRawPointer?, a: UnsafeMutableRawPointer?
             guard posix_memalign(&c, 64, max(ctxSize, 64)) == 0, let c else {
                 throw BitSwitchError(.io, "cannot allocate the model context (\(ctxSize) bytes)", file: library)
@@ -68,11 +74,13 @@ public final class CompiledModel: @unchecked Sendable {
                 }
             }
             arena = a
-            let rc = initFn(c, a)
+            let rc = initFn(c, a, Int32(clamping: threads))
             guard rc == 0 else {
                 free(c); free(a)
-                throw BitSwitchError(.io, "bs_init failed with code \(rc)", file: library)
+                let why = rc == -7 ? " (cannot start \(threads) threads)" : ""
+                throw BitSwitchError(.io, "bs_init failed with code \(rc)\(why)", file: library)
             }
+            self.threads = Int(threadCount(c))
         } catch {
             dlclose(h)
             throw error
@@ -80,6 +88,7 @@ public final class CompiledModel: @unchecked Sendable {
     }
 
     deinit {
+        fnDestroy(ctx)
         free(ctx)
         free(arena)
         dlclose(handle)
@@ -143,7 +152,7 @@ public final class CompiledModel: @unchecked Sendable {
     private func check(_ rc: Int32, _ what: String) throws {
         guard rc != 0 else { return }
         let meaning = [-1: "bad argument", -2: "bit-width combination not compiled in", -3: "misaligned arena",
-                       -4: "not initialized", -5: "the model has no single input Quantize"][Int(rc)] ?? "error"
+                       -4: "not initialized", -5: "the model has no single input Quantize", -7: "cannot start the threads"][Int(rc)] ?? "error"
         throw BitSwitchError(.io, "\(what) failed with code \(rc) (\(meaning))", file: path)
     }
 }

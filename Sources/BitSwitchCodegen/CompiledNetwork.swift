@@ -12,8 +12,8 @@ public final class CompiledNetwork: @unchecked Sendable {
     public let report: EmitReport
 
     /// Emits `input` (into `bundleDirectory`, or a temporary directory removed afterwards), builds it through
-    /// the content-hash cache and loads the library.
-    public init(_ input: EmitInput, bundleDirectory: String? = nil, options: CompileOptions = CompileOptions()) throws {
+    /// the content-hash cache and loads the library with a context of `threads` threads (`bs_init`).
+    public init(_ input: EmitInput, bundleDirectory: String? = nil, options: CompileOptions = CompileOptions(), threads: Int = 1) throws {
         let plan = try Plan(input)
         inputName = plan.input.name
         inputShape = plan.shapes[plan.input.name] ?? []
@@ -38,7 +38,7 @@ public final class CompiledNetwork: @unchecked Sendable {
         }
         defer { if let temporary { try? fm.removeItem(atPath: temporary) } }
         report = try emitBundle(input, to: dir)
-        model = try CompiledModel(library: try buildBundle(directory: dir, options: options))
+        model = try CompiledModel(library: try buildBundle(directory: dir, options: options), threads: threads)
     }
 
     /// Runs every sample of the input through the active profile. The input's shape is the model's with any

@@ -20,6 +20,10 @@ public enum KernelISA: String, CaseIterable, Sendable {
     /// `bs_<suffix>_stages` (only meaningful when usesAVX2Kernels).
     var kernelSuffix: String { self == .avx512vnni ? "avx512vnni" : "avx2" }
 
+    /// The prefix of the staged QConv/QGemm kernels the bundle's thread pool runs (`<prefix>_stages`, `_tasks`,
+    /// `_run`, all taking a `bs_avx2_job`); nil where the generic split kernels run. A new family is one line here.
+    var stagedFamily: String? { usesAVX2Kernels ? "bs_\(kernelSuffix)" : nil }
+
     /// What the machine running this process has: the best ISA with kernels here.
     public static var host: KernelISA {
         #if arch(x86_64)

@@ -85,6 +85,7 @@ struct ProfileLatencyCommand: ParsableCommand {
     @Option(help: "Timed samples per layer and bit-width (the median is kept).") var repeats = 21
     @Option(help: ArgumentHelp("Kernels to time: avx2, avx512vnni, neon, generic, or native (default: this machine's, as run --backend c uses).", valueName: "ISA"))
     var isa = "native"
+    @Option(help: "Threads each layer runs on (bs_init; 0 = every online CPU).") var threads = 1
     @Flag(help: "No progress output.") var quiet = false
 
     func run() throws {
@@ -110,7 +111,7 @@ struct ProfileLatencyCommand: ParsableCommand {
                 guard table[l.name]?["\(bits)"] == nil else { continue }
                 let us: Double
                 do {
-                    let net = try CompiledNetwork(EmitInput(graph: try LayerLatency.subgraph(lowered, layer: l.name), isa: kernels))
+                    let net = try CompiledNetwork(EmitInput(graph: try LayerLatency.subgraph(lowered, layer: l.name), isa: kernels), threads: threads)
                     us = try LayerLatency.measure(net, repeats: repeats)
                 } catch let e as BitSwitchError { throw e.located(file: model) }
                 table[l.name, default: [:]]["\(bits)"] = us
@@ -119,7 +120,7 @@ struct ProfileLatencyCommand: ParsableCommand {
             }
         }
         if !quiet { bar.finish() }
-        let machine: [String: Any] = ["cpu": cpuModelName(), "cores": ProcessInfo.processInfo.activeProcessorCount, "isa": kernels.rawValue]
+        let machine: [String: Any] = ["cpu": cpuModelName(), "cores": ProcessInfo.processInfo.activeProcessorCount, "isa": kernels.rawValue, "threads": threads]
         let json: [String: Any] = ["unit": "us", "batch": 1, "repeats": repeats, "machine": machine, "layers": table]
         let data = try JSONSerialization.data(withJSONObject: json, options: [.prettyPrinted, .sortedKeys])
         try writeAtomically(String(decoding: data, as: UTF8.self) + "\n", to: output)

@@ -17,7 +17,7 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "Dataset directory or text file (as for train).") var data: String
     @OptionGroup var textFlags: TextDataFlags
     @Option(help: "Evaluation batch size.") var batch = 256
-    @Option(help: "Threads for BLAS and the runtime's loops.") var threads: Int?
+    @Option(help: "Threads for BLAS and the runtime's loops; with --backend c, the compiled model's threads (bs_init: default 1, 0 = every online CPU).") var threads: Int?
     @Option(help: "Quantized models: evaluate at these bit-widths ('all', '4' or '6,4') and print a table.")
     var bits: String?
     @Option(help: "A per-layer profile JSON file (docs/profiles.md) to evaluate (its default from --bits when one is given); repeat it to evaluate several profiles of one model.")
@@ -125,7 +125,7 @@ struct EvalCommand: ParsableCommand {
         case .c:
             let input = try emitInput(graph, profiles: profiles.map { ($0.name, $0.profile) }, perLayer: false, file: model)
             let net: CompiledNetwork
-            do { var input = input; input.isa = .host; net = try CompiledNetwork(input) } catch let e as BitSwitchError { throw e.located(file: model) }
+            do { var input = input; input.isa = .host; net = try CompiledNetwork(input, threads: threads ?? 1) } catch let e as BitSwitchError { throw e.located(file: model) }
             for (i, (name, _, _)) in profiles.enumerated() {
                 try net.model.setProfile(i)
                 let (e, seconds) = try Self.evaluate(test, batch: batch) { x in

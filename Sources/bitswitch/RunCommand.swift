@@ -110,7 +110,7 @@ struct RunCommand: ParsableCommand {
     var check: [String] = []
     @Option(help: "Relative tolerance for --check.") var rtol: Double = 1e-4
     @Option(help: "Absolute tolerance for --check.") var atol: Double = 1e-5
-    @Option(help: "Threads for the kernels.") var threads: Int?
+    @Option(help: "Threads for the kernels; with --backend c, the compiled model's threads (bs_init: default 1, 0 = every online CPU).") var threads: Int?
     @Option(help: "For a multi-precision model: the bit-width to run at (default: its highest trained bit-width).")
     var bits: Int?
     @Option(help: "A per-layer profile JSON file (docs/profiles.md); --bits sets its default.") var profile: String?
@@ -136,7 +136,7 @@ struct RunCommand: ParsableCommand {
             let runOnce: ([String: Tensor]) throws -> [String: Tensor]
             switch backend {
             case .c:
-                let net = try CompiledNetwork(EmitInput(graph: g, isa: .host))
+                let net = try CompiledNetwork(EmitInput(graph: g, isa: .host), threads: threads ?? 1)
                 runOnce = { try net.run($0) }
             case .int:
                 let ex = Executor(graph: g, threads: threads)

@@ -8,11 +8,24 @@ import Testing
 struct NativeBuildTests {
     /// Reads `count` samples of BS_INPUT_SIZE floats from argv[1]; for every profile and sample prints the output
     /// bit patterns in hex, one per line; then the same through bs_set_layer_bits from argv[3] ("layer w a" lines).
+    /// The context runs on $BS_THREADS threads (default 1) and is bs_destroy'ed at the end; stderr's last line counts
+    /// the process's threads (/proc/self/task) before bs_init, after it and after bs_destroy.
     static let driver = """
+    #define _POSIX_C_SOURCE 200809L
+    #include <dirent.h>
     #include <stdio.h>
     #include <stdlib.h>
     #include <string.h>
     #include "bitswitch_model.h"
+
+    static int live_threads(void) {
+        DIR *d = opendir("/proc/self/task");
+        int n = 0;
+        if (!d) return -1;
+        for (struct dirent *e; (e = readdir(d)) != NULL;) n += e->d_name[0] != '.';
+        closedir(d);
+        return n;
+    }
 
     static void dump(const float *out) {
         for (size_t i = 0; i < BS_OUTPUT_SIZE; i++) { uint32_t u; memcpy(&u, &out[i], 4); printf("%08x\\n", (unsigned)u); }
@@ -29,7 +42,10 @@ struct NativeBuildTests {
         bs_ctx ctx;
         void *arena = aligned_alloc(BS_ARENA_ALIGNMENT, (bs_arena_size() + 63) / 64 * 64 + 64);
         float out[BS_OUTPUT_SIZE];
-        if (bs_init(&ctx, arena) != BS_OK) return 5;
+        const char *threads = getenv("BS_THREADS");
+        int before = live_threads();
+        if (bs_init(&ctx, arena, threads ? atoi(threads) : 1) != BS_OK) return 5;
+        int during = live_threads();
         for (int p = 0; p < bs_profile_count(); p++) {
             if (bs_set_profile(&ctx, p) != BS_OK) return 6;
             for (int s = 0; s < count; s++) { if (bs_run(&ctx, in + (size_t)s * BS_INPUT_SIZE, out) != BS_OK) return 7; dump(out); }
@@ -45,6 +61,8 @@ struct NativeBuildTests {
             }
             fclose(l);
         }
+        bs_destroy(&ctx);
+        fprintf(stderr, "threads: %d %d %d\\n", before, during, live_threads());
         free(arena);
         free(in);
         return 0;
@@ -76,10 +94,11 @@ struct NativeBuildTests {
         return lines
     }
 
-    static func run(_ argv: [String], cwd: String) throws -> (Int32, String, String) {
+    static func run(_ argv: [String], cwd: String, environment: [String: String] = [:]) throws -> (Int32, String, String) {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         p.arguments = argv
+        if !environment.isEmpty { p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
         p.currentDirectoryURL = URL(fileURLWithPath: cwd)
         let out = Pipe(), err = Pipe()
         p.standardOutput = out; p.standardError = err
@@ -104,7 +123,7 @@ struct NativeBuildTests {
         return b
     }
 
-    static let sources = ["bitswitch_model.c", "bs_kernels.c", "driver.c"]
+    static let sources = ["bitswitch_model.c", "bs_kernels.c", "bs_threads.c", "driver.c"]
 
     @Test func buildCacheKeyFollowsContentAndFlags() throws {
         let dir = TempDir()
@@ -133,13 +152,16 @@ struct NativeBuildTests {
             let b = try Self.prepare(c, dir)
             let cc = ProcessInfo.processInfo.environment["CC"] ?? "cc"
             let (rc, _, err) = try Self.run([cc, "-std=c11", "-O1", "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=all",
-                                             "-fno-omit-frame-pointer", "-ffp-contract=off", "-Wall", "-Wextra", "-o", "drv"] + Self.sources + ["-lm"], cwd: b)
+                                             "-fno-omit-frame-pointer", "-ffp-contract=off", "-pthread", "-Wall", "-Wextra", "-o", "drv"] + Self.sources + ["-lm"], cwd: b)
             try #require(rc == 0, "sanitizer build failed: \(err)")
-            let (rrc, out, rerr) = try Self.run(["./drv", "in.bin", "\(c.samples.count)", "layers.txt"], cwd: b)
-            #expect(rrc == 0, "driver exit \(rrc): \(rerr)")
-            #expect(!rerr.contains("runtime error") && !rerr.contains("AddressSanitizer"), "\(rerr)")
-            let got = out.split(separator: "\n").map(String.init), want = try Self.expected(c)
-            #expect(got == want, "first difference at line \(zip(got, want).enumerated().first { $0.element.0 != $0.element.1 }?.offset ?? min(got.count, want.count))")
+            for threads in [1, 3] {
+                let (rrc, out, rerr) = try Self.run(["./drv", "in.bin", "\(c.samples.count)", "layers.txt"], cwd: b,
+                                                    environment: ["BS_THREADS": "\(threads)"])
+                #expect(rrc == 0, "driver exit \(rrc): \(rerr)")
+                #expect(!rerr.contains("runtime error") && !rerr.contains("AddressSanitizer"), "\(rerr)")
+                let got = out.split(separator: "\n").map(String.init), want = try Self.expected(c)
+                #expect(got == want, "\(threads) threads: first difference at line \(zip(got, want).enumerated().first { $0.element.0 != $0.element.1 }?.offset ?? min(got.count, want.count))")
+            }
         }
     }
 
@@ -166,14 +188,16 @@ struct NativeBuildTests {
         let c = try Self.switchingCase()
         let dir = TempDir()
         let b = try Self.prepare(c, dir)
-        let (rc, _, err) = try Self.run(["aarch64-linux-gnu-gcc", "-std=c11", "-O3", "-ffp-contract=off", "-static", "-o", "drv-arm64"]
+        let (rc, _, err) = try Self.run(["aarch64-linux-gnu-gcc", "-std=c11", "-O3", "-ffp-contract=off", "-pthread", "-static", "-o", "drv-arm64"]
                                         + Self.sources + ["-lm"], cwd: b)
         try #require(rc == 0, "cross build failed: \(err)")
-        let (rrc, out, rerr) = try Self.run(["qemu-aarch64", "./drv-arm64", "in.bin", "\(c.samples.count)", "layers.txt"], cwd: b)
+        // Two threads on aarch64 (the portable kernels split over output channels), one on x86: the same bytes.
+        let (rrc, out, rerr) = try Self.run(["qemu-aarch64", "./drv-arm64", "in.bin", "\(c.samples.count)", "layers.txt"], cwd: b,
+                                            environment: ["BS_THREADS": "2"])
         #expect(rrc == 0, "qemu run exit \(rrc): \(rerr)")
         // The x86 build of the same bundle, natively.
         let (xrc, _, xerr) = try Self.run([ProcessInfo.processInfo.environment["CC"] ?? "cc", "-std=c11", "-O3", "-march=native",
-                                           "-ffp-contract=off", "-o", "drv-x86"] + Self.sources + ["-lm"], cwd: b)
+                                           "-ffp-contract=off", "-pthread", "-o", "drv-x86"] + Self.sources + ["-lm"], cwd: b)
         try #require(xrc == 0, "x86 build failed: \(xerr)")
         let (_, xout, _) = try Self.run(["./drv-x86", "in.bin", "\(c.samples.count)", "layers.txt"], cwd: b)
         #expect(out == xout, "aarch64 and x86 outputs differ")

@@ -53,6 +53,29 @@ import Testing
         res = try CLI.run(["emit", m, "-o", dir.path])
         #expect(res.status == 1 && res.stderr.contains("refusing to replace"))
     }
+
+    /// A real model (the PyTorch QAT export of the digits CNN) through `run --backend c --threads N` on the 360 test
+    /// images: the logits are the same bytes at 1, 2, 3, 4 and 0 (every online CPU) threads; and `eval --backend c
+    /// --threads 2` gives the one-thread top-1.
+    @Test func threadsGiveTheSameOutputsOnARealModel() throws {
+        let dir = try CLI.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let model = CLI.fixtures.appendingPathComponent("torch_qat_qdq.onnx").path
+        let data = CLI.digits.appendingPathComponent("data").path
+        var outputs: [Data?] = []
+        for t in [1, 2, 3, 4, 0] {
+            let out = dir.appendingPathComponent("c\(t)").path
+            let r = try CLI.run(["run", model, "--input", data + "/x_test.npy", "--backend", "c", "--threads", "\(t)", "--output-dir", out])
+            #expect(r.status == 0, "\(t) threads: \(r.stderr)")
+            outputs.append(FileManager.default.contents(atPath: out + "/logits.npy"))
+        }
+        #expect(outputs[0] != nil && outputs.allSatisfy { $0 == outputs[0] }, "the logits differ between thread counts")
+        let top1 = { (s: String) in s.split(separator: "\n").filter { $0.contains("%") }.map { $0.split(separator: " ").filter { !$0.isEmpty }.prefix(2).joined(separator: " ") } }
+        let one = try CLI.run(["eval", model, "--data", data, "--backend", "c", "--threads", "1"])
+        let two = try CLI.run(["eval", model, "--data", data, "--backend", "c", "--threads", "2"])
+        #expect(one.status == 0 && two.status == 0, "\(one.stderr)\n\(two.stderr)")
+        #expect(!top1(one.stdout).isEmpty && top1(one.stdout) == top1(two.stdout), "\(one.stdout)\n\(two.stdout)")
+    }
 }
 
 struct SplitMix {

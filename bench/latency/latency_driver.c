@@ -1,4 +1,5 @@
-/* Batch-1 latency of a compiled BitSwitch bundle (libbitswitch_model.so from `bitswitch build`), one thread.
+/* Batch-1 latency of a compiled BitSwitch bundle (libbitswitch_model.so from `bitswitch build`) on --threads
+ * threads (bs_init's thread count; default 1).
  *
  * Loads the library with dlopen (so one driver binary serves every model), allocates the context and the
  * 64-byte-aligned arena the library asks for, and for every profile: bs_set_profile, WARMUP untimed bs_run calls,
@@ -10,7 +11,8 @@
  * to be finite and its checksum printed, so the runs cannot be optimised away.
  *
  * Build: cc -std=c11 -O2 -o latency_driver latency_driver.c -ldl
- * Usage: latency_driver LIB.so [--warmup 3] [--budget 2.0] [--min-runs 5] [--max-runs 1000] [--switches 50]
+ * Usage: latency_driver LIB.so [--threads 1] [--warmup 3] [--budget 2.0] [--min-runs 5] [--max-runs 1000]
+ *                              [--switches 50]
  */
 #define _POSIX_C_SOURCE 200809L
 #include <dlfcn.h>
@@ -22,7 +24,9 @@
 #include <time.h>
 
 typedef size_t (*size_fn)(void);
-typedef int (*init_fn)(void *, void *);
+typedef int (*init_fn)(void *, void *, int);
+typedef void (*destroy_fn)(void *);
+typedef int (*threads_fn)(const void *);
 typedef int (*count_fn)(void);
 typedef const char *(*name_fn)(int);
 typedef int (*set_fn)(void *, int);
@@ -67,15 +71,16 @@ static void put_json_string(const char *s) {
 
 int main(int argc, char **argv) {
     if (argc < 2) {
-        fprintf(stderr, "usage: %s LIB.so [--warmup N] [--budget S] [--min-runs N] [--max-runs N] [--switches N]\n",
+        fprintf(stderr, "usage: %s LIB.so [--threads N] [--warmup N] [--budget S] [--min-runs N] [--max-runs N] [--switches N]\n",
                 argv[0]);
         return 1;
     }
-    int warmup = 3, min_runs = 5, max_runs = 1000, switches = 50;
+    int warmup = 3, min_runs = 5, max_runs = 1000, switches = 50, threads = 1;
     double budget = 2.0;
     for (int i = 2; i < argc; i++) {
         if (i + 1 >= argc) { fprintf(stderr, "latency_driver: %s needs a value\n", argv[i]); return 1; }
         if (!strcmp(argv[i], "--warmup")) warmup = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--threads")) threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--budget")) budget = atof(argv[++i]);
         else if (!strcmp(argv[i], "--min-runs")) min_runs = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--max-runs")) max_runs = atoi(argv[++i]);
@@ -91,6 +96,8 @@ int main(int argc, char **argv) {
     size_fn arena_size = (size_fn)sym(lib, "bs_arena_size"), ctx_size = (size_fn)sym(lib, "bs_ctx_size");
     size_fn in_size = (size_fn)sym(lib, "bs_input_size"), out_size = (size_fn)sym(lib, "bs_output_size");
     init_fn init = (init_fn)sym(lib, "bs_init");
+    destroy_fn destroy = (destroy_fn)sym(lib, "bs_destroy");
+    threads_fn thread_count = (threads_fn)sym(lib, "bs_thread_count");
     count_fn profile_count = (count_fn)sym(lib, "bs_profile_count");
     name_fn profile_name = (name_fn)sym(lib, "bs_profile_name");
     set_fn set_profile = (set_fn)sym(lib, "bs_set_profile");
@@ -112,11 +119,11 @@ int main(int argc, char **argv) {
         }
         in[i] = (float)((u - 2.0) * 1.7320508);
     }
-    int rc = init(ctx, arena);
+    int rc = init(ctx, arena, threads);
     if (rc) { fprintf(stderr, "latency_driver: bs_init returned %d\n", rc); return 1; }
     int np = profile_count();
     printf("{\"kind\": \"model\", \"arena_bytes\": %zu, \"ctx_bytes\": %zu, \"input\": %zu, \"output\": %zu, "
-           "\"profiles\": %d}\n", arena_size(), ctx_size(), ni, no, np);
+           "\"profiles\": %d, \"threads\": %d}\n", arena_size(), ctx_size(), ni, no, np, thread_count(ctx));
     for (int p = 0; p < np; p++) {
         if ((rc = set_profile(ctx, p))) { fprintf(stderr, "latency_driver: bs_set_profile(%d) = %d\n", p, rc); return 1; }
         double t0 = now();
@@ -140,8 +147,8 @@ int main(int argc, char **argv) {
         double mean = sum / runs, med = median(t, runs);
         printf("{\"kind\": \"run\", \"profile\": ");
         put_json_string(profile_name(p));
-        printf(", \"runs\": %d, \"median_ms\": %.6f, \"min_ms\": %.6f, \"mean_ms\": %.6f, \"checksum\": %.6g}\n", runs,
-               med * 1e3, t[0] * 1e3, mean * 1e3, check);
+        printf(", \"threads\": %d, \"runs\": %d, \"median_ms\": %.6f, \"min_ms\": %.6f, \"mean_ms\": %.6f, "
+               "\"checksum\": %.9g}\n", thread_count(ctx), runs, med * 1e3, t[0] * 1e3, mean * 1e3, check);
     }
     /* bs_set_profile: cycle 0 -> 1 -> ... -> np-1 -> 0, each switch timed; then no-op switches to the active one. */
     int cur = np - 1, n = 0;
@@ -160,8 +167,9 @@ int main(int argc, char **argv) {
         t[n++] = now() - a;
     }
     double same_med = median(t, n);
-    printf("{\"kind\": \"switch\", \"switches\": %d, \"median_us\": %.3f, \"max_us\": %.3f, \"noop_median_us\": %.3f}\n",
-           switches, sw_med * 1e6, sw_max * 1e6, same_med * 1e6);
+    printf("{\"kind\": \"switch\", \"threads\": %d, \"switches\": %d, \"median_us\": %.3f, \"max_us\": %.3f, \"noop_median_us\": %.3f}\n",
+           thread_count(ctx), switches, sw_med * 1e6, sw_max * 1e6, same_med * 1e6);
+    destroy(ctx);
     free(t); free(out); free(in); free(ctx); free(arena);
     dlclose(lib);
     return 0;

@@ -1,17 +1,17 @@
 #!/usr/bin/env python3
-"""Batch-1 latency of onnxruntime on one thread: the float model, and its int8 QDQ quantization in both of
+"""Batch-1 latency of onnxruntime on THREADS threads (intra_op_num_threads; default 1): the float model, and its int8 QDQ quantization in both of
 onnxruntime's x86 formats, U8S8 (uint8 activations, int8 weights) and S8S8 (int8 activations and weights).
 
 The QDQ models are made once (cached in WORK_DIR) the way onnxruntime's documentation prescribes: `quant_pre_process`
 (ONNX shape inference and onnxruntime's graph optimisations, which fold every BatchNormalization into its Conv), then
 `quantize_static` (QuantFormat.QDQ, per-channel weights, MinMax calibration on the first CALIB samples of
-DATA_DIR/x_train.npy). Every session: intra_op_num_threads=1, inter_op_num_threads=1, sequential execution,
+DATA_DIR/x_train.npy). Every session: intra_op_num_threads=THREADS, inter_op_num_threads=1, sequential execution,
 ORT_ENABLE_ALL graph optimisation (which fuses the QDQ pairs into integer kernels). Timing: WARMUP untimed runs,
 then RUNS timed `session.run` calls on one fixed N(0, 1) sample (perf_counter around each call), RUNS chosen to fit
 BUDGET seconds (between MIN_RUNS and MAX_RUNS) from the warm-up time. Prints one JSON line per variant.
 
 Usage: ort_latency.py MODEL.onnx DATA_DIR WORK_DIR [--calib 32] [--warmup 3] [--budget 2] [--min-runs 5]
-                      [--max-runs 1000] [--variants fp32,u8s8,s8s8]
+                      [--max-runs 1000] [--variants fp32,u8s8,s8s8] [--threads 1]
 """
 import argparse
 import json
@@ -45,9 +45,9 @@ def quantize(model, prep, out, name, x, activation, weight):
     os.replace(out + ".tmp", out)
 
 
-def session(path):
+def session(path, threads=1):
     o = ort.SessionOptions()
-    o.intra_op_num_threads = 1
+    o.intra_op_num_threads = threads
     o.inter_op_num_threads = 1
     o.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     o.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -65,6 +65,7 @@ def main():
     ap.add_argument("--min-runs", type=int, default=5)
     ap.add_argument("--max-runs", type=int, default=1000)
     ap.add_argument("--variants", default="fp32,u8s8,s8s8")
+    ap.add_argument("--threads", type=int, default=1)
     a = ap.parse_args()
     os.makedirs(a.work, exist_ok=True)
     x_train = np.load(os.path.join(a.data, "x_train.npy"), mmap_mode="r")
@@ -82,7 +83,7 @@ def main():
             quantize(a.model, prep, paths[variant], name, calib, QuantType.QUInt8, QuantType.QInt8)
         elif variant == "s8s8":
             quantize(a.model, prep, paths[variant], name, calib, QuantType.QInt8, QuantType.QInt8)
-        s = session(paths[variant])
+        s = session(paths[variant], a.threads)
         feed = {name: sample}
         t0 = time.perf_counter()
         for _ in range(a.warmup):
@@ -94,7 +95,7 @@ def main():
             t = time.perf_counter()
             s.run(None, feed)
             times.append(time.perf_counter() - t)
-        print(json.dumps({"kind": "ort", "variant": variant, "runs": runs,
+        print(json.dumps({"kind": "ort", "variant": variant, "threads": a.threads, "runs": runs,
                           "median_ms": statistics.median(times) * 1e3, "min_ms": min(times) * 1e3,
                           "mean_ms": statistics.fmean(times) * 1e3}), flush=True)
 

@@ -37,69 +37,87 @@ def main():
     for line in open(a.results):
         d = json.loads(line)
         m = models.setdefault(d["model"], {"run": {}, "ort": {}, "errors": []})
+        t = d.get("threads", 1)
         if d["kind"] == "info":
             m["info"] = d
         elif d["kind"] == "run":
-            m["run"][d["profile"]] = d
+            m["run"][(t, d["profile"])] = d
         elif d["kind"] == "ort":
-            m["ort"][d["variant"]] = d
+            m["ort"][(t, d["variant"])] = d
         elif d["kind"] == "switch":
-            m["switch"] = d
+            m.setdefault("switch", d)   # the first thread count's (a switch runs on the caller's thread)
         elif d["kind"] == "model":
-            m["bundle"] = d
+            m.setdefault("bundle", d)
         elif d["kind"] == "error":
             m["errors"].append(d)
     names = [n for n in ORDER if n in models] + [n for n in models if n not in ORDER]
+    counts = sorted({k[0] for m in models.values() for k in list(m["run"]) + list(m["ort"])}) or [1]
+    med = lambda d: d["median_ms"] if d else None
 
-    head = ("| model | input | MMACs | ort fp32 ms | ort int8 ms (faster of U8S8 / S8S8) | ours 8-bit ms | ours 4-bit ms "
-            "| ours 2-bit ms | ours/int8 8 · 4 · 2 | ours/fp32 8 · 4 · 2 | bs_set_profile µs (median, max) |")
-    rows = [head, "|---|---|--:|--:|---|--:|--:|--:|---|---|---|"]
-    detail = ["| model | variant | runs | median ms | min ms | mean ms |", "|---|---|--:|--:|--:|--:|"]
+    def int8_of(m, t):
+        u8, s8 = med(m["ort"].get((t, "u8s8"))), med(m["ort"].get((t, "s8s8")))
+        if u8 is not None and (s8 is None or u8 <= s8):
+            return u8, "U8S8", s8
+        if s8 is not None:
+            return s8, "S8S8", u8
+        return None, "", None
+
+    tables = []
+    for t in counts:
+        base = counts[0]
+        extra = t != base
+        head = (f"| model | input | MMACs | ort fp32 ms | ort int8 ms (faster of U8S8 / S8S8) | ours 8-bit ms | ours 4-bit ms "
+                "| ours 2-bit ms | ours/int8 8 · 4 · 2 | ours/fp32 8 · 4 · 2 | "
+                + (f"speed-up {base}→{t} threads: ours 8 · ort int8 |" if extra else "bs_set_profile µs (median, max) |"))
+        rows = [head, "|---|---|--:|--:|---|--:|--:|--:|---|---|---|"]
+        for n in names:
+            m = models[n]
+            info = m.get("info", {})
+            fp32 = med(m["ort"].get((t, "fp32")))
+            int8, which, other = int8_of(m, t)
+            int8_text = "—" if int8 is None else f"{ms(int8)} {which}" + (
+                "" if other is None else f" ({'S8S8' if which == 'U8S8' else 'U8S8'} {ms(other)})")
+            ours = [med(m["run"].get((t, b))) for b in ("8", "4", "2")]
+            if extra:
+                o1, i1 = med(m["run"].get((base, "8"))), int8_of(m, base)[0]
+                last = f"{ratio(o1, ours[0])} · {ratio(i1, int8)}"
+            else:
+                sw = m.get("switch")
+                last = "—" if not sw else f"{sw['median_us']:.0f}, {sw['max_us']:.0f}" if sw["median_us"] >= 10 \
+                    else f"{sw['median_us']:.1f}, {sw['max_us']:.1f}"
+            macs = info.get("macs")
+            rows.append(f"| {LABEL.get(n, n)} | {info.get('input', '')} | {macs / 1e6:.2f} | {ms(fp32)} | {int8_text} | "
+                        + " | ".join(ms(o) for o in ours)
+                        + f" | {' · '.join(ratio(o, int8) for o in ours)} | {' · '.join(ratio(o, fp32) for o in ours)}"
+                        + f" | {last} |" if macs is not None else f"| {n} | | | | | | | | | | |")
+        tables.append((t, "\n".join(rows)))
+
+    detail = ["| model | threads | variant | runs | median ms | min ms | mean ms |", "|---|--:|---|--:|--:|--:|--:|"]
     failures = []
     for n in names:
         m = models[n]
-        info = m.get("info", {})
-        med = lambda d: d["median_ms"] if d else None
-        fp32 = med(m["ort"].get("fp32"))
-        u8, s8 = med(m["ort"].get("u8s8")), med(m["ort"].get("s8s8"))
-        if u8 is not None and (s8 is None or u8 <= s8):
-            int8, which, other = u8, "U8S8", s8
-        elif s8 is not None:
-            int8, which, other = s8, "S8S8", u8
-        else:
-            int8, which, other = None, "", None
-        int8_text = "—" if int8 is None else f"{ms(int8)} {which}" + (
-            "" if other is None else f" ({'S8S8' if which == 'U8S8' else 'U8S8'} {ms(other)})")
-        ours = [med(m["run"].get(b)) for b in ("8", "4", "2")]
-        sw = m.get("switch")
-        sw_text = "—" if not sw else f"{sw['median_us']:.0f}, {sw['max_us']:.0f}" if sw["median_us"] >= 10 \
-            else f"{sw['median_us']:.1f}, {sw['max_us']:.1f}"
-        macs = info.get("macs")
-        rows.append(f"| {LABEL.get(n, n)} | {info.get('input', '')} | {macs / 1e6:.2f} | {ms(fp32)} | {int8_text} | "
-                    + " | ".join(ms(o) for o in ours)
-                    + f" | {' · '.join(ratio(o, int8) for o in ours)} | {' · '.join(ratio(o, fp32) for o in ours)}"
-                    + f" | {sw_text} |" if macs is not None else f"| {n} | | | | | | | | | | |")
-        for b in ("8", "4", "2"):
-            d = m["run"].get(b)
-            if d:
-                detail.append(f"| {LABEL.get(n, n)} | ours {b}-bit | {d['runs']} | {ms(d['median_ms'])} | "
-                              f"{ms(d['min_ms'])} | {ms(d['mean_ms'])} |")
-        for v in ("fp32", "u8s8", "s8s8"):
-            d = m["ort"].get(v)
-            if d:
-                detail.append(f"| {LABEL.get(n, n)} | ort {v} | {d['runs']} | {ms(d['median_ms'])} | "
-                              f"{ms(d['min_ms'])} | {ms(d['mean_ms'])} |")
+        for t in counts:
+            for b in ("8", "4", "2"):
+                d = m["run"].get((t, b))
+                if d:
+                    detail.append(f"| {LABEL.get(n, n)} | {t} | ours {b}-bit | {d['runs']} | {ms(d['median_ms'])} | "
+                                  f"{ms(d['min_ms'])} | {ms(d['mean_ms'])} |")
+            for v in ("fp32", "u8s8", "s8s8"):
+                d = m["ort"].get((t, v))
+                if d:
+                    detail.append(f"| {LABEL.get(n, n)} | {t} | ort {v} | {d['runs']} | {ms(d['median_ms'])} | "
+                                  f"{ms(d['min_ms'])} | {ms(d['mean_ms'])} |")
         for e in m["errors"]:
             failures.append(f"- **{LABEL.get(n, n)}**, step `{e['step']}`:\n\n```\n{e['message']}\n```")
 
-    table = "\n".join(rows)
+    table = "\n\n".join(f"{t} thread{'s' if t != 1 else ''}:\n\n{tab}" for t, tab in tables)
     print(table)
     for f in failures:
         print(f)
     when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M")
     text = f"""# Batch-1 latency: generated C vs onnxruntime
 
-Measured {when} UTC, `bench/latency/run.sh`, one thread, {a.cpu} ({a.flags}), load average {a.load} at the end
+Measured {when} UTC, `bench/latency/run.sh`, {" and ".join(map(str, counts))} threads, {a.cpu} ({a.flags}), load average {a.load} at the end
 (the machine is shared: other jobs run on its 2 cores, so single runs vary; the medians are what to compare),
 {a.cc}, onnxruntime {a.ort}.
 
@@ -107,11 +125,11 @@ Ours: the model quantized by `bitswitch train --ptq --bits 8,4,2` (random calibr
 pinned at 8 bits, so "2-bit" is every switchable layer at w2a2), `bitswitch emit --profiles 8,4,2`, `bitswitch build`
 (`-O3 -march=native`; `emit --isa native`, i.e. the **AVX-512 VNNI int8 conv/gemm kernels** on a machine with
 `avx512_vnni`, the **AVX2 kernels** on an AVX2 machine, with the Requant fused; everything else the portable C kernels;
-one thread), loaded by
+`bs_init(ctx, arena, N)` with N threads), loaded by
 `bench/latency/latency_driver.c` (dlopen): per profile `bs_set_profile`, warm-up, then the median of timed `bs_run`
 calls (float input → float logits, the input quantize and the output dequantize included). `bs_set_profile` is timed
 cycling 8 → 4 → 2 → 8 (each switch re-shifts and re-packs the weights of the layers whose bit-width changes).
-onnxruntime: `intra_op_num_threads=1`, `ORT_ENABLE_ALL`, `session.run` on one sample (Python call overhead of about
+onnxruntime: `intra_op_num_threads=N` (the same N), `ORT_ENABLE_ALL`, `session.run` on one sample (Python call overhead of about
 10–20 µs included, which matters only for the two small models); int8 = `quant_pre_process` then `quantize_static`
 (QDQ, per-channel weights, MinMax calibration on the same random data) with uint8 (U8S8) and int8 (S8S8)
 activations, the faster of the two in the table. Ratios are ours ÷ onnxruntime: above 1, ours is slower.

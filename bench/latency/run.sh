@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Batch-1 latency, one thread: BitSwitch's generated C (emit --isa native: AVX2 kernels on AVX2 machines) at 8, 4 and 2 bits against
+# Batch-1 latency, 1 and 2 threads: BitSwitch's generated C (emit --isa native: AVX2 kernels on AVX2 machines) at 8, 4 and 2 bits against
 # onnxruntime fp32 and onnxruntime int8 QDQ (quantize_static, per-channel; U8S8 and S8S8, the faster reported) on
 # the digits CNN, the MNIST-1D CNN, CIFAR ResNet-20, MobileNetV2 (224x224) and ResNet-18 (224x224), random weights,
-# in one run. Prints one table with the ratios and writes bench/latency/RESULTS.md.
+# in one run; at each thread count ours (bs_init(ctx, arena, N)) against onnxruntime with intra_op_num_threads=N.
+# Prints one table per thread count with the ratios and writes bench/latency/RESULTS.md.
 #   bench/latency/run.sh [BIN]     env: MODELS (default "digits mnist1d resnet20 mobilenetv2 resnet18"),
-#                                  BENCH_OUT (.cache/bench-latency), BUDGET (seconds per measured variant, 2)
+#                                  BENCH_OUT (.cache/bench-latency), BUDGET (seconds per measured variant, 2),
+#                                  THREADS (thread counts, default "1 2")
 # The quantized models and bundles are cached in BENCH_OUT, keyed by the bitswitch binary and the model file; a
 # failing step of one model (e.g. an op the integer back end cannot lower) is recorded with its error message and
 # the other models still run.
@@ -16,6 +18,7 @@ BIN=${1:-.build/release/bitswitch}
 MODELS=${MODELS:-"digits mnist1d resnet20 mobilenetv2 resnet18"}
 OUT=${BENCH_OUT:-.cache/bench-latency}
 BUDGET=${BUDGET:-2}
+THREADS=${THREADS:-"1 2"}
 if [ -z "${1:-}" ]; then
     swift build -c release --product bitswitch >/dev/null || { echo "bench-latency: release build failed" >&2; exit 1; }
 fi
@@ -88,25 +91,32 @@ onnx.save(make_resnet18.build(224), sys.argv[1])' "$model" ;;
         fi
     fi
     if [ -f "$d/stamp" ]; then
-        echo "  bitswitch build + latency_driver" >&2
+        echo "  bitswitch build" >&2
         if ! "$BIN" build "$d/bundle" -o "$d/libbitswitch_model.so" > "$d/build.log" 2>&1; then
             fail "$name" "bitswitch build" "$d/build.log"
-        elif ! "$OUT/latency_driver" "$d/libbitswitch_model.so" --warmup "$warm" --budget "$BUDGET" \
-                --min-runs "$minruns" > "$d/driver.out" 2> "$d/driver.log"; then
-            fail "$name" "latency_driver" "$d/driver.log"
         else
-            rec "$name" < "$d/driver.out"
+            for t in $THREADS; do
+                echo "  latency_driver --threads $t" >&2
+                if ! "$OUT/latency_driver" "$d/libbitswitch_model.so" --threads "$t" --warmup "$warm" --budget "$BUDGET" \
+                        --min-runs "$minruns" > "$d/driver-$t.out" 2> "$d/driver-$t.log"; then
+                    fail "$name" "latency_driver --threads $t" "$d/driver-$t.log"
+                else
+                    rec "$name" < "$d/driver-$t.out"
+                fi
+            done
         fi
     fi
 
     # onnxruntime: fp32, U8S8 and S8S8 QDQ (made once, cached in $d).
-    echo "  onnxruntime fp32, int8 QDQ U8S8 and S8S8" >&2
-    if "$PY" "$here/ort_latency.py" "$model" "$data" "$d" --calib "$calib" --warmup "$warm" --budget "$BUDGET" \
-            --min-runs "$minruns" > "$d/ort.out" 2> "$d/ort.log"; then
-        rec "$name" < "$d/ort.out"
-    else
-        fail "$name" "onnxruntime" "$d/ort.log"
-    fi
+    for t in $THREADS; do
+        echo "  onnxruntime fp32, int8 QDQ U8S8 and S8S8, intra_op_num_threads=$t" >&2
+        if "$PY" "$here/ort_latency.py" "$model" "$data" "$d" --calib "$calib" --warmup "$warm" --budget "$BUDGET" \
+                --min-runs "$minruns" --threads "$t" > "$d/ort-$t.out" 2> "$d/ort-$t.log"; then
+            rec "$name" < "$d/ort-$t.out"
+        else
+            fail "$name" "onnxruntime --threads $t" "$d/ort-$t.log"
+        fi
+    done
 done
 
 cpu="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), family $(grep -m1 'cpu family' /proc/cpuinfo | cut -d: -f2 | xargs) model $(grep -m1 '^model[[:space:]]' /proc/cpuinfo | cut -d: -f2 | xargs)"

@@ -77,7 +77,7 @@ void bs_dequantize__generic(const void *x, int32_t xt, float *y, size_t count, c
     size_t in_count = (size_t)g->d * g->h * g->w, k_count = (size_t)g->kd * g->kh * g->kw;                           \
     size_t out_count = (size_t)g->od * g->oh * g->ow;                                                                \
     uint32_t xz = (uint32_t)(int64_t)p->x_zero;                                                                      \
-    for (int32_t oc = 0; oc < s->m; oc++) {                                                                          \
+    for (int32_t oc = oc0; oc < oc1; oc++) {                                                                         \
         int32_t grp = oc / mg;                                                                                       \
         for (int32_t od = 0; od < g->od; od++)                                                                       \
         for (int32_t oh = 0; oh < g->oh; oh++)                                                                       \
@@ -110,30 +110,47 @@ void bs_dequantize__generic(const void *x, int32_t xt, float *y, size_t count, c
     }
 
 #define BS_CONV_STORE y[o] = (int32_t)acc;
-void bs_qs8_conv__generic(const bs_conv_shape *s, const int8_t *x, const int8_t *w, const bs_qmm_params *p, int32_t *y) {
+static void bs_qs8_conv_range(const bs_conv_shape *s, const int8_t *x, const int8_t *w, const bs_qmm_params *p, int32_t *y,
+                              int32_t oc0, int32_t oc1) {
     BS_CONV_BODY(int8_t)
 }
-void bs_qu8_conv__generic(const bs_conv_shape *s, const uint8_t *x, const int8_t *w, const bs_qmm_params *p, int32_t *y) {
+static void bs_qu8_conv_range(const bs_conv_shape *s, const uint8_t *x, const int8_t *w, const bs_qmm_params *p, int32_t *y,
+                              int32_t oc0, int32_t oc1) {
     BS_CONV_BODY(uint8_t)
 }
 #undef BS_CONV_STORE
 
 #define BS_CONV_STORE bs_store(y, yt, o, bs_requant_one((int32_t)acc, rq, (size_t)oc));
-void bs_qs8_conv_requant__generic(const bs_conv_shape *s, const int8_t *x, const int8_t *w, const bs_qmm_params *p,
-                                  const bs_requant_params *rq, void *y, int32_t yt) {
+static void bs_qs8_conv_requant_range(const bs_conv_shape *s, const int8_t *x, const int8_t *w, const bs_qmm_params *p,
+                                      const bs_requant_params *rq, void *y, int32_t yt, int32_t oc0, int32_t oc1) {
     BS_CONV_BODY(int8_t)
 }
-void bs_qu8_conv_requant__generic(const bs_conv_shape *s, const uint8_t *x, const int8_t *w, const bs_qmm_params *p,
-                                  const bs_requant_params *rq, void *y, int32_t yt) {
+static void bs_qu8_conv_requant_range(const bs_conv_shape *s, const uint8_t *x, const int8_t *w, const bs_qmm_params *p,
+                                      const bs_requant_params *rq, void *y, int32_t yt, int32_t oc0, int32_t oc1) {
     BS_CONV_BODY(uint8_t)
 }
 #undef BS_CONV_STORE
+
+void bs_qs8_conv__generic(const bs_conv_shape *s, const int8_t *x, const int8_t *w, const bs_qmm_params *p, int32_t *y) {
+    bs_qs8_conv_range(s, x, w, p, y, 0, s->m);
+}
+void bs_qu8_conv__generic(const bs_conv_shape *s, const uint8_t *x, const int8_t *w, const bs_qmm_params *p, int32_t *y) {
+    bs_qu8_conv_range(s, x, w, p, y, 0, s->m);
+}
+void bs_qs8_conv_requant__generic(const bs_conv_shape *s, const int8_t *x, const int8_t *w, const bs_qmm_params *p,
+                                  const bs_requant_params *rq, void *y, int32_t yt) {
+    bs_qs8_conv_requant_range(s, x, w, p, rq, y, yt, 0, s->m);
+}
+void bs_qu8_conv_requant__generic(const bs_conv_shape *s, const uint8_t *x, const int8_t *w, const bs_qmm_params *p,
+                                  const bs_requant_params *rq, void *y, int32_t yt) {
+    bs_qu8_conv_requant_range(s, x, w, p, rq, y, yt, 0, s->m);
+}
 
 #define BS_GEMM_BODY(X)                                                                                              \
     uint32_t xz = (uint32_t)(int64_t)p->x_zero;                                                                      \
     for (size_t r = 0; r < rows; r++) {                                                                              \
         const X *xr = x + r * k;                                                                                     \
-        for (size_t j = 0; j < m; j++) {                                                                             \
+        for (size_t j = j0; j < j1; j++) {                                                                           \
             uint32_t acc = 0;                                                                                        \
             if (trans_b) {                                                                                           \
                 const int8_t *wr = w + j * k;                                                                        \
@@ -147,49 +164,112 @@ void bs_qu8_conv_requant__generic(const bs_conv_shape *s, const uint8_t *x, cons
     }
 
 #define BS_GEMM_STORE y[o] = (int32_t)acc;
-void bs_qs8_gemm__generic(size_t rows, size_t k, size_t m, int32_t trans_b, const int8_t *x, const int8_t *w,
-                          const bs_qmm_params *p, int32_t *y) {
+static void bs_qs8_gemm_range(size_t rows, size_t k, size_t m, int32_t trans_b, const int8_t *x, const int8_t *w,
+                              const bs_qmm_params *p, int32_t *y, size_t j0, size_t j1) {
     BS_GEMM_BODY(int8_t)
 }
-void bs_qu8_gemm__generic(size_t rows, size_t k, size_t m, int32_t trans_b, const uint8_t *x, const int8_t *w,
-                          const bs_qmm_params *p, int32_t *y) {
+static void bs_qu8_gemm_range(size_t rows, size_t k, size_t m, int32_t trans_b, const uint8_t *x, const int8_t *w,
+                              const bs_qmm_params *p, int32_t *y, size_t j0, size_t j1) {
     BS_GEMM_BODY(uint8_t)
 }
 #undef BS_GEMM_STORE
 
 #define BS_GEMM_STORE bs_store(y, yt, o, bs_requant_one((int32_t)acc, rq, j));
-void bs_qs8_gemm_requant__generic(size_t rows, size_t k, size_t m, int32_t trans_b, const int8_t *x, const int8_t *w,
-                                  const bs_qmm_params *p, const bs_requant_params *rq, void *y, int32_t yt) {
+static void bs_qs8_gemm_requant_range(size_t rows, size_t k, size_t m, int32_t trans_b, const int8_t *x, const int8_t *w,
+                                      const bs_qmm_params *p, const bs_requant_params *rq, void *y, int32_t yt,
+                                      size_t j0, size_t j1) {
     BS_GEMM_BODY(int8_t)
 }
-void bs_qu8_gemm_requant__generic(size_t rows, size_t k, size_t m, int32_t trans_b, const uint8_t *x, const int8_t *w,
-                                  const bs_qmm_params *p, const bs_requant_params *rq, void *y, int32_t yt) {
+static void bs_qu8_gemm_requant_range(size_t rows, size_t k, size_t m, int32_t trans_b, const uint8_t *x, const int8_t *w,
+                                      const bs_qmm_params *p, const bs_requant_params *rq, void *y, int32_t yt,
+                                      size_t j0, size_t j1) {
     BS_GEMM_BODY(uint8_t)
 }
 #undef BS_GEMM_STORE
 
-void bs_requant__generic(const void *x, int32_t xt, void *y, int32_t yt, size_t outer, size_t channels, size_t inner,
-                         const bs_requant_params *rq) {
-    size_t i = 0;
-    for (size_t o = 0; o < outer; o++)
-        for (size_t c = 0; c < channels; c++)
-            for (size_t e = 0; e < inner; e++, i++) bs_store(y, yt, i, bs_requant_one(bs_load(x, xt, i), rq, c));
+void bs_qs8_gemm__generic(size_t rows, size_t k, size_t m, int32_t trans_b, const int8_t *x, const int8_t *w,
+                          const bs_qmm_params *p, int32_t *y) {
+    bs_qs8_gemm_range(rows, k, m, trans_b, x, w, p, y, 0, m);
+}
+void bs_qu8_gemm__generic(size_t rows, size_t k, size_t m, int32_t trans_b, const uint8_t *x, const int8_t *w,
+                          const bs_qmm_params *p, int32_t *y) {
+    bs_qu8_gemm_range(rows, k, m, trans_b, x, w, p, y, 0, m);
+}
+void bs_qs8_gemm_requant__generic(size_t rows, size_t k, size_t m, int32_t trans_b, const int8_t *x, const int8_t *w,
+                                  const bs_qmm_params *p, const bs_requant_params *rq, void *y, int32_t yt) {
+    bs_qs8_gemm_requant_range(rows, k, m, trans_b, x, w, p, rq, y, yt, 0, m);
+}
+void bs_qu8_gemm_requant__generic(size_t rows, size_t k, size_t m, int32_t trans_b, const uint8_t *x, const int8_t *w,
+                                  const bs_qmm_params *p, const bs_requant_params *rq, void *y, int32_t yt) {
+    bs_qu8_gemm_requant_range(rows, k, m, trans_b, x, w, p, rq, y, yt, 0, m);
 }
 
-void bs_qadd__generic(const void *a, int32_t at, const void *b, int32_t bt, void *y, int32_t yt, size_t count,
-                      const bs_qadd_params *p) {
-    for (size_t i = 0; i < count; i++) {
+/* The split form: output channels (conv) or output columns (gemm) in blocks, each written by one task with the
+ * arithmetic of the whole-op kernels above. */
+#define BS_QMM_CONV_CHANNELS_PER_TASK 4
+#define BS_QMM_GEMM_COLUMNS_PER_TASK 16
+int32_t bs_qmm_tasks__generic(const bs_qmm_job *j) {
+    size_t n = j->conv ? ((size_t)j->conv->m + BS_QMM_CONV_CHANNELS_PER_TASK - 1) / BS_QMM_CONV_CHANNELS_PER_TASK
+                       : (j->m + BS_QMM_GEMM_COLUMNS_PER_TASK - 1) / BS_QMM_GEMM_COLUMNS_PER_TASK;
+    return n > (size_t)INT32_MAX ? INT32_MAX : (int32_t)n;
+}
+
+void bs_qmm_run__generic(const bs_qmm_job *j, int32_t task) {
+    if (j->conv) {
+        int32_t oc0 = task * BS_QMM_CONV_CHANNELS_PER_TASK, oc1 = oc0 + BS_QMM_CONV_CHANNELS_PER_TASK;
+        if (oc1 > j->conv->m) oc1 = j->conv->m;
+        if (j->rq) {
+            if (j->xt == BS_T_U8) bs_qu8_conv_requant_range(j->conv, (const uint8_t *)j->x, j->w, j->p, j->rq, j->y, j->yt, oc0, oc1);
+            else bs_qs8_conv_requant_range(j->conv, (const int8_t *)j->x, j->w, j->p, j->rq, j->y, j->yt, oc0, oc1);
+        } else {
+            if (j->xt == BS_T_U8) bs_qu8_conv_range(j->conv, (const uint8_t *)j->x, j->w, j->p, (int32_t *)j->y, oc0, oc1);
+            else bs_qs8_conv_range(j->conv, (const int8_t *)j->x, j->w, j->p, (int32_t *)j->y, oc0, oc1);
+        }
+    } else {
+        size_t c0 = (size_t)task * BS_QMM_GEMM_COLUMNS_PER_TASK, c1 = c0 + BS_QMM_GEMM_COLUMNS_PER_TASK;
+        if (c1 > j->m) c1 = j->m;
+        if (j->rq) {
+            if (j->xt == BS_T_U8) bs_qu8_gemm_requant_range(j->rows, j->k, j->m, j->trans_b, (const uint8_t *)j->x, j->w, j->p, j->rq, j->y, j->yt, c0, c1);
+            else bs_qs8_gemm_requant_range(j->rows, j->k, j->m, j->trans_b, (const int8_t *)j->x, j->w, j->p, j->rq, j->y, j->yt, c0, c1);
+        } else {
+            if (j->xt == BS_T_U8) bs_qu8_gemm_range(j->rows, j->k, j->m, j->trans_b, (const uint8_t *)j->x, j->w, j->p, (int32_t *)j->y, c0, c1);
+            else bs_qs8_gemm_range(j->rows, j->k, j->m, j->trans_b, (const int8_t *)j->x, j->w, j->p, (int32_t *)j->y, c0, c1);
+        }
+    }
+}
+
+/* Rows [r0, r1) of x viewed as [outer * channels rows][inner]. */
+static void bs_requant_rows(const void *x, int32_t xt, void *y, int32_t yt, size_t channels, size_t inner,
+                            const bs_requant_params *rq, size_t r0, size_t r1) {
+    for (size_t r = r0; r < r1; r++) {
+        size_t c = r % channels, i = r * inner;
+        for (size_t e = 0; e < inner; e++, i++) bs_store(y, yt, i, bs_requant_one(bs_load(x, xt, i), rq, c));
+    }
+}
+void bs_requant__generic(const void *x, int32_t xt, void *y, int32_t yt, size_t outer, size_t channels, size_t inner,
+                         const bs_requant_params *rq) {
+    bs_requant_rows(x, xt, y, yt, channels, inner, rq, 0, outer * channels);
+}
+
+static void bs_qadd_range(const void *a, int32_t at, const void *b, int32_t bt, void *y, int32_t yt,
+                          const bs_qadd_params *p, size_t i0, size_t i1) {
+    for (size_t i = i0; i < i1; i++) {
         int64_t va = bs_wrap_mul(bs_wrap_sub(bs_load(a, at, i), p->a_zero), p->m_a);
         int64_t vb = bs_wrap_mul(bs_wrap_sub(bs_load(b, bt, i), p->b_zero), p->m_b);
         bs_store(y, yt, i, bs_clamp64(bs_wrap_add(bs_rshr64(bs_wrap_add(va, vb), p->n), p->zero), p->lo, p->hi));
     }
 }
+void bs_qadd__generic(const void *a, int32_t at, const void *b, int32_t bt, void *y, int32_t yt, size_t count,
+                      const bs_qadd_params *p) {
+    bs_qadd_range(a, at, b, bt, y, yt, p, 0, count);
+}
 
-static void bs_pool(const bs_window *g, size_t planes, int32_t average, int32_t count_include_pad, int64_t zero,
+/* Planes [p0, p1). */
+static void bs_pool(const bs_window *g, size_t p0, size_t p1, int32_t average, int32_t count_include_pad, int64_t zero,
                     const void *x, int32_t xt, void *y) {
-    size_t in_count = (size_t)g->d * g->h * g->w, k = 0;
+    size_t in_count = (size_t)g->d * g->h * g->w, k = p0 * ((size_t)g->od * g->oh * g->ow);
     int64_t lowest = xt == BS_T_I8 ? INT8_MIN : (xt == BS_T_U8 ? 0 : INT32_MIN);
-    for (size_t plane = 0; plane < planes; plane++) {
+    for (size_t plane = p0; plane < p1; plane++) {
         size_t base = plane * in_count;
         for (int32_t od = 0; od < g->od; od++)
         for (int32_t oh = 0; oh < g->oh; oh++)
@@ -223,12 +303,35 @@ static void bs_pool(const bs_window *g, size_t planes, int32_t average, int32_t 
 }
 
 void bs_qmaxpool__generic(const bs_window *g, size_t planes, const void *x, int32_t xt, void *y) {
-    bs_pool(g, planes, 0, 0, 0, x, xt, y);
+    bs_pool(g, 0, planes, 0, 0, 0, x, xt, y);
 }
 
 void bs_qavgpool__generic(const bs_window *g, size_t planes, int32_t count_include_pad, int64_t zero,
                           const void *x, int32_t xt, void *y) {
-    bs_pool(g, planes, 1, count_include_pad, zero, x, xt, y);
+    bs_pool(g, 0, planes, 1, count_include_pad, zero, x, xt, y);
+}
+
+/* The split form of requant / qadd / the pools: blocks of rows, elements or planes of about BS_EW_PER_TASK outputs,
+ * each computed by one task with the arithmetic of the whole-op kernels above. */
+#define BS_EW_PER_TASK 8192
+static size_t bs_ew_units(const bs_ew_job *j) { return j->kind == BS_EW_REQUANT ? j->outer * j->channels : j->count; }
+static size_t bs_ew_units_per_task(const bs_ew_job *j) {
+    size_t per = j->kind == BS_EW_REQUANT ? j->inner : j->kind == BS_EW_QADD ? 1 : (size_t)j->win->od * j->win->oh * j->win->ow;
+    return per >= BS_EW_PER_TASK ? 1 : BS_EW_PER_TASK / (per ? per : 1);
+}
+int32_t bs_ew_tasks__generic(const bs_ew_job *j) {
+    size_t upt = bs_ew_units_per_task(j), n = (bs_ew_units(j) + upt - 1) / upt;
+    return n > (size_t)INT32_MAX ? INT32_MAX : (int32_t)n;
+}
+void bs_ew_run__generic(const bs_ew_job *j, int32_t task) {
+    size_t units = bs_ew_units(j), upt = bs_ew_units_per_task(j), u0 = (size_t)task * upt, u1 = u0 + upt;
+    if (u1 > units) u1 = units;
+    switch (j->kind) {
+    case BS_EW_REQUANT: bs_requant_rows(j->x, j->xt, j->y, j->yt, j->channels, j->inner, j->rq, u0, u1); break;
+    case BS_EW_QADD: bs_qadd_range(j->x, j->xt, j->b, j->bt, j->y, j->yt, j->qadd, u0, u1); break;
+    case BS_EW_MAXPOOL: bs_pool(j->win, u0, u1, 0, 0, 0, j->x, j->xt, j->y); break;
+    default: bs_pool(j->win, u0, u1, 1, j->count_include_pad, j->zero, j->x, j->xt, j->y); break;
+    }
 }
 
 void bs_copy_rows__generic(void *dst, size_t dst_stride, const void *src, size_t src_stride, size_t row_bytes,

@@ -85,6 +85,23 @@ void bs_qs8_gemm_requant__generic(size_t rows, size_t k, size_t m, int32_t trans
 void bs_qu8_gemm_requant__generic(size_t rows, size_t k, size_t m, int32_t trans_b, const uint8_t *x, const int8_t *w,
                                   const bs_qmm_params *p, const bs_requant_params *rq, void *y, int32_t yt);
 
+/* Split form of the four conv / gemm kernels above for a thread pool: bs_qmm_tasks__generic(j) tasks, each writing
+ * a block of output channels (conv) or output columns (gemm) with the same arithmetic; run each task once, in any
+ * order, concurrently. rq == NULL: int32 accumulators out (yt ignored). */
+typedef struct bs_qmm_job {
+    const void *x;
+    int32_t xt, yt;
+    const int8_t *w;
+    const bs_qmm_params *p;
+    const bs_requant_params *rq;
+    void *y;
+    const bs_conv_shape *conv;   /* NULL: gemm */
+    size_t rows, k, m;
+    int32_t trans_b;
+} bs_qmm_job;
+int32_t bs_qmm_tasks__generic(const bs_qmm_job *j);
+void bs_qmm_run__generic(const bs_qmm_job *j, int32_t task);
+
 /* Requant of x viewed as [outer, channels, inner]; tables have rq->count (1 or channels) entries. */
 void bs_requant__generic(const void *x, int32_t xt, void *y, int32_t yt, size_t outer, size_t channels, size_t inner,
                          const bs_requant_params *rq);
@@ -96,6 +113,29 @@ void bs_qadd__generic(const void *a, int32_t at, const void *b, int32_t bt, void
 void bs_qmaxpool__generic(const bs_window *g, size_t planes, const void *x, int32_t xt, void *y);
 void bs_qavgpool__generic(const bs_window *g, size_t planes, int32_t count_include_pad, int64_t zero,
                           const void *x, int32_t xt, void *y);
+
+/* Split form of requant (rows of [outer * channels][inner]), qadd (elements) and the pools (planes) for a thread
+ * pool: bs_ew_tasks__generic(j) tasks, run each once in any order, concurrently; the same results as the calls above.
+ * Fields a kind does not use are ignored. */
+enum { BS_EW_REQUANT = 0, BS_EW_QADD = 1, BS_EW_MAXPOOL = 2, BS_EW_AVGPOOL = 3 };
+typedef struct bs_ew_job {
+    int32_t kind;
+    const void *x;
+    int32_t xt;
+    const void *b;               /* qadd: the second input */
+    int32_t bt;
+    void *y;
+    int32_t yt;
+    size_t outer, channels, inner; /* requant */
+    size_t count;                /* qadd: elements; pools: planes */
+    const bs_requant_params *rq;
+    const bs_qadd_params *qadd;
+    const bs_window *win;
+    int32_t count_include_pad;
+    int64_t zero;                /* avgpool */
+} bs_ew_job;
+int32_t bs_ew_tasks__generic(const bs_ew_job *j);
+void bs_ew_run__generic(const bs_ew_job *j, int32_t task);
 
 /* Data movement. */
 void bs_copy_rows__generic(void *dst, size_t dst_stride, const void *src, size_t src_stride, size_t row_bytes,
