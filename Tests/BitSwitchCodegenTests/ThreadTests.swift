@@ -112,6 +112,14 @@ struct ThreadTests {
         if Harness.hasAVX2("randomGraphsAreBitExactAtEveryThreadCount") {
             try Self.expectSameAtEveryThreadCount(g, isa: .avx2, seed: UInt64(seed))
         }
+        if Harness.hasVNNI("randomGraphsAreBitExactAtEveryThreadCount (VNNI part)") {
+            try Self.expectSameAtEveryThreadCount(g, isa: .avx512vnni, seed: UInt64(seed))
+        }
+    }
+
+    @Test(arguments: [8, 5, 2]) func convStackIsBitExactAtEveryThreadCountWithVNNIKernels(bits: Int) throws {
+        guard Harness.hasVNNI("convStackIsBitExactAtEveryThreadCountWithVNNIKernels") else { return }
+        try Self.expectSameAtEveryThreadCount(try Self.convStack(bits: bits, seed: UInt64(40 + bits)), isa: .avx512vnni, seed: 3)
     }
 
     /// threads <= 0 means the online CPUs (sysconf), as onnxruntime's intra_op_num_threads = 0 means the machine.
