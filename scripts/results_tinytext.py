@@ -79,6 +79,8 @@ class Study:
         fp = self.train(seed, "fp32", a.model, [], a.float_steps, a.float_lr, max(1, a.float_steps // 10))
         qw = max(1, a.qat_steps // 10)
         jobs = [pool.submit(self.train, seed, "fp32-cont", fp, [], a.qat_steps, a.qat_lr, qw),
+                pool.submit(self.train, seed, "fp32-cont4", fp, [], len(BITS) * a.qat_steps, a.qat_lr,
+                            max(1, len(BITS) * a.qat_steps // 10)),
                 pool.submit(self.train, seed, "joint", fp, ["--bits", "8,6,4,2"], a.qat_steps, a.qat_lr, qw)]
         jobs += [pool.submit(self.train, seed, f"lsq{b}", fp, ["--bits", str(b)], a.qat_steps, a.qat_lr, qw)
                  for b in BITS]
@@ -109,7 +111,7 @@ def fmt(ms):
     if ms is None:
         return ""
     m, s, n = ms
-    return f"{m:.3f}" + (f" ± {s:.3f}" if s is not None else "")
+    return f"{m:.4f}" + (f" ± {s:.4f}" if s is not None else "")
 
 
 def report(a, study):
@@ -145,7 +147,10 @@ def report(a, study):
     md += ["**Equal compute**: a joint step makes one forward+backward pass per bit-width (4 for {8,6,4,2}), a "
            "separate model's step one. The joint run gets S steps (4·S passes); each of the four separate LSQ "
            "models gets S steps, 4·S passes together: the one joint model costs what the four separate models "
-           "cost, on the same batches. The float reference trains the same S extra steps in float.", ""]
+           "cost, on the same batches. But the joint run also makes 4·S optimizer updates (one per bit-width and batch) "
+           "where a separate model makes S, which matters in a schedule this short: so there are two float "
+           "references, S more float steps (equal steps) and 4·S more float steps (equal compute and updates, "
+           "warm-up 4·S/10).", ""]
     md += ["Quantized (the paper's recipe, `insert-fake-quant` with `first-last=auto` on a token model): every "
            "linear layer (Q/K/V as one MatMul, the attention output projection, both MLP layers) with Double Rounding "
            "per-channel weights stored as INT8 and LSQ activation quantizers on its input; the embedding, the head, "
@@ -155,7 +160,9 @@ def report(a, study):
         return "\n".join(md)
     md += ["| run | float | 8 bits | 6 bits | 4 bits | 2 bits |", "|---|---:|---:|---:|---:|---:|"]
     md.append(f"| float, {a.float_steps} steps (the starting point) | {fmt(col('fp32'))} |  |  |  |  |")
-    md.append(f"| float, {a.float_steps} + {a.qat_steps} steps (the reference) | {fmt(col('fp32-cont'))} |  |  |  |  |")
+    md.append(f"| float, {a.float_steps} + {a.qat_steps} steps (equal steps) | {fmt(col('fp32-cont'))} |  |  |  |  |")
+    md.append(f"| float, {a.float_steps} + {len(BITS) * a.qat_steps} steps (equal compute) | {fmt(col('fp32-cont4'))} "
+              "|  |  |  |  |")
     sep = {b: col(f"lsq{b}", b) for b in BITS}
     md.append("| LSQ, one model per bit-width (S steps each) |  | " + " | ".join(fmt(sep[b]) for b in BITS) + " |")
     joint = {b: col("joint", b) for b in BITS}
@@ -164,26 +171,32 @@ def report(a, study):
     if any(sln.values()):
         md.append("| ours {8,6,4,2} joint, switchable LayerNorm |  | " + " | ".join(fmt(sln[b]) for b in BITS) + " |")
     md.append("")
-    ref = col("fp32-cont")
     lines = []
     for label, res in [("ours {8,6,4,2} joint", joint), ("ours {8,6,4,2} joint, switchable LayerNorm", sln)]:
-        if not any(res.values()) or ref is None:
+        if not any(res.values()):
             continue
         parts = []
-        for b in (8, 6, 4):
-            if res[b] is None:
+        for ref_name, ref_label in [("fp32-cont", "equal steps"), ("fp32-cont4", "equal compute")]:
+            ref = col(ref_name)
+            if ref is None:
                 continue
-            rel = 100 * (res[b][0] - ref[0]) / ref[0]
-            parts.append(f"{b} bits {rel:+.2f} % ({'met' if rel <= 2 else 'missed'})")
+            for b in (8, 6, 4):
+                if res[b] is None:
+                    continue
+                rel = 100 * (res[b][0] - ref[0]) / ref[0]
+                parts.append(f"{b} bits {rel:+.2f} % vs float {ref_label} ({'met' if rel <= 2 else 'missed'})")
         if res[2] is not None and sep[2] is not None:
             d = res[2][0] - sep[2][0]
             parts.append(f"2 bits {d:+.3f} bpc against the separate 2-bit model ({'met' if d <= 0 else 'missed'})")
         lines.append(f"| {label} | " + "; ".join(parts) + " |")
-    md += ["Targets: 8/6/4 bits within 2 % of the float reference's bits per character, 2 bits no worse than the "
-           "separate 2-bit model (on the means):", "", "| run | against the targets |", "|---|---|"] + lines + [""]
+    md += ["Single-seed caveat: the order of the windows alone moves a short run's result by several hundredths of a "
+           "bit (examples/tinytext/README.md), so differences of a few thousandths (the switchable-LayerNorm "
+           "ablation) are not evidence either way.", ""]
+    md += ["Targets: 8/6/4 bits within 2 % of the float model's bits per character (against either float "
+           "reference; negative = better than float), 2 bits no worse than the separate 2-bit model (on the means):", "", "| run | against the targets |", "|---|---|"] + lines + [""]
     total = 0.0
     for sd in seeds:
-        for name in ["fp32", "fp32-cont", "joint", "joint-sln"] + [f"lsq{b}" for b in BITS]:
+        for name in ["fp32", "fp32-cont", "fp32-cont4", "joint", "joint-sln"] + [f"lsq{b}" for b in BITS]:
             m = load(os.path.join(root, f"s{sd}", name + ".json"))
             total += m["seconds"] if m else 0
     md += [f"Time: the training runs took {total / 60:.1f} min of wall clock in sum (one thread each, two or three "
