@@ -116,7 +116,9 @@ def fmt(ms):
 
 def report(a, study):
     root = os.path.join(a.cache, "tinytext", study.tag())
-    seeds = [s for s in a.seeds if os.path.exists(os.path.join(root, f"s{s}", "fp32.json"))]
+    # Only seeds with every run finished, so that each column averages the same seeds.
+    needed = ["fp32", "fp32-cont", "fp32-cont4", "joint"] + [f"lsq{b}" for b in BITS] + (["joint-sln"] if a.ablation else [])
+    seeds = [s for s in a.seeds if all(os.path.exists(os.path.join(root, f"s{s}", n + ".json")) for n in needed)]
 
     def bpc(seed, name, bits=None):
         m = load(os.path.join(root, f"s{seed}", name + ".json"))
@@ -157,7 +159,7 @@ def report(a, study):
            "per-channel weights stored as INT8 and LSQ activation quantizers on its input; the embedding, the head, "
            "LayerNorm, Softmax, Gelu and the attention products in float; ALRS fixed, KD off.", ""]
     if not seeds:
-        md += ["No seed has finished its float model yet.", "", END]
+        md += ["No seed has finished every run yet.", "", END]
         return "\n".join(md)
     md += ["| run | float | 8 bits | 6 bits | 4 bits | 2 bits |", "|---|---:|---:|---:|---:|---:|"]
     md.append(f"| float, {a.float_steps} steps (the starting point) | {fmt(col('fp32'))} |  |  |  |  |")
