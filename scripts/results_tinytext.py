@@ -194,9 +194,10 @@ def report(a, study):
                 d = res[2][0] - sep[2][0]
                 two = f"{d:+.4f} bpc ({'met' if d <= 0 else 'missed'})"
             lines.append(f"| {label} | float, {ref_label} | " + " | ".join(cells) + f" | {two} |")
-    md += ["Single-seed caveat: the order of the windows alone moves a short run's result by several hundredths of a "
-           "bit (examples/tinytext/README.md), so differences of a few thousandths (the switchable-LayerNorm "
-           "ablation) are not evidence either way.", ""]
+    md += [f"Caveat: {len(seeds)} seed{'s' if len(seeds) > 1 else ''} of a short schedule; the seed changes the "
+           "window order, which alone moves a short run by hundredths of a bit (examples/tinytext/README.md), so a "
+           "difference within a standard deviation (such as the switchable-LayerNorm ablation's) is not evidence "
+           "either way.", ""]
     md += ["Targets: 8/6/4 bits within 2 % of the float model's bits per character (against either float "
            "reference; negative = better than float), 2 bits no worse than the separate 2-bit model (on the means):", "",
            "| run | float reference | 8 bits vs float | 6 bits vs float | 4 bits vs float | 2 bits vs separate 2-bit |",
