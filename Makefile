@@ -10,7 +10,7 @@ CONFORMANCE_DIR := $(CACHE)/onnx-tests
 
 RESNET_DATA := examples/mnist1d-resnet/data
 
-.PHONY: all deps venv build demo test mnist1d-resnet-data unit-test conformance fuzz fuzz-smoke test-asan test-tsan results results-mixed bench bench-import bench-train bench-qat bench-ptq bench-latency fashion-mnist tinytext clean
+.PHONY: all deps venv build demo test mnist1d-resnet-data unit-test conformance fuzz fuzz-smoke test-asan test-tsan results results-mixed results-tinytext bench bench-import bench-train bench-qat bench-ptq bench-latency fashion-mnist tinytext clean
 
 all: build
 
@@ -83,9 +83,19 @@ test-tsan: deps
 results: build mnist1d-resnet-data
 	python3 scripts/results.py --bin $(BIN)
 	python3 scripts/results_mixed.py --bin $(BIN)
+	$(MAKE) results-tinytext
 
 results-mixed: build mnist1d-resnet-data
 	python3 scripts/results_mixed.py --bin $(BIN)
+
+# Multi-precision transformers (issue 11 point 5): examples/tinytext trained jointly at {8,6,4,2} and one LSQ model
+# per bit-width at equal compute, held-out bits per character; the tinytext section of docs/results.md. Needs the
+# text and the untrained model (examples/tinytext/run.sh makes them; STEPS=1 is enough). SEEDS=0,1,2 for more seeds.
+SEEDS ?= 0
+results-tinytext: build
+	scripts/setup-venv.sh --with-torch >/dev/null
+	@[ -s .cache/tinytext/model.onnx ] || STEPS=1 examples/tinytext/run.sh >/dev/null
+	python3 scripts/results_tinytext.py --bin $(BIN) --seeds $(SEEDS)
 
 bench: bench-import bench-train bench-qat bench-ptq bench-latency
 

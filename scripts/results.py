@@ -336,6 +336,10 @@ def main():
             old = f.read()
         if begin in old and end in old:
             md += [old[old.index(begin):old.index(end) + len(end)], ""]
+        # and the tinytext section of scripts/results_tinytext.py.
+        tb, te = "<!-- tinytext results:", "<!-- end of tinytext results -->"
+        if tb in old and te in old:
+            md += [old[old.index(tb):old.index(te) + len(te)], ""]
     with open(args.out, "w") as f:
         f.write("\n".join(md))
     svg(results, args.seeds, args.datasets, args.svg)

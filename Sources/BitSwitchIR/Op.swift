@@ -160,6 +160,9 @@ public enum Op: Sendable, Hashable {
     case fakeQuantAct(FakeQuantActAttrs)
     /// BatchNormalization with one set of (scale, bias, mean, var) per bit-width: inputs x, then four [bits.count, C] tensors.
     case switchableBatchNorm(bits: [Int], epsilon: Float, momentum: Float)
+    /// LayerNormalization with one affine (scale, bias) per bit-width: inputs x, then two [bits.count, D] tensors
+    /// (D = the product of the normalized dimensions, from `axis` on).
+    case switchableLayerNorm(bits: [Int], axis: Int, epsilon: Float)
     // integer dialect (domain ai.bitswitch, docs/int-ops.md): what lower-int produces and the C back end runs
     /// Float → integer, once at the network input: clamp(roundHalfEven(x / scale) + zero, lo, hi).
     case quantize(scale: Float, zero: Int, lo: Int, hi: Int, to: DType)

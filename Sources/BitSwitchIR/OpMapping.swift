@@ -68,6 +68,7 @@ extension Op {
         case .fakeQuantWeight: return "FakeQuantWeight"
         case .fakeQuantAct: return "FakeQuantAct"
         case .switchableBatchNorm: return "SwitchableBatchNorm"
+        case .switchableLayerNorm: return "SwitchableLayerNorm"
         case .quantize: return "Quantize"
         case .dequantize: return "Dequantize"
         case .qconv: return "QConv"
@@ -86,7 +87,7 @@ extension Op {
     /// "" for the default ONNX domain.
     public var domain: String {
         switch self {
-        case .fakeQuantWeight, .fakeQuantAct, .switchableBatchNorm: return Op.bitswitchDomain
+        case .fakeQuantWeight, .fakeQuantAct, .switchableBatchNorm, .switchableLayerNorm: return Op.bitswitchDomain
         case _ where isInteger: return Op.bitswitchDomain
         default: return ""
         }
@@ -98,7 +99,7 @@ extension Op {
         "HardSwish", "Tanh", "BatchNormalization", "MaxPool", "AveragePool", "GlobalAveragePool", "Flatten", "Reshape",
         "Transpose", "Concat", "Squeeze", "Unsqueeze", "Softmax", "LogSoftmax", "Identity", "Dropout", "Pad",
         "ReduceMean", "Shape", "Gather", "QuantizeLinear", "DequantizeLinear",
-    ].map { ("", $0) } + Op.transformerTypes.map { ("", $0) } + ["FakeQuantWeight", "FakeQuantAct", "SwitchableBatchNorm"].map { (Op.bitswitchDomain, $0) }
+    ].map { ("", $0) } + Op.transformerTypes.map { ("", $0) } + ["FakeQuantWeight", "FakeQuantAct", "SwitchableBatchNorm", "SwitchableLayerNorm"].map { (Op.bitswitchDomain, $0) }
         + Op.integerTypes.map { (Op.bitswitchDomain, $0) }
 
     /// The integer dialect's op types (docs/int-ops.md).
@@ -178,6 +179,8 @@ extension Op {
             put("signed", .int(q.signed ? 1 : 0))
         case .switchableBatchNorm(let bits, let eps, let mom):
             put("bits", .ints(bits)); put("epsilon", .float(eps)); put("momentum", .float(mom))
+        case .switchableLayerNorm(let bits, let axis, let eps):
+            put("axis", .int(axis)); put("bits", .ints(bits)); put("epsilon", .float(eps))
         case .quantize(let scale, let zero, let lo, let hi, let to):
             put("hi", .int(hi)); put("lo", .int(lo)); put("scale", .float(scale)); put("to", .string(to.rawValue))
             put("zero", .int(zero))
@@ -266,6 +269,9 @@ extension Op {
             case "SwitchableBatchNorm":
                 self = .switchableBatchNorm(bits: try bitsList(), epsilon: try r.float("epsilon", default: 1e-5),
                                             momentum: try r.float("momentum", default: 0.9))
+            case "SwitchableLayerNorm":
+                self = .switchableLayerNorm(bits: try bitsList(), axis: try r.int("axis", default: -1),
+                                            epsilon: try r.float("epsilon", default: 1e-5))
             case "Quantize":
                 self = .quantize(scale: try required(r.float("scale"), "scale"), zero: try r.int("zero", default: 0),
                                  lo: try required(r.int("lo"), "lo"), hi: try required(r.int("hi"), "hi"),

@@ -144,6 +144,8 @@ struct ShapeState {
             guard let xt = x else { return [nil] }
             _ = try checkChannels(xt, params: Array(n.inputs.dropFirst()), leading: [.known(bits.count)])
             return [xt]
+        case .switchableLayerNorm:
+            return [x]
         case .flatten(let axis):
             guard let xt = x, let s = xt.shape else { return [x.map { TensorType($0.dtype, [.unknown, .unknown]) }] }
             let a = axis < 0 ? axis + s.count : axis

@@ -68,6 +68,7 @@ private func arity(_ op: Op) -> (Int, Int, Int, Int) {
     case .quantizeLinear, .dequantizeLinear: return (2, 3, 1, 1)
     case .fakeQuantWeight, .fakeQuantAct: return (2, 2, 1, 1)
     case .switchableBatchNorm: return (5, 5, 1, 1)
+    case .switchableLayerNorm: return (3, 3, 1, 1)
     case .quantize, .dequantize, .qmaxPool, .qavgPool, .qglobalAvgPool: return (1, 1, 1, 1)
     case .qconv, .qgemm, .qadd: return (2, 2, 1, 1)
     case .requant: return (4, 4, 1, 1)
@@ -149,6 +150,14 @@ private func checkAttributes(_ n: Node, _ g: Graph) -> String? {
         for p in n.inputs.dropFirst() {
             if let t = g.initializers[p], t.shape.first != bits.count || t.rank != 2 {
                 return "parameter '\(p)' has shape \(t.shape), expected [\(bits.count), C] for bits \(bits)"
+            }
+        }
+        return bitsRule(bits, maxBits: 32)
+    case .switchableLayerNorm(let bits, _, let eps):
+        if !(eps >= 0) { return "epsilon \(formatFloat(eps)) must be >= 0" }
+        for p in n.inputs.dropFirst() {
+            if let t = g.initializers[p], t.shape.first != bits.count || t.rank != 2 {
+                return "parameter '\(p)' has shape \(t.shape), expected [\(bits.count), D] for bits \(bits)"
             }
         }
         return bitsRule(bits, maxBits: 32)

@@ -58,7 +58,7 @@ private func foldRound(_ g: inout Graph, limit: Int, foldQDQ: Bool) throws -> In
 
 private func isFoldable(_ op: Op, foldQDQ: Bool) -> Bool {
     switch op {
-    case .fakeQuantWeight, .fakeQuantAct, .switchableBatchNorm: return false
+    case .fakeQuantWeight, .fakeQuantAct, .switchableBatchNorm, .switchableLayerNorm: return false
     case .batchNormalization(_, _, let training): return !training
     case .quantizeLinear, .dequantizeLinear: return foldQDQ
     default: return true

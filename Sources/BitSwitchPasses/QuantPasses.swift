@@ -7,6 +7,9 @@ let quantPasses: [Pass] = [insertFakeQuantPass, storeInt8Pass, foldScalesPass, l
 /// Turns a float model into a multi-precision fake-quant model: weight and input quantizers on every Conv, Gemm
 /// and MatMul with a constant weight (first and last layer pinned at 8 bits, or float), BatchNormalization made
 /// switchable (one row of parameters per bit-width). Warns for each switching Conv/Gemm without a BN after it.
+/// On a transformer (docs/quant-ops.md, "Transformers"): every linear layer (MatMul with a constant weight, Gemm)
+/// is quantized, the head stays float (`first-last=auto`); the options `attention-products`, `embedding`, `norms`
+/// and `non-linearities` quantize the rest.
 ///
 ///     const %w: f32[2,1,1,1] = [1.28, -2.56]            const %w: f32[2,1,1,1] = [1.28, -2.56]
 ///     const %s: f32[2] = [1.0, 2.0]                     const %s: f32[4,2] = [1.0, 2.0, 1.0, 2.0, ...]
@@ -24,24 +27,41 @@ let insertFakeQuantPass = Pass(
     summary: "insert Double Rounding weight and LSQ activation quantizers and switchable BatchNorm (multi-precision QAT)",
     options: [
         PassOption("bits", .intList, default: "8,6,4,2", "the trained bit set, e.g. 8,6,4,2 or 4,3,2"),
-        PassOption("first-last", .string, default: "int8",
-                   "first and last quantized layer: int8 (pinned at 8 bits) or float (left unquantized)"),
+        PassOption("first-last", .string, default: "auto",
+                   "first and last quantized layer: int8 (pinned at 8 bits), float (left unquantized), switch (like "
+                   + "the rest), head-float (only the last, a language model's head, stays float); auto: head-float "
+                   + "for a token model (an embedding Gather of a graph input), else int8"),
         PassOption("store-bits", .string, default: "8",
                    "stored integers of the switching layers: 8 (int8) or top (the top bit-width; lossier)"),
         PassOption("exact-gradient", .bool, default: "false",
                    "exact chain-rule weight-scale gradient (times 2^(h-b)) instead of the reference one"),
+        PassOption("attention-products", .bool, default: "false",
+                   "activation quantizers on both operands of each MatMul of two computed values (Q·Kᵀ, P·V)"),
+        PassOption("embedding", .bool, default: "false",
+                   "a Double Rounding weight quantizer (per row) on each embedding table (Gather of a float constant)"),
+        PassOption("norms", .bool, default: "false", "activation quantizers on each LayerNormalization's input"),
+        PassOption("switchable-layernorm", .bool, default: "false",
+                   "give each LayerNormalization one affine (scale, bias) per bit-width (SwitchableLayerNorm)"),
+        PassOption("non-linearities", .bool, default: "false",
+                   "activation quantizers on the input of each Gelu, Erf, Softmax, Sigmoid, Tanh, Relu and Exp"),
     ]
 ) { g, options, context in
     let firstLastText = try options.string("first-last")
-    guard let firstLast = FirstLastPolicy(rawValue: firstLastText) else {
-        throw BitSwitchError(.pass, "pass 'insert-fake-quant' option 'first-last' expects int8 or float, got '\(firstLastText)'")
+    guard let firstLast = firstLastText == "auto" ? FirstLastPolicy.automatic(for: g)
+            : FirstLastPolicy(rawValue: firstLastText) else {
+        throw BitSwitchError(.pass, "pass 'insert-fake-quant' option 'first-last' expects auto, int8, float, switch or "
+                             + "head-float, got '\(firstLastText)'")
     }
     let storeText = try options.string("store-bits")
     guard let store = StoreBitsPolicy(rawValue: storeText) else {
         throw BitSwitchError(.pass, "pass 'insert-fake-quant' option 'store-bits' expects 8 or top, got '\(storeText)'")
     }
     let o = FakeQuantOptions(bits: try options.ints("bits"), firstLast: firstLast, storeBits: store,
-                             exactGradient: try options.bool("exact-gradient"))
+                             exactGradient: try options.bool("exact-gradient"),
+                             attentionProducts: try options.bool("attention-products"),
+                             embedding: try options.bool("embedding"), norms: try options.bool("norms"),
+                             nonLinearities: try options.bool("non-linearities"),
+                             switchableLayerNorm: try options.bool("switchable-layernorm"))
     try insertFakeQuant(&g, options: o, log: context.logger)
 }
 

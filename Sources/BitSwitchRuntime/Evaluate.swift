@@ -119,7 +119,7 @@ private func evaluate(_ node: Node, _ inputs: [Tensor?], opset: Int, opsets: [St
         return [try quantizeLinearOp(required(0, "x"), required(1, "y_scale"), input(2), axis: axis, outputType: outType)]
     case .dequantizeLinear(let axis):
         return [try dequantizeLinearOp(required(0, "x"), required(1, "x_scale"), input(2), axis: axis)]
-    case .fakeQuantWeight, .fakeQuantAct, .switchableBatchNorm:
+    case .fakeQuantWeight, .fakeQuantAct, .switchableBatchNorm, .switchableLayerNorm:
         guard let k = TrainingKernelRegistry.kernel(opType: node.op.typeName, domain: node.op.domain) else {
             throw BitSwitchError(.unsupported, "\(node.op.domain)::\(node.op.typeName) has no kernel registered; quant-dialect ops are run by the quantization module's kernels (BitSwitchQuant.registerKernels())")
         }

@@ -53,10 +53,18 @@ struct EvalCommand: ParsableCommand {
             return try evaluateProfiles(graph, splits, batch: batch)
         }
         guard json == nil else { throw BitSwitchError(.data, "--json needs --profile, --recalibrate-bn or --backend int|c") }
-        if let bits {
+        let languageModel = !splits.test.labelShape.isEmpty
+        // A multi-precision language model reports every trained bit-width even without --bits.
+        let isQuantized = graph.nodes.contains { $0.op.domain == Op.bitswitchDomain }
+        if bits != nil || (languageModel && isQuantized) {
             let rows = try evaluateAllBits(graph: graph, data: splits.test, batchSize: batch,
-                                           bits: try parseBitsOption(bits), threads: threads)
-            print(formatBitTable(rows), terminator: "")
+                                           bits: try parseBitsOption(bits ?? "all"), threads: threads)
+            if languageModel {
+                print("held-out \((data as NSString).lastPathComponent):")
+                print(formatLanguageModelBitTable(rows), terminator: "")
+            } else {
+                print(formatBitTable(rows), terminator: "")
+            }
             return
         }
         BitSwitchQuant.registerKernels()

@@ -113,7 +113,17 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Distillation between bit-widths: off, progressive or pskd.") var kd = "off"
     @Option(help: "Progressive KD: weight of the distillation term.") var kdAlpha: Float = 0.3
     @Option(help: "Progressive KD: temperature.") var kdTemperature: Float = 2
-    @Option(help: "First and last layer: int8 (pinned at 8 bits) or float.") var firstLast = "int8"
+    @Option(help: "First and last layer: int8 (pinned at 8 bits), float, switch (like the rest) or head-float (only the last stays float); auto: head-float for a token model (embedding + head), else int8.")
+    var firstLast = "auto"
+    @Flag(help: "Transformers: activation quantizers on both operands of the attention products (Q·Kᵀ, P·V).")
+    var quantizeAttention = false
+    @Flag(help: "Transformers: quantize the embedding table (Double Rounding, one scale per row).")
+    var quantizeEmbedding = false
+    @Flag(help: "Transformers: activation quantizers on the inputs of the LayerNorms.") var quantizeNorms = false
+    @Flag(help: "Activation quantizers on the inputs of the non-linearities (Gelu, Softmax, ...).")
+    var quantizeNonLinearities = false
+    @Flag(help: "Transformers: one LayerNorm affine (scale, bias) per bit-width, the analogue of switchable BN.")
+    var switchableLayernorm = false
     @Option(help: "Stored integer width of the switching layers: 8, or top (the highest trained bit-width; lossier).")
     var storeBits = "8"
     @Flag(help: "Sum the gradients of all bit-widths and take one optimizer step per batch.") var accumulate = false
@@ -208,8 +218,9 @@ extension TrainCommand {
     /// written file at every bit-width.
     func runQuantized(_ graph: Graph, _ splits: DatasetSplits, batchMode: BatchMode) throws {
         registerKernels()
-        guard let firstLastPolicy = FirstLastPolicy(rawValue: firstLast) else {
-            throw BitSwitchError(.training, "unknown --first-last '\(firstLast)' (int8, float)")
+        guard let firstLastPolicy = firstLast == "auto" ? FirstLastPolicy.automatic(for: graph)
+                : FirstLastPolicy(rawValue: firstLast) else {
+            throw BitSwitchError(.training, "unknown --first-last '\(firstLast)' (auto, int8, float, switch, head-float)")
         }
         guard let storePolicy = StoreBitsPolicy(rawValue: storeBits) else {
             throw BitSwitchError(.training, "unknown --store-bits '\(storeBits)' (8, top)")
@@ -244,7 +255,11 @@ extension TrainCommand {
             let log: (String) -> Void = { line in if !quiet { FileHandle.standardError.write(Data((line + "\n").utf8)) } }
             do {
                 try insertFakeQuant(&g, options: FakeQuantOptions(bits: bitSet, firstLast: firstLastPolicy,
-                                                                  storeBits: storePolicy, exactGradient: exactGradient),
+                                                                  storeBits: storePolicy, exactGradient: exactGradient,
+                                                                  attentionProducts: quantizeAttention,
+                                                                  embedding: quantizeEmbedding, norms: quantizeNorms,
+                                                                  nonLinearities: quantizeNonLinearities,
+                                                                  switchableLayerNorm: switchableLayernorm),
                                     log: log)
             } catch { throw error.bitswitchLocated(file: model) }
         }
@@ -283,7 +298,7 @@ extension TrainCommand {
         // The table comes from the written file: what a user reloads is what is reported.
         let rows = try evaluateAllBits(graph: try ONNXImporter.importModel(path: output, options: importFlags.options),
                                        data: splits.test, batchSize: batchMode.requiredBatch ?? 256, threads: threads)
-        print(formatBitTable(rows), terminator: "")
+        print(splits.test.labelShape.isEmpty ? formatBitTable(rows) : formatLanguageModelBitTable(rows), terminator: "")
         let inBytes = (try? FileManager.default.attributesOfItem(atPath: model)[.size] as? Int) ?? nil
         let outBytes = (try? FileManager.default.attributesOfItem(atPath: output)[.size] as? Int) ?? nil
         var line = String(format: "%@ in %.1f s → %@", ptq ? "calibrated" : "trained \(history.count) epochs", seconds, output)

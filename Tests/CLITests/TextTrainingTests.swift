@@ -85,4 +85,35 @@ import Testing
                           ["takes token ids"])
         try? FileManager.default.removeItem(atPath: dir)
     }
+
+    /// Joint multi-precision training of the decoder (every linear layer switching, the attention products
+    /// quantized, switchable LayerNorm): train prints held-out bits per character at every bit-width from the file
+    /// it wrote, and `eval` on that file (no --bits) prints the same table.
+    @Test func multiPrecisionDecoderReportsBitsPerCharacterPerBitWidth() throws {
+        let (dir, file) = try textFile(Array(String(repeating: Self.sentence, count: 40).utf8))
+        let out = dir + "/mp.onnx"
+        let r = try CLI.run(["train", Self.model, "--data", file, "-o", out, "--bits", "8,4,2", "--steps", "20",
+                             "--batch", "16", "--lr", "3e-3", "--threads", "1", "--quiet", "--quantize-attention",
+                             "--switchable-layernorm"])
+        #expect(r.status == 0, "\(r.stderr)")
+        func table(_ s: String) -> [Int: Double] {
+            var rows: [Int: Double] = [:]
+            for line in s.split(separator: "\n") {
+                let f = line.split(separator: " ")
+                if f.count == 4, let b = Int(f[0]), let bpc = Double(f[2]), f[3].hasSuffix("%") { rows[b] = bpc }
+            }
+            return rows
+        }
+        #expect(r.stdout.contains("bits  nats/token  bits/char  next-byte acc"), "\(r.stdout)")
+        let trained = table(r.stdout)
+        #expect(Set(trained.keys) == [8, 4, 2], "\(r.stdout)")
+        // Untrained: about 7 bits (ln 128 nats); 20 steps on a repeated sentence learn some of it at every width.
+        for (b, bpc) in trained { #expect(bpc < 5.5, "\(b) bits: \(bpc) bits per character") }
+        let e = try CLI.run(["eval", out, "--data", file])
+        #expect(e.status == 0, "\(e.stderr)")
+        #expect(table(e.stdout) == trained, "\(e.stdout)")
+        let one = try CLI.run(["eval", out, "--data", file, "--bits", "4"])
+        #expect(table(one.stdout) == [4: trained[4]!], "\(one.stdout)")
+        try? FileManager.default.removeItem(atPath: dir)
+    }
 }

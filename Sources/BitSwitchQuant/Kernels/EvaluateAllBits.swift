@@ -12,6 +12,7 @@ public func trainedBitWidths(_ g: Graph) throws -> [Int] {
         case .fakeQuantWeight(let a): bits = a.bits
         case .fakeQuantAct(let a): bits = a.bits
         case .switchableBatchNorm(let b, _, _): bits = b
+        case .switchableLayerNorm(let b, _, _): bits = b
         default: continue
         }
         let sorted = bits.sorted(by: >)
@@ -54,6 +55,18 @@ public func formatBitTable(_ rows: [(bits: Int, top1: Double, loss: Double)]) ->
     for r in rows {
         let acc = String(format: "%6.2f%%", 100 * r.top1)
         s += "\(String(r.bits).leftPadded(4))  \(acc)  \(String(format: "%.4f", r.loss))\n"
+    }
+    return s
+}
+
+/// The table `bitswitch eval --bits` prints for a language model (a text dataset): per bit-width the mean
+/// per-token cross-entropy in nats, the same in bits (bits per byte; per character for ASCII text) and the
+/// next-token accuracy.
+public func formatLanguageModelBitTable(_ rows: [(bits: Int, top1: Double, loss: Double)]) -> String {
+    var s = "bits  nats/token  bits/char  next-byte acc\n"
+    for r in rows {
+        s += "\(String(r.bits).leftPadded(4))  \(String(format: "%10.4f", r.loss))  "
+            + "\(String(format: "%9.4f", r.loss / log(2.0)))  \(String(format: "%12.2f%%", 100 * r.top1))\n"
     }
     return s
 }

@@ -45,6 +45,19 @@ public func specialize(_ g: Graph, assignment: BitAssignment) throws -> Graph {
                 out.nodes[k].inputs[p] = name
             }
             out.nodes[k].op = .batchNormalization(epsilon: eps, momentum: momentum, trainingMode: false)
+        case .switchableLayerNorm(let bits, let axis, let eps):
+            let r = try row(n, bits)
+            for p in 1...2 {
+                guard let t = g.initializers[n.inputs[p]], t.rank == 2, t.shape[0] == bits.count else {
+                    throw BitSwitchError(.pass, "switchable LayerNorm parameters must be constants [bits, D]",
+                                         node: n.label, op: n.op.typeName, domain: n.op.domain)
+                }
+                let d = t.shape[1]
+                let name = out.freshName("\(n.inputs[p]).b\(r.bits)")
+                out.setInitializer(name, Tensor(shape: [d], floats: Array(t.floats[(r.index * d)..<((r.index + 1) * d)])))
+                out.nodes[k].inputs[p] = name
+            }
+            out.nodes[k].op = .layerNormalization(axis: axis, epsilon: eps)
         default: continue
         }
     }

@@ -42,7 +42,7 @@ public func hessianLayers(_ g: Graph) throws -> [HessianLayer] {
     var out: [HessianLayer] = []
     for n in g.nodes {
         switch n.op {
-        case .fakeQuantWeight, .fakeQuantAct, .switchableBatchNorm:
+        case .fakeQuantWeight, .fakeQuantAct, .switchableBatchNorm, .switchableLayerNorm:
             throw BitSwitchError(.invalidModel, "Hessian traces are taken on the FP32 model (METHOD.md §5); this model "
                 + "already carries quantizers. Use the float model the multi-precision one was made from",
                 node: n.label, op: n.op.typeName, domain: n.op.domain)

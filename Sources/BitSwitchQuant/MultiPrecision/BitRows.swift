@@ -62,7 +62,7 @@ struct BitRows {
                 if w.pinnedBits == nil, node.inputs.count > 1, parameters.contains(node.inputs[1]) {
                     scaleOwners[node.inputs[1], default: []].append(node.name)
                 }
-            case .switchableBatchNorm(let bits, _, _):
+            case .switchableBatchNorm(let bits, _, _), .switchableLayerNorm(let bits, _, _):
                 try check(node, bits)
                 if bits.count > 1 { try add(node, 1, bits); try add(node, 2, bits) }
             default:

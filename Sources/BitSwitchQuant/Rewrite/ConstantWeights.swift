@@ -68,7 +68,7 @@ private func isConstantValue(_ value: String, _ g: Graph, _ producers: [String: 
     if chain.contains(p) { return true }
     let n = g.nodes[p]
     switch n.op {
-    case .fakeQuantWeight, .fakeQuantAct, .switchableBatchNorm, .quantizeLinear, .dequantizeLinear, .dropout:
+    case .fakeQuantWeight, .fakeQuantAct, .switchableBatchNorm, .switchableLayerNorm, .quantizeLinear, .dequantizeLinear, .dropout:
         return false
     default: break
     }

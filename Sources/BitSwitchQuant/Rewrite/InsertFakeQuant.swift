@@ -6,6 +6,24 @@ public enum FirstLastPolicy: String, Sendable, CaseIterable {
     case int8
     /// Left in float (the paper's choice).
     case float
+    /// Quantized and switching like every other layer (no exception for the first and last layer).
+    case switching = "switch"
+    /// The first layer switches like the others, the last (a language model's head) stays float: the paper's
+    /// transformer recipe, whose first linear layer reads the float embedding (METHOD.md; issue 11).
+    case headFloat = "head-float"
+
+    /// The policy `auto` means: `headFloat` for a token model (`isTokenModel`), `int8` for anything else.
+    public static func automatic(for g: Graph) -> FirstLastPolicy { isTokenModel(g) ? .headFloat : .int8 }
+}
+
+/// Whether `g` is a token model: a Gather reads a float32 constant table (an embedding) at indices that are a
+/// graph input. Its first linear layer reads the embedding, not raw data, so it switches like the rest.
+public func isTokenModel(_ g: Graph) -> Bool {
+    let inputs = Set(g.inputNames)
+    return g.nodes.contains { n in
+        guard case .gather = n.op, n.inputs.count == 2, let t = g.initializers[n.inputs[0]] else { return false }
+        return t.dtype == .f32 && inputs.contains(n.inputs[1])
+    }
 }
 
 /// The bit-width of the stored integers q_h of the switching layers.
@@ -24,13 +42,32 @@ public struct FakeQuantOptions: Sendable, Equatable {
     public var storeBits: StoreBitsPolicy
     /// The exact-chain-rule scale gradient (with 2^Δ) instead of the reference implementation's.
     public var exactGradient: Bool
+    /// Activation quantizers on both operands of every MatMul whose operands are both computed (attention's Q·Kᵀ
+    /// and P·V), at the switching bit-widths.
+    public var attentionProducts: Bool
+    /// A Double Rounding weight quantizer (per row: one scale per token) on every embedding table (a Gather of a
+    /// float32 constant, `isTokenModel`).
+    public var embedding: Bool
+    /// Activation quantizers on the input of every LayerNormalization.
+    public var norms: Bool
+    /// Activation quantizers on the input of every non-linearity (Gelu, Erf, Softmax, Sigmoid, Tanh, Relu, Exp).
+    public var nonLinearities: Bool
+    /// Every LayerNormalization with a constant affine becomes a SwitchableLayerNorm: one (scale, bias) row per
+    /// bit-width, the transformer analogue of switchable BatchNorm.
+    public var switchableLayerNorm: Bool
 
     public init(bits: [Int] = [8, 6, 4, 2], firstLast: FirstLastPolicy = .int8, storeBits: StoreBitsPolicy = .int8,
-                exactGradient: Bool = false) {
+                exactGradient: Bool = false, attentionProducts: Bool = false, embedding: Bool = false,
+                norms: Bool = false, nonLinearities: Bool = false, switchableLayerNorm: Bool = false) {
         self.bits = bits.sorted(by: >)
         self.firstLast = firstLast
         self.storeBits = storeBits
         self.exactGradient = exactGradient
+        self.attentionProducts = attentionProducts
+        self.embedding = embedding
+        self.norms = norms
+        self.nonLinearities = nonLinearities
+        self.switchableLayerNorm = switchableLayerNorm
     }
 }
 
@@ -108,9 +145,14 @@ public func insertFakeQuant(_ g: inout Graph, options: FakeQuantOptions = FakeQu
 
     for (i, axis) in layers {
         let node = g.nodes[i]
-        let isEdge = i == first || i == last
-        if isEdge && options.firstLast == .float {
-            log("insert-fake-quant: \(describe(node)) stays float (first/last layer)")
+        let isEdge: Bool
+        switch options.firstLast {
+        case .int8, .float: isEdge = i == first || i == last
+        case .switching: isEdge = false
+        case .headFloat: isEdge = i == last
+        }
+        if isEdge && options.firstLast != .int8 {
+            log("insert-fake-quant: \(describe(node)) stays float (\(options.firstLast == .headFloat ? "head" : "first/last layer"))")
             continue
         }
         let pinned: Int? = isEdge ? pinnedBitWidth : nil
@@ -175,7 +217,72 @@ public func insertFakeQuant(_ g: inout Graph, options: FakeQuantOptions = FakeQu
     }
     guard quantized > 0 else {
         throw BitSwitchError(.pass, "nothing to quantize: the only Conv/Gemm/MatMul layers are the first and last, "
-            + "which first-last=float leaves in float")
+            + "which first-last=\(options.firstLast.rawValue) leaves in float")
+    }
+
+    // The transformer options: quantizers on activations other than a linear layer's input, and on embeddings.
+    let layerIndices = Set(layers.map(\.index))
+    func actQuantizer(_ xName: String, before i: Int, role: String) -> String {
+        let key = "\(xName)|0"
+        if let existing = actQuantizers[key] { return existing }
+        let signed = !isNonNegative(xName, g, producers)
+        let aName = freshValue("\(xName).act_scales")
+        g.setInitializer(aName, Tensor(shape: [bits.count], floats: [Float](repeating: 0, count: bits.count)))
+        let xq = freshValue("\(xName).fq")
+        if let t = g.type(of: xName) { g.valueTypes[xq] = t }
+        insertBefore[i, default: []].append(Node(name: nodeName("\(g.nodes[i].label).\(role)"),
+                                                 op: .fakeQuantAct(FakeQuantActAttrs(bits: bits, signed: signed)),
+                                                 inputs: [xName, aName], outputs: [xq]))
+        actQuantizers[key] = xq
+        return xq
+    }
+    var extra = 0
+    for i in g.nodes.indices where !layerIndices.contains(i) {
+        let n = g.nodes[i]
+        switch n.op {
+        case .matMul where options.attentionProducts:
+            guard n.inputs.count == 2, !n.inputs.contains(where: { g.initializers[$0] != nil }) else { continue }
+            g.nodes[i].inputs[0] = actQuantizer(n.inputs[0], before: i, role: "a_quant")
+            g.nodes[i].inputs[1] = actQuantizer(n.inputs[1], before: i, role: "b_quant")
+            log("insert-fake-quant: \(describe(n)) (activation product) both inputs quantized")
+            extra += 1
+        case .gather where options.embedding:
+            guard n.inputs.count == 2, let w = g.initializers[n.inputs[0]], w.dtype == .f32, w.rank == 2 else { continue }
+            let wName = n.inputs[0]
+            let key = "\(wName)|0|0"
+            let wq: String
+            if let existing = weightQuantizers[key] {
+                wq = existing
+            } else {
+                let layout = try ChannelLayout(shape: w.shape, axis: 0, channels: w.shape[0])
+                let scales = WeightQuantizer.initialScales(weight: layout.toChannelMajor(w.floats),
+                                                           channels: w.shape[0], storedBits: 8)
+                let sName = freshValue("\(wName).scale")
+                g.setInitializer(sName, Tensor(shape: [scales.count], floats: scales))
+                wq = freshValue("\(wName).fq")
+                g.valueTypes[wq] = w.type
+                let attrs = FakeQuantWeightAttrs(bits: bits, storedBits: 8, axis: 0, pinnedBits: nil,
+                                                 exactGradient: options.exactGradient)
+                insertBefore[i, default: []].append(Node(name: nodeName("\(n.label).weight_quant"),
+                                                         op: .fakeQuantWeight(attrs), inputs: [wName, sName],
+                                                         outputs: [wq]))
+                weightQuantizers[key] = wq
+            }
+            g.nodes[i].inputs[0] = wq
+            log("insert-fake-quant: \(describe(n)) (embedding) table '\(wName)' per-row, stored as int8")
+            extra += 1
+        case .layerNormalization where options.norms:
+            g.nodes[i].inputs[0] = actQuantizer(n.inputs[0], before: i, role: "input_quant")
+            log("insert-fake-quant: \(describe(n)) input quantized")
+            extra += 1
+        case .gelu, .erf, .softmax, .sigmoid, .tanh, .relu, .exp:
+            guard options.nonLinearities else { continue }
+            g.nodes[i].inputs[0] = actQuantizer(n.inputs[0], before: i, role: "input_quant")
+            log("insert-fake-quant: \(describe(n)) input quantized")
+            extra += 1
+        default:
+            continue
+        }
     }
 
     var nodes: [Node] = []
@@ -186,8 +293,12 @@ public func insertFakeQuant(_ g: inout Graph, options: FakeQuantOptions = FakeQu
     }
     g.nodes = nodes
     let switchable = try makeBatchNormsSwitchable(&g, bits: bits, log: log)
+    if options.switchableLayerNorm {
+        let n = makeLayerNormsSwitchable(&g, bits: bits, log: log)
+        log("insert-fake-quant: \(n) LayerNormalization made switchable")
+    }
     g.opsets[Op.bitswitchDomain] = g.opsets[Op.bitswitchDomain] ?? 1
-    log("insert-fake-quant: \(quantized) layers quantized, \(switchable) BatchNormalization made switchable, "
+    log("insert-fake-quant: \(quantized) layers quantized, \(extra > 0 ? "\(extra) other ops quantized, " : "")\(switchable) BatchNormalization made switchable, "
         + "bits \(bits.map(String.init).joined(separator: ","))")
 }
 
@@ -203,7 +314,8 @@ private func validate(_ o: FakeQuantOptions) throws {
 
 private func isQuantized(_ op: Op) -> Bool {
     switch op {
-    case .fakeQuantWeight, .fakeQuantAct, .switchableBatchNorm, .quantizeLinear, .dequantizeLinear: return true
+    case .fakeQuantWeight, .fakeQuantAct, .switchableBatchNorm, .switchableLayerNorm, .quantizeLinear,
+         .dequantizeLinear: return true
     default: return false
     }
 }
@@ -221,7 +333,7 @@ private func isNonNegative(_ value: String, _ g: Graph, _ producers: [String: In
     let n = g.nodes[p]
     func through(_ i: Int) -> Bool { i < n.inputs.count && isNonNegative(n.inputs[i], g, producers, depth: depth + 1) }
     switch n.op {
-    case .relu, .sigmoid, .hardSigmoid: return true
+    case .relu, .sigmoid, .hardSigmoid, .softmax: return true
     case .clip(let minimum, _):
         if let minimum { return minimum >= 0 }
         guard n.inputs.count > 1, let t = g.initializers[n.inputs[1]], t.count == 1 else { return false }
@@ -275,6 +387,56 @@ private func makeBatchNormsSwitchable(_ g: inout Graph, bits: [Int], log: (Strin
             }
         }
         g.nodes[i] = Node(name: n.name, op: .switchableBatchNorm(bits: bits, epsilon: eps, momentum: momentum),
+                          inputs: inputs, outputs: [n.outputs[0]])
+        count += 1
+    }
+    return count
+}
+
+/// Every LayerNormalization whose scale (and bias, if any) are float32 constants becomes a SwitchableLayerNorm whose
+/// scale and bias hold one row per bit-width, each a copy of the float affine (a missing bias is zeros).
+private func makeLayerNormsSwitchable(_ g: inout Graph, bits: [Int], log: (String) -> Void) -> Int {
+    var count = 0
+    let consumers = g.consumers
+    let graphOutputs = g.outputNames
+    for i in g.nodes.indices {
+        let n = g.nodes[i]
+        guard case .layerNormalization(let axis, let eps) = n.op else { continue }
+        if n.outputs.dropFirst().contains(where: { !$0.isEmpty && (consumers[$0] != nil || graphOutputs.contains($0)) }) {
+            log("warning: LayerNormalization '\(n.label)' has its Mean/InvStdDev outputs read and stays shared by "
+                + "every bit-width")
+            continue
+        }
+        guard let scale = g.initializers[n.inputs[1]], scale.dtype == .f32 else {
+            log("warning: LayerNormalization '\(n.label)' has a non-constant scale and stays shared by every bit-width")
+            continue
+        }
+        let hasBias = n.inputs.count > 2 && !n.inputs[2].isEmpty
+        let bias: Tensor
+        if hasBias {
+            guard let b = g.initializers[n.inputs[2]], b.dtype == .f32, b.count == scale.count else {
+                log("warning: LayerNormalization '\(n.label)' has a non-constant bias and stays shared by every bit-width")
+                continue
+            }
+            bias = b
+        } else {
+            bias = Tensor(shape: [scale.count], floats: [Float](repeating: 0, count: scale.count))
+        }
+        var inputs = [n.inputs[0]]
+        for (k, t) in [(1, scale), (2, bias)] {
+            let tiled = Tensor(shape: [bits.count, t.count],
+                               floats: Array([[Float]](repeating: t.floats, count: bits.count).joined()))
+            let name = k < n.inputs.count ? n.inputs[k] : ""
+            if !name.isEmpty, (consumers[name] ?? []).count == 1, !g.inputNames.contains(name) {
+                g.setInitializer(name, tiled)
+                inputs.append(name)
+            } else {
+                let fresh = g.freshName(name.isEmpty ? "\(n.label).bias.switchable" : "\(name).switchable")
+                g.setInitializer(fresh, tiled)
+                inputs.append(fresh)
+            }
+        }
+        g.nodes[i] = Node(name: n.name, op: .switchableLayerNorm(bits: bits, axis: axis, epsilon: eps),
                           inputs: inputs, outputs: [n.outputs[0]])
         count += 1
     }

@@ -5,6 +5,10 @@ import Glibc
 
 // Training kernels of the transformer family: LayerNormalization, Gelu, Erf (forward = the inference kernels).
 
+/// The float LayerNormalization training kernel, for a plug-in op built on it (the quant dialect's
+/// SwitchableLayerNorm runs it on one row of its per-bit-width affine).
+public func layerNormalizationTrainingKernel() -> any TrainableOpKernel { LayerNormKernel() }
+
 struct LayerNormKernel: TrainableOpKernel {
     func parameterRoles(node: Node) -> [Int: ParameterRole] { [1: .normAffine, 2: .normAffine] }
 

@@ -227,6 +227,64 @@ func switchableBatchNormGradientsMatchFiniteDifferences(training: Bool) throws {
     }
 }
 
+// MARK: SwitchableLayerNorm
+
+private let lnNode = Node(name: "sln", op: .switchableLayerNorm(bits: [8, 4], axis: -1, epsilon: 1e-5),
+                          inputs: ["x", "scale", "bias"], outputs: ["y"])
+
+private func lnInputs(_ x: [Float]) -> [Tensor?] {
+    [f([2, 2, 3], x), f([2, 3], [1, 2, 1.5, 0.5, -1.25, 2]), f([2, 3], [0, 1, -1, 0.25, 0.5, -0.75])]
+}
+
+@Test func switchableLayerNormMatchesLayerNormOnItsRow() throws {
+    for bits in [8, 4] {
+        let (y, _, _) = try run(SwitchableLayerNormKernel(), lnNode, lnInputs(bnX), training: true, bits: bits)
+        let row = bits == 8 ? 0 : 1
+        let scale = Array(lnInputs(bnX)[1]!.floats[(3 * row)..<(3 * row + 3)])
+        let bias = Array(lnInputs(bnX)[2]!.floats[(3 * row)..<(3 * row + 3)])
+        var plain = Graph(name: "ln", inputs: [ValueInfo(name: "x", type: TensorType(.f32, known: [2, 2, 3]))],
+                          outputs: [ValueInfo(name: "y", type: TensorType(.f32, known: [2, 2, 3]))],
+                          nodes: [Node(name: "ln", op: .layerNormalization(axis: -1, epsilon: 1e-5),
+                                       inputs: ["x", "s", "b"], outputs: ["y"])])
+        plain.setInitializer("s", f([3], scale))
+        plain.setInitializer("b", f([3], bias))
+        let ref = try Executor(graph: plain).run(["x": f([2, 2, 3], bnX)])["y"]!
+        #expect(y.floats == ref.floats, "bits \(bits)")
+    }
+    #expect(throws: BitSwitchError.self) { try run(SwitchableLayerNormKernel(), lnNode, lnInputs(bnX), bits: 6) }
+}
+
+/// Loss = Σ y · r for fixed r; x, scale and bias against central differences; the inactive row gets no gradient.
+@Test(arguments: [8, 4])
+func switchableLayerNormGradientsMatchFiniteDifferences(bits: Int) throws {
+    let r: [Float] = [0.7, -0.2, 1.3, 0.4, -1.1, 0.9, 0.25, -0.6, 0.8, 1.5, -0.4, 0.3]
+    let k = SwitchableLayerNormKernel()
+    func loss(_ inputs: [Tensor?]) throws -> Double {
+        let y = try run(k, lnNode, inputs, training: true, bits: bits).0.floats
+        return zip(y, r).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
+    }
+    let inputs = lnInputs(bnX)
+    let ctx = TrainingContext(training: true, activeBits: bits)
+    let fw = try k.forward(node: lnNode, inputs: inputs, context: ctx)
+    let g = try k.backward(node: lnNode, inputs: inputs, outputs: fw.outputs, saved: fw.saved,
+                           gradOutputs: [f([2, 2, 3], r)], needsGradient: [true, true, true], context: ctx)
+    let inactive = bits == 8 ? 3..<6 : 0..<3
+    for input in 0..<3 {
+        let analytic = try #require(g[input]).floats
+        let base = try #require(inputs[input]).floats
+        for i in 0..<base.count {
+            let h: Float = 1e-2
+            var plus = inputs, minus = inputs
+            var p = base, m = base
+            p[i] += h; m[i] -= h
+            plus[input] = f(inputs[input]!.shape, p); minus[input] = f(inputs[input]!.shape, m)
+            let numeric = (try loss(plus) - loss(minus)) / Double(2 * h)
+            #expect(abs(numeric - Double(analytic[i])) < 2e-3 * max(1, abs(numeric)), "input \(input) element \(i)")
+        }
+        if input > 0 { #expect(inactive.allSatisfy { analytic[$0] == 0 }, "the inactive row gets no gradient") }
+    }
+}
+
 // MARK: Registry, training graph, executor
 
 private func tinyQuantGraph(storedInt8: Bool = false) -> Graph {
