@@ -43,8 +43,10 @@ extension TrainCommand {
         let heldOut = !rest.isEmpty
         if !heldOut { rest = calibration.prefix(Self.comparedSamples).map { $0 } }
 
-        guard let firstLastPolicy = FirstLastPolicy(rawValue: firstLast) else {
-            throw BitSwitchError(.training, "unknown --first-last '\(firstLast)' (int8, float)")
+        // `auto` pins the first and last linear layer at 8 bits here: an encoder's last layer is its output, not an
+        // LM head over the vocabulary (which `auto` keeps float when a token model is trained on text).
+        guard let firstLastPolicy = FirstLastPolicy(rawValue: firstLast == "auto" ? "int8" : firstLast) else {
+            throw BitSwitchError(.training, "unknown --first-last '\(firstLast)' (auto, int8, float, switch, head-float)")
         }
         guard let storePolicy = StoreBitsPolicy(rawValue: storeBits) else {
             throw BitSwitchError(.training, "unknown --store-bits '\(storeBits)' (8, top)")
