@@ -555,7 +555,7 @@ def main():
     ap.add_argument("--recal", type=int, default=1024, help="training samples for --recalibrate-bn (0: off)")
     ap.add_argument("--hessian-samples", type=int, default=512)
     ap.add_argument("--hessian-tolerance", type=float, default=0.05)
-    ap.add_argument("--hessian-max-iterations", type=int, default=30)
+    ap.add_argument("--hessian-max-iterations", type=int, default=200)
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="bitswitch calls in parallel (one thread each)")
     ap.add_argument("--nice", type=int, default=10)
     ap.add_argument("--out", default="docs/results.md")
