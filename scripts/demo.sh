@@ -49,7 +49,7 @@ if [ -f "$OUT/digits-int8.onnx" ]; then
 for l in sys.stdin:
     r = json.loads(l)
     if "median_ms" in r: print("  onnxruntime %-5s %8.1f µs/sample" % (r["variant"], 1000 * r["median_ms"]))' || true
-    echo "  (the integer C above runs the kernels emit chose for this CPU: AVX2 where the CPU has it, else the portable"
+    echo "  (the integer C above runs the kernels emit chose for this CPU: AVX-512 VNNI or AVX2 where the CPU has it, else the portable"
     echo "   ones; its µs/sample include eval's per-sample call from Swift. Batch-1 tables of five models: bench/README.md)"
   fi
 fi
