@@ -510,8 +510,9 @@ static void bs_dw_fill_row(const bs_avx2_job *j, const bs_dw_geo *d, const void 
     const bs_window *g = &j->conv->win;
     int32_t sw = g->sw, lp = d->lp, pw = g->pw, w = g->w;
     int16_t xz = (int16_t)j->p->x_zero;
-    memset(row, 0, (size_t)d->rowlen * sizeof(int16_t));
-    if (sw == 1) {
+    if (sw == 1) {   /* only the padding is zeroed: the input columns are all written below */
+        memset(row, 0, (size_t)pw * sizeof(int16_t));
+        memset(row + pw + w, 0, (size_t)(d->rowlen - pw - w) * sizeof(int16_t));
         int16_t *dst = row + pw;
         int32_t i = 0;
         const __m256i Z = _mm256_set1_epi16(xz);
@@ -521,16 +522,17 @@ static void bs_dw_fill_row(const bs_avx2_job *j, const bs_dw_geo *d, const void 
             __m128i v = _mm_loadu_si128((const __m128i *)(x + i));
             _mm256_storeu_si256((__m256i *)(dst + i), _mm256_sub_epi16(u8 ? _mm256_cvtepu8_epi16(v) : _mm256_cvtepi8_epi16(v), Z));
         }
-        if (i < w) {   /* the tail through a buffer: the padding after it must stay 0 */
-            unsigned char b[16] = {0};
-            int16_t o[16];
-            memcpy(b, x + i, (size_t)(w - i));
-            __m128i v = _mm_loadu_si128((const __m128i *)b);
-            _mm256_storeu_si256((__m256i *)o, _mm256_sub_epi16(u8 ? _mm256_cvtepu8_epi16(v) : _mm256_cvtepi8_epi16(v), Z));
-            memcpy(dst + i, o, (size_t)(w - i) * sizeof(int16_t));
+        if (i < w && w >= 16) {   /* the tail: the last 16 columns again (the padding after them must stay 0) */
+            __m128i v = _mm_loadu_si128((const __m128i *)(x + w - 16));
+            _mm256_storeu_si256((__m256i *)(dst + w - 16), _mm256_sub_epi16(u8 ? _mm256_cvtepu8_epi16(v) : _mm256_cvtepi8_epi16(v), Z));
+        } else if (u8) {
+            for (; i < w; i++) dst[i] = (int16_t)(x[i] - xz);
+        } else {
+            for (; i < w; i++) dst[i] = (int16_t)((int8_t)x[i] - xz);
         }
         return;
     }
+    memset(row, 0, (size_t)d->rowlen * sizeof(int16_t));
     /* phase ph holds padded columns ph, ph + sw, ...: input column i = idx * sw + ph - pw */
     for (int32_t ph = 0; ph < sw; ph++) {
         int16_t *dst = row + (size_t)ph * lp;
