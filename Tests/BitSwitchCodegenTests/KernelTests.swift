@@ -238,6 +238,14 @@ int main(int argc, char **argv) {
             let (r, out, e) = try NativeBuildTests.run(["./kc", "\(seed)", "1500"], cwd: b)
             #expect(r == 0 && out.hasPrefix("ok 1500 cases"), "seed \(seed): \(out)\(e)")
         }
+        // The depthwise kernel's row mode (large planes) on every depthwise shape: no plane fits a 0-byte buffer.
+        let (rc2, _, err2) = try NativeBuildTests.run([cc, "-std=c11", "-O2", "-mavx2", "-mfma", "-Wall", "-Wextra", "-pedantic", "-Werror",
+                                                       "-ffp-contract=off", "-DBS_DW_PLANE_MAX=0", "-o", "kr", "kernel_check.c", "bs_kernels.c",
+                                                       "bs_kernels_avx2.c"], cwd: b)
+        #expect(rc2 == 0, "compile: \(err2)")
+        guard rc2 == 0 else { return }
+        let (r2, out2, e2) = try NativeBuildTests.run(["./kr", "4", "1500"], cwd: b)
+        #expect(r2 == 0 && out2.hasPrefix("ok 1500 cases"), "row mode: \(out2)\(e2)")
     }
 
     /// The same check through the VNNI kernels (vpdpbusd for every w_bits, 8 included; vectorized int64 epilogue;

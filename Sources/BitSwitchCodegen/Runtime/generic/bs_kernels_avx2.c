@@ -475,6 +475,9 @@ static inline void bs_qs16s16_gemm_rq64_16x4c2__avx2(const unsigned char *a0, co
 #define BS_DW_MAXK 256    /* taps per channel */
 #define BS_DW_CH_PER_TASK 2
 #define BS_DW_MAXW 4096   /* output columns */
+#ifndef BS_DW_PLANE_MAX   /* int16 of the largest plane mode buffer (the kernel checker sets 0 to test the row mode) */
+#define BS_DW_PLANE_MAX BS_DW_BUF
+#endif
 
 typedef struct bs_dw_geo { int32_t lp, rowlen, ow32; } bs_dw_geo;
 
@@ -505,6 +508,49 @@ int32_t bs_dwconv_tasks__avx2(const bs_avx2_job *j) {
     return (j->conv->c + BS_DW_CH_PER_TASK - 1) / BS_DW_CH_PER_TASK;
 }
 
+/* dst[0..w) = x - xz (u8 or i8 x); writes nothing outside dst[0..w). */
+static inline void bs_dw_convert(const unsigned char *x, int u8, int16_t xz, int32_t w, int16_t *dst) {
+    int32_t i = 0;
+    const __m256i Z = _mm256_set1_epi16(xz);
+    for (; i + 16 <= w; i += 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(x + i));
+        _mm256_storeu_si256((__m256i *)(dst + i), _mm256_sub_epi16(u8 ? _mm256_cvtepu8_epi16(v) : _mm256_cvtepi8_epi16(v), Z));
+    }
+    if (i < w && w >= 16) {   /* the tail: the last 16 columns again */
+        __m128i v = _mm_loadu_si128((const __m128i *)(x + w - 16));
+        _mm256_storeu_si256((__m256i *)(dst + w - 16), _mm256_sub_epi16(u8 ? _mm256_cvtepu8_epi16(v) : _mm256_cvtepi8_epi16(v), Z));
+    } else if (u8) {
+        for (; i < w; i++) dst[i] = (int16_t)(x[i] - xz);
+    } else {
+        for (; i < w; i++) dst[i] = (int16_t)((int8_t)x[i] - xz);
+    }
+}
+
+/* Input row xr as (x - xz) split into sw column phases: phase ph (at row + ph * pstride) holds padded columns ph,
+ * ph + sw, ... (input column idx * sw + ph - pw at index idx < lpmax); writes only the input's columns. */
+static void bs_dw_fill_phases(const void *xr, int u8, int16_t xz, int32_t w, int32_t pw, int32_t sw, size_t pstride,
+                              int32_t lpmax, int16_t *row) {
+    for (int32_t ph = 0; ph < sw; ph++) {
+        int16_t *dst = row + (size_t)ph * pstride;
+        int32_t i0 = ph - pw, idx = 0;
+        while (i0 + idx * sw < 0) idx++;
+        if (sw == 2 && u8) {   /* 16 outputs from 32 bytes: the even or odd bytes, zero-extended */
+            const uint8_t *x = (const uint8_t *)xr;
+            const __m256i Z = _mm256_set1_epi16(xz), M = _mm256_set1_epi16(0x00FF);
+            for (; i0 + (idx + 15) * 2 + 1 < w && idx + 16 <= lpmax; idx += 16) {
+                __m256i v = _mm256_loadu_si256((const __m256i *)(x + i0 + idx * 2));
+                v = _mm256_and_si256(v, M);
+                v = _mm256_permute4x64_epi64(_mm256_packus_epi16(v, v), 0xD8);
+                _mm256_storeu_si256((__m256i *)(dst + idx), _mm256_sub_epi16(_mm256_cvtepu8_epi16(_mm256_castsi256_si128(v)), Z));
+            }
+        }
+        if (u8)
+            for (int32_t i = i0 + idx * sw; i < w && idx < lpmax; i += sw, idx++) dst[idx] = (int16_t)(((const uint8_t *)xr)[i] - xz);
+        else
+            for (int32_t i = i0 + idx * sw; i < w && idx < lpmax; i += sw, idx++) dst[idx] = (int16_t)(((const int8_t *)xr)[i] - xz);
+    }
+}
+
 /* The int16 row (x - xz) of input row xr, zero-padded, split into sw phases of lp. */
 static void bs_dw_fill_row(const bs_avx2_job *j, const bs_dw_geo *d, const void *xr, int16_t *row) {
     const bs_window *g = &j->conv->win;
@@ -513,46 +559,11 @@ static void bs_dw_fill_row(const bs_avx2_job *j, const bs_dw_geo *d, const void 
     if (sw == 1) {   /* only the padding is zeroed: the input columns are all written below */
         memset(row, 0, (size_t)pw * sizeof(int16_t));
         memset(row + pw + w, 0, (size_t)(d->rowlen - pw - w) * sizeof(int16_t));
-        int16_t *dst = row + pw;
-        int32_t i = 0;
-        const __m256i Z = _mm256_set1_epi16(xz);
-        const unsigned char *x = (const unsigned char *)xr;
-        int u8 = j->xt == BS_T_U8;
-        for (; i + 16 <= w; i += 16) {
-            __m128i v = _mm_loadu_si128((const __m128i *)(x + i));
-            _mm256_storeu_si256((__m256i *)(dst + i), _mm256_sub_epi16(u8 ? _mm256_cvtepu8_epi16(v) : _mm256_cvtepi8_epi16(v), Z));
-        }
-        if (i < w && w >= 16) {   /* the tail: the last 16 columns again (the padding after them must stay 0) */
-            __m128i v = _mm_loadu_si128((const __m128i *)(x + w - 16));
-            _mm256_storeu_si256((__m256i *)(dst + w - 16), _mm256_sub_epi16(u8 ? _mm256_cvtepu8_epi16(v) : _mm256_cvtepi8_epi16(v), Z));
-        } else if (u8) {
-            for (; i < w; i++) dst[i] = (int16_t)(x[i] - xz);
-        } else {
-            for (; i < w; i++) dst[i] = (int16_t)((int8_t)x[i] - xz);
-        }
+        bs_dw_convert((const unsigned char *)xr, j->xt == BS_T_U8, xz, w, row + pw);
         return;
     }
     memset(row, 0, (size_t)d->rowlen * sizeof(int16_t));
-    /* phase ph holds padded columns ph, ph + sw, ...: input column i = idx * sw + ph - pw */
-    for (int32_t ph = 0; ph < sw; ph++) {
-        int16_t *dst = row + (size_t)ph * lp;
-        int32_t i0 = ph - pw, idx = 0;
-        while (i0 + idx * sw < 0) idx++;
-        if (sw == 2 && j->xt == BS_T_U8) {   /* 16 outputs from 32 bytes: the even or odd bytes, zero-extended */
-            const uint8_t *x = (const uint8_t *)xr;
-            const __m256i Z = _mm256_set1_epi16(xz), M = _mm256_set1_epi16(0x00FF);
-            for (; i0 + (idx + 15) * 2 + 1 < w; idx += 16) {
-                __m256i v = _mm256_loadu_si256((const __m256i *)(x + i0 + idx * 2));
-                v = _mm256_and_si256(v, M);
-                v = _mm256_permute4x64_epi64(_mm256_packus_epi16(v, v), 0xD8);
-                _mm256_storeu_si256((__m256i *)(dst + idx), _mm256_sub_epi16(_mm256_cvtepu8_epi16(_mm256_castsi256_si128(v)), Z));
-            }
-        }
-        if (j->xt == BS_T_U8)
-            for (int32_t i = i0 + idx * sw; i < w && idx < lp; i += sw, idx++) dst[idx] = (int16_t)(((const uint8_t *)xr)[i] - xz);
-        else
-            for (int32_t i = i0 + idx * sw; i < w && idx < lp; i += sw, idx++) dst[idx] = (int16_t)(((const int8_t *)xr)[i] - xz);
-    }
+    bs_dw_fill_phases(xr, j->xt == BS_T_U8, xz, w, pw, sw, (size_t)lp, lp, row);
 }
 
 /* 16 outputs of one row of one channel: acc0 = outputs 0-3, 8-11, acc1 = 4-7, 12-15 (the unpack order). */
@@ -610,6 +621,54 @@ void bs_dwconv_run_with__avx2(const bs_avx2_job *j, int32_t task, bs_dw_row_epil
             }
     int32_t c0 = task * BS_DW_CH_PER_TASK, c1 = c0 + BS_DW_CH_PER_TASK;
     if (c1 > j->conv->c) c1 = j->conv->c;
+    /* Plane mode (the phase-split plane fits the buffer): the zero-padded plane of (x - xz) (hp x wp, wp = pw + w +
+     * pew), split into sh x sw sub-planes by (row mod sh, column mod sw), each hq x wq (hq = ceil(hp / sh), wq =
+     * ceil(wp / sw)); output (oh, ow) at virtual index oh * wq + ow, so each tap is one offset for the whole plane:
+     * sub-plane ((kh*dh) mod sh, (kw*dw) mod sw) + ((kh*dh) div sh) * wq + (kw*dw) div sw, and the K taps pair in
+     * order. The virtual columns ow >= OW are computed and dropped (instead of 7-of-32-lane rows on small planes);
+     * the rows are then compacted for one epilogue call over the channel. */
+    int32_t sh = g->sh, sw = g->sw, wp = g->pw + g->w + g->pew, hp = g->ph + g->h + g->peh;
+    int32_t wq = (wp + sw - 1) / sw, hq = (hp + sh - 1) / sh, ktaps = kh * kw, kpairs = (ktaps + 1) / 2;
+    int64_t sub = (int64_t)hq * wq, vcount = (int64_t)g->oh * wq, vpad = (vcount + 31) / 32 * 32;
+    int64_t maxinner = (int64_t)((kh - 1) * g->dh / sh) * wq + (kw - 1) * g->dw / sw;
+    int64_t pbuf = (int64_t)sh * sw * sub + vpad + maxinner;
+    if (pbuf <= BS_DW_PLANE_MAX && pbuf <= BS_DW_BUF && vpad <= BS_DW_MAXW && ktaps <= BS_DW_MAXK) {
+        int32_t poff[2 * BS_DW_MAXK];
+        for (int32_t q = 0; q < kpairs; q++)
+            for (int32_t e = 0; e < 2; e++) {
+                int32_t t = 2 * q + e < ktaps ? 2 * q + e : 2 * q;
+                int32_t rr = (t / kw) * g->dh, cc = (t % kw) * g->dw;
+                poff[2 * q + e] = (int32_t)(((rr % sh) * sw + cc % sw) * sub + (int64_t)(rr / sh) * wq + cc / sw);
+            }
+        int u8 = j->xt == BS_T_U8;
+        int16_t xz = (int16_t)j->p->x_zero;
+        for (int32_t c = c0; c < c1; c++) {
+            const unsigned char *base = wpk + (size_t)c * h->kg * 16;
+            for (int32_t q = 0; q < kpairs; q++) {
+                int32_t wv[2];
+                for (int32_t e = 0; e < 2; e++) {
+                    int32_t kk = 2 * q + e;
+                    wv[e] = kk >= ktaps ? 0 : (h->mode == BS_PACK_S8C4 ? ((const int8_t *)base)[(size_t)(kk / 4) * 16 + kk % 4]
+                                                                       : ((const int16_t *)base)[(size_t)(kk / 2) * 8 + kk % 2]);
+                }
+                wpair[q] = (int32_t)(((uint32_t)(uint16_t)(int16_t)wv[1] << 16) | (uint16_t)(int16_t)wv[0]);
+            }
+            memset(ring, 0, (size_t)pbuf * sizeof(int16_t));
+            const unsigned char *xc = (const unsigned char *)j->x + (size_t)c * in_plane * esz;
+            for (int32_t ih = 0; ih < g->h; ih++) {
+                int32_t r = ih + g->ph;
+                int16_t *dst = ring + (size_t)((r % sh) * sw) * sub + (size_t)(r / sh) * wq;
+                if (sw == 1) bs_dw_convert(xc + (size_t)ih * g->w, u8, xz, g->w, dst + g->pw);
+                else bs_dw_fill_phases(xc + (size_t)ih * g->w, u8, xz, g->w, g->pw, sw, (size_t)sub, wq, dst);
+            }
+            const int16_t *rows1[1] = {ring};
+            rowk(rows1, 1, poff, wpair, kpairs, (int32_t)vcount, accrow);
+            for (int32_t oh = 1; oh < g->oh; oh++)
+                memmove(accrow + (size_t)oh * g->ow, accrow + (size_t)oh * wq, (size_t)g->ow * sizeof(int32_t));
+            epi(j, accrow, (size_t)c, (size_t)c * out_plane, out_plane);
+        }
+        return;
+    }
     for (int32_t c = c0; c < c1; c++) {
         const unsigned char *base = wpk + (size_t)c * h->kg * 16;
         for (int32_t r = 0; r < kh; r++)
