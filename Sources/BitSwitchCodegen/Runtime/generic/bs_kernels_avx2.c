@@ -551,6 +551,26 @@ static void bs_dw_fill_phases(const void *xr, int u8, int16_t xz, int32_t w, int
     }
 }
 
+/* bs_dw_fill_phases for sw == 2, vectorized: the padded int16 row in tmp (4 * wq + 64 int16 with the split halves), then 16 int16 at a time split into the even and odd columns (vpshufb +
+ * vpermq), each phase row copied (exactly wq values: the neighbouring sub-planes hold data). */
+static void bs_dw_fill_2phases(const void *xr, int u8, int16_t xz, int32_t w, int32_t pw, size_t pstride, int32_t wq,
+                               int16_t *row, int16_t *tmp) {
+    int32_t len = 2 * wq, n16 = (len + 15) / 16;
+    memset(tmp, 0, (size_t)pw * sizeof(int16_t));
+    memset(tmp + pw + w, 0, (size_t)(n16 * 16 + 16 - pw - w) * sizeof(int16_t));
+    bs_dw_convert((const unsigned char *)xr, u8, xz, w, tmp + pw);
+    int16_t *ev = tmp + n16 * 16 + 16, *od = ev + n16 * 8;
+    const __m256i sh = _mm256_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15,
+                                        0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15);
+    for (int32_t k = 0; k < n16; k++) {
+        __m256i v = _mm256_permute4x64_epi64(_mm256_shuffle_epi8(_mm256_loadu_si256((const __m256i *)(tmp + 16 * k)), sh), 0xD8);
+        _mm_storeu_si128((__m128i *)(ev + 8 * k), _mm256_castsi256_si128(v));
+        _mm_storeu_si128((__m128i *)(od + 8 * k), _mm256_extracti128_si256(v, 1));
+    }
+    memcpy(row, ev, (size_t)wq * sizeof(int16_t));
+    memcpy(row + pstride, od, (size_t)wq * sizeof(int16_t));
+}
+
 /* The int16 row (x - xz) of input row xr, zero-padded, split into sw phases of lp. */
 static void bs_dw_fill_row(const bs_avx2_job *j, const bs_dw_geo *d, const void *xr, int16_t *row) {
     const bs_window *g = &j->conv->win;
@@ -634,6 +654,7 @@ void bs_dwconv_run_with__avx2(const bs_avx2_job *j, int32_t task, bs_dw_row_epil
     int64_t pbuf = (int64_t)sh * sw * sub + vpad + maxinner;
     if (pbuf <= BS_DW_PLANE_MAX && pbuf <= BS_DW_BUF && vpad <= BS_DW_MAXW && ktaps <= BS_DW_MAXK) {
         int32_t poff[2 * BS_DW_MAXK];
+        int16_t tmp16[BS_DW_MAXW];
         for (int32_t q = 0; q < kpairs; q++)
             for (int32_t e = 0; e < 2; e++) {
                 int32_t t = 2 * q + e < ktaps ? 2 * q + e : 2 * q;
@@ -659,6 +680,7 @@ void bs_dwconv_run_with__avx2(const bs_avx2_job *j, int32_t task, bs_dw_row_epil
                 int32_t r = ih + g->ph;
                 int16_t *dst = ring + (size_t)((r % sh) * sw) * sub + (size_t)(r / sh) * wq;
                 if (sw == 1) bs_dw_convert(xc + (size_t)ih * g->w, u8, xz, g->w, dst + g->pw);
+                else if (sw == 2 && 4 * (int64_t)wq + 64 <= BS_DW_MAXW) bs_dw_fill_2phases(xc + (size_t)ih * g->w, u8, xz, g->w, g->pw, (size_t)sub, wq, dst, tmp16);
                 else bs_dw_fill_phases(xc + (size_t)ih * g->w, u8, xz, g->w, g->pw, sw, (size_t)sub, wq, dst);
             }
             const int16_t *rows1[1] = {ring};
