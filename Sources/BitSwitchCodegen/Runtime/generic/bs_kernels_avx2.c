@@ -473,7 +473,7 @@ static inline void bs_qs16s16_gemm_rq64_16x4c2__avx2(const unsigned char *a0, co
  * channel block holds the channel's taps at lane 0). */
 #define BS_DW_BUF 16384   /* int16 of the row ring (32 KiB of stack) */
 #define BS_DW_MAXK 256    /* taps per channel */
-#define BS_DW_CH_PER_TASK 2
+#define BS_DW_CH_PER_TASK 4
 #define BS_DW_MAXW 4096   /* output columns */
 #ifndef BS_DW_PLANE_MAX   /* int16 of the largest plane mode buffer (the kernel checker sets 0 to test the row mode) */
 #define BS_DW_PLANE_MAX BS_DW_BUF
@@ -663,6 +663,8 @@ void bs_dwconv_run_with__avx2(const bs_avx2_job *j, int32_t task, bs_dw_row_epil
             }
         int u8 = j->xt == BS_T_U8;
         int16_t xz = (int16_t)j->p->x_zero;
+        /* zeroed once: every channel's fill writes the same positions (the input's), the rest stays 0 */
+        memset(ring, 0, (size_t)pbuf * sizeof(int16_t));
         for (int32_t c = c0; c < c1; c++) {
             const unsigned char *base = wpk + (size_t)c * h->kg * 16;
             for (int32_t q = 0; q < kpairs; q++) {
@@ -674,7 +676,6 @@ void bs_dwconv_run_with__avx2(const bs_avx2_job *j, int32_t task, bs_dw_row_epil
                 }
                 wpair[q] = (int32_t)(((uint32_t)(uint16_t)(int16_t)wv[1] << 16) | (uint16_t)(int16_t)wv[0]);
             }
-            memset(ring, 0, (size_t)pbuf * sizeof(int16_t));
             const unsigned char *xc = (const unsigned char *)j->x + (size_t)c * in_plane * esz;
             for (int32_t ih = 0; ih < g->h; ih++) {
                 int32_t r = ih + g->ph;
