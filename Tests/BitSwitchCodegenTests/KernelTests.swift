@@ -34,7 +34,7 @@ static void *al(size_t n) { void *p = NULL; if (posix_memalign(&p, 64, n ? n : 6
 int main(int argc, char **argv) {
     st = argc > 1 ? strtoull(argv[1], 0, 10) : 1;
     int cases = argc > 2 ? atoi(argv[2]) : 200;
-    long distinct_cases = 0, paths[4] = {0};
+    long distinct_cases = 0, paths[4] = {0}, direct_dw = 0;
     for (int t = 0; t < cases; t++) {
         int is_gemm = ri(0, 3) == 0;
         bs_conv_shape s; memset(&s, 0, sizeof s);
@@ -61,10 +61,24 @@ int main(int argc, char **argv) {
             g->dh = 1; g->dw = ri(0, 4) == 0 && g->kw > 1 ? 2 : 1;
             g->ph = dims == 1 ? 0 : (int32_t)ri(0, g->kh - 1 < 2 ? g->kh - 1 : 2); g->peh = g->ph;
             g->pw = (int32_t)ri(0, g->kw - 1 < 2 ? g->kw - 1 : 2); g->pew = (int32_t)ri(0, g->pw);
+            if (ri(0, 3) == 0) {   /* true depthwise (the direct kernel): 1x1 / 3x3 / 5x5, stride 1 or 2, odd widths */
+                int32_t ks[3] = {1, 3, 5};
+                groups = (int32_t)ri(1, 40); cg = 1; mg = 1;
+                s.c = groups; s.m = groups; s.group = groups;
+                g->h = (int32_t)(ri(0, 5) == 0 ? 1 : ri(1, 40)); g->w = (int32_t)(ri(0, 5) == 0 ? 1 : ri(1, 70));
+                g->kh = ks[ri(0, 2)]; g->kw = ri(0, 4) == 0 ? ks[ri(0, 2)] : g->kh;
+                g->sh = (int32_t)ri(1, 2); g->sw = ri(0, 4) == 0 ? (int32_t)ri(1, 3) : g->sh;
+                g->dh = ri(0, 7) == 0 ? 2 : 1; g->dw = ri(0, 7) == 0 ? 2 : 1;
+                g->ph = (int32_t)ri(0, g->kh / 2); g->peh = ri(0, 3) == 0 ? (int32_t)ri(0, g->ph) : g->ph;
+                g->pw = (int32_t)ri(0, g->kw / 2); g->pew = ri(0, 3) == 0 ? (int32_t)ri(0, g->pw) : g->pw;
+                if ((g->kh - 1) * g->dh + 1 > g->h + g->ph + g->peh) { g->dh = 1; g->kh = 1; g->ph = g->peh = 0; }
+                if ((g->kw - 1) * g->dw + 1 > g->w + g->pw + g->pew) { g->dw = 1; g->kw = 1; g->pw = g->pew = 0; }
+                g->oh = (g->h + g->ph + g->peh - ((g->kh - 1) * g->dh + 1)) / g->sh + 1;
+            }
             int32_t ekw = (g->kw - 1) * g->dw + 1;
             if (ekw > g->w + g->pw + g->pew) { g->dw = 1; ekw = g->kw; }
             if (ekw > g->w + g->pw + g->pew) { g->kw = 1; ekw = 1; }
-            g->oh = (g->h + g->ph + g->peh - g->kh) / g->sh + 1;
+            if (g->dh == 1) g->oh = (g->h + g->ph + g->peh - g->kh) / g->sh + 1;
             g->ow = (g->w + g->pw + g->pew - ekw) / g->sw + 1;
             kk = cg * g->kh * g->kw;
             xcount = (size_t)s.c * g->h * g->w; ycount = (size_t)s.m * g->oh * g->ow;
@@ -127,6 +141,7 @@ int main(int argc, char **argv) {
         bs_avx2_job j; memset(&j, 0, sizeof j);
         j.x = x; j.xt = xt; j.yt = yt; j.packed = pw; j.p = &p; j.rq = R; j.y = y2; j.scratch = scratch;
         if (is_gemm) { j.rows = rows; j.k = k; j.m = m; j.trans_b = trans_b; } else j.conv = &s;
+        if (bs_dwconv_tasks__avx2(&j)) direct_dw++;
         for (int32_t sg = 0; sg < KS(stages)(&j); sg++) for (int32_t tk = KS(tasks)(&j, sg) - 1; tk >= 0; tk--) KS(run)(&j, sg, tk);
         if (memcmp(y0, y1, ycount * esz) || memcmp(y0, y2, ycount * esz)) {
             size_t i = 0; while (i < ycount * esz && y0[i] == y1[i] && y0[i] == y2[i]) i++;
@@ -142,7 +157,8 @@ int main(int argc, char **argv) {
         paths[bits <= 7 ? 0 : 1]++; if (odd_zero) paths[2]++; if (extreme) paths[3]++;
         free(x); free(q8); free(wb); free(pw); free(scratch); free(rm); free(rn); free(rb); free(y0); free(y1); free(y2);
     }
-    printf("ok %d cases (%ld with varied outputs; %ld w<=7 bits, %ld 8-bit, %ld odd zero points, %ld extreme requant)\n", cases, distinct_cases, paths[0], paths[1], paths[2], paths[3]);
+    printf("ok %d cases (%ld with varied outputs; %ld w<=7 bits, %ld 8-bit, %ld odd zero points, %ld extreme requant, %ld direct depthwise)\n", cases, distinct_cases, paths[0], paths[1], paths[2], paths[3], direct_dw);
+    if (direct_dw < cases / 20) { printf("too few direct depthwise cases: %ld\n", direct_dw); return 1; }
 #ifdef BS_TEST_VNNI
     /* the vectorized Requant and QAdd against the generic ones: every container pair, tails, extreme parameters */
     for (int t = 0; t < cases; t++) {
@@ -222,6 +238,14 @@ int main(int argc, char **argv) {
             let (r, out, e) = try NativeBuildTests.run(["./kc", "\(seed)", "1500"], cwd: b)
             #expect(r == 0 && out.hasPrefix("ok 1500 cases"), "seed \(seed): \(out)\(e)")
         }
+        // The depthwise kernel's row mode (large planes) on every depthwise shape: no plane fits a 0-byte buffer.
+        let (rc2, _, err2) = try NativeBuildTests.run([cc, "-std=c11", "-O2", "-mavx2", "-mfma", "-Wall", "-Wextra", "-pedantic", "-Werror",
+                                                       "-ffp-contract=off", "-DBS_DW_PLANE_MAX=0", "-o", "kr", "kernel_check.c", "bs_kernels.c",
+                                                       "bs_kernels_avx2.c"], cwd: b)
+        #expect(rc2 == 0, "compile: \(err2)")
+        guard rc2 == 0 else { return }
+        let (r2, out2, e2) = try NativeBuildTests.run(["./kr", "4", "1500"], cwd: b)
+        #expect(r2 == 0 && out2.hasPrefix("ok 1500 cases"), "row mode: \(out2)\(e2)")
     }
 
     /// The same check through the VNNI kernels (vpdpbusd for every w_bits, 8 included; vectorized int64 epilogue;

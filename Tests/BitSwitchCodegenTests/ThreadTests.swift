@@ -63,6 +63,52 @@ struct ThreadTests {
         """)
     }
 
+    /// Depthwise convs only (what the direct depthwise kernel of the AVX2 / VNNI bundles takes): u8 input with a
+    /// zero point, 13 channels (odd), 17 x 19; 3x3 stride 1, 5x5 stride 2 (pads 2), then i8 activations with a
+    /// negative zero point through a 3x3 stride 1 with no pads and a 1x1; per-channel Requants, `bits`-bit weights.
+    static func depthwiseStack(bits: Int, seed: UInt64) throws -> Graph {
+        var r = SeededRandom(seed)
+        func ints(_ n: Int, _ range: ClosedRange<Int>) -> [Int] { (0..<n).map { _ in Int.random(in: range, using: &r) } }
+        let c = 13, shift = 8 - bits
+        var body = "  %q = ai.bitswitch.Quantize(%x) {hi = 255, lo = 0, scale = 0.02, to = \"u8\", zero = 7}\n"
+        func layer(_ i: Int, _ x: String, kernel: Int, stride: Int, pad: Int, xZero: Int, to: String, zero: Int) -> String {
+            let w = "w\(i)", acc = "c\(i)", out = "r\(i)"
+            body += "  const %\(w): i8[\(c),1,\(kernel),\(kernel)] = \(Harness.list(ints(c * kernel * kernel, -128...127)))\n"
+            body += "  %\(acc) = ai.bitswitch.QConv(%\(x), %\(w)) {dilations = [1, 1], group = \(c), pads = [\(pad), \(pad), \(pad), \(pad)], strides = [\(stride), \(stride)], w_bits = \(bits), w_shift = \(shift), x_zero = \(xZero)}\n"
+            let accMag = Double(kernel) * Double(max(1, min(1 << (bits - 1), 128 >> shift))) * 60
+            let nc = max(1, Int((log2(accMag) + 29.5 - log2(40)).rounded()))
+            body += "  const %\(out)m: i32[\(c)] = \(Harness.list(ints(c, (1 << 29)...((1 << 30) - 1))))\n"
+            body += "  const %\(out)n: i32[\(c)] = \(Harness.list(ints(c, (nc - 1)...(nc + 1))))\n"
+            body += "  const %\(out)b: i64[\(c)] = \(Harness.list(ints(c, -(Int(accMag / 4) << 30)...(Int(accMag / 4) << 30))))\n"
+            let (lo, hi) = to == "u8" ? (0, 255) : (-128, 127)
+            body += "  %\(out) = ai.bitswitch.Requant(%\(acc), %\(out)m, %\(out)n, %\(out)b) {axis = 1, hi = \(hi), lo = \(lo), to = \"\(to)\", zero = \(zero)}\n"
+            return out
+        }
+        var x = layer(1, "q", kernel: 3, stride: 1, pad: 1, xZero: 7, to: "u8", zero: 5)
+        x = layer(2, x, kernel: 5, stride: 2, pad: 2, xZero: 5, to: "i8", zero: -3)
+        x = layer(3, x, kernel: 3, stride: 1, pad: 0, xZero: -3, to: "i8", zero: 2)
+        x = layer(4, x, kernel: 1, stride: 1, pad: 0, xZero: 2, to: "i8", zero: 0)
+        body += "  %y = ai.bitswitch.Dequantize(%\(x)) {scale = 0.0625, zero = 0}\n"
+        return try parseGraph("""
+        graph @dw opsets {"": 17, "ai.bitswitch": 1} {
+          input %x: f32[N,\(c),17,19]
+        \(body)  output %y: f32[*]
+        }
+        """)
+    }
+
+    /// The depthwise stack through the AVX2 and the VNNI bundles (the direct depthwise kernel, its channel tasks
+    /// spread over the pool) gives the interpreter's bytes at 1 to 4 threads.
+    @Test(arguments: [8, 4, 2]) func depthwiseStackIsBitExactAtEveryThreadCount(bits: Int) throws {
+        let g = try Self.depthwiseStack(bits: bits, seed: UInt64(70 + bits))
+        if Harness.hasAVX2("depthwiseStackIsBitExactAtEveryThreadCount") {
+            try Self.expectSameAtEveryThreadCount(g, isa: .avx2, seed: 5)
+        }
+        if Harness.hasVNNI("depthwiseStackIsBitExactAtEveryThreadCount (VNNI part)") {
+            try Self.expectSameAtEveryThreadCount(g, isa: .avx512vnni, seed: 5)
+        }
+    }
+
     /// The split requant, add and pools really are in the stack's generated code (so the tests below cover them).
     @Test func theStackSplitsItsElementwiseOpsAndPools() throws {
         let files = try generateBundle(EmitInput(graph: try Self.convStack(bits: 4, seed: 1)))

@@ -7,6 +7,7 @@
  * interleave + GEMM + epilogue) and of the GEMM stage alone (the micro-kernel + epilogue), % of peak. Best of 41
  * single runs (the machine may be shared: the best run is the one that kept its core).
  * Pack: every conv / gemm weight of ResNet-18 (11.7 M int8) repacked as a whole-model switch does.
+ * --dw: MobileNetV2's depthwise convs through the direct depthwise kernel (AVX2 and VNNI row kernels).
  *
  *   cc -std=c11 -O3 -march=native -I Sources/BitSwitchCodegen/Runtime/generic -o kernel_bench bench/latency/kernel_bench.c \
  *      Sources/BitSwitchCodegen/Runtime/generic/bs_kernels*.c && ./kernel_bench          (bench/latency/kernel_bench.sh) */
@@ -75,7 +76,50 @@ static void scalar_pack(const int8_t *q8, void *packed, int32_t groups, int32_t 
         }
 }
 
+/* MobileNetV2's depthwise convs (3x3, pad 1) through the direct depthwise kernel, u8 activations with a zero point,
+ * 8-bit weights, Requant to u8 fused, one thread: GMAC/s of the whole op, AVX2 and VNNI row kernels, best of 41. */
+static void bench_depthwise(void) {
+    int shapes[][3] = {{32, 112, 1}, {96, 112, 2}, {144, 56, 1}, {144, 56, 2}, {192, 28, 1}, {192, 28, 2},
+                       {384, 14, 1}, {576, 14, 1}, {576, 14, 2}, {960, 7, 1}};
+    printf("| depthwise 3x3 | C | H x W in | stride | AVX2 us | AVX2 GMAC/s | VNNI us | VNNI GMAC/s |\n|---|--:|--:|--:|--:|--:|--:|--:|\n");
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+        int C = shapes[si][0], H = shapes[si][1], S = shapes[si][2];
+        bs_conv_shape s; memset(&s, 0, sizeof s);
+        bs_window *g = &s.win;
+        g->d = g->od = g->kd = g->sd = g->dd = 1; g->h = g->w = H; g->kh = g->kw = 3; g->sh = g->sw = S;
+        g->ph = g->pw = g->peh = g->pew = 1; g->dh = g->dw = 1;
+        g->oh = g->ow = (H + 2 - 3) / S + 1;
+        s.c = s.m = s.group = C;
+        uint8_t *x = al((size_t)C * H * H), *y = al((size_t)C * g->oh * g->ow);
+        for (size_t i = 0; i < (size_t)C * H * H; i++) x[i] = (uint8_t)(i * 7 + 3);
+        int8_t *q8 = al((size_t)C * 9);
+        for (int i = 0; i < C * 9; i++) q8[i] = (int8_t)(i * 13);
+        int32_t m[1] = {1 << 30}, n[1] = {40}; int64_t b[1] = {0};
+        bs_requant_params rq = {m, n, b, 1, 0, 0, 255};
+        bs_qmm_params p = {3, 0, 8};
+        double macs = (double)C * g->oh * g->ow * 9, best[2] = {1e9, 1e9};
+        for (int isa = 0; isa < 2; isa++) {
+            size_t ps = isa ? bs_qs8_packed_weights_size__avx512vnni(C, 1, 9) : bs_qs8_packed_weights_size__avx2(C, 1, 9);
+            void *pw = al(ps);
+            if (isa) bs_qs8_pack_weights__avx512vnni(q8, pw, C, 1, 9, 0, 0, 8); else bs_qs8_pack_weights__avx2(q8, pw, C, 1, 9, 0, 0, 8);
+            void *sc = al(isa ? bs_conv_scratch_size__avx512vnni(&s) : bs_conv_scratch_size__avx2(&s));
+            for (int r = 0; r < 41; r++) {
+                double t0 = now();
+                if (isa) bs_qu8_conv_requant__avx512vnni(&s, x, pw, &p, &rq, y, BS_T_U8, sc);
+                else bs_qu8_conv_requant__avx2(&s, x, pw, &p, &rq, y, BS_T_U8, sc);
+                double t = now() - t0;
+                if (t < best[isa]) best[isa] = t;
+            }
+            free(pw); free(sc);
+        }
+        printf("| | %d | %dx%d | %d | %.1f | %.1f | %.1f | %.1f |\n", C, H, H, S, best[0] * 1e6, macs / best[0] / 1e9,
+               best[1] * 1e6, macs / best[1] / 1e9);
+        free(x); free(y); free(q8);
+    }
+}
+
 int main(int argc, char **argv) {
+    if (argc > 1 && !strcmp(argv[1], "--dw")) { bench_depthwise(); return 0; }
     int only_pack = argc > 1 && !strcmp(argv[1], "--pack");
     double peak = 0;
     if (!only_pack) {

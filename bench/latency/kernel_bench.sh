@@ -3,6 +3,7 @@
 # conv shapes, and of the whole-model weight pack a profile switch runs (before / after vectorizing).
 #   bench/latency/kernel_bench.sh            (needs a CPU with avx512_vnni; one core; prints markdown tables)
 #   bench/latency/kernel_bench.sh --pack     (only the pack timing: runs on any AVX-512 VNNI machine, quicker)
+#   bench/latency/kernel_bench.sh --dw       (only MobileNetV2's depthwise convs through the direct depthwise kernel)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 grep -qw avx512_vnni /proc/cpuinfo || { echo "kernel_bench: this CPU has no avx512_vnni (/proc/cpuinfo flags)" >&2; exit 1; }

@@ -463,6 +463,271 @@ static inline void bs_qs16s16_gemm_rq64_16x4c2__avx2(const unsigned char *a0, co
     acc[0] = c00; acc[1] = c01; acc[2] = c02; acc[3] = c03; acc[4] = c10; acc[5] = c11; acc[6] = c12; acc[7] = c13;
 }
 
+/* ---- depthwise: group == c == m (one input channel per output channel), 2-D, exact int16 (x - x_zero) ----
+ * Per channel and output row, vectorized along output x: 16 outputs per step, two taps of a kernel row at a time
+ * (vpunpck{l,h}wd of the two input vectors, vpmaddwd with the broadcast weight pair, int32 accumulation wrapping
+ * like the reference's). The input rows a channel needs are converted once into a ring of kh zero-padded int16
+ * rows split into sw phases (padded column c at phase c % sw, index c / sw), so strides, dilations and pads need no
+ * per-tap tests: tap kw of output ow reads phase (kw*dw) % sw at ow + (kw*dw) / sw; padding reads zeros, which add
+ * nothing (the reference skips those taps). The weights of a channel are read from the packed form (mg == 1: its
+ * channel block holds the channel's taps at lane 0). */
+#define BS_DW_BUF 16384   /* int16 of the row ring (32 KiB of stack) */
+#define BS_DW_MAXK 256    /* taps per channel */
+#define BS_DW_CH_PER_TASK 4
+#define BS_DW_MAXW 4096   /* output columns */
+#ifndef BS_DW_PLANE_MAX   /* int16 of the largest plane mode buffer (the kernel checker sets 0 to test the row mode) */
+#define BS_DW_PLANE_MAX BS_DW_BUF
+#endif
+
+typedef struct bs_dw_geo { int32_t lp, rowlen, ow32; } bs_dw_geo;
+
+/* 1 with the geometry when the job is a depthwise conv the direct kernel takes. */
+static int bs_dw_geometry(const bs_avx2_job *j, bs_dw_geo *d) {
+    if (!j->conv) return 0;
+    const bs_conv_shape *s = j->conv;
+    const bs_window *g = &s->win;
+    const bs_packed *h = (const bs_packed *)j->packed;
+    if (s->group != s->c || s->m != s->c || h->mg != 1 || h->groups != s->group) return 0;
+    if (g->d != 1 || g->od != 1 || g->kd != 1 || g->oh < 1 || g->ow < 1 || g->sh < 1 || g->sw < 1 || g->dh < 1 || g->dw < 1) return 0;
+    if (h->mode != BS_PACK_S8C4 && h->mode != BS_PACK_S16C2) return 0;
+    if ((int64_t)g->kh * g->kw > BS_DW_MAXK) return 0;
+    int64_t xz = j->p->x_zero, xmin = j->xt == BS_T_U8 ? 0 : -128, xmax = j->xt == BS_T_U8 ? 255 : 127;
+    if (xmin - xz < -32768 || xmax - xz > 32767) return 0;
+    int64_t ow32 = ((int64_t)g->ow + 31) / 32 * 32;   /* row kernels step 16 (AVX2) or 32 (AVX-512) outputs */
+    int64_t lp = ow32 + (int64_t)(g->kw - 1) * g->dw / g->sw + 1;
+    int64_t padded = (int64_t)g->pw + g->w;   /* padded columns that hold input */
+    if (lp * g->sw < padded) lp = (padded + g->sw - 1) / g->sw;
+    if (lp * g->sw * g->kh > BS_DW_BUF || ow32 > BS_DW_MAXW) return 0;
+    d->lp = (int32_t)lp; d->rowlen = (int32_t)(lp * g->sw); d->ow32 = (int32_t)ow32;
+    return 1;
+}
+
+int32_t bs_dwconv_tasks__avx2(const bs_avx2_job *j) {
+    bs_dw_geo d;
+    if (!bs_dw_geometry(j, &d)) return 0;
+    return (j->conv->c + BS_DW_CH_PER_TASK - 1) / BS_DW_CH_PER_TASK;
+}
+
+/* dst[0..w) = x - xz (u8 or i8 x); writes nothing outside dst[0..w). */
+static inline void bs_dw_convert(const unsigned char *x, int u8, int16_t xz, int32_t w, int16_t *dst) {
+    int32_t i = 0;
+    const __m256i Z = _mm256_set1_epi16(xz);
+    for (; i + 16 <= w; i += 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(x + i));
+        _mm256_storeu_si256((__m256i *)(dst + i), _mm256_sub_epi16(u8 ? _mm256_cvtepu8_epi16(v) : _mm256_cvtepi8_epi16(v), Z));
+    }
+    if (i < w && w >= 16) {   /* the tail: the last 16 columns again */
+        __m128i v = _mm_loadu_si128((const __m128i *)(x + w - 16));
+        _mm256_storeu_si256((__m256i *)(dst + w - 16), _mm256_sub_epi16(u8 ? _mm256_cvtepu8_epi16(v) : _mm256_cvtepi8_epi16(v), Z));
+    } else if (u8) {
+        for (; i < w; i++) dst[i] = (int16_t)(x[i] - xz);
+    } else {
+        for (; i < w; i++) dst[i] = (int16_t)((int8_t)x[i] - xz);
+    }
+}
+
+/* Input row xr as (x - xz) split into sw column phases: phase ph (at row + ph * pstride) holds padded columns ph,
+ * ph + sw, ... (input column idx * sw + ph - pw at index idx < lpmax); writes only the input's columns. */
+static void bs_dw_fill_phases(const void *xr, int u8, int16_t xz, int32_t w, int32_t pw, int32_t sw, size_t pstride,
+                              int32_t lpmax, int16_t *row) {
+    for (int32_t ph = 0; ph < sw; ph++) {
+        int16_t *dst = row + (size_t)ph * pstride;
+        int32_t i0 = ph - pw, idx = 0;
+        while (i0 + idx * sw < 0) idx++;
+        if (sw == 2 && u8) {   /* 16 outputs from 32 bytes: the even or odd bytes, zero-extended */
+            const uint8_t *x = (const uint8_t *)xr;
+            const __m256i Z = _mm256_set1_epi16(xz), M = _mm256_set1_epi16(0x00FF);
+            for (; i0 + (idx + 15) * 2 + 1 < w && idx + 16 <= lpmax; idx += 16) {
+                __m256i v = _mm256_loadu_si256((const __m256i *)(x + i0 + idx * 2));
+                v = _mm256_and_si256(v, M);
+                v = _mm256_permute4x64_epi64(_mm256_packus_epi16(v, v), 0xD8);
+                _mm256_storeu_si256((__m256i *)(dst + idx), _mm256_sub_epi16(_mm256_cvtepu8_epi16(_mm256_castsi256_si128(v)), Z));
+            }
+        }
+        if (u8)
+            for (int32_t i = i0 + idx * sw; i < w && idx < lpmax; i += sw, idx++) dst[idx] = (int16_t)(((const uint8_t *)xr)[i] - xz);
+        else
+            for (int32_t i = i0 + idx * sw; i < w && idx < lpmax; i += sw, idx++) dst[idx] = (int16_t)(((const int8_t *)xr)[i] - xz);
+    }
+}
+
+/* bs_dw_fill_phases for sw == 2, vectorized: the padded int16 row in tmp (4 * wq + 64 int16 with the split halves), then 16 int16 at a time split into the even and odd columns (vpshufb +
+ * vpermq), each phase row copied (exactly wq values: the neighbouring sub-planes hold data). */
+static void bs_dw_fill_2phases(const void *xr, int u8, int16_t xz, int32_t w, int32_t pw, size_t pstride, int32_t wq,
+                               int16_t *row, int16_t *tmp) {
+    int32_t len = 2 * wq, n16 = (len + 15) / 16;
+    memset(tmp, 0, (size_t)pw * sizeof(int16_t));
+    memset(tmp + pw + w, 0, (size_t)(n16 * 16 + 16 - pw - w) * sizeof(int16_t));
+    bs_dw_convert((const unsigned char *)xr, u8, xz, w, tmp + pw);
+    int16_t *ev = tmp + n16 * 16 + 16, *od = ev + n16 * 8;
+    const __m256i sh = _mm256_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15,
+                                        0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15);
+    for (int32_t k = 0; k < n16; k++) {
+        __m256i v = _mm256_permute4x64_epi64(_mm256_shuffle_epi8(_mm256_loadu_si256((const __m256i *)(tmp + 16 * k)), sh), 0xD8);
+        _mm_storeu_si128((__m128i *)(ev + 8 * k), _mm256_castsi256_si128(v));
+        _mm_storeu_si128((__m128i *)(od + 8 * k), _mm256_extracti128_si256(v, 1));
+    }
+    memcpy(row, ev, (size_t)wq * sizeof(int16_t));
+    memcpy(row + pstride, od, (size_t)wq * sizeof(int16_t));
+}
+
+/* The int16 row (x - xz) of input row xr, zero-padded, split into sw phases of lp. */
+static void bs_dw_fill_row(const bs_avx2_job *j, const bs_dw_geo *d, const void *xr, int16_t *row) {
+    const bs_window *g = &j->conv->win;
+    int32_t sw = g->sw, lp = d->lp, pw = g->pw, w = g->w;
+    int16_t xz = (int16_t)j->p->x_zero;
+    if (sw == 1) {   /* only the padding is zeroed: the input columns are all written below */
+        memset(row, 0, (size_t)pw * sizeof(int16_t));
+        memset(row + pw + w, 0, (size_t)(d->rowlen - pw - w) * sizeof(int16_t));
+        bs_dw_convert((const unsigned char *)xr, j->xt == BS_T_U8, xz, w, row + pw);
+        return;
+    }
+    memset(row, 0, (size_t)d->rowlen * sizeof(int16_t));
+    bs_dw_fill_phases(xr, j->xt == BS_T_U8, xz, w, pw, sw, (size_t)lp, lp, row);
+}
+
+/* 16 outputs of one row of one channel: acc0 = outputs 0-3, 8-11, acc1 = 4-7, 12-15 (the unpack order). */
+static inline void bs_qs16s16_dwconv_16x2__avx2(const int16_t *const *rows, int32_t nrows, const int32_t *off,
+                                               const int32_t *wpair, int32_t npairs, int32_t ow0, int32_t *out) {
+    __m256i acc0 = _mm256_setzero_si256(), acc1 = acc0;
+    for (int32_t r = 0; r < nrows; r++) {
+        const int16_t *row = rows[r];
+        if (!row) continue;
+        const int32_t *wp = wpair + (size_t)r * npairs, *op = off + (size_t)r * npairs * 2;
+        for (int32_t q = 0; q < npairs; q++) {
+            __m256i va = _mm256_loadu_si256((const __m256i *)(row + op[2 * q] + ow0));
+            __m256i vb = _mm256_loadu_si256((const __m256i *)(row + op[2 * q + 1] + ow0));
+            __m256i wv = _mm256_set1_epi32(wp[q]);
+            acc0 = _mm256_add_epi32(acc0, _mm256_madd_epi16(_mm256_unpacklo_epi16(va, vb), wv));
+            acc1 = _mm256_add_epi32(acc1, _mm256_madd_epi16(_mm256_unpackhi_epi16(va, vb), wv));
+        }
+    }
+    _mm256_storeu_si256((__m256i *)out, _mm256_permute2x128_si256(acc0, acc1, 0x20));
+    _mm256_storeu_si256((__m256i *)(out + 8), _mm256_permute2x128_si256(acc0, acc1, 0x31));
+}
+
+/* The AVX2 row kernel: a whole output row, 16 outputs at a time. */
+static void bs_qs16s16_dwconv_row__avx2(const int16_t *const *rows, int32_t nrows, const int32_t *off, const int32_t *wpair,
+                                        int32_t npairs, int32_t ow, int32_t *acc) {
+    for (int32_t ow0 = 0; ow0 < ow; ow0 += 16) bs_qs16s16_dwconv_16x2__avx2(rows, nrows, off, wpair, npairs, ow0, acc + ow0);
+}
+
+/* The AVX2 row epilogue: 8 lanes at a time through bs_epilogue (acc holds whole vectors up to the row's ow16). */
+static void bs_dw_row_epilogue(const bs_avx2_job *j, const int32_t *acc, size_t c, size_t off, size_t count) {
+    for (size_t i = 0; i < count; i += 8)
+        bs_epilogue(j, _mm256_loadu_si256((const __m256i *)(acc + i)), 0, c, off + i, 1, count - i < 8 ? count - i : 8);
+}
+
+void bs_dwconv_run_with__avx2(const bs_avx2_job *j, int32_t task, bs_dw_row_epilogue_fn epi, bs_dw_row_kernel_fn rowk) {
+    bs_dw_geo d;
+    if (!bs_dw_geometry(j, &d)) return;
+    const bs_window *g = &j->conv->win;
+    const bs_packed *h = (const bs_packed *)j->packed;
+    const unsigned char *wpk = (const unsigned char *)h + 64 + BS_A64((size_t)h->groups * h->mg4 * 4);
+    int32_t kh = g->kh, kw = g->kw, npairs = (kw + 1) / 2;
+    size_t in_plane = (size_t)g->h * g->w, out_plane = (size_t)g->oh * g->ow;
+    size_t esz = 1;
+    int16_t ring[BS_DW_BUF];
+    int32_t tag[BS_DW_MAXK];
+    int32_t wpair[BS_DW_MAXK], off[2 * BS_DW_MAXK];
+    int32_t accrow[BS_DW_MAXW];
+    /* tap offsets inside a ring row: phase * lp + index; the odd tap of a row pairs with a zero weight */
+    for (int32_t r = 0; r < kh; r++)
+        for (int32_t q = 0; q < npairs; q++)
+            for (int32_t e = 0; e < 2; e++) {
+                int32_t t = 2 * q + e < kw ? 2 * q + e : 2 * q;
+                int32_t col = t * g->dw;
+                off[((size_t)r * npairs + q) * 2 + e] = (col % g->sw) * d.lp + col / g->sw;
+            }
+    int32_t c0 = task * BS_DW_CH_PER_TASK, c1 = c0 + BS_DW_CH_PER_TASK;
+    if (c1 > j->conv->c) c1 = j->conv->c;
+    /* Plane mode (the phase-split plane fits the buffer): the zero-padded plane of (x - xz) (hp x wp, wp = pw + w +
+     * pew), split into sh x sw sub-planes by (row mod sh, column mod sw), each hq x wq (hq = ceil(hp / sh), wq =
+     * ceil(wp / sw)); output (oh, ow) at virtual index oh * wq + ow, so each tap is one offset for the whole plane:
+     * sub-plane ((kh*dh) mod sh, (kw*dw) mod sw) + ((kh*dh) div sh) * wq + (kw*dw) div sw, and the K taps pair in
+     * order. The virtual columns ow >= OW are computed and dropped (instead of 7-of-32-lane rows on small planes);
+     * the rows are then compacted for one epilogue call over the channel. */
+    int32_t sh = g->sh, sw = g->sw, wp = g->pw + g->w + g->pew, hp = g->ph + g->h + g->peh;
+    int32_t wq = (wp + sw - 1) / sw, hq = (hp + sh - 1) / sh, ktaps = kh * kw, kpairs = (ktaps + 1) / 2;
+    int64_t sub = (int64_t)hq * wq, vcount = (int64_t)g->oh * wq, vpad = (vcount + 31) / 32 * 32;
+    int64_t maxinner = (int64_t)((kh - 1) * g->dh / sh) * wq + (kw - 1) * g->dw / sw;
+    int64_t pbuf = (int64_t)sh * sw * sub + vpad + maxinner;
+    if (pbuf <= BS_DW_PLANE_MAX && pbuf <= BS_DW_BUF && vpad <= BS_DW_MAXW && ktaps <= BS_DW_MAXK) {
+        int32_t poff[2 * BS_DW_MAXK];
+        int16_t tmp16[BS_DW_MAXW];
+        for (int32_t q = 0; q < kpairs; q++)
+            for (int32_t e = 0; e < 2; e++) {
+                int32_t t = 2 * q + e < ktaps ? 2 * q + e : 2 * q;
+                int32_t rr = (t / kw) * g->dh, cc = (t % kw) * g->dw;
+                poff[2 * q + e] = (int32_t)(((rr % sh) * sw + cc % sw) * sub + (int64_t)(rr / sh) * wq + cc / sw);
+            }
+        int u8 = j->xt == BS_T_U8;
+        int16_t xz = (int16_t)j->p->x_zero;
+        /* zeroed once: every channel's fill writes the same positions (the input's), the rest stays 0 */
+        memset(ring, 0, (size_t)pbuf * sizeof(int16_t));
+        for (int32_t c = c0; c < c1; c++) {
+            const unsigned char *base = wpk + (size_t)c * h->kg * 16;
+            for (int32_t q = 0; q < kpairs; q++) {
+                int32_t wv[2];
+                for (int32_t e = 0; e < 2; e++) {
+                    int32_t kk = 2 * q + e;
+                    wv[e] = kk >= ktaps ? 0 : (h->mode == BS_PACK_S8C4 ? ((const int8_t *)base)[(size_t)(kk / 4) * 16 + kk % 4]
+                                                                       : ((const int16_t *)base)[(size_t)(kk / 2) * 8 + kk % 2]);
+                }
+                wpair[q] = (int32_t)(((uint32_t)(uint16_t)(int16_t)wv[1] << 16) | (uint16_t)(int16_t)wv[0]);
+            }
+            const unsigned char *xc = (const unsigned char *)j->x + (size_t)c * in_plane * esz;
+            for (int32_t ih = 0; ih < g->h; ih++) {
+                int32_t r = ih + g->ph;
+                int16_t *dst = ring + (size_t)((r % sh) * sw) * sub + (size_t)(r / sh) * wq;
+                if (sw == 1) bs_dw_convert(xc + (size_t)ih * g->w, u8, xz, g->w, dst + g->pw);
+                else if (sw == 2 && 4 * (int64_t)wq + 64 <= BS_DW_MAXW) bs_dw_fill_2phases(xc + (size_t)ih * g->w, u8, xz, g->w, g->pw, (size_t)sub, wq, dst, tmp16);
+                else bs_dw_fill_phases(xc + (size_t)ih * g->w, u8, xz, g->w, g->pw, sw, (size_t)sub, wq, dst);
+            }
+            const int16_t *rows1[1] = {ring};
+            rowk(rows1, 1, poff, wpair, kpairs, (int32_t)vcount, accrow);
+            for (int32_t oh = 1; oh < g->oh; oh++)
+                memmove(accrow + (size_t)oh * g->ow, accrow + (size_t)oh * wq, (size_t)g->ow * sizeof(int32_t));
+            epi(j, accrow, (size_t)c, (size_t)c * out_plane, out_plane);
+        }
+        return;
+    }
+    for (int32_t c = c0; c < c1; c++) {
+        const unsigned char *base = wpk + (size_t)c * h->kg * 16;
+        for (int32_t r = 0; r < kh; r++)
+            for (int32_t q = 0; q < npairs; q++) {
+                int32_t wv[2];
+                for (int32_t e = 0; e < 2; e++) {
+                    int32_t t = 2 * q + e, kk = r * kw + t;
+                    wv[e] = t >= kw ? 0 : (h->mode == BS_PACK_S8C4 ? ((const int8_t *)base)[(size_t)(kk / 4) * 16 + kk % 4]
+                                                                   : ((const int16_t *)base)[(size_t)(kk / 2) * 8 + kk % 2]);
+                }
+                wpair[(size_t)r * npairs + q] = (int32_t)(((uint32_t)(uint16_t)(int16_t)wv[1] << 16) | (uint16_t)(int16_t)wv[0]);
+            }
+        for (int32_t r = 0; r < kh; r++) tag[r] = -1;
+        const unsigned char *xc = (const unsigned char *)j->x + (size_t)c * in_plane * esz;
+        for (int32_t oh = 0; oh < g->oh; oh++) {
+            const int16_t *rows[BS_DW_MAXK];
+            for (int32_t r = 0; r < kh; r++) {
+                int64_t ih = (int64_t)oh * g->sh - g->ph + (int64_t)r * g->dh;
+                rows[r] = NULL;
+                if (ih < 0 || ih >= g->h) continue;
+                int32_t slot = g->dh == 1 ? (int32_t)(ih % kh) : r;   /* dh == 1: kh consecutive rows, distinct slots */
+                int16_t *row = ring + (size_t)slot * d.rowlen;
+                if (tag[slot] != (int32_t)ih) { bs_dw_fill_row(j, &d, xc + (size_t)ih * g->w * esz, row); tag[slot] = (int32_t)ih; }
+                rows[r] = row;
+            }
+            size_t obase = (size_t)c * out_plane + (size_t)oh * g->ow;
+            rowk(rows, kh, off, wpair, npairs, g->ow, accrow);
+            epi(j, accrow, (size_t)c, obase, (size_t)g->ow);
+        }
+    }
+}
+
+void bs_dwconv_run__avx2(const bs_avx2_job *j, int32_t task) {
+    bs_dwconv_run_with__avx2(j, task, bs_dw_row_epilogue, bs_qs16s16_dwconv_row__avx2);
+}
+
 /* ---- stages ---- */
 typedef struct bs_layout {
     bs_geo o;
@@ -477,6 +742,7 @@ static void bs_layout_of(const bs_avx2_job *j, bs_layout *l) {
 }
 
 int32_t bs_avx2_stages(const bs_avx2_job *j) {
+    if (bs_dwconv_tasks__avx2(j)) return 1;
     bs_geo o;
     bs_geometry(j, &o);
     return o.fallback ? 1 : 3;
@@ -485,6 +751,8 @@ int32_t bs_avx2_stages(const bs_avx2_job *j) {
 static size_t bs_cdiv(size_t a, size_t b) { return (a + b - 1) / b; }
 
 int32_t bs_avx2_tasks(const bs_avx2_job *j, int32_t stage) {
+    int32_t dw = bs_dwconv_tasks__avx2(j);
+    if (dw) return dw;
     bs_geo o;
     bs_geometry(j, &o);
     if (o.fallback) return 1;
@@ -520,6 +788,7 @@ static void bs_fallback(const bs_avx2_job *j, const bs_geo *o) {
 }
 
 void bs_avx2_run(const bs_avx2_job *j, int32_t stage, int32_t task) {
+    if (bs_dwconv_tasks__avx2(j)) { bs_dwconv_run__avx2(j, task); return; }
     bs_layout l;
     bs_layout_of(j, &l);
     const bs_geo *o = &l.o;

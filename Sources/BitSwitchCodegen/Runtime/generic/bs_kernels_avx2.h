@@ -80,6 +80,21 @@ int32_t bs_avx2_stages(const bs_avx2_job *j);
 int32_t bs_avx2_tasks(const bs_avx2_job *j, int32_t stage);
 void bs_avx2_run(const bs_avx2_job *j, int32_t stage, int32_t task);
 
+/* The direct depthwise conv (group == c == m, 2-D, x - x_zero within int16; any kernel, stride, pad, dilation up to
+ * the kernel's row buffer): the number of its tasks (channel ranges, one stage), 0 when the job is not one it takes.
+ * bs_avx2_* and bs_avx512vnni_* run it themselves for such jobs (it reads either's packed weights). */
+int32_t bs_dwconv_tasks__avx2(const bs_avx2_job *j);
+void bs_dwconv_run__avx2(const bs_avx2_job *j, int32_t task);
+/* The same with the caller's row kernel and epilogue (the AVX-512 VNNI kernels pass 32-wide vpdpwssd ones). The row
+ * kernel: acc[0..ow) (it may write up to ow rounded up to 32) = sum over the nrows kernel rows (rows[r] NULL: outside
+ * the input) and npairs tap pairs of the int16 dot products of row[r][off[2(r*npairs+q)+e] + ow'] (e = 0, 1) with
+ * the pair of int16 weights packed in wpair[r*npairs+q]. The epilogue: acc [count int32, readable up to a multiple
+ * of 32] to the output at y + off (channel c). */
+typedef void (*bs_dw_row_kernel_fn)(const int16_t *const *rows, int32_t nrows, const int32_t *off, const int32_t *wpair,
+                                    int32_t npairs, int32_t ow, int32_t *acc);
+typedef void (*bs_dw_row_epilogue_fn)(const bs_avx2_job *j, const int32_t *acc, size_t c, size_t off, size_t count);
+void bs_dwconv_run_with__avx2(const bs_avx2_job *j, int32_t task, bs_dw_row_epilogue_fn epi, bs_dw_row_kernel_fn rowk);
+
 #ifdef __cplusplus
 }
 #endif

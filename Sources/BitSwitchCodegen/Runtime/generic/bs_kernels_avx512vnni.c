@@ -382,6 +382,36 @@ BS_VKERNEL(bs_qu8s8_gemm_rq64_32x4c4__avx512vnni, 2)
 BS_VKERNEL(bs_qu8s8_gemm_rq64_16x4c4__avx512vnni, 1)
 #undef BS_VKERNEL
 
+/* The depthwise kernel's row epilogue (its accumulators come from bs_dwconv_run_with__avx2): 16 lanes at a time. */
+static void bs_vdw_row_epilogue(const bs_avx2_job *j, const int32_t *acc, size_t c, size_t off, size_t count) {
+    for (size_t i = 0; i < count; i += 16)
+        bs_vepilogue(j, _mm512_loadu_si512((const void *)(acc + i)), 0, c, off + i, 1, count - i < 16 ? count - i : 16);
+}
+
+/* The depthwise row kernel: 32 outputs at a time, two taps per vpdpwssd (int16 pairs into int32, wrapping like
+ * vpmaddwd + vpaddd: exact, the weights being int8). acc0 holds outputs 0-3, 8-11, 16-19, 24-27 (the unpack order). */
+static void bs_qs16s16_dwconv_row__avx512vnni(const int16_t *const *rows, int32_t nrows, const int32_t *off,
+                                               const int32_t *wpair, int32_t npairs, int32_t ow, int32_t *acc) {
+    const __m512i i0 = _mm512_set_epi64(11, 10, 3, 2, 9, 8, 1, 0), i1 = _mm512_set_epi64(15, 14, 7, 6, 13, 12, 5, 4);
+    for (int32_t ow0 = 0; ow0 < ow; ow0 += 32) {
+        __m512i acc0 = _mm512_setzero_si512(), acc1 = acc0;
+        for (int32_t r = 0; r < nrows; r++) {
+            const int16_t *row = rows[r];
+            if (!row) continue;
+            const int32_t *wp = wpair + (size_t)r * npairs, *op = off + (size_t)r * npairs * 2;
+            for (int32_t q = 0; q < npairs; q++) {
+                __m512i va = _mm512_loadu_si512((const void *)(row + op[2 * q] + ow0));
+                __m512i vb = _mm512_loadu_si512((const void *)(row + op[2 * q + 1] + ow0));
+                __m512i wv = _mm512_set1_epi32(wp[q]);
+                acc0 = _mm512_dpwssd_epi32(acc0, _mm512_unpacklo_epi16(va, vb), wv);
+                acc1 = _mm512_dpwssd_epi32(acc1, _mm512_unpackhi_epi16(va, vb), wv);
+            }
+        }
+        _mm512_storeu_si512((void *)(acc + ow0), _mm512_permutex2var_epi64(acc0, i0, acc1));
+        _mm512_storeu_si512((void *)(acc + ow0 + 16), _mm512_permutex2var_epi64(acc0, i1, acc1));
+    }
+}
+
 /* ---- stages ---- */
 typedef struct bs_vlayout {
     bs_vgeo o;
@@ -398,12 +428,15 @@ static void bs_vlayout_of(const bs_avx2_job *j, bs_vlayout *l) {
 static size_t bs_vcdiv(size_t a, size_t b) { return (a + b - 1) / b; }
 
 int32_t bs_avx512vnni_stages(const bs_avx2_job *j) {
+    if (bs_dwconv_tasks__avx2(j)) return 1;
     bs_vgeo o;
     bs_vgeometry(j, &o);
     return o.fallback ? 1 : 2;
 }
 
 int32_t bs_avx512vnni_tasks(const bs_avx2_job *j, int32_t stage) {
+    int32_t dw = bs_dwconv_tasks__avx2(j);
+    if (dw) return dw;
     bs_vgeo o;
     bs_vgeometry(j, &o);
     if (o.fallback) return 1;
@@ -437,6 +470,7 @@ static void bs_vfallback(const bs_avx2_job *j) {
 }
 
 void bs_avx512vnni_run(const bs_avx2_job *j, int32_t stage, int32_t task) {
+    if (bs_dwconv_tasks__avx2(j)) { bs_dwconv_run_with__avx2(j, task, bs_vdw_row_epilogue, bs_qs16s16_dwconv_row__avx512vnni); return; }
     bs_vlayout l;
     bs_vlayout_of(j, &l);
     const bs_vgeo *o = &l.o;
