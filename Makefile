@@ -90,8 +90,8 @@ results-mixed: build mnist1d-resnet-data
 
 # Multi-precision transformers (issue 11 point 5): examples/tinytext trained jointly at {8,6,4,2} and one LSQ model
 # per bit-width at equal compute, held-out bits per character; the tinytext section of docs/results.md. Needs the
-# text and the untrained model (examples/tinytext/run.sh makes them; STEPS=1 is enough). SEEDS=0,1,2 for more seeds.
-SEEDS ?= 0
+# text and the untrained model (examples/tinytext/run.sh makes them; STEPS=1 is enough). SEEDS=0 for one seed.
+SEEDS ?= 0,1,2
 results-tinytext: build
 	scripts/setup-venv.sh --with-torch >/dev/null
 	@[ -s .cache/tinytext/model.onnx ] || STEPS=1 examples/tinytext/run.sh >/dev/null
