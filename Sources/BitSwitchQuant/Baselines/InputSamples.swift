@@ -21,12 +21,16 @@ public struct InputSamples: Sendable, Equatable {
         count = first.value.shape[0]
     }
 
+    private init(checked tensors: [String: Tensor], count: Int) {
+        self.tensors = tensors
+        self.count = count
+    }
+
     /// The samples at `indices`, in that order.
     public func subset(_ indices: [Int]) -> InputSamples {
         var out: [String: Tensor] = [:]
         for (name, t) in tensors { out[name] = t.rows(indices) }
-        // Same first dimension everywhere by construction.
-        return try! InputSamples(out)
+        return InputSamples(checked: out, count: indices.count)  // same first dimension everywhere by construction
     }
 
     /// The samples start..<end as one feed dictionary.
