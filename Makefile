@@ -17,8 +17,9 @@ all: build
 deps:
 	@scripts/install-deps.sh
 
+# The test venv includes the CPU build of torch: the tests export BERT-style encoders and other models from PyTorch.
 venv: deps
-	@scripts/setup-venv.sh
+	@scripts/setup-venv.sh --with-torch
 
 build: deps
 	$(SWIFT) build -c release --product bitswitch

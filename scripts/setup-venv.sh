@@ -20,14 +20,16 @@ done
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="${BITSWITCH_VENV:-$root/.venv}"
 req="$root/scripts/requirements.txt"
+req_data="$root/scripts/requirements-data.txt"
 torch_req="torch==2.13.0+cpu"
 stamp="$venv/.bitswitch-stamp"
 
 [ -f "$req" ] || die "missing $req"
+[ -f "$req_data" ] || die "missing $req_data"
 
 # The stamp holds the hash of the requirements and whether torch is in; a venv
 # stamped with torch also satisfies a request without it.
-req_hash="$(sha256sum "$req" | cut -d' ' -f1)"
+req_hash="$(cat "$req" "$req_data" | sha256sum | cut -d' ' -f1)"
 want="req=$req_hash"
 if [ -x "$venv/bin/python" ] && [ -f "$stamp" ]; then
     have="$(cat "$stamp")"
@@ -72,6 +74,7 @@ rm -f "$stamp"
 
 echo "setup-venv: installing scripts/requirements.txt" >&2
 run "$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$req"
+run "$venv/bin/python" -m pip install -q --disable-pip-version-check --no-deps -r "$req_data"
 
 stamp_text="$want"
 if [ $with_torch = 1 ]; then
