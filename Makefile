@@ -124,8 +124,8 @@ fashion-mnist: build
 	examples/fashion-mnist/run.sh
 
 # examples/tinytext: a byte-level GPT-style decoder (4 layers, width 128) trained on the King James Bible (Debian
-# bible-kjv); held-out bits per character. STEPS=2000 by default (hours on a busy 2-core machine); TORCH=1 also
-# trains the same graph in PyTorch. See examples/tinytext/README.md.
+# bible-kjv); held-out bits per character. STEPS=1000 by default (45 min on a busy 2-core machine); TORCH=1 also
+# trains the same graph in PyTorch (same window order). See examples/tinytext/README.md.
 tinytext: build
 	scripts/setup-venv.sh --with-torch >/dev/null
 	examples/tinytext/run.sh

@@ -4,13 +4,13 @@
 #    stripped; 2. the untrained model: scripts/export-tinytext.py (PyTorch → ONNX); 3. training and the held-out
 #    bits per byte (= per character: the text is ASCII). TORCH=1 also trains the same graph in PyTorch
 #    (examples/tinytext/train_torch.py) with the same data, steps and recipe.
-# Usage: examples/tinytext/run.sh   (env: STEPS=2000 BATCH=32 LR=1e-3 WARMUP=100 THREADS=2 SEED=0 TORCH=0)
+# Usage: examples/tinytext/run.sh   (env: STEPS=1000 BATCH=32 LR=1e-3 WARMUP=100 THREADS=2 SEED=0 TORCH=0 ORDER=bitswitch)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BIN=${BIN:-$ROOT/.build/release/bitswitch}
 PY=${PYTHON:-${BITSWITCH_VENV:-$ROOT/.venv}/bin/python}
 OUT=${OUT:-$ROOT/.cache/tinytext}
-STEPS=${STEPS:-2000}; BATCH=${BATCH:-32}; LR=${LR:-1e-3}; WARMUP=${WARMUP:-100}; THREADS=${THREADS:-2}; SEED=${SEED:-0}
+STEPS=${STEPS:-1000}; BATCH=${BATCH:-32}; LR=${LR:-1e-3}; WARMUP=${WARMUP:-100}; THREADS=${THREADS:-2}; SEED=${SEED:-0}
 mkdir -p "$OUT"
 command -v bible >/dev/null || { echo "error: the 'bible' tool is missing: install the Debian package bible-kjv (scripts/install-deps.sh)" >&2; exit 1; }
 if [ ! -s "$OUT/kjv.txt" ]; then
@@ -25,5 +25,5 @@ OPENBLAS_NUM_THREADS=$THREADS "$BIN" train "$OUT/model.onnx" --data "$OUT/kjv.tx
   --log-every 50 | tee "$OUT/bitswitch.log"
 if [ "${TORCH:-0}" = 1 ]; then
   OMP_NUM_THREADS=$THREADS "$PY" "$ROOT/examples/tinytext/train_torch.py" "$OUT/kjv.txt" --steps "$STEPS" \
-    --batch "$BATCH" --lr "$LR" --warmup-steps "$WARMUP" --threads "$THREADS" --seed "$SEED" | tee "$OUT/torch.log"
+    --batch "$BATCH" --lr "$LR" --warmup-steps "$WARMUP" --threads "$THREADS" --seed "$SEED" --order "${ORDER:-bitswitch}" | tee "$OUT/torch.log"
 fi
