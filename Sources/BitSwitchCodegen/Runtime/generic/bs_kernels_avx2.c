@@ -264,6 +264,68 @@ size_t bs_conv_scratch_size__avx2(const bs_conv_shape *s) {
 
 size_t bs_gemm_scratch_size__avx2(size_t rows, size_t k, size_t m) { return bs_scratch_for(1, m, k, rows); }
 
+/* dst[0..n) = u (x, or x ^ 0x80 for i8: u8 mode) or x - xz (int16 mode) of src[0..n). */
+static void bs_convert_run(const unsigned char *src, int is_u8, int esize, int32_t xz, size_t n, unsigned char *dst) {
+    size_t i = 0;
+    if (esize == 1) {
+        if (is_u8) { memcpy(dst, src, n); return; }
+        const __m256i f = _mm256_set1_epi8((char)0x80);
+        for (; i + 32 <= n; i += 32)
+            _mm256_storeu_si256((__m256i *)(dst + i), _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(src + i)), f));
+        for (; i < n; i++) dst[i] = src[i] ^ 0x80;
+        return;
+    }
+    int16_t *d = (int16_t *)dst;
+    const __m256i Z = _mm256_set1_epi16((short)xz);
+    for (; i + 16 <= n; i += 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(src + i));
+        _mm256_storeu_si256((__m256i *)(d + i), _mm256_sub_epi16(is_u8 ? _mm256_cvtepu8_epi16(v) : _mm256_cvtepi8_epi16(v), Z));
+    }
+    for (; i < n; i++) d[i] = (int16_t)((is_u8 ? (int32_t)src[i] : (int32_t)(int8_t)src[i]) - xz);
+}
+
+/* pad value over dst[i0, i1) (elements of esize bytes; int16 mode pads with 0 = x_zero - x_zero) */
+static inline void bs_pad_run(unsigned char *row, int esize, uint8_t padu, size_t i0, size_t i1) {
+    if (i1 <= i0) return;
+    if (esize == 1) memset(row + i0, padu, i1 - i0);
+    else memset(row + 2 * i0, 0, 2 * (i1 - i0));
+}
+
+/* Row (kh, kw) of one input channel plane (xoff) for a stride-1 2-D conv whose output width equals the input width
+ * (3x3 pad 1, 1x1, 1-D): the valid output rows read one contiguous stretch of the plane, converted in one vector
+ * pass; the outputs whose tap is in the padding (one or two columns per row, whole rows at the top and bottom) are
+ * set afterwards. */
+static void bs_gather_row_same(const bs_avx2_job *j, const bs_geo *o, size_t xoff, int32_t kh, int32_t kw, unsigned char *row) {
+    const bs_window *g = &j->conv->win;
+    int is_u8 = j->xt == BS_T_U8;
+    int esize = o->esize;
+    uint8_t padu = (uint8_t)o->uz;
+    const unsigned char *xc = (const unsigned char *)j->x + xoff;
+    int64_t in_count = (int64_t)g->h * g->w, ow = g->ow;
+    int64_t iw0 = -(int64_t)g->pw + (int64_t)kw * g->dw;
+    int64_t lo0 = iw0 >= 0 ? 0 : -iw0, hi0 = iw0 >= g->w ? 0 : g->w - iw0;
+    if (hi0 > ow) hi0 = ow;
+    if (lo0 >= hi0) { lo0 = 0; hi0 = 0; }
+    int64_t ohl = (int64_t)g->ph - (int64_t)kh * g->dh, ohh = (int64_t)g->h + g->ph - (int64_t)kh * g->dh;
+    if (ohl < 0) ohl = 0;
+    if (ohh > g->oh) ohh = g->oh;
+    if (ohh < ohl) ohh = ohl;
+    bs_pad_run(row, esize, padu, 0, (size_t)(ohl * ow));
+    if (ohh > ohl) {
+        /* output pixel ohl*ow + i reads plane element start + i; lanes outside the plane are padding columns */
+        int64_t start = (ohl - g->ph + (int64_t)kh * g->dh) * g->w + iw0, count = (ohh - ohl) * ow;
+        int64_t a = start < 0 ? 0 : start, b = start + count > in_count ? in_count : start + count;
+        size_t base = (size_t)(ohl * ow);
+        if (b > a) bs_convert_run(xc + a, is_u8, esize, j->p->x_zero, (size_t)(b - a), row + (base + (size_t)(a - start)) * (size_t)esize);
+        for (int64_t oh = ohl; oh < ohh; oh++) {
+            size_t r0 = (size_t)(oh * ow);
+            bs_pad_run(row, esize, padu, r0, r0 + (size_t)lo0);   /* lo0 = hi0 = 0 when no column is valid */
+            bs_pad_run(row, esize, padu, r0 + (size_t)hi0, r0 + (size_t)ow);
+        }
+    }
+    bs_pad_run(row, esize, padu, (size_t)(ohh * ow), o->npad);
+}
+
 /* ---- stage 0: gather rows. Row r = (group, kk) holds, for every output pixel, u (S8C4) or x - xz (S16C2). ---- */
 static void bs_gather_row(const bs_avx2_job *j, const bs_geo *o, size_t r, unsigned char *tmp) {
     int32_t per = o->mode == BS_PACK_S8C4 ? 4 : 2;
@@ -298,6 +360,10 @@ static void bs_gather_row(const bs_avx2_job *j, const bs_geo *o, size_t r, unsig
     size_t in_count = (size_t)g->d * g->h * g->w;
     size_t xoff = (size_t)(grp * cg + ic) * in_count;
     uint8_t padu = (uint8_t)o->uz;
+    if (g->sw == 1 && g->sh == 1 && g->w == g->ow && g->d == 1 && g->od == 1 && g->kd == 1 && g->pd == 0) {
+        bs_gather_row_same(j, o, xoff, kh, kw, row8);
+        return;
+    }
     size_t p = 0;
     for (int32_t od = 0; od < g->od; od++) {
         int64_t id = (int64_t)od * g->sd - g->pd + (int64_t)kd * g->dd;
@@ -361,34 +427,11 @@ static void bs_interleave(const bs_geo *o, const unsigned char *rows, unsigned c
     }
 }
 
-/* ---- the epilogue: 8 accumulators of one output channel (8 pixels or rows) ---- */
-static inline void bs_epilogue(const bs_avx2_job *j, __m256i acc, int32_t corr, size_t c, size_t off, size_t pstride,
-                               size_t count) {
-    acc = _mm256_sub_epi32(acc, _mm256_set1_epi32(corr));
-    const bs_requant_params *rq = j->rq;
-    int32_t t = rq ? j->yt : BS_T_I32;
-    int32_t res[8];
-    if (!rq) {
-        if (pstride == 1 && count == 8) { _mm256_storeu_si256((__m256i *)((int32_t *)j->y + off), acc); return; }
-        _mm256_storeu_si256((__m256i *)res, acc);
-        for (size_t i = 0; i < count; i++) ((int32_t *)j->y)[off + i * pstride] = res[i];
-        return;
-    }
-    size_t q = rq->count == 1 ? 0 : c;
-    if (rq->lo > rq->hi) {   /* never produced by the lowering; keep the reference's order of the two tests */
-        _mm256_storeu_si256((__m256i *)res, acc);
-        for (size_t i = 0; i < count; i++) bs_store_scalar(j->y, t, off + i * pstride, bs_requant_scalar(res[i], rq, c));
-        return;
-    }
-    int64_t cmin = t == BS_T_I8 ? INT8_MIN : (t == BS_T_U8 ? 0 : INT32_MIN);
-    int64_t cmax = t == BS_T_I8 ? INT8_MAX : (t == BS_T_U8 ? UINT8_MAX : INT32_MAX);
-    /* clamp to [lo, hi] then to the container = clamp to [C(lo), C(hi)] (C monotonic, lo <= hi) */
-    __m256i LO = _mm256_set1_epi64x(bs_clamp64a(rq->lo, cmin, cmax)), HI = _mm256_set1_epi64x(bs_clamp64a(rq->hi, cmin, cmax));
-    __m256i M = _mm256_set1_epi64x(rq->m[q]), B = _mm256_set1_epi64x(rq->bias[q]), Z = _mm256_set1_epi64x(rq->zero);
-    int32_t n = rq->n[q];
-    __m256i v[2];
-    v[0] = _mm256_add_epi64(_mm256_mul_epi32(acc, M), B);
-    v[1] = _mm256_add_epi64(_mm256_mul_epi32(_mm256_srli_epi64(acc, 32), M), B);
+/* ---- the int64 tail of Requant and QAdd on 8 values held as even (v[0]) and odd (v[1]) int64 lanes: rshr by n
+ * (0 <= n < 64; n <= 0 leaves v), + zero, clamp to [LO, HI] (= [C(lo), C(hi)], the container's range applied), store
+ * `count` values of container t at y + off, stride pstride. Bit-exact with bs_requant_one / the QAdd reference. ---- */
+static inline void bs_rq_finish(__m256i v[2], int32_t n, __m256i Z, __m256i LO, __m256i HI, void *y, int32_t t, size_t off,
+                                size_t pstride, size_t count) {
     for (int h = 0; h < 2; h++) {
         __m256i x = v[h];
         if (n > 0) {
@@ -404,19 +447,127 @@ static inline void bs_epilogue(const bs_avx2_job *j, __m256i acc, int32_t corr, 
         v[h] = x;
     }
     __m256i r32 = _mm256_blend_epi32(v[0], _mm256_slli_epi64(v[1], 32), 0xAA);
+    int32_t res[8];
     if (t == BS_T_I32) {
-        if (pstride == 1 && count == 8) { _mm256_storeu_si256((__m256i *)((int32_t *)j->y + off), r32); return; }
+        if (pstride == 1 && count == 8) { _mm256_storeu_si256((__m256i *)((int32_t *)y + off), r32); return; }
         _mm256_storeu_si256((__m256i *)res, r32);
-        for (size_t i = 0; i < count; i++) ((int32_t *)j->y)[off + i * pstride] = res[i];
+        for (size_t i = 0; i < count; i++) ((int32_t *)y)[off + i * pstride] = res[i];
         return;
     }
     __m128i p16 = _mm_packs_epi32(_mm256_castsi256_si128(r32), _mm256_extracti128_si256(r32, 1));
     __m128i p8 = t == BS_T_I8 ? _mm_packs_epi16(p16, p16) : _mm_packus_epi16(p16, p16);
-    unsigned char *yb = (unsigned char *)j->y;
+    unsigned char *yb = (unsigned char *)y;
     if (pstride == 1 && count == 8) { _mm_storel_epi64((__m128i *)(yb + off), p8); return; }
     unsigned char b8[16];
     _mm_storeu_si128((__m128i *)b8, p8);
     for (size_t i = 0; i < count; i++) yb[off + i * pstride] = b8[i];
+}
+
+static inline int64_t bs_cmin(int32_t t) { return t == BS_T_I8 ? INT8_MIN : (t == BS_T_U8 ? 0 : INT32_MIN); }
+static inline int64_t bs_cmax(int32_t t) { return t == BS_T_I8 ? INT8_MAX : (t == BS_T_U8 ? UINT8_MAX : INT32_MAX); }
+
+/* ---- the epilogue: 8 accumulators of one output channel (8 pixels or rows) ---- */
+static inline void bs_epilogue(const bs_avx2_job *j, __m256i acc, int32_t corr, size_t c, size_t off, size_t pstride,
+                               size_t count) {
+    acc = _mm256_sub_epi32(acc, _mm256_set1_epi32(corr));
+    const bs_requant_params *rq = j->rq;
+    int32_t t = rq ? j->yt : BS_T_I32;
+    int32_t res[8];
+    if (!rq) {
+        if (pstride == 1 && count == 8) { _mm256_storeu_si256((__m256i *)((int32_t *)j->y + off), acc); return; }
+        _mm256_storeu_si256((__m256i *)res, acc);
+        for (size_t i = 0; i < count; i++) ((int32_t *)j->y)[off + i * pstride] = res[i];
+        return;
+    }
+    size_t q = rq->count == 1 ? 0 : c;
+    int32_t n = rq->n[q];
+    if (rq->lo > rq->hi || n >= 64) {   /* never produced by the lowering; keep the reference's order of the two tests */
+        _mm256_storeu_si256((__m256i *)res, acc);
+        for (size_t i = 0; i < count; i++) bs_store_scalar(j->y, t, off + i * pstride, bs_requant_scalar(res[i], rq, c));
+        return;
+    }
+    /* clamp to [lo, hi] then to the container = clamp to [C(lo), C(hi)] (C monotonic, lo <= hi) */
+    __m256i LO = _mm256_set1_epi64x(bs_clamp64a(rq->lo, bs_cmin(t), bs_cmax(t))), HI = _mm256_set1_epi64x(bs_clamp64a(rq->hi, bs_cmin(t), bs_cmax(t)));
+    __m256i M = _mm256_set1_epi64x(rq->m[q]), B = _mm256_set1_epi64x(rq->bias[q]), Z = _mm256_set1_epi64x(rq->zero);
+    __m256i v[2];
+    v[0] = _mm256_add_epi64(_mm256_mul_epi32(acc, M), B);
+    v[1] = _mm256_add_epi64(_mm256_mul_epi32(_mm256_srli_epi64(acc, 32), M), B);
+    bs_rq_finish(v, n, Z, LO, HI, j->y, t, off, pstride, count);
+}
+
+/* 8 int32 from element i of x (container xt); count < 8 reads only `count` elements (the rest 0). */
+static inline __m256i bs_load8_i32(const void *x, int32_t xt, size_t i, size_t count) {
+    if (count >= 8) {
+        if (xt == BS_T_I32) return _mm256_loadu_si256((const __m256i *)((const int32_t *)x + i));
+        __m128i v = _mm_loadl_epi64((const __m128i *)((const unsigned char *)x + i));
+        return xt == BS_T_U8 ? _mm256_cvtepu8_epi32(v) : _mm256_cvtepi8_epi32(v);
+    }
+    int32_t buf[8] = {0};
+    for (size_t e = 0; e < count; e++)
+        buf[e] = xt == BS_T_I32 ? ((const int32_t *)x)[i + e] : (xt == BS_T_U8 ? ((const uint8_t *)x)[i + e] : ((const int8_t *)x)[i + e]);
+    return _mm256_loadu_si256((const __m256i *)buf);
+}
+
+/* ---- Requant (rows [r0, r1) of x viewed as [outer * channels][inner]) and QAdd (elements [i0, i1)), 8 per step,
+ * the int64 arithmetic of the reference in 64-bit lanes ---- */
+static void bs_requant_rows_avx2(const void *x, int32_t xt, void *y, int32_t yt, size_t channels, size_t inner,
+                                 const bs_requant_params *rq, size_t r0, size_t r1) {
+    bs_avx2_job j;   /* the conv epilogue's view: output y of container yt, per-channel tables rq */
+    memset(&j, 0, sizeof j);
+    j.rq = rq; j.yt = yt; j.y = y;
+    for (size_t r = r0; r < r1; r++) {
+        size_t c = r % channels, i = r * inner;
+        for (size_t e = 0; e < inner; e += 8) {
+            size_t count = inner - e < 8 ? inner - e : 8;
+            bs_epilogue(&j, bs_load8_i32(x, xt, i + e, count), 0, c, i + e, 1, count);
+        }
+    }
+}
+
+void bs_requant__avx2(const void *x, int32_t xt, void *y, int32_t yt, size_t outer, size_t channels, size_t inner,
+                      const bs_requant_params *rq) {
+    bs_requant_rows_avx2(x, xt, y, yt, channels, inner, rq, 0, outer * channels);
+}
+
+static void bs_qadd_range_avx2(const void *a, int32_t at, const void *b, int32_t bt, void *y, int32_t yt,
+                               const bs_qadd_params *p, size_t i0, size_t i1) {
+    /* vpmuldq multiplies int32 lanes: exact when every x - zero of both containers and both multipliers fit int32 */
+    int ok = p->lo <= p->hi && p->n < 64 && p->m_a >= INT32_MIN && p->m_a <= INT32_MAX && p->m_b >= INT32_MIN && p->m_b <= INT32_MAX
+             && p->a_zero >= bs_cmax(at) - INT32_MAX && p->a_zero <= bs_cmin(at) - INT32_MIN
+             && p->b_zero >= bs_cmax(bt) - INT32_MAX && p->b_zero <= bs_cmin(bt) - INT32_MIN;
+    if (!ok) {   /* never produced by the lowering: the reference on the range */
+        size_t as = at == BS_T_I32 ? 4 : 1, bsz = bt == BS_T_I32 ? 4 : 1, ys = yt == BS_T_I32 ? 4 : 1;
+        bs_qadd__generic((const unsigned char *)a + i0 * as, at, (const unsigned char *)b + i0 * bsz, bt,
+                         (unsigned char *)y + i0 * ys, yt, i1 - i0, p);
+        return;
+    }
+    const __m256i AZ = _mm256_set1_epi32((int32_t)p->a_zero), BZ = _mm256_set1_epi32((int32_t)p->b_zero);
+    const __m256i MA = _mm256_set1_epi64x(p->m_a), MB = _mm256_set1_epi64x(p->m_b), Z = _mm256_set1_epi64x(p->zero);
+    const __m256i LO = _mm256_set1_epi64x(bs_clamp64a(p->lo, bs_cmin(yt), bs_cmax(yt)));
+    const __m256i HI = _mm256_set1_epi64x(bs_clamp64a(p->hi, bs_cmin(yt), bs_cmax(yt)));
+    for (size_t i = i0; i < i1; i += 8) {
+        size_t count = i1 - i < 8 ? i1 - i : 8;
+        __m256i da = _mm256_sub_epi32(bs_load8_i32(a, at, i, count), AZ), db = _mm256_sub_epi32(bs_load8_i32(b, bt, i, count), BZ);
+        __m256i v[2];
+        v[0] = _mm256_add_epi64(_mm256_mul_epi32(da, MA), _mm256_mul_epi32(db, MB));
+        v[1] = _mm256_add_epi64(_mm256_mul_epi32(_mm256_srli_epi64(da, 32), MA), _mm256_mul_epi32(_mm256_srli_epi64(db, 32), MB));
+        bs_rq_finish(v, (int32_t)p->n, Z, LO, HI, y, yt, i, 1, count);
+    }
+}
+
+void bs_qadd__avx2(const void *a, int32_t at, const void *b, int32_t bt, void *y, int32_t yt, size_t count,
+                   const bs_qadd_params *p) {
+    bs_qadd_range_avx2(a, at, b, bt, y, yt, p, 0, count);
+}
+
+void bs_ew_run__avx2(const bs_ew_job *j, int32_t task) {
+    size_t u0, u1;
+    bs_ew_task_range__generic(j, task, &u0, &u1);
+    switch (j->kind) {
+    case BS_EW_REQUANT: bs_requant_rows_avx2(j->x, j->xt, j->y, j->yt, j->channels, j->inner, j->rq, u0, u1); break;
+    case BS_EW_QADD: bs_qadd_range_avx2(j->x, j->xt, j->b, j->bt, j->y, j->yt, j->qadd, u0, u1); break;
+    default: bs_ew_run__generic(j, task); break;
+    }
 }
 
 /* ---- the GEMM micro-kernels: 16 pixels (two blocks) x 4 output channels ---- */
