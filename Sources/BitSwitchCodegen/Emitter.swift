@@ -620,7 +620,7 @@ struct CWriter {
                 } else if case .qavgPool = n.op {
                     body += "    bs_qavgpool__generic(&\(id)_s, \(CSyntax.size(xs[0] * xs[1])), \(p.countIncludePad ? 1 : 0), \(pz), \(ptr(x)), \(tcode(x)), \(ptr(y)));\n"
                 } else {
-                    body += "    bs_qmaxpool__\(plan.isa == .avx512vnni ? "avx512vnni" : "generic")(&\(id)_s, \(CSyntax.size(xs[0] * xs[1])), \(ptr(x)), \(tcode(x)), \(ptr(y)));\n"
+                    body += "    bs_qmaxpool__\(plan.isa.elementwiseSuffix)(&\(id)_s, \(CSyntax.size(xs[0] * xs[1])), \(ptr(x)), \(tcode(x)), \(ptr(y)));\n"
                 }
             case .qglobalAvgPool:
                 let xs = plan.shapes[x] ?? []

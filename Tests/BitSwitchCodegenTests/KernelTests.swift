@@ -172,15 +172,21 @@ int main(int argc, char **argv) {
         unsigned char *xa = al(n * 4), *xb = al(n * 4), *y0 = al(n * 4), *y1 = al(n * 4);
         for (size_t i = 0; i < n * 4; i++) { xa[i] = (unsigned char)rnd(); xb[i] = (unsigned char)rnd(); }
         if (xt == BS_T_I32 && ri(0, 1)) for (size_t i = 0; i < n; i++) ((int32_t *)xa)[i] >>= ri(0, 20);
+        if (xt == BS_T_I32 && ri(0, 3) == 0) for (size_t i = 0; i < n; i++) ((int32_t *)xa)[i] = ri(0, 1) ? INT32_MIN : INT32_MAX;
         int extreme = ri(0, 7) == 0;
         int32_t cnt = ri(0, 1) ? (int32_t)ch : 1;
         int32_t *rm = al(4 * ch), *rn = al(4 * ch); int64_t *rb = al(8 * ch);
         for (int32_t i = 0; i < cnt; i++) {
             rm[i] = (int32_t)ri(-(1 << 30), 1 << 30); rn[i] = (int32_t)ri(20, 44); rb[i] = ri(-((int64_t)1 << 40), (int64_t)1 << 40);
             if (extreme) { rm[i] = (int32_t)rnd(); rn[i] = (int32_t)ri(-2, 70); rb[i] = (int64_t)rnd(); }
+            if (extreme && ri(0, 1)) {   /* at the edge of the epilogue's int32 fast path: |bias| ~ 2^62 - 2^(n-1), extreme products */
+                rn[i] = (int32_t)ri(31, 63); rm[i] = ri(0, 1) ? INT32_MIN : INT32_MAX;
+                rb[i] = (ri(0, 1) ? 1 : -1) * (((int64_t)1 << 62) - ((int64_t)1 << (rn[i] - 1)) + ri(-2, 2));
+            }
         }
         bs_requant_params rq = {rm, rn, rb, cnt, ri(-5, 30), yt == BS_T_U8 ? 0 : -128, yt == BS_T_U8 ? 255 : 127};
         if (extreme && ri(0, 1)) { rq.lo = ri(-300, 300); rq.hi = ri(-300, 300); rq.zero = (int64_t)rnd(); }
+        if (yt == BS_T_I32 && ri(0, 1)) { rq.lo = ri(0, 1) ? INT32_MIN : -((int64_t)1 << 40); rq.hi = ri(0, 1) ? INT32_MAX : (int64_t)1 << 40; }
         memset(y0, 0x11, n * 4); memset(y1, 0x11, n * 4);
         bs_requant__generic(xa, xt, y0, yt, outer, ch, inner, &rq);
         K(bs_requant)(xa, xt, y1, yt, outer, ch, inner, &rq);
@@ -215,7 +221,6 @@ int main(int argc, char **argv) {
         free(xa); free(xb); free(y0); free(y1); free(rm); free(rn); free(rb);
     }
     printf("ok %d requant and qadd cases\n", cases);
-#ifdef BS_TEST_VNNI
     /* the vectorized max pool against the generic one: 1-D / 2-D / 3-D windows, strides, pads (windows entirely in
      * the padding too), dilations, every container */
     for (int t = 0; t < cases; t++) {
@@ -230,18 +235,26 @@ int main(int argc, char **argv) {
         g.oh = (g.h + 2 * g.ph - ((g.kh - 1) * g.dh + 1)) / g.sh + 1; if (g.oh < 1) g.oh = 1;
         g.ow = (g.w + 2 * g.pw - ((g.kw - 1) * g.dw + 1)) / g.sw + 1 + (int32_t)ri(0, 1); if (g.ow < 1) g.ow = 1;
         int32_t xt = (int32_t)ri(0, 2);
-        size_t es = xt == BS_T_I32 ? 4 : 1, planes = (size_t)ri(1, 5);
+        size_t es = xt == BS_T_I32 ? 4 : 1, planes = (size_t)(ri(0, 7) == 0 ? ri(20, 200) : ri(1, 5));
         size_t nin = planes * g.d * g.h * g.w, nout = planes * g.od * g.oh * g.ow;
         unsigned char *px = al(nin * es), *y0 = al(nout * es), *y1 = al(nout * es);
         for (size_t i = 0; i < nin * es; i++) px[i] = (unsigned char)rnd();
         memset(y0, 0x33, nout * es); memset(y1, 0x33, nout * es);
         bs_qmaxpool__generic(&g, planes, px, xt, y0);
-        bs_qmaxpool__avx512vnni(&g, planes, px, xt, y1);
+        K(bs_qmaxpool)(&g, planes, px, xt, y1);
         if (memcmp(y0, y1, nout * es)) { printf("MISMATCH maxpool case %d xt=%d\n", t, xt); return 1; }
+#ifndef BS_TEST_VNNI
+        {
+            bs_ew_job ej; memset(&ej, 0, sizeof ej);
+            ej.kind = BS_EW_MAXPOOL; ej.x = px; ej.xt = xt; ej.y = y1; ej.yt = xt; ej.count = planes; ej.win = &g;
+            memset(y1, 0x33, nout * es);
+            for (int32_t tk = bs_ew_tasks__generic(&ej) - 1; tk >= 0; tk--) bs_ew_run__avx2(&ej, tk);
+            if (memcmp(y0, y1, nout * es)) { printf("MISMATCH split maxpool case %d xt=%d\n", t, xt); return 1; }
+        }
+#endif
         free(px); free(y0); free(y1);
     }
     printf("ok %d maxpool cases\n", cases);
-#endif
     return 0;
 }
 """#

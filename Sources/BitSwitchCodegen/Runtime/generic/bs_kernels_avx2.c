@@ -430,6 +430,7 @@ static void bs_interleave(const bs_geo *o, const unsigned char *rows, unsigned c
 /* ---- the int64 tail of Requant and QAdd on 8 values held as even (v[0]) and odd (v[1]) int64 lanes: rshr by n
  * (0 <= n < 64; n <= 0 leaves v), + zero, clamp to [LO, HI] (= [C(lo), C(hi)], the container's range applied), store
  * `count` values of container t at y + off, stride pstride. Bit-exact with bs_requant_one / the QAdd reference. ---- */
+static inline void bs_store8(__m256i r32, void *y, int32_t t, size_t off, size_t pstride, size_t count);
 static inline void bs_rq_finish(__m256i v[2], int32_t n, __m256i Z, __m256i LO, __m256i HI, void *y, int32_t t, size_t off,
                                 size_t pstride, size_t count) {
     for (int h = 0; h < 2; h++) {
@@ -446,7 +447,11 @@ static inline void bs_rq_finish(__m256i v[2], int32_t n, __m256i Z, __m256i LO, 
         x = _mm256_blendv_epi8(x, LO, _mm256_cmpgt_epi64(LO, x));
         v[h] = x;
     }
-    __m256i r32 = _mm256_blend_epi32(v[0], _mm256_slli_epi64(v[1], 32), 0xAA);
+    bs_store8(_mm256_blend_epi32(v[0], _mm256_slli_epi64(v[1], 32), 0xAA), y, t, off, pstride, count);
+}
+
+/* Stores `count` of the 8 int32 lanes of r32 (already in container t's range) at y + off, stride pstride. */
+static inline void bs_store8(__m256i r32, void *y, int32_t t, size_t off, size_t pstride, size_t count) {
     int32_t res[8];
     if (t == BS_T_I32) {
         if (pstride == 1 && count == 8) { _mm256_storeu_si256((__m256i *)((int32_t *)y + off), r32); return; }
@@ -487,8 +492,35 @@ static inline void bs_epilogue(const bs_avx2_job *j, __m256i acc, int32_t corr, 
         return;
     }
     /* clamp to [lo, hi] then to the container = clamp to [C(lo), C(hi)] (C monotonic, lo <= hi) */
-    __m256i LO = _mm256_set1_epi64x(bs_clamp64a(rq->lo, bs_cmin(t), bs_cmax(t))), HI = _mm256_set1_epi64x(bs_clamp64a(rq->hi, bs_cmin(t), bs_cmax(t)));
-    __m256i M = _mm256_set1_epi64x(rq->m[q]), B = _mm256_set1_epi64x(rq->bias[q]), Z = _mm256_set1_epi64x(rq->zero);
+    int64_t clo = bs_clamp64a(rq->lo, bs_cmin(t), bs_cmax(t)), chi = bs_clamp64a(rq->hi, bs_cmin(t), bs_cmax(t));
+    int64_t bias = rq->bias[q], zero = rq->zero, lim = (int64_t)1 << 60;
+    if (n >= 1 && n <= 59 && bias > -lim && bias < lim && zero > -(lim >> n) && zero < (lim >> n)) {
+        /* The int32 path. B2 = bias + 2^(n-1) + zero 2^n, |B2| < 2^61.2 and |acc m| <= 2^62, so u = acc m + B2 never
+         * wraps and floor(u / 2^n) = rshr(acc m + bias, n) + zero exactly; it is assembled from the high (H) and low
+         * (L) dwords of u: n >= 32: H >> (n - 32), always within int32; n < 32: (H << (32 - n)) | (L >> n) when
+         * H >> (n - 1) is 0 or -1 (the value fits int32), else it is beyond int32 and clamps to C(hi) or C(lo). */
+        int64_t b2 = bias + ((int64_t)1 << (n - 1)) + zero * ((int64_t)1 << n);
+        __m256i M = _mm256_set1_epi64x(rq->m[q]), B = _mm256_set1_epi64x(b2);
+        __m256i e = _mm256_add_epi64(_mm256_mul_epi32(acc, M), B);
+        __m256i o = _mm256_add_epi64(_mm256_mul_epi32(_mm256_srli_epi64(acc, 32), M), B);
+        __m256i H = _mm256_blend_epi32(_mm256_srli_epi64(e, 32), o, 0xAA);
+        __m256i CLO = _mm256_set1_epi32((int32_t)clo), CHI = _mm256_set1_epi32((int32_t)chi), r;
+        if (n >= 32) {
+            r = _mm256_sra_epi32(H, _mm_cvtsi32_si128(n - 32));
+            r = _mm256_min_epi32(_mm256_max_epi32(r, CLO), CHI);
+        } else {
+            __m256i L = _mm256_blend_epi32(e, _mm256_slli_epi64(o, 32), 0xAA);
+            r = _mm256_or_si256(_mm256_sll_epi32(H, _mm_cvtsi32_si128(32 - n)), _mm256_srl_epi32(L, _mm_cvtsi32_si128(n)));
+            r = _mm256_min_epi32(_mm256_max_epi32(r, CLO), CHI);
+            __m256i tt = _mm256_sra_epi32(H, _mm_cvtsi32_si128(n - 1));
+            r = _mm256_blendv_epi8(r, CHI, _mm256_cmpgt_epi32(tt, _mm256_setzero_si256()));
+            r = _mm256_blendv_epi8(r, CLO, _mm256_cmpgt_epi32(_mm256_set1_epi32(-1), tt));
+        }
+        bs_store8(r, j->y, t, off, pstride, count);
+        return;
+    }
+    __m256i LO = _mm256_set1_epi64x(clo), HI = _mm256_set1_epi64x(chi);
+    __m256i M = _mm256_set1_epi64x(rq->m[q]), B = _mm256_set1_epi64x(bias), Z = _mm256_set1_epi64x(zero);
     __m256i v[2];
     v[0] = _mm256_add_epi64(_mm256_mul_epi32(acc, M), B);
     v[1] = _mm256_add_epi64(_mm256_mul_epi32(_mm256_srli_epi64(acc, 32), M), B);
@@ -560,12 +592,84 @@ void bs_qadd__avx2(const void *a, int32_t at, const void *b, int32_t bt, void *y
     bs_qadd_range_avx2(a, at, b, bt, y, yt, p, 0, count);
 }
 
+/* ---- QMaxPool, separable (the max over a window is the max over its valid columns of the max over its valid
+ * rows): per output row, the elementwise max of the kernel's valid input rows (32 bytes or 8 int32 per step), then
+ * per output the max over the window's valid columns of that row; no valid tap gives the container's lowest value,
+ * as in bs_pool. 2-D (and 1-D) windows; 3-D ones take the generic kernel. Planes [p0, p1). ---- */
+#define BS_MP_MAXW 4096
+static void bs_maxpool_planes_avx2(const bs_window *g, size_t p0, size_t p1, const void *x, int32_t xt, void *y) {
+    if (g->d != 1 || g->od != 1 || g->kd != 1 || g->w > BS_MP_MAXW) {
+        size_t es = xt == BS_T_I32 ? 4 : 1, out = (size_t)g->od * g->oh * g->ow, in = (size_t)g->d * g->h * g->w;
+        bs_qmaxpool__generic(g, p1 - p0, (const unsigned char *)x + p0 * in * es, xt, (unsigned char *)y + p0 * out * es);
+        return;
+    }
+    size_t es = xt == BS_T_I32 ? 4 : 1, in_plane = (size_t)g->h * g->w, out_plane = (size_t)g->oh * g->ow;
+    int32_t lowest = xt == BS_T_I8 ? INT8_MIN : (xt == BS_T_U8 ? 0 : INT32_MIN);
+    int32_t rowmax[BS_MP_MAXW];
+    unsigned char rm8[BS_MP_MAXW + 32];
+    for (size_t pl = p0; pl < p1; pl++) {
+        const unsigned char *xp = (const unsigned char *)x + pl * in_plane * es;
+        unsigned char *yp = (unsigned char *)y + pl * out_plane * es;
+        for (int32_t oh = 0; oh < g->oh; oh++) {
+            int32_t nrows = 0;
+            for (int32_t kh = 0; kh < g->kh; kh++) {
+                int64_t ih = (int64_t)oh * g->sh - g->ph + (int64_t)kh * g->dh;
+                if (ih < 0 || ih >= g->h) continue;
+                const unsigned char *r = xp + (size_t)ih * g->w * es;
+                int32_t i = 0;
+                if (xt == BS_T_I32) {
+                    const int32_t *ri = (const int32_t *)r;
+                    if (nrows == 0) memcpy(rowmax, ri, (size_t)g->w * 4);
+                    else {
+                        for (; i + 8 <= g->w; i += 8)
+                            _mm256_storeu_si256((__m256i *)(rowmax + i), _mm256_max_epi32(_mm256_loadu_si256((const __m256i *)(rowmax + i)),
+                                                                                          _mm256_loadu_si256((const __m256i *)(ri + i))));
+                        for (; i < g->w; i++) rowmax[i] = ri[i] > rowmax[i] ? ri[i] : rowmax[i];
+                    }
+                } else {
+                    if (nrows == 0) memcpy(rm8, r, (size_t)g->w);
+                    else {
+                        for (; i + 32 <= g->w; i += 32) {
+                            __m256i a = _mm256_loadu_si256((const __m256i *)(rm8 + i)), b = _mm256_loadu_si256((const __m256i *)(r + i));
+                            _mm256_storeu_si256((__m256i *)(rm8 + i), xt == BS_T_U8 ? _mm256_max_epu8(a, b) : _mm256_max_epi8(a, b));
+                        }
+                        for (; i < g->w; i++) {
+                            if (xt == BS_T_U8) rm8[i] = r[i] > rm8[i] ? r[i] : rm8[i];
+                            else rm8[i] = (int8_t)r[i] > (int8_t)rm8[i] ? r[i] : rm8[i];
+                        }
+                    }
+                }
+                nrows++;
+            }
+            for (int32_t ow = 0; ow < g->ow; ow++) {
+                int32_t best = lowest, valid = 0;
+                if (nrows)
+                    for (int32_t kw = 0; kw < g->kw; kw++) {
+                        int64_t iw = (int64_t)ow * g->sw - g->pw + (int64_t)kw * g->dw;
+                        if (iw < 0 || iw >= g->w) continue;
+                        int32_t v = xt == BS_T_I32 ? rowmax[iw] : (xt == BS_T_U8 ? (int32_t)rm8[iw] : (int32_t)(int8_t)rm8[iw]);
+                        if (!valid || v > best) best = v;
+                        valid = 1;
+                    }
+                size_t o = (size_t)oh * g->ow + (size_t)ow;
+                if (xt == BS_T_I32) ((int32_t *)yp)[o] = best;
+                else yp[o] = (unsigned char)best;
+            }
+        }
+    }
+}
+
+void bs_qmaxpool__avx2(const bs_window *g, size_t planes, const void *x, int32_t xt, void *y) {
+    bs_maxpool_planes_avx2(g, 0, planes, x, xt, y);
+}
+
 void bs_ew_run__avx2(const bs_ew_job *j, int32_t task) {
     size_t u0, u1;
     bs_ew_task_range__generic(j, task, &u0, &u1);
     switch (j->kind) {
     case BS_EW_REQUANT: bs_requant_rows_avx2(j->x, j->xt, j->y, j->yt, j->channels, j->inner, j->rq, u0, u1); break;
     case BS_EW_QADD: bs_qadd_range_avx2(j->x, j->xt, j->b, j->bt, j->y, j->yt, j->qadd, u0, u1); break;
+    case BS_EW_MAXPOOL: bs_maxpool_planes_avx2(j->win, u0, u1, j->x, j->xt, j->y); break;
     default: bs_ew_run__generic(j, task); break;
     }
 }
