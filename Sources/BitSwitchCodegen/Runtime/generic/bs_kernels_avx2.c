@@ -19,6 +19,7 @@ typedef struct bs_packed {
 #define BS_ROWS_PER_TASK 16
 #define BS_BLOCKS_PER_TASK 16
 #define BS_CB_PER_TASK 16
+#define BS_PAIRS_PER_TASK 4   /* pairs of 8-pixel blocks per GEMM task: the channels' epilogue set-up is shared by them */
 
 static inline int64_t bs_clamp64a(int64_t v, int64_t lo, int64_t hi) { return v < lo ? lo : (v > hi ? hi : v); }
 static inline int64_t bs_rshr64a(int64_t x, int64_t k) {
@@ -471,60 +472,72 @@ static inline void bs_store8(__m256i r32, void *y, int32_t t, size_t off, size_t
 static inline int64_t bs_cmin(int32_t t) { return t == BS_T_I8 ? INT8_MIN : (t == BS_T_U8 ? 0 : INT32_MIN); }
 static inline int64_t bs_cmax(int32_t t) { return t == BS_T_I8 ? INT8_MAX : (t == BS_T_U8 ? UINT8_MAX : INT32_MAX); }
 
-/* ---- the epilogue: 8 accumulators of one output channel (8 pixels or rows) ---- */
-static inline void bs_epilogue(const bs_avx2_job *j, __m256i acc, int32_t corr, size_t c, size_t off, size_t pstride,
-                               size_t count) {
-    acc = _mm256_sub_epi32(acc, _mm256_set1_epi32(corr));
+/* ---- the epilogue of one output channel, set up once (bs_epi_setup) and applied to 8 accumulators at a time
+ * (bs_epi_apply; 8 pixels or rows). Kinds: 0 = int32 accumulators out (no Requant), 1 / 2 = the int32-lane Requant
+ * (n >= 32 / 1 <= n < 32), 3 = the int64-lane Requant, 4 = the scalar reference (tables the lowering never makes). */
+typedef struct bs_epi {
+    int64_t m, b;            /* kinds 1, 2: b = bias + 2^(n-1) + zero 2^n; kind 3: b = bias */
+    int64_t zero, clo, chi;  /* clamp bounds: [C(lo), C(hi)] */
+    int32_t kind, n, t;
+} bs_epi;
+
+static inline void bs_epi_setup(const bs_avx2_job *j, size_t c, bs_epi *e) {
     const bs_requant_params *rq = j->rq;
-    int32_t t = rq ? j->yt : BS_T_I32;
-    int32_t res[8];
-    if (!rq) {
-        if (pstride == 1 && count == 8) { _mm256_storeu_si256((__m256i *)((int32_t *)j->y + off), acc); return; }
-        _mm256_storeu_si256((__m256i *)res, acc);
-        for (size_t i = 0; i < count; i++) ((int32_t *)j->y)[off + i * pstride] = res[i];
-        return;
-    }
+    memset(e, 0, sizeof *e);
+    if (!rq) { e->kind = 0; e->t = BS_T_I32; return; }
     size_t q = rq->count == 1 ? 0 : c;
-    int32_t n = rq->n[q];
-    if (rq->lo > rq->hi || n >= 64) {   /* never produced by the lowering; keep the reference's order of the two tests */
-        _mm256_storeu_si256((__m256i *)res, acc);
-        for (size_t i = 0; i < count; i++) bs_store_scalar(j->y, t, off + i * pstride, bs_requant_scalar(res[i], rq, c));
-        return;
-    }
+    int32_t n = rq->n[q], t = j->yt;
+    e->t = t; e->n = n; e->m = rq->m[q];
+    if (rq->lo > rq->hi || n >= 64) { e->kind = 4; return; }   /* keep the reference's order of the two tests */
     /* clamp to [lo, hi] then to the container = clamp to [C(lo), C(hi)] (C monotonic, lo <= hi) */
-    int64_t clo = bs_clamp64a(rq->lo, bs_cmin(t), bs_cmax(t)), chi = bs_clamp64a(rq->hi, bs_cmin(t), bs_cmax(t));
+    e->clo = bs_clamp64a(rq->lo, bs_cmin(t), bs_cmax(t)); e->chi = bs_clamp64a(rq->hi, bs_cmin(t), bs_cmax(t));
     int64_t bias = rq->bias[q], zero = rq->zero, lim = (int64_t)1 << 60;
     if (n >= 1 && n <= 59 && bias > -lim && bias < lim && zero > -(lim >> n) && zero < (lim >> n)) {
         /* The int32 path. B2 = bias + 2^(n-1) + zero 2^n, |B2| < 2^61.2 and |acc m| <= 2^62, so u = acc m + B2 never
          * wraps and floor(u / 2^n) = rshr(acc m + bias, n) + zero exactly; it is assembled from the high (H) and low
          * (L) dwords of u: n >= 32: H >> (n - 32), always within int32; n < 32: (H << (32 - n)) | (L >> n) when
          * H >> (n - 1) is 0 or -1 (the value fits int32), else it is beyond int32 and clamps to C(hi) or C(lo). */
-        int64_t b2 = bias + ((int64_t)1 << (n - 1)) + zero * ((int64_t)1 << n);
-        __m256i M = _mm256_set1_epi64x(rq->m[q]), B = _mm256_set1_epi64x(b2);
-        __m256i e = _mm256_add_epi64(_mm256_mul_epi32(acc, M), B);
-        __m256i o = _mm256_add_epi64(_mm256_mul_epi32(_mm256_srli_epi64(acc, 32), M), B);
-        __m256i H = _mm256_blend_epi32(_mm256_srli_epi64(e, 32), o, 0xAA);
-        __m256i CLO = _mm256_set1_epi32((int32_t)clo), CHI = _mm256_set1_epi32((int32_t)chi), r;
-        if (n >= 32) {
-            r = _mm256_sra_epi32(H, _mm_cvtsi32_si128(n - 32));
-            r = _mm256_min_epi32(_mm256_max_epi32(r, CLO), CHI);
-        } else {
-            __m256i L = _mm256_blend_epi32(e, _mm256_slli_epi64(o, 32), 0xAA);
-            r = _mm256_or_si256(_mm256_sll_epi32(H, _mm_cvtsi32_si128(32 - n)), _mm256_srl_epi32(L, _mm_cvtsi32_si128(n)));
-            r = _mm256_min_epi32(_mm256_max_epi32(r, CLO), CHI);
-            __m256i tt = _mm256_sra_epi32(H, _mm_cvtsi32_si128(n - 1));
-            r = _mm256_blendv_epi8(r, CHI, _mm256_cmpgt_epi32(tt, _mm256_setzero_si256()));
-            r = _mm256_blendv_epi8(r, CLO, _mm256_cmpgt_epi32(_mm256_set1_epi32(-1), tt));
-        }
-        bs_store8(r, j->y, t, off, pstride, count);
+        e->b = bias + ((int64_t)1 << (n - 1)) + zero * ((int64_t)1 << n);
+        e->kind = n >= 32 ? 1 : 2;
         return;
     }
-    __m256i LO = _mm256_set1_epi64x(clo), HI = _mm256_set1_epi64x(chi);
-    __m256i M = _mm256_set1_epi64x(rq->m[q]), B = _mm256_set1_epi64x(bias), Z = _mm256_set1_epi64x(zero);
-    __m256i v[2];
-    v[0] = _mm256_add_epi64(_mm256_mul_epi32(acc, M), B);
-    v[1] = _mm256_add_epi64(_mm256_mul_epi32(_mm256_srli_epi64(acc, 32), M), B);
-    bs_rq_finish(v, n, Z, LO, HI, j->y, t, off, pstride, count);
+    e->kind = 3; e->b = bias; e->zero = zero;
+}
+
+static inline void bs_epi_apply(const bs_avx2_job *j, const bs_epi *e, __m256i acc, int32_t corr, size_t c, size_t off,
+                                size_t pstride, size_t count) {
+    acc = _mm256_sub_epi32(acc, _mm256_set1_epi32(corr));
+    int32_t t = e->t, n = e->n;
+    if (e->kind == 0) { bs_store8(acc, j->y, BS_T_I32, off, pstride, count); return; }
+    if (e->kind == 4) {
+        int32_t res[8];
+        _mm256_storeu_si256((__m256i *)res, acc);
+        for (size_t i = 0; i < count; i++) bs_store_scalar(j->y, t, off + i * pstride, bs_requant_scalar(res[i], j->rq, c));
+        return;
+    }
+    __m256i M = _mm256_set1_epi64x(e->m), B = _mm256_set1_epi64x(e->b);
+    __m256i ev = _mm256_add_epi64(_mm256_mul_epi32(acc, M), B);
+    __m256i od = _mm256_add_epi64(_mm256_mul_epi32(_mm256_srli_epi64(acc, 32), M), B);
+    if (e->kind == 3) {
+        __m256i v[2] = {ev, od};
+        bs_rq_finish(v, n, _mm256_set1_epi64x(e->zero), _mm256_set1_epi64x(e->clo), _mm256_set1_epi64x(e->chi), j->y, t, off,
+                     pstride, count);
+        return;
+    }
+    __m256i H = _mm256_blend_epi32(_mm256_srli_epi64(ev, 32), od, 0xAA);
+    __m256i CLO = _mm256_set1_epi32((int32_t)e->clo), CHI = _mm256_set1_epi32((int32_t)e->chi), r;
+    if (e->kind == 1) {
+        r = _mm256_sra_epi32(H, _mm_cvtsi32_si128(n - 32));
+        r = _mm256_min_epi32(_mm256_max_epi32(r, CLO), CHI);
+    } else {
+        __m256i L = _mm256_blend_epi32(ev, _mm256_slli_epi64(od, 32), 0xAA);
+        r = _mm256_or_si256(_mm256_sll_epi32(H, _mm_cvtsi32_si128(32 - n)), _mm256_srl_epi32(L, _mm_cvtsi32_si128(n)));
+        r = _mm256_min_epi32(_mm256_max_epi32(r, CLO), CHI);
+        __m256i tt = _mm256_sra_epi32(H, _mm_cvtsi32_si128(n - 1));
+        r = _mm256_blendv_epi8(r, CHI, _mm256_cmpgt_epi32(tt, _mm256_setzero_si256()));
+        r = _mm256_blendv_epi8(r, CLO, _mm256_cmpgt_epi32(_mm256_set1_epi32(-1), tt));
+    }
+    bs_store8(r, j->y, t, off, pstride, count);
 }
 
 /* 8 int32 from element i of x (container xt); count < 8 reads only `count` elements (the rest 0). */
@@ -549,9 +562,11 @@ static void bs_requant_rows_avx2(const void *x, int32_t xt, void *y, int32_t yt,
     j.rq = rq; j.yt = yt; j.y = y;
     for (size_t r = r0; r < r1; r++) {
         size_t c = r % channels, i = r * inner;
+        bs_epi ep;
+        bs_epi_setup(&j, c, &ep);
         for (size_t e = 0; e < inner; e += 8) {
             size_t count = inner - e < 8 ? inner - e : 8;
-            bs_epilogue(&j, bs_load8_i32(x, xt, i + e, count), 0, c, i + e, 1, count);
+            bs_epi_apply(&j, &ep, bs_load8_i32(x, xt, i + e, count), 0, c, i + e, 1, count);
         }
     }
 }
@@ -867,10 +882,12 @@ static void bs_qs16s16_dwconv_row__avx2(const int16_t *const *rows, int32_t nrow
     for (int32_t ow0 = 0; ow0 < ow; ow0 += 16) bs_qs16s16_dwconv_16x2__avx2(rows, nrows, off, wpair, npairs, ow0, acc + ow0);
 }
 
-/* The AVX2 row epilogue: 8 lanes at a time through bs_epilogue (acc holds whole vectors up to the row's ow16). */
+/* The AVX2 row epilogue: 8 lanes at a time through bs_epi_apply (acc holds whole vectors up to the row's ow16). */
 static void bs_dw_row_epilogue(const bs_avx2_job *j, const int32_t *acc, size_t c, size_t off, size_t count) {
+    bs_epi ep;
+    bs_epi_setup(j, c, &ep);
     for (size_t i = 0; i < count; i += 8)
-        bs_epilogue(j, _mm256_loadu_si256((const __m256i *)(acc + i)), 0, c, off + i, 1, count - i < 8 ? count - i : 8);
+        bs_epi_apply(j, &ep, _mm256_loadu_si256((const __m256i *)(acc + i)), 0, c, off + i, 1, count - i < 8 ? count - i : 8);
 }
 
 void bs_dwconv_run_with__avx2(const bs_avx2_job *j, int32_t task, bs_dw_row_epilogue_fn epi, bs_dw_row_kernel_fn rowk) {
@@ -1015,7 +1032,7 @@ int32_t bs_avx2_tasks(const bs_avx2_job *j, int32_t stage) {
     switch (stage) {
     case 0: return (int32_t)bs_cdiv((size_t)o.groups * o.kg * per, BS_ROWS_PER_TASK);
     case 1: return (int32_t)((size_t)o.groups * bs_cdiv(o.nb, BS_BLOCKS_PER_TASK));
-    default: return (int32_t)((size_t)o.groups * bs_cdiv(o.nb, 2) * bs_cdiv((size_t)o.mg4 / 4, BS_CB_PER_TASK));
+    default: return (int32_t)((size_t)o.groups * bs_cdiv(bs_cdiv(o.nb, 2), BS_PAIRS_PER_TASK) * bs_cdiv((size_t)o.mg4 / 4, BS_CB_PER_TASK));
     }
 }
 
@@ -1063,35 +1080,46 @@ void bs_avx2_run(const bs_avx2_job *j, int32_t stage, int32_t task) {
         bs_interleave(o, l.tmp + g * kpad * o->npad * o->esize, l.ilv + g * o->ilv_bytes, b0, b1);
         return;
     }
-    /* stage 2: GEMM of one group, one pair of pixel blocks, a range of channel blocks */
+    /* stage 2: GEMM of one group, a chunk of BS_PAIRS_PER_TASK pairs of pixel blocks, a range of channel blocks (the
+     * epilogue of each channel set up once per task) */
     const bs_packed *h = (const bs_packed *)j->packed;
     const int32_t *wsum = (const int32_t *)((const unsigned char *)h + 64);
     const unsigned char *wp = (const unsigned char *)h + 64 + BS_A64((size_t)h->groups * h->mg4 * 4);
     size_t ncb = (size_t)o->mg4 / 4, cbt = bs_cdiv(ncb, BS_CB_PER_TASK), pairs = bs_cdiv(o->nb, 2);
-    size_t g = (size_t)task / (pairs * cbt), rest = (size_t)task % (pairs * cbt), pr = rest / cbt, ct = rest % cbt;
-    size_t b0 = pr * 2, b1 = b0 + 1 < o->nb ? b0 + 1 : b0;
+    size_t chunks = bs_cdiv(pairs, BS_PAIRS_PER_TASK);
+    size_t g = (size_t)task / (chunks * cbt), rest = (size_t)task % (chunks * cbt), ch = rest / cbt, ct = rest % cbt;
+    size_t pr0 = ch * BS_PAIRS_PER_TASK, pr1 = pr0 + BS_PAIRS_PER_TASK;
+    if (pr1 > pairs) pr1 = pairs;
     const unsigned char *ilv = l.ilv + g * o->ilv_bytes;
-    const unsigned char *a0 = ilv + b0 * (size_t)o->kg * 32, *a1 = ilv + b1 * (size_t)o->kg * 32;
     size_t cb0 = ct * BS_CB_PER_TASK, cb1 = cb0 + BS_CB_PER_TASK;
     if (cb1 > ncb) cb1 = ncb;
     /* output: conv y [M, N] (channel stride N, pixel stride 1); gemm y [rows, M] (channel stride 1, row stride M) */
     size_t m_total = (size_t)o->groups * o->mg;
     size_t cstride = j->conv ? o->n : 1, pstride = j->conv ? 1 : m_total;
-    for (size_t cb = cb0; cb < cb1; cb++) {
-        __m256i acc[8];
-        const unsigned char *w = wp + (g * ncb + cb) * (size_t)o->kg * 16;
-        if (o->mode == BS_PACK_S8C4) bs_qu8s8_gemm_rq64_16x4c4__avx2(a0, a1, w, o->kg, acc);
-        else bs_qs16s16_gemm_rq64_16x4c2__avx2(a0, a1, w, o->kg, acc);
-        for (int32_t c4 = 0; c4 < 4; c4++) {
-            size_t c = cb * 4 + (size_t)c4;
-            if (c >= (size_t)o->mg) break;
-            size_t oc = g * o->mg + c;
-            int32_t corr = o->mode == BS_PACK_S8C4 ? (int32_t)((uint32_t)o->uz * (uint32_t)wsum[g * o->mg4 + c]) : 0;
-            for (int32_t half = 0; half < 2; half++) {
-                size_t b = half ? b1 : b0;
-                if (half && b1 == b0) break;
-                size_t p0 = b * 8, count = o->n - p0 < 8 ? o->n - p0 : 8;
-                bs_epilogue(j, acc[half * 4 + c4], corr, oc, oc * cstride + p0 * pstride, pstride, count);
+    bs_epi ep[BS_CB_PER_TASK * 4];
+    int32_t corr[BS_CB_PER_TASK * 4];
+    for (size_t c = cb0 * 4; c < cb1 * 4 && c < (size_t)o->mg; c++) {
+        bs_epi_setup(j, g * o->mg + c, &ep[c - cb0 * 4]);
+        corr[c - cb0 * 4] = o->mode == BS_PACK_S8C4 ? (int32_t)((uint32_t)o->uz * (uint32_t)wsum[g * o->mg4 + c]) : 0;
+    }
+    for (size_t pr = pr0; pr < pr1; pr++) {
+        size_t b0 = pr * 2, b1 = b0 + 1 < o->nb ? b0 + 1 : b0;
+        const unsigned char *a0 = ilv + b0 * (size_t)o->kg * 32, *a1 = ilv + b1 * (size_t)o->kg * 32;
+        for (size_t cb = cb0; cb < cb1; cb++) {
+            __m256i acc[8];
+            const unsigned char *w = wp + (g * ncb + cb) * (size_t)o->kg * 16;
+            if (o->mode == BS_PACK_S8C4) bs_qu8s8_gemm_rq64_16x4c4__avx2(a0, a1, w, o->kg, acc);
+            else bs_qs16s16_gemm_rq64_16x4c2__avx2(a0, a1, w, o->kg, acc);
+            for (int32_t c4 = 0; c4 < 4; c4++) {
+                size_t c = cb * 4 + (size_t)c4;
+                if (c >= (size_t)o->mg) break;
+                size_t oc = g * o->mg + c;
+                for (int32_t half = 0; half < 2; half++) {
+                    size_t b = half ? b1 : b0;
+                    if (half && b1 == b0) break;
+                    size_t p0 = b * 8, count = o->n - p0 < 8 ? o->n - p0 : 8;
+                    bs_epi_apply(j, &ep[c - cb0 * 4], acc[half * 4 + c4], corr[c - cb0 * 4], oc, oc * cstride + p0 * pstride, pstride, count);
+                }
             }
         }
     }
