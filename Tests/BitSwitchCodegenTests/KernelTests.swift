@@ -98,6 +98,10 @@ int main(int argc, char **argv) {
         size_t wcount = mtot * (size_t)kk;
         int8_t *q8 = al(wcount), *wb = al(wcount);
         for (size_t i = 0; i < wcount; i++) q8[i] = (int8_t)rnd();
+        if (ri(0, 15) == 0) {   /* the largest products (u = 255, w_b = -2^(bits-1)): the int16 accumulation bounds */
+            for (size_t i = 0; i < xcount; i++) x[i] = xt == BS_T_U8 ? 0xFF : 0x7F;
+            for (size_t i = 0; i < wcount; i++) q8[i] = -128;
+        }
         bs_qs8_shift_weights__generic(q8, wb, wcount, shift, bits);
         size_t psize = K(bs_qs8_packed_weights_size)(groups, mg, kk);
         void *pw = al(psize);
