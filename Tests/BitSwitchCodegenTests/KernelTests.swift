@@ -61,6 +61,7 @@ int main(int argc, char **argv) {
             g->dh = 1; g->dw = ri(0, 4) == 0 && g->kw > 1 ? 2 : 1;
             g->ph = dims == 1 ? 0 : (int32_t)ri(0, g->kh - 1 < 2 ? g->kh - 1 : 2); g->peh = g->ph;
             g->pw = (int32_t)ri(0, g->kw - 1 < 2 ? g->kw - 1 : 2); g->pew = (int32_t)ri(0, g->pw);
+            if (ri(0, 5) == 0) { g->w = (int32_t)ri(33, 100); g->sw = 2; }   /* wide stride-2 rows (the vector gather) */
             if (ri(0, 4) == 0) {   /* "same" stride-1 convs (the contiguous-stretch gather): output size = input size */
                 g->sh = 1; g->sw = 1; g->dw = 1; g->dh = 1;
                 g->pw = (g->kw - 1) / 2; g->pew = g->kw - 1 - g->pw; g->ph = (g->kh - 1) / 2; g->peh = g->kh - 1 - g->ph;

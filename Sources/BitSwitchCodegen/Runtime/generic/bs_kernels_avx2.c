@@ -378,22 +378,39 @@ static void bs_gather_row(const bs_avx2_job *j, const bs_geo *o, size_t r, unsig
             int64_t hi = iw0 >= g->w ? 0 : (g->w - 1 - iw0) / g->sw + 1;
             if (hi > g->ow) hi = g->ow;
             if (!rowok || lo >= hi) { lo = 0; hi = 0; }
+            /* stride 2: 16 outputs from 32 input bytes (the even ones), while the load stays inside the row */
+            int64_t v0 = lo;
+            const uint8_t *src2 = xu + base + iw0;   /* output ow reads src2[2 ow] */
+            const __m256i EVEN = _mm256_set1_epi16(0x00FF);
             if (o->esize == 1) {
                 uint8_t *d = row8 + p;
                 for (int64_t ow = 0; ow < lo; ow++) d[ow] = padu;
+                if (g->sw == 2)
+                    for (; v0 + 16 <= hi && iw0 + 2 * (v0 + 15) + 1 < g->w; v0 += 16) {
+                        __m256i v = _mm256_and_si256(_mm256_loadu_si256((const __m256i *)(src2 + 2 * v0)), EVEN);
+                        __m128i e = _mm256_castsi256_si128(_mm256_permute4x64_epi64(_mm256_packus_epi16(v, v), 0xD8));
+                        _mm_storeu_si128((__m128i *)(d + v0), is_u8 ? e : _mm_xor_si128(e, _mm_set1_epi8((char)0x80)));
+                    }
                 if (is_u8) {
                     if (g->sw == 1) memcpy(d + lo, xu + base + iw0 + lo, (size_t)(hi - lo));
-                    else for (int64_t ow = lo; ow < hi; ow++) d[ow] = xu[base + iw0 + ow * g->sw];
+                    else for (int64_t ow = v0; ow < hi; ow++) d[ow] = xu[base + iw0 + ow * g->sw];
                 } else {
                     if (g->sw == 1) { const uint8_t *sx = (const uint8_t *)xs + base + iw0; for (int64_t ow = lo; ow < hi; ow++) d[ow] = sx[ow] ^ 0x80; }
-                    else for (int64_t ow = lo; ow < hi; ow++) d[ow] = (uint8_t)xs[base + iw0 + ow * g->sw] ^ 0x80;
+                    else for (int64_t ow = v0; ow < hi; ow++) d[ow] = (uint8_t)xs[base + iw0 + ow * g->sw] ^ 0x80;
                 }
                 for (int64_t ow = hi > lo ? hi : lo; ow < g->ow; ow++) d[ow] = padu;
             } else {
                 int16_t *d = row16 + p;
                 for (int64_t ow = 0; ow < lo; ow++) d[ow] = 0;
-                if (is_u8) for (int64_t ow = lo; ow < hi; ow++) d[ow] = (int16_t)((int32_t)xu[base + iw0 + ow * g->sw] - xz);
-                else for (int64_t ow = lo; ow < hi; ow++) d[ow] = (int16_t)((int32_t)xs[base + iw0 + ow * g->sw] - xz);
+                if (g->sw == 2)
+                    for (; v0 + 16 <= hi && iw0 + 2 * (v0 + 15) + 1 < g->w; v0 += 16) {
+                        __m256i v = _mm256_and_si256(_mm256_loadu_si256((const __m256i *)(src2 + 2 * v0)), EVEN);
+                        __m128i e = _mm256_castsi256_si128(_mm256_permute4x64_epi64(_mm256_packus_epi16(v, v), 0xD8));
+                        __m256i w16 = is_u8 ? _mm256_cvtepu8_epi16(e) : _mm256_cvtepi8_epi16(e);
+                        _mm256_storeu_si256((__m256i *)(d + v0), _mm256_sub_epi16(w16, _mm256_set1_epi16((short)xz)));
+                    }
+                if (is_u8) for (int64_t ow = v0; ow < hi; ow++) d[ow] = (int16_t)((int32_t)xu[base + iw0 + ow * g->sw] - xz);
+                else for (int64_t ow = v0; ow < hi; ow++) d[ow] = (int16_t)((int32_t)xs[base + iw0 + ow * g->sw] - xz);
                 for (int64_t ow = hi > lo ? hi : lo; ow < g->ow; ow++) d[ow] = 0;
             }
             p += (size_t)g->ow;
