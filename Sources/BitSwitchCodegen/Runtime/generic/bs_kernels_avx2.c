@@ -637,8 +637,9 @@ static void bs_maxpool_planes_avx2(const bs_window *g, size_t p0, size_t p1, con
     }
     size_t es = xt == BS_T_I32 ? 4 : 1, in_plane = (size_t)g->h * g->w, out_plane = (size_t)g->oh * g->ow;
     int32_t lowest = xt == BS_T_I8 ? INT8_MIN : (xt == BS_T_U8 ? 0 : INT32_MIN);
-    int32_t rowmax[BS_MP_MAXW];
+    int32_t rowmax[BS_MP_MAXW + 32];   /* + 32: the stride-2 loads below may read (and ignore) past the row */
     unsigned char rm8[BS_MP_MAXW + 32];
+    memset(rowmax + g->w, 0, 32 * sizeof(int32_t));   /* read past the row by the stride-2 loads, never used */
     for (size_t pl = p0; pl < p1; pl++) {
         const unsigned char *xp = (const unsigned char *)x + pl * in_plane * es;
         unsigned char *yp = (unsigned char *)y + pl * out_plane * es;
@@ -673,17 +674,40 @@ static void bs_maxpool_planes_avx2(const bs_window *g, size_t p0, size_t p1, con
                 }
                 nrows++;
             }
-            for (int32_t ow = 0; ow < g->ow; ow++) {
+            int32_t ow0 = 0, ow1 = 0;   /* int32, stride 2: outputs [ow0, ow1) have every tap inside the row */
+            if (xt == BS_T_I32 && nrows && g->sw == 2 && g->dw == 1) {
+                ow0 = (g->pw + 1) / 2;                                   /* 2 ow - pw >= 0 */
+                int64_t last = ((int64_t)g->w - g->kw + g->pw) / 2;      /* 2 ow - pw + kw - 1 <= w - 1 */
+                ow1 = last + 1 < g->ow ? (int32_t)(last + 1) : g->ow;
+                if (ow1 < ow0) ow1 = ow0;
+            }
+            /* the even lanes of 16 int32 from r: 8 outputs' tap at stride 2 */
+            const __m256i EV = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+            int32_t ow = ow0;
+            for (; ow + 8 <= ow1; ow += 8) {
+                __m256i m = _mm256_set1_epi32(INT32_MIN);
+                for (int32_t kw = 0; kw < g->kw; kw++) {
+                    const int32_t *r = rowmax + 2 * ow - g->pw + kw;
+                    __m256i a = _mm256_permutevar8x32_epi32(_mm256_loadu_si256((const __m256i *)r), EV);
+                    __m256i b = _mm256_permutevar8x32_epi32(_mm256_loadu_si256((const __m256i *)(r + 8)), EV);
+                    m = _mm256_max_epi32(m, _mm256_permute2x128_si256(a, b, 0x20));
+                }
+                _mm256_storeu_si256((__m256i *)((int32_t *)yp + (size_t)oh * g->ow + ow), m);
+            }
+            for (int32_t ox = 0; ox < g->ow; ox++) {
+                if (ox == ow0) ox = ow;   /* [ow0, ow) done above */
+                if (ox >= g->ow) break;
+                int32_t ow_ = ox;
                 int32_t best = lowest, valid = 0;
                 if (nrows)
                     for (int32_t kw = 0; kw < g->kw; kw++) {
-                        int64_t iw = (int64_t)ow * g->sw - g->pw + (int64_t)kw * g->dw;
+                        int64_t iw = (int64_t)ow_ * g->sw - g->pw + (int64_t)kw * g->dw;
                         if (iw < 0 || iw >= g->w) continue;
                         int32_t v = xt == BS_T_I32 ? rowmax[iw] : (xt == BS_T_U8 ? (int32_t)rm8[iw] : (int32_t)(int8_t)rm8[iw]);
                         if (!valid || v > best) best = v;
                         valid = 1;
                     }
-                size_t o = (size_t)oh * g->ow + (size_t)ow;
+                size_t o = (size_t)oh * g->ow + (size_t)ow_;
                 if (xt == BS_T_I32) ((int32_t *)yp)[o] = best;
                 else yp[o] = (unsigned char)best;
             }
