@@ -379,7 +379,7 @@ struct CWriter {
         """)
         static inline void bs_ew_task(const void *job, int32_t stage, int32_t task) {
             (void)stage;
-            bs_ew_run__generic((const bs_ew_job *)job, task);
+            bs_ew_run__\(plan.isa == .avx2 ? "avx2" : "generic")((const bs_ew_job *)job, task);
         }
         /* Runs one big requant / qadd / pool: blocks of rows, elements or planes spread over the ctx's threads. */
         static inline void bs_par_ew(bs_ctx *ctx, const bs_ew_job *j) {
@@ -598,14 +598,14 @@ struct CWriter {
                 if plan.isa != .avx512vnni && count(y) >= Self.parallelElements {
                     body += "    { const bs_ew_job j = {BS_EW_REQUANT, \(ptr(x)), \(tcode(x)), NULL, 0, \(ptr(y)), \(tcode(y)), \(CSyntax.size(outer)), \(CSyntax.size(channels)), \(CSyntax.size(inner)), 0, \(pb), NULL, NULL, 0, 0}; bs_par_ew(ctx, &j); }\n"
                 } else {
-                    body += "    bs_requant__\(plan.isa == .avx512vnni ? "avx512vnni" : "generic")(\(ptr(x)), \(tcode(x)), \(ptr(y)), \(tcode(y)), \(CSyntax.size(outer)), \(CSyntax.size(channels)), \(CSyntax.size(inner)), \(pb));\n"
+                    body += "    bs_requant__\(plan.isa.elementwiseSuffix)(\(ptr(x)), \(tcode(x)), \(ptr(y)), \(tcode(y)), \(CSyntax.size(outer)), \(CSyntax.size(channels)), \(CSyntax.size(inner)), \(pb));\n"
                 }
             case .qadd:
                 let b = n.inputs[1]
                 if plan.isa != .avx512vnni && count(y) >= Self.parallelElements {
                     body += "    { const bs_ew_job j = {BS_EW_QADD, \(ptr(x)), \(tcode(x)), \(ptr(b)), \(tcode(b)), \(ptr(y)), \(tcode(y)), 0, 0, 0, \(CSyntax.size(count(y))), NULL, \(pb), NULL, 0, 0}; bs_par_ew(ctx, &j); }\n"
                 } else {
-                    body += "    bs_qadd__\(plan.isa == .avx512vnni ? "avx512vnni" : "generic")(\(ptr(x)), \(tcode(x)), \(ptr(b)), \(tcode(b)), \(ptr(y)), \(tcode(y)), \(CSyntax.size(count(y))), \(pb));\n"
+                    body += "    bs_qadd__\(plan.isa.elementwiseSuffix)(\(ptr(x)), \(tcode(x)), \(ptr(b)), \(tcode(b)), \(ptr(y)), \(tcode(y)), \(CSyntax.size(count(y))), \(pb));\n"
                 }
             case .qmaxPool(let p), .qavgPool(let p, _):
                 let xs = plan.shapes[x] ?? []
@@ -620,7 +620,7 @@ struct CWriter {
                 } else if case .qavgPool = n.op {
                     body += "    bs_qavgpool__generic(&\(id)_s, \(CSyntax.size(xs[0] * xs[1])), \(p.countIncludePad ? 1 : 0), \(pz), \(ptr(x)), \(tcode(x)), \(ptr(y)));\n"
                 } else {
-                    body += "    bs_qmaxpool__\(plan.isa == .avx512vnni ? "avx512vnni" : "generic")(&\(id)_s, \(CSyntax.size(xs[0] * xs[1])), \(ptr(x)), \(tcode(x)), \(ptr(y)));\n"
+                    body += "    bs_qmaxpool__\(plan.isa.elementwiseSuffix)(&\(id)_s, \(CSyntax.size(xs[0] * xs[1])), \(ptr(x)), \(tcode(x)), \(ptr(y)));\n"
                 }
             case .qglobalAvgPool:
                 let xs = plan.shapes[x] ?? []

@@ -20,6 +20,9 @@ public enum KernelISA: String, CaseIterable, Sendable {
     /// `bs_<suffix>_stages` (only meaningful when usesAVX2Kernels).
     var kernelSuffix: String { self == .avx512vnni ? "avx512vnni" : "avx2" }
 
+    /// The suffix of the bundle's Requant, QAdd and QMaxPool kernels (`bs_requant__<suffix>`, `bs_qadd__<suffix>`, ...).
+    var elementwiseSuffix: String { usesAVX2Kernels ? kernelSuffix : "generic" }
+
     /// The prefix of the staged QConv/QGemm kernels the bundle's thread pool runs (`<prefix>_stages`, `_tasks`,
     /// `_run`, all taking a `bs_avx2_job`); nil where the generic split kernels run. A new family is one line here.
     var stagedFamily: String? { usesAVX2Kernels ? "bs_\(kernelSuffix)" : nil }

@@ -61,6 +61,11 @@ int main(int argc, char **argv) {
             g->dh = 1; g->dw = ri(0, 4) == 0 && g->kw > 1 ? 2 : 1;
             g->ph = dims == 1 ? 0 : (int32_t)ri(0, g->kh - 1 < 2 ? g->kh - 1 : 2); g->peh = g->ph;
             g->pw = (int32_t)ri(0, g->kw - 1 < 2 ? g->kw - 1 : 2); g->pew = (int32_t)ri(0, g->pw);
+            if (ri(0, 5) == 0) { g->w = (int32_t)ri(33, 100); g->sw = 2; }   /* wide stride-2 rows (the vector gather) */
+            if (ri(0, 4) == 0) {   /* "same" stride-1 convs (the contiguous-stretch gather): output size = input size */
+                g->sh = 1; g->sw = 1; g->dw = 1; g->dh = 1;
+                g->pw = (g->kw - 1) / 2; g->pew = g->kw - 1 - g->pw; g->ph = (g->kh - 1) / 2; g->peh = g->kh - 1 - g->ph;
+            }
             if (ri(0, 3) == 0) {   /* true depthwise (the direct kernel): 1x1 / 3x3 / 5x5, stride 1 or 2, odd widths */
                 int32_t ks[3] = {1, 3, 5};
                 groups = (int32_t)ri(1, 40); cg = 1; mg = 1;
@@ -94,6 +99,10 @@ int main(int argc, char **argv) {
         size_t wcount = mtot * (size_t)kk;
         int8_t *q8 = al(wcount), *wb = al(wcount);
         for (size_t i = 0; i < wcount; i++) q8[i] = (int8_t)rnd();
+        if (ri(0, 15) == 0) {   /* the largest products (u = 255, w_b = -2^(bits-1)): the int16 accumulation bounds */
+            for (size_t i = 0; i < xcount; i++) x[i] = xt == BS_T_U8 ? 0xFF : 0x7F;
+            for (size_t i = 0; i < wcount; i++) q8[i] = -128;
+        }
         bs_qs8_shift_weights__generic(q8, wb, wcount, shift, bits);
         size_t psize = K(bs_qs8_packed_weights_size)(groups, mg, kk);
         void *pw = al(psize);
@@ -159,36 +168,60 @@ int main(int argc, char **argv) {
     }
     printf("ok %d cases (%ld with varied outputs; %ld w<=7 bits, %ld 8-bit, %ld odd zero points, %ld extreme requant, %ld direct depthwise)\n", cases, distinct_cases, paths[0], paths[1], paths[2], paths[3], direct_dw);
     if (direct_dw < cases / 20) { printf("too few direct depthwise cases: %ld\n", direct_dw); return 1; }
-#ifdef BS_TEST_VNNI
-    /* the vectorized Requant and QAdd against the generic ones: every container pair, tails, extreme parameters */
+    /* the vectorized Requant and QAdd against the generic ones: every container pair, tails, extreme parameters;
+     * AVX2: also the split form (bs_ew_run__avx2, tasks in reverse order) */
     for (int t = 0; t < cases; t++) {
-        size_t outer = (size_t)ri(1, 3), ch = (size_t)ri(1, 9), inner = (size_t)ri(1, 70), n = outer * ch * inner;
+        size_t outer = (size_t)ri(1, 3), ch = (size_t)ri(1, 9), inner = (size_t)(ri(0, 7) == 0 ? ri(900, 4000) : ri(1, 70)), n = outer * ch * inner;
         int32_t xt = (int32_t)ri(0, 2), bt = (int32_t)ri(0, 2), yt = (int32_t)ri(0, 2);
         size_t xs = xt == BS_T_I32 ? 4 : 1, bs = bt == BS_T_I32 ? 4 : 1, ys = yt == BS_T_I32 ? 4 : 1;
         unsigned char *xa = al(n * 4), *xb = al(n * 4), *y0 = al(n * 4), *y1 = al(n * 4);
         for (size_t i = 0; i < n * 4; i++) { xa[i] = (unsigned char)rnd(); xb[i] = (unsigned char)rnd(); }
         if (xt == BS_T_I32 && ri(0, 1)) for (size_t i = 0; i < n; i++) ((int32_t *)xa)[i] >>= ri(0, 20);
+        if (xt == BS_T_I32 && ri(0, 3) == 0) for (size_t i = 0; i < n; i++) ((int32_t *)xa)[i] = ri(0, 1) ? INT32_MIN : INT32_MAX;
         int extreme = ri(0, 7) == 0;
         int32_t cnt = ri(0, 1) ? (int32_t)ch : 1;
         int32_t *rm = al(4 * ch), *rn = al(4 * ch); int64_t *rb = al(8 * ch);
         for (int32_t i = 0; i < cnt; i++) {
             rm[i] = (int32_t)ri(-(1 << 30), 1 << 30); rn[i] = (int32_t)ri(20, 44); rb[i] = ri(-((int64_t)1 << 40), (int64_t)1 << 40);
             if (extreme) { rm[i] = (int32_t)rnd(); rn[i] = (int32_t)ri(-2, 70); rb[i] = (int64_t)rnd(); }
+            if (extreme && ri(0, 1)) {   /* at the edge of the epilogue's int32 fast path: |bias| ~ 2^62 - 2^(n-1), extreme products */
+                rn[i] = (int32_t)ri(31, 63); rm[i] = ri(0, 1) ? INT32_MIN : INT32_MAX;
+                rb[i] = (ri(0, 1) ? 1 : -1) * (((int64_t)1 << 62) - ((int64_t)1 << (rn[i] - 1)) + ri(-2, 2));
+            }
         }
         bs_requant_params rq = {rm, rn, rb, cnt, ri(-5, 30), yt == BS_T_U8 ? 0 : -128, yt == BS_T_U8 ? 255 : 127};
         if (extreme && ri(0, 1)) { rq.lo = ri(-300, 300); rq.hi = ri(-300, 300); rq.zero = (int64_t)rnd(); }
+        if (yt == BS_T_I32 && ri(0, 1)) { rq.lo = ri(0, 1) ? INT32_MIN : -((int64_t)1 << 40); rq.hi = ri(0, 1) ? INT32_MAX : (int64_t)1 << 40; }
         memset(y0, 0x11, n * 4); memset(y1, 0x11, n * 4);
         bs_requant__generic(xa, xt, y0, yt, outer, ch, inner, &rq);
-        bs_requant__avx512vnni(xa, xt, y1, yt, outer, ch, inner, &rq);
+        K(bs_requant)(xa, xt, y1, yt, outer, ch, inner, &rq);
         if (memcmp(y0, y1, n * 4)) { printf("MISMATCH requant case %d xt=%d yt=%d\n", t, xt, yt); return 1; }
+#ifndef BS_TEST_VNNI
+        {
+            bs_ew_job ej; memset(&ej, 0, sizeof ej);
+            ej.kind = BS_EW_REQUANT; ej.x = xa; ej.xt = xt; ej.y = y1; ej.yt = yt; ej.outer = outer; ej.channels = ch; ej.inner = inner; ej.rq = &rq;
+            memset(y1, 0x11, n * 4);
+            for (int32_t tk = bs_ew_tasks__generic(&ej) - 1; tk >= 0; tk--) bs_ew_run__avx2(&ej, tk);
+            if (memcmp(y0, y1, n * 4)) { printf("MISMATCH split requant case %d xt=%d yt=%d\n", t, xt, yt); return 1; }
+        }
+#endif
         bs_qadd_params qa = {ri(1, 1 << 20), ri(1, 1 << 20), ri(10, 30), ri(-128, 255), ri(-128, 255), ri(-10, 10),
                              yt == BS_T_U8 ? 0 : -128, yt == BS_T_U8 ? 255 : 127};
         if (extreme) { qa.m_a = (int64_t)rnd(); qa.m_b = (int64_t)rnd(); qa.n = ri(-2, 70); qa.a_zero = (int64_t)rnd(); }
         if (extreme && ri(0, 1)) { qa.lo = ri(-300, 300); qa.hi = ri(-300, 300); }
         memset(y0, 0x22, n * 4); memset(y1, 0x22, n * 4);
         bs_qadd__generic(xa, xt, xb, bt, y0, yt, n, &qa);
-        bs_qadd__avx512vnni(xa, xt, xb, bt, y1, yt, n, &qa);
+        K(bs_qadd)(xa, xt, xb, bt, y1, yt, n, &qa);
         if (memcmp(y0, y1, n * 4)) { printf("MISMATCH qadd case %d at=%d bt=%d yt=%d\n", t, xt, bt, yt); return 1; }
+#ifndef BS_TEST_VNNI
+        {
+            bs_ew_job ej; memset(&ej, 0, sizeof ej);
+            ej.kind = BS_EW_QADD; ej.x = xa; ej.xt = xt; ej.b = xb; ej.bt = bt; ej.y = y1; ej.yt = yt; ej.count = n; ej.qadd = &qa;
+            memset(y1, 0x22, n * 4);
+            for (int32_t tk = bs_ew_tasks__generic(&ej) - 1; tk >= 0; tk--) bs_ew_run__avx2(&ej, tk);
+            if (memcmp(y0, y1, n * 4)) { printf("MISMATCH split qadd case %d at=%d bt=%d yt=%d\n", t, xt, bt, yt); return 1; }
+        }
+#endif
         (void)xs; (void)bs; (void)ys;
         free(xa); free(xb); free(y0); free(y1); free(rm); free(rn); free(rb);
     }
@@ -207,18 +240,26 @@ int main(int argc, char **argv) {
         g.oh = (g.h + 2 * g.ph - ((g.kh - 1) * g.dh + 1)) / g.sh + 1; if (g.oh < 1) g.oh = 1;
         g.ow = (g.w + 2 * g.pw - ((g.kw - 1) * g.dw + 1)) / g.sw + 1 + (int32_t)ri(0, 1); if (g.ow < 1) g.ow = 1;
         int32_t xt = (int32_t)ri(0, 2);
-        size_t es = xt == BS_T_I32 ? 4 : 1, planes = (size_t)ri(1, 5);
+        size_t es = xt == BS_T_I32 ? 4 : 1, planes = (size_t)(ri(0, 7) == 0 ? ri(20, 200) : ri(1, 5));
         size_t nin = planes * g.d * g.h * g.w, nout = planes * g.od * g.oh * g.ow;
         unsigned char *px = al(nin * es), *y0 = al(nout * es), *y1 = al(nout * es);
         for (size_t i = 0; i < nin * es; i++) px[i] = (unsigned char)rnd();
         memset(y0, 0x33, nout * es); memset(y1, 0x33, nout * es);
         bs_qmaxpool__generic(&g, planes, px, xt, y0);
-        bs_qmaxpool__avx512vnni(&g, planes, px, xt, y1);
+        K(bs_qmaxpool)(&g, planes, px, xt, y1);
         if (memcmp(y0, y1, nout * es)) { printf("MISMATCH maxpool case %d xt=%d\n", t, xt); return 1; }
+#ifndef BS_TEST_VNNI
+        {
+            bs_ew_job ej; memset(&ej, 0, sizeof ej);
+            ej.kind = BS_EW_MAXPOOL; ej.x = px; ej.xt = xt; ej.y = y1; ej.yt = xt; ej.count = planes; ej.win = &g;
+            memset(y1, 0x33, nout * es);
+            for (int32_t tk = bs_ew_tasks__generic(&ej) - 1; tk >= 0; tk--) bs_ew_run__avx2(&ej, tk);
+            if (memcmp(y0, y1, nout * es)) { printf("MISMATCH split maxpool case %d xt=%d\n", t, xt); return 1; }
+        }
+#endif
         free(px); free(y0); free(y1);
     }
     printf("ok %d maxpool cases\n", cases);
-#endif
     return 0;
 }
 """#

@@ -124,7 +124,7 @@ Measured {when} UTC, `bench/latency/run.sh`, {" and ".join(map(str, counts))} th
 Ours: the model quantized by `bitswitch train --ptq --bits 8,4,2` (random calibration data; first and last layer
 pinned at 8 bits, so "2-bit" is every switchable layer at w2a2), `bitswitch emit --profiles 8,4,2`, `bitswitch build`
 (`-O3 -march=native`; `emit --isa native`, i.e. the **AVX-512 VNNI int8 conv/gemm kernels** on a machine with
-`avx512_vnni`, the **AVX2 kernels** on an AVX2 machine, with the Requant fused; everything else the portable C kernels;
+`avx512_vnni`, the **AVX2 kernels** on an AVX2 machine, with the Requant fused; Requant, QAdd and QMaxPool vectorized for either ISA, everything else the portable C kernels;
 `bs_init(ctx, arena, N)` with N threads), loaded by
 `bench/latency/latency_driver.c` (dlopen): per profile `bs_set_profile`, warm-up, then the median of timed `bs_run`
 calls (float input → float logits, the input quantize and the output dequantize included). `bs_set_profile` is timed

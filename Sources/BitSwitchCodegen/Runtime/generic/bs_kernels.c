@@ -323,9 +323,14 @@ int32_t bs_ew_tasks__generic(const bs_ew_job *j) {
     size_t upt = bs_ew_units_per_task(j), n = (bs_ew_units(j) + upt - 1) / upt;
     return n > (size_t)INT32_MAX ? INT32_MAX : (int32_t)n;
 }
+void bs_ew_task_range__generic(const bs_ew_job *j, int32_t task, size_t *u0, size_t *u1) {
+    size_t units = bs_ew_units(j), upt = bs_ew_units_per_task(j);
+    *u0 = (size_t)task * upt;
+    *u1 = *u0 + upt > units ? units : *u0 + upt;
+}
 void bs_ew_run__generic(const bs_ew_job *j, int32_t task) {
-    size_t units = bs_ew_units(j), upt = bs_ew_units_per_task(j), u0 = (size_t)task * upt, u1 = u0 + upt;
-    if (u1 > units) u1 = units;
+    size_t u0, u1;
+    bs_ew_task_range__generic(j, task, &u0, &u1);
     switch (j->kind) {
     case BS_EW_REQUANT: bs_requant_rows(j->x, j->xt, j->y, j->yt, j->channels, j->inner, j->rq, u0, u1); break;
     case BS_EW_QADD: bs_qadd_range(j->x, j->xt, j->b, j->bt, j->y, j->yt, j->qadd, u0, u1); break;

@@ -136,6 +136,8 @@ typedef struct bs_ew_job {
 } bs_ew_job;
 int32_t bs_ew_tasks__generic(const bs_ew_job *j);
 void bs_ew_run__generic(const bs_ew_job *j, int32_t task);
+/* The units (rows, elements or planes) [*u0, *u1) task `task` of bs_ew_run__generic covers (fast variants split alike). */
+void bs_ew_task_range__generic(const bs_ew_job *j, int32_t task, size_t *u0, size_t *u1);
 
 /* Data movement. */
 void bs_copy_rows__generic(void *dst, size_t dst_stride, const void *src, size_t src_stride, size_t row_bytes,

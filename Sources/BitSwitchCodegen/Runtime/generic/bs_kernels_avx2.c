@@ -19,6 +19,7 @@ typedef struct bs_packed {
 #define BS_ROWS_PER_TASK 16
 #define BS_BLOCKS_PER_TASK 16
 #define BS_CB_PER_TASK 16
+#define BS_PAIRS_PER_TASK 4   /* pairs of 8-pixel blocks per GEMM task: the channels' epilogue set-up is shared by them */
 
 static inline int64_t bs_clamp64a(int64_t v, int64_t lo, int64_t hi) { return v < lo ? lo : (v > hi ? hi : v); }
 static inline int64_t bs_rshr64a(int64_t x, int64_t k) {
@@ -264,6 +265,68 @@ size_t bs_conv_scratch_size__avx2(const bs_conv_shape *s) {
 
 size_t bs_gemm_scratch_size__avx2(size_t rows, size_t k, size_t m) { return bs_scratch_for(1, m, k, rows); }
 
+/* dst[0..n) = u (x, or x ^ 0x80 for i8: u8 mode) or x - xz (int16 mode) of src[0..n). */
+static void bs_convert_run(const unsigned char *src, int is_u8, int esize, int32_t xz, size_t n, unsigned char *dst) {
+    size_t i = 0;
+    if (esize == 1) {
+        if (is_u8) { memcpy(dst, src, n); return; }
+        const __m256i f = _mm256_set1_epi8((char)0x80);
+        for (; i + 32 <= n; i += 32)
+            _mm256_storeu_si256((__m256i *)(dst + i), _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(src + i)), f));
+        for (; i < n; i++) dst[i] = src[i] ^ 0x80;
+        return;
+    }
+    int16_t *d = (int16_t *)dst;
+    const __m256i Z = _mm256_set1_epi16((short)xz);
+    for (; i + 16 <= n; i += 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(src + i));
+        _mm256_storeu_si256((__m256i *)(d + i), _mm256_sub_epi16(is_u8 ? _mm256_cvtepu8_epi16(v) : _mm256_cvtepi8_epi16(v), Z));
+    }
+    for (; i < n; i++) d[i] = (int16_t)((is_u8 ? (int32_t)src[i] : (int32_t)(int8_t)src[i]) - xz);
+}
+
+/* pad value over dst[i0, i1) (elements of esize bytes; int16 mode pads with 0 = x_zero - x_zero) */
+static inline void bs_pad_run(unsigned char *row, int esize, uint8_t padu, size_t i0, size_t i1) {
+    if (i1 <= i0) return;
+    if (esize == 1) memset(row + i0, padu, i1 - i0);
+    else memset(row + 2 * i0, 0, 2 * (i1 - i0));
+}
+
+/* Row (kh, kw) of one input channel plane (xoff) for a stride-1 2-D conv whose output width equals the input width
+ * (3x3 pad 1, 1x1, 1-D): the valid output rows read one contiguous stretch of the plane, converted in one vector
+ * pass; the outputs whose tap is in the padding (one or two columns per row, whole rows at the top and bottom) are
+ * set afterwards. */
+static void bs_gather_row_same(const bs_avx2_job *j, const bs_geo *o, size_t xoff, int32_t kh, int32_t kw, unsigned char *row) {
+    const bs_window *g = &j->conv->win;
+    int is_u8 = j->xt == BS_T_U8;
+    int esize = o->esize;
+    uint8_t padu = (uint8_t)o->uz;
+    const unsigned char *xc = (const unsigned char *)j->x + xoff;
+    int64_t in_count = (int64_t)g->h * g->w, ow = g->ow;
+    int64_t iw0 = -(int64_t)g->pw + (int64_t)kw * g->dw;
+    int64_t lo0 = iw0 >= 0 ? 0 : -iw0, hi0 = iw0 >= g->w ? 0 : g->w - iw0;
+    if (hi0 > ow) hi0 = ow;
+    if (lo0 >= hi0) { lo0 = 0; hi0 = 0; }
+    int64_t ohl = (int64_t)g->ph - (int64_t)kh * g->dh, ohh = (int64_t)g->h + g->ph - (int64_t)kh * g->dh;
+    if (ohl < 0) ohl = 0;
+    if (ohh > g->oh) ohh = g->oh;
+    if (ohh < ohl) ohh = ohl;
+    bs_pad_run(row, esize, padu, 0, (size_t)(ohl * ow));
+    if (ohh > ohl) {
+        /* output pixel ohl*ow + i reads plane element start + i; lanes outside the plane are padding columns */
+        int64_t start = (ohl - g->ph + (int64_t)kh * g->dh) * g->w + iw0, count = (ohh - ohl) * ow;
+        int64_t a = start < 0 ? 0 : start, b = start + count > in_count ? in_count : start + count;
+        size_t base = (size_t)(ohl * ow);
+        if (b > a) bs_convert_run(xc + a, is_u8, esize, j->p->x_zero, (size_t)(b - a), row + (base + (size_t)(a - start)) * (size_t)esize);
+        for (int64_t oh = ohl; oh < ohh; oh++) {
+            size_t r0 = (size_t)(oh * ow);
+            bs_pad_run(row, esize, padu, r0, r0 + (size_t)lo0);   /* lo0 = hi0 = 0 when no column is valid */
+            bs_pad_run(row, esize, padu, r0 + (size_t)hi0, r0 + (size_t)ow);
+        }
+    }
+    bs_pad_run(row, esize, padu, (size_t)(ohh * ow), o->npad);
+}
+
 /* ---- stage 0: gather rows. Row r = (group, kk) holds, for every output pixel, u (S8C4) or x - xz (S16C2). ---- */
 static void bs_gather_row(const bs_avx2_job *j, const bs_geo *o, size_t r, unsigned char *tmp) {
     int32_t per = o->mode == BS_PACK_S8C4 ? 4 : 2;
@@ -298,6 +361,10 @@ static void bs_gather_row(const bs_avx2_job *j, const bs_geo *o, size_t r, unsig
     size_t in_count = (size_t)g->d * g->h * g->w;
     size_t xoff = (size_t)(grp * cg + ic) * in_count;
     uint8_t padu = (uint8_t)o->uz;
+    if (g->sw == 1 && g->sh == 1 && g->w == g->ow && g->d == 1 && g->od == 1 && g->kd == 1 && g->pd == 0) {
+        bs_gather_row_same(j, o, xoff, kh, kw, row8);
+        return;
+    }
     size_t p = 0;
     for (int32_t od = 0; od < g->od; od++) {
         int64_t id = (int64_t)od * g->sd - g->pd + (int64_t)kd * g->dd;
@@ -311,22 +378,39 @@ static void bs_gather_row(const bs_avx2_job *j, const bs_geo *o, size_t r, unsig
             int64_t hi = iw0 >= g->w ? 0 : (g->w - 1 - iw0) / g->sw + 1;
             if (hi > g->ow) hi = g->ow;
             if (!rowok || lo >= hi) { lo = 0; hi = 0; }
+            /* stride 2: 16 outputs from 32 input bytes (the even ones), while the load stays inside the row */
+            int64_t v0 = lo;
+            const uint8_t *src2 = xu + base + iw0;   /* output ow reads src2[2 ow] */
+            const __m256i EVEN = _mm256_set1_epi16(0x00FF);
             if (o->esize == 1) {
                 uint8_t *d = row8 + p;
                 for (int64_t ow = 0; ow < lo; ow++) d[ow] = padu;
+                if (g->sw == 2)
+                    for (; v0 + 16 <= hi && iw0 + 2 * (v0 + 15) + 1 < g->w; v0 += 16) {
+                        __m256i v = _mm256_and_si256(_mm256_loadu_si256((const __m256i *)(src2 + 2 * v0)), EVEN);
+                        __m128i e = _mm256_castsi256_si128(_mm256_permute4x64_epi64(_mm256_packus_epi16(v, v), 0xD8));
+                        _mm_storeu_si128((__m128i *)(d + v0), is_u8 ? e : _mm_xor_si128(e, _mm_set1_epi8((char)0x80)));
+                    }
                 if (is_u8) {
                     if (g->sw == 1) memcpy(d + lo, xu + base + iw0 + lo, (size_t)(hi - lo));
-                    else for (int64_t ow = lo; ow < hi; ow++) d[ow] = xu[base + iw0 + ow * g->sw];
+                    else for (int64_t ow = v0; ow < hi; ow++) d[ow] = xu[base + iw0 + ow * g->sw];
                 } else {
                     if (g->sw == 1) { const uint8_t *sx = (const uint8_t *)xs + base + iw0; for (int64_t ow = lo; ow < hi; ow++) d[ow] = sx[ow] ^ 0x80; }
-                    else for (int64_t ow = lo; ow < hi; ow++) d[ow] = (uint8_t)xs[base + iw0 + ow * g->sw] ^ 0x80;
+                    else for (int64_t ow = v0; ow < hi; ow++) d[ow] = (uint8_t)xs[base + iw0 + ow * g->sw] ^ 0x80;
                 }
                 for (int64_t ow = hi > lo ? hi : lo; ow < g->ow; ow++) d[ow] = padu;
             } else {
                 int16_t *d = row16 + p;
                 for (int64_t ow = 0; ow < lo; ow++) d[ow] = 0;
-                if (is_u8) for (int64_t ow = lo; ow < hi; ow++) d[ow] = (int16_t)((int32_t)xu[base + iw0 + ow * g->sw] - xz);
-                else for (int64_t ow = lo; ow < hi; ow++) d[ow] = (int16_t)((int32_t)xs[base + iw0 + ow * g->sw] - xz);
+                if (g->sw == 2)
+                    for (; v0 + 16 <= hi && iw0 + 2 * (v0 + 15) + 1 < g->w; v0 += 16) {
+                        __m256i v = _mm256_and_si256(_mm256_loadu_si256((const __m256i *)(src2 + 2 * v0)), EVEN);
+                        __m128i e = _mm256_castsi256_si128(_mm256_permute4x64_epi64(_mm256_packus_epi16(v, v), 0xD8));
+                        __m256i w16 = is_u8 ? _mm256_cvtepu8_epi16(e) : _mm256_cvtepi8_epi16(e);
+                        _mm256_storeu_si256((__m256i *)(d + v0), _mm256_sub_epi16(w16, _mm256_set1_epi16((short)xz)));
+                    }
+                if (is_u8) for (int64_t ow = v0; ow < hi; ow++) d[ow] = (int16_t)((int32_t)xu[base + iw0 + ow * g->sw] - xz);
+                else for (int64_t ow = v0; ow < hi; ow++) d[ow] = (int16_t)((int32_t)xs[base + iw0 + ow * g->sw] - xz);
                 for (int64_t ow = hi > lo ? hi : lo; ow < g->ow; ow++) d[ow] = 0;
             }
             p += (size_t)g->ow;
@@ -361,34 +445,12 @@ static void bs_interleave(const bs_geo *o, const unsigned char *rows, unsigned c
     }
 }
 
-/* ---- the epilogue: 8 accumulators of one output channel (8 pixels or rows) ---- */
-static inline void bs_epilogue(const bs_avx2_job *j, __m256i acc, int32_t corr, size_t c, size_t off, size_t pstride,
-                               size_t count) {
-    acc = _mm256_sub_epi32(acc, _mm256_set1_epi32(corr));
-    const bs_requant_params *rq = j->rq;
-    int32_t t = rq ? j->yt : BS_T_I32;
-    int32_t res[8];
-    if (!rq) {
-        if (pstride == 1 && count == 8) { _mm256_storeu_si256((__m256i *)((int32_t *)j->y + off), acc); return; }
-        _mm256_storeu_si256((__m256i *)res, acc);
-        for (size_t i = 0; i < count; i++) ((int32_t *)j->y)[off + i * pstride] = res[i];
-        return;
-    }
-    size_t q = rq->count == 1 ? 0 : c;
-    if (rq->lo > rq->hi) {   /* never produced by the lowering; keep the reference's order of the two tests */
-        _mm256_storeu_si256((__m256i *)res, acc);
-        for (size_t i = 0; i < count; i++) bs_store_scalar(j->y, t, off + i * pstride, bs_requant_scalar(res[i], rq, c));
-        return;
-    }
-    int64_t cmin = t == BS_T_I8 ? INT8_MIN : (t == BS_T_U8 ? 0 : INT32_MIN);
-    int64_t cmax = t == BS_T_I8 ? INT8_MAX : (t == BS_T_U8 ? UINT8_MAX : INT32_MAX);
-    /* clamp to [lo, hi] then to the container = clamp to [C(lo), C(hi)] (C monotonic, lo <= hi) */
-    __m256i LO = _mm256_set1_epi64x(bs_clamp64a(rq->lo, cmin, cmax)), HI = _mm256_set1_epi64x(bs_clamp64a(rq->hi, cmin, cmax));
-    __m256i M = _mm256_set1_epi64x(rq->m[q]), B = _mm256_set1_epi64x(rq->bias[q]), Z = _mm256_set1_epi64x(rq->zero);
-    int32_t n = rq->n[q];
-    __m256i v[2];
-    v[0] = _mm256_add_epi64(_mm256_mul_epi32(acc, M), B);
-    v[1] = _mm256_add_epi64(_mm256_mul_epi32(_mm256_srli_epi64(acc, 32), M), B);
+/* ---- the int64 tail of Requant and QAdd on 8 values held as even (v[0]) and odd (v[1]) int64 lanes: rshr by n
+ * (0 <= n < 64; n <= 0 leaves v), + zero, clamp to [LO, HI] (= [C(lo), C(hi)], the container's range applied), store
+ * `count` values of container t at y + off, stride pstride. Bit-exact with bs_requant_one / the QAdd reference. ---- */
+static inline void bs_store8(__m256i r32, void *y, int32_t t, size_t off, size_t pstride, size_t count);
+static inline void bs_rq_finish(__m256i v[2], int32_t n, __m256i Z, __m256i LO, __m256i HI, void *y, int32_t t, size_t off,
+                                size_t pstride, size_t count) {
     for (int h = 0; h < 2; h++) {
         __m256i x = v[h];
         if (n > 0) {
@@ -403,20 +465,269 @@ static inline void bs_epilogue(const bs_avx2_job *j, __m256i acc, int32_t corr, 
         x = _mm256_blendv_epi8(x, LO, _mm256_cmpgt_epi64(LO, x));
         v[h] = x;
     }
-    __m256i r32 = _mm256_blend_epi32(v[0], _mm256_slli_epi64(v[1], 32), 0xAA);
+    bs_store8(_mm256_blend_epi32(v[0], _mm256_slli_epi64(v[1], 32), 0xAA), y, t, off, pstride, count);
+}
+
+/* Stores `count` of the 8 int32 lanes of r32 (already in container t's range) at y + off, stride pstride. */
+static inline void bs_store8(__m256i r32, void *y, int32_t t, size_t off, size_t pstride, size_t count) {
+    int32_t res[8];
     if (t == BS_T_I32) {
-        if (pstride == 1 && count == 8) { _mm256_storeu_si256((__m256i *)((int32_t *)j->y + off), r32); return; }
+        if (pstride == 1 && count == 8) { _mm256_storeu_si256((__m256i *)((int32_t *)y + off), r32); return; }
         _mm256_storeu_si256((__m256i *)res, r32);
-        for (size_t i = 0; i < count; i++) ((int32_t *)j->y)[off + i * pstride] = res[i];
+        for (size_t i = 0; i < count; i++) ((int32_t *)y)[off + i * pstride] = res[i];
         return;
     }
     __m128i p16 = _mm_packs_epi32(_mm256_castsi256_si128(r32), _mm256_extracti128_si256(r32, 1));
     __m128i p8 = t == BS_T_I8 ? _mm_packs_epi16(p16, p16) : _mm_packus_epi16(p16, p16);
-    unsigned char *yb = (unsigned char *)j->y;
+    unsigned char *yb = (unsigned char *)y;
     if (pstride == 1 && count == 8) { _mm_storel_epi64((__m128i *)(yb + off), p8); return; }
     unsigned char b8[16];
     _mm_storeu_si128((__m128i *)b8, p8);
     for (size_t i = 0; i < count; i++) yb[off + i * pstride] = b8[i];
+}
+
+static inline int64_t bs_cmin(int32_t t) { return t == BS_T_I8 ? INT8_MIN : (t == BS_T_U8 ? 0 : INT32_MIN); }
+static inline int64_t bs_cmax(int32_t t) { return t == BS_T_I8 ? INT8_MAX : (t == BS_T_U8 ? UINT8_MAX : INT32_MAX); }
+
+/* ---- the epilogue of one output channel, set up once (bs_epi_setup) and applied to 8 accumulators at a time
+ * (bs_epi_apply; 8 pixels or rows). Kinds: 0 = int32 accumulators out (no Requant), 1 / 2 = the int32-lane Requant
+ * (n >= 32 / 1 <= n < 32), 3 = the int64-lane Requant, 4 = the scalar reference (tables the lowering never makes). */
+typedef struct bs_epi {
+    int64_t m, b;            /* kinds 1, 2: b = bias + 2^(n-1) + zero 2^n; kind 3: b = bias */
+    int64_t zero, clo, chi;  /* clamp bounds: [C(lo), C(hi)] */
+    int32_t kind, n, t;
+} bs_epi;
+
+static inline void bs_epi_setup(const bs_avx2_job *j, size_t c, bs_epi *e) {
+    const bs_requant_params *rq = j->rq;
+    memset(e, 0, sizeof *e);
+    if (!rq) { e->kind = 0; e->t = BS_T_I32; return; }
+    size_t q = rq->count == 1 ? 0 : c;
+    int32_t n = rq->n[q], t = j->yt;
+    e->t = t; e->n = n; e->m = rq->m[q];
+    if (rq->lo > rq->hi || n >= 64) { e->kind = 4; return; }   /* keep the reference's order of the two tests */
+    /* clamp to [lo, hi] then to the container = clamp to [C(lo), C(hi)] (C monotonic, lo <= hi) */
+    e->clo = bs_clamp64a(rq->lo, bs_cmin(t), bs_cmax(t)); e->chi = bs_clamp64a(rq->hi, bs_cmin(t), bs_cmax(t));
+    int64_t bias = rq->bias[q], zero = rq->zero, lim = (int64_t)1 << 60;
+    if (n >= 1 && n <= 59 && bias > -lim && bias < lim && zero > -(lim >> n) && zero < (lim >> n)) {
+        /* The int32 path. B2 = bias + 2^(n-1) + zero 2^n, |B2| < 2^61.2 and |acc m| <= 2^62, so u = acc m + B2 never
+         * wraps and floor(u / 2^n) = rshr(acc m + bias, n) + zero exactly; it is assembled from the high (H) and low
+         * (L) dwords of u: n >= 32: H >> (n - 32), always within int32; n < 32: (H << (32 - n)) | (L >> n) when
+         * H >> (n - 1) is 0 or -1 (the value fits int32), else it is beyond int32 and clamps to C(hi) or C(lo). */
+        e->b = bias + ((int64_t)1 << (n - 1)) + zero * ((int64_t)1 << n);
+        e->kind = n >= 32 ? 1 : 2;
+        return;
+    }
+    e->kind = 3; e->b = bias; e->zero = zero;
+}
+
+static inline void bs_epi_apply(const bs_avx2_job *j, const bs_epi *e, __m256i acc, int32_t corr, size_t c, size_t off,
+                                size_t pstride, size_t count) {
+    acc = _mm256_sub_epi32(acc, _mm256_set1_epi32(corr));
+    int32_t t = e->t, n = e->n;
+    if (e->kind == 0) { bs_store8(acc, j->y, BS_T_I32, off, pstride, count); return; }
+    if (e->kind == 4) {
+        int32_t res[8];
+        _mm256_storeu_si256((__m256i *)res, acc);
+        for (size_t i = 0; i < count; i++) bs_store_scalar(j->y, t, off + i * pstride, bs_requant_scalar(res[i], j->rq, c));
+        return;
+    }
+    __m256i M = _mm256_set1_epi64x(e->m), B = _mm256_set1_epi64x(e->b);
+    __m256i ev = _mm256_add_epi64(_mm256_mul_epi32(acc, M), B);
+    __m256i od = _mm256_add_epi64(_mm256_mul_epi32(_mm256_srli_epi64(acc, 32), M), B);
+    if (e->kind == 3) {
+        __m256i v[2] = {ev, od};
+        bs_rq_finish(v, n, _mm256_set1_epi64x(e->zero), _mm256_set1_epi64x(e->clo), _mm256_set1_epi64x(e->chi), j->y, t, off,
+                     pstride, count);
+        return;
+    }
+    __m256i H = _mm256_blend_epi32(_mm256_srli_epi64(ev, 32), od, 0xAA);
+    __m256i CLO = _mm256_set1_epi32((int32_t)e->clo), CHI = _mm256_set1_epi32((int32_t)e->chi), r;
+    if (e->kind == 1) {
+        r = _mm256_sra_epi32(H, _mm_cvtsi32_si128(n - 32));
+        r = _mm256_min_epi32(_mm256_max_epi32(r, CLO), CHI);
+    } else {
+        __m256i L = _mm256_blend_epi32(ev, _mm256_slli_epi64(od, 32), 0xAA);
+        r = _mm256_or_si256(_mm256_sll_epi32(H, _mm_cvtsi32_si128(32 - n)), _mm256_srl_epi32(L, _mm_cvtsi32_si128(n)));
+        r = _mm256_min_epi32(_mm256_max_epi32(r, CLO), CHI);
+        __m256i tt = _mm256_sra_epi32(H, _mm_cvtsi32_si128(n - 1));
+        r = _mm256_blendv_epi8(r, CHI, _mm256_cmpgt_epi32(tt, _mm256_setzero_si256()));
+        r = _mm256_blendv_epi8(r, CLO, _mm256_cmpgt_epi32(_mm256_set1_epi32(-1), tt));
+    }
+    bs_store8(r, j->y, t, off, pstride, count);
+}
+
+/* 8 int32 from element i of x (container xt); count < 8 reads only `count` elements (the rest 0). */
+static inline __m256i bs_load8_i32(const void *x, int32_t xt, size_t i, size_t count) {
+    if (count >= 8) {
+        if (xt == BS_T_I32) return _mm256_loadu_si256((const __m256i *)((const int32_t *)x + i));
+        __m128i v = _mm_loadl_epi64((const __m128i *)((const unsigned char *)x + i));
+        return xt == BS_T_U8 ? _mm256_cvtepu8_epi32(v) : _mm256_cvtepi8_epi32(v);
+    }
+    int32_t buf[8] = {0};
+    for (size_t e = 0; e < count; e++)
+        buf[e] = xt == BS_T_I32 ? ((const int32_t *)x)[i + e] : (xt == BS_T_U8 ? ((const uint8_t *)x)[i + e] : ((const int8_t *)x)[i + e]);
+    return _mm256_loadu_si256((const __m256i *)buf);
+}
+
+/* ---- Requant (rows [r0, r1) of x viewed as [outer * channels][inner]) and QAdd (elements [i0, i1)), 8 per step,
+ * the int64 arithmetic of the reference in 64-bit lanes ---- */
+static void bs_requant_rows_avx2(const void *x, int32_t xt, void *y, int32_t yt, size_t channels, size_t inner,
+                                 const bs_requant_params *rq, size_t r0, size_t r1) {
+    bs_avx2_job j;   /* the conv epilogue's view: output y of container yt, per-channel tables rq */
+    memset(&j, 0, sizeof j);
+    j.rq = rq; j.yt = yt; j.y = y;
+    for (size_t r = r0; r < r1; r++) {
+        size_t c = r % channels, i = r * inner;
+        bs_epi ep;
+        bs_epi_setup(&j, c, &ep);
+        for (size_t e = 0; e < inner; e += 8) {
+            size_t count = inner - e < 8 ? inner - e : 8;
+            bs_epi_apply(&j, &ep, bs_load8_i32(x, xt, i + e, count), 0, c, i + e, 1, count);
+        }
+    }
+}
+
+void bs_requant__avx2(const void *x, int32_t xt, void *y, int32_t yt, size_t outer, size_t channels, size_t inner,
+                      const bs_requant_params *rq) {
+    bs_requant_rows_avx2(x, xt, y, yt, channels, inner, rq, 0, outer * channels);
+}
+
+static void bs_qadd_range_avx2(const void *a, int32_t at, const void *b, int32_t bt, void *y, int32_t yt,
+                               const bs_qadd_params *p, size_t i0, size_t i1) {
+    /* vpmuldq multiplies int32 lanes: exact when every x - zero of both containers and both multipliers fit int32 */
+    int ok = p->lo <= p->hi && p->n < 64 && p->m_a >= INT32_MIN && p->m_a <= INT32_MAX && p->m_b >= INT32_MIN && p->m_b <= INT32_MAX
+             && p->a_zero >= bs_cmax(at) - INT32_MAX && p->a_zero <= bs_cmin(at) - INT32_MIN
+             && p->b_zero >= bs_cmax(bt) - INT32_MAX && p->b_zero <= bs_cmin(bt) - INT32_MIN;
+    if (!ok) {   /* never produced by the lowering: the reference on the range */
+        size_t as = at == BS_T_I32 ? 4 : 1, bsz = bt == BS_T_I32 ? 4 : 1, ys = yt == BS_T_I32 ? 4 : 1;
+        bs_qadd__generic((const unsigned char *)a + i0 * as, at, (const unsigned char *)b + i0 * bsz, bt,
+                         (unsigned char *)y + i0 * ys, yt, i1 - i0, p);
+        return;
+    }
+    const __m256i AZ = _mm256_set1_epi32((int32_t)p->a_zero), BZ = _mm256_set1_epi32((int32_t)p->b_zero);
+    const __m256i MA = _mm256_set1_epi64x(p->m_a), MB = _mm256_set1_epi64x(p->m_b), Z = _mm256_set1_epi64x(p->zero);
+    const __m256i LO = _mm256_set1_epi64x(bs_clamp64a(p->lo, bs_cmin(yt), bs_cmax(yt)));
+    const __m256i HI = _mm256_set1_epi64x(bs_clamp64a(p->hi, bs_cmin(yt), bs_cmax(yt)));
+    for (size_t i = i0; i < i1; i += 8) {
+        size_t count = i1 - i < 8 ? i1 - i : 8;
+        __m256i da = _mm256_sub_epi32(bs_load8_i32(a, at, i, count), AZ), db = _mm256_sub_epi32(bs_load8_i32(b, bt, i, count), BZ);
+        __m256i v[2];
+        v[0] = _mm256_add_epi64(_mm256_mul_epi32(da, MA), _mm256_mul_epi32(db, MB));
+        v[1] = _mm256_add_epi64(_mm256_mul_epi32(_mm256_srli_epi64(da, 32), MA), _mm256_mul_epi32(_mm256_srli_epi64(db, 32), MB));
+        bs_rq_finish(v, (int32_t)p->n, Z, LO, HI, y, yt, i, 1, count);
+    }
+}
+
+void bs_qadd__avx2(const void *a, int32_t at, const void *b, int32_t bt, void *y, int32_t yt, size_t count,
+                   const bs_qadd_params *p) {
+    bs_qadd_range_avx2(a, at, b, bt, y, yt, p, 0, count);
+}
+
+/* ---- QMaxPool, separable (the max over a window is the max over its valid columns of the max over its valid
+ * rows): per output row, the elementwise max of the kernel's valid input rows (32 bytes or 8 int32 per step), then
+ * per output the max over the window's valid columns of that row; no valid tap gives the container's lowest value,
+ * as in bs_pool. 2-D (and 1-D) windows; 3-D ones take the generic kernel. Planes [p0, p1). ---- */
+#define BS_MP_MAXW 4096
+static void bs_maxpool_planes_avx2(const bs_window *g, size_t p0, size_t p1, const void *x, int32_t xt, void *y) {
+    if (g->d != 1 || g->od != 1 || g->kd != 1 || g->w > BS_MP_MAXW) {
+        size_t es = xt == BS_T_I32 ? 4 : 1, out = (size_t)g->od * g->oh * g->ow, in = (size_t)g->d * g->h * g->w;
+        bs_qmaxpool__generic(g, p1 - p0, (const unsigned char *)x + p0 * in * es, xt, (unsigned char *)y + p0 * out * es);
+        return;
+    }
+    size_t es = xt == BS_T_I32 ? 4 : 1, in_plane = (size_t)g->h * g->w, out_plane = (size_t)g->oh * g->ow;
+    int32_t lowest = xt == BS_T_I8 ? INT8_MIN : (xt == BS_T_U8 ? 0 : INT32_MIN);
+    int32_t rowmax[BS_MP_MAXW + 32];   /* + 32: the stride-2 loads below may read (and ignore) past the row */
+    unsigned char rm8[BS_MP_MAXW + 32];
+    memset(rowmax + g->w, 0, 32 * sizeof(int32_t));   /* read past the row by the stride-2 loads, never used */
+    for (size_t pl = p0; pl < p1; pl++) {
+        const unsigned char *xp = (const unsigned char *)x + pl * in_plane * es;
+        unsigned char *yp = (unsigned char *)y + pl * out_plane * es;
+        for (int32_t oh = 0; oh < g->oh; oh++) {
+            int32_t nrows = 0;
+            for (int32_t kh = 0; kh < g->kh; kh++) {
+                int64_t ih = (int64_t)oh * g->sh - g->ph + (int64_t)kh * g->dh;
+                if (ih < 0 || ih >= g->h) continue;
+                const unsigned char *r = xp + (size_t)ih * g->w * es;
+                int32_t i = 0;
+                if (xt == BS_T_I32) {
+                    const int32_t *ri = (const int32_t *)r;
+                    if (nrows == 0) memcpy(rowmax, ri, (size_t)g->w * 4);
+                    else {
+                        for (; i + 8 <= g->w; i += 8)
+                            _mm256_storeu_si256((__m256i *)(rowmax + i), _mm256_max_epi32(_mm256_loadu_si256((const __m256i *)(rowmax + i)),
+                                                                                          _mm256_loadu_si256((const __m256i *)(ri + i))));
+                        for (; i < g->w; i++) rowmax[i] = ri[i] > rowmax[i] ? ri[i] : rowmax[i];
+                    }
+                } else {
+                    if (nrows == 0) memcpy(rm8, r, (size_t)g->w);
+                    else {
+                        for (; i + 32 <= g->w; i += 32) {
+                            __m256i a = _mm256_loadu_si256((const __m256i *)(rm8 + i)), b = _mm256_loadu_si256((const __m256i *)(r + i));
+                            _mm256_storeu_si256((__m256i *)(rm8 + i), xt == BS_T_U8 ? _mm256_max_epu8(a, b) : _mm256_max_epi8(a, b));
+                        }
+                        for (; i < g->w; i++) {
+                            if (xt == BS_T_U8) rm8[i] = r[i] > rm8[i] ? r[i] : rm8[i];
+                            else rm8[i] = (int8_t)r[i] > (int8_t)rm8[i] ? r[i] : rm8[i];
+                        }
+                    }
+                }
+                nrows++;
+            }
+            int32_t ow0 = 0, ow1 = 0;   /* int32, stride 2: outputs [ow0, ow1) have every tap inside the row */
+            if (xt == BS_T_I32 && nrows && g->sw == 2 && g->dw == 1) {
+                ow0 = (g->pw + 1) / 2;                                   /* 2 ow - pw >= 0 */
+                int64_t last = ((int64_t)g->w - g->kw + g->pw) / 2;      /* 2 ow - pw + kw - 1 <= w - 1 */
+                ow1 = last + 1 < g->ow ? (int32_t)(last + 1) : g->ow;
+                if (ow1 < ow0) ow1 = ow0;
+            }
+            /* the even lanes of 16 int32 from r: 8 outputs' tap at stride 2 */
+            const __m256i EV = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+            int32_t ow = ow0;
+            for (; ow + 8 <= ow1; ow += 8) {
+                __m256i m = _mm256_set1_epi32(INT32_MIN);
+                for (int32_t kw = 0; kw < g->kw; kw++) {
+                    const int32_t *r = rowmax + 2 * ow - g->pw + kw;
+                    __m256i a = _mm256_permutevar8x32_epi32(_mm256_loadu_si256((const __m256i *)r), EV);
+                    __m256i b = _mm256_permutevar8x32_epi32(_mm256_loadu_si256((const __m256i *)(r + 8)), EV);
+                    m = _mm256_max_epi32(m, _mm256_permute2x128_si256(a, b, 0x20));
+                }
+                _mm256_storeu_si256((__m256i *)((int32_t *)yp + (size_t)oh * g->ow + ow), m);
+            }
+            for (int32_t ox = 0; ox < g->ow; ox++) {
+                if (ox == ow0) ox = ow;   /* [ow0, ow) done above */
+                if (ox >= g->ow) break;
+                int32_t ow_ = ox;
+                int32_t best = lowest, valid = 0;
+                if (nrows)
+                    for (int32_t kw = 0; kw < g->kw; kw++) {
+                        int64_t iw = (int64_t)ow_ * g->sw - g->pw + (int64_t)kw * g->dw;
+                        if (iw < 0 || iw >= g->w) continue;
+                        int32_t v = xt == BS_T_I32 ? rowmax[iw] : (xt == BS_T_U8 ? (int32_t)rm8[iw] : (int32_t)(int8_t)rm8[iw]);
+                        if (!valid || v > best) best = v;
+                        valid = 1;
+                    }
+                size_t o = (size_t)oh * g->ow + (size_t)ow_;
+                if (xt == BS_T_I32) ((int32_t *)yp)[o] = best;
+                else yp[o] = (unsigned char)best;
+            }
+        }
+    }
+}
+
+void bs_qmaxpool__avx2(const bs_window *g, size_t planes, const void *x, int32_t xt, void *y) {
+    bs_maxpool_planes_avx2(g, 0, planes, x, xt, y);
+}
+
+void bs_ew_run__avx2(const bs_ew_job *j, int32_t task) {
+    size_t u0, u1;
+    bs_ew_task_range__generic(j, task, &u0, &u1);
+    switch (j->kind) {
+    case BS_EW_REQUANT: bs_requant_rows_avx2(j->x, j->xt, j->y, j->yt, j->channels, j->inner, j->rq, u0, u1); break;
+    case BS_EW_QADD: bs_qadd_range_avx2(j->x, j->xt, j->b, j->bt, j->y, j->yt, j->qadd, u0, u1); break;
+    case BS_EW_MAXPOOL: bs_maxpool_planes_avx2(j->win, u0, u1, j->x, j->xt, j->y); break;
+    default: bs_ew_run__generic(j, task); break;
+    }
 }
 
 /* ---- the GEMM micro-kernels: 16 pixels (two blocks) x 4 output channels ---- */
@@ -612,10 +923,12 @@ static void bs_qs16s16_dwconv_row__avx2(const int16_t *const *rows, int32_t nrow
     for (int32_t ow0 = 0; ow0 < ow; ow0 += 16) bs_qs16s16_dwconv_16x2__avx2(rows, nrows, off, wpair, npairs, ow0, acc + ow0);
 }
 
-/* The AVX2 row epilogue: 8 lanes at a time through bs_epilogue (acc holds whole vectors up to the row's ow16). */
+/* The AVX2 row epilogue: 8 lanes at a time through bs_epi_apply (acc holds whole vectors up to the row's ow16). */
 static void bs_dw_row_epilogue(const bs_avx2_job *j, const int32_t *acc, size_t c, size_t off, size_t count) {
+    bs_epi ep;
+    bs_epi_setup(j, c, &ep);
     for (size_t i = 0; i < count; i += 8)
-        bs_epilogue(j, _mm256_loadu_si256((const __m256i *)(acc + i)), 0, c, off + i, 1, count - i < 8 ? count - i : 8);
+        bs_epi_apply(j, &ep, _mm256_loadu_si256((const __m256i *)(acc + i)), 0, c, off + i, 1, count - i < 8 ? count - i : 8);
 }
 
 void bs_dwconv_run_with__avx2(const bs_avx2_job *j, int32_t task, bs_dw_row_epilogue_fn epi, bs_dw_row_kernel_fn rowk) {
@@ -760,7 +1073,7 @@ int32_t bs_avx2_tasks(const bs_avx2_job *j, int32_t stage) {
     switch (stage) {
     case 0: return (int32_t)bs_cdiv((size_t)o.groups * o.kg * per, BS_ROWS_PER_TASK);
     case 1: return (int32_t)((size_t)o.groups * bs_cdiv(o.nb, BS_BLOCKS_PER_TASK));
-    default: return (int32_t)((size_t)o.groups * bs_cdiv(o.nb, 2) * bs_cdiv((size_t)o.mg4 / 4, BS_CB_PER_TASK));
+    default: return (int32_t)((size_t)o.groups * bs_cdiv(bs_cdiv(o.nb, 2), BS_PAIRS_PER_TASK) * bs_cdiv((size_t)o.mg4 / 4, BS_CB_PER_TASK));
     }
 }
 
@@ -808,35 +1121,46 @@ void bs_avx2_run(const bs_avx2_job *j, int32_t stage, int32_t task) {
         bs_interleave(o, l.tmp + g * kpad * o->npad * o->esize, l.ilv + g * o->ilv_bytes, b0, b1);
         return;
     }
-    /* stage 2: GEMM of one group, one pair of pixel blocks, a range of channel blocks */
+    /* stage 2: GEMM of one group, a chunk of BS_PAIRS_PER_TASK pairs of pixel blocks, a range of channel blocks (the
+     * epilogue of each channel set up once per task) */
     const bs_packed *h = (const bs_packed *)j->packed;
     const int32_t *wsum = (const int32_t *)((const unsigned char *)h + 64);
     const unsigned char *wp = (const unsigned char *)h + 64 + BS_A64((size_t)h->groups * h->mg4 * 4);
     size_t ncb = (size_t)o->mg4 / 4, cbt = bs_cdiv(ncb, BS_CB_PER_TASK), pairs = bs_cdiv(o->nb, 2);
-    size_t g = (size_t)task / (pairs * cbt), rest = (size_t)task % (pairs * cbt), pr = rest / cbt, ct = rest % cbt;
-    size_t b0 = pr * 2, b1 = b0 + 1 < o->nb ? b0 + 1 : b0;
+    size_t chunks = bs_cdiv(pairs, BS_PAIRS_PER_TASK);
+    size_t g = (size_t)task / (chunks * cbt), rest = (size_t)task % (chunks * cbt), ch = rest / cbt, ct = rest % cbt;
+    size_t pr0 = ch * BS_PAIRS_PER_TASK, pr1 = pr0 + BS_PAIRS_PER_TASK;
+    if (pr1 > pairs) pr1 = pairs;
     const unsigned char *ilv = l.ilv + g * o->ilv_bytes;
-    const unsigned char *a0 = ilv + b0 * (size_t)o->kg * 32, *a1 = ilv + b1 * (size_t)o->kg * 32;
     size_t cb0 = ct * BS_CB_PER_TASK, cb1 = cb0 + BS_CB_PER_TASK;
     if (cb1 > ncb) cb1 = ncb;
     /* output: conv y [M, N] (channel stride N, pixel stride 1); gemm y [rows, M] (channel stride 1, row stride M) */
     size_t m_total = (size_t)o->groups * o->mg;
     size_t cstride = j->conv ? o->n : 1, pstride = j->conv ? 1 : m_total;
-    for (size_t cb = cb0; cb < cb1; cb++) {
-        __m256i acc[8];
-        const unsigned char *w = wp + (g * ncb + cb) * (size_t)o->kg * 16;
-        if (o->mode == BS_PACK_S8C4) bs_qu8s8_gemm_rq64_16x4c4__avx2(a0, a1, w, o->kg, acc);
-        else bs_qs16s16_gemm_rq64_16x4c2__avx2(a0, a1, w, o->kg, acc);
-        for (int32_t c4 = 0; c4 < 4; c4++) {
-            size_t c = cb * 4 + (size_t)c4;
-            if (c >= (size_t)o->mg) break;
-            size_t oc = g * o->mg + c;
-            int32_t corr = o->mode == BS_PACK_S8C4 ? (int32_t)((uint32_t)o->uz * (uint32_t)wsum[g * o->mg4 + c]) : 0;
-            for (int32_t half = 0; half < 2; half++) {
-                size_t b = half ? b1 : b0;
-                if (half && b1 == b0) break;
-                size_t p0 = b * 8, count = o->n - p0 < 8 ? o->n - p0 : 8;
-                bs_epilogue(j, acc[half * 4 + c4], corr, oc, oc * cstride + p0 * pstride, pstride, count);
+    bs_epi ep[BS_CB_PER_TASK * 4];
+    int32_t corr[BS_CB_PER_TASK * 4];
+    for (size_t c = cb0 * 4; c < cb1 * 4 && c < (size_t)o->mg; c++) {
+        bs_epi_setup(j, g * o->mg + c, &ep[c - cb0 * 4]);
+        corr[c - cb0 * 4] = o->mode == BS_PACK_S8C4 ? (int32_t)((uint32_t)o->uz * (uint32_t)wsum[g * o->mg4 + c]) : 0;
+    }
+    for (size_t pr = pr0; pr < pr1; pr++) {
+        size_t b0 = pr * 2, b1 = b0 + 1 < o->nb ? b0 + 1 : b0;
+        const unsigned char *a0 = ilv + b0 * (size_t)o->kg * 32, *a1 = ilv + b1 * (size_t)o->kg * 32;
+        for (size_t cb = cb0; cb < cb1; cb++) {
+            __m256i acc[8];
+            const unsigned char *w = wp + (g * ncb + cb) * (size_t)o->kg * 16;
+            if (o->mode == BS_PACK_S8C4) bs_qu8s8_gemm_rq64_16x4c4__avx2(a0, a1, w, o->kg, acc);
+            else bs_qs16s16_gemm_rq64_16x4c2__avx2(a0, a1, w, o->kg, acc);
+            for (int32_t c4 = 0; c4 < 4; c4++) {
+                size_t c = cb * 4 + (size_t)c4;
+                if (c >= (size_t)o->mg) break;
+                size_t oc = g * o->mg + c;
+                for (int32_t half = 0; half < 2; half++) {
+                    size_t b = half ? b1 : b0;
+                    if (half && b1 == b0) break;
+                    size_t p0 = b * 8, count = o->n - p0 < 8 ? o->n - p0 : 8;
+                    bs_epi_apply(j, &ep[c - cb0 * 4], acc[half * 4 + c4], corr[c - cb0 * 4], oc, oc * cstride + p0 * pstride, pstride, count);
+                }
             }
         }
     }

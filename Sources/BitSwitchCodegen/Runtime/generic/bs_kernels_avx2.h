@@ -74,6 +74,17 @@ void bs_qs8_gemm__avx2(size_t rows, size_t k, size_t m, int32_t trans_b, const i
 void bs_qu8_gemm__avx2(size_t rows, size_t k, size_t m, int32_t trans_b, const uint8_t *x, const void *packed,
                        const bs_qmm_params *p, int32_t *y, void *scratch);
 
+/* Requant (bs_requant__generic's arguments) and QAdd (bs_qadd__generic's), 8 elements per step in 64-bit lanes,
+ * bit-exact with them; bs_ew_run__avx2 is bs_ew_run__generic with these and the max pool below (the same tasks,
+ * bs_ew_tasks__generic). */
+void bs_requant__avx2(const void *x, int32_t xt, void *y, int32_t yt, size_t outer, size_t channels, size_t inner,
+                      const bs_requant_params *rq);
+void bs_qadd__avx2(const void *a, int32_t at, const void *b, int32_t bt, void *y, int32_t yt, size_t count,
+                   const bs_qadd_params *p);
+/* QMaxPool (bs_qmaxpool__generic's arguments): separable, the row max vectorized; 3-D windows take the generic one. */
+void bs_qmaxpool__avx2(const bs_window *g, size_t planes, const void *x, int32_t xt, void *y);
+void bs_ew_run__avx2(const bs_ew_job *j, int32_t task);
+
 /* Split form for a thread pool: count the tasks, run each task index once (any thread, any order; tasks of one
  * stage may run concurrently, stage s+1 starts after every task of stage s finished). */
 int32_t bs_avx2_stages(const bs_avx2_job *j);
