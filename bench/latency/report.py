@@ -183,8 +183,8 @@ activations, the faster of the two in the table. Ratios are ours ÷ onnxruntime:
 {table}
 
 Peak memory, MiB (2^20 bytes) of resident set, same run. "peak" is the process's resident high-water mark
-(`/proc/self/status` VmHWM): ours = the C driver after loading the bundle and running all its profiles (it prints
-`getrusage` ru_maxrss too, which agrees within a page or two); onnxruntime = a separate Python process per variant,
+(`/proc/self/status` VmHWM): ours = the C driver after loading the bundle and running all its profiles (the driver
+also prints `getrusage` ru_maxrss, into `results.jsonl`); onnxruntime = a separate Python process per variant,
 one session each (so neither the quantizer nor the other sessions inflate it; its ru_maxrss is not used because
 Linux carries the parent's across fork and exec). "net" = peak minus the resident set before the model was loaded:
 the driver's before `dlopen` ({base_ours} MiB in this run), onnxruntime's after importing numpy and onnxruntime,
