@@ -9,18 +9,24 @@
  * weights of the layers whose bit-width changes) and as many timed no-op switches to the active profile.
  * Prints one JSON object per line. The input is fixed pseudo-random N(0, 1)-like floats; the output is checked
  * to be finite and its checksum printed, so the runs cannot be optimised away.
+ * Last, memory: the process's peak resident set (getrusage ru_maxrss, and /proc/self/status VmHWM, the high-water
+ * mark of this address space alone), its resident set before dlopen (the driver's own baseline), the arena and
+ * context the library asked for, and the library's mapped size (its PT_LOAD segments: code, read-only data, which
+ * holds the stored weights, and writable data).
  *
  * Build: cc -std=c11 -O2 -o latency_driver latency_driver.c -ldl
  * Usage: latency_driver LIB.so [--threads 1] [--warmup 3] [--budget 2.0] [--min-runs 5] [--max-runs 1000]
  *                              [--switches 50]
  */
-#define _POSIX_C_SOURCE 200809L
+#define _GNU_SOURCE
 #include <dlfcn.h>
+#include <link.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 typedef size_t (*size_fn)(void);
@@ -57,6 +63,37 @@ static void *sym(void *lib, const char *name) {
     return p;
 }
 
+/* A "VmRSS:" / "VmHWM:" line of /proc/self/status in kB; -1 where there is none (not Linux). */
+static long status_kb(const char *key) {
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f) return -1;
+    char line[256];
+    long v = -1;
+    size_t n = strlen(key);
+    while (fgets(line, sizeof line, f))
+        if (!strncmp(line, key, n)) { v = atol(line + n); break; }
+    fclose(f);
+    return v;
+}
+
+/* The loaded library's PT_LOAD segments, summed by permission: executable, read-only, writable. */
+struct segs { uintptr_t base; size_t text, ro, rw; int found; };
+
+static int seg_cb(struct dl_phdr_info *info, size_t size, void *data) {
+    (void)size;
+    struct segs *s = data;
+    if ((uintptr_t)info->dlpi_addr != s->base) return 0;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type != PT_LOAD) continue;
+        if (ph->p_flags & PF_X) s->text += ph->p_memsz;
+        else if (ph->p_flags & PF_W) s->rw += ph->p_memsz;
+        else s->ro += ph->p_memsz;
+    }
+    s->found = 1;
+    return 1;
+}
+
 /* JSON string body: the profile names come from the model; escape anything that is not plain ASCII text. */
 static void put_json_string(const char *s) {
     putchar('"');
@@ -91,6 +128,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "latency_driver: need warmup >= 1, 1 <= min-runs <= max-runs, switches >= 1, budget > 0\n");
         return 1;
     }
+    long base_rss_kb = status_kb("VmRSS:");
     void *lib = dlopen(argv[1], RTLD_NOW | RTLD_LOCAL);
     if (!lib) { fprintf(stderr, "latency_driver: %s\n", dlerror()); return 1; }
     size_fn arena_size = (size_fn)sym(lib, "bs_arena_size"), ctx_size = (size_fn)sym(lib, "bs_ctx_size");
@@ -169,6 +207,20 @@ int main(int argc, char **argv) {
     double same_med = median(t, n);
     printf("{\"kind\": \"switch\", \"threads\": %d, \"switches\": %d, \"median_us\": %.3f, \"max_us\": %.3f, \"noop_median_us\": %.3f}\n",
            thread_count(ctx), switches, sw_med * 1e6, sw_max * 1e6, same_med * 1e6);
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    struct segs sg = {0};
+    Dl_info di;
+    if (dladdr((void *)run, &di) && di.dli_fbase) {
+        sg.base = (uintptr_t)di.dli_fbase;
+        dl_iterate_phdr(seg_cb, &sg);
+    }
+    /* dladdr's base is the ELF header's address, dlpi_addr the load bias: equal for a shared library whose first
+       segment starts at virtual address 0 (every one ld and lld make); otherwise the sizes are reported as -1. */
+    printf("{\"kind\": \"memory\", \"threads\": %d, \"peak_rss_kb\": %ld, \"hwm_kb\": %ld, \"base_rss_kb\": %ld, "
+           "\"arena_bytes\": %zu, \"ctx_bytes\": %zu, \"so_text_bytes\": %ld, \"so_ro_bytes\": %ld, \"so_rw_bytes\": %ld}\n",
+           thread_count(ctx), (long)ru.ru_maxrss, status_kb("VmHWM:"), base_rss_kb, arena_size(), ctx_size(),
+           sg.found ? (long)sg.text : -1L, sg.found ? (long)sg.ro : -1L, sg.found ? (long)sg.rw : -1L);
     destroy(ctx);
     free(t); free(out); free(in); free(ctx); free(arena);
     dlclose(lib);

@@ -36,7 +36,7 @@ def main():
     models = {}
     for line in open(a.results):
         d = json.loads(line)
-        m = models.setdefault(d["model"], {"run": {}, "ort": {}, "errors": []})
+        m = models.setdefault(d["model"], {"run": {}, "ort": {}, "mem": {}, "errors": []})
         t = d.get("threads", 1)
         if d["kind"] == "info":
             m["info"] = d
@@ -48,6 +48,10 @@ def main():
             m.setdefault("switch", d)   # the first thread count's (a switch runs on the caller's thread)
         elif d["kind"] == "model":
             m.setdefault("bundle", d)
+        elif d["kind"] == "memory":
+            m.setdefault("mem", {})[t] = d
+        elif d["kind"] == "weights":
+            m["weights"] = d["bytes"]
         elif d["kind"] == "error":
             m["errors"].append(d)
     names = [n for n in ORDER if n in models] + [n for n in models if n not in ORDER]
@@ -92,6 +96,46 @@ def main():
                         + f" | {last} |" if macs is not None else f"| {n} | | | | | | | | | | |")
         tables.append((t, "\n".join(rows)))
 
+    # Peak memory: the driver's process (bundle loaded, all profiles run) against each onnxruntime process (one session
+    # each). "peak" = VmHWM, the resident high-water mark of the process; "net" = peak minus the resident set before the
+    # model was loaded (driver: before dlopen; onnxruntime: after importing numpy and onnxruntime, before the session).
+    mib = lambda kb: None if kb is None else kb / 1024
+    mtxt = lambda v: "—" if v is None else f"{v:.1f}" if v >= 10 else f"{v:.2f}"
+    hwm = lambda d: None if not d else mib(d.get("hwm_kb") if d.get("hwm_kb") is not None else d.get("peak_rss_kb"))
+    net = lambda d: None if not d or hwm(d) is None or d.get("base_rss_kb") is None else hwm(d) - mib(d["base_rss_kb"])
+    mratio = lambda a, b: "—" if a is None or b is None else f"{a / b:.2g}" if a / b < 0.1 else f"{a / b:.2f}"
+    mem_rows = ["| model | threads | ours peak MiB | ort fp32 peak MiB | ort int8 peak MiB | peak ours/fp32 · ours/int8 "
+                "| ours net MiB | ort fp32 net MiB | ort int8 net MiB | net ours/fp32 · ours/int8 "
+                "| ours: arena · .so code · .so read-only · stored INT8 weights, MiB |",
+                "|---|--:|--:|--:|---|---|--:|--:|--:|---|---|"]
+    for n in names:
+        m = models[n]
+        for t in counts:
+            ours = m["mem"].get(t)
+            fp = m["ort"].get((t, "fp32"))
+            which = int8_of(m, t)[1]
+            i8 = m["ort"].get((t, which.lower())) if which else None
+            if not ours and not fp and not i8:
+                continue
+            parts = "—"
+            if ours:
+                b = lambda k: None if ours.get(k) is None or ours[k] < 0 else ours[k] / 2**20
+                w = m.get("weights")
+                parts = " · ".join(mtxt(v) for v in (b("arena_bytes"), b("so_text_bytes"), b("so_ro_bytes"),
+                                                     None if w is None else w / 2**20))
+            mem_rows.append(
+                f"| {LABEL.get(n, n)} | {t} | {mtxt(hwm(ours))} | {mtxt(hwm(fp))} | "
+                f"{mtxt(hwm(i8))}{' ' + which if which else ''} | {mratio(hwm(ours), hwm(fp))} · {mratio(hwm(ours), hwm(i8))} | "
+                f"{mtxt(net(ours))} | {mtxt(net(fp))} | {mtxt(net(i8))} | {mratio(net(ours), net(fp))} · {mratio(net(ours), net(i8))} | "
+                f"{parts} |")
+    mem_table = "\n".join(mem_rows)
+
+    def span(ds):
+        v = sorted(d["base_rss_kb"] / 1024 for d in ds if d and d.get("base_rss_kb") is not None)
+        return "—" if not v else mtxt(v[0]) if mtxt(v[0]) == mtxt(v[-1]) else f"{mtxt(v[0])}–{mtxt(v[-1])}"
+    base_ours = span([d for m in models.values() for d in m["mem"].values()])
+    base_ort = span([d for m in models.values() for d in m["ort"].values()])
+
     detail = ["| model | threads | variant | runs | median ms | min ms | mean ms |", "|---|--:|---|--:|--:|--:|--:|"]
     failures = []
     for n in names:
@@ -112,6 +156,8 @@ def main():
 
     table = "\n\n".join(f"{t} thread{'s' if t != 1 else ''}:\n\n{tab}" for t, tab in tables)
     print(table)
+    print("\nPeak memory (resident set; net = peak minus the process's resident set before the model was loaded):\n")
+    print(mem_table)
     for f in failures:
         print(f)
     when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M")
@@ -135,6 +181,19 @@ onnxruntime: `intra_op_num_threads=N` (the same N), `ORT_ENABLE_ALL`, `session.r
 activations, the faster of the two in the table. Ratios are ours ÷ onnxruntime: above 1, ours is slower.
 
 {table}
+
+Peak memory, MiB (2^20 bytes) of resident set, same run. "peak" is the process's resident high-water mark
+(`/proc/self/status` VmHWM): ours = the C driver after loading the bundle and running all its profiles (the driver
+also prints `getrusage` ru_maxrss, into `results.jsonl`); onnxruntime = a separate Python process per variant,
+one session each (so neither the quantizer nor the other sessions inflate it; its ru_maxrss is not used because
+Linux carries the parent's across fork and exec). "net" = peak minus the resident set before the model was loaded:
+the driver's before `dlopen` ({base_ours} MiB in this run), onnxruntime's after importing numpy and onnxruntime,
+before creating the session ({base_ort} MiB: Python, numpy and onnxruntime's library). Ours in detail: the arena
+`bs_arena_size()` asks for (activations and the active profile's shifted, packed weights), the loaded library's
+code and read-only segments (the latter holds the stored INT8 weights, once for every profile), and the stored
+weights' size that `bitswitch emit` reports. Ratios are ours ÷ onnxruntime.
+
+{mem_table}
 
 Every measurement (median, minimum and mean of the timed runs):
 

@@ -3,10 +3,13 @@
 # onnxruntime fp32 and onnxruntime int8 QDQ (quantize_static, per-channel; U8S8 and S8S8, the faster reported) on
 # the digits CNN, the MNIST-1D CNN, CIFAR ResNet-20, MobileNetV2 (224x224) and ResNet-18 (224x224), random weights,
 # in one run; at each thread count ours (bs_init(ctx, arena, N)) against onnxruntime with intra_op_num_threads=N.
-# Prints one table per thread count with the ratios and writes bench/latency/RESULTS.md.
+# Prints one table per thread count with the ratios, and a table of peak memory (resident set) of the driver running the
+# bundle against onnxruntime's process (each onnxruntime variant timed in its own process), and writes
+# bench/latency/RESULTS.md. THREADS="1 2" (the default) gives the 1- and 2-thread tables in one run.
 #   bench/latency/run.sh [BIN]     env: MODELS (default "digits mnist1d resnet20 mobilenetv2 resnet18"),
 #                                  BENCH_OUT (.cache/bench-latency), BUDGET (seconds per measured variant, 2),
-#                                  THREADS (thread counts, default "1 2")
+#                                  THREADS (thread counts, default "1 2"),
+#                                  RESULTS_MD (the report's file, default bench/latency/RESULTS.md)
 # The quantized models and bundles are cached in BENCH_OUT, keyed by the bitswitch binary and the model file; a
 # failing step of one model (e.g. an op the integer back end cannot lower) is recorded with its error message and
 # the other models still run.
@@ -91,6 +94,9 @@ onnx.save(make_resnet18.build(224), sys.argv[1])' "$model" ;;
         fi
     fi
     if [ -f "$d/stamp" ]; then
+        # the stored INT8 weights' size, from emit's summary ("... bytes of INT8 weights, arena ...")
+        wbytes=$(sed -n 's/.* \([0-9][0-9]*\) bytes of INT8 weights.*/\1/p' "$d/emit.log" | head -1)
+        [ -n "$wbytes" ] && printf '{"kind": "weights", "model": "%s", "bytes": %s}\n' "$name" "$wbytes" >> "$results"
         echo "  bitswitch build" >&2
         if ! "$BIN" build "$d/bundle" -o "$d/libbitswitch_model.so" > "$d/build.log" 2>&1; then
             fail "$name" "bitswitch build" "$d/build.log"
@@ -123,4 +129,4 @@ cpu="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), family $(grep
 flags=$(grep -m1 '^flags' /proc/cpuinfo | tr ' ' '\n' | grep -xE 'avx2|fma|avx512f|avx512_vnni|avx_vnni' | xargs)
 "$PY" "$here/report.py" "$results" --cpu "$cpu" --flags "$flags" --load "$(cut -d' ' -f1-3 /proc/loadavg)" \
     --cc "$("${CC:-cc}" --version | head -1)" --ort "$("$PY" -c 'import onnxruntime; print(onnxruntime.__version__)')" \
-    --out "$here/RESULTS.md"
+    --out "${RESULTS_MD:-$here/RESULTS.md}"
