@@ -116,4 +116,35 @@ import Testing
         #expect(table(one.stdout) == [4: trained[4]!], "\(one.stdout)")
         try? FileManager.default.removeItem(atPath: dir)
     }
+
+    /// Post-training calibration of a decoder from its text file (token ids fed as int64, as training feeds them):
+    /// `train --bits --ptq` on a trained float model writes the INT8 model and its per-bit-width table, and 8 bits
+    /// stays within a tenth of a bit per character of the float model it came from.
+    @Test func postTrainingCalibrationOfADecoderFromText() throws {
+        let (dir, file) = try textFile(Array(String(repeating: Self.sentence, count: 40).utf8))
+        let float = dir + "/float.onnx", ptq = dir + "/ptq.onnx"
+        let t = try CLI.run(["train", Self.model, "--data", file, "-o", float, "--steps", "30", "--batch", "16",
+                             "--lr", "3e-3", "--threads", "1", "--quiet"])
+        #expect(t.status == 0, "\(t.stderr)")
+        let r = try CLI.run(["train", float, "--data", file, "-o", ptq, "--bits", "8,4", "--ptq", "--threads", "1",
+                             "--calibration-samples", "32"])
+        #expect(r.status == 0, "\(r.stderr)")
+        func bitsPerChar(_ s: String, _ key: String) -> Double? {
+            for line in s.split(separator: "\n") {
+                let f = line.split(separator: " ")
+                if f.count == 4, f[0] == key, let bpc = Double(f[2]) { return bpc }
+            }
+            return nil
+        }
+        let fe = try CLI.run(["eval", float, "--data", file])
+        let floatBPC = fe.stdout.split(separator: "\n").compactMap { line -> Double? in
+            guard let r = line.range(of: " bits per") else { return nil }
+            return Double(line[..<r.lowerBound].split(separator: " ").last ?? "")
+        }.first
+        let b8 = try #require(bitsPerChar(r.stdout, "8"), "\(r.stdout)")
+        #expect(bitsPerChar(r.stdout, "4") != nil, "\(r.stdout)")
+        let f = try #require(floatBPC, "\(fe.stdout)")
+        #expect(abs(b8 - f) < 0.1, "8-bit PTQ \(b8) vs float \(f) bits per character")
+        try? FileManager.default.removeItem(atPath: dir)
+    }
 }

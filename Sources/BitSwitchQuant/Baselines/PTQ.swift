@@ -39,8 +39,8 @@ public func calibrateActivationScales(_ g: inout Graph, data: Dataset, samples: 
     var feeds: [Tensor] = []
     for start in stride(from: 0, to: batch.count, by: chunkSize) {
         let n = min(chunkSize, batch.count - start)
-        feeds.append(Tensor(shape: [n] + batch.sampleShape,
-                            floats: Array(x[(start * sampleSize)..<((start + n) * sampleSize)])))
+        feeds.append(datasetInputTensor(dtype: input.type.dtype, [n] + batch.sampleShape,
+                                        Array(x[(start * sampleSize)..<((start + n) * sampleSize)])))
     }
 
     try calibrate(&g, bits: bits, envs: feeds.map { [input.name: $0] }, method: method)

@@ -60,7 +60,7 @@ public enum BatchNormRecalibration {
         while start < n {
             var m = min(batchSize, n - start)
             if n - start - m == 1 { m += 1 }  // never leave a batch of one (its variance is undefined)
-            let x = Tensor(shape: [m] + data.sampleShape, floats: Array(data.x[(start * per)..<((start + m) * per)]))
+            let x = tg.inputTensor([m] + data.sampleShape, Array(data.x[(start * per)..<((start + m) * per)]))
             // Each batch starts from the original statistics, so a row the pass does not touch stays as it was.
             for (k, v) in original { tg.values[k] = v }
             let ctx = TrainingContext(training: true, assignment: assignment)

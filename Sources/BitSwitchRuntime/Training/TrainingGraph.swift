@@ -157,11 +157,7 @@ public final class TrainingGraph {
     /// A batch of the data input from the dataset's float samples, in the input's element type (token ids for a
     /// model whose input is int64 or int32; floats hold them exactly).
     public func inputTensor(_ shape: [Int], _ x: [Float]) -> Tensor {
-        switch graph.inputs.first(where: { $0.name == inputName })?.type.dtype {
-        case .i64?: return Tensor(shape: shape, int64s: x.map { Int64($0) })
-        case .i32?: return Tensor(dtype: .i32, shape: shape, storage: .i32(x.map { Int32($0) }))
-        default: return floatTensor(shape, x)
-        }
+        datasetInputTensor(dtype: graph.inputs.first(where: { $0.name == inputName })?.type.dtype, shape, x)
     }
 
     /// Trainable parameter names in order.
@@ -294,5 +290,15 @@ public final class TrainingGraph {
         var g = graph
         for name in graph.initializerOrder { if let t = values[name] { g.setInitializer(name, t) } }
         return g
+    }
+}
+
+/// A batch of a dataset's float samples as a graph input of element type `dtype`: token ids for an int64 or int32
+/// input (floats hold them exactly), floats otherwise. Training, calibration and BN re-estimation feed inputs so.
+public func datasetInputTensor(dtype: DType?, _ shape: [Int], _ x: [Float]) -> Tensor {
+    switch dtype {
+    case .i64?: return Tensor(shape: shape, int64s: x.map { Int64($0) })
+    case .i32?: return Tensor(dtype: .i32, shape: shape, storage: .i32(x.map { Int32($0) }))
+    default: return floatTensor(shape, x)
     }
 }
