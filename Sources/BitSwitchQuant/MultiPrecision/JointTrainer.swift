@@ -240,7 +240,7 @@ public final class JointTrainer {
     /// quantizer scales at `scaleMultiplier` × the rate.
     /// With `rows`, each per-bit parameter steps the rows it names (a per-layer assignment's) instead of
     /// `stepBits`'; with `scaleBits`, each shared weight scale trains at the ALRS factor of its own bit-width.
-    func step(_ grads: [String: Tensor], stepBits: [Int], rows stepRows: ((String) -> [Int])? = nil,
+    func step(_ grads: [String: Tensor], stepBits: [Int], rows stepRows: ((String) -> [BitRows.RowKey])? = nil,
               scaleBits: [String: Int]? = nil, scaleMultiplier: Float, learningRate: Float,
               batchIndex: Int, layerBits: [String: Int] = [:]) throws {
         let t = trainer
