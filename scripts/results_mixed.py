@@ -393,7 +393,7 @@ def report(a, data):
             md.append(f"| {label}{' ' + bn if bn else ''} | {','.join(map(str, ss))} | " + " | ".join(cells) + " |")
     ub = {}
     for s in seeds:
-        for tag in ("mp8642-uniform", "mp432-uniform"):
+        for tag in ("mp8642-uniform", "mp432-uniform", "hasb-uniform", "hasb-tbn-uniform"):
             for b, v in data[s]["series"].get((tag, "", ""), {}).items():
                 ub[b] = v[2]
     md += ["", "(accuracy %, mean test loss in parentheses; uniform b = every switchable layer at b, the pinned stem "
