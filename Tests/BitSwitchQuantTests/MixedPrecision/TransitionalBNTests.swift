@@ -196,6 +196,26 @@ private func hasbTrained(_ g: Graph, sigma: Double, epochs: Int = 1, observe: ((
         }
     }
 
+    /// A resumed transitional run (the pair rows' optimizer state in the checkpoint) equals the uninterrupted one.
+    @Test func resumeEqualsUninterrupted() throws {
+        let start = try makeTransitionalBatchNorms(twoSwitchClassifier()).0
+        func trainer(_ checkpoint: String?) throws -> JointTrainer {
+            var s = try HASBSampler(bits: [8, 6, 4, 2], layers: ["conv2", "conv3"], traces: [1.0, 2.0], epochs: 2, seed: 3)
+            s.sigma = 1
+            return try JointTrainer(graph: start, training: jointOptions(epochs: 2, checkpoint: checkpoint),
+                                    joint: try JointTrainingOptions(bits: [8, 6, 4, 2]), hasb: s, progress: ProgressReporter(style: .silent))
+        }
+        let full = try trainer(nil)
+        try full.fit(barSplits)
+        let path = tempFile("tbn-resume.ckpt")
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try trainer(path).fit(barSplits, stopAfterEpoch: 1)
+        let second = try trainer(path)
+        try second.resume(from: path)
+        try second.fit(barSplits)
+        #expect(second.trainedGraph().initializers == full.trainedGraph().initializers)
+    }
+
     /// σ = 1: each sub-step steps bn3's (conv2's draw, conv3's draw) row and no other of its rows.
     @Test func fullSigmaStepsTheDrawnPair() throws {
         var events: [JointStepEvent] = []
