@@ -279,9 +279,11 @@ def collect(a, seeds):
                             ser[w] = rows[name] + (L.avg_bits(pb),)
                     r["series"][(tag, obj, bn)] = ser
         switchable = set()
-        pb = profile_bits(os.path.join(d, f"ilp-mp8642-hawq-{a.budgets[0]}.json"))
-        if pb:
-            switchable = set(pb)
+        for m in ("mp8642", "hasb", "hasb-tbn"):  # any ILP profile names every switchable layer
+            pb = profile_bits(os.path.join(d, f"ilp-{m}-hawq-{a.budgets[0]}.json"))
+            if pb:
+                switchable = set(pb)
+                break
         for tag in ("mp8642-uniform", "hasb-uniform", "hasb-tbn-uniform", "mp432-uniform"):
             rr = rows_of(d, tag)
             if rr is None:
