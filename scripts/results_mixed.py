@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """`make results`, part 2: the mixed-precision study of issue 9 part 7 on examples/mnist1d-resnet. Per seed: float
 training, joint {8,6,4,2} and {4,3,2} QAT from it, Hessian traces of the float model, HASB training from the
-{8,6,4,2} model; then ILP assignments (objectives hawq and paper) at average-weight-bit budgets for the HASB model
-and for the plain multi-precision model, the HASB model's assignments on the plain model too, uniform bit-widths and
+{8,6,4,2} model, with and without transitional BN (`--transitional-bn`, the ablation); then ILP assignments
+(objectives hawq and paper) at average-weight-bit budgets for the HASB models and for the plain multi-precision model, the HASB model's assignments on the plain model too, uniform bit-widths and
 random assignments meeting the same budgets; every sub-net evaluated (test accuracy and loss) with and without
 BN re-estimation (`eval --recalibrate-bn`). Writes the "Mixed precision" section of docs/results.md (between
 markers; scripts/results.py keeps it) and docs/results-mixed-pareto.svg.
@@ -109,17 +109,23 @@ class Study:
                             "--max-iterations", str(a.hessian_max_iterations), "--seed", str(seed),
                             "--threads", "1", "-o", traces])
         f_mp = pool.submit(self.train, seed, "mp8642", fp, ["--bits", "8,6,4,2"])
-        f_432 = pool.submit(self.train, seed, "mp432", fp, ["--bits", "4,3,2"])
+        f_432 = None if a.ablation_only else pool.submit(self.train, seed, "mp432", fp, ["--bits", "4,3,2"])
         f_tr.result()
         mp = f_mp.result()
         # HASB trains while the plain multi-precision model's sub-nets are evaluated.
-        f_hasb = None if self.a.skip_hasb else pool.submit(
-            self.train, seed, "hasb", mp, ["--bits", "8,6,4,2", "--mixed", "hasb", "--traces", traces])
-        mp432 = f_432.result()
-        self.evaluate_mp(seed, mp, mp432, traces)
+        hasb_args = ["--bits", "8,6,4,2", "--mixed", "hasb", "--traces", traces]
+        f_hasb = None if self.a.skip_hasb else pool.submit(self.train, seed, "hasb", mp, hasb_args)
+        # The ablation: the same HASB run with transitional BN (one BN row per (previous bits, own bits) pair).
+        f_tbn = None if self.a.skip_hasb or self.a.skip_tbn else pool.submit(
+            self.train, seed, "hasb-tbn", mp, hasb_args + ["--transitional-bn"])
+        if not self.a.ablation_only:
+            mp432 = f_432.result()
+            self.evaluate_mp(seed, mp, mp432, traces)
         if f_hasb is not None:
             hasb = f_hasb.result()
             self.evaluate_hasb(seed, hasb, mp, traces)
+        if f_tbn is not None:
+            self.evaluate_tbn(seed, f_tbn.result(), traces)
 
     def search(self, seed, model, traces, out, extra, done=None):
         self.call(seed, "search-" + os.path.basename(out)[:-5], done or out,
@@ -141,7 +147,7 @@ class Study:
     def ilp_profiles(self, seed, m, model, traces):
         a, d = self.a, self.dir(seed)
         out = []
-        for obj in ("hawq", "paper"):
+        for obj in (("hawq",) if a.ablation_only else ("hawq", "paper")):
             for w in a.budgets:
                 p = os.path.join(d, f"ilp-{m}-{obj}-{w}.json")
                 self.search(seed, model, traces, p, ["--budget", f"avg-bits={w}", "--objective", obj])
@@ -171,11 +177,19 @@ class Study:
     def evaluate_hasb(self, seed, hasb, mp, traces):
         prof = self.ilp_profiles(seed, "hasb", hasb, traces)
         self.eval(seed, "hasb-ilp", hasb, profiles=prof)
-        self.eval(seed, "mp8642-on-hasb-ilp", mp, profiles=prof)
         self.eval(seed, "hasb-uniform", hasb, bits="8,6,4,2")
+        if self.a.ablation_only:
+            return
+        self.eval(seed, "mp8642-on-hasb-ilp", mp, profiles=prof)
         rand = self.random_profiles(seed, mp, traces)
         for w in self.a.budgets:
             self.eval(seed, f"hasb-random-{w}", hasb, profiles=rand[w])
+
+
+    def evaluate_tbn(self, seed, tbn, traces):
+        # Its own ILP assignments (the hawq objective reads the model's trained weight scales).
+        self.eval(seed, "hasb-tbn-ilp", tbn, profiles=self.ilp_profiles(seed, "hasb-tbn", tbn, traces))
+        self.eval(seed, "hasb-tbn-uniform", tbn, bits="8,6,4,2")
 
 
 # ---------------------------------------------------------------- report
@@ -250,8 +264,8 @@ def collect(a, seeds):
             continue
         L = Layers(tr)
         r = {"fp32": load(os.path.join(d, "fp32.json")), "series": {}, "layers": L, "dir": d}
-        for tag, model, src in (("hasb-ilp", "hasb", "hasb"), ("mp8642-ilp", "mp8642", "mp8642"),
-                                ("mp8642-on-hasb-ilp", "mp8642", "hasb")):
+        for tag, model, src in (("hasb-ilp", "hasb", "hasb"), ("hasb-tbn-ilp", "hasb-tbn", "hasb-tbn"),
+                                ("mp8642-ilp", "mp8642", "mp8642"), ("mp8642-on-hasb-ilp", "mp8642", "hasb")):
             rr = rows_of(d, tag)
             if rr is None:
                 continue
@@ -265,10 +279,12 @@ def collect(a, seeds):
                             ser[w] = rows[name] + (L.avg_bits(pb),)
                     r["series"][(tag, obj, bn)] = ser
         switchable = set()
-        pb = profile_bits(os.path.join(d, f"ilp-mp8642-hawq-{a.budgets[0]}.json"))
-        if pb:
-            switchable = set(pb)
-        for tag in ("mp8642-uniform", "hasb-uniform", "mp432-uniform"):
+        for m in ("mp8642", "hasb", "hasb-tbn"):  # any ILP profile names every switchable layer
+            pb = profile_bits(os.path.join(d, f"ilp-{m}-hawq-{a.budgets[0]}.json"))
+            if pb:
+                switchable = set(pb)
+                break
+        for tag in ("mp8642-uniform", "hasb-uniform", "hasb-tbn-uniform", "mp432-uniform"):
             rr = rows_of(d, tag)
             if rr is None:
                 continue
@@ -338,7 +354,9 @@ def report(a, data):
                 vals.append(v[what])
         return vals
 
-    rows = [("HASB + ILP hawq", ("hasb-ilp", "hawq")), ("HASB + ILP paper", ("hasb-ilp", "paper")),
+    rows = [("HASB + ILP hawq", ("hasb-ilp", "hawq")),
+            ("HASB + transitional BN + ILP hawq", ("hasb-tbn-ilp", "hawq")),
+            ("HASB + ILP paper", ("hasb-ilp", "paper")),
             ("multi-precision + ILP hawq", ("mp8642-ilp", "hawq")),
             ("multi-precision + ILP paper", ("mp8642-ilp", "paper")),
             ("multi-precision, HASB's hawq assignment", ("mp8642-on-hasb-ilp", "hawq")),
@@ -362,6 +380,7 @@ def report(a, data):
            "| model | seeds | " + " | ".join(f"{b} bits" for b in (8, 6, 4, 3, 2)) + " |",
            "|---|---|" + "---:|" * 5]
     for tag, label in (("mp8642-uniform", "multi-precision {8,6,4,2}"), ("hasb-uniform", "HASB {8,6,4,2}"),
+                       ("hasb-tbn-uniform", "HASB + transitional BN {8,6,4,2}"),
                        ("mp432-uniform", "multi-precision {4,3,2}")):
         for bn in ("", "+bn"):
             key = (tag, "", bn)
@@ -376,7 +395,7 @@ def report(a, data):
             md.append(f"| {label}{' ' + bn if bn else ''} | {','.join(map(str, ss))} | " + " | ".join(cells) + " |")
     ub = {}
     for s in seeds:
-        for tag in ("mp8642-uniform", "mp432-uniform"):
+        for tag in ("mp8642-uniform", "mp432-uniform", "hasb-uniform", "hasb-tbn-uniform"):
             for b, v in data[s]["series"].get((tag, "", ""), {}).items():
                 ub[b] = v[2]
     md += ["", "(accuracy %, mean test loss in parentheses; uniform b = every switchable layer at b, the pinned stem "
@@ -409,14 +428,17 @@ def report(a, data):
             for m in ("hasb", "mp8642") for w in B)]
         if not names:
             continue
+        cols = [(m, o) for m, o in (("hasb", "hawq"), ("hasb", "paper"), ("hasb-tbn", "hawq"), ("mp8642", "hawq"),
+                                    ("mp8642", "paper"))
+                if any(os.path.exists(os.path.join(data[s]["dir"], f"ilp-{m}-{o}-{w}.json")) for w in B)]
         md += [f"### Per-layer bits chosen, seed {s} (w = a; pinned stem and head at 8)", "",
                "| layer | params | trace/param | " + " | ".join(
-                   f"{m} {o} {w:g}" for m in ("hasb", "mp8642") for o in ("hawq", "paper") for w in B) + " |",
-               "|---|---:|---:|" + "---:|" * (4 * len(B))]
+                   f"{m} {o} {w:g}" for m, o in cols for w in B) + " |",
+               "|---|---:|---:|" + "---:|" * (len(cols) * len(B))]
         profs = {(m, o, w): profile_bits(os.path.join(data[s]["dir"], f"ilp-{m}-{o}-{w}.json")) or {}
-                 for m in ("hasb", "mp8642") for o in ("hawq", "paper") for w in B}
+                 for m, o in cols for w in B}
         for n in names:
-            cells = [str(profs[(m, o, w)].get(n, "")) for m in ("hasb", "mp8642") for o in ("hawq", "paper") for w in B]
+            cells = [str(profs[(m, o, w)].get(n, "")) for m, o in cols for w in B]
             md.append(f"| {n} | {L.n[n]:,} | {L.t[n]:.3g} | " + " | ".join(cells) + " |")
         md.append("")
     notes = a.notes
@@ -432,6 +454,7 @@ def svg(a, data, path):
     seeds = sorted(data)
     series = [("HASB + ILP hawq", ("hasb-ilp", "hawq", ""), "#d62728", "o"),
               ("HASB + ILP paper", ("hasb-ilp", "paper", ""), "#ff7f0e", "o"),
+              ("HASB + transitional BN + ILP hawq", ("hasb-tbn-ilp", "hawq", ""), "#e377c2", "o"),
               ("MP + ILP hawq", ("mp8642-ilp", "hawq", ""), "#1f77b4", "s"),
               ("MP + ILP paper", ("mp8642-ilp", "paper", ""), "#17becf", "s"),
               ("MP random (mean ± std)", ("mp8642-random", "", ""), "#7f7f7f", "x"),
@@ -564,6 +587,11 @@ def main():
     ap.add_argument("--report-only", action="store_true", help="write the report from the cache, run nothing")
     ap.add_argument("--skip-hasb", action="store_true",
                     help="do not train or evaluate the HASB model (e.g. while it trains elsewhere)")
+    ap.add_argument("--skip-tbn", action="store_true",
+                    help="do not train or evaluate the HASB model with transitional BN (the ablation)")
+    ap.add_argument("--ablation-only", action="store_true",
+                    help="only what the transitional-BN ablation needs: float, traces, {8,6,4,2}, HASB with and "
+                         "without transitional BN, their ILP hawq sub-nets and uniform bit-widths")
     a = ap.parse_args()
     a.seeds = [int(s) for s in a.seeds.split(",")]
     a.budgets = [float(w) for w in a.budgets.split(",")]

@@ -159,7 +159,9 @@ public enum Op: Sendable, Hashable {
     case fakeQuantWeight(FakeQuantWeightAttrs)
     case fakeQuantAct(FakeQuantActAttrs)
     /// BatchNormalization with one set of (scale, bias, mean, var) per bit-width: inputs x, then four [bits.count, C] tensors.
-    case switchableBatchNorm(bits: [Int], epsilon: Float, momentum: Float)
+    /// Transitional BN (`previous` set: the FakeQuantWeight node of the previous quantized layer): one set per
+    /// (previous layer's bits, own bits) pair, [bits.count², C], row `index(previous) · bits.count + index(own)`.
+    case switchableBatchNorm(bits: [Int], epsilon: Float, momentum: Float, previous: String? = nil)
     /// LayerNormalization with one affine (scale, bias) per bit-width: inputs x, then two [bits.count, D] tensors
     /// (D = the product of the normalized dimensions, from `axis` on).
     case switchableLayerNorm(bits: [Int], axis: Int, epsilon: Float)
@@ -202,4 +204,12 @@ public enum Op: Sendable, Hashable {
     case reduceMax(axes: [Int]?, keepDims: Bool, noopWithEmptyAxes: Bool)
 
     public static let bitswitchDomain = "ai.bitswitch"
+}
+
+extension Op {
+    /// Parameter rows of a SwitchableBatchNorm: one per bit-width, or (transitional BN, `previous` set) one per
+    /// (previous layer's bits, own bits) pair.
+    public static func switchableBatchNormRows(bits: [Int], previous: String?) -> Int {
+        previous == nil ? bits.count : bits.count * bits.count
+    }
 }

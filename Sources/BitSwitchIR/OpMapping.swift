@@ -177,8 +177,9 @@ extension Op {
         case .fakeQuantAct(let q):
             put("bits", .ints(q.bits)); put("pinned_bits", q.pinnedBits.map(AttrValue.int))
             put("signed", .int(q.signed ? 1 : 0))
-        case .switchableBatchNorm(let bits, let eps, let mom):
+        case .switchableBatchNorm(let bits, let eps, let mom, let previous):
             put("bits", .ints(bits)); put("epsilon", .float(eps)); put("momentum", .float(mom))
+            put("previous", previous.map(AttrValue.string))
         case .switchableLayerNorm(let bits, let axis, let eps):
             put("axis", .int(axis)); put("bits", .ints(bits)); put("epsilon", .float(eps))
         case .quantize(let scale, let zero, let lo, let hi, let to):
@@ -268,7 +269,8 @@ extension Op {
                                                        pinnedBits: try r.int("pinned_bits")))
             case "SwitchableBatchNorm":
                 self = .switchableBatchNorm(bits: try bitsList(), epsilon: try r.float("epsilon", default: 1e-5),
-                                            momentum: try r.float("momentum", default: 0.9))
+                                            momentum: try r.float("momentum", default: 0.9),
+                                            previous: try r.string("previous"))
             case "SwitchableLayerNorm":
                 self = .switchableLayerNorm(bits: try bitsList(), axis: try r.int("axis", default: -1),
                                             epsilon: try r.float("epsilon", default: 1e-5))

@@ -206,3 +206,24 @@ extension Profile {
         return out
     }
 }
+
+extension BitAssignment {
+    /// The parameter row a SwitchableBatchNorm named `node` uses under this assignment: the index of its own
+    /// bit-width (the assignment's value for the node, nil: the top) in `bits`; for transitional BN (`previous`, the
+    /// previous layer's FakeQuantWeight) `index(previous bits) · |bits| + index(own bits)`, the previous bits being
+    /// the assignment's value for that node (its layer's weight bits). Every reader of the rows (the training kernel,
+    /// `fold-scales`, `lower-int`, the trainer's per-row steps) picks them here.
+    public func batchNormRow(node: String, bits: [Int], previous: String?) throws -> (bits: Int, previous: Int?, row: Int) {
+        guard let top = bits.max() else { throw BitSwitchError(.invalidModel, "attribute 'bits' is empty") }
+        let own = self.bits(for: node) ?? top
+        guard let i = bits.firstIndex(of: own) else {
+            throw BitSwitchError(.unsupported, "active bit-width \(own) is not one of the trained bit-widths \(bits)")
+        }
+        guard let previous else { return (own, nil, i) }
+        let prev = self.bits(for: previous) ?? top
+        guard let p = bits.firstIndex(of: prev) else {
+            throw BitSwitchError(.unsupported, "the previous layer's bit-width \(prev) (at '\(previous)') is not one of the trained bit-widths \(bits)")
+        }
+        return (own, prev, p * bits.count + i)
+    }
+}

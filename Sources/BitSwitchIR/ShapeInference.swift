@@ -140,9 +140,10 @@ struct ShapeState {
             let c = try checkChannels(xt, params: Array(n.inputs.dropFirst()), leading: [])
             let stat = TensorType(xt.dtype, [c])
             return training ? [xt, stat, stat] : [xt]
-        case .switchableBatchNorm(let bits, _, _):
+        case .switchableBatchNorm(let bits, _, _, let previous):
             guard let xt = x else { return [nil] }
-            _ = try checkChannels(xt, params: Array(n.inputs.dropFirst()), leading: [.known(bits.count)])
+            _ = try checkChannels(xt, params: Array(n.inputs.dropFirst()),
+                                  leading: [.known(Op.switchableBatchNormRows(bits: bits, previous: previous))])
             return [xt]
         case .switchableLayerNorm:
             return [x]

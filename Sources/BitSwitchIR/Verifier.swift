@@ -145,11 +145,26 @@ private func checkAttributes(_ n: Node, _ g: Graph) -> String? {
         if let perm, perm.sorted() != Array(0..<perm.count) { return "perm \(perm) is not a permutation of 0..<\(perm.count)" }
     case .batchNormalization(let eps, _, _):
         if !(eps >= 0) { return "epsilon \(formatFloat(eps)) must be >= 0" }
-    case .switchableBatchNorm(let bits, let eps, _):
+    case .switchableBatchNorm(let bits, let eps, _, let previous):
         if !(eps >= 0) { return "epsilon \(formatFloat(eps)) must be >= 0" }
+        let rows = Op.switchableBatchNormRows(bits: bits, previous: previous)
         for p in n.inputs.dropFirst() {
-            if let t = g.initializers[p], t.shape.first != bits.count || t.rank != 2 {
-                return "parameter '\(p)' has shape \(t.shape), expected [\(bits.count), C] for bits \(bits)"
+            if let t = g.initializers[p], t.shape.first != rows || t.rank != 2 {
+                return previous == nil
+                    ? "parameter '\(p)' has shape \(t.shape), expected [\(bits.count), C] for bits \(bits)"
+                    : "parameter '\(p)' has shape \(t.shape), expected [\(rows), C] (one row per (previous, own) pair of bits \(bits))"
+            }
+        }
+        if let previous {
+            guard let pn = g.nodes.first(where: { $0.name == previous }) else {
+                return "previous '\(previous)' is not a node of this graph (it must name the previous layer's FakeQuantWeight)"
+            }
+            guard case .fakeQuantWeight(let w) = pn.op else {
+                return "previous '\(previous)' is a \(pn.op.typeName), not the previous layer's FakeQuantWeight"
+            }
+            if w.bits != bits { return "previous '\(previous)' trains bits \(w.bits), this BN \(bits)" }
+            if let p = w.pinnedBits {
+                return "previous '\(previous)' is pinned at \(p) bits; after a pinned layer the BN needs no transitional rows"
             }
         }
         return bitsRule(bits, maxBits: 32)

@@ -96,13 +96,20 @@ let hasbTrainPass = Pass(
         PassOption("sigma", .float, default: "0.5", "final probability that a layer leaves the sub-step's base"),
         PassOption("warmup-epochs", .int, default: "0", "epochs at σ_e = 0 before the layers start switching"),
         PassOption("alrs", .string, default: "fixed", "learning-rate scaling of the quantizer scales: off, fixed or weights"),
+        PassOption("transitional-bn", .bool, default: "false",
+                   "transitional BN: one BN row per (previous layer's bits, own bits) pair after each switchable layer"),
         PassOption("threads", .int, default: "1", "threads for BLAS and the runtime's loops"),
     ]
 ) { g, options, context in
     let splits = try loadSplits(options, pass: "hasb-train")
     registerKernels()
     let (t, file) = try traces(options, context, pass: "hasb-train")
-    let graph = try unstoreQuantized(g)
+    var graph = try unstoreQuantized(g)
+    if try options.bool("transitional-bn") {
+        let (tg, changed) = try makeTransitionalBatchNorms(graph)
+        graph = tg
+        context.logger("hasb-train: transitional BN on \(changed.count) BatchNorms")
+    }
     var joint = try JointTrainingOptions(bits: try trainedBitWidths(graph))
     let alrs = try options.string("alrs")
     guard let a = ALRSMode(rawValue: alrs) else {

@@ -64,7 +64,8 @@ struct TrainCommand: ParsableCommand {
 
             --mixed hasb --traces T.json continues a multi-precision model with HASB (METHOD.md §5): per mini-batch one \
             sub-step based at each bit-width, in which every switchable layer leaves the base with probability \
-            σ_e = σ·(epoch+1)/epochs and draws its bit-width from its Hessian-aware roulette.
+            σ_e = σ·(epoch+1)/epochs and draws its bit-width from its Hessian-aware roulette. --transitional-bn \
+            gives the BN after each switchable layer one row per (previous layer's bits, own bits) pair.
             """)
 
     @Argument(help: "The float model (.onnx).") var model: String
@@ -141,6 +142,8 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "HASB: σ, the final probability that a layer leaves the sub-step's base bit-width.") var sigma = 0.5
     @Option(help: "HASB: epochs at σ_e = 0 (plain joint training) before the layers start switching.")
     var warmupEpochs = 0
+    @Flag(help: "HASB: transitional BN — the BN after a switchable layer keeps one row per (previous layer's bits, own bits) pair, each starting as the own-bits row.")
+    var transitionalBn = false
 
     func run() throws {
         var graph = try ONNXImporter.importModel(path: model, options: importFlags.options)
@@ -166,6 +169,9 @@ struct TrainCommand: ParsableCommand {
             try estimate.check(maxMemory: importFlags.maxMemory,
                                what: ptq ? "calibrating the model at batch \(b)" : "training the model at batch \(b)",
                                file: model)
+        }
+        if transitionalBn && mixed == nil {
+            throw BitSwitchError(.training, "--transitional-bn is an option of HASB training (--mixed hasb)")
         }
         if mixed != nil && (bits == nil || ptq) {
             throw BitSwitchError(.training, "--mixed hasb trains a multi-precision model: give its bit set with --bits (e.g. 8,6,4,2)")
@@ -240,6 +246,14 @@ extension TrainCommand {
                     + "(train it with --bits \(bitSet.map(String.init).joined(separator: ",")) first)", file: model)
             }
             g = try unstoreQuantized(g)
+            if transitionalBn {
+                let (t, changed) = try makeTransitionalBatchNorms(g)
+                g = t
+                if !quiet {
+                    FileHandle.standardError.write(Data(("transitional BN: \(changed.count) BatchNorms get one row per "
+                        + "(previous, own) pair of bit-widths\n").utf8))
+                }
+            }
             do {
                 sampler = try makeHASBSampler(graph: g, traces: try HessianTraces.load(path: traces), bits: bitSet,
                                               epochs: epochs, seed: seed, sigma: sigma, warmupEpochs: warmupEpochs,

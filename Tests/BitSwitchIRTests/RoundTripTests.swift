@@ -46,6 +46,7 @@ private let opVariants: [Op] = [
     .fakeQuantAct(FakeQuantActAttrs(bits: [4, 3, 2], signed: true)),
     .fakeQuantAct(FakeQuantActAttrs(bits: [8, 6], signed: false, pinnedBits: 8)),
     .switchableBatchNorm(bits: [8, 4], epsilon: 1e-3, momentum: 0.99),
+    .switchableBatchNorm(bits: [8, 6, 4, 2], epsilon: 1e-5, momentum: 0.9, previous: "layer2.conv1.w.q"),
     .switchableLayerNorm(bits: [8, 4], axis: -1, epsilon: 1e-3),
     // integer dialect
     .quantize(scale: 0.5, zero: 3, lo: -128, hi: 127, to: .i8), .dequantize(scale: 0.25, zero: 0),

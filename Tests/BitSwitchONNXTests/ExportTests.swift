@@ -52,6 +52,25 @@ import Testing
         #expect(back.inputs == g.inputs && back.outputs == g.outputs)
     }
 
+    /// Transitional BN: the `previous` attribute and the [|B|², C] rows survive ONNX (ai.bitswitch domain).
+    @Test func transitionalBatchNormRoundTrips() throws {
+        var g = Graph(name: "tbn", opsets: ["": 17, Op.bitswitchDomain: 1],
+                      inputs: [ValueInfo(name: "x", type: TensorType(.f32, [.symbol("N"), .known(3), .known(5)]))],
+                      outputs: [ValueInfo(name: "y", type: TensorType(.f32, [.symbol("N"), .known(3), .known(5)]))])
+        g.setInitializer("w", Tensor(shape: [3, 3, 1], floats: (0..<9).map { Float($0) / 8 }))
+        g.setInitializer("ws", Tensor(shape: [3], floats: [0.01, 0.02, 0.03]))
+        for (k, p) in ["scale", "bias", "mean", "var"].enumerated() {
+            g.setInitializer(p, Tensor(shape: [4, 3], floats: (0..<12).map { Float($0 + k) / 7 + 0.5 }))
+        }
+        g.nodes = [Node(name: "wq", op: .fakeQuantWeight(FakeQuantWeightAttrs(bits: [8, 4])), inputs: ["w", "ws"], outputs: ["wh"]),
+                   Node(name: "conv", op: .conv(ConvAttrs()), inputs: ["x", "wh"], outputs: ["c"]),
+                   Node(name: "bn", op: .switchableBatchNorm(bits: [8, 4], epsilon: 1e-5, momentum: 0.9, previous: "wq"),
+                        inputs: ["c", "scale", "bias", "mean", "var"], outputs: ["y"])]
+        let back = try ONNXImporter.importModel(bytes: try ONNXExporter.serialize(g), path: "tbn.onnx", baseDirectory: nil)
+        #expect(back.nodes == g.nodes)
+        #expect(back.initializers == g.initializers)
+    }
+
     @Test(arguments: [(13, nil, "8"), (17, "7", "8"), (19, nil, "9"), (21, nil, "10"), (13, "11", "11"),
                       (15, "3", "7")] as [(Int, String?, String)])
     func irVersionCoversTheOpset(_ opset: Int, _ recorded: String?, _ expected: String) throws {

@@ -27,7 +27,8 @@ private func digitsSlice(train: Int, test: Int) throws -> String {
 }
 
 @Suite(.serialized) struct MixedPrecisionPassesTests {
-    @Test func theWholeChainRunsAsOnePipeline() throws {
+    /// Also with transitional BN (`hasb-train{transitional-bn=true}`): fold-scales then picks each pair's row.
+    @Test(arguments: [false, true]) func theWholeChainRunsAsOnePipeline(transitional: Bool) throws {
         let data = try digitsSlice(train: 64, test: 32)
         defer { try? FileManager.default.removeItem(atPath: data) }
         let traces = data + "/out/traces.json", profile = data + "/out/profile.json"
@@ -36,7 +37,7 @@ private func digitsSlice(train: Int, test: Int) throws -> String {
             "canonicalize,infer-shapes,"
             + "hessian{data=\(data),samples=32,min-iterations=2,max-iterations=3,output=\(traces)},"
             + "insert-fake-quant{bits=4,2},train{data=\(data),epochs=1,batch=32},"
-            + "hasb-train{data=\(data),epochs=1,batch=32,sigma=1},"
+            + "hasb-train{data=\(data),epochs=1,batch=32,sigma=1,transitional-bn=\(transitional)},"
             + "assign-bits{avg-bits=3,output=\(profile)},store-int8")
         let context = PassContext(seed: 5)
         var logs: [String] = []
@@ -51,6 +52,12 @@ private func digitsSlice(train: Int, test: Int) throws -> String {
         _ = try chosen.resolve(in: g)
         #expect(Set(chosen.layers.values.map(\.w)).isSubset(of: [4, 2]))
         #expect(logs.contains { $0.hasPrefix("hasb-train:") } && logs.contains { $0.hasPrefix("assign-bits:") })
+        let previous = g.nodes.compactMap { n -> String? in
+            if case .switchableBatchNorm(_, _, _, let p) = n.op { return p }
+            return nil
+        }
+        // digits: conv2's previous layer is conv1 (both switch); conv1's is the pinned conv0.
+        #expect(previous == (transitional ? ["conv1.weight_quant"] : []))
         // The stored model runs; fold-scales without options specialises it to the chosen profile.
         let x = Tensor(shape: [2, 1, 8, 8], floats: (0..<128).map { Float($0 % 17) / 16 })
         let want = try Executor(graph: g, assignment: try chosen.resolve(in: g)).run(["x": x])

@@ -105,4 +105,41 @@ import Testing
         let b = try CLI.run(["eval", stored, "--data", CLI.digits.path, "--profile", bad])
         #expect(b.status == 1 && b.stderr.contains("no_such_layer"), "\(b.stderr)")
     }
+
+    /// `train --mixed hasb --transitional-bn`, then the stored file evaluated, run, re-estimated and emitted at a
+    /// profile that moves conv2's previous layer (conv1) apart from it.
+    @Test func transitionalBNTrainEvalRunAndEmit() throws {
+        let dir = try CLI.tempDir()
+        let float = CLI.digits.appendingPathComponent("model.onnx").path
+        let mp = dir.appendingPathComponent("mp.onnx").path
+        let t = try CLI.run(["train", float, "--data", CLI.digits.path, "-o", mp, "--bits", "8,2", "--epochs", "1",
+                             "--threads", "1", "--quiet"])
+        #expect(t.status == 0, "\(t.stderr)")
+        let traces = dir.appendingPathComponent("traces.json").path
+        let h = try CLI.run(["hessian", float, "--data", CLI.digits.path, "--samples", "16", "--max-iterations", "2",
+                             "--min-iterations", "2", "--threads", "1", "--quiet", "-o", traces])
+        #expect(h.status == 0, "\(h.stderr)")
+        let tbn = dir.appendingPathComponent("tbn.onnx").path
+        let hb = try CLI.run(["train", mp, "--data", CLI.digits.path, "--bits", "8,2", "--mixed", "hasb", "--traces", traces,
+                              "--transitional-bn", "--sigma", "1", "--epochs", "1", "--threads", "1", "-o", tbn])
+        #expect(hb.status == 0 && hb.stderr.contains("transitional BN: 1 BatchNorms"), "\(hb.stderr)")
+        let ir = try CLI.run(["print-ir", tbn])
+        #expect(ir.status == 0 && ir.stdout.contains("previous = \"conv1"), "\(ir.stderr)")
+
+        let profile = dir.appendingPathComponent("p.json").path
+        try "{\"bits\": {\"conv1\": {\"w\": 2, \"a\": 2}, \"conv2\": {\"w\": 8, \"a\": 8}}, \"default\": 8}"
+            .write(toFile: profile, atomically: true, encoding: .utf8)
+        let e = try CLI.run(["eval", tbn, "--data", CLI.digits.path, "--profile", profile, "--recalibrate-bn", "64",
+                             "--threads", "1"])
+        #expect(e.status == 0 && e.stdout.contains("p+bn"), "\(e.stderr)")
+        let input = CLI.digits.appendingPathComponent("sample/input.npy").path
+        let r = try CLI.run(["run", tbn, "--input", input, "--output-dir", dir.appendingPathComponent("o").path, "--profile", profile])
+        #expect(r.status == 0, "\(r.stderr)")
+        let bundle = dir.appendingPathComponent("bundle").path
+        let em = try CLI.run(["emit", tbn, "--profiles", "8,2,\(profile)", "-o", bundle])
+        #expect(em.status == 0, "\(em.stderr)")
+
+        let notHASB = try CLI.run(["train", mp, "--data", CLI.digits.path, "--bits", "8,2", "--transitional-bn", "-o", tbn + ".x"])
+        #expect(notHASB.status == 1 && notHASB.stderr.contains("--mixed hasb"), "\(notHASB.stderr)")
+    }
 }

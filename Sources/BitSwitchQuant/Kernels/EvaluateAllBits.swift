@@ -11,7 +11,7 @@ public func trainedBitWidths(_ g: Graph) throws -> [Int] {
         switch n.op {
         case .fakeQuantWeight(let a): bits = a.bits
         case .fakeQuantAct(let a): bits = a.bits
-        case .switchableBatchNorm(let b, _, _): bits = b
+        case .switchableBatchNorm(let b, _, _, _): bits = b
         case .switchableLayerNorm(let b, _, _): bits = b
         default: continue
         }

@@ -3,7 +3,8 @@ import BitSwitchRuntime
 
 /// ai.bitswitch::SwitchableBatchNorm(x, scale, bias, mean, var) — one BatchNorm per trained bit-width
 /// (METHOD.md §3). Each parameter is [|bits|, C]; the row is the index of the active profile in `bits` (pinned
-/// layers do not change it: BN follows the network's profile). The math is the float BN kernel's
+/// layers do not change it: BN follows the network's profile). Transitional BN (`previous` set) has [|bits|², C]
+/// parameters, one row per (previous layer's bits, own bits) pair (`BitAssignment.batchNormRow`). The math is the float BN kernel's
 /// (`BatchNormMath`): batch statistics and a running-stat update of that row only in training, running statistics
 /// in evaluation.
 struct SwitchableBatchNormKernel: TrainableOpKernel {
@@ -17,7 +18,7 @@ struct SwitchableBatchNormKernel: TrainableOpKernel {
     static func row(_ t: Tensor, _ row: Int, rows: Int, _ what: String) throws -> [Float] {
         let a = try t.quantFloats("SwitchableBatchNorm \(what)")
         guard t.rank == 2, t.shape[0] == rows else {
-            throw BitSwitchError(.shape, "SwitchableBatchNorm \(what) must be [\(rows), C] (one row per bit-width), got \(t.shape)")
+            throw BitSwitchError(.shape, "SwitchableBatchNorm \(what) must be [\(rows), C] (one row per bit-width, or per pair of them for transitional BN), got \(t.shape)")
         }
         let c = t.shape[1]
         return Array(a[(row * c)..<((row + 1) * c)])
@@ -31,17 +32,19 @@ struct SwitchableBatchNormKernel: TrainableOpKernel {
     }
 
     func forward(node: Node, inputs: [Tensor?], context: TrainingContext) throws -> (outputs: [Tensor], saved: Any?) {
-        guard case .switchableBatchNorm(let bits, let eps, let momentum) = node.op else {
+        guard case .switchableBatchNorm(let bits, let eps, let momentum, let previous) = node.op else {
             throw BitSwitchError(.internalError, "SwitchableBatchNorm kernel on \(node.op.typeName)")
         }
-        let profile = try activeProfile(bits: bits, activeBits: context.assignment.bits(for: node.name))
+        let selected = try context.assignment.batchNormRow(node: node.name, bits: bits, previous: previous)
+        let profile = (bits: selected.bits, index: selected.row)
+        let rows = Op.switchableBatchNormRows(bits: bits, previous: previous)
         let xt = try requiredInput(inputs, 0, "X")
         let x = try xt.quantFloats("SwitchableBatchNorm input X")
         let meanT = try requiredInput(inputs, 3, "mean"), varT = try requiredInput(inputs, 4, "var")
-        let scale = try Self.row(requiredInput(inputs, 1, "scale"), profile.index, rows: bits.count, "scale")
-        let bias = try Self.row(requiredInput(inputs, 2, "bias"), profile.index, rows: bits.count, "bias")
-        let mean = try Self.row(meanT, profile.index, rows: bits.count, "mean")
-        let variance = try Self.row(varT, profile.index, rows: bits.count, "var")
+        let scale = try Self.row(requiredInput(inputs, 1, "scale"), profile.index, rows: rows, "scale")
+        let bias = try Self.row(requiredInput(inputs, 2, "bias"), profile.index, rows: rows, "bias")
+        let mean = try Self.row(meanT, profile.index, rows: rows, "mean")
+        let variance = try Self.row(varT, profile.index, rows: rows, "var")
         let r = try BatchNormMath.forward(x: x, shape: xt.shape, scale: scale, bias: bias, runningMean: mean,
                                           runningVar: variance, epsilon: eps, momentum: momentum,
                                           training: context.training)

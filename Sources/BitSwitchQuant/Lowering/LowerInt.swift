@@ -227,16 +227,20 @@ struct IntegerLowering {
         case .conv, .gemm, .matMul:
             try lowerLayer(node)
 
-        case .switchableBatchNorm(let bits, let eps, _):
-            let row = try rowBits(node, bits, assignment)
+        case .switchableBatchNorm(let bits, let eps, _, let previous):
+            let row = try assignment.batchNormRow(node: node.name, bits: bits, previous: previous)
+            let rows = Op.switchableBatchNormRows(bits: bits, previous: previous)
             let p = try (1...4).map { k -> [Float] in
-                guard let t = source.initializers[node.inputs[k]], t.rank == 2, t.shape[0] == bits.count else {
-                    throw BitSwitchError(.pass, "switchable BatchNorm parameters must be constants [bits, C]")
+                guard let t = source.initializers[node.inputs[k]], t.rank == 2, t.shape[0] == rows else {
+                    throw BitSwitchError(.pass, "switchable BatchNorm parameters must be constants [\(rows), C]")
                 }
                 let c = t.shape[1]
-                return Array(t.floats[(row.index * c)..<((row.index + 1) * c)])
+                return Array(t.floats[(row.row * c)..<((row.row + 1) * c)])
             }
-            try foldBatchNorm(node, p[0], p[1], p[2], p[3], eps: eps, sites: siteSet(node))
+            // Transitional BN: its rows depend on the previous layer's weight bits too (for per-layer switching).
+            var s = siteSet(node)
+            if let previous, let site = nodeSite[previous] { s.insert(site) }
+            try foldBatchNorm(node, p[0], p[1], p[2], p[3], eps: eps, sites: s)
         case .batchNormalization(let eps, _, let training):
             guard !training else { throw BitSwitchError(.unsupported, "training-mode BatchNormalization cannot be lowered") }
             let p = try (1...4).map { k -> [Float] in

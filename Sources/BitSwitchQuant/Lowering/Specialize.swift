@@ -32,16 +32,20 @@ public func specialize(_ g: Graph, assignment: BitAssignment) throws -> Graph {
             a.bits = [r.bits]
             out.nodes[k].op = .fakeQuantAct(a)
             out.nodes[k].inputs[1] = name
-        case .switchableBatchNorm(let bits, let eps, let momentum):
-            let r = try row(n, bits)
+        case .switchableBatchNorm(let bits, let eps, let momentum, let previous):
+            let r: (bits: Int, previous: Int?, row: Int)
+            do { r = try assignment.batchNormRow(node: n.name, bits: bits, previous: previous) } catch let e as BitSwitchError {
+                throw BitSwitchError(.pass, e.message, node: n.label, op: n.op.typeName, domain: n.op.domain)
+            }
+            let rows = Op.switchableBatchNormRows(bits: bits, previous: previous)
             for p in 1...4 {
-                guard let t = g.initializers[n.inputs[p]], t.rank == 2, t.shape[0] == bits.count else {
-                    throw BitSwitchError(.pass, "switchable BatchNorm parameters must be constants [bits, C]",
+                guard let t = g.initializers[n.inputs[p]], t.rank == 2, t.shape[0] == rows else {
+                    throw BitSwitchError(.pass, "switchable BatchNorm parameters must be constants [\(rows), C]",
                                          node: n.label, op: n.op.typeName, domain: n.op.domain)
                 }
                 let c = t.shape[1]
-                let name = out.freshName("\(n.inputs[p]).b\(r.bits)")
-                out.setInitializer(name, Tensor(shape: [c], floats: Array(t.floats[(r.index * c)..<((r.index + 1) * c)])))
+                let name = out.freshName("\(n.inputs[p])." + (r.previous.map { "p\($0)" } ?? "") + "b\(r.bits)")
+                out.setInitializer(name, Tensor(shape: [c], floats: Array(t.floats[(r.row * c)..<((r.row + 1) * c)])))
                 out.nodes[k].inputs[p] = name
             }
             out.nodes[k].op = .batchNormalization(epsilon: eps, momentum: momentum, trainingMode: false)

@@ -13,7 +13,7 @@ public enum BatchNormRecalibration {
     }
 
     /// A copy of `graph` whose BatchNorm running statistics — for a SwitchableBatchNorm, the row the assignment
-    /// selects at that node — are re-estimated on the first `samples` samples of `data` with the sub-net of
+    /// selects at that node (for transitional BN, the (previous, own) pair's) — are re-estimated on the first `samples` samples of `data` with the sub-net of
     /// `assignment`: forward passes only, in training mode (each BN normalises with its batch's statistics, as when
     /// training), the new running mean and variance being the sample-weighted average of the per-batch mean and
     /// unbiased variance (PyTorch's cumulative average, `momentum=None`). Rows the assignment does not use, every
@@ -34,8 +34,8 @@ public enum BatchNormRecalibration {
             switch g.nodes[i].op {
             case .batchNormalization(let eps, _, let tm):
                 g.nodes[i].op = .batchNormalization(epsilon: eps, momentum: 0, trainingMode: tm)
-            case .switchableBatchNorm(let bits, let eps, _):
-                g.nodes[i].op = .switchableBatchNorm(bits: bits, epsilon: eps, momentum: 0)
+            case .switchableBatchNorm(let bits, let eps, _, let previous):
+                g.nodes[i].op = .switchableBatchNorm(bits: bits, epsilon: eps, momentum: 0, previous: previous)
             default:
                 continue
             }

@@ -173,7 +173,8 @@ public final class JointTrainer {
     }
 
     /// HASB (Algorithm A.3): one sub-step per bit-width, based at `joint.bits[k]`; every switchable layer runs at
-    /// its sampled bit-width (weights and input activation alike; its BN row follows its weight bits), pinned
+    /// its sampled bit-width (weights and input activation alike; its BN row follows its weight bits, or with
+    /// transitional BN the pair (previous layer's bits, its bits)), pinned
     /// layers and every other quant node at the base. Each sub-step steps the per-bit rows its assignment used, and
     /// each shared weight scale at the ALRS factor of its own layer's bit-width.
     private func hasbBatchStep(_ t: Trainer, _ batch: TrainingBatch, _ s: HASBSampler) throws -> StepResult {
@@ -240,7 +241,7 @@ public final class JointTrainer {
     /// quantizer scales at `scaleMultiplier` × the rate.
     /// With `rows`, each per-bit parameter steps the rows it names (a per-layer assignment's) instead of
     /// `stepBits`'; with `scaleBits`, each shared weight scale trains at the ALRS factor of its own bit-width.
-    func step(_ grads: [String: Tensor], stepBits: [Int], rows stepRows: ((String) -> [Int])? = nil,
+    func step(_ grads: [String: Tensor], stepBits: [Int], rows stepRows: ((String) -> [BitRows.RowKey])? = nil,
               scaleBits: [String: Int]? = nil, scaleMultiplier: Float, learningRate: Float,
               batchIndex: Int, layerBits: [String: Int] = [:]) throws {
         let t = trainer
