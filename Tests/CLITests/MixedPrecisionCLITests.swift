@@ -4,19 +4,26 @@ import Testing
 
 /// hessian → search → eval/run --profile on the digits example, as a user runs them.
 @Suite struct MixedPrecisionCLITests {
-    @Test func tracesSearchAndProfiles() throws {
+    /// A {8,2} multi-precision digits model (one epoch) and Hessian traces of the float model, in a fresh folder.
+    private func multiPrecisionModelAndTraces(samples: Int, maxIterations: Int)
+        throws -> (dir: URL, float: String, mp: String, traces: String) {
         let dir = try CLI.tempDir()
         let float = CLI.digits.appendingPathComponent("model.onnx").path
-        let stored = dir.appendingPathComponent("mp.onnx").path
-        let t = try CLI.run(["train", float, "--data", CLI.digits.path, "-o", stored, "--bits", "8,2", "--epochs", "1",
+        let mp = dir.appendingPathComponent("mp.onnx").path
+        let t = try CLI.run(["train", float, "--data", CLI.digits.path, "-o", mp, "--bits", "8,2", "--epochs", "1",
                              "--threads", "1", "--quiet"])
         #expect(t.status == 0, "\(t.stderr)")
-
         let traces = dir.appendingPathComponent("traces.json").path
-        let h = try CLI.run(["hessian", float, "--data", CLI.digits.path, "--samples", "32", "--max-iterations", "3",
-                             "--min-iterations", "2", "--threads", "1", "--quiet", "-o", traces])
+        let h = try CLI.run(["hessian", float, "--data", CLI.digits.path, "--samples", "\(samples)",
+                             "--max-iterations", "\(maxIterations)", "--min-iterations", "2", "--threads", "1",
+                             "--quiet", "-o", traces])
         #expect(h.status == 0, "\(h.stderr)")
         #expect(h.stdout.contains("trace/param"))
+        return (dir, float, mp, traces)
+    }
+
+    @Test func tracesSearchAndProfiles() throws {
+        let (dir, float, stored, traces) = try multiPrecisionModelAndTraces(samples: 32, maxIterations: 3)
         let refused = try CLI.run(["hessian", stored, "--data", CLI.digits.path, "-o", traces + ".x"])
         #expect(refused.status == 1 && refused.stderr.contains("FP32"))
 
@@ -109,16 +116,7 @@ import Testing
     /// `train --mixed hasb --transitional-bn`, then the stored file evaluated, run, re-estimated and emitted at a
     /// profile that moves conv2's previous layer (conv1) apart from it.
     @Test func transitionalBNTrainEvalRunAndEmit() throws {
-        let dir = try CLI.tempDir()
-        let float = CLI.digits.appendingPathComponent("model.onnx").path
-        let mp = dir.appendingPathComponent("mp.onnx").path
-        let t = try CLI.run(["train", float, "--data", CLI.digits.path, "-o", mp, "--bits", "8,2", "--epochs", "1",
-                             "--threads", "1", "--quiet"])
-        #expect(t.status == 0, "\(t.stderr)")
-        let traces = dir.appendingPathComponent("traces.json").path
-        let h = try CLI.run(["hessian", float, "--data", CLI.digits.path, "--samples", "16", "--max-iterations", "2",
-                             "--min-iterations", "2", "--threads", "1", "--quiet", "-o", traces])
-        #expect(h.status == 0, "\(h.stderr)")
+        let (dir, _, mp, traces) = try multiPrecisionModelAndTraces(samples: 16, maxIterations: 2)
         let tbn = dir.appendingPathComponent("tbn.onnx").path
         let hb = try CLI.run(["train", mp, "--data", CLI.digits.path, "--bits", "8,2", "--mixed", "hasb", "--traces", traces,
                               "--transitional-bn", "--sigma", "1", "--epochs", "1", "--threads", "1", "-o", tbn])
