@@ -9,7 +9,7 @@ them, all in the same layout:
     <case>/model.onnx
     <case>/test_data_set_0/input_K.pb, output_K.pb   (bare TensorProto)
 
-A stamp file with the onnx version makes a second run a no-op.
+A stamp file with the onnx and ml_dtypes versions makes a second run a no-op.
 
 Usage: gen-conformance-data.py OUTDIR [--force]
 """
@@ -83,11 +83,13 @@ def main() -> int:
     ap.add_argument("--force", action="store_true", help="regenerate even if the stamp matches")
     args = ap.parse_args()
 
+    import ml_dtypes
     import onnx
 
     outdir = os.path.abspath(args.outdir)
     stamp = os.path.join(outdir, STAMP_NAME)
-    want = f"onnx={onnx.__version__}\n"
+    # ml_dtypes computes the expected outputs of the int4/float8 Cast cases (0.7 changed its float -> int4 casts).
+    want = f"onnx={onnx.__version__}\nml_dtypes={ml_dtypes.__version__}\n"
     if not args.force and os.path.isfile(stamp):
         with open(stamp) as f:
             if f.read() == want:
