@@ -34,7 +34,7 @@ static void *al(size_t n) { void *p = NULL; if (posix_memalign(&p, 64, n ? n : 6
 int main(int argc, char **argv) {
     st = argc > 1 ? strtoull(argv[1], 0, 10) : 1;
     int cases = argc > 2 ? atoi(argv[2]) : 200;
-    long distinct_cases = 0, paths[4] = {0}, direct_dw = 0;
+    long distinct_cases = 0, paths[4] = {0}, direct_dw = 0, lowact = 0;
     for (int t = 0; t < cases; t++) {
         int is_gemm = ri(0, 3) == 0;
         bs_conv_shape s; memset(&s, 0, sizeof s);
@@ -43,6 +43,7 @@ int main(int argc, char **argv) {
         size_t xcount, ycount;
         if (is_gemm) {
             rows = (size_t)(ri(0, 3) == 0 ? ri(41, 150) : ri(1, 40)); k = (size_t)ri(1, 300); m = (size_t)ri(1, 70); trans_b = (int32_t)ri(0, 1);
+            if (ri(0, 15) == 0) { rows = (size_t)ri(1, 20); k = (size_t)ri(2000, 12000); m = (size_t)ri(1, 9); }   /* long k: many int16 flushes */
             mg = (int32_t)m; kk = (int32_t)k; xcount = rows * k; ycount = rows * m;
         } else {
             bs_window *g = &s.win;
@@ -99,8 +100,18 @@ int main(int argc, char **argv) {
         size_t wcount = mtot * (size_t)kk;
         int8_t *q8 = al(wcount), *wb = al(wcount);
         for (size_t i = 0; i < wcount; i++) q8[i] = (int8_t)rnd();
-        if (ri(0, 15) == 0) {   /* the largest products (u = 255, w_b = -2^(bits-1)): the int16 accumulation bounds */
-            for (size_t i = 0; i < xcount; i++) x[i] = xt == BS_T_U8 ? 0xFF : 0x7F;
+        /* low-bit activations (a_bits 1..7: u8 values 0..2^a - 1, i8 values -2^(a-1)..2^(a-1) - 1), which take the
+         * int16-accumulating kernels for long runs of k (the flush interval depends on max u and w_bits) */
+        int32_t abits = ri(0, 2) == 0 ? (int32_t)ri(1, 7) : 8;
+        if (abits < 8) {
+            for (size_t i = 0; i < xcount; i++) {
+                int32_t v = (int32_t)(x[i] & ((1u << abits) - 1));
+                x[i] = (unsigned char)(xt == BS_T_U8 ? v : v - (1 << (abits - 1)));
+            }
+            lowact++;
+        }
+        if (ri(0, 15) == 0) {   /* the largest products (u = max, w_b = -2^(bits-1)): the int16 accumulation bounds */
+            for (size_t i = 0; i < xcount; i++) x[i] = xt == BS_T_U8 ? (unsigned char)((1u << abits) - 1) : (unsigned char)((1 << (abits - 1)) - 1);
             for (size_t i = 0; i < wcount; i++) q8[i] = -128;
         }
         bs_qs8_shift_weights__generic(q8, wb, wcount, shift, bits);
@@ -166,7 +177,7 @@ int main(int argc, char **argv) {
         paths[bits <= 7 ? 0 : 1]++; if (odd_zero) paths[2]++; if (extreme) paths[3]++;
         free(x); free(q8); free(wb); free(pw); free(scratch); free(rm); free(rn); free(rb); free(y0); free(y1); free(y2);
     }
-    printf("ok %d cases (%ld with varied outputs; %ld w<=7 bits, %ld 8-bit, %ld odd zero points, %ld extreme requant, %ld direct depthwise)\n", cases, distinct_cases, paths[0], paths[1], paths[2], paths[3], direct_dw);
+    printf("ok %d cases (%ld with varied outputs; %ld w<=7 bits, %ld 8-bit, %ld odd zero points, %ld extreme requant, %ld direct depthwise, %ld low-bit activations)\n", cases, distinct_cases, paths[0], paths[1], paths[2], paths[3], direct_dw, lowact);
     if (direct_dw < cases / 20) { printf("too few direct depthwise cases: %ld\n", direct_dw); return 1; }
     /* the vectorized Requant and QAdd against the generic ones: every container pair, tails, extreme parameters;
      * AVX2: also the split form (bs_ew_run__avx2, tasks in reverse order) */
