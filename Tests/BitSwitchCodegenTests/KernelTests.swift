@@ -22,6 +22,11 @@ struct KernelTests {
 #define K(n) n##__avx2
 #define KS(n) bs_avx2_##n
 #endif
+#ifdef BS_TEST_VNNI
+#define PACK_ROWS(q8, pw, g, mg, k, kmajor, shift, bits, rows) bs_qs8_pack_weights__avx512vnni(q8, pw, g, mg, k, kmajor, shift, bits)
+#else   /* the batch-1 layouts for gemms of 1..4 rows */
+#define PACK_ROWS(q8, pw, g, mg, k, kmajor, shift, bits, rows) bs_qs8_pack_weights_rows__avx2(q8, pw, g, mg, k, kmajor, shift, bits, rows)
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,7 +39,7 @@ static void *al(size_t n) { void *p = NULL; if (posix_memalign(&p, 64, n ? n : 6
 int main(int argc, char **argv) {
     st = argc > 1 ? strtoull(argv[1], 0, 10) : 1;
     int cases = argc > 2 ? atoi(argv[2]) : 200;
-    long distinct_cases = 0, paths[4] = {0}, direct_dw = 0, lowact = 0;
+    long distinct_cases = 0, paths[4] = {0}, direct_dw = 0, lowact = 0, gemv = 0;
     for (int t = 0; t < cases; t++) {
         int is_gemm = ri(0, 3) == 0;
         bs_conv_shape s; memset(&s, 0, sizeof s);
@@ -43,6 +48,7 @@ int main(int argc, char **argv) {
         size_t xcount, ycount;
         if (is_gemm) {
             rows = (size_t)(ri(0, 3) == 0 ? ri(41, 150) : ri(1, 40)); k = (size_t)ri(1, 300); m = (size_t)ri(1, 70); trans_b = (int32_t)ri(0, 1);
+            if (ri(0, 2) == 0) rows = (size_t)ri(1, 5);   /* batch-1 fully connected layers */
             if (ri(0, 15) == 0) { rows = (size_t)ri(1, 20); k = (size_t)ri(2000, 12000); m = (size_t)ri(1, 9); }   /* long k: many int16 flushes */
             mg = (int32_t)m; kk = (int32_t)k; xcount = rows * k; ycount = rows * m;
         } else {
@@ -117,7 +123,8 @@ int main(int argc, char **argv) {
         bs_qs8_shift_weights__generic(q8, wb, wcount, shift, bits);
         size_t psize = K(bs_qs8_packed_weights_size)(groups, mg, kk);
         void *pw = al(psize);
-        K(bs_qs8_pack_weights)(q8, pw, groups, mg, kk, is_gemm && !trans_b, shift, bits);
+        PACK_ROWS(q8, pw, groups, mg, kk, is_gemm && !trans_b, shift, bits, is_gemm ? rows : 0);
+        gemv += ((const int32_t *)pw)[0] >= 3;   /* the packed header's mode: a batch-1 layout */
         size_t ssize = is_gemm ? K(bs_gemm_scratch_size)(rows, k, m) : K(bs_conv_scratch_size)(&s);
         void *scratch = al(ssize);
         /* requant */
@@ -177,8 +184,11 @@ int main(int argc, char **argv) {
         paths[bits <= 7 ? 0 : 1]++; if (odd_zero) paths[2]++; if (extreme) paths[3]++;
         free(x); free(q8); free(wb); free(pw); free(scratch); free(rm); free(rn); free(rb); free(y0); free(y1); free(y2);
     }
-    printf("ok %d cases (%ld with varied outputs; %ld w<=7 bits, %ld 8-bit, %ld odd zero points, %ld extreme requant, %ld direct depthwise, %ld low-bit activations)\n", cases, distinct_cases, paths[0], paths[1], paths[2], paths[3], direct_dw, lowact);
+    printf("ok %d cases (%ld with varied outputs; %ld w<=7 bits, %ld 8-bit, %ld odd zero points, %ld extreme requant, %ld direct depthwise, %ld low-bit activations, %ld batch-1 gemm layouts)\n", cases, distinct_cases, paths[0], paths[1], paths[2], paths[3], direct_dw, lowact, gemv);
     if (direct_dw < cases / 20) { printf("too few direct depthwise cases: %ld\n", direct_dw); return 1; }
+#ifndef BS_TEST_VNNI
+    if (gemv < cases / 40) { printf("too few batch-1 gemm cases: %ld\n", gemv); return 1; }
+#endif
     /* the vectorized Requant and QAdd against the generic ones: every container pair, tails, extreme parameters;
      * AVX2: also the split form (bs_ew_run__avx2, tasks in reverse order) */
     for (int t = 0; t < cases; t++) {

@@ -6,7 +6,7 @@
 #include <limits.h>
 #include <string.h>
 
-enum { BS_PACK_S8C4 = 1, BS_PACK_S16C2 = 2 };
+enum { BS_PACK_S8C4 = 1, BS_PACK_S16C2 = 2, BS_PACK_GEMV8 = 3, BS_PACK_GEMV4 = 4, BS_PACK_GEMV2 = 5 };
 
 /* The packed weights: this header (64 bytes), then int32 wsum[groups*mg4], then per group and per block of 4
  * output channels kg 32-bit groups of 4 channels (16 bytes per k-group): s8 [4 k] (S8C4) or int16 [2 k] (S16C2). */
@@ -19,7 +19,8 @@ typedef struct bs_packed {
 #define BS_ROWS_PER_TASK 16
 #define BS_BLOCKS_PER_TASK 16
 #define BS_CB_PER_TASK 16
-#define BS_PAIRS_PER_TASK 4   /* pairs of 8-pixel blocks per GEMM task: the channels' epilogue set-up is shared by them */
+#define BS_PAIRS_PER_TASK 4
+#define BS_GEMV_ROWS 4        /* gemms of at most this many rows take the batch-1 kernels (bs_qs8_pack_weights_rows__avx2) */   /* pairs of 8-pixel blocks per GEMM task: the channels' epilogue set-up is shared by them */
 
 static inline int64_t bs_clamp64a(int64_t v, int64_t lo, int64_t hi) { return v < lo ? lo : (v > hi ? hi : v); }
 static inline int64_t bs_rshr64a(int64_t x, int64_t k) {
@@ -193,6 +194,14 @@ void bs_qs8_pack_weights_layout__avx2(const int8_t *q8, void *packed, int32_t gr
 void bs_qs8_pack_weights__avx2(const int8_t *q8, void *packed, int32_t groups, int32_t mg, int32_t k, int32_t kmajor,
                                int32_t shift, int32_t bits) {
     bs_qs8_pack_weights_layout__avx2(q8, packed, groups, mg, k, kmajor, shift, bits, bits <= 7 ? BS_PACK_S8C4 : BS_PACK_S16C2);
+}
+
+static int bs_gemv_fits(int32_t groups, int32_t mg, int32_t k, int32_t bits);
+static void bs_pack_gemv(const int8_t *q8, void *packed, int32_t mg, int32_t k, int32_t kmajor, int32_t shift, int32_t bits);
+void bs_qs8_pack_weights_rows__avx2(const int8_t *q8, void *packed, int32_t groups, int32_t mg, int32_t k, int32_t kmajor,
+                                    int32_t shift, int32_t bits, size_t rows) {
+    if (rows >= 1 && rows <= BS_GEMV_ROWS && bs_gemv_fits(groups, mg, k, bits)) bs_pack_gemv(q8, packed, mg, k, kmajor, shift, bits);
+    else bs_qs8_pack_weights__avx2(q8, packed, groups, mg, k, kmajor, shift, bits);
 }
 
 /* Plain [groups*mg, k] shifted weights from the packed form (the fallback path of unusual zero points). */
@@ -1138,6 +1147,176 @@ void bs_dwconv_run__avx2(const bs_avx2_job *j, int32_t task) {
     bs_dwconv_run_with__avx2(j, task, bs_dw_row_epilogue, bs_qs16s16_dwconv_row__avx2);
 }
 
+/* ---- batch-1 gemm (rows <= BS_GEMV_ROWS): weights packed k-contiguous per channel, 2 or 4 per byte for low bits ----
+ * Memory-bound: each weight is read once per row, so the layout reads bits/8 bytes per weight (up to 4x fewer than
+ * S8C4). Per block of 4 output channels, chunks of 32 bytes [chunk][4 channels][32 bytes]:
+ *   GEMV8 (bits 5..8): w_b as signed bytes, 32 k per chunk;
+ *   GEMV4 (bits 3, 4): w_b + 8 in nibbles, byte i of a chunk = k i (low) | k 32 + i (high), 64 k per chunk;
+ *   GEMV2 (bits 1, 2): w_b + 2 in 2-bit fields, byte i = k i | k 32+i << 2 | k 64+i << 4 | k 96+i << 6, 128 k.
+ * With the offset o (8, 2 or 0): sum (x - xz) w = sum u w' - o sum u - uz sum w (u the u8 view of x as elsewhere),
+ * mod 2^32 like the reference. vpmaddubsw is exact: |u w'| pair sums <= 2 * 255 * 64 (w_b of <= 7 bits) or
+ * 2 * 255 * 15; 8-bit weights are sign-extended to int16 and multiplied by vpmaddwd. */
+#define BS_GEMV_CB_PER_TASK 8
+
+static int32_t bs_gemv_mode(int32_t bits) { return bits <= 2 ? BS_PACK_GEMV2 : (bits <= 4 ? BS_PACK_GEMV4 : BS_PACK_GEMV8); }
+static int32_t bs_gemv_kper(int32_t mode) { return mode == BS_PACK_GEMV2 ? 128 : (mode == BS_PACK_GEMV4 ? 64 : 32); }
+static int32_t bs_gemv_off(int32_t mode) { return mode == BS_PACK_GEMV2 ? 2 : (mode == BS_PACK_GEMV4 ? 8 : 0); }
+
+/* 1 when the GEMV layout of these weights fits the bytes bs_qs8_packed_weights_size__avx2 reserves. */
+static int bs_gemv_fits(int32_t groups, int32_t mg, int32_t k, int32_t bits) {
+    if (groups != 1) return 0;
+    size_t mg4 = ((size_t)mg + 3) / 4 * 4, kg2 = ((size_t)k + 1) / 2;
+    size_t chunks = ((size_t)k + (size_t)bs_gemv_kper(bs_gemv_mode(bits)) - 1) / (size_t)bs_gemv_kper(bs_gemv_mode(bits));
+    return mg4 * chunks * 32 <= mg4 * kg2 * 4;
+}
+
+static void bs_pack_gemv(const int8_t *q8, void *packed, int32_t mg, int32_t k, int32_t kmajor, int32_t shift, int32_t bits) {
+    bs_packed *h = (bs_packed *)packed;
+    int32_t mode = bs_gemv_mode(bits), kper = bs_gemv_kper(mode), off = bs_gemv_off(mode);
+    int32_t mg4 = (mg + 3) / 4 * 4, chunks = (k + kper - 1) / kper;
+    h->mode = mode; h->groups = 1; h->mg = mg; h->k = k; h->kg = chunks; h->mg4 = mg4; h->bits = bits; h->shift = shift;
+    int32_t *wsum = (int32_t *)((unsigned char *)packed + 64);
+    unsigned char *wp = (unsigned char *)packed + 64 + BS_A64((size_t)mg4 * 4);
+    const __m256i LO = _mm256_set1_epi8((char)-(1 << (bits - 1))), HI = _mm256_set1_epi8((char)((1 << (bits - 1)) - 1));
+    const __m256i OFF = _mm256_set1_epi8((char)off), ones8 = _mm256_set1_epi8(1), ones16 = _mm256_set1_epi16(1);
+    int8_t col[32];
+    for (int32_t c = 0; c < mg4; c++) {
+        __m256i sums = _mm256_setzero_si256();
+        for (int32_t ch = 0; ch < chunks; ch++) {
+            __m256i packedv = _mm256_setzero_si256();
+            for (int32_t part = 0; part < kper / 32; part++) {
+                int32_t kc = ch * kper + part * 32;
+                __m256i w = _mm256_setzero_si256();
+                if (c < mg && kc < k) {
+                    if (!kmajor) w = bs_load_row32(q8 + (size_t)c * k, kc, k);
+                    else {
+                        memset(col, 0, sizeof col);
+                        for (int32_t i = 0; i < 32 && kc + i < k; i++) col[i] = q8[(size_t)(kc + i) * mg + c];
+                        w = _mm256_loadu_si256((const __m256i *)col);
+                    }
+                    w = bs_shift_clamp32(w, shift, LO, HI);
+                    /* lanes past k hold 0: they add nothing to the sum and meet u = 0 in the kernel */
+                    sums = _mm256_add_epi32(sums, _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, w), ones16));
+                }
+                if (mode == BS_PACK_GEMV8) { packedv = w; continue; }
+                /* the offset weights of lanes past k are o, multiplied by u = 0 there */
+                __m256i wo = _mm256_add_epi8(w, OFF);
+                int32_t fbits = mode == BS_PACK_GEMV4 ? 4 : 2;
+                /* place field `part` (bits fbits*part ..) of every byte: shift within 16-bit lanes, no carries across bytes */
+                __m256i sh = _mm256_sll_epi16(wo, _mm_cvtsi32_si128(fbits * part));
+                packedv = _mm256_or_si256(packedv, _mm256_and_si256(sh, _mm256_set1_epi8((char)(((1 << fbits) - 1) << (fbits * part)))));
+            }
+            _mm256_storeu_si256((__m256i *)(wp + (((size_t)(c / 4) * chunks + ch) * 4 + (size_t)(c % 4)) * 32), packedv);
+        }
+        __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(sums), _mm256_extracti128_si256(sums, 1));
+        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4E));
+        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xB1));
+        wsum[c] = _mm_cvtsi128_si32(s4);
+    }
+}
+
+static int bs_is_gemv(const bs_avx2_job *j) {
+    int32_t mode = ((const bs_packed *)j->packed)->mode;
+    return mode == BS_PACK_GEMV8 || mode == BS_PACK_GEMV4 || mode == BS_PACK_GEMV2;
+}
+
+static inline int32_t bs_hsum8(__m256i v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
+    return _mm_cvtsi128_si32(s);
+}
+
+/* 32 u bytes of row x from k offset kc (zeros past k). */
+static inline __m256i bs_gemv_u32(const unsigned char *x, int32_t flip, int32_t kc, int32_t k) {
+    __m256i v;
+    if (kc + 32 <= k) v = _mm256_loadu_si256((const __m256i *)(x + kc));
+    else {
+        if (kc >= k) return _mm256_setzero_si256();
+        unsigned char buf[32];
+        memset(buf, flip ? 0x80 : 0, sizeof buf);   /* u = 0 past k */
+        memcpy(buf, x + kc, (size_t)(k - kc));
+        v = _mm256_loadu_si256((const __m256i *)buf);
+    }
+    return flip ? _mm256_xor_si256(v, _mm256_set1_epi8((char)0x80)) : v;
+}
+
+/* One task: channel blocks [cb0, cb1) of every row. */
+static void bs_gemv_run(const bs_avx2_job *j, int32_t task) {
+    const bs_packed *h = (const bs_packed *)j->packed;
+    const int32_t *wsum = (const int32_t *)((const unsigned char *)h + 64);
+    const unsigned char *wp = (const unsigned char *)h + 64 + BS_A64((size_t)h->mg4 * 4);
+    int32_t mode = h->mode, chunks = h->kg, kper = bs_gemv_kper(mode), k = h->k, mg = h->mg, ncb = h->mg4 / 4;
+    int32_t cb0 = task * BS_GEMV_CB_PER_TASK, cb1 = cb0 + BS_GEMV_CB_PER_TASK < ncb ? cb0 + BS_GEMV_CB_PER_TASK : ncb;
+    int32_t flip = j->xt != BS_T_U8;
+    int64_t uz = (int64_t)j->p->x_zero + (flip ? 128 : 0);
+    const __m256i ones16 = _mm256_set1_epi16(1), m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(0x03);
+    for (size_t r = 0; r < j->rows; r++) {
+        const unsigned char *x = (const unsigned char *)j->x + r * (size_t)k;
+        /* sum u over the row (the offset correction) */
+        uint32_t usum = 0;
+        if (bs_gemv_off(mode)) {
+            __m256i s = _mm256_setzero_si256();
+            for (int32_t kc = 0; kc < k; kc += 32) s = _mm256_add_epi64(s, _mm256_sad_epu8(bs_gemv_u32(x, flip, kc, k), _mm256_setzero_si256()));
+            __m128i s2 = _mm_add_epi64(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+            usum = (uint32_t)(_mm_cvtsi128_si64(s2) + _mm_extract_epi64(s2, 1));
+        }
+        uint32_t ocorr = usum * (uint32_t)bs_gemv_off(mode);
+        for (int32_t cb = cb0; cb < cb1; cb++) {
+            __m256i acc[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
+            const unsigned char *wb = wp + (size_t)cb * chunks * 128;
+            for (int32_t ch = 0; ch < chunks; ch++) {
+                int32_t kc = ch * kper;
+                const unsigned char *wc = wb + (size_t)ch * 128;
+                if (mode == BS_PACK_GEMV8) {
+                    __m256i u = bs_gemv_u32(x, flip, kc, k);
+                    if (h->bits <= 7) {
+                        for (int c4 = 0; c4 < 4; c4++)
+                            acc[c4] = _mm256_add_epi32(acc[c4], _mm256_madd_epi16(_mm256_maddubs_epi16(u, _mm256_load_si256((const __m256i *)(wc + c4 * 32))), ones16));
+                    } else {
+                        __m256i ulo = _mm256_cvtepu8_epi16(_mm256_castsi256_si128(u)), uhi = _mm256_cvtepu8_epi16(_mm256_extracti128_si256(u, 1));
+                        for (int c4 = 0; c4 < 4; c4++) {
+                            const __m128i *wq = (const __m128i *)(wc + c4 * 32);
+                            __m256i p = _mm256_add_epi32(_mm256_madd_epi16(ulo, _mm256_cvtepi8_epi16(_mm_load_si128(wq))),
+                                                         _mm256_madd_epi16(uhi, _mm256_cvtepi8_epi16(_mm_load_si128(wq + 1))));
+                            acc[c4] = _mm256_add_epi32(acc[c4], p);
+                        }
+                    }
+                } else if (mode == BS_PACK_GEMV4) {
+                    __m256i u0 = bs_gemv_u32(x, flip, kc, k), u1 = bs_gemv_u32(x, flip, kc + 32, k);
+                    for (int c4 = 0; c4 < 4; c4++) {
+                        __m256i v = _mm256_load_si256((const __m256i *)(wc + c4 * 32));
+                        __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+                        /* pair sums <= 2 * 255 * 15 each: their sum fits int16 */
+                        __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(u0, lo), _mm256_maddubs_epi16(u1, hi));
+                        acc[c4] = _mm256_add_epi32(acc[c4], _mm256_madd_epi16(p, ones16));
+                    }
+                } else {
+                    __m256i u0 = bs_gemv_u32(x, flip, kc, k), u1 = bs_gemv_u32(x, flip, kc + 32, k);
+                    __m256i u2 = bs_gemv_u32(x, flip, kc + 64, k), u3 = bs_gemv_u32(x, flip, kc + 96, k);
+                    for (int c4 = 0; c4 < 4; c4++) {
+                        __m256i v = _mm256_load_si256((const __m256i *)(wc + c4 * 32));
+                        /* pair sums <= 2 * 255 * 3 each: the four fit int16 */
+                        __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(u0, _mm256_and_si256(v, m2)),
+                                                     _mm256_maddubs_epi16(u1, _mm256_and_si256(_mm256_srli_epi16(v, 2), m2)));
+                        p = _mm256_add_epi16(p, _mm256_maddubs_epi16(u2, _mm256_and_si256(_mm256_srli_epi16(v, 4), m2)));
+                        p = _mm256_add_epi16(p, _mm256_maddubs_epi16(u3, _mm256_and_si256(_mm256_srli_epi16(v, 6), m2)));
+                        acc[c4] = _mm256_add_epi32(acc[c4], _mm256_madd_epi16(p, ones16));
+                    }
+                }
+            }
+            for (int c4 = 0; c4 < 4; c4++) {
+                int32_t c = cb * 4 + c4;
+                if (c >= mg) break;
+                int32_t a = (int32_t)((uint32_t)bs_hsum8(acc[c4]) - ocorr - (uint32_t)uz * (uint32_t)wsum[c]);
+                size_t i = r * (size_t)mg + (size_t)c;
+                if (j->rq) bs_store_scalar(j->y, j->yt, i, bs_requant_scalar(a, j->rq, (size_t)c));
+                else ((int32_t *)j->y)[i] = a;
+            }
+        }
+    }
+}
+
 /* ---- stages ---- */
 typedef struct bs_layout {
     bs_geo o;
@@ -1152,7 +1331,7 @@ static void bs_layout_of(const bs_avx2_job *j, bs_layout *l) {
 }
 
 int32_t bs_avx2_stages(const bs_avx2_job *j) {
-    if (bs_dwconv_tasks__avx2(j)) return 1;
+    if (bs_is_gemv(j) || bs_dwconv_tasks__avx2(j)) return 1;
     bs_geo o;
     bs_geometry(j, &o);
     return o.fallback ? 1 : 3;
@@ -1161,6 +1340,7 @@ int32_t bs_avx2_stages(const bs_avx2_job *j) {
 static size_t bs_cdiv(size_t a, size_t b) { return (a + b - 1) / b; }
 
 int32_t bs_avx2_tasks(const bs_avx2_job *j, int32_t stage) {
+    if (bs_is_gemv(j)) return (int32_t)bs_cdiv((size_t)((const bs_packed *)j->packed)->mg4 / 4, BS_GEMV_CB_PER_TASK);
     int32_t dw = bs_dwconv_tasks__avx2(j);
     if (dw) return dw;
     bs_geo o;
@@ -1198,6 +1378,7 @@ static void bs_fallback(const bs_avx2_job *j, const bs_geo *o) {
 }
 
 void bs_avx2_run(const bs_avx2_job *j, int32_t stage, int32_t task) {
+    if (bs_is_gemv(j)) { bs_gemv_run(j, task); return; }
     if (bs_dwconv_tasks__avx2(j)) { bs_dwconv_run__avx2(j, task); return; }
     bs_layout l;
     bs_layout_of(j, &l);

@@ -33,6 +33,11 @@ size_t bs_gemm_scratch_size__avx2(size_t rows, size_t k, size_t m);
  * trans_b) or, with kmajor, [k, mg] (gemm without trans_b; groups must be 1). */
 void bs_qs8_pack_weights__avx2(const int8_t *q8, void *packed, int32_t groups, int32_t mg, int32_t k, int32_t kmajor,
                                int32_t shift, int32_t bits);
+/* The same for a gemm of `rows` rows (conv: 0): gemms of 1..4 rows (batch-1 fully connected layers, memory-bound)
+ * get the k-contiguous batch-1 layout, 2 (w_bits 3, 4) or 4 (w_bits 1, 2) weights per byte, where it fits the bytes
+ * bs_qs8_packed_weights_size__avx2 reserves; everything else the layout above. */
+void bs_qs8_pack_weights_rows__avx2(const int8_t *q8, void *packed, int32_t groups, int32_t mg, int32_t k, int32_t kmajor,
+                                    int32_t shift, int32_t bits, size_t rows);
 /* The same with the layout chosen by the caller: mode 1 = S8C4 (signed bytes, 4 k per 32-bit group; the AVX2
  * kernels use it for bits <= 7, the AVX-512 VNNI kernels for every bit-width), 2 = S16C2 (int16, 2 k per group).
  * Vectorized: shift, clamp, interleave and the per-channel sums in one pass. */
