@@ -327,15 +327,19 @@ struct CWriter {
         s += arr("bs_key_begin", keyBegin) + arr("bs_keys", keys)
         s += "static const int32_t bs_block_count[\(max(1, P))] = {\(plan.paramNodes.isEmpty ? "0" : plan.paramNodes.map { "\($0.blocks.count)" }.joined(separator: ", "))};\n"
         // Weight nodes: where their shifted copy lives and which parameter block gives shift and bit-width.
-        s += "typedef struct { int32_t pnode; const int8_t *q8; size_t offset, count; const bs_qmm_params *params; int32_t groups, mg, k, kmajor; } bs_wnode;\n"
+        s += "typedef struct { int32_t pnode; const int8_t *q8; size_t offset, count; const bs_qmm_params *params; int32_t groups, mg, k, kmajor; size_t rows; } bs_wnode;\n"
         let wnodes = plan.weightOffsets.keys.sorted()
         s += "static const bs_wnode bs_wnodes[\(max(1, wnodes.count))] = {\n"
-        if wnodes.isEmpty { s += "    {0, 0, 0, 0, 0, 0, 0, 0, 0},\n" }
+        if wnodes.isEmpty { s += "    {0, 0, 0, 0, 0, 0, 0, 0, 0, 0},\n" }
         for i in wnodes {
             let n = g.nodes[i]
             s += "    {\(plan.paramIndex[i] ?? 0), \(weightName[n.inputs[1]] ?? "0"), \(CSyntax.size(plan.weightOffsets[i] ?? 0)), "
             let d = plan.matmulDims(i)
-            s += "\(CSyntax.size(g.initializers[n.inputs[1]]?.count ?? 0)), \(nodeID(i))_p, \(d?.groups ?? 1), \(d?.mg ?? 0), \(d?.k ?? 0), \(d?.kmajor == true ? 1 : 0)},\n"
+            s += "\(CSyntax.size(g.initializers[n.inputs[1]]?.count ?? 0)), \(nodeID(i))_p, \(d?.groups ?? 1), \(d?.mg ?? 0), \(d?.k ?? 0), \(d?.kmajor == true ? 1 : 0), "
+            // gemm rows (the batch-1 kernels take gemms of a few rows); convs 0
+            var rows = 0
+            if case .qgemm = n.op { rows = d?.n ?? 0 }
+            s += "\(CSyntax.size(rows))},\n"
         }
         s += "};\n"
         return s
@@ -405,7 +409,9 @@ struct CWriter {
                 const bs_qmm_params *p = &wn->params[block[wn->pnode]];
                 if (ctx->wstate[q][0] != p->w_shift || ctx->wstate[q][1] != p->w_bits) {
                     \(plan.isa.usesAVX2Kernels
-                        ? "bs_qs8_pack_weights__\(plan.isa.kernelSuffix)(wn->q8, ctx->arena + wn->offset, wn->groups, wn->mg, wn->k, wn->kmajor, p->w_shift, p->w_bits);"
+                        ? (plan.isa == .avx2
+                            ? "bs_qs8_pack_weights_rows__avx2(wn->q8, ctx->arena + wn->offset, wn->groups, wn->mg, wn->k, wn->kmajor, p->w_shift, p->w_bits, wn->rows);"
+                            : "bs_qs8_pack_weights__\(plan.isa.kernelSuffix)(wn->q8, ctx->arena + wn->offset, wn->groups, wn->mg, wn->k, wn->kmajor, p->w_shift, p->w_bits);")
                         : "bs_qs8_shift_weights__generic(wn->q8, (int8_t *)(ctx->arena + wn->offset), wn->count, p->w_shift, p->w_bits);")
                     ctx->wstate[q][0] = p->w_shift;
                     ctx->wstate[q][1] = p->w_bits;
