@@ -2,7 +2,9 @@
  * Peak: a register-only loop of the micro-kernel's own instruction mix (vpbroadcastd, vpmaddubsw, vpmaddwd, vpaddd;
  * 8 independent accumulators) -> MACs per second the core can retire with that mix. Kernel: a 1x1 conv as a GEMM,
  * M output channels x N pixels x K, u8 activations, 7-bit (vpmaddubsw) and 8-bit (vpmaddwd) weights, Requant fused,
- * gather + interleave included. Prints GMAC/s and % of peak.   cc -O3 -march=native gemm_peak.c bs_kernels*.c */
+ * gather + interleave included, weights / activations at w8a8 .. w2a2 (the low-bit ones through the int16-accumulating
+ * kernel). Then batch-1 gemms (memory-bound) in the packed low-bit layout against the GEMM layout.
+ * Prints GMAC/s, % of peak and microseconds.   cc -O3 -march=native gemm_peak.c bs_kernels*.c */
 #define _POSIX_C_SOURCE 200809L
 #include "bs_kernels.h"
 #include "bs_kernels_avx2.h"
@@ -119,6 +121,48 @@ int main(void) {
         }
         printf("\n");
         free(x); free(q8); free(pw8); free(scratch); free(m); free(n); free(b); free(y);
+    }
+    /* Batch-1 fully connected layers (memory-bound: each weight is used once): the k-contiguous packed layout at
+     * w8 / w4 / w2 (1, 0.5, 0.25 bytes per weight) against the GEMM layout (S8C4 / S16C2, 8 pixel lanes of which one is
+     * used), u8 activations, Requant fused. Weights bigger than L2 (ResNet-18's and MobileNetV2's classifiers) and
+     * one that fits L1. */
+    int fcs[][2] = {{1000, 512}, {1000, 1280}, {4096, 4096}, {64, 256}};
+    printf("\nBatch-1 gemm (rows = 1), microseconds per call (best of 9 batches); weight bytes read; speed-up of the packed layout\n\n"
+           "| M x K | layout | w8 us | w4 us | w2 us | w4 / w8 | w2 / w8 |\n|---|---|--:|--:|--:|--:|--:|\n");
+    for (size_t fi = 0; fi < sizeof fcs / sizeof fcs[0]; fi++) {
+        int M = fcs[fi][0], K = fcs[fi][1];
+        uint8_t *x = aligned_alloc(64, (size_t)K + 64);
+        int8_t *q8 = aligned_alloc(64, (size_t)M * K + 64);
+        for (int i = 0; i < K; i++) x[i] = (uint8_t)(i * 7);
+        for (size_t i = 0; i < (size_t)M * K; i++) q8[i] = (int8_t)(i * 13);
+        size_t psz = (bs_qs8_packed_weights_size__avx2(1, M, K) + 63) / 64 * 64;
+        void *pw = aligned_alloc(64, psz), *scratch = aligned_alloc(64, (bs_gemm_scratch_size__avx2(1, K, M) + 63) / 64 * 64);
+        int32_t *m = malloc(sizeof(int32_t) * M), *n = malloc(sizeof(int32_t) * M);
+        int64_t *b = malloc(sizeof(int64_t) * M);
+        for (int i = 0; i < M; i++) { m[i] = 1 << 29; n[i] = 40; b[i] = 0; }
+        bs_requant_params rq = {m, n, b, M, 0, 0, 255};
+        uint8_t *y = malloc((size_t)M);
+        for (int layout = 0; layout < 2; layout++) {
+            double us[3];
+            int bits[3] = {8, 4, 2};
+            for (int v = 0; v < 3; v++) {
+                if (layout) bs_qs8_pack_weights_rows__avx2(q8, pw, 1, M, K, 0, 8 - bits[v], bits[v], 1);
+                else bs_qs8_pack_weights__avx2(q8, pw, 1, M, K, 0, 8 - bits[v], bits[v]);
+                bs_qmm_params p = {0, 8 - bits[v], bits[v]};
+                int reps = (int)(2e7 / ((double)M * K)) + 1;
+                double best = 1e9;
+                for (int r = 0; r < 9; r++) {
+                    double t0 = now();
+                    for (int i = 0; i < reps; i++) bs_qu8_gemm_requant__avx2(1, K, M, 1, x, pw, &p, &rq, y, BS_T_U8, scratch);
+                    double t = (now() - t0) / reps;
+                    if (t < best) best = t;
+                }
+                us[v] = best * 1e6;
+            }
+            printf("| %d x %d | %s | %.1f | %.1f | %.1f | %.2fx | %.2fx |\n", M, K, layout ? "batch-1 packed (w8 1 B, w4 0.5 B, w2 0.25 B per weight)" : "GEMM layout (1-2 B per weight)",
+                   us[0], us[1], us[2], us[0] / us[1], us[0] / us[2]);
+        }
+        free(x); free(q8); free(pw); free(scratch); free(m); free(n); free(b); free(y);
     }
     return 0;
 }
