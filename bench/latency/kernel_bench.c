@@ -21,13 +21,16 @@
 #include <string.h>
 #include <time.h>
 
-#if !defined(__AVX512VNNI__) || !defined(__AVX512BW__)
-#error "kernel_bench measures the AVX-512 VNNI kernels: compile with -march=native on a CPU with avx512_vnni"
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
+#define BS_HAVE_VNNI 1
+#else   /* an AVX2-only CPU: --dw and --pack measure the AVX2 kernels; the GEMM tables are gemm_peak.c's */
+#define BS_HAVE_VNNI 0
 #endif
 
 static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec * 1e-9; }
 static void *al(size_t n) { void *p = NULL; if (posix_memalign(&p, 64, (n + 63) / 64 * 64)) exit(3); memset(p, 0, n); return p; }
 
+#if BS_HAVE_VNNI
 static double peak_vpdpbusd(long iters) {
     __m512i x = _mm512_set1_epi8(3), b0 = _mm512_set1_epi32(0x01020304), b1 = _mm512_set1_epi32(0x05060708);
     __m512i c[16];
@@ -44,6 +47,8 @@ static double peak_vpdpbusd(long iters) {
     if (s == 42) printf(" ");
     return (double)iters * 1024 / t;
 }
+
+#endif
 
 /* The scalar pack of the previous commit (one byte at a time), for the switch cost before / after. */
 static void scalar_pack(const int8_t *q8, void *packed, int32_t groups, int32_t mg, int32_t k, int32_t shift, int32_t bits) {
@@ -98,22 +103,34 @@ static void bench_depthwise(void) {
         bs_requant_params rq = {m, n, b, 1, 0, 0, 255};
         bs_qmm_params p = {3, 0, 8};
         double macs = (double)C * g->oh * g->ow * 9, best[2] = {1e9, 1e9};
-        for (int isa = 0; isa < 2; isa++) {
+        for (int isa = 0; isa < 1 + BS_HAVE_VNNI; isa++) {
+#if BS_HAVE_VNNI
             size_t ps = isa ? bs_qs8_packed_weights_size__avx512vnni(C, 1, 9) : bs_qs8_packed_weights_size__avx2(C, 1, 9);
             void *pw = al(ps);
             if (isa) bs_qs8_pack_weights__avx512vnni(q8, pw, C, 1, 9, 0, 0, 8); else bs_qs8_pack_weights__avx2(q8, pw, C, 1, 9, 0, 0, 8);
             void *sc = al(isa ? bs_conv_scratch_size__avx512vnni(&s) : bs_conv_scratch_size__avx2(&s));
+#else
+            void *pw = al(bs_qs8_packed_weights_size__avx2(C, 1, 9));
+            bs_qs8_pack_weights__avx2(q8, pw, C, 1, 9, 0, 0, 8);
+            void *sc = al(bs_conv_scratch_size__avx2(&s));
+#endif
             for (int r = 0; r < 41; r++) {
                 double t0 = now();
+#if BS_HAVE_VNNI
                 if (isa) bs_qu8_conv_requant__avx512vnni(&s, x, pw, &p, &rq, y, BS_T_U8, sc);
-                else bs_qu8_conv_requant__avx2(&s, x, pw, &p, &rq, y, BS_T_U8, sc);
+                else
+#endif
+                bs_qu8_conv_requant__avx2(&s, x, pw, &p, &rq, y, BS_T_U8, sc);
                 double t = now() - t0;
                 if (t < best[isa]) best[isa] = t;
             }
             free(pw); free(sc);
         }
-        printf("| | %d | %dx%d | %d | %.1f | %.1f | %.1f | %.1f |\n", C, H, H, S, best[0] * 1e6, macs / best[0] / 1e9,
-               best[1] * 1e6, macs / best[1] / 1e9);
+        if (BS_HAVE_VNNI)
+            printf("| | %d | %dx%d | %d | %.1f | %.1f | %.1f | %.1f |\n", C, H, H, S, best[0] * 1e6, macs / best[0] / 1e9,
+                   best[1] * 1e6, macs / best[1] / 1e9);
+        else
+            printf("| | %d | %dx%d | %d | %.1f | %.1f | no VNNI | |\n", C, H, H, S, best[0] * 1e6, macs / best[0] / 1e9);
         free(x); free(y); free(q8);
     }
 }
@@ -121,6 +138,7 @@ static void bench_depthwise(void) {
 int main(int argc, char **argv) {
     if (argc > 1 && !strcmp(argv[1], "--dw")) { bench_depthwise(); return 0; }
     int only_pack = argc > 1 && !strcmp(argv[1], "--pack");
+#if BS_HAVE_VNNI
     double peak = 0;
     if (!only_pack) {
         /* short trials, the best of many: on a shared machine most trials lose time slices, which a peak must not count */
@@ -172,6 +190,9 @@ int main(int argc, char **argv) {
         }
         printf("\n");
     }
+#else
+    if (!only_pack) printf("no AVX-512 VNNI on this CPU: the AVX2 GEMM kernels' tables are bench/latency/gemm_peak.c's; the weight pack follows\n\n");
+#endif
     /* ResNet-18's conv / gemm weights: (groups, M, K) */
     int layers[][2] = {{64, 147}, {64, 576}, {64, 576}, {64, 576}, {64, 576}, {128, 576}, {128, 1152}, {128, 64},
                        {128, 1152}, {128, 1152}, {256, 1152}, {256, 2304}, {256, 128}, {256, 2304}, {256, 2304},
@@ -179,7 +200,9 @@ int main(int argc, char **argv) {
     size_t nl = sizeof layers / sizeof layers[0], total = 0, bytes_v = 0, bytes_a = 0;
     for (size_t i = 0; i < nl; i++) {
         total += (size_t)layers[i][0] * layers[i][1];
+#if BS_HAVE_VNNI
         bytes_v += bs_qs8_packed_weights_size__avx512vnni(1, layers[i][0], layers[i][1]);
+#endif
         bytes_a += bs_qs8_packed_weights_size__avx2(1, layers[i][0], layers[i][1]);
     }
     int8_t *q8 = al(total);
@@ -187,7 +210,7 @@ int main(int argc, char **argv) {
     unsigned char *pv = al(bytes_v), *pa = al(bytes_a);
     printf("weight pack of a whole-model switch, ResNet-18 (%zu conv/gemm weights, %.1f M int8), best of 21:\n", nl, total / 1e6);
     printf("| pack | 8-bit | 4-bit | 2-bit |\n|---|--:|--:|--:|\n");
-    for (int which = 0; which < 3; which++) {
+    for (int which = 0; which < 2 + BS_HAVE_VNNI; which++) {
         double ms[3];
         for (int bi = 0; bi < 3; bi++) {
             int bits = bi == 0 ? 8 : (bi == 1 ? 4 : 2), shift = 8 - bits;
@@ -195,13 +218,18 @@ int main(int argc, char **argv) {
             for (int r = 0; r < 21; r++) {
                 double t0 = now();
                 size_t off = 0, ov = 0, oa = 0;
+                (void)ov;
                 for (size_t i = 0; i < nl; i++) {
                     int M = layers[i][0], K = layers[i][1];
                     if (which == 0) scalar_pack(q8 + off, pa + oa, 1, M, K, shift, bits);
                     else if (which == 1) bs_qs8_pack_weights__avx2(q8 + off, pa + oa, 1, M, K, 0, shift, bits);
+#if BS_HAVE_VNNI
                     else bs_qs8_pack_weights__avx512vnni(q8 + off, pv + ov, 1, M, K, 0, shift, bits);
+#endif
                     off += (size_t)M * K;
+#if BS_HAVE_VNNI
                     ov += bs_qs8_packed_weights_size__avx512vnni(1, M, K);
+#endif
                     oa += bs_qs8_packed_weights_size__avx2(1, M, K);
                 }
                 double t = now() - t0;
