@@ -150,7 +150,8 @@ struct CWriter {
             int32_t ready, threads;
             int32_t layer_w[\(L)], layer_a[\(L)];
             int32_t block[\(P)];       /* parameter block of each parametric node */
-            int32_t wstate[\(Q)][2];   /* shift and bit-width the arena's weights were made with */
+            int32_t rstate[\(max(1, plan.regions.count))][2];   /* shift and bit-width each weight region was made with */
+            const unsigned char *wptr[\(Q)];  /* the region each QConv/QGemm reads now */
         } bs_ctx;
 
         size_t bs_arena_size(void);
@@ -327,15 +328,23 @@ struct CWriter {
         s += arr("bs_key_begin", keyBegin) + arr("bs_keys", keys)
         s += "static const int32_t bs_block_count[\(max(1, P))] = {\(plan.paramNodes.isEmpty ? "0" : plan.paramNodes.map { "\($0.blocks.count)" }.joined(separator: ", "))};\n"
         // Weight nodes: where their shifted copy lives and which parameter block gives shift and bit-width.
-        s += "typedef struct { int32_t pnode; const int8_t *q8; size_t offset, count; const bs_qmm_params *params; int32_t groups, mg, k, kmajor; size_t rows; } bs_wnode;\n"
+        // Weight regions (emit --prepack: one per distinct bit-width of a node; otherwise one per node) and, per
+        // parameter block of each node, its region.
+        s += "#define BS_REGIONS \(plan.regions.count)\n#define BS_PREPACK \(plan.prepack ? 1 : 0)\n"
+        s += "static const size_t bs_region_offset[\(max(1, plan.regions.count))] = {\(plan.regions.isEmpty ? "0" : plan.regions.map { CSyntax.size($0.offset) }.joined(separator: ", "))};\n"
+        s += "typedef struct { int32_t pnode; const int8_t *q8; size_t count; const int32_t *regions; const bs_qmm_params *params; int32_t groups, mg, k, kmajor; size_t rows; } bs_wnode;\n"
         let wnodes = plan.weightOffsets.keys.sorted()
+        for i in wnodes {
+            let r = plan.blockRegions[i] ?? [0]
+            s += "static const int32_t \(nodeID(i))_regions[\(r.count)] = {\(r.map(String.init).joined(separator: ", "))};\n"
+        }
         s += "static const bs_wnode bs_wnodes[\(max(1, wnodes.count))] = {\n"
-        if wnodes.isEmpty { s += "    {0, 0, 0, 0, 0, 0, 0, 0, 0, 0},\n" }
+        if wnodes.isEmpty { s += "    {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},\n" }
         for i in wnodes {
             let n = g.nodes[i]
-            s += "    {\(plan.paramIndex[i] ?? 0), \(weightName[n.inputs[1]] ?? "0"), \(CSyntax.size(plan.weightOffsets[i] ?? 0)), "
+            s += "    {\(plan.paramIndex[i] ?? 0), \(weightName[n.inputs[1]] ?? "0"), "
             let d = plan.matmulDims(i)
-            s += "\(CSyntax.size(g.initializers[n.inputs[1]]?.count ?? 0)), \(nodeID(i))_p, \(d?.groups ?? 1), \(d?.mg ?? 0), \(d?.k ?? 0), \(d?.kmajor == true ? 1 : 0), "
+            s += "\(CSyntax.size(g.initializers[n.inputs[1]]?.count ?? 0)), \(nodeID(i))_regions, \(nodeID(i))_p, \(d?.groups ?? 1), \(d?.mg ?? 0), \(d?.k ?? 0), \(d?.kmajor == true ? 1 : 0), "
             // gemm rows (the batch-1 kernels take gemms of a few rows); convs 0
             var rows = 0
             if case .qgemm = n.op { rows = d?.n ?? 0 }
@@ -402,21 +411,29 @@ struct CWriter {
         int bs_layer_count(void) { return BS_LAYERS; }
         const char *bs_layer_name(int layer) { return layer >= 0 && layer < BS_LAYERS ? bs_layer_names[layer] : NULL; }
 
-        /* Makes the arena's shifted weights and ctx->block match `block`: one pass over the changed layers' weights. */
-        static void bs_apply_blocks(bs_ctx *ctx, const int32_t *block) {
-            for (int32_t q = 0; q < BS_WNODES; q++) {
-                const bs_wnode *wn = &bs_wnodes[q];
-                const bs_qmm_params *p = &wn->params[block[wn->pnode]];
-                if (ctx->wstate[q][0] != p->w_shift || ctx->wstate[q][1] != p->w_bits) {
-                    \(plan.isa.usesAVX2Kernels
-                        ? (plan.isa == .avx2
-                            ? "bs_qs8_pack_weights_rows__avx2(wn->q8, ctx->arena + wn->offset, wn->groups, wn->mg, wn->k, wn->kmajor, p->w_shift, p->w_bits, wn->rows);"
-                            : "bs_qs8_pack_weights__\(plan.isa.kernelSuffix)(wn->q8, ctx->arena + wn->offset, wn->groups, wn->mg, wn->k, wn->kmajor, p->w_shift, p->w_bits);")
-                        : "bs_qs8_shift_weights__generic(wn->q8, (int8_t *)(ctx->arena + wn->offset), wn->count, p->w_shift, p->w_bits);")
-                    ctx->wstate[q][0] = p->w_shift;
-                    ctx->wstate[q][1] = p->w_bits;
-                }
+        /* Weights of node q for parameter block b in the block's region: shifted (and packed) from the INT8 weights
+         * unless the region already holds that shift and bit-width. Returns the region. */
+        static const unsigned char *bs_make_weights(bs_ctx *ctx, int32_t q, int32_t b) {
+            const bs_wnode *wn = &bs_wnodes[q];
+            const bs_qmm_params *p = &wn->params[b];
+            int32_t r = wn->regions[b];
+            unsigned char *dst = ctx->arena + bs_region_offset[r];
+            if (ctx->rstate[r][0] != p->w_shift || ctx->rstate[r][1] != p->w_bits) {
+                \(plan.isa.usesAVX2Kernels
+                    ? (plan.isa == .avx2
+                        ? "bs_qs8_pack_weights_rows__avx2(wn->q8, dst, wn->groups, wn->mg, wn->k, wn->kmajor, p->w_shift, p->w_bits, wn->rows);"
+                        : "bs_qs8_pack_weights__\(plan.isa.kernelSuffix)(wn->q8, dst, wn->groups, wn->mg, wn->k, wn->kmajor, p->w_shift, p->w_bits);")
+                    : "bs_qs8_shift_weights__generic(wn->q8, (int8_t *)dst, wn->count, p->w_shift, p->w_bits);")
+                ctx->rstate[r][0] = p->w_shift;
+                ctx->rstate[r][1] = p->w_bits;
             }
+            return dst;
+        }
+
+        /* Makes the weights each node reads and ctx->block match `block`: one pass over the changed layers' weights,
+         * or (BS_PREPACK) only pointers, every block's weights having been made by bs_init. */
+        static void bs_apply_blocks(bs_ctx *ctx, const int32_t *block) {
+            for (int32_t q = 0; q < BS_WNODES; q++) ctx->wptr[q] = bs_make_weights(ctx, q, block[bs_wnodes[q].pnode]);
             for (int32_t p = 0; p < BS_PNODES; p++) ctx->block[p] = block[p];
         }
 
@@ -425,7 +442,11 @@ struct CWriter {
             if (((uintptr_t)arena % BS_ARENA_ALIGNMENT) != 0) return BS_ERR_ALIGNMENT;
         \(plan.isa.usesAVX2Kernels ? "    if (!bs_sizes_ok()) return BS_ERR_INTERNAL;\n" : "")            memset(ctx, 0, sizeof *ctx);
             ctx->arena = (unsigned char *)arena;
-            for (int32_t q = 0; q < BS_WNODES; q++) ctx->wstate[q][0] = ctx->wstate[q][1] = -1;
+            for (int32_t r = 0; r < BS_REGIONS; r++) ctx->rstate[r][0] = ctx->rstate[r][1] = -1;
+        #if BS_PREPACK
+            for (int32_t q = 0; q < BS_WNODES; q++)
+                for (int32_t b = 0; b < bs_block_count[bs_wnodes[q].pnode]; b++) (void)bs_make_weights(ctx, q, b);
+        #endif
             bs_pool *pool = NULL;
             if (bs_pool_create(&pool, threads) != 0) return BS_ERR_THREADS;
             ctx->pool = pool;
@@ -532,6 +553,19 @@ struct CWriter {
         var decls = "\n/* ---- shapes of the window ops ---- */\n"
         var body = ""
         var checks = ""
+        // QConv/QGemm node -> its index in bs_wnodes (ctx->wptr).
+        let wnodeIndex = Dictionary(uniqueKeysWithValues: plan.weightOffsets.keys.sorted().enumerated().map { ($1, $0) })
+        // The kernels' own size functions against the emitter's: the any-bit-width size, and with prepack each of
+        // the node's regions (sized for its bit-width) against the bytes a pack at that bit-width writes.
+        func sizeChecks(_ i: Int, groups: Int, mg: Int, k: Int) -> String {
+            var c = "    if (bs_qs8_packed_weights_size__\(plan.isa.kernelSuffix)(\(groups), \(mg), \(k)) != \(Plan.packedWeightBytes(groups: groups, mg: mg, k: k, isa: plan.isa))) return 0;\n"
+            guard plan.isa == .avx2 else { return c }
+            for r in Set(plan.blockRegions[i] ?? []).sorted() where plan.regions[r].bits > 0 {
+                let bits = plan.regions[r].bits
+                c += "    if (bs_qs8_packed_weights_size_bits__avx2(\(groups), \(mg), \(k), \(bits)) > \(Plan.packedWeightBytes(groups: groups, mg: mg, k: k, isa: plan.isa, bits: bits))) return 0;\n"
+            }
+            return c
+        }
         for (i, n) in g.nodes.enumerated() where !plan.absorbed.contains(i) {
             let id = nodeID(i)
             let pb = plan.paramIndex[i].map { "&\(id)_p[B[\($0)]]" } ?? ""
@@ -561,14 +595,12 @@ struct CWriter {
                     throw fail("QConv dims exceed 2^30")
                 }
                 decls += "static const bs_conv_shape \(id)_s = {\(window(Array(xs.dropFirst(2)), win.output, win)), \(xs[1]), \(ws[0]), \(q.conv.group)};\n"
-                let w = "(const int8_t *)(A + \(plan.weightOffsets[i] ?? 0))"
+                let w = "(const int8_t *)ctx->wptr[\(wnodeIndex[i] ?? 0)]"
                 if plan.isa.usesAVX2Kernels {
                     let rq = plan.fusedRequant[i].flatMap { r in plan.paramIndex[r].map { "&\(nodeID(r))_p[B[\($0)]]" } } ?? "NULL"
-                    body += "    { const bs_avx2_job j = {\(ptr(x)), \(tcode(x)), \(tcode(outName)), A + \(plan.weightOffsets[i] ?? 0), \(pb), \(rq), \(ptr(outName)), A + BS_SCRATCH_OFFSET, &\(id)_s, 0, 0, 0, 0}; bs_par(ctx, &j); }\n"
+                    body += "    { const bs_avx2_job j = {\(ptr(x)), \(tcode(x)), \(tcode(outName)), \(w), \(pb), \(rq), \(ptr(outName)), A + BS_SCRATCH_OFFSET, &\(id)_s, 0, 0, 0, 0}; bs_par(ctx, &j); }\n"
                     checks += "    if (bs_conv_scratch_size__\(plan.isa.kernelSuffix)(&\(id)_s) > BS_SCRATCH_SIZE) return 0;\n"
-                    if let d = plan.matmulDims(i) {
-                        checks += "    if (bs_qs8_packed_weights_size__\(plan.isa.kernelSuffix)(\(d.groups), \(d.mg), \(d.k)) != \(Plan.packedWeightBytes(groups: d.groups, mg: d.mg, k: d.k, isa: plan.isa))) return 0;\n"
-                    }
+                    if let d = plan.matmulDims(i) { checks += sizeChecks(i, groups: d.groups, mg: d.mg, k: d.k) }
                 } else {
                     let rq = plan.fusedRequant[i].flatMap { r in plan.paramIndex[r].map { "&\(nodeID(r))_p[B[\($0)]]" } } ?? "NULL"
                     body += "    { const bs_qmm_job j = {\(ptr(x)), \(tcode(x)), \(tcode(outName)), \(w), \(pb), \(rq), \(ptr(outName)), &\(id)_s, 0, 0, 0, 0}; bs_par_generic(ctx, &j); }\n"
@@ -582,13 +614,13 @@ struct CWriter {
                     throw fail("QGemm input \(xs) does not match weight \(ws) (trans_b \(q.transB))")
                 }
                 let rows = count(x) / k
-                let w = "(const int8_t *)(A + \(plan.weightOffsets[i] ?? 0))"
+                let w = "(const int8_t *)ctx->wptr[\(wnodeIndex[i] ?? 0)]"
                 let dims = "\(CSyntax.size(rows)), \(CSyntax.size(k)), \(CSyntax.size(m)), \(q.transB ? 1 : 0)"
                 if plan.isa.usesAVX2Kernels {
                     let rq = plan.fusedRequant[i].flatMap { r in plan.paramIndex[r].map { "&\(nodeID(r))_p[B[\($0)]]" } } ?? "NULL"
-                    body += "    { const bs_avx2_job j = {\(ptr(x)), \(tcode(x)), \(tcode(outName)), A + \(plan.weightOffsets[i] ?? 0), \(pb), \(rq), \(ptr(outName)), A + BS_SCRATCH_OFFSET, NULL, \(dims)}; bs_par(ctx, &j); }\n"
+                    body += "    { const bs_avx2_job j = {\(ptr(x)), \(tcode(x)), \(tcode(outName)), \(w), \(pb), \(rq), \(ptr(outName)), A + BS_SCRATCH_OFFSET, NULL, \(dims)}; bs_par(ctx, &j); }\n"
                     checks += "    if (bs_gemm_scratch_size__\(plan.isa.kernelSuffix)(\(CSyntax.size(rows)), \(CSyntax.size(k)), \(CSyntax.size(m))) > BS_SCRATCH_SIZE) return 0;\n"
-                    checks += "    if (bs_qs8_packed_weights_size__\(plan.isa.kernelSuffix)(1, \(m), \(k)) != \(Plan.packedWeightBytes(groups: 1, mg: m, k: k, isa: plan.isa))) return 0;\n"
+                    checks += sizeChecks(i, groups: 1, mg: m, k: k)
                 } else {
                     let rq = plan.fusedRequant[i].flatMap { r in plan.paramIndex[r].map { "&\(nodeID(r))_p[B[\($0)]]" } } ?? "NULL"
                     body += "    { const bs_qmm_job j = {\(ptr(x)), \(tcode(x)), \(tcode(outName)), \(w), \(pb), \(rq), \(ptr(outName)), NULL, \(dims)}; bs_par_generic(ctx, &j); }\n"

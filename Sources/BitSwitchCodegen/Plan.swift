@@ -8,9 +8,14 @@ public struct EmitInput: Sendable {
     public var profiles: [(name: String, variant: Int)]
     /// The kernels the bundle calls (`.generic`: portable C only; see KernelISA).
     public var isa: KernelISA
-    public init(variants: [Graph], profiles: [(name: String, variant: Int)] = [], isa: KernelISA = .generic) {
+    /// Make every distinct weight bit-width of every layer once, at bs_init, each in its own arena region: a switch
+    /// (bs_set_profile, bs_set_layer_bits) then only repoints the layers (microseconds) instead of re-shifting and
+    /// re-packing their INT8 weights, for one packed copy per distinct bit-width in the arena (`emit --prepack`).
+    public var prepack: Bool
+    public init(variants: [Graph], profiles: [(name: String, variant: Int)] = [], isa: KernelISA = .generic, prepack: Bool = false) {
         self.variants = variants
         self.isa = isa
+        self.prepack = prepack
         self.profiles = profiles.isEmpty ? variants.indices.map { ("variant\($0)", $0) } : profiles
     }
     /// One lowered graph as a single-profile bundle.
@@ -49,7 +54,12 @@ struct Plan {
     var fusedRequant: [Int: Int] = [:]       // QConv/QGemm node -> the Requant it absorbs
     var absorbed: Set<Int> = []              // Requant nodes emitted inside a fused call
     var offsets: [String: Int] = [:]         // arena offsets of values
-    var weightOffsets: [Int: Int] = [:]      // QConv/QGemm node -> arena offset of its shifted (or packed) weights
+    var weightOffsets: [Int: Int] = [:]      // QConv/QGemm node -> arena offset of its (first) weight region
+    /// Weight regions: arena offset and the bit-width it holds (0: any, the region every block of a node shares
+    /// without prepack), and per QConv/QGemm node the region of each of its parameter blocks.
+    var regions: [(offset: Int, bits: Int)] = []
+    var blockRegions: [Int: [Int]] = [:]
+    var prepack = false
     var isa: KernelISA = .generic
     var scratchOffset = 0                    // AVX2 kernels: im2col / interleave scratch shared by every QConv/QGemm
     var scratchBytes = 0
@@ -69,6 +79,7 @@ struct Plan {
         guard !e.profiles.isEmpty else { throw BitSwitchError(.invalidModel, "nothing to emit: no profile given") }
         profiles = e.profiles
         isa = e.isa
+        prepack = e.prepack
         let prepared = try e.variants.map(Plan.prepare)
         graph = prepared[0]
         guard graph.inputs.count == 1, let inp = graph.inputs.first else {
@@ -419,16 +430,31 @@ struct Plan {
         var offset = 0
         // Shifted weights of every QConv / QGemm first: rewritten on a switch, read by every run. The AVX2 kernels
         // read them packed (bs_qs8_pack_weights__avx2) and share one scratch area (im2col, interleaved copy).
+        // With prepack, one region per distinct (shift, bits) of the node's parameter blocks, sized for its bits.
         for (i, n) in graph.nodes.enumerated() {
             switch n.op {
             case .qconv, .qgemm:
                 weightOffsets[i] = offset
-                if isa.usesAVX2Kernels, let d = matmulDims(i) {
-                    offset += Plan.align(Plan.packedWeightBytes(groups: d.groups, mg: d.mg, k: d.k, isa: isa))
-                    scratchBytes = max(scratchBytes, Plan.scratchBytes(groups: d.groups, mg: d.mg, k: d.k, n: d.n, isa: isa))
-                } else {
-                    offset += Plan.align(graph.initializers[n.inputs[1]]?.count ?? 0)
+                let blocks = paramIndex[i].map { paramNodes[$0].blocks } ?? []
+                let d = isa.usesAVX2Kernels ? matmulDims(i) : nil
+                func bytes(_ bits: Int) -> Int {
+                    guard let d else { return Plan.align(graph.initializers[n.inputs[1]]?.count ?? 0) }
+                    return Plan.align(Plan.packedWeightBytes(groups: d.groups, mg: d.mg, k: d.k, isa: isa, bits: bits))
                 }
+                if let d { scratchBytes = max(scratchBytes, Plan.scratchBytes(groups: d.groups, mg: d.mg, k: d.k, n: d.n, isa: isa)) }
+                var mine: [[Int]: Int] = [:]   // (shift, bits) -> region
+                var perBlock: [Int] = []
+                for b in blocks {
+                    let key = prepack ? [b.ints[1], b.ints[2]] : []
+                    if let r = mine[key] { perBlock.append(r); continue }
+                    let bits = prepack ? b.ints[2] : 0
+                    mine[key] = regions.count
+                    perBlock.append(regions.count)
+                    regions.append((offset, bits))
+                    offset += bytes(bits)
+                }
+                if blocks.isEmpty { regions.append((offset, 0)); perBlock = [regions.count - 1]; offset += bytes(0) }
+                blockRegions[i] = perBlock
             default: break
             }
         }
@@ -495,8 +521,11 @@ struct Plan {
 
     /// bs_qs8_packed_weights_size__avx2 (bs_kernels_avx2.c; room for int16 weights) or __avx512vnni
     /// (bs_kernels_avx512vnni.c; bytes for every bit-width), the same formulas.
-    static func packedWeightBytes(groups: Int, mg: Int, k: Int, isa: KernelISA) -> Int {
-        let mg4 = (mg + 3) / 4 * 4, kg = isa == .avx512vnni ? (k + 3) / 4 : (k + 1) / 2
+    /// `bits` 1...8: bs_qs8_packed_weights_size_bits__avx2 (the AVX2 layout of that bit-width only: S8C4 below 8
+    /// bits); 0: any bit-width.
+    static func packedWeightBytes(groups: Int, mg: Int, k: Int, isa: KernelISA, bits: Int = 0) -> Int {
+        let narrow = isa == .avx512vnni || (isa == .avx2 && (1...7).contains(bits))
+        let mg4 = (mg + 3) / 4 * 4, kg = narrow ? (k + 3) / 4 : (k + 1) / 2
         return 64 + align(groups * mg4 * 4) + align(groups * mg4 * kg * 4)
     }
 

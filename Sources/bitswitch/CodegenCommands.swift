@@ -33,6 +33,8 @@ struct EmitCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Profiles to compile in, in order: bit-widths and profile files, e.g. 8,6,4,2,mixed.json (default: every trained bit-width).", valueName: "LIST"))
     var profiles: String?
     @Flag(help: "Compile in only the listed profiles (no per-layer switching tables).") var noLayerSwitching = false
+    @Flag(help: "Make every layer's weights at each of its bit-widths once, in bs_init: bs_set_profile and bs_set_layer_bits then take microseconds, for one packed copy per distinct bit-width in the arena.")
+    var prepack = false
     @Option(help: ArgumentHelp("Kernels to emit for: avx2, avx512vnni (vpdpbusd kernels: compile with AVX-512 VNNI), neon (generic kernels for now), generic, or native (default: this machine's).", valueName: "ISA"))
     var isa = "native"
 
@@ -41,6 +43,7 @@ struct EmitCommand: ParsableCommand {
         let r: EmitReport
         var input = try emitInput(g, profiles: try parseProfiles(profiles, model: g), perLayer: !noLayerSwitching, file: model)
         input.isa = try KernelISA.parse(isa)
+        input.prepack = prepack
         do { r = try emitBundle(input, to: output) } catch let e as BitSwitchError { throw e.located(file: model) }
         print("wrote \(r.directory): \(r.files.joined(separator: ", "))")
         print("  \(r.bundleBytes) bytes of source, \(r.weightBytes) bytes of INT8 weights, arena \(r.arenaBytes) bytes, "

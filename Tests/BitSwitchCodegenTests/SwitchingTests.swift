@@ -46,12 +46,24 @@ struct SwitchingTests {
         ("w2a2", LayerBits(w: 2, a: 2), LayerBits(w: 2, a: 2)),
     ]
 
-    @Test(arguments: [KernelISA.generic, .avx2, .avx512vnni]) func profilesAndLayerBitsSwitchInsideOneLibrary(isa: KernelISA) throws {
+    /// Every ISA, with the weights re-made on each switch (the default) and made once per bit-width at bs_init
+    /// (`prepack`: a switch only repoints the layers): the same outputs as the interpreter after every switch.
+    @Test(arguments: [KernelISA.generic, .avx2, .avx512vnni], [false, true])
+    func profilesAndLayerBitsSwitchInsideOneLibrary(isa: KernelISA, prepack: Bool) throws {
         if isa == .avx2 && !Harness.hasAVX2("profilesAndLayerBitsSwitchInsideOneLibrary(avx2)") { return }
         if isa == .avx512vnni && !Harness.hasVNNI("profilesAndLayerBitsSwitchInsideOneLibrary(avx512vnni)") { return }
         let variants = try Self.combos.map { try Self.variant(conv1: $0.1, fc: $0.2) }
         // Profiles: the uniform ones (the mixed variants are reachable through bs_set_layer_bits only).
-        let input = EmitInput(variants: variants, profiles: [("8 bits", 0), ("4 bits", 1), ("2 bits", 4)], isa: isa)
+        let input = EmitInput(variants: variants, profiles: [("8 bits", 0), ("4 bits", 1), ("2 bits", 4)], isa: isa, prepack: prepack)
+        if prepack {
+            // One region per distinct bit-width of each layer: a larger arena than the shared region per layer.
+            func arena(_ e: EmitInput) throws -> Int? {
+                let h = try generateBundle(e)["bitswitch_model.h"] ?? ""
+                return h.split(separator: "\n").first { $0.hasPrefix("#define BS_ARENA_SIZE ") }.flatMap { Int($0.split(separator: " ")[2]) }
+            }
+            let shared = try #require(try arena(EmitInput(variants: variants, profiles: input.profiles, isa: isa)))
+            #expect(try #require(try arena(input)) > shared)
+        }
         let dir = TempDir()
         let model = try Harness.compile(input, dir)
         #expect(model.profileNames == ["8 bits", "4 bits", "2 bits"])

@@ -48,6 +48,10 @@ def main():
             m.setdefault("switch", d)   # the first thread count's (a switch runs on the caller's thread)
         elif d["kind"] == "model":
             m.setdefault("bundle", d)
+        elif d["kind"] == "switch_prepack":
+            m["switch_prepack"] = d
+        elif d["kind"] == "model_prepack":
+            m["bundle_prepack"] = d
         elif d["kind"] == "memory":
             m.setdefault("mem", {})[t] = d
         elif d["kind"] == "weights":
@@ -72,7 +76,8 @@ def main():
         extra = t != base
         head = (f"| model | input | MMACs | ort fp32 ms | ort int8 ms (faster of U8S8 / S8S8) | ours 8-bit ms | ours 4-bit ms "
                 "| ours 2-bit ms | ours/int8 8 · 4 · 2 | ours/fp32 8 · 4 · 2 | "
-                + (f"speed-up {base}→{t} threads: ours 8 · ort int8 |" if extra else "bs_set_profile µs (median, max) |"))
+                + (f"speed-up {base}→{t} threads: ours 8 · ort int8 |" if extra
+                   else "bs_set_profile µs (median, max); with emit --prepack, and its arena |"))
         rows = [head, "|---|---|--:|--:|---|--:|--:|--:|---|---|---|"]
         for n in names:
             m = models[n]
@@ -86,9 +91,13 @@ def main():
                 o1, i1 = med(m["run"].get((base, "8"))), int8_of(m, base)[0]
                 last = f"{ratio(o1, ours[0])} · {ratio(i1, int8)}"
             else:
-                sw = m.get("switch")
-                last = "—" if not sw else f"{sw['median_us']:.0f}, {sw['max_us']:.0f}" if sw["median_us"] >= 10 \
+                us = lambda sw: "—" if not sw else f"{sw['median_us']:.0f}, {sw['max_us']:.0f}" if sw["median_us"] >= 10 \
                     else f"{sw['median_us']:.1f}, {sw['max_us']:.1f}"
+                last = us(m.get("switch"))
+                if m.get("switch_prepack"):
+                    a0, a1 = (m.get("bundle") or {}).get("arena_bytes"), (m.get("bundle_prepack") or {}).get("arena_bytes")
+                    arena = "" if not a0 or not a1 else f" (arena {a1 / 2**20:.1f} MiB, {a1 / a0:.2f}×)"
+                    last += f"; prepacked {us(m['switch_prepack'])}{arena}"
             macs = info.get("macs")
             rows.append(f"| {LABEL.get(n, n)} | {info.get('input', '')} | {macs / 1e6:.2f} | {ms(fp32)} | {int8_text} | "
                         + " | ".join(ms(o) for o in ours)
@@ -174,7 +183,9 @@ pinned at 8 bits, so "2-bit" is every switchable layer at w2a2), `bitswitch emit
 `bs_init(ctx, arena, N)` with N threads), loaded by
 `bench/latency/latency_driver.c` (dlopen): per profile `bs_set_profile`, warm-up, then the median of timed `bs_run`
 calls (float input → float logits, the input quantize and the output dequantize included). `bs_set_profile` is timed
-cycling 8 → 4 → 2 → 8 (each switch re-shifts and re-packs the weights of the layers whose bit-width changes).
+cycling 8 → 4 → 2 → 8 (each switch re-shifts and re-packs the weights of the layers whose bit-width changes); "prepacked"
+is the same model emitted with `--prepack` (every layer's weights made once per bit-width at `bs_init`, so a switch only
+repoints the layers), with its arena and the ratio to the default bundle's.
 onnxruntime: `intra_op_num_threads=N` (the same N), `ORT_ENABLE_ALL`, `session.run` on one sample (Python call overhead of about
 10–20 µs included, which matters only for the two small models); int8 = `quant_pre_process` then `quantize_static`
 (QDQ, per-channel weights, MinMax calibration on the same random data) with uint8 (U8S8) and int8 (S8S8)

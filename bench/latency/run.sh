@@ -111,6 +111,20 @@ onnx.save(make_resnet18.build(224), sys.argv[1])' "$model" ;;
                 fi
             done
         fi
+        # The switch cost with every profile's weights made at bs_init (emit --prepack): one timed run, 50 switches.
+        echo "  bitswitch emit --prepack, build, switch timing" >&2
+        if { [ -f "$d/prepack.so" ] && [ "$d/prepack.so" -nt "$d/stamp" ]; } || \
+           { "$BIN" emit "$d/quantized.onnx" -o "$d/bundle-prepack" --profiles 8,4,2 --prepack > "$d/emit-prepack.log" 2>&1 && \
+             "$BIN" build "$d/bundle-prepack" -o "$d/prepack.so" > "$d/build-prepack.log" 2>&1; }; then
+            if "$OUT/latency_driver" "$d/prepack.so" --threads 1 --warmup 0 --budget 0 --min-runs 1 --max-runs 1 --switches 50 \
+                    > "$d/driver-prepack.out" 2> "$d/driver-prepack.log"; then
+                grep -E '"kind": "(switch|model)"' "$d/driver-prepack.out" | sed 's/"kind": "switch"/"kind": "switch_prepack"/; s/"kind": "model"/"kind": "model_prepack"/' | rec "$name"
+            else
+                fail "$name" "latency_driver (prepack)" "$d/driver-prepack.log"
+            fi
+        else
+            fail "$name" "bitswitch emit/build --prepack" "$d/emit-prepack.log"
+        fi
     fi
 
     # onnxruntime: fp32, U8S8 and S8S8 QDQ (made once, cached in $d).

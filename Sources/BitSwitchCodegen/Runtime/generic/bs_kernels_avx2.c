@@ -46,6 +46,17 @@ size_t bs_qs8_packed_weights_size__avx2(int32_t groups, int32_t mg, int32_t k) {
     return 64 + BS_A64((size_t)groups * mg4 * 4) + BS_A64((size_t)groups * mg4 * kg2 * 4);
 }
 
+/* Bytes of the weight data (past the header and the sums) a pack at `bits` writes: S16C2 for 8 bits, S8C4 below. */
+static size_t bs_packed_data_bytes(int32_t groups, int32_t mg, int32_t k, int32_t bits) {
+    size_t mg4 = ((size_t)mg + 3) / 4 * 4, kg = bits >= 8 ? ((size_t)k + 1) / 2 : ((size_t)k + 3) / 4;
+    return (size_t)groups * mg4 * kg * 4;
+}
+
+size_t bs_qs8_packed_weights_size_bits__avx2(int32_t groups, int32_t mg, int32_t k, int32_t bits) {
+    size_t mg4 = ((size_t)mg + 3) / 4 * 4;
+    return 64 + BS_A64((size_t)groups * mg4 * 4) + BS_A64(bs_packed_data_bytes(groups, mg, k, bits));
+}
+
 /* w_b = clamp(rshr(q, shift), lo, hi) on 32 signed bytes: rshr(q, s) = (q >> s) + bit s-1 of q, the arithmetic
  * shift done in 16-bit lanes for the even and the odd bytes; every shift >= 8 gives 0 (|q| <= 2^(s-1)). */
 static inline __m256i bs_shift_clamp32(__m256i x, int32_t shift, __m256i lo, __m256i hi) {
@@ -1193,12 +1204,13 @@ static int32_t bs_gemv_mode(int32_t bits) { return bits <= 2 ? BS_PACK_GEMV2 : (
 static int32_t bs_gemv_kper(int32_t mode) { return mode == BS_PACK_GEMV2 ? 128 : (mode == BS_PACK_GEMV4 ? 64 : 32); }
 static int32_t bs_gemv_off(int32_t mode) { return mode == BS_PACK_GEMV2 ? 2 : (mode == BS_PACK_GEMV4 ? 8 : 0); }
 
-/* 1 when the GEMV layout of these weights fits the bytes bs_qs8_packed_weights_size__avx2 reserves. */
+/* 1 when the GEMV layout of these weights fits the bytes the GEMM layout of that bit-width takes
+ * (bs_qs8_packed_weights_size_bits__avx2, at most bs_qs8_packed_weights_size__avx2). */
 static int bs_gemv_fits(int32_t groups, int32_t mg, int32_t k, int32_t bits) {
     if (groups != 1) return 0;
-    size_t mg4 = ((size_t)mg + 3) / 4 * 4, kg2 = ((size_t)k + 1) / 2;
+    size_t mg4 = ((size_t)mg + 3) / 4 * 4;
     size_t chunks = ((size_t)k + (size_t)bs_gemv_kper(bs_gemv_mode(bits)) - 1) / (size_t)bs_gemv_kper(bs_gemv_mode(bits));
-    return mg4 * chunks * 32 <= mg4 * kg2 * 4;
+    return mg4 * chunks * 32 <= bs_packed_data_bytes(1, mg, k, bits);
 }
 
 static void bs_pack_gemv(const int8_t *q8, void *packed, int32_t mg, int32_t k, int32_t kmajor, int32_t shift, int32_t bits) {

@@ -23,8 +23,11 @@
 extern "C" {
 #endif
 
-/* Bytes of the packed weights of `groups` x `mg` output channels with `k` reduction terms each. */
+/* Bytes of the packed weights of `groups` x `mg` output channels with `k` reduction terms each (any bit-width). */
 size_t bs_qs8_packed_weights_size__avx2(int32_t groups, int32_t mg, int32_t k);
+/* The bytes a pack at `bits` writes (bs_qs8_pack_weights_rows__avx2; at most the above): a region that only ever
+ * holds that bit-width (emit --prepack) needs no more. */
+size_t bs_qs8_packed_weights_size_bits__avx2(int32_t groups, int32_t mg, int32_t k, int32_t bits);
 /* Scratch bytes a conv (or a gemm of `rows` x `k`) needs: im2col, interleaved copy, fallback unpacked weights. */
 size_t bs_conv_scratch_size__avx2(const bs_conv_shape *s);
 size_t bs_gemm_scratch_size__avx2(size_t rows, size_t k, size_t m);
