@@ -138,6 +138,12 @@ struct IntegerCorrectnessTests {
         #expect(FileManager.default.fileExists(atPath: bundle + "/bitswitch_model.c"))
         let b = try CLI.run(["build", bundle, "-o", dir.appendingPathComponent("lib.so").path])
         #expect(b.status == 0, "\(b.stderr)")
+        // --prepack: both bit-widths' weights in the arena (a larger one), and it builds.
+        let pp = try CLI.run(["emit", q, "-o", bundle + "-prepack", "--profiles", "8,4", "--prepack"])
+        #expect(pp.status == 0, "\(pp.stderr)")
+        func arena(_ s: String) -> Int? { s.split(separator: " ").firstIndex(of: "arena").flatMap { i in Int(s.split(separator: " ")[i + 1]) } }
+        #expect((arena(pp.stdout) ?? 0) > (arena(e.stdout) ?? Int.max), "\(e.stdout)\n\(pp.stdout)")
+        #expect(try CLI.run(["build", bundle + "-prepack", "-o", dir.appendingPathComponent("lib-prepack.so").path]).status == 0)
         let all = try NPYArray.read(path: data + "/x_test.npy")
         let x = dir.appendingPathComponent("x.npy").path
         try NPYArray(shape: [8, 1, 8, 8], data: .float32(Array(all.floats.prefix(8 * 64)))).write(to: x)

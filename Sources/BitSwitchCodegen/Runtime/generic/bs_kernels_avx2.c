@@ -804,6 +804,28 @@ static inline void bs_qu8s8_gemm_rq64_16x4c4__avx2(const unsigned char *a0, cons
     acc[0] = c00; acc[1] = c01; acc[2] = c02; acc[3] = c03; acc[4] = c10; acc[5] = c11; acc[6] = c12; acc[7] = c13;
 }
 
+/* The inner loop of the 16x4 micro-kernels, in asm (with intrinsics gcc 12 copied every accumulator each step and
+ * spilled one, or folded the activation loads into each multiply: 12 loads per k-group instead of 6): per k-group two
+ * activation vectors (p0, p1: 16 pixels), four broadcast weight dwords (pw: 4 channels), MUL of each pair into t,
+ * ADD into the accumulators c<pixel block><channel>; cnt >= 1 k-groups. Operands: the caller's locals c00..c13, x0,
+ * x1, b0, b1, t0, t1 (__m256i), p0, p1, pw (pointers) and cnt (long). */
+#define BS_GEMM_16X4_STEP(OFF, B, C0, C1, MUL, ADD)                                                                  \
+    "vpbroadcastd " #OFF "(%[pw]), %[" #B "]\n\t"                                                                   \
+    MUL " %[" #B "], %[x0], %[t0]\n\t" MUL " %[" #B "], %[x1], %[t1]\n\t"                                         \
+    ADD " %[t0], %[" #C0 "], %[" #C0 "]\n\t" ADD " %[t1], %[" #C1 "], %[" #C1 "]\n\t"
+#define BS_GEMM_16X4_LOOP(MUL, ADD)                                                                                   \
+    __asm__("1:\n\t"                                                                                                 \
+            "vmovdqa (%[p0]), %[x0]\n\t"                                                                            \
+            "vmovdqa (%[p1]), %[x1]\n\t"                                                                            \
+            BS_GEMM_16X4_STEP(0, b0, c00, c10, MUL, ADD) BS_GEMM_16X4_STEP(4, b1, c01, c11, MUL, ADD)                 \
+            BS_GEMM_16X4_STEP(8, b0, c02, c12, MUL, ADD) BS_GEMM_16X4_STEP(12, b1, c03, c13, MUL, ADD)                \
+            "add $32, %[p0]\n\tadd $32, %[p1]\n\tadd $16, %[pw]\n\tdec %[cnt]\n\tjnz 1b"                         \
+            : [c00] "+x"(c00), [c01] "+x"(c01), [c02] "+x"(c02), [c03] "+x"(c03), [c10] "+x"(c10), [c11] "+x"(c11),   \
+              [c12] "+x"(c12), [c13] "+x"(c13), [x0] "=&x"(x0), [x1] "=&x"(x1), [b0] "=&x"(b0), [b1] "=&x"(b1),       \
+              [t0] "=&x"(t0), [t1] "=&x"(t1), [p0] "+r"(p0), [p1] "+r"(p1), [pw] "+r"(pw), [cnt] "+r"(cnt)            \
+            :                                                                                                         \
+            : "cc", "memory")
+
 /* The same product with int16 accumulation (low-bit weights and activations): vpmaddubsw's pair sums are added in
  * 16-bit lanes for `flush` k-groups, then widened into the int32 accumulators by one vpmaddwd with 1 -- one multiply
  * per 32 MACs instead of two. Exact when flush * 2 * max(u) * max|w| <= 32767: no pair sum saturates and no 16-bit
@@ -815,44 +837,10 @@ static inline void bs_qu8s8_gemm_acc16_rq64_16x4c4__avx2(const unsigned char *a0
     for (int32_t q0 = 0; q0 < kg; q0 += flush) {
         int32_t q1 = kg - q0 > flush ? q0 + flush : kg;
         __m256i c00 = _mm256_setzero_si256(), c01 = c00, c02 = c00, c03 = c00, c10 = c00, c11 = c00, c12 = c00, c13 = c00;
-        /* in asm: with intrinsics gcc 12 copied every accumulator each step and spilled one (about 60 % of this loop's
-         * peak); here 4 loads + 8 vpmaddubsw + 8 vpaddw per k-group, all accumulators in registers */
         const unsigned char *p0 = a0 + (size_t)q0 * 32, *p1 = a1 + (size_t)q0 * 32, *pw = w + (size_t)q0 * 16;
         long cnt = q1 - q0;
         __m256i x0, x1, b0, b1, t0, t1;
-        __asm__("1:\n\t"
-                "vmovdqa (%[p0]), %[x0]\n\t"
-                "vmovdqa (%[p1]), %[x1]\n\t"
-                "vpbroadcastd (%[pw]), %[b0]\n\t"
-                "vpmaddubsw %[b0], %[x0], %[t0]\n\t"
-                "vpmaddubsw %[b0], %[x1], %[t1]\n\t"
-                "vpaddw %[t0], %[c00], %[c00]\n\t"
-                "vpaddw %[t1], %[c10], %[c10]\n\t"
-                "vpbroadcastd 4(%[pw]), %[b1]\n\t"
-                "vpmaddubsw %[b1], %[x0], %[t0]\n\t"
-                "vpmaddubsw %[b1], %[x1], %[t1]\n\t"
-                "vpaddw %[t0], %[c01], %[c01]\n\t"
-                "vpaddw %[t1], %[c11], %[c11]\n\t"
-                "vpbroadcastd 8(%[pw]), %[b0]\n\t"
-                "vpmaddubsw %[b0], %[x0], %[t0]\n\t"
-                "vpmaddubsw %[b0], %[x1], %[t1]\n\t"
-                "vpaddw %[t0], %[c02], %[c02]\n\t"
-                "vpaddw %[t1], %[c12], %[c12]\n\t"
-                "vpbroadcastd 12(%[pw]), %[b1]\n\t"
-                "vpmaddubsw %[b1], %[x0], %[t0]\n\t"
-                "vpmaddubsw %[b1], %[x1], %[t1]\n\t"
-                "vpaddw %[t0], %[c03], %[c03]\n\t"
-                "vpaddw %[t1], %[c13], %[c13]\n\t"
-                "add $32, %[p0]\n\t"
-                "add $32, %[p1]\n\t"
-                "add $16, %[pw]\n\t"
-                "dec %[cnt]\n\t"
-                "jnz 1b"
-                : [c00] "+x"(c00), [c01] "+x"(c01), [c02] "+x"(c02), [c03] "+x"(c03), [c10] "+x"(c10), [c11] "+x"(c11),
-                  [c12] "+x"(c12), [c13] "+x"(c13), [x0] "=&x"(x0), [x1] "=&x"(x1), [b0] "=&x"(b0), [b1] "=&x"(b1),
-                  [t0] "=&x"(t0), [t1] "=&x"(t1), [p0] "+r"(p0), [p1] "+r"(p1), [pw] "+r"(pw), [cnt] "+r"(cnt)
-                :
-                : "cc", "memory");
+        BS_GEMM_16X4_LOOP("vpmaddubsw", "vpaddw");
         acc[0] = _mm256_add_epi32(acc[0], _mm256_madd_epi16(c00, ones));
         acc[1] = _mm256_add_epi32(acc[1], _mm256_madd_epi16(c01, ones));
         acc[2] = _mm256_add_epi32(acc[2], _mm256_madd_epi16(c02, ones));
@@ -881,44 +869,10 @@ static inline int32_t bs_umax_pair(const unsigned char *a0, const unsigned char 
 static inline void bs_qs16s16_gemm_rq64_16x4c2__avx2(const unsigned char *a0, const unsigned char *a1, const unsigned char *w,
                                                      int32_t kg, __m256i acc[8]) {
     __m256i c00 = _mm256_setzero_si256(), c01 = c00, c02 = c00, c03 = c00, c10 = c00, c11 = c00, c12 = c00, c13 = c00;
-    /* in asm: with intrinsics gcc 12 folded the activation loads into the vpmaddwd (12 loads per k-group instead of 6),
-     * which made the 8-bit GEMM load-bound */
     const unsigned char *p0 = a0, *p1 = a1, *pw = w;
     long cnt = kg;
     __m256i x0, x1, b0, b1, t0, t1;
-    __asm__("1:\n\t"
-            "vmovdqa (%[p0]), %[x0]\n\t"
-            "vmovdqa (%[p1]), %[x1]\n\t"
-            "vpbroadcastd (%[pw]), %[b0]\n\t"
-            "vpmaddwd %[b0], %[x0], %[t0]\n\t"
-            "vpmaddwd %[b0], %[x1], %[t1]\n\t"
-            "vpaddd %[t0], %[c00], %[c00]\n\t"
-            "vpaddd %[t1], %[c10], %[c10]\n\t"
-            "vpbroadcastd 4(%[pw]), %[b1]\n\t"
-            "vpmaddwd %[b1], %[x0], %[t0]\n\t"
-            "vpmaddwd %[b1], %[x1], %[t1]\n\t"
-            "vpaddd %[t0], %[c01], %[c01]\n\t"
-            "vpaddd %[t1], %[c11], %[c11]\n\t"
-            "vpbroadcastd 8(%[pw]), %[b0]\n\t"
-            "vpmaddwd %[b0], %[x0], %[t0]\n\t"
-            "vpmaddwd %[b0], %[x1], %[t1]\n\t"
-            "vpaddd %[t0], %[c02], %[c02]\n\t"
-            "vpaddd %[t1], %[c12], %[c12]\n\t"
-            "vpbroadcastd 12(%[pw]), %[b1]\n\t"
-            "vpmaddwd %[b1], %[x0], %[t0]\n\t"
-            "vpmaddwd %[b1], %[x1], %[t1]\n\t"
-            "vpaddd %[t0], %[c03], %[c03]\n\t"
-            "vpaddd %[t1], %[c13], %[c13]\n\t"
-            "add $32, %[p0]\n\t"
-            "add $32, %[p1]\n\t"
-            "add $16, %[pw]\n\t"
-            "dec %[cnt]\n\t"
-            "jnz 1b"
-            : [c00] "+x"(c00), [c01] "+x"(c01), [c02] "+x"(c02), [c03] "+x"(c03), [c10] "+x"(c10), [c11] "+x"(c11),
-              [c12] "+x"(c12), [c13] "+x"(c13), [x0] "=&x"(x0), [x1] "=&x"(x1), [b0] "=&x"(b0), [b1] "=&x"(b1),
-              [t0] "=&x"(t0), [t1] "=&x"(t1), [p0] "+r"(p0), [p1] "+r"(p1), [pw] "+r"(pw), [cnt] "+r"(cnt)
-            :
-            : "cc", "memory");
+    BS_GEMM_16X4_LOOP("vpmaddwd", "vpaddd");
     acc[0] = c00; acc[1] = c01; acc[2] = c02; acc[3] = c03; acc[4] = c10; acc[5] = c11; acc[6] = c12; acc[7] = c13;
 }
 
