@@ -116,7 +116,7 @@ onnx.save(make_resnet18.build(224), sys.argv[1])' "$model" ;;
         if { [ -f "$d/prepack.so" ] && [ "$d/prepack.so" -nt "$d/stamp" ]; } || \
            { "$BIN" emit "$d/quantized.onnx" -o "$d/bundle-prepack" --profiles 8,4,2 --prepack > "$d/emit-prepack.log" 2>&1 && \
              "$BIN" build "$d/bundle-prepack" -o "$d/prepack.so" > "$d/build-prepack.log" 2>&1; }; then
-            if "$OUT/latency_driver" "$d/prepack.so" --threads 1 --warmup 0 --budget 0 --min-runs 1 --max-runs 1 --switches 50 \
+            if "$OUT/latency_driver" "$d/prepack.so" --threads 1 --warmup 1 --budget 0.001 --min-runs 1 --max-runs 1 --switches 50 \
                     > "$d/driver-prepack.out" 2> "$d/driver-prepack.log"; then
                 grep -E '"kind": "(switch|model)"' "$d/driver-prepack.out" | sed 's/"kind": "switch"/"kind": "switch_prepack"/; s/"kind": "model"/"kind": "model_prepack"/' | rec "$name"
             else
