@@ -575,7 +575,7 @@ struct CWriter {
             func fail(_ m: String) -> BitSwitchError { BitSwitchError(.shape, m, node: n.label, op: n.op.typeName) }
             switch n.op {
             case .quantize:
-                let call = "bs_f32_quantize__generic((const float *)\(ptr(x)), \(ptr(y)), \(tcode(y)), \(CSyntax.size(count(y))), \(pb));\n"
+                let call = "bs_f32_quantize__\(plan.isa.usesAVX2Kernels ? "avx2" : "generic")((const float *)\(ptr(x)), \(ptr(y)), \(tcode(y)), \(CSyntax.size(count(y))), \(pb));\n"
                 body += i == plan.quantizeOfInput ? "    if (!skip_input_quantize) \(call)" : "    \(call)"
             case .dequantize:
                 body += "    bs_dequantize__generic(\(ptr(x)), \(tcode(x)), (float *)\(ptr(y)), \(CSyntax.size(count(y))), \(pb));\n"

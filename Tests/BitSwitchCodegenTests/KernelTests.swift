@@ -281,6 +281,36 @@ int main(int argc, char **argv) {
         free(px); free(y0); free(y1);
     }
     printf("ok %d maxpool cases\n", cases);
+#ifndef BS_TEST_VNNI
+    /* the vectorized input quantize against the generic one: NaN, infinities, ties, huge values, every container,
+     * extreme parameters (the generic fallback), tails */
+    for (int t = 0; t < cases; t++) {
+        size_t n = (size_t)(ri(0, 3) == 0 ? ri(1, 7) : ri(8, 300));
+        float *xf = al(n * 4);
+        float sc = (float)ri(1, 1000) / (float)ri(1, 300);
+        for (size_t i = 0; i < n; i++) {
+            int kind = (int)ri(0, 9);
+            xf[i] = kind == 0 ? (float)ri(-300, 300) * sc * 0.5f   /* exact ties */
+                  : kind == 1 ? (ri(0, 1) ? 1.0f / 0.0f : -1.0f / 0.0f)
+                  : kind == 2 ? 0.0f / 0.0f
+                  : kind == 3 ? (float)ri(-1000000000, 1000000000) * 1e10f
+                  : (float)((double)(int64_t)rnd() / 9.2e18 * 600.0);
+        }
+        int32_t yt = (int32_t)ri(0, 2);
+        bs_quantize_params qp = {sc, ri(-20, 20), 0, 0};
+        qp.lo = yt == BS_T_U8 ? ri(0, 10) : (yt == BS_T_I8 ? ri(-128, -100) : ri(-100000, 0));
+        qp.hi = yt == BS_T_U8 ? ri(200, 255) : (yt == BS_T_I8 ? ri(100, 127) : ri(0, 100000));
+        if (ri(0, 7) == 0) { qp.zero = (int64_t)rnd(); qp.lo = (int64_t)rnd(); qp.hi = (int64_t)rnd(); }   /* the fallback */
+        size_t es = yt == BS_T_I32 ? 4 : 1;
+        unsigned char *q0 = al(n * es), *q1 = al(n * es);
+        memset(q0, 0x44, n * es); memset(q1, 0x44, n * es);
+        bs_f32_quantize__generic(xf, q0, yt, n, &qp);
+        bs_f32_quantize__avx2(xf, q1, yt, n, &qp);
+        if (memcmp(q0, q1, n * es)) { printf("MISMATCH quantize case %d yt=%d\n", t, yt); return 1; }
+        free(xf); free(q0); free(q1);
+    }
+    printf("ok %d quantize cases\n", cases);
+#endif
     return 0;
 }
 """#
@@ -298,7 +328,7 @@ int main(int argc, char **argv) {
         guard rc == 0 else { return }
         for seed in 1...3 {
             let (r, out, e) = try NativeBuildTests.run(["./kc", "\(seed)", "1500"], cwd: b)
-            #expect(r == 0 && out.hasPrefix("ok 1500 cases"), "seed \(seed): \(out)\(e)")
+            #expect(r == 0 && out.hasPrefix("ok 1500 cases") && out.contains("ok 1500 quantize cases"), "seed \(seed): \(out)\(e)")
         }
         // The depthwise kernel's row mode (large planes) on every depthwise shape: no plane fits a 0-byte buffer.
         let (rc2, _, err2) = try NativeBuildTests.run([cc, "-std=c11", "-O2", "-mavx2", "-mfma", "-Wall", "-Wextra", "-pedantic", "-Werror",

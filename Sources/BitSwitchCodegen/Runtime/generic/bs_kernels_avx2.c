@@ -670,6 +670,36 @@ static void bs_qadd_range_avx2(const void *a, int32_t at, const void *b, int32_t
     }
 }
 
+/* Quantize: v = x / scale (vdivps: the same IEEE division), clamped to [lo - zero, hi - zero] as floats (NaN to 0,
+ * like the reference's order: clamp, then NaN test), rounded to nearest even (nearbyintf in the default mode), plus
+ * zero, stored with saturation. Exact in int32 lanes when both clamp bounds and zero are within 2^29 (every
+ * quantizer the lowering makes; the sum then stays within 2^30); other parameters take the generic kernel. */
+void bs_f32_quantize__avx2(const float *x, void *y, int32_t yt, size_t count, const bs_quantize_params *p) {
+    const int64_t lim = (int64_t)1 << 29;
+    int64_t lo = (int64_t)((uint64_t)p->lo - (uint64_t)p->zero), hi = (int64_t)((uint64_t)p->hi - (uint64_t)p->zero);
+    if (lo < -lim || lo > lim || hi < -lim || hi > lim || p->zero < -lim || p->zero > lim) {
+        bs_f32_quantize__generic(x, y, yt, count, p);
+        return;
+    }
+    const __m256 S = _mm256_set1_ps(p->scale), L = _mm256_set1_ps((float)lo), H = _mm256_set1_ps((float)hi);
+    const __m256i Z = _mm256_set1_epi32((int32_t)p->zero);
+    size_t i = 0;
+    for (; i + 8 <= count; i += 8) {
+        __m256 v = _mm256_div_ps(_mm256_loadu_ps(x + i), S);
+        __m256 nan = _mm256_cmp_ps(v, v, _CMP_UNORD_Q);
+        v = _mm256_max_ps(_mm256_min_ps(v, H), L);   /* NaN lanes become H here and 0 below */
+        v = _mm256_andnot_ps(nan, _mm256_round_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+        __m256i r = _mm256_add_epi32(_mm256_cvtps_epi32(v), Z);
+        if (yt == BS_T_I32) { _mm256_storeu_si256((__m256i *)((int32_t *)y + i), r); continue; }
+        __m128i p16 = _mm_packs_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1));
+        _mm_storel_epi64((__m128i *)((unsigned char *)y + i), yt == BS_T_I8 ? _mm_packs_epi16(p16, p16) : _mm_packus_epi16(p16, p16));
+    }
+    if (i < count) {
+        size_t es = yt == BS_T_I32 ? 4 : 1;
+        bs_f32_quantize__generic(x + i, (unsigned char *)y + i * es, yt, count - i, p);
+    }
+}
+
 void bs_qadd__avx2(const void *a, int32_t at, const void *b, int32_t bt, void *y, int32_t yt, size_t count,
                    const bs_qadd_params *p) {
     bs_qadd_range_avx2(a, at, b, bt, y, yt, p, 0, count);

@@ -82,6 +82,8 @@ void bs_qs8_gemm__avx2(size_t rows, size_t k, size_t m, int32_t trans_b, const i
 void bs_qu8_gemm__avx2(size_t rows, size_t k, size_t m, int32_t trans_b, const uint8_t *x, const void *packed,
                        const bs_qmm_params *p, int32_t *y, void *scratch);
 
+/* Quantize (bs_f32_quantize__generic's arguments), 8 floats per step, bit-exact with it. */
+void bs_f32_quantize__avx2(const float *x, void *y, int32_t yt, size_t count, const bs_quantize_params *p);
 /* Requant (bs_requant__generic's arguments) and QAdd (bs_qadd__generic's), 8 elements per step in 64-bit lanes,
  * bit-exact with them; bs_ew_run__avx2 is bs_ew_run__generic with these and the max pool below (the same tasks,
  * bs_ew_tasks__generic). */
