@@ -205,21 +205,35 @@ struct CWriter {
 
 
         """
-        if plan.isa == .avx512vnni {
+        if plan.isa == .avx512vnni, let h = plan.isa.kernelHeader {
             out += """
-            #include "bs_kernels_avx512vnni.h"
-            #if !defined(__AVX512VNNI__) || !defined(__AVX512BW__) || !defined(__AVX2__)
-            #error "this bundle was emitted with --isa avx512vnni (AVX-512 VNNI kernels): compile with -mavx512vnni -mavx512bw -mavx2 (or -march=native on a machine with AVX-512 VNNI), or emit it again with --isa avx2 or generic"
+            #include "\(h.file)"
+            #if \(h.requires)
+            #error "this bundle was emitted with --isa avx512vnni (AVX-512 VNNI kernels): \(h.hint), or emit it again with --isa avx2 or generic"
             #endif
 
             """
         }
-        if plan.isa.usesAVX2Kernels {
+        if plan.isa == .neon, let h = plan.isa.kernelHeader {
             out += """
-            #include "bs_kernels_avx2.h"
-            #if !defined(__AVX2__)
-            #error "this bundle was emitted with --isa \(plan.isa.rawValue) (AVX2 kernels): compile with -mavx2 (or -march=native on an AVX2 machine), or emit it again with --isa generic"
+            #include "\(h.file)"
+            #if \(h.requires)
+            #error "this bundle was emitted with --isa neon (aarch64 NEON kernels): \(h.hint), or emit it again with --isa generic"
             #endif
+
+            """
+        }
+        if plan.isa.usesPackedKernels {
+            if plan.isa != .neon, let h = KernelISA.avx2.kernelHeader {
+                out += """
+                #include "\(h.file)"
+                #if \(h.requires)
+                #error "this bundle was emitted with --isa \(plan.isa.rawValue) (AVX2 kernels): \(h.hint), or emit it again with --isa generic"
+                #endif
+
+                """
+            }
+            out += """
             #define BS_SCRATCH_OFFSET \(plan.scratchOffset)
             #define BS_SCRATCH_SIZE \(plan.scratchBytes)
 
@@ -352,7 +366,7 @@ struct CWriter {
 
         /* ---- API ---- */
         static void bs_forward(bs_ctx *ctx, int skip_input_quantize);
-        \(plan.isa.usesAVX2Kernels ? """
+        \(plan.isa.usesPackedKernels ? """
         static int bs_sizes_ok(void);
 
         /* The staged QConv / QGemm kernel family of this bundle (--isa \(plan.isa.rawValue)). */
@@ -404,7 +418,7 @@ struct CWriter {
                 const bs_wnode *wn = &bs_wnodes[q];
                 const bs_qmm_params *p = &wn->params[block[wn->pnode]];
                 if (ctx->wstate[q][0] != p->w_shift || ctx->wstate[q][1] != p->w_bits) {
-                    \(plan.isa.usesAVX2Kernels
+                    \(plan.isa.usesPackedKernels
                         ? "bs_qs8_pack_weights__\(plan.isa.kernelSuffix)(wn->q8, ctx->arena + wn->offset, wn->groups, wn->mg, wn->k, wn->kmajor, p->w_shift, p->w_bits);"
                         : "bs_qs8_shift_weights__generic(wn->q8, (int8_t *)(ctx->arena + wn->offset), wn->count, p->w_shift, p->w_bits);")
                     ctx->wstate[q][0] = p->w_shift;
@@ -417,7 +431,7 @@ struct CWriter {
         int bs_init(bs_ctx *ctx, void *arena, int threads) {
             if (!ctx || (!arena && BS_ARENA_SIZE > 0)) return BS_ERR_ARGUMENT;
             if (((uintptr_t)arena % BS_ARENA_ALIGNMENT) != 0) return BS_ERR_ALIGNMENT;
-        \(plan.isa.usesAVX2Kernels ? "    if (!bs_sizes_ok()) return BS_ERR_INTERNAL;\n" : "")            memset(ctx, 0, sizeof *ctx);
+        \(plan.isa.usesPackedKernels ? "    if (!bs_sizes_ok()) return BS_ERR_INTERNAL;\n" : "")            memset(ctx, 0, sizeof *ctx);
             ctx->arena = (unsigned char *)arena;
             for (int32_t q = 0; q < BS_WNODES; q++) ctx->wstate[q][0] = ctx->wstate[q][1] = -1;
             bs_pool *pool = NULL;
@@ -556,7 +570,7 @@ struct CWriter {
                 }
                 decls += "static const bs_conv_shape \(id)_s = {\(window(Array(xs.dropFirst(2)), win.output, win)), \(xs[1]), \(ws[0]), \(q.conv.group)};\n"
                 let w = "(const int8_t *)(A + \(plan.weightOffsets[i] ?? 0))"
-                if plan.isa.usesAVX2Kernels {
+                if plan.isa.usesPackedKernels {
                     let rq = plan.fusedRequant[i].flatMap { r in plan.paramIndex[r].map { "&\(nodeID(r))_p[B[\($0)]]" } } ?? "NULL"
                     body += "    { const bs_avx2_job j = {\(ptr(x)), \(tcode(x)), \(tcode(outName)), A + \(plan.weightOffsets[i] ?? 0), \(pb), \(rq), \(ptr(outName)), A + BS_SCRATCH_OFFSET, &\(id)_s, 0, 0, 0, 0}; bs_par(ctx, &j); }\n"
                     checks += "    if (bs_conv_scratch_size__\(plan.isa.kernelSuffix)(&\(id)_s) > BS_SCRATCH_SIZE) return 0;\n"
@@ -578,7 +592,7 @@ struct CWriter {
                 let rows = count(x) / k
                 let w = "(const int8_t *)(A + \(plan.weightOffsets[i] ?? 0))"
                 let dims = "\(CSyntax.size(rows)), \(CSyntax.size(k)), \(CSyntax.size(m)), \(q.transB ? 1 : 0)"
-                if plan.isa.usesAVX2Kernels {
+                if plan.isa.usesPackedKernels {
                     let rq = plan.fusedRequant[i].flatMap { r in plan.paramIndex[r].map { "&\(nodeID(r))_p[B[\($0)]]" } } ?? "NULL"
                     body += "    { const bs_avx2_job j = {\(ptr(x)), \(tcode(x)), \(tcode(outName)), A + \(plan.weightOffsets[i] ?? 0), \(pb), \(rq), \(ptr(outName)), A + BS_SCRATCH_OFFSET, NULL, \(dims)}; bs_par(ctx, &j); }\n"
                     checks += "    if (bs_gemm_scratch_size__\(plan.isa.kernelSuffix)(\(CSyntax.size(rows)), \(CSyntax.size(k)), \(CSyntax.size(m))) > BS_SCRATCH_SIZE) return 0;\n"
@@ -665,7 +679,7 @@ struct CWriter {
             (void)skip_input_quantize;
         \(body)}
 
-        """ + (plan.isa.usesAVX2Kernels ? """
+        """ + (plan.isa.usesPackedKernels ? """
 
         /* The arena layout was computed by the emitter; the kernels' own size functions must agree. */
         static int bs_sizes_ok(void) {

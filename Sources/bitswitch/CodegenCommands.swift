@@ -33,7 +33,7 @@ struct EmitCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Profiles to compile in, in order: bit-widths and profile files, e.g. 8,6,4,2,mixed.json (default: every trained bit-width).", valueName: "LIST"))
     var profiles: String?
     @Flag(help: "Compile in only the listed profiles (no per-layer switching tables).") var noLayerSwitching = false
-    @Option(help: ArgumentHelp("Kernels to emit for: avx2, avx512vnni (vpdpbusd kernels: compile with AVX-512 VNNI), neon (generic kernels for now), generic, or native (default: this machine's).", valueName: "ISA"))
+    @Option(help: ArgumentHelp("Kernels to emit for: avx2, avx512vnni (vpdpbusd kernels: compile with AVX-512 VNNI), neon (aarch64 NEON conv / gemm kernels, sdot with -march=armv8.2-a+dotprod), generic, or native (default: this machine's).", valueName: "ISA"))
     var isa = "native"
 
     func run() throws {
