@@ -155,7 +155,9 @@ int main(int argc, char **argv) {
         bs_avx2_job j; memset(&j, 0, sizeof j);
         j.x = x; j.xt = xt; j.yt = yt; j.packed = pw; j.p = &p; j.rq = R; j.y = y2; j.scratch = scratch;
         if (is_gemm) { j.rows = rows; j.k = k; j.m = m; j.trans_b = trans_b; } else j.conv = &s;
-#ifndef BS_TEST_NEON
+#ifdef BS_TEST_NEON
+        if (bs_dwconv_tasks__neon(&j)) direct_dw++;
+#else
         if (bs_dwconv_tasks__avx2(&j)) direct_dw++;
 #endif
         for (int32_t sg = 0; sg < KS(stages)(&j); sg++) for (int32_t tk = KS(tasks)(&j, sg) - 1; tk >= 0; tk--) KS(run)(&j, sg, tk);
@@ -174,11 +176,11 @@ int main(int argc, char **argv) {
         free(x); free(q8); free(wb); free(pw); free(scratch); free(rm); free(rn); free(rb); free(y0); free(y1); free(y2);
     }
     printf("ok %d cases (%ld with varied outputs; %ld w<=7 bits, %ld 8-bit, %ld odd zero points, %ld extreme requant, %ld direct depthwise)\n", cases, distinct_cases, paths[0], paths[1], paths[2], paths[3], direct_dw);
+    if (direct_dw < cases / 20) { printf("too few direct depthwise cases: %ld\n", direct_dw); return 1; }
 #ifdef BS_TEST_NEON
     printf("kernel %s\n", bs_neon_gemm_kernel_name());   /* NEON: no elementwise kernels, the bundle uses the generic ones */
     return 0;
 #else
-    if (direct_dw < cases / 20) { printf("too few direct depthwise cases: %ld\n", direct_dw); return 1; }
     /* the vectorized Requant and QAdd against the generic ones: every container pair, tails, extreme parameters;
      * AVX2: also the split form (bs_ew_run__avx2, tasks in reverse order) */
     for (int t = 0; t < cases; t++) {
@@ -325,8 +327,8 @@ int main(int argc, char **argv) {
 
     /// The same check through the aarch64 NEON kernels, cross-compiled and run under qemu-aarch64: once with the dot
     /// product extension (bs_qs8s8_gemm_rq64_8x8c4__neondot, sdot) and once for plain ARMv8.0
-    /// (bs_qs8s8_gemm_rq64_8x4c4__neon, smull + sadalp). NEON bundles use the generic Requant / QAdd / pools, so
-    /// only the conv / gemm part runs. Skips (like the aarch64 cross test) without the cross tools and apt-get.
+    /// (bs_qs8s8_gemm_rq64_8x4c4__neon, smull + sadalp), with the direct depthwise kernel on the depthwise shapes.
+    /// NEON bundles use the generic Requant / QAdd / pools, so only the conv / gemm part runs. Skips (like the aarch64 cross test) without the cross tools and apt-get.
     @Test(arguments: [("dotprod", "armv8.2-a+dotprod", "bs_qs8s8_gemm_rq64_8x8c4__neondot"),
                       ("armv8", "armv8-a", "bs_qs8s8_gemm_rq64_8x4c4__neon")])
     func neonKernelsMatchTheGenericKernelsOnRandomShapesUnderQemu(variant: (name: String, march: String, kernel: String)) throws {

@@ -357,6 +357,109 @@ static void bs_nepilogue(const bs_avx2_job *j, int32x4_t alo, int32x4_t ahi, int
     for (size_t i = 0; i < count; i++) yb[off + i * pstride] = bytes[i];
 }
 
+/* ---- the direct depthwise conv: group == c == m, 2-D (or 1-D). Per task a range of channels; per output row the
+ * kh input rows it reads are converted once into int16 rows of x - x_zero (zeros in the padding, from column -pw),
+ * then 8 outputs at a time accumulate their kh * kw taps in two int32x4 registers (smlal by the int16 weight: exact,
+ * |x - xz| <= 255, |w| <= 128), stride 1 with plain loads, stride 2 with de-interleaving loads (ld2), larger strides
+ * through a small gather. The epilogue is the GEMM path's. ---- */
+#define BS_NDW_CH_PER_TASK 4
+#define BS_NDW_MAX_KH 64
+
+typedef struct bs_ndw_geo { size_t owp, rw, task_bytes; } bs_ndw_geo;
+
+static void bs_ndw_geometry(const bs_conv_shape *s, bs_ndw_geo *d) {
+    const bs_window *g = &s->win;
+    size_t sw = (size_t)(g->sw > 2 ? g->sw : 2);
+    d->owp = ((size_t)g->ow + 7) / 8 * 8;
+    d->rw = d->owp * sw + (size_t)(g->kw - 1) * (size_t)g->dw + 16;
+    d->task_bytes = BS_NA64((size_t)g->kh * d->rw * 2) + BS_NA64(d->owp * 4);
+}
+
+/* The number of depthwise tasks, 0 when the job is not one the direct kernel takes (then the GEMM path runs). It
+ * takes a job only when its buffers fit the scratch the GEMM path is given (bs_conv_scratch_size__neon), so the
+ * scratch size does not depend on which path runs. */
+static int32_t bs_ndw_tasks(const bs_avx2_job *j) {
+    const bs_conv_shape *s = j->conv;
+    if (!s) return 0;
+    const bs_window *g = &s->win;
+    if (s->group != s->c || s->m != s->c || g->d != 1 || g->od != 1 || g->kd != 1 || g->kh > BS_NDW_MAX_KH) return 0;
+    const bs_npacked *h = (const bs_npacked *)j->packed;
+    if (h->mode != BS_NMODE) return 0;
+    int64_t xz = j->p->x_zero, sz = j->xt == BS_T_U8 ? xz - 128 : xz;
+    if (sz < -128 || sz > 127) return 0;
+    bs_ndw_geo d;
+    bs_ndw_geometry(s, &d);
+    size_t tasks = bs_ncdiv((size_t)s->c, BS_NDW_CH_PER_TASK);
+    if (64 + tasks * d.task_bytes > bs_conv_scratch_size__neon(s)) return 0;
+    return (int32_t)tasks;
+}
+
+int32_t bs_dwconv_tasks__neon(const bs_avx2_job *j) { return bs_ndw_tasks(j); }
+
+static void bs_ndw_run(const bs_avx2_job *j, int32_t task) {
+    const bs_conv_shape *s = j->conv;
+    const bs_window *g = &s->win;
+    const bs_npacked *h = (const bs_npacked *)j->packed;
+    bs_ndw_geo d;
+    bs_ndw_geometry(s, &d);
+    unsigned char *base = (unsigned char *)(((uintptr_t)j->scratch + 63) & ~(uintptr_t)63) + (size_t)task * d.task_bytes;
+    int16_t *rowbuf = (int16_t *)base;
+    int32_t *acc = (int32_t *)(base + BS_NA64((size_t)g->kh * d.rw * 2));
+    const int16_t *rows[BS_NDW_MAX_KH];
+    int16_t *own[BS_NDW_MAX_KH];
+    int32_t kh = g->kh, kw = g->kw;
+    size_t in_count = (size_t)g->h * g->w, n = (size_t)g->oh * g->ow;
+    uint8_t flip = j->xt == BS_T_U8 ? 0x80 : 0;
+    int16_t sz = (int16_t)(j->xt == BS_T_U8 ? j->p->x_zero - 128 : j->p->x_zero);
+    const int8_t *wp = (const int8_t *)h + 64 + BS_NA64((size_t)h->groups * h->mg8 * 4);
+    size_t c0 = (size_t)task * BS_NDW_CH_PER_TASK, c1 = c0 + BS_NDW_CH_PER_TASK < (size_t)s->c ? c0 + BS_NDW_CH_PER_TASK : (size_t)s->c;
+    for (int32_t r = 0; r < kh; r++) own[r] = rowbuf + (size_t)r * d.rw;
+    for (size_t c = c0; c < c1; c++) {
+        const uint8_t *xc = (const uint8_t *)j->x + c * in_count;
+        const int8_t *wc = wp + c * (size_t)h->kg * 32;   /* channel c: lane 0 of block c (mg = 1, mg8 = 8) */
+        for (int32_t oh = 0; oh < g->oh; oh++) {
+            for (int32_t r = 0; r < kh; r++) {
+                int64_t ih = (int64_t)oh * g->sh - g->ph + (int64_t)r * g->dh;
+                if (ih < 0 || ih >= g->h) { rows[r] = NULL; continue; }
+                const uint8_t *xr = xc + (size_t)ih * g->w;
+                int16_t *b = own[r];
+                for (size_t i = 0; i < d.rw; i++) {
+                    int64_t iw = (int64_t)i - g->pw;
+                    b[i] = iw >= 0 && iw < g->w ? (int16_t)((int16_t)(int8_t)(xr[iw] ^ flip) - sz) : 0;
+                }
+                rows[r] = b;
+            }
+            for (size_t ow0 = 0; ow0 < d.owp; ow0 += 8) {
+                int32x4_t lo = vdupq_n_s32(0), hi = lo;
+                for (int32_t r = 0; r < kh; r++) {
+                    if (!rows[r]) continue;
+                    for (int32_t q = 0; q < kw; q++) {
+                        int32_t t = r * kw + q;
+                        int16_t wv = (int16_t)wc[(size_t)(t / 4) * 32 + t % 4];
+                        const int16_t *src = rows[r] + (size_t)q * g->dw + ow0 * (size_t)g->sw;
+                        int16x8_t v;
+                        if (g->sw == 1) v = vld1q_s16(src);
+                        else if (g->sw == 2) v = vld2q_s16(src).val[0];
+                        else {
+                            int16_t tmp[8];
+                            for (int e = 0; e < 8; e++) tmp[e] = src[(size_t)e * g->sw];
+                            v = vld1q_s16(tmp);
+                        }
+                        lo = vmlal_n_s16(lo, vget_low_s16(v), wv);
+                        hi = vmlal_high_n_s16(hi, v, wv);
+                    }
+                }
+                vst1q_s32(acc + ow0, lo);
+                vst1q_s32(acc + ow0 + 4, hi);
+            }
+            size_t off = c * n + (size_t)oh * g->ow;
+            for (size_t ow0 = 0; ow0 < (size_t)g->ow; ow0 += 8)
+                bs_nepilogue(j, vld1q_s32(acc + ow0), vld1q_s32(acc + ow0 + 4), 0, c, off + ow0, 1,
+                             (size_t)g->ow - ow0 < 8 ? (size_t)g->ow - ow0 : 8);
+        }
+    }
+}
+
 /* ---- stages ---- */
 typedef struct bs_nlayout {
     bs_ngeo o;
@@ -371,12 +474,15 @@ static void bs_nlayout_of(const bs_avx2_job *j, bs_nlayout *l) {
 }
 
 int32_t bs_neon_stages(const bs_avx2_job *j) {
+    if (bs_ndw_tasks(j)) return 1;
     bs_ngeo o;
     bs_ngeometry(j, &o);
     return o.fallback ? 1 : 2;
 }
 
 int32_t bs_neon_tasks(const bs_avx2_job *j, int32_t stage) {
+    int32_t dw = bs_ndw_tasks(j);
+    if (dw) return dw;
     bs_ngeo o;
     bs_ngeometry(j, &o);
     if (o.fallback) return 1;
@@ -407,6 +513,7 @@ static void bs_nfallback(const bs_avx2_job *j) {
 }
 
 void bs_neon_run(const bs_avx2_job *j, int32_t stage, int32_t task) {
+    if (bs_ndw_tasks(j)) { bs_ndw_run(j, task); return; }
     bs_nlayout l;
     bs_nlayout_of(j, &l);
     const bs_ngeo *o = &l.o;

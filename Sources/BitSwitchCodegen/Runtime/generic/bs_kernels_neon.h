@@ -18,8 +18,8 @@
  * Weights are packed (bs_qs8_pack_weights__neon) as: a 64-byte header, int32 wsum[groups * mg8], then per group and
  * per block of 8 output channels kg = ceil(k/4) groups of [8 channels][4 k] signed bytes (zero past mg and k).
  * Conv is an implicit GEMM: per group the input is gathered (im2col) 4 rows at a time and interleaved into
- * [8-pixel block][k / 4][8 pixels][4 bytes]; gemm rows are interleaved directly. Depthwise convs run the same
- * kernels (exact; 1 of 8 channel lanes useful: no depthwise-specific NEON kernel yet).
+ * [8-pixel block][k / 4][8 pixels][4 bytes]; gemm rows are interleaved directly. Depthwise convs (group == c == m)
+ * run a direct kernel instead: int16 rows of x - x_zero, 8 outputs per step, smlal by each tap's weight.
  * The staged form takes the bs_avx2_job of bs_kernels_avx2.h (plain C, any target), so one thread pool drives
  * every family. This file compiles to nothing without __aarch64__ and NEON (a bundle emitted with --isa neon
  * refuses to compile then). */
@@ -69,6 +69,10 @@ void bs_qu8_gemm__neon(size_t rows, size_t k, size_t m, int32_t trans_b, const u
 int32_t bs_neon_stages(const bs_avx2_job *j);
 int32_t bs_neon_tasks(const bs_avx2_job *j, int32_t stage);
 void bs_neon_run(const bs_avx2_job *j, int32_t stage, int32_t task);
+/* The direct depthwise conv's task count for the job (group == c == m, 2-D or 1-D, kernel height <= 64, a zero
+ * point in range, buffers within the GEMM path's scratch), 0 when the job takes the GEMM path; bs_neon_* run it
+ * themselves (one stage of channel ranges). */
+int32_t bs_dwconv_tasks__neon(const bs_avx2_job *j);
 
 #ifdef __cplusplus
 }
