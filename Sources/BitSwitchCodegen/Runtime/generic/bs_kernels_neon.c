@@ -45,6 +45,12 @@ size_t bs_qs8_packed_weights_size__neon(int32_t groups, int32_t mg, int32_t k) {
     return 64 + BS_NA64((size_t)groups * mg8 * 4) + BS_NA64((size_t)groups * mg8 * kg * 4);
 }
 
+/* w_b of 16 weights: the rounding shift srshl by -shift (exactly rshr for 0 <= shift <= 8; larger shifts give 0 like
+ * shift 8), then the clamp to the bit-width. */
+static inline int8x16_t bs_nshift16(int8x16_t v, int8x16_t nsh, int8x16_t lo, int8x16_t hi) {
+    return vminq_s8(vmaxq_s8(vrshlq_s8(v, nsh), lo), hi);
+}
+
 void bs_qs8_pack_weights__neon(const int8_t *q8, void *packed, int32_t groups, int32_t mg, int32_t k, int32_t kmajor,
                                int32_t shift, int32_t bits) {
     bs_npacked *h = (bs_npacked *)packed;
@@ -54,21 +60,55 @@ void bs_qs8_pack_weights__neon(const int8_t *q8, void *packed, int32_t groups, i
     int32_t *wsum = (int32_t *)((unsigned char *)packed + 64);
     int8_t *wp = (int8_t *)packed + 64 + BS_NA64((size_t)groups * mg8 * 4);
     int64_t lo = -((int64_t)1 << (bits - 1)), hi = ((int64_t)1 << (bits - 1)) - 1;
-    /* shift and clamp through a 256-entry table: one pass over the weights */
+    /* shift and clamp through a 256-entry table (the scalar tails and the [k, m] gemm layout) */
     int8_t lut[256];
     for (int32_t v = -128; v < 128; v++) lut[(uint8_t)(int8_t)v] = (int8_t)bs_nclamp64(bs_nrshr64(v, shift), lo, hi);
+    /* [channels, k] rows: 16 k of 8 channels per step, shifted in vectors, 4-byte groups transposed with trn1/trn2 */
+    int vec = !kmajor && bits >= 1 && bits <= 8 && shift >= 0;
+    const int8x16_t nsh = vdupq_n_s8((int8_t)-(shift > 8 ? 8 : shift));
+    const int8x16_t vlo = vdupq_n_s8((int8_t)lo), vhi = vdupq_n_s8((int8_t)hi), z = vdupq_n_s8(0);
     for (int32_t g = 0; g < groups; g++)
-        for (int32_t c = 0; c < mg8; c++) {
-            int8_t *dst = wp + ((size_t)g * (mg8 / 8) + (size_t)(c / 8)) * (size_t)kg * 32 + (size_t)(c % 8) * 4;
-            int32_t sum = 0;
-            for (int32_t kk = 0; kk < kg * 4; kk++) {
-                int8_t w = 0;
-                if (c < mg && kk < k)
-                    w = lut[(uint8_t)(kmajor ? q8[(size_t)kk * mg + c] : q8[((size_t)g * mg + c) * k + kk])];
-                dst[(size_t)(kk / 4) * 32 + kk % 4] = w;
-                sum += w;
+        for (int32_t cb = 0; cb < mg8 / 8; cb++) {
+            int8_t *blk = wp + ((size_t)g * (mg8 / 8) + (size_t)cb) * (size_t)kg * 32;
+            int32_t sums[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+            int32_t kk0 = 0;
+            if (vec) {
+                const int8_t *r[8];
+                for (int i = 0; i < 8; i++) {
+                    int32_t c = cb * 8 + i;
+                    r[i] = c < mg ? q8 + ((size_t)g * mg + c) * k : NULL;
+                }
+                for (; kk0 + 16 <= k; kk0 += 16) {
+                    uint32x4_t v[8];
+                    for (int i = 0; i < 8; i++) {
+                        int8x16_t w = r[i] ? bs_nshift16(vld1q_s8(r[i] + kk0), nsh, vlo, vhi) : z;
+                        sums[i] += vaddlvq_s8(w);
+                        v[i] = vreinterpretq_u32_s8(w);
+                    }
+                    int8_t *dst = blk + (size_t)(kk0 / 4) * 32;
+                    for (int half = 0; half < 2; half++) {
+                        const uint32x4_t *u = v + 4 * half;
+                        uint64x2_t a0 = vreinterpretq_u64_u32(vtrn1q_u32(u[0], u[1])), a1 = vreinterpretq_u64_u32(vtrn2q_u32(u[0], u[1]));
+                        uint64x2_t a2 = vreinterpretq_u64_u32(vtrn1q_u32(u[2], u[3])), a3 = vreinterpretq_u64_u32(vtrn2q_u32(u[2], u[3]));
+                        vst1q_u8((uint8_t *)dst + 16 * half, vreinterpretq_u8_u64(vtrn1q_u64(a0, a2)));
+                        vst1q_u8((uint8_t *)dst + 32 + 16 * half, vreinterpretq_u8_u64(vtrn1q_u64(a1, a3)));
+                        vst1q_u8((uint8_t *)dst + 64 + 16 * half, vreinterpretq_u8_u64(vtrn2q_u64(a0, a2)));
+                        vst1q_u8((uint8_t *)dst + 96 + 16 * half, vreinterpretq_u8_u64(vtrn2q_u64(a1, a3)));
+                    }
+                }
             }
-            wsum[(size_t)g * mg8 + c] = sum;
+            for (int i = 0; i < 8; i++) {   /* the rest of k (everything with kmajor), zeros past k and past mg */
+                int32_t c = cb * 8 + i;
+                int8_t *dst = blk + (size_t)i * 4;
+                for (int32_t kk = kk0; kk < kg * 4; kk++) {
+                    int8_t w = 0;
+                    if (c < mg && kk < k)
+                        w = lut[(uint8_t)(kmajor ? q8[(size_t)kk * mg + c] : q8[((size_t)g * mg + c) * k + kk])];
+                    dst[(size_t)(kk / 4) * 32 + kk % 4] = w;
+                    sums[i] += w;
+                }
+                wsum[(size_t)g * mg8 + c] = sums[i];
+            }
         }
 }
 
