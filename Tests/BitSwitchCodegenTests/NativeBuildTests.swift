@@ -237,6 +237,29 @@ struct NativeBuildTests {
         }
     }
 
+    /// PropertyTests' random conv / residual / pool graphs (groups, strides, pads, dilations, bit-widths, containers)
+    /// through the NEON kernels under qemu on 2 threads, alternately with and without the dot product extension:
+    /// the interpreter's bytes.
+    @Test func randomGraphsMatchTheInterpreterWithNEONKernelsUnderQemu() throws {
+        guard Self.hasAarch64CrossTools("randomGraphsMatchTheInterpreterWithNEONKernelsUnderQemu") else { return }
+        for seed in 0..<12 {
+            let g = try PropertyTests.randomGraph(seed: UInt64(1000 + seed))
+            let n = Harness.batch1Shape(g).reduce(1, *)
+            let c = Case(input: EmitInput(graph: g, isa: .neon), samples: (0..<2).map { Harness.floats(n, seed: UInt64(7 * seed + $0)) },
+                         layerSteps: [])
+            let dir = TempDir()
+            let b = try Self.prepare(c, dir)
+            let march = seed % 2 == 0 ? "-march=armv8.2-a+dotprod" : "-march=armv8-a"
+            let (rc, _, err) = try Self.run(["aarch64-linux-gnu-gcc", "-std=c11", "-O2", march, "-ffp-contract=off", "-pthread", "-static",
+                                             "-o", "drv-arm64"] + Self.sources + ["bs_kernels_neon.c", "-lm"], cwd: b)
+            try #require(rc == 0, "seed \(1000 + seed): cross build failed: \(err)")
+            let (rrc, out, rerr) = try Self.run(["qemu-aarch64", "./drv-arm64", "in.bin", "\(c.samples.count)", "layers.txt"], cwd: b,
+                                                environment: ["BS_THREADS": "2"])
+            #expect(rrc == 0, "seed \(1000 + seed): qemu run exit \(rrc): \(rerr)")
+            #expect(out.split(separator: "\n").map(String.init) == (try Self.expected(c)), "seed \(1000 + seed) (\(march)): NEON bundle and interpreter differ")
+        }
+    }
+
     /// A bundle emitted for NEON but compiled for x86 stops with the #error that says so.
     @Test func neonBundleOnX86StopsWithAClearError() throws {
         let dir = TempDir()
