@@ -397,6 +397,92 @@ static void bs_nepilogue(const bs_avx2_job *j, int32x4_t alo, int32x4_t ahi, int
     for (size_t i = 0; i < count; i++) yb[off + i * pstride] = bytes[i];
 }
 
+/* ---- gemm rows of a partial block (a batch-1 gemm: its only block): one row at a time against 8 channels, every
+ * lane useful. The row's 4 activations of a k-group are broadcast (ld1r); lo: channels 0-3, hi: 4-7. ---- */
+#if defined(__ARM_FEATURE_DOTPROD)
+static inline void bs_qs8s8_gemm_rq64_1x8c4__neondot(const int8_t *a, const int8_t *w, int32_t kg, int32x4_t *lo, int32x4_t *hi) {
+    int32x4_t l0 = vdupq_n_s32(0), h0 = l0, l1 = l0, h1 = l0;   /* two k-groups per step: 4 independent chains */
+    int32_t q = 0;
+    for (; q + 2 <= kg; q += 2, a += 64, w += 64) {
+        const int8x16_t x0 = vreinterpretq_s8_s32(vld1q_dup_s32((const int32_t *)(const void *)a));
+        const int8x16_t x1 = vreinterpretq_s8_s32(vld1q_dup_s32((const int32_t *)(const void *)(a + 32)));
+        l0 = vdotq_s32(l0, vld1q_s8(w), x0); h0 = vdotq_s32(h0, vld1q_s8(w + 16), x0);
+        l1 = vdotq_s32(l1, vld1q_s8(w + 32), x1); h1 = vdotq_s32(h1, vld1q_s8(w + 48), x1);
+    }
+    if (q < kg) {
+        const int8x16_t x0 = vreinterpretq_s8_s32(vld1q_dup_s32((const int32_t *)(const void *)a));
+        l0 = vdotq_s32(l0, vld1q_s8(w), x0); h0 = vdotq_s32(h0, vld1q_s8(w + 16), x0);
+    }
+    *lo = vaddq_s32(l0, l1); *hi = vaddq_s32(h0, h1);
+}
+#else
+static inline void bs_qs8s8_gemm_rq64_1x8c4__neon(const int8_t *a, const int8_t *w, int32_t kg, int32x4_t *lo, int32x4_t *hi) {
+    int32x4_t p0 = vdupq_n_s32(0), p1 = p0, p2 = p0, p3 = p0;   /* (channel 2i k01, k23, channel 2i+1 k01, k23) */
+    for (int32_t q = 0; q < kg; q++, a += 32, w += 32) {
+        const int8x16_t x = vreinterpretq_s8_s32(vld1q_dup_s32((const int32_t *)(const void *)a));
+        const int8x16_t w0 = vld1q_s8(w), w1 = vld1q_s8(w + 16);
+        p0 = vpadalq_s16(p0, vmull_s8(vget_low_s8(w0), vget_low_s8(x))); p1 = vpadalq_s16(p1, vmull_high_s8(w0, x));
+        p2 = vpadalq_s16(p2, vmull_s8(vget_low_s8(w1), vget_low_s8(x))); p3 = vpadalq_s16(p3, vmull_high_s8(w1, x));
+    }
+    *lo = vpaddq_s32(p0, p1); *hi = vpaddq_s32(p2, p3);
+}
+#endif
+
+/* The epilogue of one gemm row: 8 consecutive output channels oc0 .. oc0+nc-1 (each with its own Requant entry) at
+ * y + off; corr: the zero-point corrections of the 8 channels. */
+static void bs_nepilogue_row(const bs_avx2_job *j, int32x4_t alo, int32x4_t ahi, int32x4_t clo, int32x4_t chi, size_t oc0,
+                             size_t off, size_t nc) {
+    alo = vsubq_s32(alo, clo); ahi = vsubq_s32(ahi, chi);
+    const bs_requant_params *rq = j->rq;
+    int32_t res[8];
+    vst1q_s32(res, alo); vst1q_s32(res + 4, ahi);
+    if (!rq) {
+        if (nc == 8) { vst1q_s32((int32_t *)j->y + off, alo); vst1q_s32((int32_t *)j->y + off + 4, ahi); return; }
+        for (size_t i = 0; i < nc; i++) ((int32_t *)j->y)[off + i] = res[i];
+        return;
+    }
+    int32_t t = j->yt, mm[8] = {0}, sh[8] = {0};
+    int64_t bb[8] = {0};
+    int slow = rq->lo > rq->hi;
+    for (size_t i = 0; i < nc; i++) {
+        size_t q = rq->count == 1 ? 0 : oc0 + i;
+        int32_t n = rq->n[q];
+        slow |= n >= 64;
+        mm[i] = rq->m[q]; bb[i] = rq->bias[q]; sh[i] = n > 0 ? -n : 0;
+    }
+    if (slow) {   /* never produced by the lowering: the scalar reference order */
+        for (size_t i = 0; i < nc; i++) bs_nstore_scalar(j->y, t, off + i, bs_nrequant_scalar(res[i], rq, oc0 + i));
+        return;
+    }
+    int64_t cmin = t == BS_T_I8 ? INT8_MIN : (t == BS_T_U8 ? 0 : INT32_MIN);
+    int64_t cmax = t == BS_T_I8 ? INT8_MAX : (t == BS_T_U8 ? UINT8_MAX : INT32_MAX);
+    const int64x2_t LO = vdupq_n_s64(bs_nclamp64(rq->lo, cmin, cmax)), HI = vdupq_n_s64(bs_nclamp64(rq->hi, cmin, cmax));
+    const int64x2_t Z = vdupq_n_s64(rq->zero);
+    int32x4_t r[2];
+    for (int hlf = 0; hlf < 2; hlf++) {
+        const int32x4_t v = hlf ? ahi : alo, m = vld1q_s32(mm + 4 * hlf), n32 = vld1q_s32(sh + 4 * hlf);
+        int64x2_t v0 = vaddq_s64(vmull_s32(vget_low_s32(v), vget_low_s32(m)), vld1q_s64(bb + 4 * hlf));
+        int64x2_t v1 = vaddq_s64(vmull_high_s32(v, m), vld1q_s64(bb + 4 * hlf + 2));
+        v0 = vrshlq_s64(v0, vmovl_s32(vget_low_s32(n32))); v1 = vrshlq_s64(v1, vmovl_high_s32(n32));   /* exact rshr; 0: none */
+        v0 = vaddq_s64(v0, Z); v1 = vaddq_s64(v1, Z);
+        v0 = vbslq_s64(vcltq_s64(v0, LO), LO, v0); v1 = vbslq_s64(vcltq_s64(v1, LO), LO, v1);
+        v0 = vbslq_s64(vcgtq_s64(v0, HI), HI, v0); v1 = vbslq_s64(vcgtq_s64(v1, HI), HI, v1);
+        r[hlf] = vcombine_s32(vmovn_s64(v0), vmovn_s64(v1));
+    }
+    if (t == BS_T_I32) {
+        if (nc == 8) { vst1q_s32((int32_t *)j->y + off, r[0]); vst1q_s32((int32_t *)j->y + off + 4, r[1]); return; }
+        vst1q_s32(res, r[0]); vst1q_s32(res + 4, r[1]);
+        for (size_t i = 0; i < nc; i++) ((int32_t *)j->y)[off + i] = res[i];
+        return;
+    }
+    uint8x8_t b8 = vreinterpret_u8_s8(vmovn_s16(vcombine_s16(vmovn_s32(r[0]), vmovn_s32(r[1]))));
+    uint8_t *yb = (uint8_t *)j->y;
+    if (nc == 8) { vst1_u8(yb + off, b8); return; }
+    uint8_t bytes[8];
+    vst1_u8(bytes, b8);
+    for (size_t i = 0; i < nc; i++) yb[off + i] = bytes[i];
+}
+
 /* ---- the direct depthwise conv: group == c == m, 2-D (or 1-D). Per task a range of channels; per output row the
  * kh input rows it reads are converted once into int16 rows of x - x_zero (zeros in the padding, from column -pw),
  * then 8 outputs at a time accumulate their kh * kw taps in two int32x4 registers (smlal by the int16 weight: exact,
@@ -592,6 +678,21 @@ void bs_neon_run(const bs_avx2_job *j, int32_t stage, int32_t task) {
         size_t nc = (size_t)o->mg - cb * 8 < 8 ? (size_t)o->mg - cb * 8 : 8;   /* real channels of the block */
         for (size_t b = b0; b < b1; b++) {
             const int8_t *a = (const int8_t *)(l.ilv + g * o->ilv_bytes + b * bstride);
+            size_t p0 = b * 8, count = o->n - p0 < 8 ? o->n - p0 : 8;
+            if (!j->conv && count < 8) {   /* the last rows of a gemm (all of a batch-1 one): row by row */
+                const int32_t *ws = wsum + g * (size_t)o->mg8 + cb * 8;
+                const int32x4_t clo = vmulq_n_s32(vld1q_s32(ws), o->sz), chi = vmulq_n_s32(vld1q_s32(ws + 4), o->sz);
+                for (size_t p = 0; p < count; p++) {
+                    int32x4_t lo, hi;
+#if defined(__ARM_FEATURE_DOTPROD)
+                    bs_qs8s8_gemm_rq64_1x8c4__neondot(a + p * 4, w, o->kg, &lo, &hi);
+#else
+                    bs_qs8s8_gemm_rq64_1x8c4__neon(a + p * 4, w, o->kg, &lo, &hi);
+#endif
+                    bs_nepilogue_row(j, lo, hi, clo, chi, g * (size_t)o->mg + cb * 8, (p0 + p) * m_total + g * (size_t)o->mg + cb * 8, nc);
+                }
+                continue;
+            }
             int32x4_t acc[16];
 #if defined(__ARM_FEATURE_DOTPROD)
             bs_qs8s8_gemm_rq64_8x8c4__neondot(a, w, o->kg, acc);
@@ -600,7 +701,6 @@ void bs_neon_run(const bs_avx2_job *j, int32_t stage, int32_t task) {
             bs_qs8s8_gemm_rq64_8x4c4__neon(a, w, o->kg, acc);
             if (nc > 4) bs_qs8s8_gemm_rq64_8x4c4__neon(a, w + 16, o->kg, acc + 8);
 #endif
-            size_t p0 = b * 8, count = o->n - p0 < 8 ? o->n - p0 : 8;
             for (size_t c8 = 0; c8 < nc; c8++) {
                 size_t c = cb * 8 + c8, oc = g * (size_t)o->mg + c;
                 int32_t corr = (int32_t)((uint32_t)o->sz * (uint32_t)wsum[g * (size_t)o->mg8 + c]);
