@@ -498,7 +498,8 @@ static void bs_ndw_geometry(const bs_conv_shape *s, bs_ndw_geo *d) {
     size_t sw = (size_t)(g->sw > 2 ? g->sw : 2);
     d->owp = ((size_t)g->ow + 7) / 8 * 8;
     d->rw = d->owp * sw + (size_t)(g->kw - 1) * (size_t)g->dw + 16;
-    d->task_bytes = BS_NA64((size_t)g->kh * d->rw * 2) + BS_NA64(d->owp * 4);
+    if (d->rw < (size_t)g->pw + (size_t)g->w) d->rw = (size_t)g->pw + (size_t)g->w;
+    d->task_bytes = BS_NA64((size_t)g->h * d->rw * 2) + BS_NA64(d->owp * 4) + BS_NA64((size_t)g->kh * g->kw * 2);
 }
 
 /* The number of depthwise tasks, 0 when the job is not one the direct kernel takes (then the GEMM path runs). It
@@ -529,50 +530,68 @@ static void bs_ndw_run(const bs_avx2_job *j, int32_t task) {
     bs_ndw_geo d;
     bs_ndw_geometry(s, &d);
     unsigned char *base = (unsigned char *)(((uintptr_t)j->scratch + 63) & ~(uintptr_t)63) + (size_t)task * d.task_bytes;
-    int16_t *rowbuf = (int16_t *)base;
-    int32_t *acc = (int32_t *)(base + BS_NA64((size_t)g->kh * d.rw * 2));
+    int16_t *plane = (int16_t *)base;
+    int32_t *acc = (int32_t *)(base + BS_NA64((size_t)g->h * d.rw * 2));
+    int16_t *wts = (int16_t *)(base + BS_NA64((size_t)g->h * d.rw * 2) + BS_NA64(d.owp * 4));
     const int16_t *rows[BS_NDW_MAX_KH];
-    int16_t *own[BS_NDW_MAX_KH];
-    int32_t kh = g->kh, kw = g->kw;
-    size_t in_count = (size_t)g->h * g->w, n = (size_t)g->oh * g->ow;
-    uint8_t flip = j->xt == BS_T_U8 ? 0x80 : 0;
+    int32_t kh = g->kh, kw = g->kw, ntaps = kh * kw;
+    size_t in_count = (size_t)g->h * g->w, n = (size_t)g->oh * g->ow, pw = (size_t)g->pw, w = (size_t)g->w;
+    const int8x16_t flip = vdupq_n_s8(j->xt == BS_T_U8 ? (int8_t)-128 : 0);
     int16_t sz = (int16_t)(j->xt == BS_T_U8 ? j->p->x_zero - 128 : j->p->x_zero);
+    const int16x8_t vsz = vdupq_n_s16(sz);
     const int8_t *wp = (const int8_t *)h + 64 + BS_NA64((size_t)h->groups * h->mg8 * 4);
     size_t c0 = (size_t)task * BS_NDW_CH_PER_TASK, c1 = c0 + BS_NDW_CH_PER_TASK < (size_t)s->c ? c0 + BS_NDW_CH_PER_TASK : (size_t)s->c;
-    for (int32_t r = 0; r < kh; r++) own[r] = rowbuf + (size_t)r * d.rw;
     for (size_t c = c0; c < c1; c++) {
-        const uint8_t *xc = (const uint8_t *)j->x + c * in_count;
+        const int8_t *xc = (const int8_t *)j->x + c * in_count;
         const int8_t *wc = wp + c * (size_t)h->kg * 32;   /* channel c: lane 0 of block c (mg = 1, mg8 = 8) */
+        for (int32_t t = 0; t < ntaps; t++) wts[t] = wc[(size_t)(t / 4) * 32 + t % 4];
+        /* the channel's plane as int16 x - x_zero, each row from column -pw, zeros around */
+        for (size_t ih = 0; ih < (size_t)g->h; ih++) {
+            int16_t *b = plane + ih * d.rw;
+            const int8_t *xr = xc + ih * w;
+            memset(b, 0, pw * 2);
+            size_t i = 0;
+            for (; i + 16 <= w; i += 16) {
+                int8x16_t v = veorq_s8(vld1q_s8(xr + i), flip);
+                vst1q_s16(b + pw + i, vsubq_s16(vmovl_s8(vget_low_s8(v)), vsz));
+                vst1q_s16(b + pw + i + 8, vsubq_s16(vmovl_high_s8(v), vsz));
+            }
+            for (; i + 8 <= w; i += 8)
+                vst1q_s16(b + pw + i, vsubq_s16(vmovl_s8(veor_s8(vld1_s8(xr + i), vget_low_s8(flip))), vsz));
+            for (; i < w; i++) b[pw + i] = (int16_t)((int8_t)(xr[i] ^ (j->xt == BS_T_U8 ? (int8_t)-128 : 0)) - sz);
+            memset(b + pw + w, 0, (d.rw - pw - w) * 2);
+        }
         for (int32_t oh = 0; oh < g->oh; oh++) {
             for (int32_t r = 0; r < kh; r++) {
                 int64_t ih = (int64_t)oh * g->sh - g->ph + (int64_t)r * g->dh;
-                if (ih < 0 || ih >= g->h) { rows[r] = NULL; continue; }
-                const uint8_t *xr = xc + (size_t)ih * g->w;
-                int16_t *b = own[r];
-                for (size_t i = 0; i < d.rw; i++) {
-                    int64_t iw = (int64_t)i - g->pw;
-                    b[i] = iw >= 0 && iw < g->w ? (int16_t)((int16_t)(int8_t)(xr[iw] ^ flip) - sz) : 0;
-                }
-                rows[r] = b;
+                rows[r] = ih < 0 || ih >= g->h ? NULL : plane + (size_t)ih * d.rw;
             }
             for (size_t ow0 = 0; ow0 < d.owp; ow0 += 8) {
                 int32x4_t lo = vdupq_n_s32(0), hi = lo;
                 for (int32_t r = 0; r < kh; r++) {
                     if (!rows[r]) continue;
-                    for (int32_t q = 0; q < kw; q++) {
-                        int32_t t = r * kw + q;
-                        int16_t wv = (int16_t)wc[(size_t)(t / 4) * 32 + t % 4];
-                        const int16_t *src = rows[r] + (size_t)q * g->dw + ow0 * (size_t)g->sw;
-                        int16x8_t v;
-                        if (g->sw == 1) v = vld1q_s16(src);
-                        else if (g->sw == 2) v = vld2q_s16(src).val[0];
-                        else {
+                    const int16_t *src = rows[r] + ow0 * (size_t)g->sw;
+                    const int16_t *wr = wts + (size_t)r * kw;
+                    if (g->sw == 1) {
+                        for (int32_t q = 0; q < kw; q++, src += g->dw) {
+                            int16x8_t v = vld1q_s16(src);
+                            lo = vmlal_n_s16(lo, vget_low_s16(v), wr[q]);
+                            hi = vmlal_high_n_s16(hi, v, wr[q]);
+                        }
+                    } else if (g->sw == 2) {
+                        for (int32_t q = 0; q < kw; q++, src += g->dw) {
+                            int16x8_t v = vld2q_s16(src).val[0];
+                            lo = vmlal_n_s16(lo, vget_low_s16(v), wr[q]);
+                            hi = vmlal_high_n_s16(hi, v, wr[q]);
+                        }
+                    } else {
+                        for (int32_t q = 0; q < kw; q++, src += g->dw) {
                             int16_t tmp[8];
                             for (int e = 0; e < 8; e++) tmp[e] = src[(size_t)e * g->sw];
-                            v = vld1q_s16(tmp);
+                            int16x8_t v = vld1q_s16(tmp);
+                            lo = vmlal_n_s16(lo, vget_low_s16(v), wr[q]);
+                            hi = vmlal_high_n_s16(hi, v, wr[q]);
                         }
-                        lo = vmlal_n_s16(lo, vget_low_s16(v), wv);
-                        hi = vmlal_high_n_s16(hi, v, wv);
                     }
                 }
                 vst1q_s32(acc + ow0, lo);
