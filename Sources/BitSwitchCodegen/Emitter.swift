@@ -205,34 +205,17 @@ struct CWriter {
 
 
         """
-        if plan.isa == .avx512vnni, let h = plan.isa.kernelHeader {
+        for family in plan.isa.kernelFamilies {
+            guard let h = family.kernelHeader else { continue }
             out += """
             #include "\(h.file)"
-            #if \(h.requires)
-            #error "this bundle was emitted with --isa avx512vnni (AVX-512 VNNI kernels): \(h.hint), or emit it again with --isa avx2 or generic"
-            #endif
-
-            """
-        }
-        if plan.isa == .neon, let h = plan.isa.kernelHeader {
-            out += """
-            #include "\(h.file)"
-            #if \(h.requires)
-            #error "this bundle was emitted with --isa neon (aarch64 NEON kernels): \(h.hint), or emit it again with --isa generic"
+            #if \(h.missing)
+            #error "this bundle was emitted with --isa \(plan.isa.rawValue) (\(h.what)): \(h.hint), or emit it again with --isa \(h.otherwise)"
             #endif
 
             """
         }
         if plan.isa.usesPackedKernels {
-            if plan.isa != .neon, let h = KernelISA.avx2.kernelHeader {
-                out += """
-                #include "\(h.file)"
-                #if \(h.requires)
-                #error "this bundle was emitted with --isa \(plan.isa.rawValue) (AVX2 kernels): \(h.hint), or emit it again with --isa generic"
-                #endif
-
-                """
-            }
             out += """
             #define BS_SCRATCH_OFFSET \(plan.scratchOffset)
             #define BS_SCRATCH_SIZE \(plan.scratchBytes)

@@ -28,15 +28,28 @@ public enum KernelISA: String, CaseIterable, Sendable {
         }
     }
 
-    /// The C header of the fast conv / gemm kernels and the preprocessor test the compiler must pass for them.
-    var kernelHeader: (file: String, requires: String, hint: String)? {
+    /// The C header of the fast conv / gemm kernels, the preprocessor test that fails without the target features
+    /// they need, what they are, how to compile for them and the ISAs to emit for instead (the bundle's #error).
+    var kernelHeader: (file: String, missing: String, what: String, hint: String, otherwise: String)? {
         switch self {
         case .generic: return nil
-        case .avx2: return ("bs_kernels_avx2.h", "!defined(__AVX2__)", "compile with -mavx2 (or -march=native on an AVX2 machine)")
+        case .avx2: return ("bs_kernels_avx2.h", "!defined(__AVX2__)", "AVX2 kernels",
+                            "compile with -mavx2 (or -march=native on an AVX2 machine)", "generic")
         case .avx512vnni: return ("bs_kernels_avx512vnni.h", "!defined(__AVX512VNNI__) || !defined(__AVX512BW__) || !defined(__AVX2__)",
-                                  "compile with -mavx512vnni -mavx512bw -mavx2 (or -march=native on a machine with AVX-512 VNNI)")
-        case .neon: return ("bs_kernels_neon.h", "!defined(__aarch64__) || !defined(__ARM_NEON)",
-                            "compile for aarch64 (e.g. aarch64-linux-gnu-gcc; -march=armv8.2-a+dotprod for the sdot kernels)")
+                                  "AVX-512 VNNI kernels", "compile with -mavx512vnni -mavx512bw -mavx2 (or -march=native on a machine with AVX-512 VNNI)",
+                                  "avx2 or generic")
+        case .neon: return ("bs_kernels_neon.h", "!defined(__aarch64__) || !defined(__ARM_NEON)", "aarch64 NEON kernels",
+                            "compile for aarch64 (e.g. aarch64-linux-gnu-gcc; -march=armv8.2-a+dotprod for the sdot kernels)", "generic")
+        }
+    }
+
+    /// The kernel families whose headers the bundle includes (VNNI bundles also use the AVX2 file's depthwise kernel
+    /// and vectorized pack).
+    var kernelFamilies: [KernelISA] {
+        switch self {
+        case .generic: return []
+        case .avx512vnni: return [.avx512vnni, .avx2]
+        default: return [self]
         }
     }
 

@@ -18,7 +18,6 @@ struct KernelTests {
 #include "bs_kernels_neon.h"
 #define K(n) n##__neon
 #define KS(n) bs_neon_##n
-const char *bs_neon_gemm_kernel_name(void);
 #elif defined(BS_TEST_VNNI)
 #include "bs_kernels_avx512vnni.h"
 #define K(n) n##__avx512vnni

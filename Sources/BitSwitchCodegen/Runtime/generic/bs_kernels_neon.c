@@ -729,8 +729,6 @@ void bs_neon_run(const bs_avx2_job *j, int32_t stage, int32_t task) {
     }
 }
 
-/* The micro-kernel this build uses (for tools and the docs' instruction counts). */
-const char *bs_neon_gemm_kernel_name(void);
 const char *bs_neon_gemm_kernel_name(void) { return BS_NKERNEL_NAME; }
 
 static void bs_nrun_all(const bs_avx2_job *j) {

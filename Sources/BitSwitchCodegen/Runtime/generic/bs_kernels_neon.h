@@ -73,6 +73,8 @@ void bs_neon_run(const bs_avx2_job *j, int32_t stage, int32_t task);
  * point in range, buffers within the GEMM path's scratch), 0 when the job takes the GEMM path; bs_neon_* run it
  * themselves (one stage of channel ranges). */
 int32_t bs_dwconv_tasks__neon(const bs_avx2_job *j);
+/* The name of the GEMM micro-kernel this build compiled (it follows __ARM_FEATURE_DOTPROD), for tests and tools. */
+const char *bs_neon_gemm_kernel_name(void);
 
 #ifdef __cplusplus
 }
