@@ -355,34 +355,51 @@ static inline int32x4_t bs_nrequant4(int32x4_t v, int32x2_t m, int64x2_t b, int6
     return vcombine_s32(vmovn_s64(v0), vmovn_s64(v1));
 }
 
-static void bs_nepilogue(const bs_avx2_job *j, int32x4_t alo, int32x4_t ahi, int32_t corr, size_t c, size_t off,
-                         size_t pstride, size_t count) {
+/* The Requant of one output channel, prepared once per channel: kind 0 = raw int32 accumulators, 1 = the vector
+ * path, 2 = the scalar reference order (n >= 64 or lo > hi: never produced by the lowering). */
+typedef struct bs_nepi {
+    int32_t kind, t, n;
+    int32x2_t M;
+    int64x2_t B, Z, SH, LO, HI;
+} bs_nepi;
+
+static inline void bs_nepi_of(const bs_avx2_job *j, size_t c, bs_nepi *e) {
+    const bs_requant_params *rq = j->rq;
+    memset(e, 0, sizeof *e);
+    if (!rq) return;
+    int32_t t = j->yt;
+    size_t q = rq->count == 1 ? 0 : c;
+    int32_t n = rq->n[q];
+    e->t = t; e->n = n;
+    if (rq->lo > rq->hi || n >= 64) { e->kind = 2; return; }
+    e->kind = 1;
+    int64_t cmin = t == BS_T_I8 ? INT8_MIN : (t == BS_T_U8 ? 0 : INT32_MIN);
+    int64_t cmax = t == BS_T_I8 ? INT8_MAX : (t == BS_T_U8 ? UINT8_MAX : INT32_MAX);
+    /* clamp to [lo, hi] then to the container = clamp to [C(lo), C(hi)] (C monotonic, lo <= hi) */
+    e->LO = vdupq_n_s64(bs_nclamp64(rq->lo, cmin, cmax)); e->HI = vdupq_n_s64(bs_nclamp64(rq->hi, cmin, cmax));
+    e->B = vdupq_n_s64(rq->bias[q]); e->Z = vdupq_n_s64(rq->zero); e->SH = vdupq_n_s64(-(int64_t)n);
+    e->M = vdup_n_s32(rq->m[q]);
+}
+
+static inline void bs_nepilogue(const bs_avx2_job *j, const bs_nepi *e, int32x4_t alo, int32x4_t ahi, int32_t corr,
+                                size_t c, size_t off, size_t pstride, size_t count) {
     const int32x4_t vc = vdupq_n_s32(corr);
     alo = vsubq_s32(alo, vc); ahi = vsubq_s32(ahi, vc);
-    const bs_requant_params *rq = j->rq;
     int32_t res[8];
-    if (!rq) {
+    if (e->kind == 0) {
         if (pstride == 1 && count == 8) { vst1q_s32((int32_t *)j->y + off, alo); vst1q_s32((int32_t *)j->y + off + 4, ahi); return; }
         vst1q_s32(res, alo); vst1q_s32(res + 4, ahi);
         for (size_t i = 0; i < count; i++) ((int32_t *)j->y)[off + i * pstride] = res[i];
         return;
     }
-    int32_t t = j->yt;
-    size_t q = rq->count == 1 ? 0 : c;
-    int32_t n = rq->n[q];
-    if (rq->lo > rq->hi || n >= 64) {   /* never produced by the lowering: the scalar reference order */
+    if (e->kind == 2) {
         vst1q_s32(res, alo); vst1q_s32(res + 4, ahi);
-        for (size_t i = 0; i < count; i++) bs_nstore_scalar(j->y, t, off + i * pstride, bs_nrequant_scalar(res[i], rq, c));
+        for (size_t i = 0; i < count; i++) bs_nstore_scalar(j->y, e->t, off + i * pstride, bs_nrequant_scalar(res[i], j->rq, c));
         return;
     }
-    int64_t cmin = t == BS_T_I8 ? INT8_MIN : (t == BS_T_U8 ? 0 : INT32_MIN);
-    int64_t cmax = t == BS_T_I8 ? INT8_MAX : (t == BS_T_U8 ? UINT8_MAX : INT32_MAX);
-    /* clamp to [lo, hi] then to the container = clamp to [C(lo), C(hi)] (C monotonic, lo <= hi) */
-    const int64x2_t LO = vdupq_n_s64(bs_nclamp64(rq->lo, cmin, cmax)), HI = vdupq_n_s64(bs_nclamp64(rq->hi, cmin, cmax));
-    const int64x2_t B = vdupq_n_s64(rq->bias[q]), Z = vdupq_n_s64(rq->zero), SH = vdupq_n_s64(-(int64_t)n);
-    const int32x2_t M = vdup_n_s32(rq->m[q]);
-    int32x4_t r0 = bs_nrequant4(alo, M, B, SH, n, Z, LO, HI), r1 = bs_nrequant4(ahi, M, B, SH, n, Z, LO, HI);
-    if (t == BS_T_I32) {
+    int32x4_t r0 = bs_nrequant4(alo, e->M, e->B, e->SH, e->n, e->Z, e->LO, e->HI);
+    int32x4_t r1 = bs_nrequant4(ahi, e->M, e->B, e->SH, e->n, e->Z, e->LO, e->HI);
+    if (e->t == BS_T_I32) {
         if (pstride == 1 && count == 8) { vst1q_s32((int32_t *)j->y + off, r0); vst1q_s32((int32_t *)j->y + off + 4, r1); return; }
         vst1q_s32(res, r0); vst1q_s32(res + 4, r1);
         for (size_t i = 0; i < count; i++) ((int32_t *)j->y)[off + i * pstride] = res[i];
@@ -498,7 +515,7 @@ static void bs_ndw_geometry(const bs_conv_shape *s, bs_ndw_geo *d) {
     size_t sw = (size_t)(g->sw > 2 ? g->sw : 2);
     d->owp = ((size_t)g->ow + 7) / 8 * 8;
     d->rw = d->owp * sw + (size_t)(g->kw - 1) * (size_t)g->dw + 16;
-    if (d->rw < (size_t)g->pw + (size_t)g->w) d->rw = (size_t)g->pw + (size_t)g->w;
+    if (d->rw < (size_t)g->pw + (size_t)g->w + 8) d->rw = (size_t)g->pw + (size_t)g->w + 8;   /* room for the tail's 8 */
     d->task_bytes = BS_NA64((size_t)g->h * d->rw * 2) + BS_NA64(d->owp * 4) + BS_NA64((size_t)g->kh * g->kw * 2);
 }
 
@@ -545,6 +562,8 @@ static void bs_ndw_run(const bs_avx2_job *j, int32_t task) {
         const int8_t *xc = (const int8_t *)j->x + c * in_count;
         const int8_t *wc = wp + c * (size_t)h->kg * 32;   /* channel c: lane 0 of block c (mg = 1, mg8 = 8) */
         for (int32_t t = 0; t < ntaps; t++) wts[t] = wc[(size_t)(t / 4) * 32 + t % 4];
+        bs_nepi e;
+        bs_nepi_of(j, c, &e);
         /* the channel's plane as int16 x - x_zero, each row from column -pw, zeros around */
         for (size_t ih = 0; ih < (size_t)g->h; ih++) {
             int16_t *b = plane + ih * d.rw;
@@ -558,7 +577,11 @@ static void bs_ndw_run(const bs_avx2_job *j, int32_t task) {
             }
             for (; i + 8 <= w; i += 8)
                 vst1q_s16(b + pw + i, vsubq_s16(vmovl_s8(veor_s8(vld1_s8(xr + i), vget_low_s8(flip))), vsz));
-            for (; i < w; i++) b[pw + i] = (int16_t)((int8_t)(xr[i] ^ (j->xt == BS_T_U8 ? (int8_t)-128 : 0)) - sz);
+            if (i < w) {   /* the last 1-7 through a copy (the input may end there); the extra lanes are zeroed below */
+                int8_t tail[8] = {0};
+                memcpy(tail, xr + i, w - i);
+                vst1q_s16(b + pw + i, vsubq_s16(vmovl_s8(veor_s8(vld1_s8(tail), vget_low_s8(flip))), vsz));
+            }
             memset(b + pw + w, 0, (d.rw - pw - w) * 2);
         }
         for (int32_t oh = 0; oh < g->oh; oh++) {
@@ -599,7 +622,7 @@ static void bs_ndw_run(const bs_avx2_job *j, int32_t task) {
             }
             size_t off = c * n + (size_t)oh * g->ow;
             for (size_t ow0 = 0; ow0 < (size_t)g->ow; ow0 += 8)
-                bs_nepilogue(j, vld1q_s32(acc + ow0), vld1q_s32(acc + ow0 + 4), 0, c, off + ow0, 1,
+                bs_nepilogue(j, &e, vld1q_s32(acc + ow0), vld1q_s32(acc + ow0 + 4), 0, c, off + ow0, 1,
                              (size_t)g->ow - ow0 < 8 ? (size_t)g->ow - ow0 : 8);
         }
     }
@@ -695,6 +718,9 @@ void bs_neon_run(const bs_avx2_job *j, int32_t stage, int32_t task) {
     for (size_t cb = cb0; cb < cb1; cb++) {
         const int8_t *w = wp + (g * ncb + cb) * bstride;
         size_t nc = (size_t)o->mg - cb * 8 < 8 ? (size_t)o->mg - cb * 8 : 8;   /* real channels of the block */
+        bs_nepi epi[8];   /* prepared at the first full pixel block (a batch-1 gemm has none) */
+        int32_t corr[8];
+        int epi_ready = 0;
         for (size_t b = b0; b < b1; b++) {
             const int8_t *a = (const int8_t *)(l.ilv + g * o->ilv_bytes + b * bstride);
             size_t p0 = b * 8, count = o->n - p0 < 8 ? o->n - p0 : 8;
@@ -720,10 +746,17 @@ void bs_neon_run(const bs_avx2_job *j, int32_t stage, int32_t task) {
             bs_qs8s8_gemm_rq64_8x4c4__neon(a, w, o->kg, acc);
             if (nc > 4) bs_qs8s8_gemm_rq64_8x4c4__neon(a, w + 16, o->kg, acc + 8);
 #endif
+            if (!epi_ready) {
+                for (size_t c8 = 0; c8 < nc; c8++) {
+                    size_t c = cb * 8 + c8;
+                    bs_nepi_of(j, g * (size_t)o->mg + c, &epi[c8]);
+                    corr[c8] = (int32_t)((uint32_t)o->sz * (uint32_t)wsum[g * (size_t)o->mg8 + c]);
+                }
+                epi_ready = 1;
+            }
             for (size_t c8 = 0; c8 < nc; c8++) {
-                size_t c = cb * 8 + c8, oc = g * (size_t)o->mg + c;
-                int32_t corr = (int32_t)((uint32_t)o->sz * (uint32_t)wsum[g * (size_t)o->mg8 + c]);
-                bs_nepilogue(j, acc[2 * c8], acc[2 * c8 + 1], corr, oc, oc * cstride + p0 * pstride, pstride, count);
+                size_t oc = g * (size_t)o->mg + cb * 8 + c8;
+                bs_nepilogue(j, &epi[c8], acc[2 * c8], acc[2 * c8 + 1], corr[c8], oc, oc * cstride + p0 * pstride, pstride, count);
             }
         }
     }
