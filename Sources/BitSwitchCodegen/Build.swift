@@ -111,14 +111,14 @@ public func buildBundle(directory: String, output: String? = nil, options: Compi
         // The kernels are the same for every model: their object is cached on its own (key: kernel sources,
         // compiler identity, flags), so a new model compiles only bitswitch_model.c.
         var objects: [String] = []
-        for source in ["bs_kernels.c", "bs_kernels_avx2.c", "bs_kernels_avx512vnni.c", "bs_threads.c"] where fm.fileExists(atPath: dir.appendingPathComponent(source).path) {
+        for source in ["bs_kernels.c", "bs_kernels_avx2.c", "bs_kernels_avx512vnni.c", "bs_kernels_neon.c", "bs_threads.c"] where fm.fileExists(atPath: dir.appendingPathComponent(source).path) {
             var kh = SHA256()
             kh.update("bitswitch-kernels-v2")
             kh.update(source)
             kh.update(options.compiler.joined(separator: " "))
             kh.update(flags.joined(separator: " "))
             kh.update(probe.stdout.split(separator: "\n").sorted().joined(separator: "\n"))
-            for f in [source, "bs_kernels.h", "bs_kernels_avx2.h", "bs_kernels_avx512vnni.h", "bs_threads.h"] { kh.update(fm.contents(atPath: dir.appendingPathComponent(f).path) ?? Data()) }
+            for f in [source, "bs_kernels.h", "bs_kernels_avx2.h", "bs_kernels_avx512vnni.h", "bs_kernels_neon.h", "bs_threads.h"] { kh.update(fm.contents(atPath: dir.appendingPathComponent(f).path) ?? Data()) }
             let kernelObject = cacheDir.appendingPathComponent("kernels-\(kh.finish()).o")
             if !fm.fileExists(atPath: kernelObject.path) {
                 DurableFiles.removeStale(besides: kernelObject.path)

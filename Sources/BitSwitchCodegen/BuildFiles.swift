@@ -2,7 +2,8 @@ import BitSwitchIR
 
 /// The build files and README written into every bundle.
 enum BuildFiles {
-    static let sources = ["bitswitch_model.c", "bs_kernels.c", "bs_kernels_avx2.c", "bs_kernels_avx512vnni.c", "bs_threads.c"]
+    static let sources = ["bitswitch_model.c", "bs_kernels.c", "bs_kernels_avx2.c", "bs_kernels_avx512vnni.c", "bs_kernels_neon.c",
+                          "bs_threads.c"]
     /// Flags the kernels need for bit-exact results on every target: C11, no floating-point contraction.
     static let requiredFlags = ["-std=c11", "-ffp-contract=off", "-fno-fast-math"]
 
@@ -16,18 +17,18 @@ enum BuildFiles {
     PTHREAD ?= -pthread
     CFLAGS += -std=c11 -ffp-contract=off -fno-fast-math $(OPT) $(ARCH) $(PTHREAD) $(THREADS) -fPIC -Wall
     LDLIBS += -lm $(PTHREAD)
-    SRCS = bitswitch_model.c bs_kernels.c bs_kernels_avx2.c bs_kernels_avx512vnni.c bs_threads.c
+    SRCS = bitswitch_model.c bs_kernels.c bs_kernels_avx2.c bs_kernels_avx512vnni.c bs_kernels_neon.c bs_threads.c
     OBJS = $(SRCS:.c=.o)
 
     all: libbitswitch_model.so libbitswitch_model.a
 
-    libbitswitch_model.so: $(SRCS) bitswitch_model.h bs_kernels.h bs_kernels_avx2.h bs_kernels_avx512vnni.h bs_threads.h
+    libbitswitch_model.so: $(SRCS) bitswitch_model.h bs_kernels.h bs_kernels_avx2.h bs_kernels_avx512vnni.h bs_kernels_neon.h bs_threads.h
     \t$(CC) $(CFLAGS) -shared -o $@ $(SRCS) $(LDLIBS)
 
     libbitswitch_model.a: $(OBJS)
     \t$(AR) rcs $@ $(OBJS)
 
-    %.o: %.c bitswitch_model.h bs_kernels.h bs_kernels_avx2.h bs_kernels_avx512vnni.h bs_threads.h
+    %.o: %.c bitswitch_model.h bs_kernels.h bs_kernels_avx2.h bs_kernels_avx512vnni.h bs_kernels_neon.h bs_threads.h
     \t$(CC) $(CFLAGS) -c -o $@ $<
 
     clean:
@@ -44,7 +45,8 @@ enum BuildFiles {
     set(CMAKE_C_STANDARD_REQUIRED ON)
     set(CMAKE_C_EXTENSIONS OFF)
     set(CMAKE_POSITION_INDEPENDENT_CODE ON)
-    add_library(bitswitch_model bitswitch_model.c bs_kernels.c bs_kernels_avx2.c bs_kernels_avx512vnni.c bs_threads.c)
+    add_library(bitswitch_model bitswitch_model.c bs_kernels.c bs_kernels_avx2.c bs_kernels_avx512vnni.c bs_kernels_neon.c
+                                  bs_threads.c)
     target_include_directories(bitswitch_model PUBLIC ${CMAKE_CURRENT_SOURCE_DIR})
     target_compile_options(bitswitch_model PRIVATE -ffp-contract=off -fno-fast-math)
     set(THREADS_PREFER_PTHREAD_FLAG ON)
@@ -84,7 +86,7 @@ enum BuildFiles {
 
             make                     # libbitswitch_model.so and libbitswitch_model.a (CC, ARCH, OPT override)
             cc -std=c11 -O3 -march=native -ffp-contract=off -fPIC -shared -o libbitswitch_model.so \\
-               -pthread bitswitch_model.c bs_kernels.c bs_kernels_avx2.c bs_kernels_avx512vnni.c bs_threads.c -lm
+               -pthread bitswitch_model.c bs_kernels.c bs_kernels_avx2.c bs_kernels_avx512vnni.c bs_kernels_neon.c bs_threads.c -lm
             cmake -B build && cmake --build build    # or with CMake
 
         Cross-compiling, e.g. for 64-bit Arm: `make CC=aarch64-linux-gnu-gcc ARCH=`. Results are bit-exact on
@@ -123,8 +125,10 @@ enum BuildFiles {
         Kernels: emitted for `\(plan.isa.rawValue)` (`BS_ISA`). With `avx2` QConv/QGemm call `bs_kernels_avx2.c`
         (compile with AVX2 enabled, e.g. `-march=native` on an AVX2 machine), with `avx512vnni` they call
         `bs_kernels_avx512vnni.c` (compile with AVX-512 VNNI and BW enabled, e.g. `-march=native` on a Zen 4 or an
-        Ice Lake); otherwise the build stops with an `#error`. Everything else, and every kernel of a `generic`
-        or `neon` bundle, is the portable C of `bs_kernels.c`. The kernels in `bs_kernels.c` are the portable reference (`bs_qs8_conv_requant__generic`, ...): the Swift
+        Ice Lake), with `neon` they call `bs_kernels_neon.c` (compile for aarch64; with the dot product extension,
+        e.g. `ARCH=-march=armv8.2-a+dotprod` or `-mcpu=cortex-a76`, they use `sdot`, otherwise plain ARMv8.0
+        NEON); otherwise the build stops with an `#error`. Everything else, and every kernel of a `generic`
+        bundle, is the portable C of `bs_kernels.c`. The kernels in `bs_kernels.c` are the portable reference (`bs_qs8_conv_requant__generic`, ...): the Swift
         interpreter of BitSwitch (`docs/int-ops.md`) defines their results bit for bit.
 
         """

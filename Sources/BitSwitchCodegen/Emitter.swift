@@ -206,21 +206,18 @@ struct CWriter {
 
 
         """
-        if plan.isa == .avx512vnni {
+        for family in plan.isa.kernelFamilies {
+            guard let h = family.kernelHeader else { continue }
             out += """
-            #include "bs_kernels_avx512vnni.h"
-            #if !defined(__AVX512VNNI__) || !defined(__AVX512BW__) || !defined(__AVX2__)
-            #error "this bundle was emitted with --isa avx512vnni (AVX-512 VNNI kernels): compile with -mavx512vnni -mavx512bw -mavx2 (or -march=native on a machine with AVX-512 VNNI), or emit it again with --isa avx2 or generic"
+            #include "\(h.file)"
+            #if \(h.missing)
+            #error "this bundle was emitted with --isa \(plan.isa.rawValue) (\(h.what)): \(h.hint), or emit it again with --isa \(h.otherwise)"
             #endif
 
             """
         }
-        if plan.isa.usesAVX2Kernels {
+        if plan.isa.usesPackedKernels {
             out += """
-            #include "bs_kernels_avx2.h"
-            #if !defined(__AVX2__)
-            #error "this bundle was emitted with --isa \(plan.isa.rawValue) (AVX2 kernels): compile with -mavx2 (or -march=native on an AVX2 machine), or emit it again with --isa generic"
-            #endif
             #define BS_SCRATCH_OFFSET \(plan.scratchOffset)
             #define BS_SCRATCH_SIZE \(plan.scratchBytes)
 
@@ -365,7 +362,7 @@ struct CWriter {
 
         /* ---- API ---- */
         static void bs_forward(bs_ctx *ctx, int skip_input_quantize);
-        \(plan.isa.usesAVX2Kernels ? """
+        \(plan.isa.usesPackedKernels ? """
         static int bs_sizes_ok(void);
 
         /* The staged QConv / QGemm kernel family of this bundle (--isa \(plan.isa.rawValue)). */
@@ -419,7 +416,7 @@ struct CWriter {
             int32_t r = wn->regions[b];
             unsigned char *dst = ctx->arena + bs_region_offset[r];
             if (ctx->rstate[r][0] != p->w_shift || ctx->rstate[r][1] != p->w_bits) {
-                \(plan.isa.usesAVX2Kernels
+                \(plan.isa.usesPackedKernels
                     ? (plan.isa == .avx2
                         ? "bs_qs8_pack_weights_rows__avx2(wn->q8, dst, wn->groups, wn->mg, wn->k, wn->kmajor, p->w_shift, p->w_bits, wn->rows);"
                         : "bs_qs8_pack_weights__\(plan.isa.kernelSuffix)(wn->q8, dst, wn->groups, wn->mg, wn->k, wn->kmajor, p->w_shift, p->w_bits);")
@@ -440,7 +437,7 @@ struct CWriter {
         int bs_init(bs_ctx *ctx, void *arena, int threads) {
             if (!ctx || (!arena && BS_ARENA_SIZE > 0)) return BS_ERR_ARGUMENT;
             if (((uintptr_t)arena % BS_ARENA_ALIGNMENT) != 0) return BS_ERR_ALIGNMENT;
-        \(plan.isa.usesAVX2Kernels ? "    if (!bs_sizes_ok()) return BS_ERR_INTERNAL;\n" : "")            memset(ctx, 0, sizeof *ctx);
+        \(plan.isa.usesPackedKernels ? "    if (!bs_sizes_ok()) return BS_ERR_INTERNAL;\n" : "")            memset(ctx, 0, sizeof *ctx);
             ctx->arena = (unsigned char *)arena;
             for (int32_t r = 0; r < BS_REGIONS; r++) ctx->rstate[r][0] = ctx->rstate[r][1] = -1;
         #if BS_PREPACK
@@ -575,7 +572,7 @@ struct CWriter {
             func fail(_ m: String) -> BitSwitchError { BitSwitchError(.shape, m, node: n.label, op: n.op.typeName) }
             switch n.op {
             case .quantize:
-                let call = "bs_f32_quantize__\(plan.isa.usesAVX2Kernels ? "avx2" : "generic")((const float *)\(ptr(x)), \(ptr(y)), \(tcode(y)), \(CSyntax.size(count(y))), \(pb));\n"
+                let call = "bs_f32_quantize__\(plan.isa.quantizeSuffix)((const float *)\(ptr(x)), \(ptr(y)), \(tcode(y)), \(CSyntax.size(count(y))), \(pb));\n"
                 body += i == plan.quantizeOfInput ? "    if (!skip_input_quantize) \(call)" : "    \(call)"
             case .dequantize:
                 body += "    bs_dequantize__generic(\(ptr(x)), \(tcode(x)), (float *)\(ptr(y)), \(CSyntax.size(count(y))), \(pb));\n"
@@ -596,7 +593,7 @@ struct CWriter {
                 }
                 decls += "static const bs_conv_shape \(id)_s = {\(window(Array(xs.dropFirst(2)), win.output, win)), \(xs[1]), \(ws[0]), \(q.conv.group)};\n"
                 let w = "(const int8_t *)ctx->wptr[\(wnodeIndex[i] ?? 0)]"
-                if plan.isa.usesAVX2Kernels {
+                if plan.isa.usesPackedKernels {
                     let rq = plan.fusedRequant[i].flatMap { r in plan.paramIndex[r].map { "&\(nodeID(r))_p[B[\($0)]]" } } ?? "NULL"
                     body += "    { const bs_avx2_job j = {\(ptr(x)), \(tcode(x)), \(tcode(outName)), \(w), \(pb), \(rq), \(ptr(outName)), A + BS_SCRATCH_OFFSET, &\(id)_s, 0, 0, 0, 0}; bs_par(ctx, &j); }\n"
                     checks += "    if (bs_conv_scratch_size__\(plan.isa.kernelSuffix)(&\(id)_s) > BS_SCRATCH_SIZE) return 0;\n"
@@ -616,7 +613,7 @@ struct CWriter {
                 let rows = count(x) / k
                 let w = "(const int8_t *)ctx->wptr[\(wnodeIndex[i] ?? 0)]"
                 let dims = "\(CSyntax.size(rows)), \(CSyntax.size(k)), \(CSyntax.size(m)), \(q.transB ? 1 : 0)"
-                if plan.isa.usesAVX2Kernels {
+                if plan.isa.usesPackedKernels {
                     let rq = plan.fusedRequant[i].flatMap { r in plan.paramIndex[r].map { "&\(nodeID(r))_p[B[\($0)]]" } } ?? "NULL"
                     body += "    { const bs_avx2_job j = {\(ptr(x)), \(tcode(x)), \(tcode(outName)), \(w), \(pb), \(rq), \(ptr(outName)), A + BS_SCRATCH_OFFSET, NULL, \(dims)}; bs_par(ctx, &j); }\n"
                     checks += "    if (bs_gemm_scratch_size__\(plan.isa.kernelSuffix)(\(CSyntax.size(rows)), \(CSyntax.size(k)), \(CSyntax.size(m))) > BS_SCRATCH_SIZE) return 0;\n"
@@ -703,7 +700,7 @@ struct CWriter {
             (void)skip_input_quantize;
         \(body)}
 
-        """ + (plan.isa.usesAVX2Kernels ? """
+        """ + (plan.isa.usesPackedKernels ? """
 
         /* The arena layout was computed by the emitter; the kernels' own size functions must agree. */
         static int bs_sizes_ok(void) {

@@ -436,12 +436,15 @@ struct Plan {
             case .qconv, .qgemm:
                 weightOffsets[i] = offset
                 let blocks = paramIndex[i].map { paramNodes[$0].blocks } ?? []
-                let d = isa.usesAVX2Kernels ? matmulDims(i) : nil
+                let d = isa.usesPackedKernels ? matmulDims(i) : nil
                 func bytes(_ bits: Int) -> Int {
                     guard let d else { return Plan.align(graph.initializers[n.inputs[1]]?.count ?? 0) }
                     return Plan.align(Plan.packedWeightBytes(groups: d.groups, mg: d.mg, k: d.k, isa: isa, bits: bits))
                 }
-                if let d { scratchBytes = max(scratchBytes, Plan.scratchBytes(groups: d.groups, mg: d.mg, k: d.k, n: d.n, isa: isa)) }
+                if let d {
+                    let conv = { if case .qconv = n.op { return true } else { return false } }()
+                    scratchBytes = max(scratchBytes, Plan.scratchBytes(groups: d.groups, mg: d.mg, k: d.k, n: d.n, isa: isa, conv: conv))
+                }
                 var mine: [[Int]: Int] = [:]   // (shift, bits) -> region
                 var perBlock: [Int] = []
                 for b in blocks {
@@ -519,19 +522,30 @@ struct Plan {
         }
     }
 
-    /// bs_qs8_packed_weights_size__avx2 (bs_kernels_avx2.c; room for int16 weights) or __avx512vnni
-    /// (bs_kernels_avx512vnni.c; bytes for every bit-width), the same formulas.
-    /// `bits` 1...8: bs_qs8_packed_weights_size_bits__avx2 (the AVX2 layout of that bit-width only: S8C4 below 8
-    /// bits); 0: any bit-width.
+    /// bs_qs8_packed_weights_size__avx2 (bs_kernels_avx2.c; room for int16 weights), __avx512vnni
+    /// (bs_kernels_avx512vnni.c; bytes for every bit-width) or __neon (bs_kernels_neon.c; blocks of 8 channels),
+    /// the same formulas. `bits` 1...8: bs_qs8_packed_weights_size_bits__avx2 (the AVX2 layout of that bit-width
+    /// only: S8C4 below 8 bits); 0: any bit-width (the other ISAs' layouts do not depend on it).
     static func packedWeightBytes(groups: Int, mg: Int, k: Int, isa: KernelISA, bits: Int = 0) -> Int {
+        if isa == .neon {
+            let mg8 = (mg + 7) / 8 * 8, kg = (k + 3) / 4
+            return 64 + align(groups * mg8 * 4) + align(groups * mg8 * kg * 4)
+        }
         let narrow = isa == .avx512vnni || (isa == .avx2 && (1...7).contains(bits))
         let mg4 = (mg + 3) / 4 * 4, kg = narrow ? (k + 3) / 4 : (k + 1) / 2
         return 64 + align(groups * mg4 * 4) + align(groups * mg4 * kg * 4)
     }
 
-    /// bs_conv_scratch_size__avx2 / bs_gemm_scratch_size__avx2 (bs_kernels_avx2.c) or their __avx512vnni
-    /// versions, the same formulas; the generated bs_init checks both against the C functions.
-    static func scratchBytes(groups: Int, mg: Int, k: Int, n: Int, isa: KernelISA) -> Int {
+    /// bs_conv_scratch_size__avx2 / bs_gemm_scratch_size__avx2 (bs_kernels_avx2.c) or their __avx512vnni / __neon
+    /// versions, the same formulas; the generated bs_init checks both against the C functions. `conv`: the NEON
+    /// kernels gather a conv's rows into an area a gemm does not need.
+    static func scratchBytes(groups: Int, mg: Int, k: Int, n: Int, isa: KernelISA, conv: Bool) -> Int {
+        if isa == .neon {
+            let npad = (n + 7) / 8 * 8, kg = (k + 3) / 4, kgPerTask = 16
+            let tmp = conv ? align(groups * ((kg + kgPerTask - 1) / kgPerTask) * 4 * npad) : 0
+            let ilv = align(groups * kg * 4 * npad), fb = align(groups * mg * k)
+            return 64 + max(tmp + ilv, fb)
+        }
         if isa == .avx512vnni {
             let npad = (n + 15) / 16 * 16, mg4 = (mg + 3) / 4 * 4, k4 = (k + 3) / 4 * 4
             return 64 + align(groups * k4 * npad) + max(align(groups * k4 * npad), align(groups * mg4 * k))

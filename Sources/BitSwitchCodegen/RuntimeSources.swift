@@ -7,7 +7,8 @@ import Foundation
 /// built from; `BITSWITCH_RUNTIME_DIR` overrides all of them.
 enum RuntimeSources {
     static let names = ["bs_kernels.h", "bs_kernels.c", "bs_kernels_avx2.h", "bs_kernels_avx2.c",
-                         "bs_kernels_avx512vnni.h", "bs_kernels_avx512vnni.c", "bs_threads.h", "bs_threads.c"]
+                         "bs_kernels_avx512vnni.h", "bs_kernels_avx512vnni.c", "bs_kernels_neon.h", "bs_kernels_neon.c",
+                         "bs_threads.h", "bs_threads.c"]
     static let bundleName = "BitSwitch_BitSwitchCodegen.resources"
 
     static func candidates() -> [URL] {

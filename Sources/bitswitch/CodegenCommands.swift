@@ -35,7 +35,7 @@ struct EmitCommand: ParsableCommand {
     @Flag(help: "Compile in only the listed profiles (no per-layer switching tables).") var noLayerSwitching = false
     @Flag(help: "Make every layer's weights at each of its bit-widths once, in bs_init: bs_set_profile and bs_set_layer_bits then take microseconds, for one packed copy per distinct bit-width in the arena.")
     var prepack = false
-    @Option(help: ArgumentHelp("Kernels to emit for: avx2, avx512vnni (vpdpbusd kernels: compile with AVX-512 VNNI), neon (generic kernels for now), generic, or native (default: this machine's).", valueName: "ISA"))
+    @Option(help: ArgumentHelp("Kernels to emit for: avx2, avx512vnni (vpdpbusd kernels: compile with AVX-512 VNNI), neon (aarch64 NEON conv / gemm kernels, sdot with -march=armv8.2-a+dotprod), generic, or native (default: this machine's).", valueName: "ISA"))
     var isa = "native"
 
     func run() throws {

@@ -2,19 +2,23 @@ import BitSwitchCodegen
 import Foundation
 import Testing
 
-/// The AVX2 and the AVX-512 VNNI kernels against the portable reference kernels, in C, on thousands of random shapes: 1-D / 2-D / 1x1
-/// conv, strides, pads, dilations, groups, depthwise, gemm in both weight layouts, i8 and u8 inputs with zero points
+/// The AVX2, the AVX-512 VNNI and the NEON kernels against the portable reference kernels, in C, on thousands of
+/// random shapes: 1-D / 2-D / 1x1 conv, strides, pads, dilations, groups, depthwise, gemm in both weight layouts, i8 and u8 inputs with zero points
 /// (also ones outside the container, which take the exact fallback), every w_bits 1..8 and shift, per-tensor and
 /// per-channel Requant into i8 / u8 / i32 (and raw int32 accumulators), extreme Requant tables, channel and pixel
 /// tails; the staged form (what the thread pool runs) with its tasks in reverse order. Bit for bit.
 struct KernelTests {
     static let check = #"""
-/* Bit-exactness check of the AVX2 (or, with -DBS_TEST_VNNI, the AVX-512 VNNI) kernels against the portable ones on
- * random shapes. Usage: kernel_check SEED CASES */
+/* Bit-exactness check of the AVX2 (or, with -DBS_TEST_VNNI, the AVX-512 VNNI; with -DBS_TEST_NEON, the aarch64 NEON)
+ * kernels against the portable ones on random shapes. Usage: kernel_check SEED CASES */
 #define _POSIX_C_SOURCE 200809L
 #include "bs_kernels.h"
 #include "bs_kernels_avx2.h"
-#ifdef BS_TEST_VNNI
+#ifdef BS_TEST_NEON
+#include "bs_kernels_neon.h"
+#define K(n) n##__neon
+#define KS(n) bs_neon_##n
+#elif defined(BS_TEST_VNNI)
 #include "bs_kernels_avx512vnni.h"
 #define K(n) n##__avx512vnni
 #define KS(n) bs_avx512vnni_##n
@@ -22,8 +26,8 @@ struct KernelTests {
 #define K(n) n##__avx2
 #define KS(n) bs_avx2_##n
 #endif
-#ifdef BS_TEST_VNNI
-#define PACK_ROWS(q8, pw, g, mg, k, kmajor, shift, bits, rows) bs_qs8_pack_weights__avx512vnni(q8, pw, g, mg, k, kmajor, shift, bits)
+#if defined(BS_TEST_VNNI) || defined(BS_TEST_NEON)
+#define PACK_ROWS(q8, pw, g, mg, k, kmajor, shift, bits, rows) K(bs_qs8_pack_weights)(q8, pw, g, mg, k, kmajor, shift, bits)
 #else   /* the batch-1 layouts for gemms of 1..4 rows */
 #define PACK_ROWS(q8, pw, g, mg, k, kmajor, shift, bits, rows) bs_qs8_pack_weights_rows__avx2(q8, pw, g, mg, k, kmajor, shift, bits, rows)
 #endif
@@ -168,7 +172,11 @@ int main(int argc, char **argv) {
         bs_avx2_job j; memset(&j, 0, sizeof j);
         j.x = x; j.xt = xt; j.yt = yt; j.packed = pw; j.p = &p; j.rq = R; j.y = y2; j.scratch = scratch;
         if (is_gemm) { j.rows = rows; j.k = k; j.m = m; j.trans_b = trans_b; } else j.conv = &s;
+#ifdef BS_TEST_NEON
+        if (bs_dwconv_tasks__neon(&j)) direct_dw++;
+#else
         if (bs_dwconv_tasks__avx2(&j)) direct_dw++;
+#endif
         for (int32_t sg = 0; sg < KS(stages)(&j); sg++) for (int32_t tk = KS(tasks)(&j, sg) - 1; tk >= 0; tk--) KS(run)(&j, sg, tk);
         if (memcmp(y0, y1, ycount * esz) || memcmp(y0, y2, ycount * esz)) {
             size_t i = 0; while (i < ycount * esz && y0[i] == y1[i] && y0[i] == y2[i]) i++;
@@ -186,9 +194,13 @@ int main(int argc, char **argv) {
     }
     printf("ok %d cases (%ld with varied outputs; %ld w<=7 bits, %ld 8-bit, %ld odd zero points, %ld extreme requant, %ld direct depthwise, %ld low-bit activations, %ld batch-1 gemm layouts)\n", cases, distinct_cases, paths[0], paths[1], paths[2], paths[3], direct_dw, lowact, gemv);
     if (direct_dw < cases / 20) { printf("too few direct depthwise cases: %ld\n", direct_dw); return 1; }
-#ifndef BS_TEST_VNNI
+#if !defined(BS_TEST_VNNI) && !defined(BS_TEST_NEON)
     if (gemv < cases / 40) { printf("too few batch-1 gemm cases: %ld\n", gemv); return 1; }
 #endif
+#ifdef BS_TEST_NEON
+    printf("kernel %s\n", bs_neon_gemm_kernel_name());   /* NEON: no elementwise kernels, the bundle uses the generic ones */
+    return 0;
+#else
     /* the vectorized Requant and QAdd against the generic ones: every container pair, tails, extreme parameters;
      * AVX2: also the split form (bs_ew_run__avx2, tasks in reverse order) */
     for (int t = 0; t < cases; t++) {
@@ -312,6 +324,7 @@ int main(int argc, char **argv) {
     printf("ok %d quantize cases\n", cases);
 #endif
     return 0;
+#endif
 }
 """#
 
@@ -359,6 +372,29 @@ int main(int argc, char **argv) {
         for seed in 1...3 {
             let (r, out, e) = try NativeBuildTests.run(["./kc", "\(seed)", "1500"], cwd: b)
             #expect(r == 0 && out.hasPrefix("ok 1500 cases") && out.contains("ok 1500 requant and qadd cases") && out.contains("ok 1500 maxpool cases"), "seed \(seed): \(out)\(e)")
+        }
+    }
+
+    /// The same check through the aarch64 NEON kernels, cross-compiled and run under qemu-aarch64: once with the dot
+    /// product extension (bs_qs8s8_gemm_rq64_8x8c4__neondot, sdot) and once for plain ARMv8.0
+    /// (bs_qs8s8_gemm_rq64_8x4c4__neon, smull + sadalp), with the direct depthwise kernel on the depthwise shapes.
+    /// NEON bundles use the generic Requant / QAdd / pools, so only the conv / gemm part runs. Skips (like the aarch64 cross test) without the cross tools and apt-get.
+    @Test(arguments: [("dotprod", "armv8.2-a+dotprod", "bs_qs8s8_gemm_rq64_8x8c4__neondot"),
+                      ("armv8", "armv8-a", "bs_qs8s8_gemm_rq64_8x4c4__neon")])
+    func neonKernelsMatchTheGenericKernelsOnRandomShapesUnderQemu(variant: (name: String, march: String, kernel: String)) throws {
+        guard NativeBuildTests.hasAarch64CrossTools("neonKernelsMatchTheGenericKernelsOnRandomShapesUnderQemu") else { return }
+        let dir = TempDir()
+        let b = dir.file("bundle")
+        try emitBundle(EmitInput(graph: try SwitchingTests.variant(conv1: .init(w: 8, a: 8), fc: .init(w: 8, a: 8)), isa: .neon), to: b)
+        try Self.check.write(toFile: b + "/kernel_check.c", atomically: true, encoding: .utf8)
+        let (rc, _, err) = try NativeBuildTests.run(["aarch64-linux-gnu-gcc", "-std=c11", "-O2", "-march=\(variant.march)", "-Wall", "-Wextra",
+                                                     "-pedantic", "-Werror", "-ffp-contract=off", "-static", "-DBS_TEST_NEON", "-o", "kc",
+                                                     "kernel_check.c", "bs_kernels.c", "bs_kernels_avx2.c", "bs_kernels_neon.c"], cwd: b)
+        #expect(rc == 0, "compile: \(err)")
+        guard rc == 0 else { return }
+        for seed in 1...3 {
+            let (r, out, e) = try NativeBuildTests.run(["qemu-aarch64", "./kc", "\(seed)", "1500"], cwd: b)
+            #expect(r == 0 && out.hasPrefix("ok 1500 cases") && out.contains("kernel \(variant.kernel)"), "\(variant.name) seed \(seed): \(out)\(e)")
         }
     }
 

@@ -182,35 +182,94 @@ struct NativeBuildTests {
         return Case(input: EmitInput(graph: g), samples: (0..<2).map { Harness.floats(n, seed: UInt64(90 + $0)) }, layerSteps: [])
     }
 
-    @Test func aarch64CrossBuildUnderQemuIsBitExactWithX86() throws {
+    /// Whether aarch64-linux-gnu-gcc and qemu-aarch64 are on the PATH. Missing with apt-get available: an issue
+    /// (scripts/install-deps.sh installs them); missing without apt-get: a clean skip.
+    static func hasAarch64CrossTools(_ test: String) -> Bool {
         let tools = ["aarch64-linux-gnu-gcc", "qemu-aarch64"]
         let missing = tools.filter { t in !(ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":").contains {
             FileManager.default.isExecutableFile(atPath: "\($0)/\(t)") } }
-        if !missing.isEmpty {
-            let apt = FileManager.default.isExecutableFile(atPath: "/usr/bin/apt-get")
-            if apt {
-                Issue.record("missing \(missing.joined(separator: ", ")): run scripts/install-deps.sh (gcc-aarch64-linux-gnu, qemu-user)")
-            } else {
-                print("skipping the aarch64 cross test: \(missing.joined(separator: ", ")) missing and apt-get is unavailable")
-            }
-            return
+        if missing.isEmpty { return true }
+        if FileManager.default.isExecutableFile(atPath: "/usr/bin/apt-get") {
+            Issue.record("missing \(missing.joined(separator: ", ")): run scripts/install-deps.sh (gcc-aarch64-linux-gnu, qemu-user)")
+        } else {
+            print("skipping \(test): \(missing.joined(separator: ", ")) missing and apt-get is unavailable")
         }
-        let c = try Self.switchingCase()
+        return false
+    }
+
+    /// The aarch64 build of a bundle under qemu on two threads: the portable kernels (`generic`), the NEON kernels
+    /// with `sdot` (`neon-dotprod`, -march=armv8.2-a+dotprod) and without (`neon-armv8`, plain ARMv8.0 NEON), on the
+    /// switching case (i8 conv, u8 gemm, profile and layer switches that repack the weights) and the residual/pool
+    /// graph. The same bytes as this machine's own build (its best ISA) and as the interpreter.
+    @Test(arguments: ["generic", "neon-dotprod", "neon-armv8"])
+    func aarch64CrossBuildUnderQemuIsBitExactWithX86(variant: String) throws {
+        guard Self.hasAarch64CrossTools("the aarch64 cross test") else { return }
+        let isa: KernelISA = variant == "generic" ? .generic : .neon
+        let march = variant == "neon-dotprod" ? ["-march=armv8.2-a+dotprod"] : variant == "neon-armv8" ? ["-march=armv8-a"] : []
+        for c in variant == "generic" ? [try Self.switchingCase()] : [try Self.switchingCase(), try Self.randomCase()] {
+            let dir = TempDir()
+            var arm = c
+            arm.input.isa = isa
+            let b = try Self.prepare(arm, dir)
+            if isa == .neon {
+                let model = try String(contentsOfFile: b + "/bitswitch_model.c", encoding: .utf8)
+                #expect(model.contains("bs_neon_run") && model.contains("bs_qs8_pack_weights__neon"), "the neon bundle does not call the NEON kernels")
+            }
+            let (rc, _, err) = try Self.run(["aarch64-linux-gnu-gcc", "-std=c11", "-O3"] + march + ["-ffp-contract=off", "-pthread", "-static", "-o", "drv-arm64"]
+                                            + Self.sources + (isa == .neon ? ["bs_kernels_neon.c"] : []) + ["-lm"], cwd: b)
+            try #require(rc == 0, "\(variant): cross build failed: \(err)")
+            // Two threads on aarch64 (the kernels' tasks split over them), one on x86: the same bytes.
+            let (rrc, out, rerr) = try Self.run(["qemu-aarch64", "./drv-arm64", "in.bin", "\(c.samples.count)", "layers.txt"], cwd: b,
+                                                environment: ["BS_THREADS": "2"])
+            #expect(rrc == 0, "\(variant): qemu run exit \(rrc): \(rerr)")
+            // This machine's build of the same network with its own kernels, natively.
+            var host = c
+            host.input.isa = .host
+            let xdir = TempDir()
+            let xb = try Self.prepare(host, xdir)
+            let xsources = Self.sources + (KernelISA.host == .generic ? [] : ["bs_kernels_avx2.c"]) + (KernelISA.host == .avx512vnni ? ["bs_kernels_avx512vnni.c"] : [])
+            let (xrc, _, xerr) = try Self.run([ProcessInfo.processInfo.environment["CC"] ?? "cc", "-std=c11", "-O3", "-march=native",
+                                               "-ffp-contract=off", "-pthread", "-o", "drv-x86"] + xsources + ["-lm"], cwd: xb)
+            try #require(xrc == 0, "x86 build failed: \(xerr)")
+            let (_, xout, _) = try Self.run(["./drv-x86", "in.bin", "\(c.samples.count)", "layers.txt"], cwd: xb)
+            #expect(out == xout, "\(variant): aarch64 and x86 (\(KernelISA.host.rawValue)) outputs differ")
+            #expect(out.split(separator: "\n").map(String.init) == (try Self.expected(c)), "\(variant): aarch64 and the interpreter differ")
+        }
+    }
+
+    /// PropertyTests' random conv / residual / pool graphs (groups, strides, pads, dilations, bit-widths, containers)
+    /// through the NEON kernels under qemu on 2 threads, alternately with and without the dot product extension:
+    /// the interpreter's bytes.
+    @Test func randomGraphsMatchTheInterpreterWithNEONKernelsUnderQemu() throws {
+        guard Self.hasAarch64CrossTools("randomGraphsMatchTheInterpreterWithNEONKernelsUnderQemu") else { return }
+        for seed in 0..<12 {
+            let g = try PropertyTests.randomGraph(seed: UInt64(1000 + seed))
+            let n = Harness.batch1Shape(g).reduce(1, *)
+            let c = Case(input: EmitInput(graph: g, isa: .neon), samples: (0..<2).map { Harness.floats(n, seed: UInt64(7 * seed + $0)) },
+                         layerSteps: [])
+            let dir = TempDir()
+            let b = try Self.prepare(c, dir)
+            let march = seed % 2 == 0 ? "-march=armv8.2-a+dotprod" : "-march=armv8-a"
+            let (rc, _, err) = try Self.run(["aarch64-linux-gnu-gcc", "-std=c11", "-O2", march, "-ffp-contract=off", "-pthread", "-static",
+                                             "-o", "drv-arm64"] + Self.sources + ["bs_kernels_neon.c", "-lm"], cwd: b)
+            try #require(rc == 0, "seed \(1000 + seed): cross build failed: \(err)")
+            let (rrc, out, rerr) = try Self.run(["qemu-aarch64", "./drv-arm64", "in.bin", "\(c.samples.count)", "layers.txt"], cwd: b,
+                                                environment: ["BS_THREADS": "2"])
+            #expect(rrc == 0, "seed \(1000 + seed): qemu run exit \(rrc): \(rerr)")
+            #expect(out.split(separator: "\n").map(String.init) == (try Self.expected(c)), "seed \(1000 + seed) (\(march)): NEON bundle and interpreter differ")
+        }
+    }
+
+    /// A bundle emitted for NEON but compiled for x86 stops with the #error that says so.
+    @Test func neonBundleOnX86StopsWithAClearError() throws {
         let dir = TempDir()
-        let b = try Self.prepare(c, dir)
-        let (rc, _, err) = try Self.run(["aarch64-linux-gnu-gcc", "-std=c11", "-O3", "-ffp-contract=off", "-pthread", "-static", "-o", "drv-arm64"]
-                                        + Self.sources + ["-lm"], cwd: b)
-        try #require(rc == 0, "cross build failed: \(err)")
-        // Two threads on aarch64 (the portable kernels split over output channels), one on x86: the same bytes.
-        let (rrc, out, rerr) = try Self.run(["qemu-aarch64", "./drv-arm64", "in.bin", "\(c.samples.count)", "layers.txt"], cwd: b,
-                                            environment: ["BS_THREADS": "2"])
-        #expect(rrc == 0, "qemu run exit \(rrc): \(rerr)")
-        // The x86 build of the same bundle, natively.
-        let (xrc, _, xerr) = try Self.run([ProcessInfo.processInfo.environment["CC"] ?? "cc", "-std=c11", "-O3", "-march=native",
-                                           "-ffp-contract=off", "-pthread", "-o", "drv-x86"] + Self.sources + ["-lm"], cwd: b)
-        try #require(xrc == 0, "x86 build failed: \(xerr)")
-        let (_, xout, _) = try Self.run(["./drv-x86", "in.bin", "\(c.samples.count)", "layers.txt"], cwd: b)
-        #expect(out == xout, "aarch64 and x86 outputs differ")
-        #expect(out.split(separator: "\n").map(String.init) == (try Self.expected(c)))
+        let b = dir.file("bundle")
+        try emitBundle(EmitInput(graph: try SwitchingTests.variant(conv1: .init(w: 8, a: 8), fc: .init(w: 8, a: 8)), isa: .neon), to: b)
+        #if arch(x86_64)
+        let cc = ProcessInfo.processInfo.environment["CC"] ?? "cc"
+        let (rc, _, err) = try Self.run([cc, "-std=c11", "-O1", "-c", "-o", "m.o", "bitswitch_model.c"], cwd: b)
+        #expect(rc != 0)
+        #expect(err.contains("--isa neon"), "\(err)")
+        #endif
     }
 }
