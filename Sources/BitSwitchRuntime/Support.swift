@@ -75,6 +75,10 @@ var runtimeThreads: Int {
     return n > 0 ? n : max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN)))
 }
 
+/// Elements per thread below which an elementwise training pass (ReLU, Add, gradient sums) stays on one thread:
+/// those passes are memory-bound, and a thread hand-off costs about as much as 32k floats.
+let elementwiseChunk = 1 << 15
+
 /// Runs `body` over 0..<n split into contiguous chunks on up to `runtimeThreads` threads.
 func parallelFor(_ n: Int, minChunk: Int = 1, _ body: (Range<Int>) -> Void) {
     let t = min(runtimeThreads, max(1, n / max(1, minChunk)))
