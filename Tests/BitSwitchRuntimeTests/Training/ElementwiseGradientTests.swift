@@ -74,7 +74,7 @@ import BitSwitchIR
 /// elementwise definitions.
 @Suite struct ElementwiseThreadingTests {
     @Test func twoThreadsMatchOneThreadAndDefinition() throws {
-        let n = 3 * (1 << 15) + 5   // several chunks, and a tail off the 8-float vectors
+        let n = 2 * (1 << 18) + 5   // two chunks, and a tail off the 8-float vectors
         var rng = TestRandom(41)
         let x = Tensor(shape: [1, n], floats: rng.uniform(n, -1, 1))
         // y = Clip(Relu(x) + x, -0.5, 0.75): x feeds two nodes, so its gradient is a sum of two.
@@ -98,12 +98,14 @@ import BitSwitchIR
         #expect(one.y.map(\.bitPattern) == two.y.map(\.bitPattern))
         #expect(one.dx.map(\.bitPattern) == two.dx.map(\.bitPattern))
         let xs = x.floats, r = seed.floats
+        var wrongY = 0, wrongDX = 0
         for i in 0..<n {
             let s = max(xs[i], 0) + xs[i]
-            #expect(one.y[i] == min(max(s, -0.5), 0.75))
+            if one.y[i] != min(max(s, -0.5), 0.75) { wrongY += 1 }
             let inside = s > -0.5 && s < 0.75
-            let want: Float = inside ? (xs[i] > 0 ? r[i] + r[i] : r[i]) : 0
-            if one.dx[i] != want { Issue.record("dx[\(i)] = \(one.dx[i]), want \(want)"); break }
+            if one.dx[i] != (inside ? (xs[i] > 0 ? r[i] + r[i] : r[i]) : 0) { wrongDX += 1 }
         }
+        #expect(wrongY == 0)
+        #expect(wrongDX == 0)
     }
 }
