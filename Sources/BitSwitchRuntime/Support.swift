@@ -75,6 +75,11 @@ var runtimeThreads: Int {
     return n > 0 ? n : max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN)))
 }
 
+/// Elements per thread below which an elementwise training pass (ReLU, Add, gradient sums) stays on one thread:
+/// those passes are memory-bound and short, and on a busy machine a hand-off to a second thread can cost more than
+/// the pass (the digits CNN's 262k-float activations stay on one thread, ResNet-20's 0.5-2M-float ones split).
+let elementwiseChunk = 1 << 18
+
 /// Runs `body` over 0..<n split into contiguous chunks on up to `runtimeThreads` threads.
 func parallelFor(_ n: Int, minChunk: Int = 1, _ body: (Range<Int>) -> Void) {
     let t = min(runtimeThreads, max(1, n / max(1, minChunk)))

@@ -20,7 +20,9 @@ void bs_grid_init(bs_grid *g, long n, long h, long w) {
     g->q0 = g->wp;
     const long span = (n * (h + 1) - 1) * g->wp;
     g->blocks = (span + NB - 1) / NB;
-    g->front = 16;
+    // The first image position (q0 = wp) sits on a 64-byte boundary (planes are whole 16-float lines), so the
+    // dW kernel's 16-lane position groups are cache-line aligned in every plane.
+    g->front = 16 + (16 - g->wp % 16) % 16;
     // Reads reach wp + 1 past the last computed position, which is at most grid + NB - 1.
     g->plane = (g->front + grid + NB + g->wp + 2 + 15) / 16 * 16;
 }

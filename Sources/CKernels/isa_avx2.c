@@ -1,5 +1,6 @@
 // The AVX2 + FMA variant of the hot kernels (isa_kernels_tmpl.h): 8-float ymm vectors, forward tile 4 channels x
-// 24 positions (12 accumulators, 3 inputs and a broadcast: the 16 ymm registers), dW tile 4 channels x 3 taps.
+// 24 positions (12 accumulators, 3 inputs and a broadcast: the 16 ymm registers), dW tile 2 channels x 3 taps x 16
+// lanes (both ymm halves of a lane group in one pass, so every pass reads whole cache lines).
 // Compiled for the x86-64 baseline like the rest of CKernels; only these functions carry the target attribute,
 // and the dispatcher calls them only where the CPU has AVX2 and FMA.
 #include "isa_internal.h"
@@ -22,8 +23,12 @@
 #define VW 8
 #define RB 4
 #define NV 3
-#define RBD 4
+#define RBD 2
 #define QBV 1024
+// Software prefetch distance of the forward tiles, in bytes: the next position block (BS_NB floats) of the row each
+// tap reads last. The grid's planes are far apart (a plane holds the whole batch), so the hardware prefetcher does
+// not follow the C interleaved streams: with 16 channels the 32x32 layers ran 15-20 % slower without it.
+#define PFD 192
 
 typedef __m256 vf;
 static inline vf VZERO(void) { return _mm256_setzero_ps(); }
@@ -84,13 +89,15 @@ static inline void tile3x3_avx2(const float *x, const float *w, long C, long P, 
         A_LOAD3("0", "%[x],%[r],2") A_ROWS("6")
         A_LOAD3("4", "%[x],%[r],2") A_ROWS("7")
         A_LOAD3("8", "%[x],%[r],2") A_ROWS("8")
+        "prefetcht0 %c[pf](%[x],%[r],2)\n\t"
+        "prefetcht0 %c[pf]+64(%[x],%[r],2)\n\t"
         "add %[p], %[x]\n\t"
         "add $288, %[w]\n\t"          // 9 taps x BS_MR floats per channel
         "dec %[n]\n\t"
         "jnz 1b\n\t"
         A_STORE
         : [x] "+r"(xa), [w] "+r"(w), [n] "+r"(n)
-        : [r] "r"(wp * 4), [p] "r"(P * 4), [t] "r"(tp)
+        : [r] "r"(wp * 4), [p] "r"(P * 4), [t] "r"(tp), [pf] "i"(PFD)
         : A_CLOBBERS);
 }
 
@@ -105,6 +112,7 @@ static inline void tiletap_avx2(const float *x, const long *koff, long K, const 
         "mov (%[k],%[i],8), %[xk]\n\t"
         "lea (%[x],%[xk],4), %[xk]\n\t"
         A_LOAD3("0", "%[xk]") A_ROWS("0")
+        "prefetcht0 %c[pf](%[xk])\n\t"
         "add $32, %[w]\n\t"           // BS_MR floats per tap
         "inc %[i]\n\t"
         "cmp %[n], %[i]\n\t"
@@ -112,7 +120,7 @@ static inline void tiletap_avx2(const float *x, const long *koff, long K, const 
         "2:\n\t"
         A_STORE
         : [w] "+r"(w), [i] "+r"(i), [xk] "=&r"(xk)
-        : [x] "r"(x), [k] "r"(koff), [n] "r"(K), [t] "r"(tp)
+        : [x] "r"(x), [k] "r"(koff), [n] "r"(K), [t] "r"(tp), [pf] "i"(PFD)
         : A_CLOBBERS);
 }
 

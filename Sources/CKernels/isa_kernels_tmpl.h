@@ -7,10 +7,10 @@
 //                with one rounding (a fused multiply-add, never a separate multiply and add)
 //   RB, NV       forward register tile: RB output channels (dividing BS_MR) x NV vectors of positions
 //                (VW*NV dividing BS_NB)
-//   RBD          dW register tile: RBD output channels (dividing BS_MR) x 3 taps x one vector of lanes
+//   RBD          dW register tile: RBD output channels (dividing BS_MR) x 3 taps x the 16 lanes (16/VW vectors)
 //   QBV          positions per dW pass (a multiple of 16; any value gives the same sums)
 //
-// Every result is defined independently of VW, RB, NV and RBD: an output of the forward kernels is the fused
+// Every result is defined independently of VW, RB, NV, RBD and QBV: an output of the forward kernels is the fused
 // multiply-add chain over its inputs and taps in order, starting from zero, plus the bias; a dW partial sum is
 // lane l of 16 (positions q0 + l + 16k in order) and the 16 lanes are added in one fixed tree. So all variants
 // agree bit for bit.
@@ -22,6 +22,7 @@
 // positions are junk and never stored.
 
 _Static_assert(BS_DWL % VW == 0, "the dW lanes must be whole vectors");
+enum { NH = BS_DWL / VW };   // vectors per 16-lane dW partial sum
 _Static_assert(BS_MR % RB == 0 && BS_MR % RBD == 0, "row tiles must divide BS_MR");
 _Static_assert(BS_NB % (VW * NV) == 0, "position tiles must divide BS_NB");
 _Static_assert(QBV % BS_DWL == 0, "dW passes must hold whole lane groups");
@@ -105,10 +106,16 @@ static void FN(conv3x3_fwd)(const float *xg, const float *wpk, float *y, const f
                 const long m = mb * BS_MR + i;
                 if (m >= M) break;
                 const float bv = bias ? bias[m] : 0.0f;
+                const vf vb = VSET1(bv), one = VSET1(1.0f);
                 for (int r = 0; r < nr; r++) {
                     float *dst = y + (runs[r].n * M + m) * hw + runs[r].pix;
                     const float *src = tile[i] + runs[r].k;
-                    for (int k = 0; k < runs[r].len; k++) dst[k] = src[k] + bv;
+                    const int len = runs[r].len;
+                    int k = 0;
+                    // Whole vectors first (runs are image rows, often a multiple of the width); fma(s, 1, b) is
+                    // exactly s + b.
+                    for (; k + VW <= len; k += VW) VSTORE(dst + k, VFMA(VLOAD(src + k), one, vb));
+                    for (; k < len; k++) dst[k] = src[k] + bv;
                 }
             }
         }
@@ -135,27 +142,35 @@ static void FN(conv3x3_dw)(const float *dyg, const float *xg, float *acc, float 
             const long mb = t / C, c = t % C;
             const float *dy = dy0 + mb * BS_MR * P;
             float *at = acc + t * BS_MR * 9 * BS_DWL;
+            // Register tile: RBD rows x 3 taps x all 16 lanes (NH vectors), so each pass reads whole cache lines.
             for (int r0 = 0; r0 < BS_MR; r0 += RBD)
-                for (int h = 0; h < BS_DWL; h += VW)
-                    for (int kh = 0; kh < 3; kh++) {
-                        const float *xr = x0 + c * P + (kh - 1) * wp - 1;
-                        vf a[RBD][3];
-                        for (int i = 0; i < RBD; i++)
-                            for (int j = 0; j < 3; j++) a[i][j] = VLOAD(at + ((r0 + i) * 9 + kh * 3 + j) * BS_DWL + h);
-                        const float *xh = xr + h, *dh = dy + r0 * P + h;
-                        for (long q = qs; q < qe; q += BS_DWL) {
-                            const vf u0 = VLOAD(xh + q), u1 = VLOAD(xh + q + 1), u2 = VLOAD(xh + q + 2);
+                for (int kh = 0; kh < 3; kh++) {
+                    const float *xr = x0 + c * P + (kh - 1) * wp - 1;
+                    vf a[RBD][3][NH];
+                    for (int i = 0; i < RBD; i++)
+                        for (int j = 0; j < 3; j++)
+                            for (int hh = 0; hh < NH; hh++)
+                                a[i][j][hh] = VLOAD(at + ((r0 + i) * 9 + kh * 3 + j) * BS_DWL + hh * VW);
+                    const float *dh = dy + r0 * P;
+                    for (long q = qs; q < qe; q += BS_DWL) {
+#pragma GCC unroll 4
+                        for (int hh = 0; hh < NH; hh++) {
+                            const float *xq = xr + q + hh * VW;
+                            const vf u0 = VLOAD(xq), u1 = VLOAD(xq + 1), u2 = VLOAD(xq + 2);
 #pragma GCC unroll 8
                             for (int i = 0; i < RBD; i++) {
-                                const vf d = VLOAD(dh + i * P + q);
-                                a[i][0] = VFMA(d, u0, a[i][0]);
-                                a[i][1] = VFMA(d, u1, a[i][1]);
-                                a[i][2] = VFMA(d, u2, a[i][2]);
+                                const vf d = VLOAD(dh + i * P + q + hh * VW);
+                                a[i][0][hh] = VFMA(d, u0, a[i][0][hh]);
+                                a[i][1][hh] = VFMA(d, u1, a[i][1][hh]);
+                                a[i][2][hh] = VFMA(d, u2, a[i][2][hh]);
                             }
                         }
-                        for (int i = 0; i < RBD; i++)
-                            for (int j = 0; j < 3; j++) VSTORE(at + ((r0 + i) * 9 + kh * 3 + j) * BS_DWL + h, a[i][j]);
                     }
+                    for (int i = 0; i < RBD; i++)
+                        for (int j = 0; j < 3; j++)
+                            for (int hh = 0; hh < NH; hh++)
+                                VSTORE(at + ((r0 + i) * 9 + kh * 3 + j) * BS_DWL + hh * VW, a[i][j][hh]);
+                }
         }
     }
     for (long t = t0; t < t1; t++) {
@@ -194,6 +209,7 @@ static void FN(tapconv_fwd)(const float *xg, const long *koff, long K, const flo
                 const long m = mb * BS_MR + i;
                 if (m >= M) break;
                 const float bv = bias ? bias[m] : 0.0f;
+                const vf vb = VSET1(bv), one = VSET1(1.0f);
                 for (int r = 0; r < nr; r++) {
                     // Grid pixel (row, col) of the run lands at (s*row + oy, s*col + ox) of the destination plane.
                     const long gi = runs[r].pix / g->w, gj = runs[r].pix % g->w;
@@ -206,8 +222,13 @@ static void FN(tapconv_fwd)(const float *xg, const long *koff, long K, const flo
                     if (len > room) len = room;
                     float *dst = y + (runs[r].n * M + m) * ohw + yi * o->w + xj;
                     const float *src = tile[i] + runs[r].k;
-                    if (o->s == 1) { for (long k = 0; k < len; k++) dst[k] = src[k] + bv; }   // vectorizes
-                    else { for (long k = 0; k < len; k++) dst[k * o->s] = src[k] + bv; }
+                    if (o->s == 1) {
+                        long k = 0;
+                        for (; k + VW <= len; k += VW) VSTORE(dst + k, VFMA(VLOAD(src + k), one, vb));
+                        for (; k < len; k++) dst[k] = src[k] + bv;
+                    } else {
+                        for (long k = 0; k < len; k++) dst[k * o->s] = src[k] + bv;
+                    }
                 }
             }
         }
@@ -229,25 +250,32 @@ static void FN(tapconv_dw)(const float *dyg, const float *xg, const long *koff, 
             const float *x2 = x0 + (k0 + 1 < K ? koff[k0 + 1] : 0);
             const float *x3 = x0 + (k0 + 2 < K ? koff[k0 + 2] : 0);
             float *at = acc + t * BS_MR * 3 * BS_DWL;
-            for (int h = 0; h < BS_DWL; h += VW)
-                for (int r0 = 0; r0 < BS_MR; r0 += RBD) {
-                    vf a[RBD][3];
-                    for (int i = 0; i < RBD; i++)
-                        for (int j = 0; j < 3; j++) a[i][j] = VLOAD(at + ((r0 + i) * 3 + j) * BS_DWL + h);
-                    const float *dh = dy + r0 * P + h;
-                    for (long q = qs; q < qe; q += BS_DWL) {
-                        const vf u0 = VLOAD(x1 + q + h), u1 = VLOAD(x2 + q + h), u2 = VLOAD(x3 + q + h);
+            for (int r0 = 0; r0 < BS_MR; r0 += RBD) {
+                vf a[RBD][3][NH];
+                for (int i = 0; i < RBD; i++)
+                    for (int j = 0; j < 3; j++)
+                        for (int hh = 0; hh < NH; hh++)
+                            a[i][j][hh] = VLOAD(at + ((r0 + i) * 3 + j) * BS_DWL + hh * VW);
+                const float *dh = dy + r0 * P;
+                for (long q = qs; q < qe; q += BS_DWL) {
+#pragma GCC unroll 4
+                    for (int hh = 0; hh < NH; hh++) {
+                        const long qh = q + hh * VW;
+                        const vf u0 = VLOAD(x1 + qh), u1 = VLOAD(x2 + qh), u2 = VLOAD(x3 + qh);
 #pragma GCC unroll 8
                         for (int i = 0; i < RBD; i++) {
-                            const vf d = VLOAD(dh + i * P + q);
-                            a[i][0] = VFMA(d, u0, a[i][0]);
-                            a[i][1] = VFMA(d, u1, a[i][1]);
-                            a[i][2] = VFMA(d, u2, a[i][2]);
+                            const vf d = VLOAD(dh + i * P + qh);
+                            a[i][0][hh] = VFMA(d, u0, a[i][0][hh]);
+                            a[i][1][hh] = VFMA(d, u1, a[i][1][hh]);
+                            a[i][2][hh] = VFMA(d, u2, a[i][2][hh]);
                         }
                     }
-                    for (int i = 0; i < RBD; i++)
-                        for (int j = 0; j < 3; j++) VSTORE(at + ((r0 + i) * 3 + j) * BS_DWL + h, a[i][j]);
                 }
+                for (int i = 0; i < RBD; i++)
+                    for (int j = 0; j < 3; j++)
+                        for (int hh = 0; hh < NH; hh++)
+                            VSTORE(at + ((r0 + i) * 3 + j) * BS_DWL + hh * VW, a[i][j][hh]);
+            }
         }
     }
     for (long t = t0; t < t1; t++) {

@@ -21,11 +21,14 @@ struct BinaryKernel: TrainableOpKernel {
         if a.shape == b.shape {
             out = filledFloats(n) { o in
                 x.withUnsafeBufferPointer { xp in y.withUnsafeBufferPointer { yp in
-                    switch kind {
-                    case .add: for i in 0..<n { o[i] = xp[i] + yp[i] }
-                    case .sub: for i in 0..<n { o[i] = xp[i] - yp[i] }
-                    case .mul: for i in 0..<n { o[i] = xp[i] * yp[i] }
-                    case .div: for i in 0..<n { o[i] = xp[i] / yp[i] }
+                    guard let xs = xp.baseAddress, let ys = yp.baseAddress, let os = o.baseAddress else { return }
+                    parallelFor(n, minChunk: elementwiseChunk) { r in
+                        switch kind {
+                        case .add: for i in r { os[i] = xs[i] + ys[i] }
+                        case .sub: for i in r { os[i] = xs[i] - ys[i] }
+                        case .mul: for i in r { os[i] = xs[i] * ys[i] }
+                        case .div: for i in r { os[i] = xs[i] / ys[i] }
+                        }
                     }
                 } }
             }
@@ -130,10 +133,18 @@ struct ActivationKernel: TrainableOpKernel {
             x.withUnsafeBufferPointer { xp in
                 switch kind {
                 case .relu:
-                    if let src = xp.baseAddress, let dst = o.baseAddress { vectorClamp(src, dst, n, 0, .infinity) }
+                    if let src = xp.baseAddress, let dst = o.baseAddress {
+                        parallelFor(n, minChunk: elementwiseChunk) { r in
+                            vectorClamp(src + r.lowerBound, dst + r.lowerBound, r.count, 0, .infinity)
+                        }
+                    }
                 case .leakyRelu(let a): for i in 0..<n { o[i] = xp[i] >= 0 ? xp[i] : a * xp[i] }
                 case .clip:
-                    if let src = xp.baseAddress, let dst = o.baseAddress { vectorClamp(src, dst, n, bounds.0, bounds.1) }
+                    if let src = xp.baseAddress, let dst = o.baseAddress {
+                        parallelFor(n, minChunk: elementwiseChunk) { r in
+                            vectorClamp(src + r.lowerBound, dst + r.lowerBound, r.count, bounds.0, bounds.1)
+                        }
+                    }
                 case .sigmoid: for i in 0..<n { o[i] = 1 / (1 + expf(-xp[i])) }
                 case .tanh: for i in 0..<n { o[i] = tanhf(xp[i]) }
                 case .hardSwish: for i in 0..<n { o[i] = xp[i] * Swift.min(Swift.max(xp[i] + 3, 0), 6) / 6 }
@@ -164,12 +175,18 @@ struct ActivationKernel: TrainableOpKernel {
                 switch kind {
                 case .relu:
                     if let g = gp.baseAddress, let m = yp.baseAddress, let d = o.baseAddress {
-                        vectorMaskedPass(g, m, d, n, 0, .infinity)
+                        parallelFor(n, minChunk: elementwiseChunk) { r in
+                            let i = r.lowerBound
+                            vectorMaskedPass(g + i, m + i, d + i, r.count, 0, .infinity)
+                        }
                     }
                 case .leakyRelu(let a): for i in 0..<n { o[i] = xp[i] > 0 ? gp[i] : a * gp[i] }
                 case .clip:
                     if let g = gp.baseAddress, let m = xp.baseAddress, let d = o.baseAddress {
-                        vectorMaskedPass(g, m, d, n, bounds.0, bounds.1)
+                        parallelFor(n, minChunk: elementwiseChunk) { r in
+                            let i = r.lowerBound
+                            vectorMaskedPass(g + i, m + i, d + i, r.count, bounds.0, bounds.1)
+                        }
                     }
                 case .sigmoid: for i in 0..<n { o[i] = gp[i] * yp[i] * (1 - yp[i]) }
                 case .tanh: for i in 0..<n { o[i] = gp[i] * (1 - yp[i] * yp[i]) }

@@ -279,7 +279,8 @@ public final class TrainingGraph {
         guard a.count == b.count else { throw BitSwitchError(.internalError, "gradient sizes differ for '\(name)'") }
         old.storage = .f32([])
         a.withUnsafeMutableBufferPointer { ap in b.withUnsafeBufferPointer { bp in
-            for i in 0..<ap.count { ap[i] += bp[i] }
+            guard let x = ap.baseAddress, let y = bp.baseAddress else { return }
+            parallelFor(ap.count, minChunk: elementwiseChunk) { r in for i in r { x[i] += y[i] } }
         } }
         old.storage = .f32(a)
         grads[name] = old

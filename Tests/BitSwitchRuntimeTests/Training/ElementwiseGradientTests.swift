@@ -68,3 +68,44 @@ import BitSwitchIR
         #expect(gx == y.map { $0 == 0 ? 0 : 2 })
     }
 }
+
+/// The elementwise training passes split large tensors across threads (ReLU and Clip forward and backward, Add,
+/// the gradient sum where a value feeds two nodes): two threads give the one-thread bits, and the values are the
+/// elementwise definitions.
+@Suite struct ElementwiseThreadingTests {
+    @Test func twoThreadsMatchOneThreadAndDefinition() throws {
+        let n = 2 * (1 << 18) + 5   // two chunks, and a tail off the 8-float vectors
+        var rng = TestRandom(41)
+        let x = Tensor(shape: [1, n], floats: rng.uniform(n, -1, 1))
+        // y = Clip(Relu(x) + x, -0.5, 0.75): x feeds two nodes, so its gradient is a sum of two.
+        var g = Graph(opsets: ["": 17], inputs: [ValueInfo(name: "x", type: x.type)],
+                      outputs: [ValueInfo(name: "y", type: TensorType(.f32, nil))])
+        g.nodes = [Node(name: "r", op: .relu, inputs: ["x"], outputs: ["r"]),
+                   Node(name: "s", op: .add, inputs: ["r", "x"], outputs: ["s"]),
+                   Node(name: "c", op: .clip(min: -0.5, max: 0.75), inputs: ["s"], outputs: ["y"])]
+        let seed = Tensor(shape: [1, n], floats: rng.uniform(n, -1, 1))
+        func run(_ threads: Int) throws -> (y: [Float], dx: [Float]) {
+            try RuntimeThreadsOverride.$threads.withValue(threads) {
+                let tg = try TrainingGraph(graph: g, logits: nil)
+                let ctx = TrainingContext(training: true)
+                let pass = try tg.forward(feeds: ["x": x], context: ctx, gradientInputs: ["x"])
+                let y = try #require(pass.value("y"))
+                let grads = try tg.backward(pass, seeds: ["y": seed], context: ctx)
+                return (y.floats, try #require(grads["x"]).floats)
+            }
+        }
+        let one = try run(1), two = try run(2)
+        #expect(one.y.map(\.bitPattern) == two.y.map(\.bitPattern))
+        #expect(one.dx.map(\.bitPattern) == two.dx.map(\.bitPattern))
+        let xs = x.floats, r = seed.floats
+        var wrongY = 0, wrongDX = 0
+        for i in 0..<n {
+            let s = max(xs[i], 0) + xs[i]
+            if one.y[i] != min(max(s, -0.5), 0.75) { wrongY += 1 }
+            let inside = s > -0.5 && s < 0.75
+            if one.dx[i] != (inside ? (xs[i] > 0 ? r[i] + r[i] : r[i]) : 0) { wrongDX += 1 }
+        }
+        #expect(wrongY == 0)
+        #expect(wrongDX == 0)
+    }
+}
