@@ -128,7 +128,9 @@ int main(int argc, char **argv) {
         size_t psize = K(bs_qs8_packed_weights_size)(groups, mg, kk);
         void *pw = al(psize);
         PACK_ROWS(q8, pw, groups, mg, kk, is_gemm && !trans_b, shift, bits, is_gemm ? rows : 0);
-        gemv += ((const int32_t *)pw)[0] >= 3;   /* the packed header's mode: a batch-1 layout */
+#if !defined(BS_TEST_VNNI) && !defined(BS_TEST_NEON)
+        gemv += ((const int32_t *)pw)[0] >= 3;   /* the AVX2 packed header's mode: a batch-1 layout */
+#endif
         size_t ssize = is_gemm ? K(bs_gemm_scratch_size)(rows, k, m) : K(bs_conv_scratch_size)(&s);
         void *scratch = al(ssize);
         /* requant */

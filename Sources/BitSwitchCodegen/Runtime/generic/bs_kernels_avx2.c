@@ -1479,40 +1479,7 @@ void bs_avx2_run(const bs_avx2_job *j, int32_t stage, int32_t task) {
     }
 }
 
-static void bs_run_all(const bs_avx2_job *j) {
-    int32_t stages = bs_avx2_stages(j);
-    for (int32_t s = 0; s < stages; s++) {
-        int32_t n = bs_avx2_tasks(j, s);
-        for (int32_t t = 0; t < n; t++) bs_avx2_run(j, s, t);
-    }
-}
-
-#define BS_CONV_JOB(XT, RQ, YT) \
-    bs_avx2_job j; memset(&j, 0, sizeof j); \
-    j.x = x; j.xt = XT; j.yt = YT; j.packed = packed; j.p = p; j.rq = RQ; j.y = y; j.scratch = (unsigned char *)scratch; j.conv = s; \
-    bs_run_all(&j);
-#define BS_GEMM_JOB(XT, RQ, YT) \
-    bs_avx2_job j; memset(&j, 0, sizeof j); \
-    j.x = x; j.xt = XT; j.yt = YT; j.packed = packed; j.p = p; j.rq = RQ; j.y = y; j.scratch = (unsigned char *)scratch; \
-    j.rows = rows; j.k = k; j.m = m; j.trans_b = trans_b; \
-    bs_run_all(&j);
-
-void bs_qs8_conv_requant__avx2(const bs_conv_shape *s, const int8_t *x, const void *packed, const bs_qmm_params *p,
-                               const bs_requant_params *rq, void *y, int32_t yt, void *scratch) { BS_CONV_JOB(BS_T_I8, rq, yt) }
-void bs_qu8_conv_requant__avx2(const bs_conv_shape *s, const uint8_t *x, const void *packed, const bs_qmm_params *p,
-                               const bs_requant_params *rq, void *y, int32_t yt, void *scratch) { BS_CONV_JOB(BS_T_U8, rq, yt) }
-void bs_qs8_conv__avx2(const bs_conv_shape *s, const int8_t *x, const void *packed, const bs_qmm_params *p, int32_t *y,
-                       void *scratch) { BS_CONV_JOB(BS_T_I8, NULL, BS_T_I32) }
-void bs_qu8_conv__avx2(const bs_conv_shape *s, const uint8_t *x, const void *packed, const bs_qmm_params *p, int32_t *y,
-                       void *scratch) { BS_CONV_JOB(BS_T_U8, NULL, BS_T_I32) }
-void bs_qs8_gemm_requant__avx2(size_t rows, size_t k, size_t m, int32_t trans_b, const int8_t *x, const void *packed,
-                               const bs_qmm_params *p, const bs_requant_params *rq, void *y, int32_t yt, void *scratch) { BS_GEMM_JOB(BS_T_I8, rq, yt) }
-void bs_qu8_gemm_requant__avx2(size_t rows, size_t k, size_t m, int32_t trans_b, const uint8_t *x, const void *packed,
-                               const bs_qmm_params *p, const bs_requant_params *rq, void *y, int32_t yt, void *scratch) { BS_GEMM_JOB(BS_T_U8, rq, yt) }
-void bs_qs8_gemm__avx2(size_t rows, size_t k, size_t m, int32_t trans_b, const int8_t *x, const void *packed,
-                       const bs_qmm_params *p, int32_t *y, void *scratch) { BS_GEMM_JOB(BS_T_I8, NULL, BS_T_I32) }
-void bs_qu8_gemm__avx2(size_t rows, size_t k, size_t m, int32_t trans_b, const uint8_t *x, const void *packed,
-                       const bs_qmm_params *p, int32_t *y, void *scratch) { BS_GEMM_JOB(BS_T_U8, NULL, BS_T_I32) }
+BS_STAGED_ENTRY_POINTS(avx2, bs_avx2)
 
 #else
 typedef int bs_kernels_avx2_not_built; /* without AVX2 this file is empty (ISO C wants one declaration) */

@@ -64,6 +64,55 @@ typedef struct bs_avx2_job {
     int32_t trans_b;
 } bs_avx2_job;
 
+/* The whole-op entry points (one thread) of a staged kernel family (FAMILY##_stages / _tasks / _run on a
+ * bs_avx2_job): bs_q{s,u}8_conv[_requant]__SUFFIX and bs_q{s,u}8_gemm[_requant]__SUFFIX with the arguments declared
+ * below. Each ISA file (AVX2, AVX-512 VNNI, NEON) expands it once; it needs <string.h>. */
+#define BS_STAGED_ENTRY_POINTS(SUFFIX, FAMILY)                                                                     \
+    static void FAMILY##_whole(const void *x, int32_t xt, const void *packed, const bs_qmm_params *p,               \
+                               const bs_requant_params *rq, void *y, int32_t yt, void *scratch, const bs_conv_shape *s, \
+                               size_t rows, size_t k, size_t m, int32_t trans_b) {                                 \
+        bs_avx2_job j;                                                                                              \
+        memset(&j, 0, sizeof j);                                                                                    \
+        j.x = x; j.xt = xt; j.yt = yt; j.packed = packed; j.p = p; j.rq = rq; j.y = y;                              \
+        j.scratch = (unsigned char *)scratch; j.conv = s; j.rows = rows; j.k = k; j.m = m; j.trans_b = trans_b;    \
+        for (int32_t st = 0, ns = FAMILY##_stages(&j); st < ns; st++)                                               \
+            for (int32_t t = 0, nt = FAMILY##_tasks(&j, st); t < nt; t++) FAMILY##_run(&j, st, t);                 \
+    }                                                                                                               \
+    void bs_qs8_conv_requant__##SUFFIX(const bs_conv_shape *s, const int8_t *x, const void *packed, const bs_qmm_params *p, \
+                                       const bs_requant_params *rq, void *y, int32_t yt, void *scratch) {           \
+        FAMILY##_whole(x, BS_T_I8, packed, p, rq, y, yt, scratch, s, 0, 0, 0, 0);                                   \
+    }                                                                                                               \
+    void bs_qu8_conv_requant__##SUFFIX(const bs_conv_shape *s, const uint8_t *x, const void *packed, const bs_qmm_params *p, \
+                                       const bs_requant_params *rq, void *y, int32_t yt, void *scratch) {           \
+        FAMILY##_whole(x, BS_T_U8, packed, p, rq, y, yt, scratch, s, 0, 0, 0, 0);                                   \
+    }                                                                                                               \
+    void bs_qs8_conv__##SUFFIX(const bs_conv_shape *s, const int8_t *x, const void *packed, const bs_qmm_params *p,  \
+                               int32_t *y, void *scratch) {                                                         \
+        FAMILY##_whole(x, BS_T_I8, packed, p, NULL, y, BS_T_I32, scratch, s, 0, 0, 0, 0);                           \
+    }                                                                                                               \
+    void bs_qu8_conv__##SUFFIX(const bs_conv_shape *s, const uint8_t *x, const void *packed, const bs_qmm_params *p, \
+                               int32_t *y, void *scratch) {                                                         \
+        FAMILY##_whole(x, BS_T_U8, packed, p, NULL, y, BS_T_I32, scratch, s, 0, 0, 0, 0);                           \
+    }                                                                                                               \
+    void bs_qs8_gemm_requant__##SUFFIX(size_t rows, size_t k, size_t m, int32_t trans_b, const int8_t *x,           \
+                                       const void *packed, const bs_qmm_params *p, const bs_requant_params *rq,     \
+                                       void *y, int32_t yt, void *scratch) {                                        \
+        FAMILY##_whole(x, BS_T_I8, packed, p, rq, y, yt, scratch, NULL, rows, k, m, trans_b);                       \
+    }                                                                                                               \
+    void bs_qu8_gemm_requant__##SUFFIX(size_t rows, size_t k, size_t m, int32_t trans_b, const uint8_t *x,          \
+                                       const void *packed, const bs_qmm_params *p, const bs_requant_params *rq,     \
+                                       void *y, int32_t yt, void *scratch) {                                        \
+        FAMILY##_whole(x, BS_T_U8, packed, p, rq, y, yt, scratch, NULL, rows, k, m, trans_b);                       \
+    }                                                                                                               \
+    void bs_qs8_gemm__##SUFFIX(size_t rows, size_t k, size_t m, int32_t trans_b, const int8_t *x, const void *packed, \
+                               const bs_qmm_params *p, int32_t *y, void *scratch) {                                 \
+        FAMILY##_whole(x, BS_T_I8, packed, p, NULL, y, BS_T_I32, scratch, NULL, rows, k, m, trans_b);               \
+    }                                                                                                               \
+    void bs_qu8_gemm__##SUFFIX(size_t rows, size_t k, size_t m, int32_t trans_b, const uint8_t *x, const void *packed, \
+                               const bs_qmm_params *p, int32_t *y, void *scratch) {                                 \
+        FAMILY##_whole(x, BS_T_U8, packed, p, NULL, y, BS_T_I32, scratch, NULL, rows, k, m, trans_b);               \
+    }
+
 /* Whole-op entry points (one thread). */
 void bs_qs8_conv_requant__avx2(const bs_conv_shape *s, const int8_t *x, const void *packed, const bs_qmm_params *p,
                                const bs_requant_params *rq, void *y, int32_t yt, void *scratch);

@@ -529,40 +529,7 @@ void bs_avx512vnni_run(const bs_avx2_job *j, int32_t stage, int32_t task) {
     }
 }
 
-static void bs_vrun_all(const bs_avx2_job *j) {
-    int32_t stages = bs_avx512vnni_stages(j);
-    for (int32_t s = 0; s < stages; s++) {
-        int32_t n = bs_avx512vnni_tasks(j, s);
-        for (int32_t t = 0; t < n; t++) bs_avx512vnni_run(j, s, t);
-    }
-}
-
-#define BS_VCONV_JOB(XT, RQ, YT) \
-    bs_avx2_job j; memset(&j, 0, sizeof j); \
-    j.x = x; j.xt = XT; j.yt = YT; j.packed = packed; j.p = p; j.rq = RQ; j.y = y; j.scratch = (unsigned char *)scratch; j.conv = s; \
-    bs_vrun_all(&j);
-#define BS_VGEMM_JOB(XT, RQ, YT) \
-    bs_avx2_job j; memset(&j, 0, sizeof j); \
-    j.x = x; j.xt = XT; j.yt = YT; j.packed = packed; j.p = p; j.rq = RQ; j.y = y; j.scratch = (unsigned char *)scratch; \
-    j.rows = rows; j.k = k; j.m = m; j.trans_b = trans_b; \
-    bs_vrun_all(&j);
-
-void bs_qs8_conv_requant__avx512vnni(const bs_conv_shape *s, const int8_t *x, const void *packed, const bs_qmm_params *p,
-                                     const bs_requant_params *rq, void *y, int32_t yt, void *scratch) { BS_VCONV_JOB(BS_T_I8, rq, yt) }
-void bs_qu8_conv_requant__avx512vnni(const bs_conv_shape *s, const uint8_t *x, const void *packed, const bs_qmm_params *p,
-                                     const bs_requant_params *rq, void *y, int32_t yt, void *scratch) { BS_VCONV_JOB(BS_T_U8, rq, yt) }
-void bs_qs8_conv__avx512vnni(const bs_conv_shape *s, const int8_t *x, const void *packed, const bs_qmm_params *p, int32_t *y,
-                             void *scratch) { BS_VCONV_JOB(BS_T_I8, NULL, BS_T_I32) }
-void bs_qu8_conv__avx512vnni(const bs_conv_shape *s, const uint8_t *x, const void *packed, const bs_qmm_params *p, int32_t *y,
-                             void *scratch) { BS_VCONV_JOB(BS_T_U8, NULL, BS_T_I32) }
-void bs_qs8_gemm_requant__avx512vnni(size_t rows, size_t k, size_t m, int32_t trans_b, const int8_t *x, const void *packed,
-                                     const bs_qmm_params *p, const bs_requant_params *rq, void *y, int32_t yt, void *scratch) { BS_VGEMM_JOB(BS_T_I8, rq, yt) }
-void bs_qu8_gemm_requant__avx512vnni(size_t rows, size_t k, size_t m, int32_t trans_b, const uint8_t *x, const void *packed,
-                                     const bs_qmm_params *p, const bs_requant_params *rq, void *y, int32_t yt, void *scratch) { BS_VGEMM_JOB(BS_T_U8, rq, yt) }
-void bs_qs8_gemm__avx512vnni(size_t rows, size_t k, size_t m, int32_t trans_b, const int8_t *x, const void *packed,
-                             const bs_qmm_params *p, int32_t *y, void *scratch) { BS_VGEMM_JOB(BS_T_I8, NULL, BS_T_I32) }
-void bs_qu8_gemm__avx512vnni(size_t rows, size_t k, size_t m, int32_t trans_b, const uint8_t *x, const void *packed,
-                             const bs_qmm_params *p, int32_t *y, void *scratch) { BS_VGEMM_JOB(BS_T_U8, NULL, BS_T_I32) }
+BS_STAGED_ENTRY_POINTS(avx512vnni, bs_avx512vnni)
 
 /* ---- Requant and QAdd outside a conv (the same arithmetic as bs_requant__generic / bs_qadd__generic) ---- */
 static inline __m512i bs_vload16_i32(const void *x, int32_t t, size_t i, __mmask16 mk) {

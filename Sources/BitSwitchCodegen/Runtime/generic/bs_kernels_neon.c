@@ -764,40 +764,7 @@ void bs_neon_run(const bs_avx2_job *j, int32_t stage, int32_t task) {
 
 const char *bs_neon_gemm_kernel_name(void) { return BS_NKERNEL_NAME; }
 
-static void bs_nrun_all(const bs_avx2_job *j) {
-    int32_t stages = bs_neon_stages(j);
-    for (int32_t s = 0; s < stages; s++) {
-        int32_t n = bs_neon_tasks(j, s);
-        for (int32_t t = 0; t < n; t++) bs_neon_run(j, s, t);
-    }
-}
-
-#define BS_NCONV_JOB(XT, RQ, YT) \
-    bs_avx2_job j; memset(&j, 0, sizeof j); \
-    j.x = x; j.xt = XT; j.yt = YT; j.packed = packed; j.p = p; j.rq = RQ; j.y = y; j.scratch = (unsigned char *)scratch; j.conv = s; \
-    bs_nrun_all(&j);
-#define BS_NGEMM_JOB(XT, RQ, YT) \
-    bs_avx2_job j; memset(&j, 0, sizeof j); \
-    j.x = x; j.xt = XT; j.yt = YT; j.packed = packed; j.p = p; j.rq = RQ; j.y = y; j.scratch = (unsigned char *)scratch; \
-    j.rows = rows; j.k = k; j.m = m; j.trans_b = trans_b; \
-    bs_nrun_all(&j);
-
-void bs_qs8_conv_requant__neon(const bs_conv_shape *s, const int8_t *x, const void *packed, const bs_qmm_params *p,
-                               const bs_requant_params *rq, void *y, int32_t yt, void *scratch) { BS_NCONV_JOB(BS_T_I8, rq, yt) }
-void bs_qu8_conv_requant__neon(const bs_conv_shape *s, const uint8_t *x, const void *packed, const bs_qmm_params *p,
-                               const bs_requant_params *rq, void *y, int32_t yt, void *scratch) { BS_NCONV_JOB(BS_T_U8, rq, yt) }
-void bs_qs8_conv__neon(const bs_conv_shape *s, const int8_t *x, const void *packed, const bs_qmm_params *p, int32_t *y,
-                       void *scratch) { BS_NCONV_JOB(BS_T_I8, NULL, BS_T_I32) }
-void bs_qu8_conv__neon(const bs_conv_shape *s, const uint8_t *x, const void *packed, const bs_qmm_params *p, int32_t *y,
-                       void *scratch) { BS_NCONV_JOB(BS_T_U8, NULL, BS_T_I32) }
-void bs_qs8_gemm_requant__neon(size_t rows, size_t k, size_t m, int32_t trans_b, const int8_t *x, const void *packed,
-                               const bs_qmm_params *p, const bs_requant_params *rq, void *y, int32_t yt, void *scratch) { BS_NGEMM_JOB(BS_T_I8, rq, yt) }
-void bs_qu8_gemm_requant__neon(size_t rows, size_t k, size_t m, int32_t trans_b, const uint8_t *x, const void *packed,
-                               const bs_qmm_params *p, const bs_requant_params *rq, void *y, int32_t yt, void *scratch) { BS_NGEMM_JOB(BS_T_U8, rq, yt) }
-void bs_qs8_gemm__neon(size_t rows, size_t k, size_t m, int32_t trans_b, const int8_t *x, const void *packed,
-                       const bs_qmm_params *p, int32_t *y, void *scratch) { BS_NGEMM_JOB(BS_T_I8, NULL, BS_T_I32) }
-void bs_qu8_gemm__neon(size_t rows, size_t k, size_t m, int32_t trans_b, const uint8_t *x, const void *packed,
-                       const bs_qmm_params *p, int32_t *y, void *scratch) { BS_NGEMM_JOB(BS_T_U8, NULL, BS_T_I32) }
+BS_STAGED_ENTRY_POINTS(neon, bs_neon)
 
 #else
 typedef int bs_kernels_neon_not_built; /* without aarch64 NEON this file is empty (ISO C wants one declaration) */
