@@ -22,25 +22,6 @@ typedef struct bs_packed {
 #define BS_PAIRS_PER_TASK 4
 #define BS_GEMV_ROWS 4        /* gemms of at most this many rows take the batch-1 kernels (bs_qs8_pack_weights_rows__avx2) */   /* pairs of 8-pixel blocks per GEMM task: the channels' epilogue set-up is shared by them */
 
-static inline int64_t bs_clamp64a(int64_t v, int64_t lo, int64_t hi) { return v < lo ? lo : (v > hi ? hi : v); }
-static inline int64_t bs_rshr64a(int64_t x, int64_t k) {
-    if (k <= 0) return x;
-    if (k >= 64) return 0;
-    return (int64_t)((uint64_t)(x >> k) + (uint64_t)((x >> (k - 1)) & 1));
-}
-static inline int64_t bs_requant_scalar(int64_t x, const bs_requant_params *rq, size_t c) {
-    size_t j = rq->count == 1 ? 0 : c;
-    int64_t v = (int64_t)((uint64_t)x * (uint64_t)(int64_t)rq->m[j] + (uint64_t)rq->bias[j]);
-    return bs_clamp64a((int64_t)((uint64_t)bs_rshr64a(v, rq->n[j]) + (uint64_t)rq->zero), rq->lo, rq->hi);
-}
-static inline void bs_store_scalar(void *y, int32_t t, size_t i, int64_t v) {
-    switch (t) {
-    case BS_T_I8: ((int8_t *)y)[i] = (int8_t)bs_clamp64a(v, INT8_MIN, INT8_MAX); break;
-    case BS_T_U8: ((uint8_t *)y)[i] = (uint8_t)bs_clamp64a(v, 0, UINT8_MAX); break;
-    default: ((int32_t *)y)[i] = (int32_t)bs_clamp64a(v, INT32_MIN, INT32_MAX); break;
-    }
-}
-
 size_t bs_qs8_packed_weights_size__avx2(int32_t groups, int32_t mg, int32_t k) {
     size_t mg4 = ((size_t)mg + 3) / 4 * 4, kg2 = ((size_t)k + 1) / 2;
     return 64 + BS_A64((size_t)groups * mg4 * 4) + BS_A64((size_t)groups * mg4 * kg2 * 4);

@@ -23,6 +23,27 @@
 extern "C" {
 #endif
 
+/* The scalar reference arithmetic every fast family (AVX2, AVX-512 VNNI, NEON) uses for its tails and unusual tables:
+ * clamp, rshr (rounding right shift), one Requant output and a saturating store to a container. */
+static inline int64_t bs_clamp64a(int64_t v, int64_t lo, int64_t hi) { return v < lo ? lo : (v > hi ? hi : v); }
+static inline int64_t bs_rshr64a(int64_t x, int64_t k) {
+    if (k <= 0) return x;
+    if (k >= 64) return 0;
+    return (int64_t)((uint64_t)(x >> k) + (uint64_t)((x >> (k - 1)) & 1));
+}
+static inline int64_t bs_requant_scalar(int64_t x, const bs_requant_params *rq, size_t c) {
+    size_t j = rq->count == 1 ? 0 : c;
+    int64_t v = (int64_t)((uint64_t)x * (uint64_t)(int64_t)rq->m[j] + (uint64_t)rq->bias[j]);
+    return bs_clamp64a((int64_t)((uint64_t)bs_rshr64a(v, rq->n[j]) + (uint64_t)rq->zero), rq->lo, rq->hi);
+}
+static inline void bs_store_scalar(void *y, int32_t t, size_t i, int64_t v) {
+    switch (t) {
+    case BS_T_I8: ((int8_t *)y)[i] = (int8_t)bs_clamp64a(v, INT8_MIN, INT8_MAX); break;
+    case BS_T_U8: ((uint8_t *)y)[i] = (uint8_t)bs_clamp64a(v, 0, UINT8_MAX); break;
+    default: ((int32_t *)y)[i] = (int32_t)bs_clamp64a(v, INT32_MIN, INT32_MAX); break;
+    }
+}
+
 /* Bytes of the packed weights of `groups` x `mg` output channels with `k` reduction terms each (any bit-width). */
 size_t bs_qs8_packed_weights_size__avx2(int32_t groups, int32_t mg, int32_t k);
 /* The bytes a pack at `bits` writes (bs_qs8_pack_weights_rows__avx2; at most the above): a region that only ever

@@ -19,24 +19,6 @@ typedef struct bs_vpacked {
 #define BS_VCB_PER_TASK 16
 #define BS_VTILE 4
 
-static inline int64_t bs_vclamp64(int64_t v, int64_t lo, int64_t hi) { return v < lo ? lo : (v > hi ? hi : v); }
-static inline int64_t bs_vrshr64(int64_t x, int64_t k) {
-    if (k <= 0) return x;
-    if (k >= 64) return 0;
-    return (int64_t)((uint64_t)(x >> k) + (uint64_t)((x >> (k - 1)) & 1));
-}
-static inline int64_t bs_vrequant_scalar(int64_t x, const bs_requant_params *rq, size_t c) {
-    size_t j = rq->count == 1 ? 0 : c;
-    int64_t v = (int64_t)((uint64_t)x * (uint64_t)(int64_t)rq->m[j] + (uint64_t)rq->bias[j]);
-    return bs_vclamp64((int64_t)((uint64_t)bs_vrshr64(v, rq->n[j]) + (uint64_t)rq->zero), rq->lo, rq->hi);
-}
-static inline void bs_vstore_scalar(void *y, int32_t t, size_t i, int64_t v) {
-    switch (t) {
-    case BS_T_I8: ((int8_t *)y)[i] = (int8_t)bs_vclamp64(v, INT8_MIN, INT8_MAX); break;
-    case BS_T_U8: ((uint8_t *)y)[i] = (uint8_t)bs_vclamp64(v, 0, UINT8_MAX); break;
-    default: ((int32_t *)y)[i] = (int32_t)bs_vclamp64(v, INT32_MIN, INT32_MAX); break;
-    }
-}
 
 size_t bs_qs8_packed_weights_size__avx512vnni(int32_t groups, int32_t mg, int32_t k) {
     size_t mg4 = ((size_t)mg + 3) / 4 * 4, kg4 = ((size_t)k + 3) / 4;
@@ -308,13 +290,13 @@ static inline void bs_vepilogue(const bs_avx2_job *j, __m512i acc, int32_t corr,
     int32_t n = rq->n[q];
     if (rq->lo > rq->hi || n >= 64) {   /* never produced by the lowering: the scalar reference order */
         _mm512_storeu_si512((void *)res, acc);
-        for (size_t i = 0; i < count; i++) bs_vstore_scalar(j->y, t, off + i * pstride, bs_vrequant_scalar(res[i], rq, c));
+        for (size_t i = 0; i < count; i++) bs_store_scalar(j->y, t, off + i * pstride, bs_requant_scalar(res[i], rq, c));
         return;
     }
     int64_t cmin = t == BS_T_I8 ? INT8_MIN : (t == BS_T_U8 ? 0 : INT32_MIN);
     int64_t cmax = t == BS_T_I8 ? INT8_MAX : (t == BS_T_U8 ? UINT8_MAX : INT32_MAX);
     /* clamp to [lo, hi] then to the container = clamp to [C(lo), C(hi)] (C monotonic, lo <= hi) */
-    const __m512i LO = _mm512_set1_epi64(bs_vclamp64(rq->lo, cmin, cmax)), HI = _mm512_set1_epi64(bs_vclamp64(rq->hi, cmin, cmax));
+    const __m512i LO = _mm512_set1_epi64(bs_clamp64a(rq->lo, cmin, cmax)), HI = _mm512_set1_epi64(bs_clamp64a(rq->hi, cmin, cmax));
     const __m512i M = _mm512_set1_epi64(rq->m[q]), B = _mm512_set1_epi64(rq->bias[q]), Z = _mm512_set1_epi64(rq->zero);
     __m512i v0 = _mm512_add_epi64(_mm512_mul_epi32(acc, M), B);
     __m512i v1 = _mm512_add_epi64(_mm512_mul_epi32(_mm512_srli_epi64(acc, 32), M), B);
@@ -562,7 +544,7 @@ void bs_qadd__avx512vnni(const void *a, int32_t at, const void *b, int32_t bt, v
     if (p->lo <= p->hi && p->n < 64) {
         int64_t cmin = yt == BS_T_I8 ? INT8_MIN : (yt == BS_T_U8 ? 0 : INT32_MIN);
         int64_t cmax = yt == BS_T_I8 ? INT8_MAX : (yt == BS_T_U8 ? UINT8_MAX : INT32_MAX);
-        const __m512i LO = _mm512_set1_epi64(bs_vclamp64(p->lo, cmin, cmax)), HI = _mm512_set1_epi64(bs_vclamp64(p->hi, cmin, cmax));
+        const __m512i LO = _mm512_set1_epi64(bs_clamp64a(p->lo, cmin, cmax)), HI = _mm512_set1_epi64(bs_clamp64a(p->hi, cmin, cmax));
         const __m512i AZ = _mm512_set1_epi64(p->a_zero), BZ = _mm512_set1_epi64(p->b_zero), Z = _mm512_set1_epi64(p->zero);
         const __m512i MA = _mm512_set1_epi64(p->m_a), MB = _mm512_set1_epi64(p->m_b), one = _mm512_set1_epi64(1);
         const __m128i sh = _mm_cvtsi32_si128((int)p->n), sh1 = _mm_cvtsi32_si128((int)p->n - 1);

@@ -20,24 +20,6 @@ typedef struct bs_npacked {
 #define BS_NTILE 8
 
 static inline size_t bs_ncdiv(size_t a, size_t b) { return (a + b - 1) / b; }
-static inline int64_t bs_nclamp64(int64_t v, int64_t lo, int64_t hi) { return v < lo ? lo : (v > hi ? hi : v); }
-static inline int64_t bs_nrshr64(int64_t x, int64_t k) {
-    if (k <= 0) return x;
-    if (k >= 64) return 0;
-    return (int64_t)((uint64_t)(x >> k) + (uint64_t)((x >> (k - 1)) & 1));
-}
-static inline int64_t bs_nrequant_scalar(int64_t x, const bs_requant_params *rq, size_t c) {
-    size_t j = rq->count == 1 ? 0 : c;
-    int64_t v = (int64_t)((uint64_t)x * (uint64_t)(int64_t)rq->m[j] + (uint64_t)rq->bias[j]);
-    return bs_nclamp64((int64_t)((uint64_t)bs_nrshr64(v, rq->n[j]) + (uint64_t)rq->zero), rq->lo, rq->hi);
-}
-static inline void bs_nstore_scalar(void *y, int32_t t, size_t i, int64_t v) {
-    switch (t) {
-    case BS_T_I8: ((int8_t *)y)[i] = (int8_t)bs_nclamp64(v, INT8_MIN, INT8_MAX); break;
-    case BS_T_U8: ((uint8_t *)y)[i] = (uint8_t)bs_nclamp64(v, 0, UINT8_MAX); break;
-    default: ((int32_t *)y)[i] = (int32_t)bs_nclamp64(v, INT32_MIN, INT32_MAX); break;
-    }
-}
 
 /* ---- packed weights ---- */
 size_t bs_qs8_packed_weights_size__neon(int32_t groups, int32_t mg, int32_t k) {
@@ -62,7 +44,7 @@ void bs_qs8_pack_weights__neon(const int8_t *q8, void *packed, int32_t groups, i
     int64_t lo = -((int64_t)1 << (bits - 1)), hi = ((int64_t)1 << (bits - 1)) - 1;
     /* shift and clamp through a 256-entry table (the scalar tails and the [k, m] gemm layout) */
     int8_t lut[256];
-    for (int32_t v = -128; v < 128; v++) lut[(uint8_t)(int8_t)v] = (int8_t)bs_nclamp64(bs_nrshr64(v, shift), lo, hi);
+    for (int32_t v = -128; v < 128; v++) lut[(uint8_t)(int8_t)v] = (int8_t)bs_clamp64a(bs_rshr64a(v, shift), lo, hi);
     /* [channels, k] rows: 16 k of 8 channels per step, shifted in vectors, 4-byte groups transposed with trn1/trn2 */
     int vec = !kmajor && bits >= 1 && bits <= 8 && shift >= 0;
     const int8x16_t nsh = vdupq_n_s8((int8_t)-(shift > 8 ? 8 : shift));
@@ -376,7 +358,7 @@ static inline void bs_nepi_of(const bs_avx2_job *j, size_t c, bs_nepi *e) {
     int64_t cmin = t == BS_T_I8 ? INT8_MIN : (t == BS_T_U8 ? 0 : INT32_MIN);
     int64_t cmax = t == BS_T_I8 ? INT8_MAX : (t == BS_T_U8 ? UINT8_MAX : INT32_MAX);
     /* clamp to [lo, hi] then to the container = clamp to [C(lo), C(hi)] (C monotonic, lo <= hi) */
-    e->LO = vdupq_n_s64(bs_nclamp64(rq->lo, cmin, cmax)); e->HI = vdupq_n_s64(bs_nclamp64(rq->hi, cmin, cmax));
+    e->LO = vdupq_n_s64(bs_clamp64a(rq->lo, cmin, cmax)); e->HI = vdupq_n_s64(bs_clamp64a(rq->hi, cmin, cmax));
     e->B = vdupq_n_s64(rq->bias[q]); e->Z = vdupq_n_s64(rq->zero); e->SH = vdupq_n_s64(-(int64_t)n);
     e->M = vdup_n_s32(rq->m[q]);
 }
@@ -394,7 +376,7 @@ static inline void bs_nepilogue(const bs_avx2_job *j, const bs_nepi *e, int32x4_
     }
     if (e->kind == 2) {
         vst1q_s32(res, alo); vst1q_s32(res + 4, ahi);
-        for (size_t i = 0; i < count; i++) bs_nstore_scalar(j->y, e->t, off + i * pstride, bs_nrequant_scalar(res[i], j->rq, c));
+        for (size_t i = 0; i < count; i++) bs_store_scalar(j->y, e->t, off + i * pstride, bs_requant_scalar(res[i], j->rq, c));
         return;
     }
     int32x4_t r0 = bs_nrequant4(alo, e->M, e->B, e->SH, e->n, e->Z, e->LO, e->HI);
@@ -468,12 +450,12 @@ static void bs_nepilogue_row(const bs_avx2_job *j, int32x4_t alo, int32x4_t ahi,
         mm[i] = rq->m[q]; bb[i] = rq->bias[q]; sh[i] = n > 0 ? -n : 0;
     }
     if (slow) {   /* never produced by the lowering: the scalar reference order */
-        for (size_t i = 0; i < nc; i++) bs_nstore_scalar(j->y, t, off + i, bs_nrequant_scalar(res[i], rq, oc0 + i));
+        for (size_t i = 0; i < nc; i++) bs_store_scalar(j->y, t, off + i, bs_requant_scalar(res[i], rq, oc0 + i));
         return;
     }
     int64_t cmin = t == BS_T_I8 ? INT8_MIN : (t == BS_T_U8 ? 0 : INT32_MIN);
     int64_t cmax = t == BS_T_I8 ? INT8_MAX : (t == BS_T_U8 ? UINT8_MAX : INT32_MAX);
-    const int64x2_t LO = vdupq_n_s64(bs_nclamp64(rq->lo, cmin, cmax)), HI = vdupq_n_s64(bs_nclamp64(rq->hi, cmin, cmax));
+    const int64x2_t LO = vdupq_n_s64(bs_clamp64a(rq->lo, cmin, cmax)), HI = vdupq_n_s64(bs_clamp64a(rq->hi, cmin, cmax));
     const int64x2_t Z = vdupq_n_s64(rq->zero);
     int32x4_t r[2];
     for (int hlf = 0; hlf < 2; hlf++) {
