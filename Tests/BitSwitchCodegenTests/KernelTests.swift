@@ -43,7 +43,7 @@ static void *al(size_t n) { void *p = NULL; if (posix_memalign(&p, 64, n ? n : 6
 int main(int argc, char **argv) {
     st = argc > 1 ? strtoull(argv[1], 0, 10) : 1;
     int cases = argc > 2 ? atoi(argv[2]) : 200;
-    long distinct_cases = 0, paths[4] = {0}, direct_dw = 0, lowact = 0, gemv = 0;
+    long distinct_cases = 0, paths[4] = {0}, direct_dw = 0, lowact = 0, gemv = 0, plane = 0, plane_strided = 0, plane_rows = 0;
     for (int t = 0; t < cases; t++) {
         int is_gemm = ri(0, 3) == 0;
         bs_conv_shape s; memset(&s, 0, sizeof s);
@@ -178,6 +178,12 @@ int main(int argc, char **argv) {
         if (bs_dwconv_tasks__neon(&j)) direct_dw++;
 #else
         if (bs_dwconv_tasks__avx2(&j)) direct_dw++;
+        /* AVX2's plane path (bs_plane_fits): blocks of 8 output pixels read one run of each tap's phase plane */
+        else if (!is_gemm && s.win.kw <= 16) {
+            int32_t pc = (s.win.w + s.win.sw - 1) / s.win.sw;
+            if (s.win.sh * pc == s.win.ow) plane++;
+            else if (s.win.oh == 1 || s.win.ow % 8 == 0) { plane++; plane_rows += s.win.oh > 1; plane_strided++; }
+        }
 #endif
         for (int32_t sg = 0; sg < KS(stages)(&j); sg++) for (int32_t tk = KS(tasks)(&j, sg) - 1; tk >= 0; tk--) KS(run)(&j, sg, tk);
         if (memcmp(y0, y1, ycount * esz) || memcmp(y0, y2, ycount * esz)) {
@@ -194,10 +200,11 @@ int main(int argc, char **argv) {
         paths[bits <= 7 ? 0 : 1]++; if (odd_zero) paths[2]++; if (extreme) paths[3]++;
         free(x); free(q8); free(wb); free(pw); free(scratch); free(rm); free(rn); free(rb); free(y0); free(y1); free(y2);
     }
-    printf("ok %d cases (%ld with varied outputs; %ld w<=7 bits, %ld 8-bit, %ld odd zero points, %ld extreme requant, %ld direct depthwise, %ld low-bit activations, %ld batch-1 gemm layouts)\n", cases, distinct_cases, paths[0], paths[1], paths[2], paths[3], direct_dw, lowact, gemv);
+    printf("ok %d cases (%ld with varied outputs; %ld w<=7 bits, %ld 8-bit, %ld odd zero points, %ld extreme requant, %ld direct depthwise, %ld low-bit activations, %ld batch-1 gemm layouts, %ld plane-path convs: %ld of them strided, %ld of those with several output rows)\n", cases, distinct_cases, paths[0], paths[1], paths[2], paths[3], direct_dw, lowact, gemv, plane, plane_strided, plane_rows);
     if (direct_dw < cases / 20) { printf("too few direct depthwise cases: %ld\n", direct_dw); return 1; }
 #if !defined(BS_TEST_VNNI) && !defined(BS_TEST_NEON)
     if (gemv < cases / 40) { printf("too few batch-1 gemm cases: %ld\n", gemv); return 1; }
+    if (plane < cases / 20 || plane_strided < cases / 40 || plane_rows < cases / 200) { printf("too few plane-path convs: %ld, %ld, %ld\n", plane, plane_strided, plane_rows); return 1; }
 #endif
 #ifdef BS_TEST_NEON
     printf("kernel %s\n", bs_neon_gemm_kernel_name());   /* NEON: no elementwise kernels, the bundle uses the generic ones */
@@ -295,6 +302,25 @@ int main(int argc, char **argv) {
         free(px); free(y0); free(y1);
     }
     printf("ok %d maxpool cases\n", cases);
+    /* the global average pool's straight loops against the windowed arithmetic: the same window with an end pad
+     * row that no tap reaches (stride 2: still one output) */
+    for (int t = 0; t < cases; t++) {
+        bs_window g; memset(&g, 0, sizeof g);
+        g.d = 1; g.h = (int32_t)ri(1, 12); g.w = (int32_t)ri(1, 40); g.kd = 1; g.kh = g.h; g.kw = g.w;
+        g.od = g.oh = g.ow = 1; g.sd = g.sh = g.sw = 1; g.dd = g.dh = g.dw = 1;
+        int32_t xt = (int32_t)ri(0, 2), cip = (int32_t)ri(0, 1);
+        int64_t zero = ri(0, 3) == 0 ? (int64_t)rnd() : ri(-300, 300);
+        size_t es = xt == BS_T_I32 ? 4 : 1, planes = (size_t)ri(1, 40), nin = planes * g.h * g.w;
+        unsigned char *px = al(nin * es), *y0 = al(planes * es), *y1 = al(planes * es);
+        for (size_t i = 0; i < nin * es; i++) px[i] = (unsigned char)rnd();
+        memset(y0, 0x33, planes * es); memset(y1, 0x44, planes * es);
+        bs_qavgpool__generic(&g, planes, cip, zero, px, xt, y0);
+        bs_window gw = g; gw.peh = 1; gw.sh = 2;
+        bs_qavgpool__generic(&gw, planes, cip, zero, px, xt, y1);
+        if (memcmp(y0, y1, planes * es)) { printf("MISMATCH global average pool case %d xt=%d\n", t, xt); return 1; }
+        free(px); free(y0); free(y1);
+    }
+    printf("ok %d global average pool cases\n", cases);
 #ifndef BS_TEST_VNNI
     /* the vectorized input quantize against the generic one: NaN, infinities, ties, huge values, every container,
      * extreme parameters (the generic fallback), tails */
@@ -343,7 +369,8 @@ int main(int argc, char **argv) {
         guard rc == 0 else { return }
         for seed in 1...3 {
             let (r, out, e) = try NativeBuildTests.run(["./kc", "\(seed)", "1500"], cwd: b)
-            #expect(r == 0 && out.hasPrefix("ok 1500 cases") && out.contains("ok 1500 quantize cases"), "seed \(seed): \(out)\(e)")
+            #expect(r == 0 && out.hasPrefix("ok 1500 cases") && out.contains("ok 1500 quantize cases")
+                    && out.contains("ok 1500 global average pool cases"), "seed \(seed): \(out)\(e)")
         }
         // The depthwise kernel's row mode (large planes) on every depthwise shape: no plane fits a 0-byte buffer.
         let (rc2, _, err2) = try NativeBuildTests.run([cc, "-std=c11", "-O2", "-mavx2", "-mfma", "-Wall", "-Wextra", "-pedantic", "-Werror",

@@ -269,6 +269,21 @@ static void bs_pool(const bs_window *g, size_t p0, size_t p1, int32_t average, i
                     const void *x, int32_t xt, void *y) {
     size_t in_count = (size_t)g->d * g->h * g->w, k = p0 * ((size_t)g->od * g->oh * g->ow);
     int64_t lowest = xt == BS_T_I8 ? INT8_MIN : (xt == BS_T_U8 ? 0 : INT32_MIN);
+    if (average && g->od == 1 && g->oh == 1 && g->ow == 1 && g->kd == g->d && g->kh == g->h && g->kw == g->w &&
+        g->pd == 0 && g->ph == 0 && g->pw == 0 && g->ped == 0 && g->peh == 0 && g->pew == 0 && in_count > 0) {
+        /* a global average (every tap valid and in the padded window): the same sums in straight loops */
+        int64_t r = (((int64_t)1 << 24) + (int64_t)in_count / 2) / (int64_t)in_count;
+        for (size_t plane = p0; plane < p1; plane++, k++) {
+            uint64_t sum = 0;
+            size_t base = plane * in_count;
+            if (xt == BS_T_I32) { const int32_t *v = (const int32_t *)x + base; for (size_t i = 0; i < in_count; i++) sum += (uint64_t)(int64_t)v[i]; }
+            else if (xt == BS_T_U8) { const uint8_t *v = (const uint8_t *)x + base; for (size_t i = 0; i < in_count; i++) sum += v[i]; }
+            else { const int8_t *v = (const int8_t *)x + base; for (size_t i = 0; i < in_count; i++) sum += (uint64_t)(int64_t)v[i]; }
+            sum -= (uint64_t)zero * (uint64_t)in_count;
+            bs_store(y, xt, k, bs_wrap_add(bs_rshr64(bs_wrap_mul((int64_t)sum, r), 24), zero));
+        }
+        return;
+    }
     for (size_t plane = p0; plane < p1; plane++) {
         size_t base = plane * in_count;
         for (int32_t od = 0; od < g->od; od++)

@@ -19,8 +19,10 @@ typedef struct bs_packed {
 #define BS_ROWS_PER_TASK 16
 #define BS_BLOCKS_PER_TASK 16
 #define BS_CB_PER_TASK 16
-#define BS_PAIRS_PER_TASK 4
-#define BS_GEMV_ROWS 4        /* gemms of at most this many rows take the batch-1 kernels (bs_qs8_pack_weights_rows__avx2) */   /* pairs of 8-pixel blocks per GEMM task: the channels' epilogue set-up is shared by them */
+#define BS_PAIRS_PER_TASK 4   /* pairs of 8-pixel blocks per GEMM task: the channels' epilogue set-up is shared by them */
+#define BS_PLANES_PER_TASK 4  /* input channels per task of the plane path's stage 0 */
+#define BS_PLANE_MAXKW 16     /* the widest kernel the plane path takes */
+#define BS_GEMV_ROWS 4        /* gemms of at most this many rows take the batch-1 kernels (bs_qs8_pack_weights_rows__avx2) */
 
 size_t bs_qs8_packed_weights_size__avx2(int32_t groups, int32_t mg, int32_t k) {
     size_t mg4 = ((size_t)mg + 3) / 4 * 4, kg2 = ((size_t)k + 1) / 2;
@@ -218,7 +220,38 @@ typedef struct bs_geo {
     int32_t esize;                          /* 1 (u8) or 2 (int16) */
     int32_t uz;                             /* S8C4: the u8 value of x_zero; S16C2: x_zero */
     int32_t fallback;
+    int32_t plane, plane_linear;            /* the plane path (bs_plane_fits); its block offsets are 8 b */
+    size_t plane_rows, plane_pc, plane_len; /* its phase planes: rows, columns, elements (a multiple of 32) */
 } bs_geo;
+
+/* The plane path takes 2-D (and 1-D) convs whose blocks of 8 output pixels each read one contiguous run of every
+ * tap, when its planes fit where the gathered rows would go. Stage 0 converts each input channel once into sw phase
+ * planes: phase f holds the input columns f, f + sw, ... (pc = ceil(w / sw) columns), in plane_rows =
+ * (oh - 1) sh + (kh - 1) dh + 1 rows (the input's rows after ph padding rows, then padding rows), after pw padding
+ * elements. Tap (kh, kw) of output pixel (oh, ow) reads input column ow sw + kw dw - pw: phase (kw dw - pw) mod sw,
+ * element pw + (oh sh + kh dh) pc + ow + floor((kw dw - pw) / sw). Within an output row that is a contiguous run;
+ * blocks stay within one row when ow is a multiple of 8 or there is one output row, and when sh pc = ow (stride 1,
+ * output width = input width: 3x3 pad 1, 1x1) the offset is p + const for every pixel p, whatever the rows. The
+ * lanes whose input column is in the padding (or that are past the last pixel) read a neighbouring element and
+ * are replaced by the padding value. Stage 1 interleaves those runs into the GEMM layout (bs_plane_interleave). */
+static void bs_plane_fits(const bs_conv_shape *s, bs_geo *o) {
+    const bs_window *g = &s->win;
+    if (g->d != 1 || g->od != 1 || g->kd != 1 || g->pd != 0 || g->kw > BS_PLANE_MAXKW || g->oh < 1 || g->ow < 1 ||
+        g->sh < 1 || g->sw < 1 || g->dh < 1 || g->dw < 1)
+        return;
+    size_t pc = ((size_t)g->w + g->sw - 1) / g->sw;
+    int linear = (size_t)g->sh * pc == (size_t)g->ow;
+    if (!linear && g->oh != 1 && g->ow % 8 != 0) return;
+    size_t rows = (size_t)(g->oh - 1) * g->sh + (size_t)(g->kh - 1) * g->dh + 1;
+    /* elements up to the last row, and past the farthest read: the last block's last lane (linear: pixel npad - 1;
+     * else the last row's last column, or pixel npad - 1 of the one row) at the last kh, at the farthest kw */
+    int64_t cmax = ((int64_t)(g->kw - 1) * g->dw - g->pw) / g->sw;   /* floor when >= 0; 0 when negative */
+    size_t last = linear ? o->npad - 1 : (size_t)(g->oh - 1) * g->sh * pc + (g->oh == 1 ? o->npad - 1 : (size_t)g->ow - 1);
+    size_t len = (size_t)g->pw + rows * pc, reach = (size_t)g->pw + last + (size_t)(g->kh - 1) * g->dh * pc + (size_t)(cmax > 0 ? cmax : 0) + 1;
+    len = ((len > reach ? len : reach) + 7) / 8 * 8;
+    if (BS_A64((size_t)s->c * g->sw * len * o->esize) > o->tmp_bytes) return;
+    o->plane = 1; o->plane_linear = linear; o->plane_rows = rows; o->plane_pc = pc; o->plane_len = len;
+}
 
 static void bs_geometry(const bs_avx2_job *j, bs_geo *o) {
     const bs_packed *h = (const bs_packed *)j->packed;
@@ -246,6 +279,7 @@ static void bs_geometry(const bs_avx2_job *j, bs_geo *o) {
         o->uz = (int32_t)xz;
         o->fallback = xmin - xz < -32768 || xmax - xz > 32767;
     }
+    if (j->conv && !o->fallback) bs_plane_fits(j->conv, o);
 }
 
 static size_t bs_scratch_for(size_t groups, size_t mg, size_t k, size_t n) {
@@ -420,60 +454,169 @@ static void bs_gather_row(const bs_avx2_job *j, const bs_geo *o, size_t r, unsig
     for (; p < o->npad; p++) { if (o->esize == 1) row8[p] = padu; else row16[p] = 0; }
 }
 
-/* ---- stage 1: interleave the rows of one group, pixel blocks [b0, b1), into [block][kg][8 pixels][4 bytes]. ---- */
-static void bs_interleave(const bs_geo *o, const unsigned char *rows, unsigned char *ilv, size_t b0, size_t b1) {
-    size_t stride = o->npad * o->esize;
-    size_t b = b0;
-    /* 32 (S8C4) or 16 (S16C2) pixels at a time in 256-bit lanes: 4 or 2 blocks per step */
-    if (o->mode == BS_PACK_S8C4) {
-        for (; b + 4 <= b1; b += 4) {
-            unsigned char *d0 = ilv + b * (size_t)o->kg * 32, *d1 = d0 + (size_t)o->kg * 32, *d2 = d1 + (size_t)o->kg * 32, *d3 = d2 + (size_t)o->kg * 32;
-            for (int32_t q = 0; q < o->kg; q++) {
-                const unsigned char *r = rows + (size_t)q * 4 * stride + b * 8;
-                __m256i r0 = _mm256_loadu_si256((const __m256i *)r), r1 = _mm256_loadu_si256((const __m256i *)(r + stride));
-                __m256i r2 = _mm256_loadu_si256((const __m256i *)(r + 2 * stride)), r3 = _mm256_loadu_si256((const __m256i *)(r + 3 * stride));
-                __m256i alo = _mm256_unpacklo_epi8(r0, r1), ahi = _mm256_unpackhi_epi8(r0, r1);
-                __m256i clo = _mm256_unpacklo_epi8(r2, r3), chi = _mm256_unpackhi_epi8(r2, r3);
-                __m256i l0 = _mm256_unpacklo_epi16(alo, clo), h0 = _mm256_unpackhi_epi16(alo, clo);   /* px 0-3 | 16-19, 4-7 | 20-23 */
-                __m256i l1 = _mm256_unpacklo_epi16(ahi, chi), h1 = _mm256_unpackhi_epi16(ahi, chi);   /* px 8-11 | 24-27, 12-15 | 28-31 */
-                _mm256_store_si256((__m256i *)(d0 + (size_t)q * 32), _mm256_permute2x128_si256(l0, h0, 0x20));
-                _mm256_store_si256((__m256i *)(d1 + (size_t)q * 32), _mm256_permute2x128_si256(l1, h1, 0x20));
-                _mm256_store_si256((__m256i *)(d2 + (size_t)q * 32), _mm256_permute2x128_si256(l0, h0, 0x31));
-                _mm256_store_si256((__m256i *)(d3 + (size_t)q * 32), _mm256_permute2x128_si256(l1, h1, 0x31));
+/* ---- the plane path (bs_plane_fits): stage 0 fills the phase planes of input channels [c0, c1) ---- */
+static void bs_plane_fill(const bs_avx2_job *j, const bs_geo *o, size_t c0, size_t c1, unsigned char *tmp) {
+    const bs_window *g = &j->conv->win;
+    int esize = o->esize, u8 = j->xt == BS_T_U8;
+    int32_t xz = j->p->x_zero;
+    uint8_t padu = (uint8_t)o->uz;
+    size_t w = (size_t)g->w, sw = (size_t)g->sw, pc = o->plane_pc, plane = (size_t)g->h * w;
+    size_t top = (size_t)g->ph < o->plane_rows ? (size_t)g->ph : o->plane_rows;   /* padding rows above */
+    size_t real = o->plane_rows - top < (size_t)g->h ? o->plane_rows - top : (size_t)g->h;
+    size_t lead = (size_t)g->pw + top * pc;
+    for (size_t c = c0; c < c1; c++) {
+        const unsigned char *xc = (const unsigned char *)j->x + c * plane;
+        for (size_t f = 0; f < sw; f++) {
+            unsigned char *pl = tmp + (c * sw + f) * o->plane_len * esize;
+            bs_pad_run(pl, esize, padu, 0, lead);
+            if (sw == 1) {   /* the real rows are one run of the input */
+                bs_convert_run(xc, u8, esize, xz, real * w, pl + lead * esize);
+            } else {
+                for (size_t ih = 0; ih < real; ih++) {
+                    const unsigned char *xr = xc + ih * w;
+                    size_t at = lead + ih * pc, cols = f < w ? (w - f + sw - 1) / sw : 0;
+                    for (size_t q = 0; q < cols; q++) {
+                        unsigned char v = xr[f + q * sw];
+                        if (esize == 1) pl[at + q] = u8 ? v : (uint8_t)(v ^ 0x80);
+                        else ((int16_t *)pl)[at + q] = (int16_t)((u8 ? (int32_t)v : (int32_t)(int8_t)v) - xz);
+                    }
+                    bs_pad_run(pl, esize, padu, at + cols, at + pc);
+                }
             }
-        }
-    } else {
-        for (; b + 2 <= b1; b += 2) {
-            unsigned char *d0 = ilv + b * (size_t)o->kg * 32, *d1 = d0 + (size_t)o->kg * 32;
-            for (int32_t q = 0; q < o->kg; q++) {
-                const unsigned char *r = rows + (size_t)q * 2 * stride + b * 16;
-                __m256i r0 = _mm256_loadu_si256((const __m256i *)r), r1 = _mm256_loadu_si256((const __m256i *)(r + stride));
-                __m256i lo = _mm256_unpacklo_epi16(r0, r1), hi = _mm256_unpackhi_epi16(r0, r1);   /* px 0-3 | 8-11, 4-7 | 12-15 */
-                _mm256_store_si256((__m256i *)(d0 + (size_t)q * 32), _mm256_permute2x128_si256(lo, hi, 0x20));
-                _mm256_store_si256((__m256i *)(d1 + (size_t)q * 32), _mm256_permute2x128_si256(lo, hi, 0x31));
-            }
+            bs_pad_run(pl, esize, padu, lead + real * pc, o->plane_len);
         }
     }
-    for (; b < b1; b++) {
-        unsigned char *dst = ilv + b * (size_t)o->kg * 32;
-        for (int32_t q = 0; q < o->kg; q++) {
-            __m128i lo, hi;
-            if (o->mode == BS_PACK_S8C4) {
-                const unsigned char *r = rows + (size_t)q * 4 * stride + b * 8;
-                __m128i r0 = _mm_loadl_epi64((const __m128i *)r), r1 = _mm_loadl_epi64((const __m128i *)(r + stride));
-                __m128i r2 = _mm_loadl_epi64((const __m128i *)(r + 2 * stride)), r3 = _mm_loadl_epi64((const __m128i *)(r + 3 * stride));
-                __m128i a = _mm_unpacklo_epi8(r0, r1), c = _mm_unpacklo_epi8(r2, r3);
-                lo = _mm_unpacklo_epi16(a, c);
-                hi = _mm_unpackhi_epi16(a, c);
-            } else {
-                const unsigned char *r = rows + (size_t)q * 2 * stride + b * 16;
-                __m128i r0 = _mm_loadu_si128((const __m128i *)r), r1 = _mm_loadu_si128((const __m128i *)(r + stride));
-                lo = _mm_unpacklo_epi16(r0, r1);
-                hi = _mm_unpackhi_epi16(r0, r1);
-            }
-            _mm_storeu_si128((__m128i *)(dst + (size_t)q * 32), lo);
-            _mm_storeu_si128((__m128i *)(dst + (size_t)q * 32 + 16), hi);
+}
+
+/* ---- stage 1: interleave into [block][kg][8 pixels][per rows] (per = 4 u8 rows, S8C4, or 2 int16 rows, S16C2).
+ * One k-group of pixel blocks [0, nb): row e's 8 nb pixels from r[e] (elements of es bytes), the lanes whose byte
+ * in m[e] is 0xFF (m[e] NULL: none) replaced by PAD's, into dst + b bstride. ---- */
+static inline __m256i bs_ilv_load(const unsigned char *r, const unsigned char *m, size_t off, size_t moff, __m256i PAD) {
+    __m256i v = _mm256_loadu_si256((const __m256i *)(r + off));
+    return m ? _mm256_blendv_epi8(v, PAD, _mm256_loadu_si256((const __m256i *)(m + moff))) : v;
+}
+
+static inline __m128i bs_ilv_load8(const unsigned char *r, const unsigned char *m, size_t off, size_t moff, int es, __m256i PAD) {
+    __m128i v = es == 1 ? _mm_loadl_epi64((const __m128i *)(r + off)) : _mm_loadu_si128((const __m128i *)(r + off));
+    if (!m) return v;
+    __m128i mk = es == 1 ? _mm_loadl_epi64((const __m128i *)(m + moff)) : _mm_loadu_si128((const __m128i *)(m + moff));
+    return _mm_blendv_epi8(v, _mm256_castsi256_si128(PAD), mk);
+}
+
+/* Blocks [b, b + n) read one contiguous run: their offsets step by 8 pixels (boff NULL: block b is at 8 b). */
+static inline int bs_ilv_run(const size_t *boff, size_t b, size_t n) { return !boff || boff[b + n - 1] == boff[b] + 8 * (n - 1); }
+
+static void bs_ilv_group(int32_t per, const unsigned char *const *r, const unsigned char *const *m, __m256i PAD, size_t nb,
+                         const size_t *boff, unsigned char *dst, size_t bstride) {
+    size_t b = 0;
+    int es = per == 4 ? 1 : 2;
+    if (per == 4) {   /* 32 pixels (4 blocks) per step */
+        for (; b + 4 <= nb && bs_ilv_run(boff, b, 4); b += 4) {
+            size_t off = boff ? boff[b] : b * 8, moff = b * 8;
+            __m256i r0 = bs_ilv_load(r[0], m[0], off, moff, PAD), r1 = bs_ilv_load(r[1], m[1], off, moff, PAD);
+            __m256i r2 = bs_ilv_load(r[2], m[2], off, moff, PAD), r3 = bs_ilv_load(r[3], m[3], off, moff, PAD);
+            __m256i alo = _mm256_unpacklo_epi8(r0, r1), ahi = _mm256_unpackhi_epi8(r0, r1);
+            __m256i clo = _mm256_unpacklo_epi8(r2, r3), chi = _mm256_unpackhi_epi8(r2, r3);
+            __m256i l0 = _mm256_unpacklo_epi16(alo, clo), h0 = _mm256_unpackhi_epi16(alo, clo);   /* px 0-3 | 16-19, 4-7 | 20-23 */
+            __m256i l1 = _mm256_unpacklo_epi16(ahi, chi), h1 = _mm256_unpackhi_epi16(ahi, chi);   /* px 8-11 | 24-27, 12-15 | 28-31 */
+            unsigned char *d = dst + b * bstride;
+            _mm256_store_si256((__m256i *)d, _mm256_permute2x128_si256(l0, h0, 0x20));
+            _mm256_store_si256((__m256i *)(d + bstride), _mm256_permute2x128_si256(l1, h1, 0x20));
+            _mm256_store_si256((__m256i *)(d + 2 * bstride), _mm256_permute2x128_si256(l0, h0, 0x31));
+            _mm256_store_si256((__m256i *)(d + 3 * bstride), _mm256_permute2x128_si256(l1, h1, 0x31));
         }
+    } else {   /* 16 pixels (2 blocks) per step */
+        for (; b + 2 <= nb && bs_ilv_run(boff, b, 2); b += 2) {
+            size_t off = (boff ? boff[b] : b * 8) * 2, moff = b * 16;
+            __m256i r0 = bs_ilv_load(r[0], m[0], off, moff, PAD), r1 = bs_ilv_load(r[1], m[1], off, moff, PAD);
+            __m256i lo = _mm256_unpacklo_epi16(r0, r1), hi = _mm256_unpackhi_epi16(r0, r1);   /* px 0-3 | 8-11, 4-7 | 12-15 */
+            unsigned char *d = dst + b * bstride;
+            _mm256_store_si256((__m256i *)d, _mm256_permute2x128_si256(lo, hi, 0x20));
+            _mm256_store_si256((__m256i *)(d + bstride), _mm256_permute2x128_si256(lo, hi, 0x31));
+        }
+    }
+    for (; b < nb; b++) {   /* the tail, and blocks whose runs are not adjacent: one block per step */
+        size_t off = (boff ? boff[b] : b * 8) * (size_t)es, moff = b * 8 * (size_t)es;
+        __m128i lo, hi;
+        if (per == 4) {
+            __m128i a = _mm_unpacklo_epi8(bs_ilv_load8(r[0], m[0], off, moff, 1, PAD), bs_ilv_load8(r[1], m[1], off, moff, 1, PAD));
+            __m128i c = _mm_unpacklo_epi8(bs_ilv_load8(r[2], m[2], off, moff, 1, PAD), bs_ilv_load8(r[3], m[3], off, moff, 1, PAD));
+            lo = _mm_unpacklo_epi16(a, c);
+            hi = _mm_unpackhi_epi16(a, c);
+        } else {
+            __m128i r0 = bs_ilv_load8(r[0], m[0], off, moff, 2, PAD), r1 = bs_ilv_load8(r[1], m[1], off, moff, 2, PAD);
+            lo = _mm_unpacklo_epi16(r0, r1);
+            hi = _mm_unpackhi_epi16(r0, r1);
+        }
+        _mm_store_si128((__m128i *)(dst + b * bstride), lo);
+        _mm_store_si128((__m128i *)(dst + b * bstride + 16), hi);
+    }
+}
+
+/* The gathered rows of one group (row stride npad elements), pixel blocks [b0, b1). */
+static void bs_interleave(const bs_geo *o, const unsigned char *rows, unsigned char *ilv, size_t b0, size_t b1) {
+    int32_t per = o->mode == BS_PACK_S8C4 ? 4 : 2;
+    size_t stride = o->npad * o->esize;
+    const unsigned char *m[4] = {NULL, NULL, NULL, NULL};
+    for (int32_t q = 0; q < o->kg; q++) {
+        const unsigned char *r[4];
+        for (int32_t e = 0; e < per; e++) r[e] = rows + (size_t)(q * per + e) * stride + b0 * 8 * o->esize;
+        bs_ilv_group(per, r, m, _mm256_setzero_si256(), b1 - b0, NULL, ilv + b0 * (size_t)o->kg * 32 + (size_t)q * 32, (size_t)o->kg * 32);
+    }
+}
+
+/* The plane path's stage 1: pixel blocks [b0, b1) (at most BS_BLOCKS_PER_TASK) of group grp, every tap's runs read
+ * from the phase planes (bs_plane_fits). */
+static void bs_plane_interleave(const bs_avx2_job *j, const bs_geo *o, const unsigned char *tmp, size_t grp,
+                                unsigned char *ilv, size_t b0, size_t b1) {
+    const bs_conv_shape *s = j->conv;
+    const bs_window *g = &s->win;
+    int32_t kw_n = g->kw, kh_n = g->kh, per = o->mode == BS_PACK_S8C4 ? 4 : 2, es = o->esize;
+    size_t sw = (size_t)g->sw, pc = o->plane_pc, cg = (size_t)(s->c / s->group), len = o->plane_len;
+    size_t p0 = b0 * 8, np = (b1 - b0) * 8, ow_n = (size_t)g->ow;
+    const unsigned char *planes = tmp + grp * cg * sw * len * es;
+    const __m256i PAD = es == 1 ? _mm256_set1_epi8((char)o->uz) : _mm256_setzero_si256();
+    /* each block's run offset (oh sh pc + ow of its first pixel; linear: 8 b) */
+    size_t boff[BS_BLOCKS_PER_TASK];
+    for (size_t b = b0; b < b1; b++) boff[b - b0] = o->plane_linear ? b * 8 : (b * 8 / ow_n) * g->sh * pc + b * 8 % ow_n;
+    /* per kw: the element offset of its run in its phase plane, and the byte masks of the pixels whose input column
+     * is in the padding (or that are past the last pixel) */
+    unsigned char mk[BS_PLANE_MAXKW][BS_BLOCKS_PER_TASK * 8 * 2];
+    const unsigned char *mkp[BS_PLANE_MAXKW];
+    size_t kwoff[BS_PLANE_MAXKW];
+    for (int32_t kw = 0; kw < kw_n; kw++) {
+        int64_t col = (int64_t)kw * g->dw - g->pw, f = ((col % (int64_t)sw) + (int64_t)sw) % (int64_t)sw;
+        kwoff[kw] = (size_t)((int64_t)f * (int64_t)len + g->pw + (col - f) / (int64_t)sw);
+        int bad = 0;
+        size_t ow = p0 % ow_n;
+        for (size_t i = 0; i < np; i++) {
+            int64_t iw = (int64_t)(ow * sw) + col;
+            int out = p0 + i >= o->n || iw < 0 || iw >= (int64_t)g->w;
+            bad |= out;
+            for (int32_t e = 0; e < es; e++) mk[kw][i * es + e] = out ? 0xFF : 0;
+            if (++ow == ow_n) ow = 0;
+        }
+        mkp[kw] = bad ? mk[kw] : NULL;
+    }
+    /* tap kk = (ic, kh, kw), counted without divisions; its runs start at planes + (off + kwoff[kw] + boff) elements */
+    int32_t kh = 0, kw = 0, kk = 0;
+    size_t off = 0, ic_off = 0;
+    const size_t *bo = o->plane_linear ? NULL : boff;
+    for (int32_t q = 0; q < o->kg; q++) {
+        const unsigned char *r[4], *m[4];
+        for (int32_t e = 0; e < per; e++, kk++) {
+            /* past k (the last group's padding: zero weights) repeat the group's last tap, which keeps the maximum
+             * activation of the pixels (the int16 flush interval) what the real taps make it */
+            if (kk >= o->k) { r[e] = r[e - 1]; m[e] = m[e - 1]; continue; }
+            r[e] = planes + (off + kwoff[kw] + (bo ? 0 : p0)) * es;
+            m[e] = mkp[kw];
+            if (++kw == kw_n) {
+                kw = 0;
+                if (++kh == kh_n) { kh = 0; ic_off += sw * len; }
+                off = ic_off + (size_t)kh * g->dh * pc;
+            }
+        }
+        bs_ilv_group(per, r, m, PAD, b1 - b0, bo, ilv + b0 * (size_t)o->kg * 32 + (size_t)q * 32, (size_t)o->kg * 32);
     }
 }
 
@@ -756,6 +899,14 @@ static void bs_maxpool_planes_avx2(const bs_window *g, size_t p0, size_t p1, con
                 }
                 _mm256_storeu_si256((__m256i *)((int32_t *)yp + (size_t)oh * g->ow + ow), m);
             }
+            for (; ow + 4 <= ow1; ow += 4) {   /* 4 outputs: the loads read at most rowmax[w] (zeroed above) */
+                __m128i m = _mm_set1_epi32(INT32_MIN);
+                for (int32_t kw = 0; kw < g->kw; kw++) {
+                    const int32_t *r = rowmax + 2 * ow - g->pw + kw;
+                    m = _mm_max_epi32(m, _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(_mm256_loadu_si256((const __m256i *)r), EV)));
+                }
+                _mm_storeu_si128((__m128i *)((int32_t *)yp + (size_t)oh * g->ow + ow), m);
+            }
             for (int32_t ox = 0; ox < g->ow; ox++) {
                 if (ox == ow0) ox = ow;   /* [ow0, ow) done above */
                 if (ox >= g->ow) break;
@@ -943,6 +1094,11 @@ static inline void bs_dw_convert(const unsigned char *x, int u8, int16_t xz, int
     if (i < w && w >= 16) {   /* the tail: the last 16 columns again */
         __m128i v = _mm_loadu_si128((const __m128i *)(x + w - 16));
         _mm256_storeu_si256((__m256i *)(dst + w - 16), _mm256_sub_epi16(u8 ? _mm256_cvtepu8_epi16(v) : _mm256_cvtepi8_epi16(v), Z));
+    } else if (w >= 8) {   /* 8 <= w < 16: columns 0-7 and the last 8 */
+        const __m128i Z8 = _mm256_castsi256_si128(Z);
+        __m128i a = _mm_loadl_epi64((const __m128i *)x), b = _mm_loadl_epi64((const __m128i *)(x + w - 8));
+        _mm_storeu_si128((__m128i *)dst, _mm_sub_epi16(u8 ? _mm_cvtepu8_epi16(a) : _mm_cvtepi8_epi16(a), Z8));
+        _mm_storeu_si128((__m128i *)(dst + w - 8), _mm_sub_epi16(u8 ? _mm_cvtepu8_epi16(b) : _mm_cvtepi8_epi16(b), Z8));
     } else if (u8) {
         for (; i < w; i++) dst[i] = (int16_t)(x[i] - xz);
     } else {
@@ -975,24 +1131,45 @@ static void bs_dw_fill_phases(const void *xr, int u8, int16_t xz, int32_t w, int
     }
 }
 
-/* bs_dw_fill_phases for sw == 2, vectorized: the padded int16 row in tmp (4 * wq + 64 int16 with the split halves), then 16 int16 at a time split into the even and odd columns (vpshufb +
- * vpermq), each phase row copied (exactly wq values: the neighbouring sub-planes hold data). */
-static void bs_dw_fill_2phases(const void *xr, int u8, int16_t xz, int32_t w, int32_t pw, size_t pstride, int32_t wq,
-                               int16_t *row, int16_t *tmp) {
-    int32_t len = 2 * wq, n16 = (len + 15) / 16;
-    memset(tmp, 0, (size_t)pw * sizeof(int16_t));
-    memset(tmp + pw + w, 0, (size_t)(n16 * 16 + 16 - pw - w) * sizeof(int16_t));
-    bs_dw_convert((const unsigned char *)xr, u8, xz, w, tmp + pw);
-    int16_t *ev = tmp + n16 * 16 + 16, *od = ev + n16 * 8;
-    const __m256i sh = _mm256_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15,
-                                        0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15);
-    for (int32_t k = 0; k < n16; k++) {
-        __m256i v = _mm256_permute4x64_epi64(_mm256_shuffle_epi8(_mm256_loadu_si256((const __m256i *)(tmp + 16 * k)), sh), 0xD8);
-        _mm_storeu_si128((__m128i *)(ev + 8 * k), _mm256_castsi256_si128(v));
-        _mm_storeu_si128((__m128i *)(od + 8 * k), _mm256_extracti128_si256(v, 1));
+/* bs_dw_fill_phases for sw == 2, vectorized: input column i is padded column i + pw, so the even columns go to
+ * phase pw & 1 from index pw >> 1 and the odd ones to the other phase from index (pw + 1) >> 1. 32 columns (16 of
+ * each parity) per step straight from the row, the last step moved back to end at the row's end (the even column
+ * w - 1 of an odd w on its own); writes only the input's columns. */
+static inline void bs_dw_split2_store(__m256i v, int u8, __m256i Z, int16_t *ev, int16_t *od) {
+    __m256i e = u8 ? _mm256_and_si256(v, _mm256_set1_epi16(0x00FF)) : _mm256_srai_epi16(_mm256_slli_epi16(v, 8), 8);
+    __m256i o = u8 ? _mm256_srli_epi16(v, 8) : _mm256_srai_epi16(v, 8);
+    _mm256_storeu_si256((__m256i *)ev, _mm256_sub_epi16(e, Z));
+    _mm256_storeu_si256((__m256i *)od, _mm256_sub_epi16(o, Z));
+}
+
+static inline void bs_dw_split2_store8(__m128i v, int u8, __m128i Z, int16_t *ev, int16_t *od) {
+    __m128i e = u8 ? _mm_and_si128(v, _mm_set1_epi16(0x00FF)) : _mm_srai_epi16(_mm_slli_epi16(v, 8), 8);
+    __m128i o = u8 ? _mm_srli_epi16(v, 8) : _mm_srai_epi16(v, 8);
+    _mm_storeu_si128((__m128i *)ev, _mm_sub_epi16(e, Z));
+    _mm_storeu_si128((__m128i *)od, _mm_sub_epi16(o, Z));
+}
+
+static void bs_dw_fill_2phases(const void *xr, int u8, int16_t xz, int32_t w, int32_t pw, size_t pstride, int16_t *row) {
+    const unsigned char *x = (const unsigned char *)xr;
+    int16_t *ev = row + (size_t)(pw & 1) * pstride + (pw >> 1), *od = row + (size_t)((pw + 1) & 1) * pstride + ((pw + 1) >> 1);
+    int32_t done = 0;   /* columns [0, done) written */
+    if (w >= 32) {
+        const __m256i Z = _mm256_set1_epi16(xz);
+        for (int32_t i = 0; i + 32 <= w; i += 32) bs_dw_split2_store(_mm256_loadu_si256((const __m256i *)(x + i)), u8, Z, ev + i / 2, od + i / 2);
+        int32_t s = (w - 32) & ~1;
+        bs_dw_split2_store(_mm256_loadu_si256((const __m256i *)(x + s)), u8, Z, ev + s / 2, od + s / 2);
+        done = s + 32;
+    } else if (w >= 16) {
+        const __m128i Z = _mm_set1_epi16(xz);
+        int32_t s = (w - 16) & ~1;
+        bs_dw_split2_store8(_mm_loadu_si128((const __m128i *)x), u8, Z, ev, od);
+        bs_dw_split2_store8(_mm_loadu_si128((const __m128i *)(x + s)), u8, Z, ev + s / 2, od + s / 2);
+        done = s + 16;
     }
-    memcpy(row, ev, (size_t)wq * sizeof(int16_t));
-    memcpy(row + pstride, od, (size_t)wq * sizeof(int16_t));
+    for (int32_t i = done; i < w; i++) {
+        int16_t v = (int16_t)((u8 ? (int32_t)x[i] : (int32_t)(int8_t)x[i]) - xz);
+        if (i & 1) od[i / 2] = v; else ev[i / 2] = v;
+    }
 }
 
 /* The int16 row (x - xz) of input row xr, zero-padded, split into sw phases of lp. */
@@ -1080,7 +1257,6 @@ void bs_dwconv_run_with__avx2(const bs_avx2_job *j, int32_t task, bs_dw_row_epil
     int64_t pbuf = (int64_t)sh * sw * sub + vpad + maxinner;
     if (pbuf <= BS_DW_PLANE_MAX && pbuf <= BS_DW_BUF && vpad <= BS_DW_MAXW && ktaps <= BS_DW_MAXK) {
         int32_t poff[2 * BS_DW_MAXK];
-        int16_t tmp16[BS_DW_MAXW];
         for (int32_t q = 0; q < kpairs; q++)
             for (int32_t e = 0; e < 2; e++) {
                 int32_t t = 2 * q + e < ktaps ? 2 * q + e : 2 * q;
@@ -1107,7 +1283,7 @@ void bs_dwconv_run_with__avx2(const bs_avx2_job *j, int32_t task, bs_dw_row_epil
                 int32_t r = ih + g->ph;
                 int16_t *dst = ring + (size_t)((r % sh) * sw) * sub + (size_t)(r / sh) * wq;
                 if (sw == 1) bs_dw_convert(xc + (size_t)ih * g->w, u8, xz, g->w, dst + g->pw);
-                else if (sw == 2 && 4 * (int64_t)wq + 64 <= BS_DW_MAXW) bs_dw_fill_2phases(xc + (size_t)ih * g->w, u8, xz, g->w, g->pw, (size_t)sub, wq, dst, tmp16);
+                else if (sw == 2) bs_dw_fill_2phases(xc + (size_t)ih * g->w, u8, xz, g->w, g->pw, (size_t)sub, dst);
                 else bs_dw_fill_phases(xc + (size_t)ih * g->w, u8, xz, g->w, g->pw, sw, (size_t)sub, wq, dst);
             }
             const int16_t *rows1[1] = {ring};
@@ -1356,7 +1532,8 @@ int32_t bs_avx2_tasks(const bs_avx2_job *j, int32_t stage) {
     if (o.fallback) return 1;
     int32_t per = o.mode == BS_PACK_S8C4 ? 4 : 2;
     switch (stage) {
-    case 0: return (int32_t)bs_cdiv((size_t)o.groups * o.kg * per, BS_ROWS_PER_TASK);
+    case 0: return o.plane ? (int32_t)bs_cdiv((size_t)j->conv->c, BS_PLANES_PER_TASK)
+                           : (int32_t)bs_cdiv((size_t)o.groups * o.kg * per, BS_ROWS_PER_TASK);
     case 1: return (int32_t)((size_t)o.groups * bs_cdiv(o.nb, BS_BLOCKS_PER_TASK));
     default: return (int32_t)((size_t)o.groups * bs_cdiv(bs_cdiv(o.nb, 2), BS_PAIRS_PER_TASK) * bs_cdiv((size_t)o.mg4 / 4, BS_CB_PER_TASK));
     }
@@ -1394,6 +1571,12 @@ void bs_avx2_run(const bs_avx2_job *j, int32_t stage, int32_t task) {
     if (o->fallback) { bs_fallback(j, o); return; }
     int32_t per = o->mode == BS_PACK_S8C4 ? 4 : 2;
     size_t kpad = (size_t)o->kg * per;
+    if (stage == 0 && o->plane) {
+        size_t c0 = (size_t)task * BS_PLANES_PER_TASK, c1 = c0 + BS_PLANES_PER_TASK;
+        if (c1 > (size_t)j->conv->c) c1 = (size_t)j->conv->c;
+        bs_plane_fill(j, o, c0, c1, l.tmp);
+        return;
+    }
     if (stage == 0) {
         size_t r0 = (size_t)task * BS_ROWS_PER_TASK, r1 = r0 + BS_ROWS_PER_TASK, rows = (size_t)o->groups * kpad;
         if (r1 > rows) r1 = rows;
@@ -1404,6 +1587,7 @@ void bs_avx2_run(const bs_avx2_job *j, int32_t stage, int32_t task) {
         size_t per_g = bs_cdiv(o->nb, BS_BLOCKS_PER_TASK), g = (size_t)task / per_g, t = (size_t)task % per_g;
         size_t b0 = t * BS_BLOCKS_PER_TASK, b1 = b0 + BS_BLOCKS_PER_TASK;
         if (b1 > o->nb) b1 = o->nb;
+        if (o->plane) { bs_plane_interleave(j, o, l.tmp, g, l.ilv + g * o->ilv_bytes, b0, b1); return; }
         bs_interleave(o, l.tmp + g * kpad * o->npad * o->esize, l.ilv + g * o->ilv_bytes, b0, b1);
         return;
     }
