@@ -584,17 +584,22 @@ static void bs_plane_interleave(const bs_avx2_job *j, const bs_geo *o, const uns
     unsigned char mk[BS_PLANE_MAXKW][BS_BLOCKS_PER_TASK * 8 * 2];
     const unsigned char *mkp[BS_PLANE_MAXKW];
     size_t kwoff[BS_PLANE_MAXKW];
+    int32_t owsw[BS_BLOCKS_PER_TASK * 8];   /* each pixel's ow sw; past the last pixel: far below 0 (always padding) */
+    for (size_t i = 0, ow = p0 % ow_n; i < np; i++, ow = ow + 1 == ow_n ? 0 : ow + 1)
+        owsw[i] = p0 + i < o->n ? (int32_t)(ow * sw) : INT32_MIN / 2;
+    const __m256i WM1 = _mm256_set1_epi32(g->w - 1), ZERO = _mm256_setzero_si256();
     for (int32_t kw = 0; kw < kw_n; kw++) {
         int64_t col = (int64_t)kw * g->dw - g->pw, f = ((col % (int64_t)sw) + (int64_t)sw) % (int64_t)sw;
         kwoff[kw] = (size_t)((int64_t)f * (int64_t)len + g->pw + (col - f) / (int64_t)sw);
         int bad = 0;
-        size_t ow = p0 % ow_n;
-        for (size_t i = 0; i < np; i++) {
-            int64_t iw = (int64_t)(ow * sw) + col;
-            int out = p0 + i >= o->n || iw < 0 || iw >= (int64_t)g->w;
-            bad |= out;
-            for (int32_t e = 0; e < es; e++) mk[kw][i * es + e] = out ? 0xFF : 0;
-            if (++ow == ow_n) ow = 0;
+        const __m256i COL = _mm256_set1_epi32((int32_t)col);
+        for (size_t i = 0; i < np; i += 8) {   /* lane out: iw = ow sw + col outside [0, w) */
+            __m256i iw = _mm256_add_epi32(_mm256_loadu_si256((const __m256i *)(owsw + i)), COL);
+            __m256i out = _mm256_or_si256(_mm256_cmpgt_epi32(ZERO, iw), _mm256_cmpgt_epi32(iw, WM1));
+            bad |= _mm256_movemask_epi8(out);
+            __m128i o16 = _mm_packs_epi32(_mm256_castsi256_si128(out), _mm256_extracti128_si256(out, 1));
+            if (es == 2) _mm_storeu_si128((__m128i *)(mk[kw] + i * 2), o16);
+            else _mm_storel_epi64((__m128i *)(mk[kw] + i), _mm_packs_epi16(o16, o16));
         }
         mkp[kw] = bad ? mk[kw] : NULL;
     }
@@ -1279,9 +1284,10 @@ void bs_dwconv_run_with__avx2(const bs_avx2_job *j, int32_t task, bs_dw_row_epil
                 wpair[q] = (int32_t)(((uint32_t)(uint16_t)(int16_t)wv[1] << 16) | (uint16_t)(int16_t)wv[0]);
             }
             const unsigned char *xc = (const unsigned char *)j->x + (size_t)c * in_plane * esz;
-            for (int32_t ih = 0; ih < g->h; ih++) {
-                int32_t r = ih + g->ph;
-                int16_t *dst = ring + (size_t)((r % sh) * sw) * sub + (size_t)(r / sh) * wq;
+            /* padded row r = ih + ph goes to sub-plane row (r mod sh, r div sh): counted without a division per row */
+            int32_t rm = g->ph % sh, rq = g->ph / sh;
+            for (int32_t ih = 0; ih < g->h; ih++, rm = rm + 1 == sh ? 0 : rm + 1, rq += rm == 0) {
+                int16_t *dst = ring + (size_t)(rm * sw) * sub + (size_t)rq * wq;
                 if (sw == 1) bs_dw_convert(xc + (size_t)ih * g->w, u8, xz, g->w, dst + g->pw);
                 else if (sw == 2) bs_dw_fill_2phases(xc + (size_t)ih * g->w, u8, xz, g->w, g->pw, (size_t)sub, dst);
                 else bs_dw_fill_phases(xc + (size_t)ih * g->w, u8, xz, g->w, g->pw, sw, (size_t)sub, wq, dst);
