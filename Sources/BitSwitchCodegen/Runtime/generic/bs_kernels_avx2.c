@@ -221,6 +221,7 @@ typedef struct bs_geo {
     int32_t uz;                             /* S8C4: the u8 value of x_zero; S16C2: x_zero */
     int32_t fallback;
     int32_t plane, plane_linear;            /* the plane path (bs_plane_fits); its block offsets are 8 b */
+    int32_t plane_straddle;                 /* its blocks may span two output rows */
     size_t plane_rows, plane_pc, plane_len; /* its phase planes: rows, columns, elements (a multiple of 32) */
 } bs_geo;
 
@@ -241,16 +242,20 @@ static void bs_plane_fits(const bs_conv_shape *s, bs_geo *o) {
         return;
     size_t pc = ((size_t)g->w + g->sw - 1) / g->sw;
     int linear = (size_t)g->sh * pc == (size_t)g->ow;
-    if (!linear && g->oh != 1 && g->ow % 8 != 0) return;
+    /* blocks straddle at most two rows when ow >= 7 (and pc >= 8 keeps the second row's run inside the plane) */
+    int straddle = !linear && g->oh != 1 && g->ow % 8 != 0;
+    if (straddle && (g->ow < 7 || pc < 8)) return;
     size_t rows = (size_t)(g->oh - 1) * g->sh + (size_t)(g->kh - 1) * g->dh + 1;
     /* elements up to the last row, and past the farthest read: the last block's last lane (linear: pixel npad - 1;
      * else the last row's last column, or pixel npad - 1 of the one row) at the last kh, at the farthest kw */
     int64_t cmax = ((int64_t)(g->kw - 1) * g->dw - g->pw) / g->sw;   /* floor when >= 0; 0 when negative */
-    size_t last = linear ? o->npad - 1 : (size_t)(g->oh - 1) * g->sh * pc + (g->oh == 1 ? o->npad - 1 : (size_t)g->ow - 1);
+    size_t last = linear ? o->npad - 1
+                : straddle ? (size_t)g->oh * g->sh * pc + 7   /* the last block's lanes past the last pixel: row oh */
+                : (size_t)(g->oh - 1) * g->sh * pc + (g->oh == 1 ? o->npad - 1 : (size_t)g->ow - 1);
     size_t len = (size_t)g->pw + rows * pc, reach = (size_t)g->pw + last + (size_t)(g->kh - 1) * g->dh * pc + (size_t)(cmax > 0 ? cmax : 0) + 1;
     len = ((len > reach ? len : reach) + 7) / 8 * 8;
     if (BS_A64((size_t)s->c * g->sw * len * o->esize) > o->tmp_bytes) return;
-    o->plane = 1; o->plane_linear = linear; o->plane_rows = rows; o->plane_pc = pc; o->plane_len = len;
+    o->plane = 1; o->plane_linear = linear; o->plane_straddle = straddle; o->plane_rows = rows; o->plane_pc = pc; o->plane_len = len;
 }
 
 static void bs_geometry(const bs_avx2_job *j, bs_geo *o) {
@@ -496,23 +501,55 @@ static inline __m256i bs_ilv_load(const unsigned char *r, const unsigned char *m
     return m ? _mm256_blendv_epi8(v, PAD, _mm256_loadu_si256((const __m256i *)(m + moff))) : v;
 }
 
-static inline __m128i bs_ilv_load8(const unsigned char *r, const unsigned char *m, size_t off, size_t moff, int es, __m256i PAD) {
+/* Where each block's 8 pixels are in a tap's runs (the plane path when the offsets are not 8 b): from off[b], or, a
+ * block that straddles two output rows, lanes [0, split[b]) from off[b] and the others from off2[b] (the next
+ * row's run, moved back by split[b] lanes). Element offsets. */
+typedef struct bs_blocks {
+    size_t off[BS_BLOCKS_PER_TASK], off2[BS_BLOCKS_PER_TASK];
+    int32_t split[BS_BLOCKS_PER_TASK];   /* 8: the block is in one row */
+} bs_blocks;
+
+/* lanes >= s (s = 0..7) of 8 lanes of 1 (row 0) or 2 (row 1) bytes */
+static const unsigned char bs_split_masks[2][8][16] = {
+    {{255, 255, 255, 255, 255, 255, 255, 255}, {0, 255, 255, 255, 255, 255, 255, 255}, {0, 0, 255, 255, 255, 255, 255, 255},
+     {0, 0, 0, 255, 255, 255, 255, 255}, {0, 0, 0, 0, 255, 255, 255, 255}, {0, 0, 0, 0, 0, 255, 255, 255},
+     {0, 0, 0, 0, 0, 0, 255, 255}, {0, 0, 0, 0, 0, 0, 0, 255}},
+    {{255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255},
+     {0, 0, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255},
+     {0, 0, 0, 0, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255},
+     {0, 0, 0, 0, 0, 0, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255},
+     {0, 0, 0, 0, 0, 0, 0, 0, 255, 255, 255, 255, 255, 255, 255, 255},
+     {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 255, 255, 255, 255, 255, 255},
+     {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 255, 255, 255, 255},
+     {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 255, 255}}};
+
+static inline __m128i bs_ilv_load8(const unsigned char *r, const unsigned char *m, const bs_blocks *bl, size_t b, int es, __m256i PAD) {
+    size_t off = (bl ? bl->off[b] : b * 8) * (size_t)es, moff = b * 8 * (size_t)es;
     __m128i v = es == 1 ? _mm_loadl_epi64((const __m128i *)(r + off)) : _mm_loadu_si128((const __m128i *)(r + off));
+    if (bl && bl->split[b] < 8) {
+        const unsigned char *r2 = r + bl->off2[b] * (size_t)es;
+        __m128i v2 = es == 1 ? _mm_loadl_epi64((const __m128i *)r2) : _mm_loadu_si128((const __m128i *)r2);
+        v = _mm_blendv_epi8(v, v2, _mm_loadu_si128((const __m128i *)bs_split_masks[es - 1][bl->split[b]]));
+    }
     if (!m) return v;
     __m128i mk = es == 1 ? _mm_loadl_epi64((const __m128i *)(m + moff)) : _mm_loadu_si128((const __m128i *)(m + moff));
     return _mm_blendv_epi8(v, _mm256_castsi256_si128(PAD), mk);
 }
 
-/* Blocks [b, b + n) read one contiguous run: their offsets step by 8 pixels (boff NULL: block b is at 8 b). */
-static inline int bs_ilv_run(const size_t *boff, size_t b, size_t n) { return !boff || boff[b + n - 1] == boff[b] + 8 * (n - 1); }
+/* Blocks [b, b + n) read one contiguous run: each in one row, their offsets stepping by 8 pixels. */
+static inline int bs_ilv_run(const bs_blocks *bl, size_t b, size_t n) {
+    if (!bl) return 1;
+    for (size_t i = b; i < b + n; i++)
+        if (bl->split[i] < 8 || bl->off[i] != bl->off[b] + 8 * (i - b)) return 0;
+    return 1;
+}
 
 static void bs_ilv_group(int32_t per, const unsigned char *const *r, const unsigned char *const *m, __m256i PAD, size_t nb,
-                         const size_t *boff, unsigned char *dst, size_t bstride) {
+                         const bs_blocks *bl, unsigned char *dst, size_t bstride) {
     size_t b = 0;
-    int es = per == 4 ? 1 : 2;
     if (per == 4) {   /* 32 pixels (4 blocks) per step */
-        for (; b + 4 <= nb && bs_ilv_run(boff, b, 4); b += 4) {
-            size_t off = boff ? boff[b] : b * 8, moff = b * 8;
+        for (; b + 4 <= nb && bs_ilv_run(bl, b, 4); b += 4) {
+            size_t off = bl ? bl->off[b] : b * 8, moff = b * 8;
             __m256i r0 = bs_ilv_load(r[0], m[0], off, moff, PAD), r1 = bs_ilv_load(r[1], m[1], off, moff, PAD);
             __m256i r2 = bs_ilv_load(r[2], m[2], off, moff, PAD), r3 = bs_ilv_load(r[3], m[3], off, moff, PAD);
             __m256i alo = _mm256_unpacklo_epi8(r0, r1), ahi = _mm256_unpackhi_epi8(r0, r1);
@@ -526,8 +563,8 @@ static void bs_ilv_group(int32_t per, const unsigned char *const *r, const unsig
             _mm256_store_si256((__m256i *)(d + 3 * bstride), _mm256_permute2x128_si256(l1, h1, 0x31));
         }
     } else {   /* 16 pixels (2 blocks) per step */
-        for (; b + 2 <= nb && bs_ilv_run(boff, b, 2); b += 2) {
-            size_t off = (boff ? boff[b] : b * 8) * 2, moff = b * 16;
+        for (; b + 2 <= nb && bs_ilv_run(bl, b, 2); b += 2) {
+            size_t off = (bl ? bl->off[b] : b * 8) * 2, moff = b * 16;
             __m256i r0 = bs_ilv_load(r[0], m[0], off, moff, PAD), r1 = bs_ilv_load(r[1], m[1], off, moff, PAD);
             __m256i lo = _mm256_unpacklo_epi16(r0, r1), hi = _mm256_unpackhi_epi16(r0, r1);   /* px 0-3 | 8-11, 4-7 | 12-15 */
             unsigned char *d = dst + b * bstride;
@@ -536,15 +573,14 @@ static void bs_ilv_group(int32_t per, const unsigned char *const *r, const unsig
         }
     }
     for (; b < nb; b++) {   /* the tail, and blocks whose runs are not adjacent: one block per step */
-        size_t off = (boff ? boff[b] : b * 8) * (size_t)es, moff = b * 8 * (size_t)es;
         __m128i lo, hi;
         if (per == 4) {
-            __m128i a = _mm_unpacklo_epi8(bs_ilv_load8(r[0], m[0], off, moff, 1, PAD), bs_ilv_load8(r[1], m[1], off, moff, 1, PAD));
-            __m128i c = _mm_unpacklo_epi8(bs_ilv_load8(r[2], m[2], off, moff, 1, PAD), bs_ilv_load8(r[3], m[3], off, moff, 1, PAD));
+            __m128i a = _mm_unpacklo_epi8(bs_ilv_load8(r[0], m[0], bl, b, 1, PAD), bs_ilv_load8(r[1], m[1], bl, b, 1, PAD));
+            __m128i c = _mm_unpacklo_epi8(bs_ilv_load8(r[2], m[2], bl, b, 1, PAD), bs_ilv_load8(r[3], m[3], bl, b, 1, PAD));
             lo = _mm_unpacklo_epi16(a, c);
             hi = _mm_unpackhi_epi16(a, c);
         } else {
-            __m128i r0 = bs_ilv_load8(r[0], m[0], off, moff, 2, PAD), r1 = bs_ilv_load8(r[1], m[1], off, moff, 2, PAD);
+            __m128i r0 = bs_ilv_load8(r[0], m[0], bl, b, 2, PAD), r1 = bs_ilv_load8(r[1], m[1], bl, b, 2, PAD);
             lo = _mm_unpacklo_epi16(r0, r1);
             hi = _mm_unpackhi_epi16(r0, r1);
         }
@@ -576,9 +612,15 @@ static void bs_plane_interleave(const bs_avx2_job *j, const bs_geo *o, const uns
     size_t p0 = b0 * 8, np = (b1 - b0) * 8, ow_n = (size_t)g->ow;
     const unsigned char *planes = tmp + grp * cg * sw * len * es;
     const __m256i PAD = es == 1 ? _mm256_set1_epi8((char)o->uz) : _mm256_setzero_si256();
-    /* each block's run offset (oh sh pc + ow of its first pixel; linear: 8 b) */
-    size_t boff[BS_BLOCKS_PER_TASK];
-    for (size_t b = b0; b < b1; b++) boff[b - b0] = o->plane_linear ? b * 8 : (b * 8 / ow_n) * g->sh * pc + b * 8 % ow_n;
+    /* each block's runs: oh sh pc + ow of its first pixel, and of the next row's first pixel when it straddles
+     * two rows (linear: 8 b, whatever the rows) */
+    bs_blocks blk;
+    for (size_t b = b0; b < b1 && !o->plane_linear; b++) {
+        size_t oh = b * 8 / ow_n, ow = b * 8 % ow_n, i = b - b0, rest = ow_n - ow;
+        blk.off[i] = oh * g->sh * pc + ow;
+        blk.split[i] = o->plane_straddle && rest < 8 ? (int32_t)rest : 8;
+        blk.off2[i] = (oh + 1) * g->sh * pc - rest;   /* >= 1: rest < 8 <= pc (bs_plane_fits) */
+    }
     /* per kw: the element offset of its run in its phase plane, and the byte masks of the pixels whose input column
      * is in the padding (or that are past the last pixel) */
     unsigned char mk[BS_PLANE_MAXKW][BS_BLOCKS_PER_TASK * 8 * 2];
@@ -606,13 +648,14 @@ static void bs_plane_interleave(const bs_avx2_job *j, const bs_geo *o, const uns
     /* tap kk = (ic, kh, kw), counted without divisions; its runs start at planes + (off + kwoff[kw] + boff) elements */
     int32_t kh = 0, kw = 0, kk = 0;
     size_t off = 0, ic_off = 0;
-    const size_t *bo = o->plane_linear ? NULL : boff;
+    const bs_blocks *bo = o->plane_linear ? NULL : &blk;
     for (int32_t q = 0; q < o->kg; q++) {
         const unsigned char *r[4], *m[4];
         for (int32_t e = 0; e < per; e++, kk++) {
             /* past k (the last group's padding: zero weights) repeat the group's last tap, which keeps the maximum
              * activation of the pixels (the int16 flush interval) what the real taps make it */
             if (kk >= o->k) { r[e] = r[e - 1]; m[e] = m[e - 1]; continue; }
+            /* linear: the blocks' offsets are 8 b, relative to the task's first pixel */
             r[e] = planes + (off + kwoff[kw] + (bo ? 0 : p0)) * es;
             m[e] = mkp[kw];
             if (++kw == kw_n) {
