@@ -744,6 +744,24 @@ static inline void bs_epi_setup(const bs_avx2_job *j, size_t c, bs_epi *e) {
     e->kind = 3; e->b = bias; e->zero = zero;
 }
 
+/* Kinds 1 and 2: the 8 outputs (int32 lanes, clamped to [C(lo), C(hi)]) from u = acc m + b as even (ev) and odd (od)
+ * int64 lanes. */
+static inline __m256i bs_epi_r32(const bs_epi *e, __m256i ev, __m256i od) {
+    int32_t n = e->n;
+    __m256i H = _mm256_blend_epi32(_mm256_srli_epi64(ev, 32), od, 0xAA);
+    __m256i CLO = _mm256_set1_epi32((int32_t)e->clo), CHI = _mm256_set1_epi32((int32_t)e->chi), r;
+    if (e->kind == 1) {
+        r = _mm256_sra_epi32(H, _mm_cvtsi32_si128(n - 32));
+        return _mm256_min_epi32(_mm256_max_epi32(r, CLO), CHI);
+    }
+    __m256i L = _mm256_blend_epi32(ev, _mm256_slli_epi64(od, 32), 0xAA);
+    r = _mm256_or_si256(_mm256_sll_epi32(H, _mm_cvtsi32_si128(32 - n)), _mm256_srl_epi32(L, _mm_cvtsi32_si128(n)));
+    r = _mm256_min_epi32(_mm256_max_epi32(r, CLO), CHI);
+    __m256i tt = _mm256_sra_epi32(H, _mm_cvtsi32_si128(n - 1));
+    r = _mm256_blendv_epi8(r, CHI, _mm256_cmpgt_epi32(tt, _mm256_setzero_si256()));
+    return _mm256_blendv_epi8(r, CLO, _mm256_cmpgt_epi32(_mm256_set1_epi32(-1), tt));
+}
+
 static inline void bs_epi_apply(const bs_avx2_job *j, const bs_epi *e, __m256i acc, int32_t corr, size_t c, size_t off,
                                 size_t pstride, size_t count) {
     acc = _mm256_sub_epi32(acc, _mm256_set1_epi32(corr));
@@ -764,20 +782,31 @@ static inline void bs_epi_apply(const bs_avx2_job *j, const bs_epi *e, __m256i a
                      pstride, count);
         return;
     }
-    __m256i H = _mm256_blend_epi32(_mm256_srli_epi64(ev, 32), od, 0xAA);
-    __m256i CLO = _mm256_set1_epi32((int32_t)e->clo), CHI = _mm256_set1_epi32((int32_t)e->chi), r;
-    if (e->kind == 1) {
-        r = _mm256_sra_epi32(H, _mm_cvtsi32_si128(n - 32));
-        r = _mm256_min_epi32(_mm256_max_epi32(r, CLO), CHI);
-    } else {
-        __m256i L = _mm256_blend_epi32(ev, _mm256_slli_epi64(od, 32), 0xAA);
-        r = _mm256_or_si256(_mm256_sll_epi32(H, _mm_cvtsi32_si128(32 - n)), _mm256_srl_epi32(L, _mm_cvtsi32_si128(n)));
-        r = _mm256_min_epi32(_mm256_max_epi32(r, CLO), CHI);
-        __m256i tt = _mm256_sra_epi32(H, _mm_cvtsi32_si128(n - 1));
-        r = _mm256_blendv_epi8(r, CHI, _mm256_cmpgt_epi32(tt, _mm256_setzero_si256()));
-        r = _mm256_blendv_epi8(r, CLO, _mm256_cmpgt_epi32(_mm256_set1_epi32(-1), tt));
+    bs_store8(bs_epi_r32(e, ev, od), j->y, t, off, pstride, count);
+}
+
+/* Two blocks of one channel (acc0: pixels off.., acc1: off + 8..), 16 outputs. Both whole blocks of a conv's
+ * output (pixel stride 1) in int8 / uint8 through the int32-lane Requant: one pack and one 16-byte store, the
+ * channel's constants broadcast once; otherwise bs_epi_apply on each. */
+static inline void bs_epi_apply2(const bs_avx2_job *j, const bs_epi *e, __m256i acc0, __m256i acc1, int32_t corr, size_t c,
+                                 size_t off, size_t pstride, size_t count0, size_t count1) {
+    if (count0 < 8 || count1 < 8 || pstride != 1 || (e->kind != 1 && e->kind != 2) || e->t == BS_T_I32) {
+        bs_epi_apply(j, e, acc0, corr, c, off, pstride, count0);
+        if (count1) bs_epi_apply(j, e, acc1, corr, c, off + 8 * pstride, pstride, count1);
+        return;
     }
-    bs_store8(r, j->y, t, off, pstride, count);
+    const __m256i C = _mm256_set1_epi32(corr), M = _mm256_set1_epi64x(e->m), B = _mm256_set1_epi64x(e->b);
+    acc0 = _mm256_sub_epi32(acc0, C);
+    acc1 = _mm256_sub_epi32(acc1, C);
+    __m256i r0 = bs_epi_r32(e, _mm256_add_epi64(_mm256_mul_epi32(acc0, M), B),
+                            _mm256_add_epi64(_mm256_mul_epi32(_mm256_srli_epi64(acc0, 32), M), B));
+    __m256i r1 = bs_epi_r32(e, _mm256_add_epi64(_mm256_mul_epi32(acc1, M), B),
+                            _mm256_add_epi64(_mm256_mul_epi32(_mm256_srli_epi64(acc1, 32), M), B));
+    /* int16 [r0 0-3, r1 0-3 | r0 4-7, r1 4-7] -> [r0 0-7 | r1 0-7] -> 16 bytes in order */
+    __m256i p16 = _mm256_permute4x64_epi64(_mm256_packs_epi32(r0, r1), 0xD8);
+    __m128i lo = _mm256_castsi256_si128(p16), hi = _mm256_extracti128_si256(p16, 1);
+    __m128i p8 = e->t == BS_T_I8 ? _mm_packs_epi16(lo, hi) : _mm_packus_epi16(lo, hi);
+    _mm_storeu_si128((__m128i *)((unsigned char *)j->y + off), p8);
 }
 
 /* 8 int32 from element i of x (container xt); count < 8 reads only `count` elements (the rest 0). */
@@ -1682,12 +1711,11 @@ void bs_avx2_run(const bs_avx2_job *j, int32_t stage, int32_t task) {
                 size_t c = cb * 4 + (size_t)c4;
                 if (c >= (size_t)o->mg) break;
                 size_t oc = g * o->mg + c;
-                for (int32_t half = 0; half < 2; half++) {
-                    size_t b = half ? b1 : b0;
-                    if (half && b1 == b0) break;
-                    size_t p0 = b * 8, count = o->n - p0 < 8 ? o->n - p0 : 8;
-                    bs_epi_apply(j, &ep[c - cb0 * 4], acc[half * 4 + c4], corr[c - cb0 * 4], oc, oc * cstride + p0 * pstride, pstride, count);
-                }
+                /* the pair's two blocks (b1 == b0: one block) */
+                size_t p0 = b0 * 8, count0 = o->n - p0 < 8 ? o->n - p0 : 8;
+                size_t count1 = b1 == b0 ? 0 : (o->n - p0 - 8 < 8 ? o->n - p0 - 8 : 8);
+                bs_epi_apply2(j, &ep[c - cb0 * 4], acc[c4], acc[4 + c4], corr[c - cb0 * 4], oc, oc * cstride + p0 * pstride,
+                              pstride, count0, count1);
             }
         }
     }
