@@ -786,11 +786,11 @@ static inline void bs_epi_apply(const bs_avx2_job *j, const bs_epi *e, __m256i a
 }
 
 /* Two blocks of one channel (acc0: pixels off.., acc1: off + 8..), 16 outputs. Both whole blocks of a conv's
- * output (pixel stride 1) in int8 / uint8 through the int32-lane Requant: one pack and one 16-byte store, the
- * channel's constants broadcast once; otherwise bs_epi_apply on each. */
+ * output (pixel stride 1) through the int32-lane Requant: the channel's constants broadcast once, int8 / uint8
+ * in one pack and one 16-byte store; otherwise bs_epi_apply on each. */
 static inline void bs_epi_apply2(const bs_avx2_job *j, const bs_epi *e, __m256i acc0, __m256i acc1, int32_t corr, size_t c,
                                  size_t off, size_t pstride, size_t count0, size_t count1) {
-    if (count0 < 8 || count1 < 8 || pstride != 1 || (e->kind != 1 && e->kind != 2) || e->t == BS_T_I32) {
+    if (count0 < 8 || count1 < 8 || pstride != 1 || (e->kind != 1 && e->kind != 2)) {
         bs_epi_apply(j, e, acc0, corr, c, off, pstride, count0);
         if (count1) bs_epi_apply(j, e, acc1, corr, c, off + 8 * pstride, pstride, count1);
         return;
@@ -802,6 +802,11 @@ static inline void bs_epi_apply2(const bs_avx2_job *j, const bs_epi *e, __m256i 
                             _mm256_add_epi64(_mm256_mul_epi32(_mm256_srli_epi64(acc0, 32), M), B));
     __m256i r1 = bs_epi_r32(e, _mm256_add_epi64(_mm256_mul_epi32(acc1, M), B),
                             _mm256_add_epi64(_mm256_mul_epi32(_mm256_srli_epi64(acc1, 32), M), B));
+    if (e->t == BS_T_I32) {
+        _mm256_storeu_si256((__m256i *)((int32_t *)j->y + off), r0);
+        _mm256_storeu_si256((__m256i *)((int32_t *)j->y + off + 8), r1);
+        return;
+    }
     /* int16 [r0 0-3, r1 0-3 | r0 4-7, r1 4-7] -> [r0 0-7 | r1 0-7] -> 16 bytes in order */
     __m256i p16 = _mm256_permute4x64_epi64(_mm256_packs_epi32(r0, r1), 0xD8);
     __m128i lo = _mm256_castsi256_si128(p16), hi = _mm256_extracti128_si256(p16, 1);
@@ -833,7 +838,10 @@ static void bs_requant_rows_avx2(const void *x, int32_t xt, void *y, int32_t yt,
         size_t c = r % channels, i = r * inner;
         bs_epi ep;
         bs_epi_setup(&j, c, &ep);
-        for (size_t e = 0; e < inner; e += 8) {
+        size_t e = 0;
+        for (; e + 16 <= inner; e += 16)
+            bs_epi_apply2(&j, &ep, bs_load8_i32(x, xt, i + e, 8), bs_load8_i32(x, xt, i + e + 8, 8), 0, c, i + e, 1, 8, 8);
+        for (; e < inner; e += 8) {
             size_t count = inner - e < 8 ? inner - e : 8;
             bs_epi_apply(&j, &ep, bs_load8_i32(x, xt, i + e, count), 0, c, i + e, 1, count);
         }
@@ -1294,7 +1302,11 @@ static void bs_qs16s16_dwconv_row__avx2(const int16_t *const *rows, int32_t nrow
 static void bs_dw_row_epilogue(const bs_avx2_job *j, const int32_t *acc, size_t c, size_t off, size_t count) {
     bs_epi ep;
     bs_epi_setup(j, c, &ep);
-    for (size_t i = 0; i < count; i += 8)
+    size_t i = 0;
+    for (; i + 16 <= count; i += 16)
+        bs_epi_apply2(j, &ep, _mm256_loadu_si256((const __m256i *)(acc + i)), _mm256_loadu_si256((const __m256i *)(acc + i + 8)), 0, c,
+                      off + i, 1, 8, 8);
+    for (; i < count; i += 8)
         bs_epi_apply(j, &ep, _mm256_loadu_si256((const __m256i *)(acc + i)), 0, c, off + i, 1, count - i < 8 ? count - i : 8);
 }
 
