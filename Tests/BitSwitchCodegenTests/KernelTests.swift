@@ -253,6 +253,10 @@ int main(int argc, char **argv) {
 #endif
         bs_qadd_params qa = {ri(1, 1 << 20), ri(1, 1 << 20), ri(10, 30), ri(-128, 255), ri(-128, 255), ri(-10, 10),
                              yt == BS_T_U8 ? 0 : -128, yt == BS_T_U8 ? 255 : 127};
+        if (ri(0, 3) == 0) {   /* multipliers near 2^31: sums of products near and past 2^62 (AVX2's int32-lane bound) */
+            qa.m_a = ri((int64_t)1 << 29, INT32_MAX) * (ri(0, 1) ? 1 : -1); qa.m_b = ri((int64_t)1 << 29, INT32_MAX) * (ri(0, 1) ? 1 : -1);
+            qa.n = ri(28, 62); qa.zero = ri(-3, 3);
+        }
         if (extreme) { qa.m_a = (int64_t)rnd(); qa.m_b = (int64_t)rnd(); qa.n = ri(-2, 70); qa.a_zero = (int64_t)rnd(); }
         if (extreme && ri(0, 1)) { qa.lo = ri(-300, 300); qa.hi = ri(-300, 300); }
         memset(y0, 0x22, n * 4); memset(y1, 0x22, n * 4);
