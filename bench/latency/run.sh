@@ -10,9 +10,9 @@
 #                                  BENCH_OUT (.cache/bench-latency), BUDGET (seconds per measured variant, 2),
 #                                  THREADS (thread counts, default "1 2"),
 #                                  RESULTS_MD (the report's file, default bench/latency/RESULTS.md)
-# The quantized models and bundles are cached in BENCH_OUT, keyed by the bitswitch binary and the model file; a
-# failing step of one model (e.g. an op the integer back end cannot lower) is recorded with its error message and
-# the other models still run.
+# The quantized models are cached in BENCH_OUT, keyed by the bitswitch binary and the model file, the bundles also by
+# the runtime C files; a failing step of one model (e.g. an op the integer back end cannot lower) is recorded with
+# its error message and the other models still run.
 set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 here="$root/bench/latency"
@@ -37,6 +37,11 @@ export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 results="$OUT/results.jsonl"
 : > "$results"
 bin_hash=$(sha256sum "$BIN" | cut -c1-16)
+# The runtime C files the binary copies into every bundle (its resource bundle, else the source tree): a new kernel
+# re-emits the bundles without re-quantizing the models.
+rt_dir="$(dirname "$BIN")/BitSwitch_BitSwitchCodegen.resources/Runtime/generic"
+[ -d "$rt_dir" ] || rt_dir="$root/Sources/BitSwitchCodegen/Runtime/generic"
+rt_hash=$(cat "$rt_dir"/* | sha256sum | cut -c1-16)
 
 json_str() { "$PY" -c 'import json,sys; print(json.dumps(sys.stdin.read().strip()))'; }
 fail() {  # model step logfile: record the step's failure (last lines of its output) and go on with the next model
@@ -80,12 +85,17 @@ onnx.save(make_resnet18.build(224), sys.argv[1])' "$model" ;;
         "${params:-0}" "$shape" >> "$results"
 
     # bitswitch: PTQ at 8/4/2 bits (first and last layer pinned at 8), emit all three profiles, build, measure.
-    key="$bin_hash-$(sha256sum "$model" | cut -c1-16)"
+    qkey="$bin_hash-$(sha256sum "$model" | cut -c1-16)" key="$qkey-$rt_hash"
+    [ "$(cat "$d/stamp" 2>/dev/null)" = "$qkey" ] && echo "$qkey" > "$d/qstamp"   # a cache from before the runtime key
     if [ "$(cat "$d/stamp" 2>/dev/null)" != "$key" ]; then
-        rm -rf "$d/bundle" "$d/quantized.onnx" "$d/stamp"
-        echo "  bitswitch train --ptq --bits 8,4,2 ($calib samples)" >&2
-        if ! "$BIN" train "$model" --data "$data" -o "$d/quantized.onnx" --bits 8,4,2 --ptq \
-                --calibration-samples "$calib" --threads 1 --quiet > "$d/ptq.log" 2>&1; then
+        if [ "$(cat "$d/qstamp" 2>/dev/null)" != "$qkey" ]; then
+            rm -f "$d/quantized.onnx" "$d/qstamp"
+            echo "  bitswitch train --ptq --bits 8,4,2 ($calib samples)" >&2
+            "$BIN" train "$model" --data "$data" -o "$d/quantized.onnx" --bits 8,4,2 --ptq \
+                --calibration-samples "$calib" --threads 1 --quiet > "$d/ptq.log" 2>&1 && echo "$qkey" > "$d/qstamp"
+        fi
+        rm -rf "$d/bundle" "$d/stamp"
+        if [ ! -f "$d/qstamp" ]; then
             fail "$name" "bitswitch train --ptq" "$d/ptq.log"
         elif ! "$BIN" emit "$d/quantized.onnx" -o "$d/bundle" --profiles 8,4,2 > "$d/emit.log" 2>&1; then
             fail "$name" "bitswitch emit" "$d/emit.log"
