@@ -372,19 +372,20 @@ struct CWriter {
         static inline void bs_staged_task(const void *job, int32_t stage, int32_t task) {
             BS_QMM_RUN((const bs_avx2_job *)job, stage, task);
         }
-        /* Runs one conv / gemm: its stages in order, each stage's tasks spread over the ctx's threads. */
-        static inline void bs_par(bs_ctx *ctx, const bs_avx2_job *j) {
+        /* Runs one conv / gemm: its stages in order, each stage's tasks spread over the pool's threads (NULL: the
+         * calling thread, for layers smaller than a hand-off costs). */
+        static inline void bs_par(bs_pool *pool, const bs_avx2_job *j) {
             for (int32_t s = 0, ns = BS_QMM_STAGES(j); s < ns; s++)
-                bs_pool_run((bs_pool *)ctx->pool, j, s, BS_QMM_TASKS(j, s), bs_staged_task);
+                bs_pool_run(pool, j, s, BS_QMM_TASKS(j, s), bs_staged_task);
         }
         """ : """
         static inline void bs_generic_task(const void *job, int32_t stage, int32_t task) {
             (void)stage;
             bs_qmm_run__generic((const bs_qmm_job *)job, task);
         }
-        /* Runs one conv / gemm: blocks of output channels spread over the ctx's threads. */
-        static inline void bs_par_generic(bs_ctx *ctx, const bs_qmm_job *j) {
-            bs_pool_run((bs_pool *)ctx->pool, j, 0, bs_qmm_tasks__generic(j), bs_generic_task);
+        /* Runs one conv / gemm: blocks of output channels spread over the pool's threads (NULL: the calling thread). */
+        static inline void bs_par_generic(bs_pool *pool, const bs_qmm_job *j) {
+            bs_pool_run(pool, j, 0, bs_qmm_tasks__generic(j), bs_generic_task);
         }
         """)
         static inline void bs_ew_task(const void *job, int32_t stage, int32_t task) {
@@ -538,6 +539,16 @@ struct CWriter {
     /// Requant / QAdd / pools with at least this many outputs are split over the context's threads (smaller ones
     /// cost less than a hand-off).
     static let parallelElements = 16384
+    /// Convs and gemms of at least this many multiply-adds likewise. A hand-off to the pool's threads and the wait
+    /// for them cost several µs when a worker has gone to sleep: the digits and MNIST-1D CNNs (layers of 0.05 to
+    /// 0.3 M MACs, 10 to 15 µs a run) ran up to 2x slower on 2 threads than on 1 before this bound.
+    static let parallelMACs = 1 << 19
+
+    /// The pool a conv / gemm node's call runs on: the context's, or NULL (the calling thread) when it is small.
+    func pool(_ i: Int) -> String {
+        guard let d = plan.matmulDims(i) else { return "(bs_pool *)ctx->pool" }
+        return d.groups * d.mg * d.k * d.n >= Self.parallelMACs ? "(bs_pool *)ctx->pool" : "NULL"
+    }
 
     func window(_ inSpatial: [Int], _ outSpatial: [Int], _ w: WindowGeometry) -> String {
         func p3(_ a: [Int], _ fill: Int) -> [Int] { [Int](repeating: fill, count: 3 - a.count) + a }
@@ -595,12 +606,12 @@ struct CWriter {
                 let w = "(const int8_t *)ctx->wptr[\(wnodeIndex[i] ?? 0)]"
                 if plan.isa.usesPackedKernels {
                     let rq = plan.fusedRequant[i].flatMap { r in plan.paramIndex[r].map { "&\(nodeID(r))_p[B[\($0)]]" } } ?? "NULL"
-                    body += "    { const bs_avx2_job j = {\(ptr(x)), \(tcode(x)), \(tcode(outName)), \(w), \(pb), \(rq), \(ptr(outName)), A + BS_SCRATCH_OFFSET, &\(id)_s, 0, 0, 0, 0}; bs_par(ctx, &j); }\n"
+                    body += "    { const bs_avx2_job j = {\(ptr(x)), \(tcode(x)), \(tcode(outName)), \(w), \(pb), \(rq), \(ptr(outName)), A + BS_SCRATCH_OFFSET, &\(id)_s, 0, 0, 0, 0}; bs_par(\(pool(i)), &j); }\n"
                     checks += "    if (bs_conv_scratch_size__\(plan.isa.kernelSuffix)(&\(id)_s) > BS_SCRATCH_SIZE) return 0;\n"
                     if let d = plan.matmulDims(i) { checks += sizeChecks(i, groups: d.groups, mg: d.mg, k: d.k) }
                 } else {
                     let rq = plan.fusedRequant[i].flatMap { r in plan.paramIndex[r].map { "&\(nodeID(r))_p[B[\($0)]]" } } ?? "NULL"
-                    body += "    { const bs_qmm_job j = {\(ptr(x)), \(tcode(x)), \(tcode(outName)), \(w), \(pb), \(rq), \(ptr(outName)), &\(id)_s, 0, 0, 0, 0}; bs_par_generic(ctx, &j); }\n"
+                    body += "    { const bs_qmm_job j = {\(ptr(x)), \(tcode(x)), \(tcode(outName)), \(w), \(pb), \(rq), \(ptr(outName)), &\(id)_s, 0, 0, 0, 0}; bs_par_generic(\(pool(i)), &j); }\n"
                 }
             case .qgemm(let q):
                 let xs = plan.shapes[x] ?? [], ws = g.initializers[n.inputs[1]]?.shape ?? []
@@ -615,12 +626,12 @@ struct CWriter {
                 let dims = "\(CSyntax.size(rows)), \(CSyntax.size(k)), \(CSyntax.size(m)), \(q.transB ? 1 : 0)"
                 if plan.isa.usesPackedKernels {
                     let rq = plan.fusedRequant[i].flatMap { r in plan.paramIndex[r].map { "&\(nodeID(r))_p[B[\($0)]]" } } ?? "NULL"
-                    body += "    { const bs_avx2_job j = {\(ptr(x)), \(tcode(x)), \(tcode(outName)), \(w), \(pb), \(rq), \(ptr(outName)), A + BS_SCRATCH_OFFSET, NULL, \(dims)}; bs_par(ctx, &j); }\n"
+                    body += "    { const bs_avx2_job j = {\(ptr(x)), \(tcode(x)), \(tcode(outName)), \(w), \(pb), \(rq), \(ptr(outName)), A + BS_SCRATCH_OFFSET, NULL, \(dims)}; bs_par(\(pool(i)), &j); }\n"
                     checks += "    if (bs_gemm_scratch_size__\(plan.isa.kernelSuffix)(\(CSyntax.size(rows)), \(CSyntax.size(k)), \(CSyntax.size(m))) > BS_SCRATCH_SIZE) return 0;\n"
                     checks += sizeChecks(i, groups: 1, mg: m, k: k)
                 } else {
                     let rq = plan.fusedRequant[i].flatMap { r in plan.paramIndex[r].map { "&\(nodeID(r))_p[B[\($0)]]" } } ?? "NULL"
-                    body += "    { const bs_qmm_job j = {\(ptr(x)), \(tcode(x)), \(tcode(outName)), \(w), \(pb), \(rq), \(ptr(outName)), NULL, \(dims)}; bs_par_generic(ctx, &j); }\n"
+                    body += "    { const bs_qmm_job j = {\(ptr(x)), \(tcode(x)), \(tcode(outName)), \(w), \(pb), \(rq), \(ptr(outName)), NULL, \(dims)}; bs_par_generic(\(pool(i)), &j); }\n"
                 }
             case .requant(let r):
                 let s = plan.shapes[x] ?? []
