@@ -606,7 +606,13 @@ struct CWriter {
                 let w = "(const int8_t *)ctx->wptr[\(wnodeIndex[i] ?? 0)]"
                 if plan.isa.usesPackedKernels {
                     let rq = plan.fusedRequant[i].flatMap { r in plan.paramIndex[r].map { "&\(nodeID(r))_p[B[\($0)]]" } } ?? "NULL"
-                    body += "    { const bs_avx2_job j = {\(ptr(x)), \(tcode(x)), \(tcode(outName)), \(w), \(pb), \(rq), \(ptr(outName)), A + BS_SCRATCH_OFFSET, &\(id)_s, 0, 0, 0, 0}; bs_par(\(pool(i)), &j); }\n"
+                    var res = ""   // the fused residual QAdd: res, res_y, res_p, res_t, res_yt, res_swap
+                    if let a = plan.fusedAdd[i], let qp = plan.paramIndex[a.node] {
+                        let qn = g.nodes[a.node], other = qn.inputs[a.swap ? 0 : 1], qy = qn.outputs[0]
+                        res = ", \(ptr(other)), \(ptr(qy)), &\(nodeID(a.node))_p[B[\(qp)]], \(tcode(other)), \(tcode(qy)), \(a.swap ? 1 : 0)"
+                        body += "    /* node \(a.node): \(CSyntax.comment(qn.label)) (QAdd), in the epilogue of the QConv below */\n"
+                    }
+                    body += "    { const bs_avx2_job j = {\(ptr(x)), \(tcode(x)), \(tcode(outName)), \(w), \(pb), \(rq), \(ptr(outName)), A + BS_SCRATCH_OFFSET, &\(id)_s, 0, 0, 0, 0\(res)}; bs_par(\(pool(i)), &j); }\n"
                     checks += "    if (bs_conv_scratch_size__\(plan.isa.kernelSuffix)(&\(id)_s) > BS_SCRATCH_SIZE) return 0;\n"
                     if let d = plan.matmulDims(i) { checks += sizeChecks(i, groups: d.groups, mg: d.mg, k: d.k) }
                 } else {

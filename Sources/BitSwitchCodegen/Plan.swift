@@ -52,6 +52,7 @@ struct Plan {
     var paramNodes: [ParamNode] = []
     var paramIndex: [Int: Int] = [:]         // node index -> param node index
     var fusedRequant: [Int: Int] = [:]       // QConv/QGemm node -> the Requant it absorbs
+    var fusedAdd: [Int: (node: Int, swap: Bool)] = [:]   // AVX2 QConv -> the QAdd its epilogue adds (swap: the conv is b)
     var absorbed: Set<Int> = []              // Requant nodes emitted inside a fused call
     var offsets: [String: Int] = [:]         // arena offsets of values
     var weightOffsets: [Int: Int] = [:]      // QConv/QGemm node -> arena offset of its (first) weight region
@@ -112,8 +113,31 @@ struct Plan {
         }
         g.valueTypes = [:]
         for i in g.outputs.indices { g.outputs[i].type.shape = nil }
+        scheduleResiduals(&g)
         try inferShapes(&g)
         return g
+    }
+
+    /// A QAdd of a QConv's requantized output and another value: when the node that makes the other value comes
+    /// after the QConv but could run before it (its inputs are ready there), it is moved before the QConv, so that
+    /// the QConv's epilogue can add the residual (planFusion's fusedAdd). ResNet blocks: the shortcut's Requant.
+    /// The same moves for every variant (they depend on the structure only).
+    static func scheduleResiduals(_ g: inout Graph) {
+        var q = 0
+        while q < g.nodes.count {
+            defer { q += 1 }
+            guard case .qadd = g.nodes[q].op, g.nodes[q].inputs.count == 2 else { continue }
+            let producers = g.producers
+            for side in 0..<2 {
+                let a = g.nodes[q].inputs[side], b = g.nodes[q].inputs[1 - side]
+                guard let r = producers[a], case .requant = g.nodes[r].op, let c = producers[g.nodes[r].inputs[0]],
+                      case .qconv = g.nodes[c].op, let p = producers[b], p > c, p < q,
+                      g.nodes[p].inputs.allSatisfy({ v in producers[v].map { $0 < c } ?? true }) else { continue }
+                let node = g.nodes.remove(at: p)
+                g.nodes.insert(node, at: c)
+                break
+            }
+        }
     }
 
     // MARK: structure
@@ -420,6 +444,22 @@ struct Plan {
             fusedRequant[i] = readers[0]
             absorbed.insert(readers[0])
         }
+        // The AVX2 conv epilogue also adds a residual: a QAdd that is the only reader of the fused Requant's output,
+        // whose other operand is ready when the conv runs.
+        guard isa == .avx2 else { return }
+        let producers = graph.producers
+        for (c, r) in fusedRequant {
+            guard case .qconv = graph.nodes[c].op else { continue }
+            let out = graph.nodes[r].outputs[0]
+            guard !outputs.contains(out), let readers = consumers[out], readers.count == 1 else { continue }
+            let q = readers[0], qn = graph.nodes[q]
+            guard case .qadd = qn.op, qn.inputs.count == 2, qn.inputs[0] != qn.inputs[1], paramIndex[q] != nil else { continue }
+            let swap = qn.inputs[1] == out
+            let other = swap ? qn.inputs[0] : qn.inputs[1]
+            guard producers[other].map({ $0 < c }) ?? true else { continue }
+            fusedAdd[c] = (q, swap)
+            absorbed.insert(q)
+        }
     }
 
     func bytes(_ v: String) -> Int { (shapes[v] ?? []).reduce(1, *) * (dtypes[v]?.byteWidth ?? 4) }
@@ -473,6 +513,8 @@ struct Plan {
             for o in n.outputs where !o.isEmpty { defined[o] = i; lastUse[o] = max(lastUse[o] ?? i, i) }
         }
         for o in graph.outputs { lastUse[o.name] = end }
+        // A residual-fused QConv's Requant output is read by its own epilogue only.
+        for (c, r) in fusedRequant where fusedAdd[c] != nil { lastUse[graph.nodes[r].outputs[0]] = c }
         // A fused QConv/QGemm output never exists.
         let skipped = Set(fusedRequant.keys.compactMap { graph.nodes[$0].outputs.first })
         var live: [(offset: Int, size: Int, until: Int)] = []
@@ -492,8 +534,9 @@ struct Plan {
         place(input.name, at: -1)
         for (i, n) in graph.nodes.enumerated() where !absorbed.contains(i) {
             if let r = fusedRequant[i] {
-                // The fused call writes the Requant's output at this step.
+                // The fused call writes the Requant's output at this step (and the QAdd's, when fused too).
                 place(graph.nodes[r].outputs[0], at: i)
+                if let a = fusedAdd[i] { place(graph.nodes[a.node].outputs[0], at: i) }
                 continue
             }
             for o in n.outputs where !o.isEmpty && !skipped.contains(o) { place(o, at: i) }

@@ -43,7 +43,7 @@ static void *al(size_t n) { void *p = NULL; if (posix_memalign(&p, 64, n ? n : 6
 int main(int argc, char **argv) {
     st = argc > 1 ? strtoull(argv[1], 0, 10) : 1;
     int cases = argc > 2 ? atoi(argv[2]) : 200;
-    long distinct_cases = 0, paths[4] = {0}, direct_dw = 0, lowact = 0, gemv = 0, plane = 0, plane_strided = 0, plane_rows = 0, plane_straddle = 0;
+    long distinct_cases = 0, paths[4] = {0}, direct_dw = 0, lowact = 0, gemv = 0, plane = 0, plane_strided = 0, plane_rows = 0, plane_straddle = 0, fused_cases = 0;
     for (int t = 0; t < cases; t++) {
         int is_gemm = ri(0, 3) == 0;
         bs_conv_shape s; memset(&s, 0, sizeof s);
@@ -186,7 +186,39 @@ int main(int argc, char **argv) {
             else if (s.win.ow >= 7 && pc >= 8) { plane++; plane_straddle++; }   /* blocks over two rows */
         }
 #endif
+#if !defined(BS_TEST_VNNI) && !defined(BS_TEST_NEON)
+        /* AVX2: a residual QAdd in the conv's epilogue (res_y = QAdd(y, res) or QAdd(res, y)); y itself need not be
+         * written then, so the staged run's y is not compared, its res_y is (against the generic QAdd of y0) */
+        int fused = !is_gemm && R && ri(0, 2) == 0;
+        int32_t rt = (int32_t)ri(0, 2), ryt = (int32_t)ri(0, 2);
+        size_t rsz = rt == BS_T_I32 ? 4 : 1, rysz = ryt == BS_T_I32 ? 4 : 1;
+        unsigned char *res = al(ycount * rsz), *ry0 = al(ycount * rysz), *ry2 = al(ycount * rysz);
+        for (size_t i = 0; i < ycount * rsz; i++) res[i] = (unsigned char)rnd();
+        if (rt == BS_T_I32) for (size_t i = 0; i < ycount; i++) ((int32_t *)res)[i] >>= ri(8, 20);
+        bs_qadd_params rp = {ri(1 << 20, 1 << 30), ri(1 << 20, 1 << 30), ri(28, 40), ri(-128, 255), ri(-128, 255), ri(-10, 10),
+                             ryt == BS_T_U8 ? 0 : -128, ryt == BS_T_U8 ? 255 : 127};
+        if (ryt == BS_T_I32) { rp.lo = -(1 << 24); rp.hi = 1 << 24; }
+        if (ri(0, 9) == 0) rp.m_a = (int64_t)1 << 33;   /* outside int32 lanes: the QAdd from the written y */
+        if (fused) {
+            j.res = res; j.res_y = ry2; j.res_p = &rp; j.res_t = rt; j.res_yt = ryt; j.res_swap = (int32_t)ri(0, 1);
+            memset(ry0, 0x11, ycount * rysz); memset(ry2, 0x77, ycount * rysz);
+            if (j.res_swap) bs_qadd__generic(res, rt, y0, yt, ry0, ryt, ycount, &rp);
+            else bs_qadd__generic(y0, yt, res, rt, ry0, ryt, ycount, &rp);
+            fused_cases++;
+        }
+#endif
         for (int32_t sg = 0; sg < KS(stages)(&j); sg++) for (int32_t tk = KS(tasks)(&j, sg) - 1; tk >= 0; tk--) KS(run)(&j, sg, tk);
+#if !defined(BS_TEST_VNNI) && !defined(BS_TEST_NEON)
+        if (fused) {
+            if (memcmp(ry0, ry2, ycount * rysz)) {
+                size_t i = 0; while (ry0[i] == ry2[i]) i++;
+                printf("MISMATCH fused residual case %d: rt=%d ryt=%d swap=%d yt=%d byte %zu: %d vs %d\n", t, rt, ryt, j.res_swap, yt, i, ry0[i], ry2[i]);
+                return 1;
+            }
+            memcpy(y2, y0, ycount * esz);   /* y is scratch for the fused run */
+        }
+        free(res); free(ry0); free(ry2);
+#endif
         if (memcmp(y0, y1, ycount * esz) || memcmp(y0, y2, ycount * esz)) {
             size_t i = 0; while (i < ycount * esz && y0[i] == y1[i] && y0[i] == y2[i]) i++;
             printf("MISMATCH case %d: %s xt=%d bits=%d shift=%d xz=%d rq=%d yt=%d cnt=%d groups=%d mg=%d k=%d byte %zu: %d vs %d / %d\n",
@@ -201,10 +233,11 @@ int main(int argc, char **argv) {
         paths[bits <= 7 ? 0 : 1]++; if (odd_zero) paths[2]++; if (extreme) paths[3]++;
         free(x); free(q8); free(wb); free(pw); free(scratch); free(rm); free(rn); free(rb); free(y0); free(y1); free(y2);
     }
-    printf("ok %d cases (%ld with varied outputs; %ld w<=7 bits, %ld 8-bit, %ld odd zero points, %ld extreme requant, %ld direct depthwise, %ld low-bit activations, %ld batch-1 gemm layouts, %ld plane-path convs: %ld with blocks in one row, %ld of those with several rows, %ld with blocks over two rows)\n", cases, distinct_cases, paths[0], paths[1], paths[2], paths[3], direct_dw, lowact, gemv, plane, plane_strided, plane_rows, plane_straddle);
+    printf("ok %d cases (%ld with varied outputs; %ld w<=7 bits, %ld 8-bit, %ld odd zero points, %ld extreme requant, %ld direct depthwise, %ld low-bit activations, %ld batch-1 gemm layouts, %ld plane-path convs: %ld with blocks in one row, %ld of those with several rows, %ld with blocks over two rows; %ld with a residual QAdd in the epilogue)\n", cases, distinct_cases, paths[0], paths[1], paths[2], paths[3], direct_dw, lowact, gemv, plane, plane_strided, plane_rows, plane_straddle, fused_cases);
     if (direct_dw < cases / 20) { printf("too few direct depthwise cases: %ld\n", direct_dw); return 1; }
 #if !defined(BS_TEST_VNNI) && !defined(BS_TEST_NEON)
     if (gemv < cases / 40) { printf("too few batch-1 gemm cases: %ld\n", gemv); return 1; }
+    if (fused_cases < cases / 20) { printf("too few fused residual cases: %ld\n", fused_cases); return 1; }
     if (plane < cases / 20 || plane_strided < cases / 40 || plane_rows < cases / 200 || plane_straddle < cases / 200) {
         printf("too few plane-path convs: %ld, %ld, %ld, %ld\n", plane, plane_strided, plane_rows, plane_straddle);
         return 1;

@@ -853,29 +853,80 @@ void bs_requant__avx2(const void *x, int32_t xt, void *y, int32_t yt, size_t out
     bs_requant_rows_avx2(x, xt, y, yt, channels, inner, rq, 0, outer * channels);
 }
 
+/* QAdd's constants for operands of containers at, bt into yt. ok: vpmuldq is exact, i.e. every x - zero of both
+ * containers and both multipliers fit int32 (every QAdd the lowering makes); otherwise the reference runs. */
+typedef struct bs_qadd_c {
+    __m256i AZ, BZ, MA, MB, Z, LO, HI;
+    int32_t n, ok;
+} bs_qadd_c;
+
+static inline void bs_qadd_setup(const bs_qadd_params *p, int32_t at, int32_t bt, int32_t yt, bs_qadd_c *q) {
+    q->ok = p->lo <= p->hi && p->n < 64 && p->m_a >= INT32_MIN && p->m_a <= INT32_MAX && p->m_b >= INT32_MIN && p->m_b <= INT32_MAX
+            && p->a_zero >= bs_cmax(at) - INT32_MAX && p->a_zero <= bs_cmin(at) - INT32_MIN
+            && p->b_zero >= bs_cmax(bt) - INT32_MAX && p->b_zero <= bs_cmin(bt) - INT32_MIN;
+    q->n = (int32_t)p->n;
+    q->AZ = _mm256_set1_epi32((int32_t)p->a_zero); q->BZ = _mm256_set1_epi32((int32_t)p->b_zero);
+    q->MA = _mm256_set1_epi64x(p->m_a); q->MB = _mm256_set1_epi64x(p->m_b); q->Z = _mm256_set1_epi64x(p->zero);
+    q->LO = _mm256_set1_epi64x(bs_clamp64a(p->lo, bs_cmin(yt), bs_cmax(yt)));
+    q->HI = _mm256_set1_epi64x(bs_clamp64a(p->hi, bs_cmin(yt), bs_cmax(yt)));
+}
+
+/* 8 QAdd outputs of the int32 values a, b (q->ok), `count` of them stored at y + off. */
+static inline void bs_qadd8(const bs_qadd_c *q, __m256i a, __m256i b, void *y, int32_t yt, size_t off, size_t count) {
+    __m256i da = _mm256_sub_epi32(a, q->AZ), db = _mm256_sub_epi32(b, q->BZ);
+    __m256i v[2];
+    v[0] = _mm256_add_epi64(_mm256_mul_epi32(da, q->MA), _mm256_mul_epi32(db, q->MB));
+    v[1] = _mm256_add_epi64(_mm256_mul_epi32(_mm256_srli_epi64(da, 32), q->MA), _mm256_mul_epi32(_mm256_srli_epi64(db, 32), q->MB));
+    bs_rq_finish(v, q->n, q->Z, q->LO, q->HI, y, yt, off, 1, count);
+}
+
 static void bs_qadd_range_avx2(const void *a, int32_t at, const void *b, int32_t bt, void *y, int32_t yt,
                                const bs_qadd_params *p, size_t i0, size_t i1) {
-    /* vpmuldq multiplies int32 lanes: exact when every x - zero of both containers and both multipliers fit int32 */
-    int ok = p->lo <= p->hi && p->n < 64 && p->m_a >= INT32_MIN && p->m_a <= INT32_MAX && p->m_b >= INT32_MIN && p->m_b <= INT32_MAX
-             && p->a_zero >= bs_cmax(at) - INT32_MAX && p->a_zero <= bs_cmin(at) - INT32_MIN
-             && p->b_zero >= bs_cmax(bt) - INT32_MAX && p->b_zero <= bs_cmin(bt) - INT32_MIN;
-    if (!ok) {   /* never produced by the lowering: the reference on the range */
+    bs_qadd_c q;
+    bs_qadd_setup(p, at, bt, yt, &q);
+    if (!q.ok) {   /* never produced by the lowering: the reference on the range */
         size_t as = at == BS_T_I32 ? 4 : 1, bsz = bt == BS_T_I32 ? 4 : 1, ys = yt == BS_T_I32 ? 4 : 1;
         bs_qadd__generic((const unsigned char *)a + i0 * as, at, (const unsigned char *)b + i0 * bsz, bt,
                          (unsigned char *)y + i0 * ys, yt, i1 - i0, p);
         return;
     }
-    const __m256i AZ = _mm256_set1_epi32((int32_t)p->a_zero), BZ = _mm256_set1_epi32((int32_t)p->b_zero);
-    const __m256i MA = _mm256_set1_epi64x(p->m_a), MB = _mm256_set1_epi64x(p->m_b), Z = _mm256_set1_epi64x(p->zero);
-    const __m256i LO = _mm256_set1_epi64x(bs_clamp64a(p->lo, bs_cmin(yt), bs_cmax(yt)));
-    const __m256i HI = _mm256_set1_epi64x(bs_clamp64a(p->hi, bs_cmin(yt), bs_cmax(yt)));
     for (size_t i = i0; i < i1; i += 8) {
         size_t count = i1 - i < 8 ? i1 - i : 8;
-        __m256i da = _mm256_sub_epi32(bs_load8_i32(a, at, i, count), AZ), db = _mm256_sub_epi32(bs_load8_i32(b, bt, i, count), BZ);
-        __m256i v[2];
-        v[0] = _mm256_add_epi64(_mm256_mul_epi32(da, MA), _mm256_mul_epi32(db, MB));
-        v[1] = _mm256_add_epi64(_mm256_mul_epi32(_mm256_srli_epi64(da, 32), MA), _mm256_mul_epi32(_mm256_srli_epi64(db, 32), MB));
-        bs_rq_finish(v, (int32_t)p->n, Z, LO, HI, y, yt, i, 1, count);
+        bs_qadd8(&q, bs_load8_i32(a, at, i, count), bs_load8_i32(b, bt, i, count), y, yt, i, count);
+    }
+}
+
+/* The fused residual QAdd (bs_avx2_job.res_p) over output elements [i0, i1) of y, once they are written. */
+static void bs_res_range(const bs_avx2_job *j, size_t i0, size_t i1) {
+    if (!j->res_p || i1 <= i0) return;
+    if (j->res_swap) bs_qadd_range_avx2(j->res, j->res_t, j->y, j->yt, j->res_y, j->res_yt, j->res_p, i0, i1);
+    else bs_qadd_range_avx2(j->y, j->yt, j->res, j->res_t, j->res_y, j->res_yt, j->res_p, i0, i1);
+}
+
+/* Two whole blocks of one channel's conv outputs (16 pixels at off) through the Requant and then the residual QAdd
+ * in registers: y is not written, res_y is. Other cases (partial blocks, the int64-lane or scalar Requant, a QAdd
+ * outside int32 lanes) write y and add the residual from it. */
+static inline void bs_epi_res2(const bs_avx2_job *j, const bs_epi *e, const bs_qadd_c *q, __m256i acc0, __m256i acc1, int32_t corr,
+                               size_t c, size_t off, size_t count0, size_t count1) {
+    if (count0 < 8 || count1 < 8 || (e->kind != 1 && e->kind != 2) || !q->ok) {
+        bs_epi_apply2(j, e, acc0, acc1, corr, c, off, 1, count0, count1);
+        bs_res_range(j, off, off + count0 + count1);
+        return;
+    }
+    const __m256i C = _mm256_set1_epi32(corr), M = _mm256_set1_epi64x(e->m), B = _mm256_set1_epi64x(e->b);
+    acc0 = _mm256_sub_epi32(acc0, C);
+    acc1 = _mm256_sub_epi32(acc1, C);
+    __m256i r0 = bs_epi_r32(e, _mm256_add_epi64(_mm256_mul_epi32(acc0, M), B),
+                            _mm256_add_epi64(_mm256_mul_epi32(_mm256_srli_epi64(acc0, 32), M), B));
+    __m256i r1 = bs_epi_r32(e, _mm256_add_epi64(_mm256_mul_epi32(acc1, M), B),
+                            _mm256_add_epi64(_mm256_mul_epi32(_mm256_srli_epi64(acc1, 32), M), B));
+    __m256i s0 = bs_load8_i32(j->res, j->res_t, off, 8), s1 = bs_load8_i32(j->res, j->res_t, off + 8, 8);
+    if (j->res_swap) {
+        bs_qadd8(q, s0, r0, j->res_y, j->res_yt, off, 8);
+        bs_qadd8(q, s1, r1, j->res_y, j->res_yt, off + 8, 8);
+    } else {
+        bs_qadd8(q, r0, s0, j->res_y, j->res_yt, off, 8);
+        bs_qadd8(q, r1, s1, j->res_y, j->res_yt, off + 8, 8);
     }
 }
 
@@ -1654,11 +1705,23 @@ static void bs_fallback(const bs_avx2_job *j, const bs_geo *o) {
 
 void bs_avx2_run(const bs_avx2_job *j, int32_t stage, int32_t task) {
     if (bs_is_gemv(j)) { bs_gemv_run(j, task); return; }
-    if (bs_dwconv_tasks__avx2(j)) { bs_dwconv_run__avx2(j, task); return; }
+    if (bs_dwconv_tasks__avx2(j)) {
+        bs_dwconv_run__avx2(j, task);
+        if (j->res_p) {   /* the task's channels */
+            size_t plane = (size_t)j->conv->win.oh * j->conv->win.ow, c0 = (size_t)task * BS_DW_CH_PER_TASK, c1 = c0 + BS_DW_CH_PER_TASK;
+            if (c1 > (size_t)j->conv->c) c1 = (size_t)j->conv->c;
+            bs_res_range(j, c0 * plane, c1 * plane);
+        }
+        return;
+    }
     bs_layout l;
     bs_layout_of(j, &l);
     const bs_geo *o = &l.o;
-    if (o->fallback) { bs_fallback(j, o); return; }
+    if (o->fallback) {
+        bs_fallback(j, o);
+        bs_res_range(j, 0, (size_t)o->groups * o->mg * o->n);
+        return;
+    }
     int32_t per = o->mode == BS_PACK_S8C4 ? 4 : 2;
     size_t kpad = (size_t)o->kg * per;
     if (stage == 0 && o->plane) {
@@ -1699,6 +1762,10 @@ void bs_avx2_run(const bs_avx2_job *j, int32_t stage, int32_t task) {
     size_t cstride = j->conv ? o->n : 1, pstride = j->conv ? 1 : m_total;
     bs_epi ep[BS_CB_PER_TASK * 4];
     int32_t corr[BS_CB_PER_TASK * 4];
+    int res = j->res_p && j->conv;   /* the residual QAdd in the epilogue (conv outputs: pixel stride 1) */
+    bs_qadd_c rq;
+    memset(&rq, 0, sizeof rq);
+    if (res) bs_qadd_setup(j->res_p, j->res_swap ? j->res_t : j->yt, j->res_swap ? j->yt : j->res_t, j->res_yt, &rq);
     for (size_t c = cb0 * 4; c < cb1 * 4 && c < (size_t)o->mg; c++) {
         bs_epi_setup(j, g * o->mg + c, &ep[c - cb0 * 4]);
         corr[c - cb0 * 4] = o->mode == BS_PACK_S8C4 ? (int32_t)((uint32_t)o->uz * (uint32_t)wsum[g * o->mg4 + c]) : 0;
@@ -1726,8 +1793,9 @@ void bs_avx2_run(const bs_avx2_job *j, int32_t stage, int32_t task) {
                 /* the pair's two blocks (b1 == b0: one block) */
                 size_t p0 = b0 * 8, count0 = o->n - p0 < 8 ? o->n - p0 : 8;
                 size_t count1 = b1 == b0 ? 0 : (o->n - p0 - 8 < 8 ? o->n - p0 - 8 : 8);
-                bs_epi_apply2(j, &ep[c - cb0 * 4], acc[c4], acc[4 + c4], corr[c - cb0 * 4], oc, oc * cstride + p0 * pstride,
-                              pstride, count0, count1);
+                if (res) bs_epi_res2(j, &ep[c - cb0 * 4], &rq, acc[c4], acc[4 + c4], corr[c - cb0 * 4], oc, oc * cstride + p0, count0, count1);
+                else bs_epi_apply2(j, &ep[c - cb0 * 4], acc[c4], acc[4 + c4], corr[c - cb0 * 4], oc, oc * cstride + p0 * pstride,
+                                   pstride, count0, count1);
             }
         }
     }

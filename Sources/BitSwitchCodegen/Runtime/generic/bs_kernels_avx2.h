@@ -83,6 +83,12 @@ typedef struct bs_avx2_job {
     const bs_conv_shape *conv;
     size_t rows, k, m;
     int32_t trans_b;
+    /* A QAdd in the conv's epilogue (AVX2 conv jobs; res_p NULL: none): once a task has written its part of y,
+     * res_y = QAdd(y, res) over it, or QAdd(res, y) with res_swap (res and res_y of containers res_t, res_yt). */
+    const void *res;
+    void *res_y;
+    const bs_qadd_params *res_p;
+    int32_t res_t, res_yt, res_swap;
 } bs_avx2_job;
 
 /* The whole-op entry points (one thread) of a staged kernel family (FAMILY##_stages / _tasks / _run on a
