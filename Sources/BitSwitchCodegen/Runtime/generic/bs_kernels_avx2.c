@@ -785,6 +785,17 @@ static inline void bs_epi_apply(const bs_avx2_job *j, const bs_epi *e, __m256i a
     bs_store8(bs_epi_r32(e, ev, od), j->y, t, off, pstride, count);
 }
 
+/* Kinds 1 and 2 on two blocks of one channel's accumulators (minus corr), the channel's constants broadcast once. */
+static inline void bs_epi_r32x2(const bs_epi *e, __m256i acc0, __m256i acc1, int32_t corr, __m256i *r0, __m256i *r1) {
+    const __m256i C = _mm256_set1_epi32(corr), M = _mm256_set1_epi64x(e->m), B = _mm256_set1_epi64x(e->b);
+    acc0 = _mm256_sub_epi32(acc0, C);
+    acc1 = _mm256_sub_epi32(acc1, C);
+    *r0 = bs_epi_r32(e, _mm256_add_epi64(_mm256_mul_epi32(acc0, M), B),
+                     _mm256_add_epi64(_mm256_mul_epi32(_mm256_srli_epi64(acc0, 32), M), B));
+    *r1 = bs_epi_r32(e, _mm256_add_epi64(_mm256_mul_epi32(acc1, M), B),
+                     _mm256_add_epi64(_mm256_mul_epi32(_mm256_srli_epi64(acc1, 32), M), B));
+}
+
 /* Two blocks of one channel (acc0: pixels off.., acc1: off + 8..), 16 outputs. Both whole blocks of a conv's
  * output (pixel stride 1) through the int32-lane Requant: the channel's constants broadcast once, int8 / uint8
  * in one pack and one 16-byte store; otherwise bs_epi_apply on each. */
@@ -795,13 +806,8 @@ static inline void bs_epi_apply2(const bs_avx2_job *j, const bs_epi *e, __m256i 
         if (count1) bs_epi_apply(j, e, acc1, corr, c, off + 8 * pstride, pstride, count1);
         return;
     }
-    const __m256i C = _mm256_set1_epi32(corr), M = _mm256_set1_epi64x(e->m), B = _mm256_set1_epi64x(e->b);
-    acc0 = _mm256_sub_epi32(acc0, C);
-    acc1 = _mm256_sub_epi32(acc1, C);
-    __m256i r0 = bs_epi_r32(e, _mm256_add_epi64(_mm256_mul_epi32(acc0, M), B),
-                            _mm256_add_epi64(_mm256_mul_epi32(_mm256_srli_epi64(acc0, 32), M), B));
-    __m256i r1 = bs_epi_r32(e, _mm256_add_epi64(_mm256_mul_epi32(acc1, M), B),
-                            _mm256_add_epi64(_mm256_mul_epi32(_mm256_srli_epi64(acc1, 32), M), B));
+    __m256i r0, r1;
+    bs_epi_r32x2(e, acc0, acc1, corr, &r0, &r1);
     if (e->t == BS_T_I32) {
         _mm256_storeu_si256((__m256i *)((int32_t *)j->y + off), r0);
         _mm256_storeu_si256((__m256i *)((int32_t *)j->y + off + 8), r1);
@@ -913,13 +919,8 @@ static inline void bs_epi_res2(const bs_avx2_job *j, const bs_epi *e, const bs_q
         bs_res_range(j, off, off + count0 + count1);
         return;
     }
-    const __m256i C = _mm256_set1_epi32(corr), M = _mm256_set1_epi64x(e->m), B = _mm256_set1_epi64x(e->b);
-    acc0 = _mm256_sub_epi32(acc0, C);
-    acc1 = _mm256_sub_epi32(acc1, C);
-    __m256i r0 = bs_epi_r32(e, _mm256_add_epi64(_mm256_mul_epi32(acc0, M), B),
-                            _mm256_add_epi64(_mm256_mul_epi32(_mm256_srli_epi64(acc0, 32), M), B));
-    __m256i r1 = bs_epi_r32(e, _mm256_add_epi64(_mm256_mul_epi32(acc1, M), B),
-                            _mm256_add_epi64(_mm256_mul_epi32(_mm256_srli_epi64(acc1, 32), M), B));
+    __m256i r0, r1;
+    bs_epi_r32x2(e, acc0, acc1, corr, &r0, &r1);
     __m256i s0 = bs_load8_i32(j->res, j->res_t, off, 8), s1 = bs_load8_i32(j->res, j->res_t, off + 8, 8);
     if (j->res_swap) {
         bs_qadd8(q, s0, r0, j->res_y, j->res_yt, off, 8);
