@@ -81,7 +81,7 @@ struct Plan {
         profiles = e.profiles
         isa = e.isa
         prepack = e.prepack
-        let prepared = try e.variants.map(Plan.prepare)
+        let prepared = try Plan.requantBeforeMaxPool(e.variants.map(Plan.prepare))
         graph = prepared[0]
         guard graph.inputs.count == 1, let inp = graph.inputs.first else {
             throw BitSwitchError(.unsupported, "the C back end needs exactly one graph input, got \(graph.inputs.count)")
@@ -138,6 +138,61 @@ struct Plan {
                 break
             }
         }
+    }
+
+    /// QConv → QMaxPool → Requant, each the only reader of the one before, becomes QConv → Requant → QMaxPool
+    /// where that is exact in every variant, so that the Requant fuses into the conv's epilogue and the pool reads
+    /// bytes instead of int32 (the digits CNN's and a classic CNN stem's conv → ReLU → MaxPool). A Requant whose
+    /// multipliers are non-negative and whose arithmetic cannot wrap is non-decreasing within a channel, so it
+    /// commutes with a max over one channel's window, provided no window is empty (an empty window yields the
+    /// container's lowest value, which a Requant need not map to the new container's lowest).
+    static func requantBeforeMaxPool(_ vs: [Graph]) throws -> [Graph] {
+        guard let g0 = vs.first else { return vs }
+        let consumers = g0.consumers, producers = g0.producers, outputs = g0.outputNames
+        var sites: [(conv: Int, pool: Int, rq: Int)] = []
+        for (p, pn) in g0.nodes.enumerated() {
+            guard case .qmaxPool(let attrs) = pn.op, let t = pn.inputs.first, let out = pn.outputs.first,
+                  let c = producers[t], case .qconv = g0.nodes[c].op, consumers[t] == [p], !outputs.contains(t),
+                  let readers = consumers[out], readers.count == 1, !outputs.contains(out) else { continue }
+            let r = readers[0], rn = g0.nodes[r]
+            guard case .requant(let rq) = rn.op, rn.inputs.count == 4, rn.inputs[0] == out, !rn.inputs.dropFirst().contains(out),
+                  let shape = g0.type(of: t)?.knownShape, shape.count >= 3,
+                  rq.axis == 1 || rq.axis == 1 - shape.count || vs.allSatisfy({ g in rn.inputs.dropFirst().allSatisfy { g.initializers[$0]?.type.knownShape?.reduce(1, *) == 1 } }),
+                  let win = try? WindowGeometry(input: Array(shape.dropFirst(2)), kernel: attrs.kernelShape, strides: attrs.strides, pads: attrs.pads,
+                                                dilations: attrs.dilations, autoPad: attrs.autoPad, ceilMode: attrs.ceilMode),
+                  win.everyWindowReadsInput, vs.allSatisfy({ monotoneRequant($0, $0.nodes[r]) }) else { continue }
+            sites.append((c, p, r))
+        }
+        guard !sites.isEmpty else { return vs }
+        return try vs.map { g0 in
+            var g = g0
+            var taken = Set(g.nodes.flatMap(\.outputs)).union(g.initializers.keys).union(g.inputNames)
+            // Later sites first, so the indices of earlier ones stay valid.
+            for s in sites.sorted(by: { $0.rq > $1.rq }) {
+                var rn = g.nodes[s.rq], pn = g.nodes[s.pool]
+                var mid = pn.outputs[0] + "_requantized"
+                while taken.contains(mid) { mid += "_" }
+                taken.insert(mid)
+                let y = rn.outputs[0]
+                rn.inputs[0] = pn.inputs[0]; rn.outputs[0] = mid
+                pn.inputs[0] = mid; pn.outputs[0] = y
+                g.nodes.remove(at: s.rq)
+                g.nodes[s.pool] = pn
+                g.nodes.insert(rn, at: s.pool)
+            }
+            g.valueTypes = [:]
+            try inferShapes(&g)
+            return g
+        }
+    }
+
+    /// Requant node n of g is non-decreasing in its input: multipliers >= 0, and x·m + bias, the shift and + zero
+    /// stay inside int64 for every int32 x (|x·m| <= 2^62, |bias| and |zero| below 2^61).
+    static func monotoneRequant(_ g: Graph, _ n: Node) -> Bool {
+        guard case .requant(let rq) = n.op, abs(rq.zero) < 1 << 61,
+              case .i32(let m)? = g.initializers[n.inputs[1]]?.storage, case .i64(let b)? = g.initializers[n.inputs[3]]?.storage
+        else { return false }
+        return m.allSatisfy { $0 >= 0 } && b.allSatisfy { abs($0) < 1 << 61 }
     }
 
     // MARK: structure

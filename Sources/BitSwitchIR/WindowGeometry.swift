@@ -15,6 +15,14 @@ public struct WindowGeometry: Sendable, Hashable {
     public var outputCount: Int { output.reduce(1, *) }
     public var inputCount: Int { input.reduce(1, *) }
     public var kernelCount: Int { kernel.reduce(1, *) }
+    /// Every output's window has at least one tap inside the input (not only padding).
+    public var everyWindowReadsInput: Bool {
+        input.indices.allSatisfy { i in
+            (0..<output[i]).allSatisfy { o in
+                (0..<kernel[i]).contains { k in (0..<input[i]).contains(o * strides[i] - padsBegin[i] + k * dilations[i]) }
+            }
+        }
+    }
 
     /// ONNX output-size rules shared by Conv (ceilMode false) and the pools.
     public init(input: [Int], kernel: [Int], strides: [Int]?, pads: [Int]?, dilations: [Int]?, autoPad: AutoPad,

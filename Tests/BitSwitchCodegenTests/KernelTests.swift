@@ -319,6 +319,11 @@ int main(int argc, char **argv) {
         g.sd = (int32_t)ri(1, 2); g.sh = (int32_t)ri(1, 3); g.sw = (int32_t)ri(1, 3);
         g.dd = 1; g.dh = (int32_t)ri(1, 2); g.dw = (int32_t)ri(1, 2);
         g.pd = (int32_t)ri(0, g.kd - 1); g.ph = (int32_t)ri(0, g.kh); g.pw = (int32_t)ri(0, g.kw);
+        if (ri(0, 3) == 0) {   /* the 2x2 stride-2 byte path (bs_maxpool2x2_bytes): whole windows, odd sizes too */
+            g.d = g.kd = 1; g.pd = 0; g.kh = g.kw = g.sh = g.sw = 2; g.dh = g.dw = 1; g.ph = g.pw = 0;
+            if (g.h < 2) g.h = 2;
+            if (g.w < 2) g.w = 2;
+        }
         g.od = (g.d + 2 * g.pd - ((g.kd - 1) * g.dd + 1)) / g.sd + 1; if (g.od < 1) g.od = 1;
         g.oh = (g.h + 2 * g.ph - ((g.kh - 1) * g.dh + 1)) / g.sh + 1; if (g.oh < 1) g.oh = 1;
         g.ow = (g.w + 2 * g.pw - ((g.kw - 1) * g.dw + 1)) / g.sw + 1 + (int32_t)ri(0, 1); if (g.ow < 1) g.ow = 1;

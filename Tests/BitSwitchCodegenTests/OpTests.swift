@@ -152,6 +152,48 @@ struct OpTests {
         try Harness.expectBitExact(g, samples: 3, scale: 1.5)
     }
 
+    /// QConv → QMaxPool → Requant runs as QConv with the Requant in its epilogue → QMaxPool on bytes (Plan's
+    /// requantBeforeMaxPool), bit-exact with the interpreter's original order; and not where it would not be exact: a
+    /// negative multiplier, a window of padding only, a pool with a second reader.
+    @Test func requantMovesBeforeMaxPool() throws {
+        func body(_ m: [Int], pool: String, secondReader: Bool = false) -> String {
+            var b = Self.const_("w", "i8", [4, 3, 3, 3], Harness.randomInts(108, -128...127, seed: 31))
+            b += Self.const_("m", "i32", [4], m)
+            b += Self.const_("n", "i32", [4], [37, 36, 38, 35])
+            b += Self.const_("b", "i64", [4], [0, 9 << 29, -(9 << 29) - 5, 40 << 29])
+            b += """
+              %q = ai.bitswitch.Quantize(%x) {hi = 127, lo = -128, scale = 0.01, to = "i8", zero = 0}
+              %c = ai.bitswitch.QConv(%q, %w) {group = 1, pads = [1, 1, 1, 1], w_bits = 8, w_shift = 0, x_zero = 0}
+              %p = ai.bitswitch.QMaxPool(%c) {\(pool)}
+              %r = ai.bitswitch.Requant(%p, %m, %n, %b) {axis = 1, hi = 255, lo = 3, to = "u8", zero = 3}
+              %y = ai.bitswitch.Dequantize(%r) {scale = 0.03125, zero = 3}
+
+            """
+            if secondReader { b += "  %y2 = ai.bitswitch.Dequantize(%p) {scale = 0.001, zero = 0}\n" }
+            return b
+        }
+        let ms = Harness.randomInts(4, (1 << 29)...((1 << 30) - 1), seed: 32)
+        let cases: [(String, String, Bool, [Int], Bool)] = [
+            ("2x2 stride 2", "kernel_shape = [2, 2], strides = [2, 2]", true, ms, false),
+            ("3x3 stride 2 pad 1, ceil", "ceil_mode = 1, kernel_shape = [3, 3], pads = [1, 1, 1, 1], strides = [2, 2]", true, ms, false),
+            ("a negative multiplier", "kernel_shape = [2, 2], strides = [2, 2]", false, [ms[0], -ms[1], ms[2], ms[3]], false),
+            ("windows of padding only", "dilations = [1, 5], kernel_shape = [1, 2], pads = [0, 4, 0, 4]", false, ms, false),
+            ("the pool read twice", "kernel_shape = [2, 2], strides = [2, 2]", false, ms, true),
+        ]
+        for (name, pool, moved, m, second) in cases {
+            let g = try Self.graph(input: "f32[N,3,\(name.hasPrefix("windows") ? "6,2" : "7,6")]", body(m, pool: pool, secondReader: second),
+                                   outputs: second ? ["y", "y2"] : ["y"])
+            for isa in [KernelISA.generic] + (Harness.hasAVX2("requant before max pool") ? [.avx2] : []) {
+                do { try Harness.expectBitExact(g, samples: 3, scale: 1.5, isa: isa) } catch { Issue.record("\(name), \(isa): \(error)") }
+                let dir = TempDir()
+                try emitBundle(EmitInput(graph: g, isa: isa), to: dir.file("b"))
+                let c = try String(contentsOfFile: dir.file("b/bitswitch_model.c"), encoding: .utf8)
+                let pool = c.split(separator: "\n").first { $0.contains("qmaxpool__") || $0.contains("BS_EW_MAXPOOL") } ?? ""
+                #expect(pool.contains("BS_T_U8") == moved, "\(name), \(isa): the pool reads \(pool)")
+            }
+        }
+    }
+
     @Test func quantizeDequantizeEdgeValues() throws {
         let body = """
           %q = ai.bitswitch.Quantize(%x) {hi = 200, lo = 3, scale = 0.0625, to = "u8", zero = 100}

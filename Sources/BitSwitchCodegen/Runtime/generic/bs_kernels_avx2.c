@@ -971,7 +971,54 @@ void bs_qadd__avx2(const void *a, int32_t at, const void *b, int32_t bt, void *y
  * per output the max over the window's valid columns of that row; no valid tap gives the container's lowest value,
  * as in bs_pool. 2-D (and 1-D) windows; 3-D ones take the generic kernel. Planes [p0, p1). ---- */
 #define BS_MP_MAXW 4096
+/* 2x2 stride-2 windows without padding on bytes (the pool after a small CNN's conv): both rows' max, then the max of
+ * each byte pair, 16 / 8 / 4 outputs per step; no row buffer. */
+static int bs_maxpool2x2_bytes(const bs_window *g, int32_t xt) {
+    return xt != BS_T_I32 && g->d == 1 && g->od == 1 && g->kd == 1 && g->kh == 2 && g->kw == 2 && g->sh == 2 && g->sw == 2 &&
+           g->dh == 1 && g->dw == 1 && g->ph == 0 && g->pw == 0 && 2 * (int64_t)g->oh <= g->h && 2 * (int64_t)g->ow <= g->w;
+}
+static void bs_maxpool2x2_bytes_planes(const bs_window *g, size_t p0, size_t p1, const unsigned char *x, int32_t xt, unsigned char *y) {
+    const int u8 = xt == BS_T_U8;
+    const size_t in_plane = (size_t)g->h * g->w, out_plane = (size_t)g->oh * g->ow;
+    const __m256i LO = _mm256_set1_epi16(0xff);
+    for (size_t pl = p0; pl < p1; pl++)
+        for (int32_t oh = 0; oh < g->oh; oh++) {
+            const unsigned char *r0 = x + pl * in_plane + (size_t)(2 * oh) * g->w, *r1 = r0 + g->w;
+            unsigned char *yr = y + pl * out_plane + (size_t)oh * g->ow;
+            int32_t ow = 0;
+            for (; ow + 16 <= g->ow; ow += 16) {
+                __m256i a = _mm256_loadu_si256((const __m256i *)(r0 + 2 * ow)), b = _mm256_loadu_si256((const __m256i *)(r1 + 2 * ow));
+                __m256i v = u8 ? _mm256_max_epu8(a, b) : _mm256_max_epi8(a, b), o = _mm256_srli_epi16(v, 8);
+                v = _mm256_and_si256(u8 ? _mm256_max_epu8(v, o) : _mm256_max_epi8(v, o), LO);
+                __m128i p = _mm_packus_epi16(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+                _mm_storeu_si128((__m128i *)(yr + ow), p);
+            }
+            for (; ow + 4 <= g->ow; ow += ow + 8 <= g->ow ? 8 : 4) {
+                const int full = ow + 8 <= g->ow;
+                __m128i a = full ? _mm_loadu_si128((const __m128i *)(r0 + 2 * ow)) : _mm_loadl_epi64((const __m128i *)(r0 + 2 * ow));
+                __m128i b = full ? _mm_loadu_si128((const __m128i *)(r1 + 2 * ow)) : _mm_loadl_epi64((const __m128i *)(r1 + 2 * ow));
+                __m128i v = u8 ? _mm_max_epu8(a, b) : _mm_max_epi8(a, b), o = _mm_srli_epi16(v, 8);
+                v = _mm_and_si128(u8 ? _mm_max_epu8(v, o) : _mm_max_epi8(v, o), _mm256_castsi256_si128(LO));
+                __m128i p = _mm_packus_epi16(v, v);
+                if (full) _mm_storel_epi64((__m128i *)(yr + ow), p);
+                else { int32_t w4 = _mm_cvtsi128_si32(p); memcpy(yr + ow, &w4, 4); }
+            }
+            for (; ow < g->ow; ow++) {
+                const unsigned char *t = r0 + 2 * ow, *u = r1 + 2 * ow;
+                if (u8) { unsigned char m = t[0]; m = t[1] > m ? t[1] : m; m = u[0] > m ? u[0] : m; yr[ow] = u[1] > m ? u[1] : m; }
+                else {
+                    int8_t m = (int8_t)t[0];
+                    if ((int8_t)t[1] > m) m = (int8_t)t[1];
+                    if ((int8_t)u[0] > m) m = (int8_t)u[0];
+                    if ((int8_t)u[1] > m) m = (int8_t)u[1];
+                    yr[ow] = (unsigned char)m;
+                }
+            }
+        }
+}
+
 static void bs_maxpool_planes_avx2(const bs_window *g, size_t p0, size_t p1, const void *x, int32_t xt, void *y) {
+    if (bs_maxpool2x2_bytes(g, xt)) { bs_maxpool2x2_bytes_planes(g, p0, p1, (const unsigned char *)x, xt, (unsigned char *)y); return; }
     if (g->d != 1 || g->od != 1 || g->kd != 1 || g->w > BS_MP_MAXW) {
         size_t es = xt == BS_T_I32 ? 4 : 1, out = (size_t)g->od * g->oh * g->ow, in = (size_t)g->d * g->h * g->w;
         bs_qmaxpool__generic(g, p1 - p0, (const unsigned char *)x + p0 * in * es, xt, (unsigned char *)y + p0 * out * es);
@@ -982,6 +1029,7 @@ static void bs_maxpool_planes_avx2(const bs_window *g, size_t p0, size_t p1, con
     int32_t rowmax[BS_MP_MAXW + 32];   /* + 32: the stride-2 loads below may read (and ignore) past the row */
     unsigned char rm8[BS_MP_MAXW + 32];
     memset(rowmax + g->w, 0, 32 * sizeof(int32_t));   /* read past the row by the stride-2 loads, never used */
+    memset(rm8 + g->w, 0, 32);
     for (size_t pl = p0; pl < p1; pl++) {
         const unsigned char *xp = (const unsigned char *)x + pl * in_plane * es;
         unsigned char *yp = (unsigned char *)y + pl * out_plane * es;
@@ -1008,6 +1056,10 @@ static void bs_maxpool_planes_avx2(const bs_window *g, size_t p0, size_t p1, con
                             __m256i a = _mm256_loadu_si256((const __m256i *)(rm8 + i)), b = _mm256_loadu_si256((const __m256i *)(r + i));
                             _mm256_storeu_si256((__m256i *)(rm8 + i), xt == BS_T_U8 ? _mm256_max_epu8(a, b) : _mm256_max_epi8(a, b));
                         }
+                        for (; i + 8 <= g->w; i += 8) {   /* short rows (small feature maps): 8 bytes per step */
+                            __m128i a = _mm_loadl_epi64((const __m128i *)(rm8 + i)), b = _mm_loadl_epi64((const __m128i *)(r + i));
+                            _mm_storel_epi64((__m128i *)(rm8 + i), xt == BS_T_U8 ? _mm_max_epu8(a, b) : _mm_max_epi8(a, b));
+                        }
                         for (; i < g->w; i++) {
                             if (xt == BS_T_U8) rm8[i] = r[i] > rm8[i] ? r[i] : rm8[i];
                             else rm8[i] = (int8_t)r[i] > (int8_t)rm8[i] ? r[i] : rm8[i];
@@ -1016,8 +1068,8 @@ static void bs_maxpool_planes_avx2(const bs_window *g, size_t p0, size_t p1, con
                 }
                 nrows++;
             }
-            int32_t ow0 = 0, ow1 = 0;   /* int32, stride 2: outputs [ow0, ow1) have every tap inside the row */
-            if (xt == BS_T_I32 && nrows && g->sw == 2 && g->dw == 1) {
+            int32_t ow0 = 0, ow1 = 0;   /* stride 2: outputs [ow0, ow1) have every tap inside the row */
+            if (nrows && g->sw == 2 && g->dw == 1) {
                 ow0 = (g->pw + 1) / 2;                                   /* 2 ow - pw >= 0 */
                 int64_t last = ((int64_t)g->w - g->kw + g->pw) / 2;      /* 2 ow - pw + kw - 1 <= w - 1 */
                 ow1 = last + 1 < g->ow ? (int32_t)(last + 1) : g->ow;
@@ -1026,7 +1078,24 @@ static void bs_maxpool_planes_avx2(const bs_window *g, size_t p0, size_t p1, con
             /* the even lanes of 16 int32 from r: 8 outputs' tap at stride 2 */
             const __m256i EV = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
             int32_t ow = ow0;
-            for (; ow + 8 <= ow1; ow += 8) {
+            if (xt != BS_T_I32) {
+                /* bytes: the even bytes of 16 (8) from the tap's first byte are 8 (4) outputs' tap; the loads read at
+                 * most rm8[w + 14] (zeroed above) */
+                const __m128i LO = _mm_set1_epi16(0xff);
+                unsigned char *yr = yp + (size_t)oh * g->ow;
+                for (; ow + 4 <= ow1; ow += ow + 8 <= ow1 ? 8 : 4) {
+                    __m128i m = _mm_setzero_si128();
+                    for (int32_t kw = 0; kw < g->kw; kw++) {
+                        const unsigned char *r = rm8 + 2 * ow - g->pw + kw;
+                        __m128i v = ow + 8 <= ow1 ? _mm_loadu_si128((const __m128i *)r) : _mm_loadl_epi64((const __m128i *)r);
+                        v = _mm_packus_epi16(_mm_and_si128(v, LO), _mm_setzero_si128());
+                        m = kw == 0 ? v : (xt == BS_T_U8 ? _mm_max_epu8(m, v) : _mm_max_epi8(m, v));
+                    }
+                    if (ow + 8 <= ow1) _mm_storel_epi64((__m128i *)(yr + ow), m);
+                    else { int32_t w4 = _mm_cvtsi128_si32(m); memcpy(yr + ow, &w4, 4); }
+                }
+            }
+            for (; xt == BS_T_I32 && ow + 8 <= ow1; ow += 8) {
                 __m256i m = _mm256_set1_epi32(INT32_MIN);
                 for (int32_t kw = 0; kw < g->kw; kw++) {
                     const int32_t *r = rowmax + 2 * ow - g->pw + kw;
@@ -1036,7 +1105,7 @@ static void bs_maxpool_planes_avx2(const bs_window *g, size_t p0, size_t p1, con
                 }
                 _mm256_storeu_si256((__m256i *)((int32_t *)yp + (size_t)oh * g->ow + ow), m);
             }
-            for (; ow + 4 <= ow1; ow += 4) {   /* 4 outputs: the loads read at most rowmax[w] (zeroed above) */
+            for (; xt == BS_T_I32 && ow + 4 <= ow1; ow += 4) {   /* 4 outputs: the loads read at most rowmax[w] (zeroed above) */
                 __m128i m = _mm_set1_epi32(INT32_MIN);
                 for (int32_t kw = 0; kw < g->kw; kw++) {
                     const int32_t *r = rowmax + 2 * ow - g->pw + kw;
