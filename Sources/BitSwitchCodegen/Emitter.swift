@@ -374,7 +374,7 @@ struct CWriter {
         }
         /* Runs one conv / gemm: its stages in order, each stage's tasks spread over the pool's threads (NULL: the
          * calling thread, for layers smaller than a hand-off costs). */
-        static inline void bs_par(bs_pool *pool, const bs_avx2_job *j) {
+        static inline void bs_par(bs_pool *pool, bs_avx2_job *j) {
             for (int32_t s = 0, ns = BS_QMM_STAGES(j); s < ns; s++)
                 bs_pool_run(pool, j, s, BS_QMM_TASKS(j, s), bs_staged_task);
         }
@@ -612,7 +612,7 @@ struct CWriter {
                         res = ", \(ptr(other)), \(ptr(qy)), &\(nodeID(a.node))_p[B[\(qp)]], \(tcode(other)), \(tcode(qy)), \(a.swap ? 1 : 0)"
                         body += "    /* node \(a.node): \(CSyntax.comment(qn.label)) (QAdd), in the epilogue of the QConv below */\n"
                     }
-                    body += "    { const bs_avx2_job j = {\(ptr(x)), \(tcode(x)), \(tcode(outName)), \(w), \(pb), \(rq), \(ptr(outName)), A + BS_SCRATCH_OFFSET, &\(id)_s, 0, 0, 0, 0\(res)}; bs_par(\(pool(i)), &j); }\n"
+                    body += "    { bs_avx2_job j = {\(ptr(x)), \(tcode(x)), \(tcode(outName)), \(w), \(pb), \(rq), \(ptr(outName)), A + BS_SCRATCH_OFFSET, &\(id)_s, 0, 0, 0, 0\(res)}; bs_par(\(pool(i)), &j); }\n"
                     checks += "    if (bs_conv_scratch_size__\(plan.isa.kernelSuffix)(&\(id)_s) > BS_SCRATCH_SIZE) return 0;\n"
                     if let d = plan.matmulDims(i) { checks += sizeChecks(i, groups: d.groups, mg: d.mg, k: d.k) }
                 } else {
@@ -632,7 +632,7 @@ struct CWriter {
                 let dims = "\(CSyntax.size(rows)), \(CSyntax.size(k)), \(CSyntax.size(m)), \(q.transB ? 1 : 0)"
                 if plan.isa.usesPackedKernels {
                     let rq = plan.fusedRequant[i].flatMap { r in plan.paramIndex[r].map { "&\(nodeID(r))_p[B[\($0)]]" } } ?? "NULL"
-                    body += "    { const bs_avx2_job j = {\(ptr(x)), \(tcode(x)), \(tcode(outName)), \(w), \(pb), \(rq), \(ptr(outName)), A + BS_SCRATCH_OFFSET, NULL, \(dims)}; bs_par(\(pool(i)), &j); }\n"
+                    body += "    { bs_avx2_job j = {\(ptr(x)), \(tcode(x)), \(tcode(outName)), \(w), \(pb), \(rq), \(ptr(outName)), A + BS_SCRATCH_OFFSET, NULL, \(dims)}; bs_par(\(pool(i)), &j); }\n"
                     checks += "    if (bs_gemm_scratch_size__\(plan.isa.kernelSuffix)(\(CSyntax.size(rows)), \(CSyntax.size(k)), \(CSyntax.size(m))) > BS_SCRATCH_SIZE) return 0;\n"
                     checks += sizeChecks(i, groups: 1, mg: m, k: k)
                 } else {

@@ -213,17 +213,7 @@ static void bs_unpack_weights(const bs_packed *h, int8_t *w) {
 }
 
 /* ---- geometry of one job ---- */
-typedef struct bs_geo {
-    int32_t mode, groups, mg, mg4, k, kg;   /* k per group */
-    size_t n, npad, nb;                     /* output pixels (gemm rows), padded to 8, blocks of 8 */
-    size_t tmp_bytes, ilv_bytes;            /* gathered rows [groups*kpad][npad]; interleaved per group */
-    int32_t esize;                          /* 1 (u8) or 2 (int16) */
-    int32_t uz;                             /* S8C4: the u8 value of x_zero; S16C2: x_zero */
-    int32_t fallback;
-    int32_t plane, plane_linear;            /* the plane path (bs_plane_fits); its block offsets are 8 b */
-    int32_t plane_straddle;                 /* its blocks may span two output rows */
-    size_t plane_rows, plane_pc, plane_len; /* its phase planes: rows, columns, elements (a multiple of 32) */
-} bs_geo;
+typedef bs_avx2_geo bs_geo;
 
 /* The plane path takes 2-D (and 1-D) convs whose blocks of 8 output pixels each read one contiguous run of every
  * tap, when its planes fit where the gathered rows would go. Stage 0 converts each input channel once into sw phase
@@ -1719,27 +1709,36 @@ typedef struct bs_layout {
 } bs_layout;
 
 static void bs_layout_of(const bs_avx2_job *j, bs_layout *l) {
-    bs_geometry(j, &l->o);
+    if (j->kind == BS_AVX2_STAGED) l->o = j->geo;
+    else bs_geometry(j, &l->o);
     unsigned char *s = (unsigned char *)(((uintptr_t)j->scratch + 63) & ~(uintptr_t)63);
     l->tmp = s;
     l->ilv = s + l->o.tmp_bytes;
 }
 
-int32_t bs_avx2_stages(const bs_avx2_job *j) {
-    if (bs_is_gemv(j) || bs_dwconv_tasks__avx2(j)) return 1;
-    bs_geo o;
-    bs_geometry(j, &o);
-    return o.fallback ? 1 : 3;
+/* Which kernel runs the job: what bs_avx2_stages stored, or (a job it has not seen) computed now. */
+static int32_t bs_kind(const bs_avx2_job *j) {
+    if (j->kind) return j->kind;
+    return bs_is_gemv(j) ? BS_AVX2_GEMV : bs_dwconv_tasks__avx2(j) ? BS_AVX2_DEPTHWISE : BS_AVX2_STAGED;
+}
+
+int32_t bs_avx2_stages(bs_avx2_job *j) {
+    j->kind = 0;
+    j->kind = bs_kind(j);
+    if (j->kind != BS_AVX2_STAGED) return 1;
+    bs_geometry(j, &j->geo);
+    return j->geo.fallback ? 1 : 3;
 }
 
 static size_t bs_cdiv(size_t a, size_t b) { return (a + b - 1) / b; }
 
 int32_t bs_avx2_tasks(const bs_avx2_job *j, int32_t stage) {
-    if (bs_is_gemv(j)) return (int32_t)bs_cdiv((size_t)((const bs_packed *)j->packed)->mg4 / 4, BS_GEMV_CB_PER_TASK);
-    int32_t dw = bs_dwconv_tasks__avx2(j);
-    if (dw) return dw;
+    int32_t kind = bs_kind(j);
+    if (kind == BS_AVX2_GEMV) return (int32_t)bs_cdiv((size_t)((const bs_packed *)j->packed)->mg4 / 4, BS_GEMV_CB_PER_TASK);
+    if (kind == BS_AVX2_DEPTHWISE) return bs_dwconv_tasks__avx2(j);
     bs_geo o;
-    bs_geometry(j, &o);
+    if (j->kind == BS_AVX2_STAGED) o = j->geo;
+    else bs_geometry(j, &o);
     if (o.fallback) return 1;
     int32_t per = o.mode == BS_PACK_S8C4 ? 4 : 2;
     switch (stage) {
@@ -1774,8 +1773,9 @@ static void bs_fallback(const bs_avx2_job *j, const bs_geo *o) {
 }
 
 void bs_avx2_run(const bs_avx2_job *j, int32_t stage, int32_t task) {
-    if (bs_is_gemv(j)) { bs_gemv_run(j, task); return; }
-    if (bs_dwconv_tasks__avx2(j)) {
+    int32_t kind = bs_kind(j);
+    if (kind == BS_AVX2_GEMV) { bs_gemv_run(j, task); return; }
+    if (kind == BS_AVX2_DEPTHWISE) {
         bs_dwconv_run__avx2(j, task);
         if (j->res_p) {   /* the task's channels */
             size_t plane = (size_t)j->conv->win.oh * j->conv->win.ow, c0 = (size_t)task * BS_DW_CH_PER_TASK, c1 = c0 + BS_DW_CH_PER_TASK;

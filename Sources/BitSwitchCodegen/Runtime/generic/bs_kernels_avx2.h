@@ -68,6 +68,20 @@ void bs_qs8_pack_weights_rows__avx2(const int8_t *q8, void *packed, int32_t grou
 void bs_qs8_pack_weights_layout__avx2(const int8_t *q8, void *packed, int32_t groups, int32_t mg, int32_t k,
                                       int32_t kmajor, int32_t shift, int32_t bits, int32_t mode);
 
+/* The shape of a staged conv / gemm job's work (bs_kernels_avx2.c's bs_geometry), kept in the job by bs_avx2_stages. */
+typedef struct bs_avx2_geo {
+    int32_t mode, groups, mg, mg4, k, kg;   /* k per group */
+    size_t n, npad, nb;                     /* output pixels (gemm rows), padded to 8, blocks of 8 */
+    size_t tmp_bytes, ilv_bytes;            /* gathered rows [groups*kpad][npad]; interleaved per group */
+    int32_t esize;                          /* 1 (u8) or 2 (int16) */
+    int32_t uz;                             /* S8C4: the u8 value of x_zero; S16C2: x_zero */
+    int32_t fallback;
+    int32_t plane, plane_linear;            /* the plane path (bs_plane_fits); its block offsets are 8 b */
+    int32_t plane_straddle;                 /* its blocks may span two output rows */
+    size_t plane_rows, plane_pc, plane_len; /* its phase planes: rows, columns, elements (a multiple of 32) */
+} bs_avx2_geo;
+enum { BS_AVX2_GEMV = 1, BS_AVX2_DEPTHWISE = 2, BS_AVX2_STAGED = 3 };
+
 /* rq == NULL: int32 accumulators out (yt ignored). Threads: work is split into `parts` equal shares of output pixel
  * blocks; call with part = 0..parts-1 (any order, concurrently) after bs_*_prepare__avx2 has run once. The results
  * do not depend on `parts`. */
@@ -89,6 +103,10 @@ typedef struct bs_avx2_job {
     void *res_y;
     const bs_qadd_params *res_p;
     int32_t res_t, res_yt, res_swap;
+    /* Set by bs_avx2_stages (callers leave them zero): the kernel that runs the job (BS_AVX2_*) and, staged, its
+     * geometry, so that the tasks do not work them out again. A job changed after bs_avx2_stages needs it again. */
+    int32_t kind;
+    bs_avx2_geo geo;
 } bs_avx2_job;
 
 /* The whole-op entry points (one thread) of a staged kernel family (FAMILY##_stages / _tasks / _run on a
@@ -173,7 +191,7 @@ void bs_ew_run__avx2(const bs_ew_job *j, int32_t task);
 
 /* Split form for a thread pool: count the tasks, run each task index once (any thread, any order; tasks of one
  * stage may run concurrently, stage s+1 starts after every task of stage s finished). */
-int32_t bs_avx2_stages(const bs_avx2_job *j);
+int32_t bs_avx2_stages(bs_avx2_job *j);
 int32_t bs_avx2_tasks(const bs_avx2_job *j, int32_t stage);
 void bs_avx2_run(const bs_avx2_job *j, int32_t stage, int32_t task);
 
