@@ -28,6 +28,9 @@ public final class CompiledModel: @unchecked Sendable {
     private let fnRun: @convention(c) (UnsafeMutableRawPointer?, UnsafePointer<Float>?, UnsafeMutablePointer<Float>?) -> Int32
     private let fnRunQuantized: @convention(c) (UnsafeMutableRawPointer?, UnsafeRawPointer?, UnsafeMutablePointer<Float>?) -> Int32
     private let fnDestroy: @convention(c) (UnsafeMutableRawPointer?) -> Void
+    // Per-layer timing; nil in a library emitted before it existed.
+    private let fnSetLayerTiming: (@convention(c) (UnsafeMutableRawPointer?, Int32) -> Int32)?
+    private let fnLayerTimeNs: (@convention(c) (UnsafeRawPointer?, Int32) -> Int64)?
 
     public init(library: String, threads: Int = 1) throws {
         path = library
@@ -60,6 +63,8 @@ public final class CompiledModel: @unchecked Sendable {
             fnRun = try sym("bs_run", type(of: fnRun))
             fnRunQuantized = try sym("bs_run_quantized", type(of: fnRunQuantized))
             fnDestroy = try sym("bs_destroy", type(of: fnDestroy))
+            fnSetLayerTiming = dlsym(h, "bs_set_layer_timing").map { unsafeBitCast($0, to: (@convention(c) (UnsafeMutableRawPointer?, Int32) -> Int32).self) }
+            fnLayerTimeNs = dlsym(h, "bs_layer_time_ns").map { unsafeBitCast($0, to: (@convention(c) (UnsafeRawPointer?, Int32) -> Int64).self) }
             let threadCount = try sym("bs_thread_count", (@convention(c) (UnsafeRawPointer?) -> Int32).self)
             let initFn = try sym("bs_init", (@convention(c) (UnsafeMutableRawPointer?, UnsafeMutableRawPointer?, Int32) -> Int32).self)
             var c: UnsafeMutableRawPointer?, a: UnsafeMutableRawPointer?
@@ -124,6 +129,24 @@ public final class CompiledModel: @unchecked Sendable {
             throw BitSwitchError(.invalidModel, "layer '\(layerNames[layer])' at w\(w) a\(a) (with the other layers as they are) was not compiled into this library", file: path)
         }
         try check(rc, "bs_set_layer_bits")
+    }
+
+    /// Turns the library's per-layer timing on or off (`bs_set_layer_timing`); either way the counters restart at 0.
+    public func setLayerTiming(_ on: Bool) throws {
+        guard let f = fnSetLayerTiming else {
+            throw BitSwitchError(.invalidModel, "this library has no per-layer timing (emitted by an older bitswitch): emit it again", file: path)
+        }
+        try check(f(ctx, on ? 1 : 0), "bs_set_layer_timing")
+    }
+
+    /// Nanoseconds layer `layer` (an index into `layerNames`) has run since timing was turned on.
+    public func layerTimeNanoseconds(_ layer: Int) throws -> Int64 {
+        guard let f = fnLayerTimeNs else {
+            throw BitSwitchError(.invalidModel, "this library has no per-layer timing (emitted by an older bitswitch): emit it again", file: path)
+        }
+        let ns = f(ctx, Int32(clamping: layer))
+        guard ns >= 0 else { throw BitSwitchError(.invalidModel, "layer \(layer) does not exist; the library has \(layerNames.count)", file: path) }
+        return ns
     }
 
     /// One sample: `inputSize` floats in, `outputSize` floats out.

@@ -152,6 +152,8 @@ struct CWriter {
             int32_t block[\(P)];       /* parameter block of each parametric node */
             int32_t rstate[\(max(1, plan.regions.count))][2];   /* shift and bit-width each weight region was made with */
             const unsigned char *wptr[\(Q)];  /* the region each QConv/QGemm reads now */
+            int32_t timing;            /* bs_set_layer_timing */
+            int64_t layer_ns[\(L)];
         } bs_ctx;
 
         size_t bs_arena_size(void);
@@ -180,6 +182,13 @@ struct CWriter {
         int bs_get_layer_bits(const bs_ctx *ctx, int layer, int *wbits, int *abits);
         /* Returns BS_ERR_NOT_COMPILED (and changes nothing) when no compiled variant covers the combination. */
         int bs_set_layer_bits(bs_ctx *ctx, int layer, int wbits, int abits);
+
+        /* Per-layer timing (what `bitswitch profile-latency` reads): while on, every run adds each layer's wall time
+         * (its conv / gemm with the Requant and residual add fused into it) to a counter. Turning it on or off sets
+         * the counters to 0; off (after bs_init) a run only tests the flag. */
+        int bs_set_layer_timing(bs_ctx *ctx, int on);
+        /* Nanoseconds layer `layer` has run since timing was turned on; -1 for a bad ctx or layer. */
+        int64_t bs_layer_time_ns(const bs_ctx *ctx, int layer);
 
         /* One sample (batch 1): in has bs_input_size() floats, out receives bs_output_size() floats. */
         int bs_run(bs_ctx *ctx, const float *in, float *out);
@@ -465,6 +474,17 @@ struct CWriter {
 
         int bs_thread_count(const bs_ctx *ctx) { return ctx && ctx->ready ? ctx->threads : 0; }
 
+        int bs_set_layer_timing(bs_ctx *ctx, int on) {
+            if (!ctx || !ctx->ready) return BS_ERR_ARGUMENT;
+            ctx->timing = on != 0;
+            memset(ctx->layer_ns, 0, sizeof ctx->layer_ns);
+            return BS_OK;
+        }
+        int64_t bs_layer_time_ns(const bs_ctx *ctx, int layer) {
+            if (!ctx || !ctx->ready || layer < 0 || layer >= BS_LAYERS) return -1;
+            return ctx->layer_ns[layer];
+        }
+
         int bs_set_profile(bs_ctx *ctx, int index) {
             if (!ctx || index < 0 || index >= BS_PROFILE_COUNT) return BS_ERR_ARGUMENT;
             if (!ctx->ready) return BS_ERR_NOT_INITIALIZED;
@@ -574,8 +594,19 @@ struct CWriter {
             }
             return c
         }
+        let layerIndex = Dictionary(plan.layers.enumerated().map { ($1, $0) }, uniquingKeysWith: { a, _ in a })
         for (i, n) in g.nodes.enumerated() where !plan.absorbed.contains(i) {
             let id = nodeID(i)
+            // A layer's code is timed when ctx->timing is on (bs_set_layer_timing).
+            let layer: Int? = { switch n.op { case .qconv, .qgemm: return layerIndex[n.name]; default: return nil } }()
+            let bodyBefore = body.utf8.count
+            defer {
+                if let k = layer {
+                    let cut = body.utf8.index(body.startIndex, offsetBy: bodyBefore)
+                    body = String(body[..<cut]) + "    { const int64_t t0 = ctx->timing ? bs_clock_ns() : 0;\n" + String(body[cut...])
+                        + "      if (ctx->timing) ctx->layer_ns[\(k)] += bs_clock_ns() - t0; }\n"
+                }
+            }
             let pb = plan.paramIndex[i].map { "&\(id)_p[B[\($0)]]" } ?? ""
             let pz = plan.paramIndex[i].map { "\(id)_p[B[\($0)]].zero" } ?? "0"
             let x = n.inputs.first ?? "", y = n.outputs.first ?? ""

@@ -49,29 +49,47 @@ public enum LayerLatency {
         sub.nodes.append(Node(name: "dequantize", op: .dequantize(scale: 1, zero: 0), inputs: [last], outputs: ["out"]))
         sub.outputs = [ValueInfo(name: "out", type: TensorType(.f32, nil))]
         sub.opsets["ai.bitswitch"] = sub.opsets["ai.bitswitch"] ?? 1
+        // The layer keeps its name and bit-widths, so the bundle times it (bs_set_layer_timing).
+        let bits = (try? Plan.layerBits(g))??[layer]
+        let wb: Int = { switch node.op { case .qconv(let q): return q.wBits; case .qgemm(let q): return q.wBits; default: return 8 } }()
+        let entry: [String: Any] = ["w": bits?.w ?? wb, "a": bits?.a ?? 8]
+        if let data = try? JSONSerialization.data(withJSONObject: [layer: entry], options: [.sortedKeys]) {
+            sub.metadata["bitswitch.int.bits"] = String(decoding: data, as: UTF8.self)
+        }
         try inferShapes(&sub)
         if let s = sub.type(of: "out") { sub.outputs[0].type = s }
         return sub
     }
 
-    /// Median µs per run of a compiled graph over `repeats` samples, each a loop of enough runs to last about
-    /// 200 µs (so that timer resolution and call overhead stay small for tiny layers), after a warm-up; the input
-    /// is seeded random bytes of its integer range.
-    public static func measure(_ net: CompiledNetwork, repeats: Int, seed: UInt64 = 1) throws -> Double {
+    /// Median µs per run of layer `layer` of a compiled graph (the bundle's own timer around the layer's code,
+    /// bs_set_layer_timing: its conv / gemm with what is fused into it, not the harness's input copy and output
+    /// dequantize), over `repeats` samples, each a loop of enough runs for about 200 µs of the layer (timer
+    /// resolution and call overhead stay small for tiny layers), after a warm-up; the input is seeded random bytes
+    /// of its integer range. Without `layer` (or in a library without the timer), the whole run's wall time.
+    public static func measure(_ net: CompiledNetwork, layer: String? = nil, repeats: Int, seed: UInt64 = 1) throws -> Double {
         let bytes = net.model.quantizedInputBytes
         var state = seed | 1
         let input: [UInt8] = (0..<bytes).map { _ in
             state ^= state << 13; state ^= state >> 7; state ^= state << 17
             return UInt8(truncatingIfNeeded: state)
         }
+        let index = try layer.map { name in
+            guard let i = net.model.layerNames.firstIndex(of: name) else {
+                throw BitSwitchError(.invalidModel, "the compiled graph has no layer '\(name)' (layers: \(net.model.layerNames))", node: name)
+            }
+            return i
+        }
         func time(_ runs: Int) throws -> Double {
+            if index != nil { try net.model.setLayerTiming(true) }
             let start = DispatchTime.now().uptimeNanoseconds
             for _ in 0..<runs { _ = try net.model.runQuantized(input) }
-            return Double(DispatchTime.now().uptimeNanoseconds - start) / 1000 / Double(runs)
+            let ns = try index.map { Double(try net.model.layerTimeNanoseconds($0)) }
+                ?? Double(DispatchTime.now().uptimeNanoseconds - start)
+            return ns / 1000 / Double(runs)
         }
         _ = try time(3)
         let once = max(try time(5), 0.01)
-        let loop = max(1, min(100_000, Int(200 / once)))
+        let loop = max(1, min(10_000, Int(200 / once)))
         var samples = try (0..<max(1, repeats)).map { _ in try time(loop) }
         samples.sort()
         return samples[samples.count / 2]

@@ -78,7 +78,8 @@ struct ProfileLatencyCommand: ParsableCommand {
         discussion: """
             Each layer is lowered at each bit-width (weights and input activation at that width; pinned layers at \
             their pinned width), compiled on its own with the kernels the bundle would use, and timed at batch 1 \
-            on seeded random input. The JSON written to -o is the latency table of `search --budget latency-us=N \
+            on seeded random input by the bundle's own per-layer timer (bs_set_layer_timing: the layer's conv or \
+            gemm with its fused Requant, not the harness around it). The JSON written to -o is the latency table of `search --budget latency-us=N \
             --latency FILE` (docs/mixed-precision.md): {"layers": {"<layer>": {"<bits>": µs}}}, plus the machine.
             """)
 
@@ -115,7 +116,7 @@ struct ProfileLatencyCommand: ParsableCommand {
                 let us: Double
                 do {
                     let net = try CompiledNetwork(EmitInput(graph: try LayerLatency.subgraph(lowered, layer: l.name), isa: kernels), threads: threads)
-                    us = try LayerLatency.measure(net, repeats: repeats)
+                    us = try LayerLatency.measure(net, layer: l.name, repeats: repeats)
                 } catch let e as BitSwitchError { throw e.located(file: model) }
                 table[l.name, default: [:]]["\(bits)"] = us
                 done += 1

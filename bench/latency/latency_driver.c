@@ -14,9 +14,13 @@
  * context the library asked for, and the library's mapped size (its PT_LOAD segments: code, read-only data, which
  * holds the stored weights, and writable data).
  *
+ * --layers 1: after a profile's timed runs, as many runs again with the library's per-layer timer on
+ * (bs_set_layer_timing) and one JSON line with each layer's mean ms per run (layers in the bundle's order, the
+ * QConv / QGemm with what is fused into it) and their sum.
+ *
  * Build: cc -std=c11 -O2 -o latency_driver latency_driver.c -ldl
  * Usage: latency_driver LIB.so [--threads 1] [--warmup 3] [--budget 2.0] [--min-runs 5] [--max-runs 1000]
- *                              [--switches 50]
+ *                              [--switches 50] [--layers 0]
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -112,7 +116,7 @@ int main(int argc, char **argv) {
                 argv[0]);
         return 1;
     }
-    int warmup = 3, min_runs = 5, max_runs = 1000, switches = 50, threads = 1;
+    int warmup = 3, min_runs = 5, max_runs = 1000, switches = 50, threads = 1, layers = 0;
     double budget = 2.0;
     for (int i = 2; i < argc; i++) {
         if (i + 1 >= argc) { fprintf(stderr, "latency_driver: %s needs a value\n", argv[i]); return 1; }
@@ -122,6 +126,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--min-runs")) min_runs = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--max-runs")) max_runs = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--switches")) switches = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--layers")) layers = atoi(argv[++i]);
         else { fprintf(stderr, "latency_driver: unknown option %s\n", argv[i]); return 1; }
     }
     if (warmup < 1 || min_runs < 1 || max_runs < min_runs || switches < 1 || !(budget > 0)) {
@@ -187,6 +192,31 @@ int main(int argc, char **argv) {
         put_json_string(profile_name(p));
         printf(", \"threads\": %d, \"runs\": %d, \"median_ms\": %.6f, \"min_ms\": %.6f, \"mean_ms\": %.6f, "
                "\"checksum\": %.9g}\n", thread_count(ctx), runs, med * 1e3, t[0] * 1e3, mean * 1e3, check);
+        if (layers) {
+            int (*set_timing)(void *, int) = (int (*)(void *, int))dlsym(lib, "bs_set_layer_timing");
+            int64_t (*layer_ns)(const void *, int) = (int64_t (*)(const void *, int))dlsym(lib, "bs_layer_time_ns");
+            count_fn layer_count = (count_fn)dlsym(lib, "bs_layer_count");
+            name_fn layer_name = (name_fn)dlsym(lib, "bs_layer_name");
+            if (!set_timing || !layer_ns || !layer_count || !layer_name) {
+                fprintf(stderr, "latency_driver: this library has no per-layer timer (bs_set_layer_timing)\n");
+                return 1;
+            }
+            set_timing(ctx, 1);
+            for (int i = 0; i < runs; i++) run(ctx, in, out);
+            double total = 0;
+            printf("{\"kind\": \"layers\", \"profile\": ");
+            put_json_string(profile_name(p));
+            printf(", \"threads\": %d, \"runs\": %d, \"mean_ms\": {", thread_count(ctx), runs);
+            for (int l = 0; l < layer_count(); l++) {
+                double ms = (double)layer_ns(ctx, l) / runs * 1e-6;
+                total += ms;
+                printf("%s", l ? ", " : "");
+                put_json_string(layer_name(l));
+                printf(": %.6f", ms);
+            }
+            printf("}, \"sum_ms\": %.6f}\n", total);
+            set_timing(ctx, 0);
+        }
     }
     /* bs_set_profile: cycle 0 -> 1 -> ... -> np-1 -> 0, each switch timed; then no-op switches to the active one. */
     int cur = np - 1, n = 0;

@@ -5,6 +5,14 @@
 #endif
 #include "bs_threads.h"
 
+#include <time.h>
+
+int64_t bs_clock_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
 #include <stddef.h>
 
 #if defined(BS_NO_THREADS)
@@ -44,11 +52,7 @@ static inline void bs_relax(void) {
 #endif
 }
 
-static int64_t bs_now_ns(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
-}
+static int64_t bs_now_ns(void) { return bs_clock_ns(); }
 
 /* Protocol. The caller writes a job's fields (fn, arg, stage, ntasks), resets `next` and `done`, then publishes it
  * by storing its number in `gen`. Everybody (the caller too) takes task indices from `next` and counts finished

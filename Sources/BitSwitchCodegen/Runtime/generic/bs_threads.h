@@ -29,6 +29,8 @@ int bs_pool_threads(const bs_pool *pool);
 void bs_pool_run(bs_pool *pool, const void *arg, int32_t stage, int32_t ntasks, bs_task_fn fn);
 /* Joins the workers and frees the pool; NULL is a no-op. */
 void bs_pool_destroy(bs_pool *pool);
+/* CLOCK_MONOTONIC in nanoseconds (the per-layer timing of bs_set_layer_timing). */
+int64_t bs_clock_ns(void);
 
 #ifdef __cplusplus
 }
