@@ -709,6 +709,10 @@ typedef struct bs_epi {
     int64_t m, b;            /* kinds 1, 2: b = bias + 2^(n-1) + zero 2^n; kind 3: b = bias */
     int64_t zero, clo, chi;  /* clamp bounds: [C(lo), C(hi)] */
     int32_t kind, n, t;
+    /* kinds 1, 2: m and b in 64-bit lanes, the clamp bounds in 32-bit lanes and the shift counts, made once per
+     * channel (the small-k layers of e.g. MobileNetV2 do little else per output than this epilogue) */
+    __m256i vm, vb, vclo, vchi;
+    __m128i sa, sl, sr, s1;  /* n - 32 (kind 1); 32 - n, n, n - 1 (kind 2) */
 } bs_epi;
 
 static inline void bs_epi_setup(const bs_avx2_job *j, size_t c, bs_epi *e) {
@@ -729,6 +733,10 @@ static inline void bs_epi_setup(const bs_avx2_job *j, size_t c, bs_epi *e) {
          * H >> (n - 1) is 0 or -1 (the value fits int32), else it is beyond int32 and clamps to C(hi) or C(lo). */
         e->b = bias + ((int64_t)1 << (n - 1)) + zero * ((int64_t)1 << n);
         e->kind = n >= 32 ? 1 : 2;
+        e->vm = _mm256_set1_epi64x(e->m); e->vb = _mm256_set1_epi64x(e->b);
+        e->vclo = _mm256_set1_epi32((int32_t)e->clo); e->vchi = _mm256_set1_epi32((int32_t)e->chi);
+        e->sa = _mm_cvtsi32_si128(n - 32); e->sl = _mm_cvtsi32_si128(32 - n); e->sr = _mm_cvtsi32_si128(n);
+        e->s1 = _mm_cvtsi32_si128(n - 1);
         return;
     }
     e->kind = 3; e->b = bias; e->zero = zero;
@@ -737,17 +745,16 @@ static inline void bs_epi_setup(const bs_avx2_job *j, size_t c, bs_epi *e) {
 /* Kinds 1 and 2: the 8 outputs (int32 lanes, clamped to [C(lo), C(hi)]) from u = acc m + b as even (ev) and odd (od)
  * int64 lanes. */
 static inline __m256i bs_epi_r32(const bs_epi *e, __m256i ev, __m256i od) {
-    int32_t n = e->n;
     __m256i H = _mm256_blend_epi32(_mm256_srli_epi64(ev, 32), od, 0xAA);
-    __m256i CLO = _mm256_set1_epi32((int32_t)e->clo), CHI = _mm256_set1_epi32((int32_t)e->chi), r;
+    __m256i CLO = e->vclo, CHI = e->vchi, r;
     if (e->kind == 1) {
-        r = _mm256_sra_epi32(H, _mm_cvtsi32_si128(n - 32));
+        r = _mm256_sra_epi32(H, e->sa);
         return _mm256_min_epi32(_mm256_max_epi32(r, CLO), CHI);
     }
     __m256i L = _mm256_blend_epi32(ev, _mm256_slli_epi64(od, 32), 0xAA);
-    r = _mm256_or_si256(_mm256_sll_epi32(H, _mm_cvtsi32_si128(32 - n)), _mm256_srl_epi32(L, _mm_cvtsi32_si128(n)));
+    r = _mm256_or_si256(_mm256_sll_epi32(H, e->sl), _mm256_srl_epi32(L, e->sr));
     r = _mm256_min_epi32(_mm256_max_epi32(r, CLO), CHI);
-    __m256i tt = _mm256_sra_epi32(H, _mm_cvtsi32_si128(n - 1));
+    __m256i tt = _mm256_sra_epi32(H, e->s1);
     r = _mm256_blendv_epi8(r, CHI, _mm256_cmpgt_epi32(tt, _mm256_setzero_si256()));
     return _mm256_blendv_epi8(r, CLO, _mm256_cmpgt_epi32(_mm256_set1_epi32(-1), tt));
 }
@@ -763,7 +770,7 @@ static inline void bs_epi_apply(const bs_avx2_job *j, const bs_epi *e, __m256i a
         for (size_t i = 0; i < count; i++) bs_store_scalar(j->y, t, off + i * pstride, bs_requant_scalar(res[i], j->rq, c));
         return;
     }
-    __m256i M = _mm256_set1_epi64x(e->m), B = _mm256_set1_epi64x(e->b);
+    __m256i M = e->kind == 3 ? _mm256_set1_epi64x(e->m) : e->vm, B = e->kind == 3 ? _mm256_set1_epi64x(e->b) : e->vb;
     __m256i ev = _mm256_add_epi64(_mm256_mul_epi32(acc, M), B);
     __m256i od = _mm256_add_epi64(_mm256_mul_epi32(_mm256_srli_epi64(acc, 32), M), B);
     if (e->kind == 3) {
@@ -777,7 +784,7 @@ static inline void bs_epi_apply(const bs_avx2_job *j, const bs_epi *e, __m256i a
 
 /* Kinds 1 and 2 on two blocks of one channel's accumulators (minus corr), the channel's constants broadcast once. */
 static inline void bs_epi_r32x2(const bs_epi *e, __m256i acc0, __m256i acc1, int32_t corr, __m256i *r0, __m256i *r1) {
-    const __m256i C = _mm256_set1_epi32(corr), M = _mm256_set1_epi64x(e->m), B = _mm256_set1_epi64x(e->b);
+    const __m256i C = _mm256_set1_epi32(corr), M = e->vm, B = e->vb;
     acc0 = _mm256_sub_epi32(acc0, C);
     acc1 = _mm256_sub_epi32(acc1, C);
     *r0 = bs_epi_r32(e, _mm256_add_epi64(_mm256_mul_epi32(acc0, M), B),
