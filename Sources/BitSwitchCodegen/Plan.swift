@@ -160,7 +160,7 @@ struct Plan {
                   rq.axis == 1 || rq.axis == 1 - shape.count || vs.allSatisfy({ g in rn.inputs.dropFirst().allSatisfy { g.initializers[$0]?.type.knownShape?.reduce(1, *) == 1 } }),
                   let win = try? WindowGeometry(input: Array(shape.dropFirst(2)), kernel: attrs.kernelShape, strides: attrs.strides, pads: attrs.pads,
                                                 dilations: attrs.dilations, autoPad: attrs.autoPad, ceilMode: attrs.ceilMode),
-                  win.everyWindowReadsInput, vs.allSatisfy({ monotoneRequant($0, $0.nodes[r]) }) else { continue }
+                  win.everyWindowReadsInput, vs.allSatisfy({ r < $0.nodes.count && monotoneRequant($0, $0.nodes[r]) }) else { continue }
             sites.append((c, p, r))
         }
         guard !sites.isEmpty else { return vs }
@@ -169,6 +169,9 @@ struct Plan {
             var taken = Set(g.nodes.flatMap(\.outputs)).union(g.initializers.keys).union(g.inputNames)
             // Later sites first, so the indices of earlier ones stay valid.
             for s in sites.sorted(by: { $0.rq > $1.rq }) {
+                // A variant of another structure is left as it is (checkSameStructure reports it).
+                guard s.rq < g.nodes.count, case .qmaxPool = g.nodes[s.pool].op, case .requant = g.nodes[s.rq].op,
+                      g.nodes[s.rq].inputs.first == g.nodes[s.pool].outputs.first else { continue }
                 var rn = g.nodes[s.rq], pn = g.nodes[s.pool]
                 var mid = pn.outputs[0] + "_requantized"
                 while taken.contains(mid) { mid += "_" }
