@@ -717,7 +717,9 @@ typedef struct bs_epi {
 
 static inline void bs_epi_setup(const bs_avx2_job *j, size_t c, bs_epi *e) {
     const bs_requant_params *rq = j->rq;
-    memset(e, 0, sizeof *e);
+    /* the scalar fields only: the vectors are read by kinds 1 and 2, which set them */
+    e->m = e->b = e->zero = e->clo = e->chi = 0;
+    e->n = 0;
     if (!rq) { e->kind = 0; e->t = BS_T_I32; return; }
     size_t q = rq->count == 1 ? 0 : c;
     int32_t n = rq->n[q], t = j->yt;
@@ -735,8 +737,8 @@ static inline void bs_epi_setup(const bs_avx2_job *j, size_t c, bs_epi *e) {
         e->kind = n >= 32 ? 1 : 2;
         e->vm = _mm256_set1_epi64x(e->m); e->vb = _mm256_set1_epi64x(e->b);
         e->vclo = _mm256_set1_epi32((int32_t)e->clo); e->vchi = _mm256_set1_epi32((int32_t)e->chi);
-        e->sa = _mm_cvtsi32_si128(n - 32); e->sl = _mm_cvtsi32_si128(32 - n); e->sr = _mm_cvtsi32_si128(n);
-        e->s1 = _mm_cvtsi32_si128(n - 1);
+        if (n >= 32) e->sa = _mm_cvtsi32_si128(n - 32);
+        else { e->sl = _mm_cvtsi32_si128(32 - n); e->sr = _mm_cvtsi32_si128(n); e->s1 = _mm_cvtsi32_si128(n - 1); }
         return;
     }
     e->kind = 3; e->b = bias; e->zero = zero;
