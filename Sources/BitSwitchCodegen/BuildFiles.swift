@@ -115,6 +115,8 @@ enum BuildFiles {
         `BS_ERR_NOT_COMPILED` and changes nothing when no compiled profile has that combination of bit-widths for the
         parameters it affects. `bs_run_quantized(ctx, in, out)` takes the input already quantized (what the model's
         input `Quantize` produces). A context is used by one caller thread at a time; contexts are independent.
+        Per-layer timing: after `bs_set_layer_timing(ctx, 1)` every run adds each layer's time (its conv / gemm with
+        what is fused into it) to a counter that `bs_layer_time_ns(ctx, layer)` reads; off by default.
 
         Threads: `bs_init(ctx, arena, threads)` starts `threads - 1` pthreads (the caller is the other one) and
         splits every conv / gemm over them (output channels or pixel blocks); `threads <= 0` means the online CPUs
