@@ -1712,17 +1712,24 @@ static void bs_gemv_run(const bs_avx2_job *j, int32_t task) {
 }
 
 /* ---- stages ---- */
+/* The staged job's geometry: the one bs_avx2_stages kept in the job, or (a job it has not seen) made in *own. */
+static const bs_geo *bs_geo_of(const bs_avx2_job *j, bs_geo *own) {
+    if (j->kind == BS_AVX2_STAGED) return &j->geo;
+    bs_geometry(j, own);
+    return own;
+}
+
 typedef struct bs_layout {
-    bs_geo o;
+    const bs_geo *o;
+    bs_geo own;
     unsigned char *tmp, *ilv;   /* ilv: groups consecutive interleaved buffers */
 } bs_layout;
 
 static void bs_layout_of(const bs_avx2_job *j, bs_layout *l) {
-    if (j->kind == BS_AVX2_STAGED) l->o = j->geo;
-    else bs_geometry(j, &l->o);
+    l->o = bs_geo_of(j, &l->own);
     unsigned char *s = (unsigned char *)(((uintptr_t)j->scratch + 63) & ~(uintptr_t)63);
     l->tmp = s;
-    l->ilv = s + l->o.tmp_bytes;
+    l->ilv = s + l->o->tmp_bytes;
 }
 
 /* Which kernel runs the job: what bs_avx2_stages stored, or (a job it has not seen) computed now. */
@@ -1745,16 +1752,15 @@ int32_t bs_avx2_tasks(const bs_avx2_job *j, int32_t stage) {
     int32_t kind = bs_kind(j);
     if (kind == BS_AVX2_GEMV) return (int32_t)bs_cdiv((size_t)((const bs_packed *)j->packed)->mg4 / 4, BS_GEMV_CB_PER_TASK);
     if (kind == BS_AVX2_DEPTHWISE) return bs_dwconv_tasks__avx2(j);
-    bs_geo o;
-    if (j->kind == BS_AVX2_STAGED) o = j->geo;
-    else bs_geometry(j, &o);
-    if (o.fallback) return 1;
-    int32_t per = o.mode == BS_PACK_S8C4 ? 4 : 2;
+    bs_geo own;
+    const bs_geo *o = bs_geo_of(j, &own);
+    if (o->fallback) return 1;
+    int32_t per = o->mode == BS_PACK_S8C4 ? 4 : 2;
     switch (stage) {
-    case 0: return o.plane ? (int32_t)bs_cdiv((size_t)j->conv->c, BS_PLANES_PER_TASK)
-                           : (int32_t)bs_cdiv((size_t)o.groups * o.kg * per, BS_ROWS_PER_TASK);
-    case 1: return (int32_t)((size_t)o.groups * bs_cdiv(o.nb, BS_BLOCKS_PER_TASK));
-    default: return (int32_t)((size_t)o.groups * bs_cdiv(bs_cdiv(o.nb, 2), BS_PAIRS_PER_TASK) * bs_cdiv((size_t)o.mg4 / 4, BS_CB_PER_TASK));
+    case 0: return o->plane ? (int32_t)bs_cdiv((size_t)j->conv->c, BS_PLANES_PER_TASK)
+                           : (int32_t)bs_cdiv((size_t)o->groups * o->kg * per, BS_ROWS_PER_TASK);
+    case 1: return (int32_t)((size_t)o->groups * bs_cdiv(o->nb, BS_BLOCKS_PER_TASK));
+    default: return (int32_t)((size_t)o->groups * bs_cdiv(bs_cdiv(o->nb, 2), BS_PAIRS_PER_TASK) * bs_cdiv((size_t)o->mg4 / 4, BS_CB_PER_TASK));
     }
 }
 
@@ -1795,7 +1801,7 @@ void bs_avx2_run(const bs_avx2_job *j, int32_t stage, int32_t task) {
     }
     bs_layout l;
     bs_layout_of(j, &l);
-    const bs_geo *o = &l.o;
+    const bs_geo *o = l.o;
     if (o->fallback) {
         bs_fallback(j, o);
         bs_res_range(j, 0, (size_t)o->groups * o->mg * o->n);

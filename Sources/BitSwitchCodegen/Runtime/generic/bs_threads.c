@@ -52,7 +52,6 @@ static inline void bs_relax(void) {
 #endif
 }
 
-static int64_t bs_now_ns(void) { return bs_clock_ns(); }
 
 /* Protocol. The caller writes a job's fields (fn, arg, stage, ntasks), resets `next` and `done`, then publishes it
  * by storing its number in `gen`. Everybody (the caller too) takes task indices from `next` and counts finished
@@ -100,7 +99,7 @@ static void *bs_pool_main(void *v) {
             if (atomic_load_explicit(&p->stop, memory_order_acquire)) return NULL;
             if (atomic_load_explicit(&p->gen, memory_order_acquire) != seen) break;
             if ((i & 63) == 63) {
-                int64_t now = bs_now_ns();
+                int64_t now = bs_clock_ns();
                 if (!t0) t0 = now;
                 else if (now - t0 > BS_POOL_SPIN_NS) {
                     pthread_mutex_lock(&p->mu);
@@ -112,7 +111,7 @@ static void *bs_pool_main(void *v) {
                     t0 = 0;
                 }
             }
-            if (t0 && bs_now_ns() - t0 > BS_POOL_PAUSE_NS) sched_yield(); else bs_relax();
+            if (t0 && bs_clock_ns() - t0 > BS_POOL_PAUSE_NS) sched_yield(); else bs_relax();
         }
         atomic_fetch_add_explicit(&p->active, 1, memory_order_seq_cst);
         unsigned g = atomic_load_explicit(&p->gen, memory_order_seq_cst);
@@ -201,7 +200,7 @@ void bs_pool_run(bs_pool *p, const void *arg, int32_t stage, int32_t ntasks, bs_
     int64_t t0 = 0;
     for (int i = 0; atomic_load_explicit(&p->done, memory_order_acquire) < ntasks; i++) {
         if ((i & 63) == 63) {
-            int64_t now = bs_now_ns();
+            int64_t now = bs_clock_ns();
             if (!t0) t0 = now;
             else if (now - t0 > BS_POOL_SPIN_NS) {
                 pthread_mutex_lock(&p->mu);
@@ -212,7 +211,7 @@ void bs_pool_run(bs_pool *p, const void *arg, int32_t stage, int32_t ntasks, bs_
                 break;
             }
         }
-        if (t0 && bs_now_ns() - t0 > BS_POOL_PAUSE_NS) sched_yield(); else bs_relax();
+        if (t0 && bs_clock_ns() - t0 > BS_POOL_PAUSE_NS) sched_yield(); else bs_relax();
     }
     /* Close the job; then wait for the workers still inside it (they finished their tasks: they only leave). */
     atomic_store_explicit(&p->closed, g, memory_order_seq_cst);
