@@ -43,7 +43,7 @@ static void *al(size_t n) { void *p = NULL; if (posix_memalign(&p, 64, n ? n : 6
 int main(int argc, char **argv) {
     st = argc > 1 ? strtoull(argv[1], 0, 10) : 1;
     int cases = argc > 2 ? atoi(argv[2]) : 200;
-    long distinct_cases = 0, paths[4] = {0}, direct_dw = 0, lowact = 0, gemv = 0, plane = 0, plane_strided = 0, plane_rows = 0, plane_straddle = 0, fused_cases = 0;
+    long distinct_cases = 0, paths[4] = {0}, direct_dw = 0, lowact = 0, gemv = 0, plane = 0, plane_strided = 0, plane_rows = 0, plane_straddle = 0, plane_s2 = 0, fused_cases = 0;
     for (int t = 0; t < cases; t++) {
         int is_gemm = ri(0, 3) == 0;
         bs_conv_shape s; memset(&s, 0, sizeof s);
@@ -184,6 +184,8 @@ int main(int argc, char **argv) {
             if (s.win.sh * pc == s.win.ow) plane++;   /* offsets p + const */
             else if (s.win.oh == 1 || s.win.ow % 8 == 0) { plane++; plane_rows += s.win.oh > 1; plane_strided++; }   /* blocks in one row */
             else if (s.win.ow >= 7 && pc >= 8) { plane++; plane_straddle++; }   /* blocks over two rows */
+            else pc = 0;
+            if (pc && s.win.sw == 2 && s.win.w >= 16) plane_s2++;   /* the vector parity split (bs_split2_row) */
         }
 #endif
 #if !defined(BS_TEST_VNNI) && !defined(BS_TEST_NEON)
@@ -238,8 +240,8 @@ int main(int argc, char **argv) {
 #if !defined(BS_TEST_VNNI) && !defined(BS_TEST_NEON)
     if (gemv < cases / 40) { printf("too few batch-1 gemm cases: %ld\n", gemv); return 1; }
     if (fused_cases < cases / 20) { printf("too few fused residual cases: %ld\n", fused_cases); return 1; }
-    if (plane < cases / 20 || plane_strided < cases / 40 || plane_rows < cases / 200 || plane_straddle < cases / 200) {
-        printf("too few plane-path convs: %ld, %ld, %ld, %ld\n", plane, plane_strided, plane_rows, plane_straddle);
+    if (plane < cases / 20 || plane_strided < cases / 40 || plane_rows < cases / 200 || plane_straddle < cases / 200 || plane_s2 < cases / 100) {
+        printf("too few plane-path convs: %ld, %ld, %ld, %ld, %ld stride-2 rows of 16 or more\n", plane, plane_strided, plane_rows, plane_straddle, plane_s2);
         return 1;
     }
 #endif

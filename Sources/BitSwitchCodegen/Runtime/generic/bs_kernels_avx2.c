@@ -449,6 +449,62 @@ static void bs_gather_row(const bs_avx2_job *j, const bs_geo *o, size_t r, unsig
     for (; p < o->npad; p++) { if (o->esize == 1) row8[p] = padu; else row16[p] = 0; }
 }
 
+/* Input row x (w columns, u8 or i8) split by column parity into the GEMM's element type: the even columns to
+ * ev[0, ceil(w / 2)), the odd ones to od[0, floor(w / 2)), as u (x, or x ^ 0x80 for i8; esize 1) or x - xz (int16;
+ * esize 2). 32 columns (16 of each parity) per step straight from the row, the last step moved back to end at the
+ * row's end (the even column w - 1 of an odd w on its own); writes only those elements. */
+static inline void bs_split2_store(__m256i v, int u8, int esize, __m256i Z, unsigned char *ev, unsigned char *od) {
+    if (esize == 2) {
+        __m256i e = u8 ? _mm256_and_si256(v, _mm256_set1_epi16(0x00FF)) : _mm256_srai_epi16(_mm256_slli_epi16(v, 8), 8);
+        __m256i o = u8 ? _mm256_srli_epi16(v, 8) : _mm256_srai_epi16(v, 8);
+        _mm256_storeu_si256((__m256i *)ev, _mm256_sub_epi16(e, Z));
+        _mm256_storeu_si256((__m256i *)od, _mm256_sub_epi16(o, Z));
+        return;
+    }
+    __m256i eo = _mm256_packus_epi16(_mm256_and_si256(v, _mm256_set1_epi16(0x00FF)), _mm256_srli_epi16(v, 8));
+    eo = _mm256_permute4x64_epi64(eo, 0xD8);   /* even 0-15 | odd 0-15 */
+    if (!u8) eo = _mm256_xor_si256(eo, _mm256_set1_epi8((char)0x80));
+    _mm_storeu_si128((__m128i *)ev, _mm256_castsi256_si128(eo));
+    _mm_storeu_si128((__m128i *)od, _mm256_extracti128_si256(eo, 1));
+}
+
+static inline void bs_split2_store16(__m128i v, int u8, int esize, __m128i Z, unsigned char *ev, unsigned char *od) {
+    if (esize == 2) {
+        __m128i e = u8 ? _mm_and_si128(v, _mm_set1_epi16(0x00FF)) : _mm_srai_epi16(_mm_slli_epi16(v, 8), 8);
+        __m128i o = u8 ? _mm_srli_epi16(v, 8) : _mm_srai_epi16(v, 8);
+        _mm_storeu_si128((__m128i *)ev, _mm_sub_epi16(e, Z));
+        _mm_storeu_si128((__m128i *)od, _mm_sub_epi16(o, Z));
+        return;
+    }
+    __m128i eo = _mm_packus_epi16(_mm_and_si128(v, _mm_set1_epi16(0x00FF)), _mm_srli_epi16(v, 8));   /* even 0-7 | odd 0-7 */
+    if (!u8) eo = _mm_xor_si128(eo, _mm_set1_epi8((char)0x80));
+    _mm_storel_epi64((__m128i *)ev, eo);
+    _mm_storel_epi64((__m128i *)od, _mm_unpackhi_epi64(eo, eo));
+}
+
+static void bs_split2_row(const unsigned char *x, int u8, int esize, int32_t xz, int32_t w, unsigned char *ev, unsigned char *od) {
+    int32_t done = 0;   /* columns [0, done) written */
+    if (w >= 32) {
+        const __m256i Z = _mm256_set1_epi16((short)xz);
+        for (int32_t i = 0; i + 32 <= w; i += 32)
+            bs_split2_store(_mm256_loadu_si256((const __m256i *)(x + i)), u8, esize, Z, ev + i / 2 * esize, od + i / 2 * esize);
+        int32_t s = (w - 32) & ~1;
+        bs_split2_store(_mm256_loadu_si256((const __m256i *)(x + s)), u8, esize, Z, ev + s / 2 * esize, od + s / 2 * esize);
+        done = s + 32;
+    } else if (w >= 16) {
+        const __m128i Z = _mm_set1_epi16((short)xz);
+        int32_t s = (w - 16) & ~1;
+        bs_split2_store16(_mm_loadu_si128((const __m128i *)x), u8, esize, Z, ev, od);
+        bs_split2_store16(_mm_loadu_si128((const __m128i *)(x + s)), u8, esize, Z, ev + s / 2 * esize, od + s / 2 * esize);
+        done = s + 16;
+    }
+    for (int32_t i = done; i < w; i++) {
+        unsigned char *d = (i & 1 ? od : ev) + i / 2 * esize;
+        if (esize == 1) *d = u8 ? x[i] : (uint8_t)(x[i] ^ 0x80);
+        else *(int16_t *)d = (int16_t)((u8 ? (int32_t)x[i] : (int32_t)(int8_t)x[i]) - xz);
+    }
+}
+
 /* ---- the plane path (bs_plane_fits): stage 0 fills the phase planes of input channels [c0, c1) ---- */
 static void bs_plane_fill(const bs_avx2_job *j, const bs_geo *o, size_t c0, size_t c1, unsigned char *tmp) {
     const bs_window *g = &j->conv->win;
@@ -466,6 +522,14 @@ static void bs_plane_fill(const bs_avx2_job *j, const bs_geo *o, size_t c0, size
             bs_pad_run(pl, esize, padu, 0, lead);
             if (sw == 1) {   /* the real rows are one run of the input */
                 bs_convert_run(xc, u8, esize, xz, real * w, pl + lead * esize);
+            } else if (sw == 2) {   /* both phases of a row in one pass: phase 1 is the next plane (at f = 1) */
+                if (f == 0)
+                    for (size_t ih = 0; ih < real; ih++) {
+                        size_t at = lead + ih * pc;
+                        bs_split2_row(xc + ih * w, u8, esize, xz, (int32_t)w, pl + at * esize, pl + (o->plane_len + at) * esize);
+                    }
+                for (size_t ih = 0; ih < real; ih++)   /* the padding after the phase's columns: pc - ceil((w - f) / 2) */
+                    bs_pad_run(pl, esize, padu, lead + ih * pc + (w - f + 1) / 2, lead + ih * pc + pc);
             } else {
                 for (size_t ih = 0; ih < real; ih++) {
                     const unsigned char *xr = xc + ih * w;
@@ -1336,45 +1400,11 @@ static void bs_dw_fill_phases(const void *xr, int u8, int16_t xz, int32_t w, int
     }
 }
 
-/* bs_dw_fill_phases for sw == 2, vectorized: input column i is padded column i + pw, so the even columns go to
- * phase pw & 1 from index pw >> 1 and the odd ones to the other phase from index (pw + 1) >> 1. 32 columns (16 of
- * each parity) per step straight from the row, the last step moved back to end at the row's end (the even column
- * w - 1 of an odd w on its own); writes only the input's columns. */
-static inline void bs_dw_split2_store(__m256i v, int u8, __m256i Z, int16_t *ev, int16_t *od) {
-    __m256i e = u8 ? _mm256_and_si256(v, _mm256_set1_epi16(0x00FF)) : _mm256_srai_epi16(_mm256_slli_epi16(v, 8), 8);
-    __m256i o = u8 ? _mm256_srli_epi16(v, 8) : _mm256_srai_epi16(v, 8);
-    _mm256_storeu_si256((__m256i *)ev, _mm256_sub_epi16(e, Z));
-    _mm256_storeu_si256((__m256i *)od, _mm256_sub_epi16(o, Z));
-}
-
-static inline void bs_dw_split2_store8(__m128i v, int u8, __m128i Z, int16_t *ev, int16_t *od) {
-    __m128i e = u8 ? _mm_and_si128(v, _mm_set1_epi16(0x00FF)) : _mm_srai_epi16(_mm_slli_epi16(v, 8), 8);
-    __m128i o = u8 ? _mm_srli_epi16(v, 8) : _mm_srai_epi16(v, 8);
-    _mm_storeu_si128((__m128i *)ev, _mm_sub_epi16(e, Z));
-    _mm_storeu_si128((__m128i *)od, _mm_sub_epi16(o, Z));
-}
-
+/* bs_dw_fill_phases for sw == 2: input column i is padded column i + pw, so the even columns go to phase pw & 1 from
+ * index pw >> 1 and the odd ones to the other phase from index (pw + 1) >> 1 (bs_split2_row). */
 static void bs_dw_fill_2phases(const void *xr, int u8, int16_t xz, int32_t w, int32_t pw, size_t pstride, int16_t *row) {
-    const unsigned char *x = (const unsigned char *)xr;
     int16_t *ev = row + (size_t)(pw & 1) * pstride + (pw >> 1), *od = row + (size_t)((pw + 1) & 1) * pstride + ((pw + 1) >> 1);
-    int32_t done = 0;   /* columns [0, done) written */
-    if (w >= 32) {
-        const __m256i Z = _mm256_set1_epi16(xz);
-        for (int32_t i = 0; i + 32 <= w; i += 32) bs_dw_split2_store(_mm256_loadu_si256((const __m256i *)(x + i)), u8, Z, ev + i / 2, od + i / 2);
-        int32_t s = (w - 32) & ~1;
-        bs_dw_split2_store(_mm256_loadu_si256((const __m256i *)(x + s)), u8, Z, ev + s / 2, od + s / 2);
-        done = s + 32;
-    } else if (w >= 16) {
-        const __m128i Z = _mm_set1_epi16(xz);
-        int32_t s = (w - 16) & ~1;
-        bs_dw_split2_store8(_mm_loadu_si128((const __m128i *)x), u8, Z, ev, od);
-        bs_dw_split2_store8(_mm_loadu_si128((const __m128i *)(x + s)), u8, Z, ev + s / 2, od + s / 2);
-        done = s + 16;
-    }
-    for (int32_t i = done; i < w; i++) {
-        int16_t v = (int16_t)((u8 ? (int32_t)x[i] : (int32_t)(int8_t)x[i]) - xz);
-        if (i & 1) od[i / 2] = v; else ev[i / 2] = v;
-    }
+    bs_split2_row((const unsigned char *)xr, u8, 2, xz, w, (unsigned char *)ev, (unsigned char *)od);
 }
 
 /* The int16 row (x - xz) of input row xr, zero-padded, split into sw phases of lp. */
