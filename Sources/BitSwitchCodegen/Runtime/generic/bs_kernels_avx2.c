@@ -18,8 +18,8 @@ typedef struct bs_packed {
 /* Pixels per task of the gather / interleave stages and channel blocks per GEMM task. */
 #define BS_ROWS_PER_TASK 16
 #define BS_BLOCKS_PER_TASK 16
-#define BS_CB_PER_TASK 16
-#define BS_PAIRS_PER_TASK 4   /* pairs of 8-pixel blocks per GEMM task: the channels' epilogue set-up is shared by them */
+#define BS_CB_PER_TASK 16     /* blocks of 4 channels per GEMM task, at most (bs_gemm_tiling) */
+#define BS_GEMM_MIN_TASKS 8   /* GEMM stages split into at least this many tasks where the work allows */
 #define BS_PLANES_PER_TASK 4  /* input channels per task of the plane path's stage 0 */
 #define BS_PLANE_MAXKW 16     /* the widest kernel the plane path takes */
 #define BS_GEMV_ROWS 4        /* gemms of at most this many rows take the batch-1 kernels (bs_qs8_pack_weights_rows__avx2) */
@@ -248,6 +248,27 @@ static void bs_plane_fits(const bs_conv_shape *s, bs_geo *o) {
     o->plane = 1; o->plane_linear = linear; o->plane_straddle = straddle; o->plane_rows = rows; o->plane_pc = pc; o->plane_len = len;
 }
 
+/* The GEMM stage's tasks: a task runs task_pairs pairs of 8-pixel blocks against task_cbs blocks of 4 channels and
+ * sets up each of its channels' epilogue once (bs_epi_setup, tens of instructions). Small-k layers do little else per
+ * output than that epilogue, so their tasks take more pairs (up to 32 at k-groups <= 8, e.g. MobileNetV2's 16 -> 96
+ * expand conv: 12 % off its GEMM stage against 4 pairs). Then tasks are split (pairs down to 1, channel blocks down
+ * to 2) until there are BS_GEMM_MIN_TASKS of them, so that the threads share small-plane layers too (ResNet-20's
+ * 8x8 convs were one task). The results do not depend on the tiling. */
+static void bs_gemm_tiling(bs_geo *o) {
+    size_t pairs = (o->nb + 1) / 2, ncb = (size_t)o->mg4 / 4, kg = o->kg > 0 ? (size_t)o->kg : 1;
+    size_t tp = 256 / kg, tc = BS_CB_PER_TASK;
+    tp = tp < 4 ? 4 : (tp > 32 ? 32 : tp);
+    if (tp > pairs) tp = pairs > 0 ? pairs : 1;
+    if (tc > ncb) tc = ncb > 0 ? ncb : 1;
+#define BS_GEMM_TASKS ((size_t)o->groups * ((pairs + tp - 1) / tp) * ((ncb + tc - 1) / tc))
+    while (BS_GEMM_TASKS < BS_GEMM_MIN_TASKS && (tp > 1 || tc > 2)) {
+        if (tp > 1) tp = (tp + 1) / 2;
+        else tc = (tc + 1) / 2;
+    }
+#undef BS_GEMM_TASKS
+    o->task_pairs = tp; o->task_cbs = tc;
+}
+
 static void bs_geometry(const bs_avx2_job *j, bs_geo *o) {
     const bs_packed *h = (const bs_packed *)j->packed;
     memset(o, 0, sizeof *o);
@@ -275,6 +296,7 @@ static void bs_geometry(const bs_avx2_job *j, bs_geo *o) {
         o->fallback = xmin - xz < -32768 || xmax - xz > 32767;
     }
     if (j->conv && !o->fallback) bs_plane_fits(j->conv, o);
+    bs_gemm_tiling(o);
 }
 
 static size_t bs_scratch_for(size_t groups, size_t mg, size_t k, size_t n) {
@@ -1790,7 +1812,7 @@ int32_t bs_avx2_tasks(const bs_avx2_job *j, int32_t stage) {
     case 0: return o->plane ? (int32_t)bs_cdiv((size_t)j->conv->c, BS_PLANES_PER_TASK)
                            : (int32_t)bs_cdiv((size_t)o->groups * o->kg * per, BS_ROWS_PER_TASK);
     case 1: return (int32_t)((size_t)o->groups * bs_cdiv(o->nb, BS_BLOCKS_PER_TASK));
-    default: return (int32_t)((size_t)o->groups * bs_cdiv(bs_cdiv(o->nb, 2), BS_PAIRS_PER_TASK) * bs_cdiv((size_t)o->mg4 / 4, BS_CB_PER_TASK));
+    default: return (int32_t)((size_t)o->groups * bs_cdiv(bs_cdiv(o->nb, 2), o->task_pairs) * bs_cdiv((size_t)o->mg4 / 4, o->task_cbs));
     }
 }
 
@@ -1859,18 +1881,18 @@ void bs_avx2_run(const bs_avx2_job *j, int32_t stage, int32_t task) {
         bs_interleave(o, l.tmp + g * kpad * o->npad * o->esize, l.ilv + g * o->ilv_bytes, b0, b1);
         return;
     }
-    /* stage 2: GEMM of one group, a chunk of BS_PAIRS_PER_TASK pairs of pixel blocks, a range of channel blocks (the
+    /* stage 2: GEMM of one group, a chunk of task_pairs pairs of pixel blocks, a range of task_cbs channel blocks (the
      * epilogue of each channel set up once per task) */
     const bs_packed *h = (const bs_packed *)j->packed;
     const int32_t *wsum = (const int32_t *)((const unsigned char *)h + 64);
     const unsigned char *wp = (const unsigned char *)h + 64 + BS_A64((size_t)h->groups * h->mg4 * 4);
-    size_t ncb = (size_t)o->mg4 / 4, cbt = bs_cdiv(ncb, BS_CB_PER_TASK), pairs = bs_cdiv(o->nb, 2);
-    size_t chunks = bs_cdiv(pairs, BS_PAIRS_PER_TASK);
+    size_t ncb = (size_t)o->mg4 / 4, cbt = bs_cdiv(ncb, o->task_cbs), pairs = bs_cdiv(o->nb, 2);
+    size_t chunks = bs_cdiv(pairs, o->task_pairs);
     size_t g = (size_t)task / (chunks * cbt), rest = (size_t)task % (chunks * cbt), ch = rest / cbt, ct = rest % cbt;
-    size_t pr0 = ch * BS_PAIRS_PER_TASK, pr1 = pr0 + BS_PAIRS_PER_TASK;
+    size_t pr0 = ch * o->task_pairs, pr1 = pr0 + o->task_pairs;
     if (pr1 > pairs) pr1 = pairs;
     const unsigned char *ilv = l.ilv + g * o->ilv_bytes;
-    size_t cb0 = ct * BS_CB_PER_TASK, cb1 = cb0 + BS_CB_PER_TASK;
+    size_t cb0 = ct * o->task_cbs, cb1 = cb0 + o->task_cbs;
     if (cb1 > ncb) cb1 = ncb;
     /* output: conv y [M, N] (channel stride N, pixel stride 1); gemm y [rows, M] (channel stride 1, row stride M) */
     size_t m_total = (size_t)o->groups * o->mg;
