@@ -43,7 +43,7 @@ static void *al(size_t n) { void *p = NULL; if (posix_memalign(&p, 64, n ? n : 6
 int main(int argc, char **argv) {
     st = argc > 1 ? strtoull(argv[1], 0, 10) : 1;
     int cases = argc > 2 ? atoi(argv[2]) : 200;
-    long distinct_cases = 0, paths[4] = {0}, direct_dw = 0, lowact = 0, gemv = 0, plane = 0, plane_strided = 0, plane_rows = 0, plane_straddle = 0, plane_s2 = 0, fused_cases = 0;
+    long distinct_cases = 0, paths[4] = {0}, direct_dw = 0, lowact = 0, gemv = 0, plane = 0, plane_strided = 0, plane_rows = 0, plane_straddle = 0, plane_s2 = 0, fused_cases = 0, ilv_split = 0, gemm_multi = 0;
     for (int t = 0; t < cases; t++) {
         int is_gemm = ri(0, 3) == 0;
         bs_conv_shape s; memset(&s, 0, sizeof s);
@@ -211,6 +211,8 @@ int main(int argc, char **argv) {
 #endif
         for (int32_t sg = 0; sg < KS(stages)(&j); sg++) for (int32_t tk = KS(tasks)(&j, sg) - 1; tk >= 0; tk--) KS(run)(&j, sg, tk);
 #if !defined(BS_TEST_VNNI) && !defined(BS_TEST_NEON)
+        /* the staged tiling (bs_gemm_tiling): interleave tasks over parts of the k-groups, GEMM tasks of several pairs */
+        if (j.kind == BS_AVX2_STAGED && !j.geo.fallback) { ilv_split += j.geo.ilv_kparts > 1; gemm_multi += j.geo.task_pairs > 1; }
         if (fused) {
             if (memcmp(ry0, ry2, ycount * rysz)) {
                 size_t i = 0; while (ry0[i] == ry2[i]) i++;
@@ -240,6 +242,7 @@ int main(int argc, char **argv) {
 #if !defined(BS_TEST_VNNI) && !defined(BS_TEST_NEON)
     if (gemv < cases / 40) { printf("too few batch-1 gemm cases: %ld\n", gemv); return 1; }
     if (fused_cases < cases / 20) { printf("too few fused residual cases: %ld\n", fused_cases); return 1; }
+    if (ilv_split < cases / 50 || gemm_multi < cases / 50) { printf("too few split interleave / multi-pair GEMM tasks: %ld, %ld\n", ilv_split, gemm_multi); return 1; }
     if (plane < cases / 20 || plane_strided < cases / 40 || plane_rows < cases / 200 || plane_straddle < cases / 200 || plane_s2 < cases / 100) {
         printf("too few plane-path convs: %ld, %ld, %ld, %ld, %ld stride-2 rows of 16 or more\n", plane, plane_strided, plane_rows, plane_straddle, plane_s2);
         return 1;

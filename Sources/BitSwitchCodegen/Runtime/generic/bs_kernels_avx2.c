@@ -267,6 +267,10 @@ static void bs_gemm_tiling(bs_geo *o) {
     }
 #undef BS_GEMM_TASKS
     o->task_pairs = tp; o->task_cbs = tc;
+    /* the interleave stage likewise: its tasks take ranges of k-groups (of 8 or more) when the blocks are few */
+    size_t kp = 1, bt = (size_t)o->groups * ((o->nb + BS_BLOCKS_PER_TASK - 1) / BS_BLOCKS_PER_TASK);
+    while (bt * kp < BS_GEMM_MIN_TASKS && kg / (kp * 2) >= 8) kp *= 2;
+    o->ilv_kparts = kp;
 }
 
 static void bs_geometry(const bs_avx2_job *j, bs_geo *o) {
@@ -666,11 +670,11 @@ static void bs_ilv_group(int32_t per, const unsigned char *const *r, const unsig
 }
 
 /* The gathered rows of one group (row stride npad elements), pixel blocks [b0, b1). */
-static void bs_interleave(const bs_geo *o, const unsigned char *rows, unsigned char *ilv, size_t b0, size_t b1) {
+static void bs_interleave(const bs_geo *o, const unsigned char *rows, unsigned char *ilv, size_t b0, size_t b1, int32_t q0, int32_t q1) {
     int32_t per = o->mode == BS_PACK_S8C4 ? 4 : 2;
     size_t stride = o->npad * o->esize;
     const unsigned char *m[4] = {NULL, NULL, NULL, NULL};
-    for (int32_t q = 0; q < o->kg; q++) {
+    for (int32_t q = q0; q < q1; q++) {
         const unsigned char *r[4];
         for (int32_t e = 0; e < per; e++) r[e] = rows + (size_t)(q * per + e) * stride + b0 * 8 * o->esize;
         bs_ilv_group(per, r, m, _mm256_setzero_si256(), b1 - b0, NULL, ilv + b0 * (size_t)o->kg * 32 + (size_t)q * 32, (size_t)o->kg * 32);
@@ -680,7 +684,7 @@ static void bs_interleave(const bs_geo *o, const unsigned char *rows, unsigned c
 /* The plane path's stage 1: pixel blocks [b0, b1) (at most BS_BLOCKS_PER_TASK) of group grp, every tap's runs read
  * from the phase planes (bs_plane_fits). */
 static void bs_plane_interleave(const bs_avx2_job *j, const bs_geo *o, const unsigned char *tmp, size_t grp,
-                                unsigned char *ilv, size_t b0, size_t b1) {
+                                unsigned char *ilv, size_t b0, size_t b1, int32_t q0, int32_t q1) {
     const bs_conv_shape *s = j->conv;
     const bs_window *g = &s->win;
     int32_t kw_n = g->kw, kh_n = g->kh, per = o->mode == BS_PACK_S8C4 ? 4 : 2, es = o->esize;
@@ -721,11 +725,12 @@ static void bs_plane_interleave(const bs_avx2_job *j, const bs_geo *o, const uns
         }
         mkp[kw] = bad ? mk[kw] : NULL;
     }
-    /* tap kk = (ic, kh, kw), counted without divisions; its runs start at planes + (off + kwoff[kw] + boff) elements */
-    int32_t kh = 0, kw = 0, kk = 0;
-    size_t off = 0, ic_off = 0;
+    /* tap kk = (ic, kh, kw), counted without divisions from the range's first; its runs start at planes + (off +
+     * kwoff[kw] + boff) elements */
+    int32_t kk = q0 * per, kh = kk / kw_n % kh_n, kw = kk % kw_n;
+    size_t ic_off = (size_t)(kk / (kw_n * kh_n)) * sw * len, off = ic_off + (size_t)kh * g->dh * pc;
     const bs_blocks *bo = o->plane_linear ? NULL : &blk;
-    for (int32_t q = 0; q < o->kg; q++) {
+    for (int32_t q = q0; q < q1; q++) {
         const unsigned char *r[4], *m[4];
         for (int32_t e = 0; e < per; e++, kk++) {
             /* past k (the last group's padding: zero weights) repeat the group's last tap, which keeps the maximum
@@ -1811,7 +1816,7 @@ int32_t bs_avx2_tasks(const bs_avx2_job *j, int32_t stage) {
     switch (stage) {
     case 0: return o->plane ? (int32_t)bs_cdiv((size_t)j->conv->c, BS_PLANES_PER_TASK)
                            : (int32_t)bs_cdiv((size_t)o->groups * o->kg * per, BS_ROWS_PER_TASK);
-    case 1: return (int32_t)((size_t)o->groups * bs_cdiv(o->nb, BS_BLOCKS_PER_TASK));
+    case 1: return (int32_t)((size_t)o->groups * bs_cdiv(o->nb, BS_BLOCKS_PER_TASK) * o->ilv_kparts);
     default: return (int32_t)((size_t)o->groups * bs_cdiv(bs_cdiv(o->nb, 2), o->task_pairs) * bs_cdiv((size_t)o->mg4 / 4, o->task_cbs));
     }
 }
@@ -1873,12 +1878,14 @@ void bs_avx2_run(const bs_avx2_job *j, int32_t stage, int32_t task) {
         for (size_t r = r0; r < r1; r++) bs_gather_row(j, o, r, l.tmp);
         return;
     }
-    if (stage == 1) {
-        size_t per_g = bs_cdiv(o->nb, BS_BLOCKS_PER_TASK), g = (size_t)task / per_g, t = (size_t)task % per_g;
+    if (stage == 1) {   /* task = (group, chunk of BS_BLOCKS_PER_TASK blocks, part of the k-groups) */
+        size_t kp = o->ilv_kparts, per_g = bs_cdiv(o->nb, BS_BLOCKS_PER_TASK) * kp, g = (size_t)task / per_g;
+        size_t t = (size_t)task % per_g / kp, part = (size_t)task % kp;
         size_t b0 = t * BS_BLOCKS_PER_TASK, b1 = b0 + BS_BLOCKS_PER_TASK;
+        int32_t q0 = (int32_t)(part * (size_t)o->kg / kp), q1 = (int32_t)((part + 1) * (size_t)o->kg / kp);
         if (b1 > o->nb) b1 = o->nb;
-        if (o->plane) { bs_plane_interleave(j, o, l.tmp, g, l.ilv + g * o->ilv_bytes, b0, b1); return; }
-        bs_interleave(o, l.tmp + g * kpad * o->npad * o->esize, l.ilv + g * o->ilv_bytes, b0, b1);
+        if (o->plane) { bs_plane_interleave(j, o, l.tmp, g, l.ilv + g * o->ilv_bytes, b0, b1, q0, q1); return; }
+        bs_interleave(o, l.tmp + g * kpad * o->npad * o->esize, l.ilv + g * o->ilv_bytes, b0, b1, q0, q1);
         return;
     }
     /* stage 2: GEMM of one group, a chunk of task_pairs pairs of pixel blocks, a range of task_cbs channel blocks (the

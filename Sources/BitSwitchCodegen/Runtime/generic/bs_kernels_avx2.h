@@ -80,6 +80,7 @@ typedef struct bs_avx2_geo {
     int32_t plane_straddle;                 /* its blocks may span two output rows */
     size_t plane_rows, plane_pc, plane_len; /* its phase planes: rows, columns, elements (a multiple of 32) */
     size_t task_pairs, task_cbs;            /* a GEMM task: pairs of pixel blocks, blocks of 4 channels (bs_geometry) */
+    size_t ilv_kparts;                      /* an interleave task: 1 / ilv_kparts of the k-groups */
 } bs_avx2_geo;
 enum { BS_AVX2_GEMV = 1, BS_AVX2_DEPTHWISE = 2, BS_AVX2_STAGED = 3 };
 
