@@ -384,6 +384,7 @@ struct CWriter {
         /* Runs one conv / gemm: its stages in order, each stage's tasks spread over the pool's threads (NULL: the
          * calling thread, for layers smaller than a hand-off costs). */
         static inline void bs_par(bs_pool *pool, bs_avx2_job *j) {
+            j->threads = bs_pool_threads(pool);   /* the tiling's hint */
             for (int32_t s = 0, ns = BS_QMM_STAGES(j); s < ns; s++)
                 bs_pool_run(pool, j, s, BS_QMM_TASKS(j, s), bs_staged_task);
         }

@@ -174,6 +174,7 @@ int main(int argc, char **argv) {
         bs_avx2_job j; memset(&j, 0, sizeof j);
         j.x = x; j.xt = xt; j.yt = yt; j.packed = pw; j.p = &p; j.rq = R; j.y = y2; j.scratch = scratch;
         if (is_gemm) { j.rows = rows; j.k = k; j.m = m; j.trans_b = trans_b; } else j.conv = &s;
+        j.threads = (int32_t)ri(0, 4);   /* the tiling's hint (AVX2): 0 / 1 none, else smaller tasks */
 #ifdef BS_TEST_NEON
         if (bs_dwconv_tasks__neon(&j)) direct_dw++;
 #else

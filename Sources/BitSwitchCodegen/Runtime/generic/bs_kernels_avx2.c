@@ -19,7 +19,6 @@ typedef struct bs_packed {
 #define BS_ROWS_PER_TASK 16
 #define BS_BLOCKS_PER_TASK 16
 #define BS_CB_PER_TASK 16     /* blocks of 4 channels per GEMM task, at most (bs_gemm_tiling) */
-#define BS_GEMM_MIN_TASKS 8   /* GEMM stages split into at least this many tasks where the work allows */
 #define BS_PLANES_PER_TASK 4  /* input channels per task of the plane path's stage 0 */
 #define BS_PLANE_MAXKW 16     /* the widest kernel the plane path takes */
 #define BS_GEMV_ROWS 4        /* gemms of at most this many rows take the batch-1 kernels (bs_qs8_pack_weights_rows__avx2) */
@@ -248,28 +247,27 @@ static void bs_plane_fits(const bs_conv_shape *s, bs_geo *o) {
     o->plane = 1; o->plane_linear = linear; o->plane_straddle = straddle; o->plane_rows = rows; o->plane_pc = pc; o->plane_len = len;
 }
 
-/* The GEMM stage's tasks: a task runs task_pairs pairs of 8-pixel blocks against task_cbs blocks of 4 channels and
- * sets up each of its channels' epilogue once (bs_epi_setup, tens of instructions). Small-k layers do little else per
- * output than that epilogue, so their tasks take more pairs (up to 32 at k-groups <= 8, e.g. MobileNetV2's 16 -> 96
- * expand conv: 12 % off its GEMM stage against 4 pairs). Then tasks are split (pairs down to 1, channel blocks down
- * to 2) until there are BS_GEMM_MIN_TASKS of them, so that the threads share small-plane layers too (ResNet-20's
- * 8x8 convs were one task). The results do not depend on the tiling. */
-static void bs_gemm_tiling(bs_geo *o) {
+/* The tasks of the interleave and GEMM stages. A GEMM task runs task_pairs pairs of 8-pixel blocks against task_cbs
+ * blocks of 4 channels and sets up each of its channels' epilogue once (bs_epi_setup, tens of instructions). Small-k
+ * layers do little else per output than that epilogue, so their tasks take more pairs (up to 32 at k-groups <= 8:
+ * MobileNetV2's 16 -> 96 expand conv's GEMM stage 12 % faster than at 4 pairs). With threads > 1 the stages are then
+ * split until there are 4 tasks per thread: the GEMM's channel blocks first (down to 1: no extra set-ups), then its
+ * pairs; the interleave's k-groups (parts of 8 or more). ResNet-20's 8x8 convs had been one task each. The results do
+ * not depend on the tiling. */
+static void bs_gemm_tiling(bs_geo *o, int32_t threads) {
     size_t pairs = (o->nb + 1) / 2, ncb = (size_t)o->mg4 / 4, kg = o->kg > 0 ? (size_t)o->kg : 1;
+    size_t want = threads > 1 ? 4 * (size_t)threads : 1;
     size_t tp = 256 / kg, tc = BS_CB_PER_TASK;
     tp = tp < 4 ? 4 : (tp > 32 ? 32 : tp);
     if (tp > pairs) tp = pairs > 0 ? pairs : 1;
     if (tc > ncb) tc = ncb > 0 ? ncb : 1;
-#define BS_GEMM_TASKS ((size_t)o->groups * ((pairs + tp - 1) / tp) * ((ncb + tc - 1) / tc))
-    while (BS_GEMM_TASKS < BS_GEMM_MIN_TASKS && (tp > 1 || tc > 2)) {
-        if (tp > 1) tp = (tp + 1) / 2;
-        else tc = (tc + 1) / 2;
+    while ((size_t)o->groups * ((pairs + tp - 1) / tp) * ((ncb + tc - 1) / tc) < want && (tp > 1 || tc > 1)) {
+        if (tc > 1) tc = (tc + 1) / 2;
+        else tp = (tp + 1) / 2;
     }
-#undef BS_GEMM_TASKS
     o->task_pairs = tp; o->task_cbs = tc;
-    /* the interleave stage likewise: its tasks take ranges of k-groups (of 8 or more) when the blocks are few */
     size_t kp = 1, bt = (size_t)o->groups * ((o->nb + BS_BLOCKS_PER_TASK - 1) / BS_BLOCKS_PER_TASK);
-    while (bt * kp < BS_GEMM_MIN_TASKS && kg / (kp * 2) >= 8) kp *= 2;
+    while (bt * kp < want && kg / (kp * 2) >= 8) kp *= 2;
     o->ilv_kparts = kp;
 }
 
@@ -300,7 +298,7 @@ static void bs_geometry(const bs_avx2_job *j, bs_geo *o) {
         o->fallback = xmin - xz < -32768 || xmax - xz > 32767;
     }
     if (j->conv && !o->fallback) bs_plane_fits(j->conv, o);
-    bs_gemm_tiling(o);
+    bs_gemm_tiling(o, j->threads);
 }
 
 static size_t bs_scratch_for(size_t groups, size_t mg, size_t k, size_t n) {

@@ -105,6 +105,9 @@ typedef struct bs_avx2_job {
     void *res_y;
     const bs_qadd_params *res_p;
     int32_t res_t, res_yt, res_swap;
+    /* The threads that will share the tasks (0 or 1: one). A hint for the tiling (bs_avx2_stages): stages then have at
+     * least 4 tasks per thread where the work allows. The results do not depend on it. */
+    int32_t threads;
     /* Set by bs_avx2_stages (callers leave them zero): the kernel that runs the job (BS_AVX2_*) and, staged, its
      * geometry, so that the tasks do not work them out again. A job changed after bs_avx2_stages needs it again. */
     int32_t kind;
