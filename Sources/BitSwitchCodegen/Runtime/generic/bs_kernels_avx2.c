@@ -506,6 +506,22 @@ static inline void bs_split2_store16(__m128i v, int u8, int esize, __m128i Z, un
     _mm_storel_epi64((__m128i *)od, _mm_unpackhi_epi64(eo, eo));
 }
 
+/* 8 columns (the low 8 bytes of v): 4 of each parity */
+static inline void bs_split2_store8(__m128i v, int u8, int esize, __m128i Z, unsigned char *ev, unsigned char *od) {
+    if (esize == 2) {
+        __m128i e = u8 ? _mm_and_si128(v, _mm_set1_epi16(0x00FF)) : _mm_srai_epi16(_mm_slli_epi16(v, 8), 8);
+        __m128i o = u8 ? _mm_srli_epi16(v, 8) : _mm_srai_epi16(v, 8);
+        _mm_storel_epi64((__m128i *)ev, _mm_sub_epi16(e, Z));
+        _mm_storel_epi64((__m128i *)od, _mm_sub_epi16(o, Z));
+        return;
+    }
+    __m128i eo = _mm_packus_epi16(_mm_and_si128(v, _mm_set1_epi16(0x00FF)), _mm_srli_epi16(v, 8));   /* even 0-3 at 0, odd at 8 */
+    if (!u8) eo = _mm_xor_si128(eo, _mm_set1_epi8((char)0x80));
+    int32_t e4 = _mm_cvtsi128_si32(eo), o4 = _mm_cvtsi128_si32(_mm_srli_si128(eo, 8));
+    memcpy(ev, &e4, 4);
+    memcpy(od, &o4, 4);
+}
+
 static void bs_split2_row(const unsigned char *x, int u8, int esize, int32_t xz, int32_t w, unsigned char *ev, unsigned char *od) {
     int32_t done = 0;   /* columns [0, done) written */
     if (w >= 32) {
@@ -521,6 +537,12 @@ static void bs_split2_row(const unsigned char *x, int u8, int esize, int32_t xz,
         bs_split2_store16(_mm_loadu_si128((const __m128i *)x), u8, esize, Z, ev, od);
         bs_split2_store16(_mm_loadu_si128((const __m128i *)(x + s)), u8, esize, Z, ev + s / 2 * esize, od + s / 2 * esize);
         done = s + 16;
+    } else if (w >= 8) {   /* 8 <= w < 16 (MobileNetV2's 14-wide stride-2 rows): 8-byte loads */
+        const __m128i Z = _mm_set1_epi16((short)xz);
+        int32_t s = (w - 8) & ~1;
+        bs_split2_store8(_mm_loadl_epi64((const __m128i *)x), u8, esize, Z, ev, od);
+        bs_split2_store8(_mm_loadl_epi64((const __m128i *)(x + s)), u8, esize, Z, ev + s / 2 * esize, od + s / 2 * esize);
+        done = s + 8;
     }
     for (int32_t i = done; i < w; i++) {
         unsigned char *d = (i & 1 ? od : ev) + i / 2 * esize;
@@ -1342,7 +1364,9 @@ static inline void bs_qs16s16_gemm_rq64_16x4c2__avx2(const unsigned char *a0, co
  * channel block holds the channel's taps at lane 0). */
 #define BS_DW_BUF 16384   /* int16 of the row ring (32 KiB of stack) */
 #define BS_DW_MAXK 256    /* taps per channel */
-#define BS_DW_CH_PER_TASK 4
+#define BS_DW_CH_PER_TASK 4        /* channels per depthwise task; 16 on planes of at most BS_DW_SMALL outputs, */
+#define BS_DW_SMALL_CH_PER_TASK 16 /* whose per-task set-up (tap offsets, the zeroed plane) is a large share */
+#define BS_DW_SMALL 256
 #define BS_DW_MAXW 4096   /* output columns */
 #ifndef BS_DW_PLANE_MAX   /* int16 of the largest plane mode buffer (the kernel checker sets 0 to test the row mode) */
 #define BS_DW_PLANE_MAX BS_DW_BUF
@@ -1371,10 +1395,15 @@ static int bs_dw_geometry(const bs_avx2_job *j, bs_dw_geo *d) {
     return 1;
 }
 
+static int32_t bs_dw_ch_per_task(const bs_avx2_job *j) {
+    return (int64_t)j->conv->win.oh * j->conv->win.ow <= BS_DW_SMALL ? BS_DW_SMALL_CH_PER_TASK : BS_DW_CH_PER_TASK;
+}
+
 int32_t bs_dwconv_tasks__avx2(const bs_avx2_job *j) {
     bs_dw_geo d;
     if (!bs_dw_geometry(j, &d)) return 0;
-    return (j->conv->c + BS_DW_CH_PER_TASK - 1) / BS_DW_CH_PER_TASK;
+    int32_t per = bs_dw_ch_per_task(j);
+    return (j->conv->c + per - 1) / per;
 }
 
 /* dst[0..w) = x - xz (u8 or i8 x); writes nothing outside dst[0..w). */
@@ -1385,14 +1414,24 @@ static inline void bs_dw_convert(const unsigned char *x, int u8, int16_t xz, int
         __m128i v = _mm_loadu_si128((const __m128i *)(x + i));
         _mm256_storeu_si256((__m256i *)(dst + i), _mm256_sub_epi16(u8 ? _mm256_cvtepu8_epi16(v) : _mm256_cvtepi8_epi16(v), Z));
     }
-    if (i < w && w >= 16) {   /* the tail: the last 16 columns again */
-        __m128i v = _mm_loadu_si128((const __m128i *)(x + w - 16));
-        _mm256_storeu_si256((__m256i *)(dst + w - 16), _mm256_sub_epi16(u8 ? _mm256_cvtepu8_epi16(v) : _mm256_cvtepi8_epi16(v), Z));
+    if (w >= 16) {
+        if (i < w) {   /* the tail: the last 16 columns again */
+            __m128i v = _mm_loadu_si128((const __m128i *)(x + w - 16));
+            _mm256_storeu_si256((__m256i *)(dst + w - 16), _mm256_sub_epi16(u8 ? _mm256_cvtepu8_epi16(v) : _mm256_cvtepi8_epi16(v), Z));
+        }
     } else if (w >= 8) {   /* 8 <= w < 16: columns 0-7 and the last 8 */
         const __m128i Z8 = _mm256_castsi256_si128(Z);
         __m128i a = _mm_loadl_epi64((const __m128i *)x), b = _mm_loadl_epi64((const __m128i *)(x + w - 8));
         _mm_storeu_si128((__m128i *)dst, _mm_sub_epi16(u8 ? _mm_cvtepu8_epi16(a) : _mm_cvtepi8_epi16(a), Z8));
         _mm_storeu_si128((__m128i *)(dst + w - 8), _mm_sub_epi16(u8 ? _mm_cvtepu8_epi16(b) : _mm_cvtepi8_epi16(b), Z8));
+    } else if (w >= 4) {   /* 4 <= w < 8 (7x7 planes): columns 0-3 and the last 4 */
+        const __m128i Z8 = _mm256_castsi256_si128(Z);
+        int32_t a4, b4;
+        memcpy(&a4, x, 4);
+        memcpy(&b4, x + w - 4, 4);
+        __m128i a = _mm_cvtsi32_si128(a4), b = _mm_cvtsi32_si128(b4);
+        _mm_storel_epi64((__m128i *)dst, _mm_sub_epi16(u8 ? _mm_cvtepu8_epi16(a) : _mm_cvtepi8_epi16(a), Z8));
+        _mm_storel_epi64((__m128i *)(dst + w - 4), _mm_sub_epi16(u8 ? _mm_cvtepu8_epi16(b) : _mm_cvtepi8_epi16(b), Z8));
     } else if (u8) {
         for (; i < w; i++) dst[i] = (int16_t)(x[i] - xz);
     } else {
@@ -1467,9 +1506,60 @@ static inline void bs_qs16s16_dwconv_16x2__avx2(const int16_t *const *rows, int3
     _mm256_storeu_si256((__m256i *)(out + 8), _mm256_permute2x128_si256(acc0, acc1, 0x31));
 }
 
-/* The AVX2 row kernel: a whole output row, 16 outputs at a time. */
+/* Five tap pairs (a 3x3 kernel: taps 0-1, 2-3, 4-5, 6-7 and 8 with a zero weight), unrolled with the pair weights
+ * broadcast once: pair q reads pa[q] and pb[q] + o for outputs o, o + 16, ... < n. Integer sums, so the pairing and
+ * order give the same int32 as bs_qs16s16_dwconv_16x2__avx2's. */
+static void bs_qs16s16_dwconv_5pairs__avx2(const int16_t *const pa[5], const int16_t *const pb[5], const int32_t wp[5], int32_t n,
+                                          int32_t *out) {
+    const __m256i W0 = _mm256_set1_epi32(wp[0]), W1 = _mm256_set1_epi32(wp[1]), W2 = _mm256_set1_epi32(wp[2]);
+    const __m256i W3 = _mm256_set1_epi32(wp[3]), W4 = _mm256_set1_epi32(wp[4]);
+    for (int32_t o = 0; o < n; o += 16) {
+        __m256i a0 = _mm256_setzero_si256(), a1 = a0;
+#define BS_DW_PAIR(q, W)                                                                                      \
+        {                                                                                                     \
+            __m256i va = _mm256_loadu_si256((const __m256i *)(pa[q] + o));                                   \
+            __m256i vb = _mm256_loadu_si256((const __m256i *)(pb[q] + o));                                   \
+            a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(_mm256_unpacklo_epi16(va, vb), W));                   \
+            a1 = _mm256_add_epi32(a1, _mm256_madd_epi16(_mm256_unpackhi_epi16(va, vb), W));                   \
+        }
+        BS_DW_PAIR(0, W0) BS_DW_PAIR(1, W1) BS_DW_PAIR(2, W2) BS_DW_PAIR(3, W3) BS_DW_PAIR(4, W4)
+#undef BS_DW_PAIR
+        _mm256_storeu_si256((__m256i *)(out + o), _mm256_permute2x128_si256(a0, a1, 0x20));
+        _mm256_storeu_si256((__m256i *)(out + o + 8), _mm256_permute2x128_si256(a0, a1, 0x31));
+    }
+}
+
+/* The AVX2 row kernel: a whole output row, 16 outputs at a time. 3x3 kernels (the plane mode's 9 taps in 5 pairs,
+ * or the row mode's 3 rows of 2 pairs with all rows inside the input) through the unrolled five pairs: the row
+ * mode's pairs re-paired across rows, so 5 instead of 6 pair steps (its third pair of each row has a zero weight). */
 static void bs_qs16s16_dwconv_row__avx2(const int16_t *const *rows, int32_t nrows, const int32_t *off, const int32_t *wpair,
                                         int32_t npairs, int32_t ow, int32_t *acc) {
+    const int16_t *pa[5], *pb[5];
+    int32_t wp[5];
+    if (nrows == 1 && npairs == 5) {
+        for (int32_t q = 0; q < 5; q++) { pa[q] = rows[0] + off[2 * q]; pb[q] = rows[0] + off[2 * q + 1]; wp[q] = wpair[q]; }
+        bs_qs16s16_dwconv_5pairs__avx2(pa, pb, wp, ow, acc);
+        return;
+    }
+    /* 3 rows of 2 pairs whose second pairs' second weights are 0 (3 taps a row: 3x3; 3x4 with those taps 0 too) */
+    if (nrows == 3 && npairs == 2 && rows[0] && rows[1] && rows[2] &&
+        ((uint32_t)wpair[1] >> 16) == 0 && ((uint32_t)wpair[3] >> 16) == 0 && ((uint32_t)wpair[5] >> 16) == 0) {
+        /* tap (r, c): offset off[(2 r + c / 2) * 2 + c % 2], weight the c % 2 half of wpair[2 r + c / 2] */
+        const int16_t *tp[10];
+        int32_t tw[10];
+        for (int32_t t = 0; t < 9; t++) {
+            int32_t r = t / 3, c = t % 3, q = 2 * r + c / 2;
+            tp[t] = rows[r] + off[q * 2 + c % 2];
+            tw[t] = (int32_t)(int16_t)(uint16_t)((uint32_t)wpair[q] >> (16 * (c % 2)));
+        }
+        tp[9] = tp[8]; tw[9] = 0;
+        for (int32_t q = 0; q < 5; q++) {
+            pa[q] = tp[2 * q]; pb[q] = tp[2 * q + 1];
+            wp[q] = (int32_t)(((uint32_t)(uint16_t)(int16_t)tw[2 * q + 1] << 16) | (uint16_t)(int16_t)tw[2 * q]);
+        }
+        bs_qs16s16_dwconv_5pairs__avx2(pa, pb, wp, ow, acc);
+        return;
+    }
     for (int32_t ow0 = 0; ow0 < ow; ow0 += 16) bs_qs16s16_dwconv_16x2__avx2(rows, nrows, off, wpair, npairs, ow0, acc + ow0);
 }
 
@@ -1483,6 +1573,28 @@ static void bs_dw_row_epilogue(const bs_avx2_job *j, const int32_t *acc, size_t 
                       off + i, 1, 8, 8);
     for (; i < count; i += 8)
         bs_epi_apply(j, &ep, _mm256_loadu_si256((const __m256i *)(acc + i)), 0, c, off + i, 1, count - i < 8 ? count - i : 8);
+}
+
+/* Rows of ow of acc (row stride wq > ow) moved together (stride ow), in place: each row's elements are all loaded
+ * before any is stored, and a row moves to a lower address, so no row overwrites one still to be read. */
+static void bs_dw_compact(int32_t *acc, int32_t oh, int32_t ow, int32_t wq) {
+    if (ow > 16 || ow < 1) {
+        for (int32_t r = 1; r < oh; r++) memmove(acc + (size_t)r * ow, acc + (size_t)r * wq, (size_t)ow * sizeof(int32_t));
+        return;
+    }
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256i m0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(ow < 8 ? ow : 8), lane);
+    for (int32_t r = 1; r < oh; r++) {
+        const int32_t *src = acc + (size_t)r * wq;
+        int32_t *dst = acc + (size_t)r * ow;
+        if (ow >= 8) {   /* 8 <= ow <= 16: the first 8 and the last 8 */
+            __m256i a = _mm256_loadu_si256((const __m256i *)src), b = _mm256_loadu_si256((const __m256i *)(src + ow - 8));
+            _mm256_storeu_si256((__m256i *)dst, a);
+            _mm256_storeu_si256((__m256i *)(dst + ow - 8), b);
+        } else {
+            _mm256_maskstore_epi32(dst, m0, _mm256_maskload_epi32(src, m0));
+        }
+    }
 }
 
 void bs_dwconv_run_with__avx2(const bs_avx2_job *j, int32_t task, bs_dw_row_epilogue_fn epi, bs_dw_row_kernel_fn rowk) {
@@ -1506,7 +1618,7 @@ void bs_dwconv_run_with__avx2(const bs_avx2_job *j, int32_t task, bs_dw_row_epil
                 int32_t col = t * g->dw;
                 off[((size_t)r * npairs + q) * 2 + e] = (col % g->sw) * d.lp + col / g->sw;
             }
-    int32_t c0 = task * BS_DW_CH_PER_TASK, c1 = c0 + BS_DW_CH_PER_TASK;
+    int32_t c0 = task * bs_dw_ch_per_task(j), c1 = c0 + bs_dw_ch_per_task(j);
     if (c1 > j->conv->c) c1 = j->conv->c;
     /* Plane mode (the phase-split plane fits the buffer): the zero-padded plane of (x - xz) (hp x wp, wp = pw + w +
      * pew), split into sh x sw sub-planes by (row mod sh, column mod sw), each hq x wq (hq = ceil(hp / sh), wq =
@@ -1553,8 +1665,7 @@ void bs_dwconv_run_with__avx2(const bs_avx2_job *j, int32_t task, bs_dw_row_epil
             }
             const int16_t *rows1[1] = {ring};
             rowk(rows1, 1, poff, wpair, kpairs, (int32_t)vcount, accrow);
-            for (int32_t oh = 1; oh < g->oh; oh++)
-                memmove(accrow + (size_t)oh * g->ow, accrow + (size_t)oh * wq, (size_t)g->ow * sizeof(int32_t));
+            bs_dw_compact(accrow, g->oh, g->ow, wq);
             epi(j, accrow, (size_t)c, (size_t)c * out_plane, out_plane);
         }
         return;
@@ -1848,7 +1959,7 @@ void bs_avx2_run(const bs_avx2_job *j, int32_t stage, int32_t task) {
     if (kind == BS_AVX2_DEPTHWISE) {
         bs_dwconv_run__avx2(j, task);
         if (j->res_p) {   /* the task's channels */
-            size_t plane = (size_t)j->conv->win.oh * j->conv->win.ow, c0 = (size_t)task * BS_DW_CH_PER_TASK, c1 = c0 + BS_DW_CH_PER_TASK;
+            size_t plane = (size_t)j->conv->win.oh * j->conv->win.ow, c0 = (size_t)task * (size_t)bs_dw_ch_per_task(j), c1 = c0 + (size_t)bs_dw_ch_per_task(j);
             if (c1 > (size_t)j->conv->c) c1 = (size_t)j->conv->c;
             bs_res_range(j, c0 * plane, c1 * plane);
         }
