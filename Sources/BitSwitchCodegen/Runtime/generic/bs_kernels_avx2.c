@@ -492,31 +492,23 @@ static inline void bs_split2_store(__m256i v, int u8, int esize, __m256i Z, unsi
     _mm_storeu_si128((__m128i *)od, _mm256_extracti128_si256(eo, 1));
 }
 
-static inline void bs_split2_store16(__m128i v, int u8, int esize, __m128i Z, unsigned char *ev, unsigned char *od) {
+/* 16 columns (the 16 bytes of v) or 8 (its low 8 bytes): half of them of each parity */
+static inline void bs_split2_store128(__m128i v, int u8, int esize, __m128i Z, int32_t cols, unsigned char *ev, unsigned char *od) {
     if (esize == 2) {
-        __m128i e = u8 ? _mm_and_si128(v, _mm_set1_epi16(0x00FF)) : _mm_srai_epi16(_mm_slli_epi16(v, 8), 8);
-        __m128i o = u8 ? _mm_srli_epi16(v, 8) : _mm_srai_epi16(v, 8);
-        _mm_storeu_si128((__m128i *)ev, _mm_sub_epi16(e, Z));
-        _mm_storeu_si128((__m128i *)od, _mm_sub_epi16(o, Z));
+        __m128i e = _mm_sub_epi16(u8 ? _mm_and_si128(v, _mm_set1_epi16(0x00FF)) : _mm_srai_epi16(_mm_slli_epi16(v, 8), 8), Z);
+        __m128i o = _mm_sub_epi16(u8 ? _mm_srli_epi16(v, 8) : _mm_srai_epi16(v, 8), Z);
+        if (cols == 16) { _mm_storeu_si128((__m128i *)ev, e); _mm_storeu_si128((__m128i *)od, o); }
+        else { _mm_storel_epi64((__m128i *)ev, e); _mm_storel_epi64((__m128i *)od, o); }
         return;
     }
-    __m128i eo = _mm_packus_epi16(_mm_and_si128(v, _mm_set1_epi16(0x00FF)), _mm_srli_epi16(v, 8));   /* even 0-7 | odd 0-7 */
+    /* even columns from byte 0, odd ones from byte 8 */
+    __m128i eo = _mm_packus_epi16(_mm_and_si128(v, _mm_set1_epi16(0x00FF)), _mm_srli_epi16(v, 8));
     if (!u8) eo = _mm_xor_si128(eo, _mm_set1_epi8((char)0x80));
-    _mm_storel_epi64((__m128i *)ev, eo);
-    _mm_storel_epi64((__m128i *)od, _mm_unpackhi_epi64(eo, eo));
-}
-
-/* 8 columns (the low 8 bytes of v): 4 of each parity */
-static inline void bs_split2_store8(__m128i v, int u8, int esize, __m128i Z, unsigned char *ev, unsigned char *od) {
-    if (esize == 2) {
-        __m128i e = u8 ? _mm_and_si128(v, _mm_set1_epi16(0x00FF)) : _mm_srai_epi16(_mm_slli_epi16(v, 8), 8);
-        __m128i o = u8 ? _mm_srli_epi16(v, 8) : _mm_srai_epi16(v, 8);
-        _mm_storel_epi64((__m128i *)ev, _mm_sub_epi16(e, Z));
-        _mm_storel_epi64((__m128i *)od, _mm_sub_epi16(o, Z));
+    if (cols == 16) {
+        _mm_storel_epi64((__m128i *)ev, eo);
+        _mm_storel_epi64((__m128i *)od, _mm_unpackhi_epi64(eo, eo));
         return;
     }
-    __m128i eo = _mm_packus_epi16(_mm_and_si128(v, _mm_set1_epi16(0x00FF)), _mm_srli_epi16(v, 8));   /* even 0-3 at 0, odd at 8 */
-    if (!u8) eo = _mm_xor_si128(eo, _mm_set1_epi8((char)0x80));
     int32_t e4 = _mm_cvtsi128_si32(eo), o4 = _mm_cvtsi128_si32(_mm_srli_si128(eo, 8));
     memcpy(ev, &e4, 4);
     memcpy(od, &o4, 4);
@@ -534,14 +526,14 @@ static void bs_split2_row(const unsigned char *x, int u8, int esize, int32_t xz,
     } else if (w >= 16) {
         const __m128i Z = _mm_set1_epi16((short)xz);
         int32_t s = (w - 16) & ~1;
-        bs_split2_store16(_mm_loadu_si128((const __m128i *)x), u8, esize, Z, ev, od);
-        bs_split2_store16(_mm_loadu_si128((const __m128i *)(x + s)), u8, esize, Z, ev + s / 2 * esize, od + s / 2 * esize);
+        bs_split2_store128(_mm_loadu_si128((const __m128i *)x), u8, esize, Z, 16, ev, od);
+        bs_split2_store128(_mm_loadu_si128((const __m128i *)(x + s)), u8, esize, Z, 16, ev + s / 2 * esize, od + s / 2 * esize);
         done = s + 16;
     } else if (w >= 8) {   /* 8 <= w < 16 (MobileNetV2's 14-wide stride-2 rows): 8-byte loads */
         const __m128i Z = _mm_set1_epi16((short)xz);
         int32_t s = (w - 8) & ~1;
-        bs_split2_store8(_mm_loadl_epi64((const __m128i *)x), u8, esize, Z, ev, od);
-        bs_split2_store8(_mm_loadl_epi64((const __m128i *)(x + s)), u8, esize, Z, ev + s / 2 * esize, od + s / 2 * esize);
+        bs_split2_store128(_mm_loadl_epi64((const __m128i *)x), u8, esize, Z, 8, ev, od);
+        bs_split2_store128(_mm_loadl_epi64((const __m128i *)(x + s)), u8, esize, Z, 8, ev + s / 2 * esize, od + s / 2 * esize);
         done = s + 8;
     }
     for (int32_t i = done; i < w; i++) {
