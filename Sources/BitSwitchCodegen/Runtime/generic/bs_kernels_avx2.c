@@ -523,18 +523,14 @@ static void bs_split2_row(const unsigned char *x, int u8, int esize, int32_t xz,
         int32_t s = (w - 32) & ~1;
         bs_split2_store(_mm256_loadu_si256((const __m256i *)(x + s)), u8, esize, Z, ev + s / 2 * esize, od + s / 2 * esize);
         done = s + 32;
-    } else if (w >= 16) {
+    } else if (w >= 8) {   /* 16 or 8 columns (8-byte loads: MobileNetV2's 14-wide stride-2 rows) from each end */
         const __m128i Z = _mm_set1_epi16((short)xz);
-        int32_t s = (w - 16) & ~1;
-        bs_split2_store128(_mm_loadu_si128((const __m128i *)x), u8, esize, Z, 16, ev, od);
-        bs_split2_store128(_mm_loadu_si128((const __m128i *)(x + s)), u8, esize, Z, 16, ev + s / 2 * esize, od + s / 2 * esize);
-        done = s + 16;
-    } else if (w >= 8) {   /* 8 <= w < 16 (MobileNetV2's 14-wide stride-2 rows): 8-byte loads */
-        const __m128i Z = _mm_set1_epi16((short)xz);
-        int32_t s = (w - 8) & ~1;
-        bs_split2_store128(_mm_loadl_epi64((const __m128i *)x), u8, esize, Z, 8, ev, od);
-        bs_split2_store128(_mm_loadl_epi64((const __m128i *)(x + s)), u8, esize, Z, 8, ev + s / 2 * esize, od + s / 2 * esize);
-        done = s + 8;
+        int32_t cols = w >= 16 ? 16 : 8, s = (w - cols) & ~1;
+        __m128i a = cols == 16 ? _mm_loadu_si128((const __m128i *)x) : _mm_loadl_epi64((const __m128i *)x);
+        __m128i b = cols == 16 ? _mm_loadu_si128((const __m128i *)(x + s)) : _mm_loadl_epi64((const __m128i *)(x + s));
+        bs_split2_store128(a, u8, esize, Z, cols, ev, od);
+        bs_split2_store128(b, u8, esize, Z, cols, ev + s / 2 * esize, od + s / 2 * esize);
+        done = s + cols;
     }
     for (int32_t i = done; i < w; i++) {
         unsigned char *d = (i & 1 ? od : ev) + i / 2 * esize;
@@ -1610,7 +1606,7 @@ void bs_dwconv_run_with__avx2(const bs_avx2_job *j, int32_t task, bs_dw_row_epil
                 int32_t col = t * g->dw;
                 off[((size_t)r * npairs + q) * 2 + e] = (col % g->sw) * d.lp + col / g->sw;
             }
-    int32_t c0 = task * bs_dw_ch_per_task(j), c1 = c0 + bs_dw_ch_per_task(j);
+    int32_t per = bs_dw_ch_per_task(j), c0 = task * per, c1 = c0 + per;
     if (c1 > j->conv->c) c1 = j->conv->c;
     /* Plane mode (the phase-split plane fits the buffer): the zero-padded plane of (x - xz) (hp x wp, wp = pw + w +
      * pew), split into sh x sw sub-planes by (row mod sh, column mod sw), each hq x wq (hq = ceil(hp / sh), wq =
@@ -1951,7 +1947,7 @@ void bs_avx2_run(const bs_avx2_job *j, int32_t stage, int32_t task) {
     if (kind == BS_AVX2_DEPTHWISE) {
         bs_dwconv_run__avx2(j, task);
         if (j->res_p) {   /* the task's channels */
-            size_t plane = (size_t)j->conv->win.oh * j->conv->win.ow, c0 = (size_t)task * (size_t)bs_dw_ch_per_task(j), c1 = c0 + (size_t)bs_dw_ch_per_task(j);
+            size_t plane = (size_t)j->conv->win.oh * j->conv->win.ow, per = (size_t)bs_dw_ch_per_task(j), c0 = (size_t)task * per, c1 = c0 + per;
             if (c1 > (size_t)j->conv->c) c1 = (size_t)j->conv->c;
             bs_res_range(j, c0 * plane, c1 * plane);
         }
