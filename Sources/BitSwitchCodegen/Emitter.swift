@@ -338,23 +338,25 @@ struct CWriter {
         // parameter block of each node, its region.
         s += "#define BS_REGIONS \(plan.regions.count)\n#define BS_PREPACK \(plan.prepack ? 1 : 0)\n"
         s += "static const size_t bs_region_offset[\(max(1, plan.regions.count))] = {\(plan.regions.isEmpty ? "0" : plan.regions.map { CSyntax.size($0.offset) }.joined(separator: ", "))};\n"
-        s += "typedef struct { int32_t pnode; const int8_t *q8; size_t count; const int32_t *regions; const bs_qmm_params *params; int32_t groups, mg, k, kmajor; size_t rows; } bs_wnode;\n"
+        s += "typedef struct { int32_t pnode; const int8_t *q8; size_t count; const int32_t *regions; const bs_qmm_params *params; int32_t groups, mg, k, kmajor; size_t rows; int32_t taps; } bs_wnode;\n"
         let wnodes = plan.weightOffsets.keys.sorted()
         for i in wnodes {
             let r = plan.blockRegions[i] ?? [0]
             s += "static const int32_t \(nodeID(i))_regions[\(r.count)] = {\(r.map(String.init).joined(separator: ", "))};\n"
         }
         s += "static const bs_wnode bs_wnodes[\(max(1, wnodes.count))] = {\n"
-        if wnodes.isEmpty { s += "    {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},\n" }
+        if wnodes.isEmpty { s += "    {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},\n" }
         for i in wnodes {
             let n = g.nodes[i]
             s += "    {\(plan.paramIndex[i] ?? 0), \(weightName[n.inputs[1]] ?? "0"), "
             let d = plan.matmulDims(i)
             s += "\(CSyntax.size(g.initializers[n.inputs[1]]?.count ?? 0)), \(nodeID(i))_regions, \(nodeID(i))_p, \(d?.groups ?? 1), \(d?.mg ?? 0), \(d?.k ?? 0), \(d?.kmajor == true ? 1 : 0), "
-            // gemm rows (the batch-1 kernels take gemms of a few rows); convs 0
-            var rows = 0
+            // gemm rows (the batch-1 kernels take gemms of a few rows); convs 0. Kernel taps of a conv (the VNNI
+            // kernels pack its k tap-major); gemms 0.
+            var rows = 0, taps = 0
             if case .qgemm = n.op { rows = d?.n ?? 0 }
-            s += "\(CSyntax.size(rows))},\n"
+            if case .qconv = n.op, let w = g.initializers[n.inputs[1]] { taps = w.shape.dropFirst(2).reduce(1, *) }
+            s += "\(CSyntax.size(rows)), \(taps)},\n"
         }
         s += "};\n"
         return s
@@ -400,7 +402,7 @@ struct CWriter {
         """)
         static inline void bs_ew_task(const void *job, int32_t stage, int32_t task) {
             (void)stage;
-            bs_ew_run__\(plan.isa == .avx2 ? "avx2" : "generic")((const bs_ew_job *)job, task);
+            bs_ew_run__\(plan.isa.elementwiseSuffix == "generic" ? "generic" : "avx2")((const bs_ew_job *)job, task);
         }
         /* Runs one big requant / qadd / pool: blocks of rows, elements or planes spread over the ctx's threads. */
         static inline void bs_par_ew(bs_ctx *ctx, const bs_ew_job *j) {
@@ -430,6 +432,8 @@ struct CWriter {
                 \(plan.isa.usesPackedKernels
                     ? (plan.isa == .avx2
                         ? "bs_qs8_pack_weights_rows__avx2(wn->q8, dst, wn->groups, wn->mg, wn->k, wn->kmajor, p->w_shift, p->w_bits, wn->rows);"
+                        : plan.isa == .avx512vnni
+                        ? "bs_qs8_pack_weights__avx512vnni(wn->q8, dst, wn->groups, wn->mg, wn->k, wn->kmajor, p->w_shift, p->w_bits, wn->taps);"
                         : "bs_qs8_pack_weights__\(plan.isa.kernelSuffix)(wn->q8, dst, wn->groups, wn->mg, wn->k, wn->kmajor, p->w_shift, p->w_bits);")
                     : "bs_qs8_shift_weights__generic(wn->q8, (int8_t *)dst, wn->count, p->w_shift, p->w_bits);")
                 ctx->rstate[r][0] = p->w_shift;
@@ -678,15 +682,15 @@ struct CWriter {
                 let channels = inRange ? s[axis] : 1
                 let inner = inRange ? s[(axis + 1)...].reduce(1, *) : 1
                 let outer = count(x) / (channels * inner)
-                // Big ones are split over the threads; VNNI bundles run their vectorized kernel on one thread.
-                if plan.isa != .avx512vnni && count(y) >= Self.parallelElements {
+                // Big ones are split over the threads (VNNI bundles too, with the AVX2 file's kernels).
+                if count(y) >= Self.parallelElements {
                     body += "    { const bs_ew_job j = {BS_EW_REQUANT, \(ptr(x)), \(tcode(x)), NULL, 0, \(ptr(y)), \(tcode(y)), \(CSyntax.size(outer)), \(CSyntax.size(channels)), \(CSyntax.size(inner)), 0, \(pb), NULL, NULL, 0, 0}; bs_par_ew(ctx, &j); }\n"
                 } else {
                     body += "    bs_requant__\(plan.isa.elementwiseSuffix)(\(ptr(x)), \(tcode(x)), \(ptr(y)), \(tcode(y)), \(CSyntax.size(outer)), \(CSyntax.size(channels)), \(CSyntax.size(inner)), \(pb));\n"
                 }
             case .qadd:
                 let b = n.inputs[1]
-                if plan.isa != .avx512vnni && count(y) >= Self.parallelElements {
+                if count(y) >= Self.parallelElements {
                     body += "    { const bs_ew_job j = {BS_EW_QADD, \(ptr(x)), \(tcode(x)), \(ptr(b)), \(tcode(b)), \(ptr(y)), \(tcode(y)), 0, 0, 0, \(CSyntax.size(count(y))), NULL, \(pb), NULL, 0, 0}; bs_par_ew(ctx, &j); }\n"
                 } else {
                     body += "    bs_qadd__\(plan.isa.elementwiseSuffix)(\(ptr(x)), \(tcode(x)), \(ptr(b)), \(tcode(b)), \(ptr(y)), \(tcode(y)), \(CSyntax.size(count(y))), \(pb));\n"
@@ -699,7 +703,7 @@ struct CWriter {
                 decls += "static const bs_window \(id)_s = \(window(Array(xs.dropFirst(2)), win.output, win));\n"
                 let planes = CSyntax.size(xs[0] * xs[1])
                 let avg = { if case .qavgPool = n.op { return true } else { return false } }()
-                if count(y) >= Self.parallelElements && (avg || plan.isa != .avx512vnni) {
+                if count(y) >= Self.parallelElements {
                     body += "    { const bs_ew_job j = {\(avg ? "BS_EW_AVGPOOL" : "BS_EW_MAXPOOL"), \(ptr(x)), \(tcode(x)), NULL, 0, \(ptr(y)), \(tcode(x)), 0, 0, 0, \(planes), NULL, NULL, &\(id)_s, \(avg && p.countIncludePad ? 1 : 0), \(avg ? pz : "0")}; bs_par_ew(ctx, &j); }\n"
                 } else if case .qavgPool = n.op {
                     body += "    bs_qavgpool__generic(&\(id)_s, \(CSyntax.size(xs[0] * xs[1])), \(p.countIncludePad ? 1 : 0), \(pz), \(ptr(x)), \(tcode(x)), \(ptr(y)));\n"

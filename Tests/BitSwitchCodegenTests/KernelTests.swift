@@ -26,10 +26,12 @@ struct KernelTests {
 #define K(n) n##__avx2
 #define KS(n) bs_avx2_##n
 #endif
-#if defined(BS_TEST_VNNI) || defined(BS_TEST_NEON)
-#define PACK_ROWS(q8, pw, g, mg, k, kmajor, shift, bits, rows) K(bs_qs8_pack_weights)(q8, pw, g, mg, k, kmajor, shift, bits)
+#if defined(BS_TEST_VNNI)   /* a conv's taps: tap-major k where 4 divides the input channels per group */
+#define PACK_ROWS(q8, pw, g, mg, k, kmajor, shift, bits, rows, taps) K(bs_qs8_pack_weights)(q8, pw, g, mg, k, kmajor, shift, bits, taps)
+#elif defined(BS_TEST_NEON)
+#define PACK_ROWS(q8, pw, g, mg, k, kmajor, shift, bits, rows, taps) K(bs_qs8_pack_weights)(q8, pw, g, mg, k, kmajor, shift, bits)
 #else   /* the batch-1 layouts for gemms of 1..4 rows */
-#define PACK_ROWS(q8, pw, g, mg, k, kmajor, shift, bits, rows) bs_qs8_pack_weights_rows__avx2(q8, pw, g, mg, k, kmajor, shift, bits, rows)
+#define PACK_ROWS(q8, pw, g, mg, k, kmajor, shift, bits, rows, taps) bs_qs8_pack_weights_rows__avx2(q8, pw, g, mg, k, kmajor, shift, bits, rows)
 #endif
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,8 +45,9 @@ static void *al(size_t n) { void *p = NULL; if (posix_memalign(&p, 64, n ? n : 6
 int main(int argc, char **argv) {
     st = argc > 1 ? strtoull(argv[1], 0, 10) : 1;
     int cases = argc > 2 ? atoi(argv[2]) : 200;
-    long distinct_cases = 0, paths[4] = {0}, direct_dw = 0, lowact = 0, gemv = 0, plane = 0, plane_strided = 0, plane_rows = 0, plane_straddle = 0, plane_s2 = 0, fused_cases = 0, ilv_split = 0, gemm_multi = 0;
+    long distinct_cases = 0, paths[4] = {0}, direct_dw = 0, vdirect = 0, vdirect_taps = 0, vdirect_s2 = 0, lowact = 0, gemv = 0, plane = 0, plane_strided = 0, plane_rows = 0, plane_straddle = 0, plane_s2 = 0, fused_cases = 0, ilv_split = 0, gemm_multi = 0;
     (void)plane_s2; (void)ilv_split; (void)gemm_multi;   /* counted for the AVX2 checker only */
+    (void)vdirect; (void)vdirect_taps; (void)vdirect_s2;   /* the VNNI checker only */
     for (int t = 0; t < cases; t++) {
         int is_gemm = ri(0, 3) == 0;
         bs_conv_shape s; memset(&s, 0, sizeof s);
@@ -63,6 +66,9 @@ int main(int argc, char **argv) {
             int32_t cg = (int32_t)ri(1, 40);
             groups = dw ? (int32_t)ri(2, 24) : (ri(0, 4) == 0 ? (int32_t)ri(2, 4) : 1);
             if (dw) cg = 1;
+#ifdef BS_TEST_VNNI
+            if (ri(0, 1)) cg = (cg + 3) / 4 * 4;   /* the direct path's channel quads */
+#endif
             mg = dw ? (int32_t)ri(1, 2) : (int32_t)ri(1, 37);
             s.c = cg * groups; s.m = mg * groups; s.group = groups;
             g->d = 1; g->od = 1; g->kd = 1; g->sd = 1; g->pd = 0; g->ped = 0; g->dd = 1;
@@ -128,7 +134,7 @@ int main(int argc, char **argv) {
         bs_qs8_shift_weights__generic(q8, wb, wcount, shift, bits);
         size_t psize = K(bs_qs8_packed_weights_size)(groups, mg, kk);
         void *pw = al(psize);
-        PACK_ROWS(q8, pw, groups, mg, kk, is_gemm && !trans_b, shift, bits, is_gemm ? rows : 0);
+        PACK_ROWS(q8, pw, groups, mg, kk, is_gemm && !trans_b, shift, bits, is_gemm ? rows : 0, is_gemm ? 0 : s.win.kh * s.win.kw);
 #if !defined(BS_TEST_VNNI) && !defined(BS_TEST_NEON)
         gemv += ((const int32_t *)pw)[0] >= 3;   /* the AVX2 packed header's mode: a batch-1 layout */
 #endif
@@ -180,6 +186,9 @@ int main(int argc, char **argv) {
         if (bs_dwconv_tasks__neon(&j)) direct_dw++;
 #else
         if (bs_dwconv_tasks__avx2(&j)) direct_dw++;
+#ifdef BS_TEST_VNNI
+        if (bs_avx512vnni_direct(&j)) { vdirect++; vdirect_taps += s.win.kh * s.win.kw > 1; vdirect_s2 += s.win.sh == 2 || s.win.sw == 2; }
+#endif
         /* AVX2's plane path (bs_plane_fits): blocks of 8 output pixels read one run of each tap's phase plane */
         else if (!is_gemm && s.win.kw <= 16) {
             int32_t pc = (s.win.w + s.win.sw - 1) / s.win.sw;
@@ -241,6 +250,10 @@ int main(int argc, char **argv) {
     }
     printf("ok %d cases (%ld with varied outputs; %ld w<=7 bits, %ld 8-bit, %ld odd zero points, %ld extreme requant, %ld direct depthwise, %ld low-bit activations, %ld batch-1 gemm layouts, %ld plane-path convs: %ld with blocks in one row, %ld of those with several rows, %ld with blocks over two rows; %ld with a residual QAdd in the epilogue)\n", cases, distinct_cases, paths[0], paths[1], paths[2], paths[3], direct_dw, lowact, gemv, plane, plane_strided, plane_rows, plane_straddle, fused_cases);
     if (direct_dw < cases / 20) { printf("too few direct depthwise cases: %ld\n", direct_dw); return 1; }
+#ifdef BS_TEST_VNNI
+    printf("%ld VNNI direct-path convs: %ld of several taps, %ld strided\n", vdirect, vdirect_taps, vdirect_s2);
+    if (vdirect < cases / 10 || vdirect_taps < cases / 20 || vdirect_s2 < cases / 50) { printf("too few VNNI direct-path convs\n"); return 1; }
+#endif
 #if !defined(BS_TEST_VNNI) && !defined(BS_TEST_NEON)
     if (gemv < cases / 40) { printf("too few batch-1 gemm cases: %ld\n", gemv); return 1; }
     if (fused_cases < cases / 20) { printf("too few fused residual cases: %ld\n", fused_cases); return 1; }
@@ -455,7 +468,7 @@ int main(int argc, char **argv) {
         try Self.check.write(toFile: b + "/kernel_check.c", atomically: true, encoding: .utf8)
         let cc = ProcessInfo.processInfo.environment["CC"] ?? "cc"
         let (rc, _, err) = try NativeBuildTests.run([cc, "-std=c11", "-O2", "-mavx2", "-mfma", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq",
-                                                     "-mavx512vnni", "-Wall", "-Wextra", "-pedantic", "-Werror", "-ffp-contract=off",
+                                                     "-mavx512vnni", "-mbmi2", "-Wall", "-Wextra", "-pedantic", "-Werror", "-ffp-contract=off",
                                                      "-DBS_TEST_VNNI", "-o", "kc", "kernel_check.c", "bs_kernels.c", "bs_kernels_avx2.c",
                                                      "bs_kernels_avx512vnni.c"], cwd: b)
         #expect(rc == 0, "compile: \(err)")

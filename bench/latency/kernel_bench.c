@@ -107,7 +107,7 @@ static void bench_depthwise(void) {
 #if BS_HAVE_VNNI
             size_t ps = isa ? bs_qs8_packed_weights_size__avx512vnni(C, 1, 9) : bs_qs8_packed_weights_size__avx2(C, 1, 9);
             void *pw = al(ps);
-            if (isa) bs_qs8_pack_weights__avx512vnni(q8, pw, C, 1, 9, 0, 0, 8); else bs_qs8_pack_weights__avx2(q8, pw, C, 1, 9, 0, 0, 8);
+            if (isa) bs_qs8_pack_weights__avx512vnni(q8, pw, C, 1, 9, 0, 0, 8, 9); else bs_qs8_pack_weights__avx2(q8, pw, C, 1, 9, 0, 0, 8);
             void *sc = al(isa ? bs_conv_scratch_size__avx512vnni(&s) : bs_conv_scratch_size__avx2(&s));
 #else
             void *pw = al(bs_qs8_packed_weights_size__avx2(C, 1, 9));
@@ -165,7 +165,7 @@ int main(int argc, char **argv) {
             for (int i = 0; i < M; i++) { m[i] = 1 << 29; n[i] = 40; b[i] = 0; }
             bs_requant_params rq = {m, n, b, M, 0, 0, 255};
             uint8_t *y = al((size_t)M * N);
-            bs_qs8_pack_weights__avx512vnni(q8, pw, 1, M, K, 0, 0, 8);
+            bs_qs8_pack_weights__avx512vnni(q8, pw, 1, M, K, 0, 0, 8, KS * KS);
             bs_qmm_params p = {0, 0, 8};
             bs_avx2_job j;
             memset(&j, 0, sizeof j);
@@ -224,7 +224,8 @@ int main(int argc, char **argv) {
                     if (which == 0) scalar_pack(q8 + off, pa + oa, 1, M, K, shift, bits);
                     else if (which == 1) bs_qs8_pack_weights__avx2(q8 + off, pa + oa, 1, M, K, 0, shift, bits);
 #if BS_HAVE_VNNI
-                    else bs_qs8_pack_weights__avx512vnni(q8 + off, pv + ov, 1, M, K, 0, shift, bits);
+                    else bs_qs8_pack_weights__avx512vnni(q8 + off, pv + ov, 1, M, K, 0, shift, bits,   /* taps: tap-major */
+                                                         i == nl - 1 ? 0 : (K == 147 ? 49 : (K % 9 == 0 ? 9 : 1)));
 #endif
                     off += (size_t)M * K;
 #if BS_HAVE_VNNI

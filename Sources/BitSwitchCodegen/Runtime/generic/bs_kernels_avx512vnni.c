@@ -10,6 +10,7 @@
  * group and per block of 4 output channels kg = ceil(k/4) groups of [4 channels][4 k] signed bytes. */
 typedef struct bs_vpacked {
     int32_t mode, groups, mg, k, kg, mg4, bits, shift;
+    int32_t taps;   /* > 0: k in tap-major order (bs_qs8_pack_weights_taps__avx2) */
 } bs_vpacked;
 
 #define BS_VA64(x) (((size_t)(x) + 63) & ~(size_t)63)
@@ -26,9 +27,18 @@ size_t bs_qs8_packed_weights_size__avx512vnni(int32_t groups, int32_t mg, int32_
 }
 
 void bs_qs8_pack_weights__avx512vnni(const int8_t *q8, void *packed, int32_t groups, int32_t mg, int32_t k,
-                                     int32_t kmajor, int32_t shift, int32_t bits) {
-    /* vpdpbusd multiplies u8 by s8 without saturating: the S8C4 layout holds every bit-width, 8 included. */
-    bs_qs8_pack_weights_layout__avx2(q8, packed, groups, mg, k, kmajor, shift, bits, 1);
+                                     int32_t kmajor, int32_t shift, int32_t bits, int32_t taps) {
+    /* vpdpbusd multiplies u8 by s8 without saturating: the S8C4 layout holds every bit-width, 8 included; convs of
+     * several taps in tap-major order (4 input channels of one tap per 32-bit lane: the direct path) */
+    if (!kmajor && taps > 1) bs_qs8_pack_weights_taps__avx2(q8, packed, groups, mg, k, taps, shift, bits);
+    else bs_qs8_pack_weights_layout__avx2(q8, packed, groups, mg, k, kmajor, shift, bits, 1);
+}
+
+/* The position in the packed k order of reduction index kk (input channel kk / taps, tap kk % taps). */
+static inline size_t bs_vpacked_k(const bs_vpacked *h, size_t kk) {
+    if (h->taps <= 0) return kk;
+    size_t T = (size_t)h->taps, ic = kk / T, tap = kk % T;
+    return ((ic / 4) * T + tap) * 4 + ic % 4;
 }
 
 /* Plain [groups*mg, k] shifted weights from the packed form (the fallback path of unusual zero points). */
@@ -37,8 +47,10 @@ static void bs_vunpack_weights(const bs_vpacked *h, int8_t *w) {
     for (int32_t g = 0; g < h->groups; g++)
         for (int32_t c = 0; c < h->mg; c++) {
             const int8_t *base = (const int8_t *)wp + ((size_t)g * (h->mg4 / 4) + c / 4) * (size_t)h->kg * 16;
-            for (int32_t kk = 0; kk < h->k; kk++)
-                w[((size_t)g * h->mg + c) * h->k + kk] = base[(size_t)(kk / 4) * 16 + (c % 4) * 4 + kk % 4];
+            for (int32_t kk = 0; kk < h->k; kk++) {
+                size_t kp = bs_vpacked_k(h, (size_t)kk);
+                w[((size_t)g * h->mg + c) * h->k + kk] = base[kp / 4 * 16 + (size_t)(c % 4) * 4 + kp % 4];
+            }
         }
 }
 
@@ -49,7 +61,46 @@ typedef struct bs_vgeo {
     size_t tmp_bytes, ilv_bytes;      /* gathered rows [groups*kg*4][npad]; interleaved, per group */
     int32_t uz;                       /* the u8 value of x_zero */
     int32_t fallback;
+    /* The direct path (bs_vdirect_fits): no gathered rows. Stage 0 writes each group's input, 4 channels per 32-bit
+     * word, into zero-point-padded phase planes (phase (fr, fc): padded rows fr, fr + sh, ..., columns fc, fc + sw,
+     * ...; only the phases some tap reads); output (oh, ow) is virtual pixel oh * pwq + ow, and k-group (cq, tap) of
+     * a block of 16 virtual pixels is 64 contiguous bytes of its phase plane at a per-k-group offset (voff). Virtual
+     * pixels with ow >= OW are computed and not stored. */
+    int32_t direct, nph, slot[4];     /* phases used; slot[fr * sw + fc]: its index among them */
+    size_t pwq, phq, lp, cqn;         /* phase plane columns, rows, words (a multiple of 16, with slack); quads per group */
+    size_t gbytes, vbytes;            /* bytes of a group's planes; of the planes of every group (64-aligned) */
 } bs_vgeo;
+
+/* The direct path takes 2-D (or 1-D) convs of stride 1 or 2 whose k-groups are 4 input channels at one tap (4 | cg;
+ * tap-major weights, or 1 x 1), when the planes and the offset table fit the scratch the gathered rows would use and
+ * at most a third of the virtual pixels are junk columns. Sets the direct fields and nb / npad (virtual pixels). */
+static void bs_vdirect_fits(const bs_avx2_job *j, const bs_vpacked *h, bs_vgeo *o) {
+    const bs_conv_shape *s = j->conv;
+    const bs_window *g = &s->win;
+    int32_t cg = s->c / s->group, taps = g->kd * g->kh * g->kw;
+    if (g->d != 1 || g->od != 1 || g->kd != 1 || g->sh < 1 || g->sh > 2 || g->sw < 1 || g->sw > 2) return;
+    if (cg % 4 != 0 || (taps > 1 && h->taps != taps) || g->oh < 1 || g->ow < 1) return;
+    size_t sh = (size_t)g->sh, sw = (size_t)g->sw;
+    size_t phn = (size_t)(g->oh - 1) * sh + (size_t)(g->kh - 1) * g->dh + 1, pwn = (size_t)(g->ow - 1) * sw + (size_t)(g->kw - 1) * g->dw + 1;
+    size_t phq = (phn + sh - 1) / sh, pwq = (pwn + sw - 1) / sw;
+    if (pwq * 2 > (size_t)g->ow * 3) return;
+    size_t maxoff = (size_t)(g->kh - 1) * g->dh / sh * pwq + (size_t)(g->kw - 1) * g->dw / sw;
+    size_t nb = ((size_t)g->oh * pwq + 15) / 16, lp = phq * pwq + 16;
+    if (nb * 16 + maxoff > lp) lp = nb * 16 + maxoff;
+    lp = (lp + 15) / 16 * 16;
+    int32_t nph = 0, slot[4] = {-1, -1, -1, -1};
+    for (int32_t kh = 0; kh < g->kh; kh++)
+        for (int32_t kw = 0; kw < g->kw; kw++) {
+            int32_t f = (int32_t)(((size_t)kh * g->dh % sh) * sw + (size_t)kw * g->dw % sw);
+            if (slot[f] < 0) slot[f] = nph++;
+        }
+    size_t cqn = (size_t)cg / 4, gbytes = cqn * (size_t)nph * lp * 4, vbytes = BS_VA64((size_t)o->groups * gbytes);
+    if (vbytes + BS_VA64((size_t)o->kg * 4) > 2 * o->tmp_bytes || gbytes > (size_t)INT32_MAX) return;
+    o->direct = 1; o->nph = nph;
+    memcpy(o->slot, slot, sizeof slot);
+    o->pwq = pwq; o->phq = phq; o->lp = lp; o->cqn = cqn; o->gbytes = gbytes; o->vbytes = vbytes;
+    o->nb = nb; o->npad = nb * 16;
+}
 
 static void bs_vgeometry(const bs_avx2_job *j, bs_vgeo *o) {
     const bs_vpacked *h = (const bs_vpacked *)j->packed;
@@ -69,6 +120,7 @@ static void bs_vgeometry(const bs_avx2_job *j, bs_vgeo *o) {
     int64_t uz = j->xt == BS_T_U8 ? xz : xz + 128;
     o->uz = (int32_t)uz;
     o->fallback = uz < 0 || uz > 255 || h->mode != 1;
+    if (!o->fallback && j->conv) bs_vdirect_fits(j, h, o);
 }
 
 static size_t bs_vscratch_for(size_t groups, size_t mg, size_t k, size_t n) {
@@ -89,7 +141,7 @@ size_t bs_gemm_scratch_size__avx512vnni(size_t rows, size_t k, size_t m) { retur
  * position: the reduction index kk of one group and, for a conv, its input channel and kernel tap, advanced
  * without divisions. ---- */
 typedef struct bs_vspan { size_t p0, p1, pn, orow; int64_t ow_a; } bs_vspan;
-typedef struct bs_vkpos { size_t grp, kk; int32_t ic, kd, kh, kw; } bs_vkpos;
+typedef struct bs_vkpos { size_t grp, kk; int32_t ic, kd, kh, kw, taps; } bs_vkpos;
 
 static void bs_vspan_of(const bs_avx2_job *j, const bs_vgeo *o, size_t p0, size_t p1, bs_vspan *sp) {
     sp->p0 = p0; sp->p1 = p1; sp->pn = p1 < o->n ? p1 : o->n;
@@ -104,10 +156,17 @@ static void bs_vkpos_of(const bs_avx2_job *j, size_t grp, size_t kk, bs_vkpos *k
     const bs_window *g = &j->conv->win;
     size_t kcount = (size_t)g->kd * g->kh * g->kw, rem = kk % kcount;
     k->ic = (int32_t)(kk / kcount);
+    k->taps = ((const bs_vpacked *)j->packed)->taps;
+    if (k->taps > 0) {   /* tap-major: kk = ((ic / 4) * taps + tap) * 4 + ic % 4 */
+        size_t q = kk / 4;
+        rem = q % kcount;
+        k->ic = (int32_t)(q / kcount * 4 + kk % 4);
+    }
     k->kd = (int32_t)(rem / ((size_t)g->kh * g->kw)); k->kh = (int32_t)(rem / g->kw % g->kh); k->kw = (int32_t)(rem % g->kw);
 }
 
 static inline void bs_vkpos_next(const bs_avx2_job *j, bs_vkpos *k) {
+    if (k->taps > 0) { bs_vkpos_of(j, k->grp, k->kk + 1, k); return; }
     k->kk++;
     if (!j->conv) return;
     const bs_window *g = &j->conv->win;
@@ -233,17 +292,100 @@ static void bs_vgather_row(const bs_avx2_job *j, const bs_vgeo *o, const bs_vkpo
     if (pn < p1) memset(row + (pn - p0), padu, p1 - pn);
 }
 
-/* One interleaved k-group of one pixel block: 4 rows of stride `stride`, 16 pixels from r, into 64 bytes at dst. */
-static inline void bs_vinterleave1(const unsigned char *r, size_t stride, unsigned char *dst) {
-    __m128i r0 = _mm_loadu_si128((const __m128i *)r), r1 = _mm_loadu_si128((const __m128i *)(r + stride));
-    __m128i r2 = _mm_loadu_si128((const __m128i *)(r + 2 * stride)), r3 = _mm_loadu_si128((const __m128i *)(r + 3 * stride));
+/* 16 bytes of each of 4 rows -> [16][4 bytes] (byte i of row r at 4 i + r). */
+static inline __m512i bs_vilv4x16(__m128i r0, __m128i r1, __m128i r2, __m128i r3) {
     __m128i a0 = _mm_unpacklo_epi8(r0, r1), a1 = _mm_unpackhi_epi8(r0, r1);
     __m128i c0 = _mm_unpacklo_epi8(r2, r3), c1 = _mm_unpackhi_epi8(r2, r3);
     __m512i v = _mm512_castsi128_si512(_mm_unpacklo_epi16(a0, c0));
     v = _mm512_inserti32x4(v, _mm_unpackhi_epi16(a0, c0), 1);
     v = _mm512_inserti32x4(v, _mm_unpacklo_epi16(a1, c1), 2);
-    v = _mm512_inserti32x4(v, _mm_unpackhi_epi16(a1, c1), 3);
-    _mm512_store_si512((void *)dst, v);
+    return _mm512_inserti32x4(v, _mm_unpackhi_epi16(a1, c1), 3);
+}
+
+/* One interleaved k-group of one pixel block: 4 rows of stride `stride`, 16 pixels from r, into 64 bytes at dst. */
+static inline void bs_vinterleave1(const unsigned char *r, size_t stride, unsigned char *dst) {
+    __m128i r0 = _mm_loadu_si128((const __m128i *)r), r1 = _mm_loadu_si128((const __m128i *)(r + stride));
+    __m128i r2 = _mm_loadu_si128((const __m128i *)(r + 2 * stride)), r3 = _mm_loadu_si128((const __m128i *)(r + 3 * stride));
+    _mm512_store_si512((void *)dst, bs_vilv4x16(r0, r1, r2, r3));
+}
+
+/* ---- the direct path's stage 0: the 4 input channels of quad cq of group g into its phase planes (bs_vgeo), u = x
+ * (u8) or x + 128 (i8) in byte c of each word, the padding value where the padded position is outside the input, and
+ * the padding value in every word past the plane's rows (the slack that the last blocks' taps read) ---- */
+static inline uint32_t bs_vspread16(uint32_t m) {   /* bit i -> bit 2 i */
+#if defined(__BMI2__)
+    return _pdep_u32(m, 0x55555555u);
+#else
+    uint32_t r = 0;
+    for (int i = 0; i < 16; i++) r |= ((m >> i) & 1u) << (2 * i);
+    return r;
+#endif
+}
+
+static void bs_vfill_quad(const bs_avx2_job *j, const bs_vgeo *o, unsigned char *planes, size_t g, size_t cq) {
+    const bs_conv_shape *s = j->conv;
+    const bs_window *w = &s->win;
+    size_t in_count = (size_t)w->h * w->w, cg = (size_t)(s->c / s->group), pwq = o->pwq;
+    const uint8_t *xq = (const uint8_t *)j->x + (g * cg + cq * 4) * in_count;
+    uint8_t flip = j->xt == BS_T_U8 ? 0 : 0x80, padu = (uint8_t)o->uz;
+    const __m128i vpad = _mm_set1_epi8((char)(padu ^ flip)), vflip = _mm_set1_epi8((char)flip);
+    const __m256i vpad2 = _mm256_set1_epi8((char)(padu ^ flip));
+    const __m512i vpadw = _mm512_set1_epi8((char)padu);
+    for (int32_t fr = 0; fr < w->sh; fr++)
+        for (int32_t fc = 0; fc < w->sw; fc++) {
+            int32_t sl = o->slot[fr * w->sw + fc];
+            if (sl < 0) continue;
+            unsigned char *pl = planes + g * o->gbytes + (cq * (size_t)o->nph + (size_t)sl) * o->lp * 4;
+            int64_t iw0 = (int64_t)fc - w->pw;   /* the input column of phase column c: iw0 + c sw */
+            int64_t lo = iw0 >= 0 ? 0 : (-iw0 + w->sw - 1) / w->sw, hi = iw0 >= w->w ? 0 : (w->w - 1 - iw0) / w->sw + 1;
+            if (hi > (int64_t)pwq) hi = (int64_t)pwq;
+            if (lo > hi) lo = hi;
+            for (size_t r = 0; r < o->phq; r++) {
+                int64_t ih = (int64_t)r * w->sh + fr - w->ph;
+                unsigned char *d = pl + r * pwq * 4;   /* 16 words per step: the last step's spill is rewritten next */
+                int rowok = ih >= 0 && ih < w->h;
+                const uint8_t *xr = xq + (size_t)(rowok ? ih : 0) * w->w;
+                for (size_t c = 0; c < pwq; c += 16) {
+                    int64_t vlo = lo > (int64_t)c ? lo : (int64_t)c, vhi = hi < (int64_t)c + 16 ? hi : (int64_t)c + 16;
+                    uint32_t valid = rowok && vhi > vlo ? ((1u << (vhi - vlo)) - 1u) << (vlo - (int64_t)c) : 0;
+                    if (!valid) { _mm512_storeu_si512((void *)(d + 4 * c), vpadw); continue; }
+                    __m128i v[4];
+                    for (int i = 0; i < 4; i++) {   /* lane l reads x[iw0 + (c + l) sw] (only the valid lanes) */
+                        const uint8_t *src = xr + i * in_count + iw0 + (int64_t)c * w->sw;
+                        v[i] = w->sw == 1 ? _mm_mask_loadu_epi8(vpad, (__mmask16)valid, src)
+                             : _mm256_cvtepi16_epi8(_mm256_mask_loadu_epi8(vpad2, (__mmask32)bs_vspread16(valid), src));
+                        v[i] = _mm_xor_si128(v[i], vflip);
+                    }
+                    _mm512_storeu_si512((void *)(d + 4 * c), bs_vilv4x16(v[0], v[1], v[2], v[3]));
+                }
+            }
+            memset(pl + o->phq * pwq * 4, padu, (o->lp - o->phq * pwq) * 4);
+        }
+}
+
+/* The byte offset of k-group q (quad cq, tap) from a virtual pixel's word in the group's planes. */
+static void bs_vdirect_offsets(const bs_avx2_job *j, const bs_vgeo *o, int32_t *voff) {
+    const bs_window *w = &j->conv->win;
+    int32_t T = w->kh * w->kw;
+    for (int32_t q = 0; q < o->kg; q++) {
+        int32_t cq = q / T, tap = q % T, rh = tap / w->kw * w->dh, rw = tap % w->kw * w->dw;
+        size_t sl = (size_t)o->slot[(rh % w->sh) * w->sw + rw % w->sw];
+        voff[q] = (int32_t)((((size_t)cq * o->nph + sl) * o->lp + (size_t)(rh / w->sh) * o->pwq + (size_t)(rw / w->sw)) * 4);
+    }
+}
+
+/* The runs of lanes of a block of 16 virtual pixels from v0 that are outputs: lanes [i0[r], i1[r]) go to output
+ * pixels from off[r] on. Returns the number of runs. */
+static int32_t bs_vdirect_runs(const bs_avx2_job *j, const bs_vgeo *o, size_t v0, int32_t *i0, int32_t *i1, size_t *off) {
+    const bs_window *w = &j->conv->win;
+    int32_t n = 0;
+    for (int32_t i = 0; i < 16; i++) {
+        size_t p = v0 + (size_t)i, oh = p / o->pwq, ow = p % o->pwq;
+        if (oh >= (size_t)w->oh || ow >= (size_t)w->ow) continue;
+        if (n && i1[n - 1] == i && ow > 0) { i1[n - 1]++; continue; }
+        i0[n] = i; i1[n] = i + 1; off[n] = oh * (size_t)w->ow + ow; n++;
+    }
+    return n;
 }
 
 /* One interleaved k-group of 4 pixel blocks: rows r (4 rows of stride `stride`, 64 pixels from r) into the 64-byte
@@ -272,26 +414,24 @@ static void bs_vinterleave(const bs_vgeo *o, const unsigned char *rows, unsigned
     for (; b < o->nb; b++) bs_vinterleave1(rows + b * 16, stride, dq + b * bq);
 }
 
-/* ---- the epilogue: 16 accumulators of one output channel (16 pixels or rows) ---- */
-static inline void bs_vepilogue(const bs_avx2_job *j, __m512i acc, int32_t corr, size_t c, size_t off, size_t pstride,
-                                size_t count) {
+/* ---- the epilogue: 16 accumulators of one output channel (16 pixels or rows) -> the 16 results (in the output
+ * container's range; int32 accumulators when the job has no Requant) ---- */
+static inline __m512i bs_vresult16(const bs_avx2_job *j, __m512i acc, int32_t corr, size_t c) {
     acc = _mm512_sub_epi32(acc, _mm512_set1_epi32(corr));
     const bs_requant_params *rq = j->rq;
-    int32_t t = rq ? j->yt : BS_T_I32;
-    __mmask16 mk = (__mmask16)(count >= 16 ? 0xFFFFu : ((1u << count) - 1u));
-    int32_t res[16];
-    if (!rq) {
-        if (pstride == 1) { _mm512_mask_storeu_epi32((int32_t *)j->y + off, mk, acc); return; }
-        _mm512_storeu_si512((void *)res, acc);
-        for (size_t i = 0; i < count; i++) ((int32_t *)j->y)[off + i * pstride] = res[i];
-        return;
-    }
+    if (!rq) return acc;
+    int32_t t = j->yt;
     size_t q = rq->count == 1 ? 0 : c;
     int32_t n = rq->n[q];
     if (rq->lo > rq->hi || n >= 64) {   /* never produced by the lowering: the scalar reference order */
+        int32_t res[16];
         _mm512_storeu_si512((void *)res, acc);
-        for (size_t i = 0; i < count; i++) bs_store_scalar(j->y, t, off + i * pstride, bs_requant_scalar(res[i], rq, c));
-        return;
+        for (size_t i = 0; i < 16; i++) {
+            int64_t v = bs_requant_scalar(res[i], rq, c);   /* clamped to the container like bs_store_scalar */
+            res[i] = (int32_t)(t == BS_T_I8 ? bs_clamp64a(v, INT8_MIN, INT8_MAX)
+                             : t == BS_T_U8 ? bs_clamp64a(v, 0, UINT8_MAX) : bs_clamp64a(v, INT32_MIN, INT32_MAX));
+        }
+        return _mm512_loadu_si512((const void *)res);
     }
     int64_t cmin = t == BS_T_I8 ? INT8_MIN : (t == BS_T_U8 ? 0 : INT32_MIN);
     int64_t cmax = t == BS_T_I8 ? INT8_MAX : (t == BS_T_U8 ? UINT8_MAX : INT32_MAX);
@@ -308,25 +448,42 @@ static inline void bs_vepilogue(const bs_avx2_job *j, __m512i acc, int32_t corr,
     }
     v0 = _mm512_min_epi64(_mm512_max_epi64(_mm512_add_epi64(v0, Z), LO), HI);
     v1 = _mm512_min_epi64(_mm512_max_epi64(_mm512_add_epi64(v1, Z), LO), HI);
-    __m512i r32 = _mm512_mask_blend_epi32((__mmask16)0xAAAA, v0, _mm512_slli_epi64(v1, 32));
+    return _mm512_mask_blend_epi32((__mmask16)0xAAAA, v0, _mm512_slli_epi64(v1, 32));
+}
+
+/* Stores lanes [i0, i1) of the 16 results r32 at y[off + (i - i0) * pstride] (in the job's output container). */
+static inline void bs_vstore16(const bs_avx2_job *j, __m512i r32, size_t off, size_t pstride, int32_t i0, int32_t i1) {
+    int32_t t = j->rq ? j->yt : BS_T_I32;
+    __mmask16 mk = (__mmask16)(((1u << i1) - 1u) & ~((1u << i0) - 1u));
     if (t == BS_T_I32) {
-        if (pstride == 1) { _mm512_mask_storeu_epi32((int32_t *)j->y + off, mk, r32); return; }
+        int32_t *y = (int32_t *)j->y;
+        if (pstride == 1) { _mm512_mask_storeu_epi32(y + off - i0, mk, r32); return; }   /* lanes < i0: not written */
+        int32_t res[16];
         _mm512_storeu_si512((void *)res, r32);
-        for (size_t i = 0; i < count; i++) ((int32_t *)j->y)[off + i * pstride] = res[i];
+        for (int32_t i = i0; i < i1; i++) y[off + (size_t)(i - i0) * pstride] = res[i];
         return;
     }
     __m128i b8 = _mm512_cvtepi32_epi8(r32);   /* in the container's range already: truncation is exact */
     unsigned char *yb = (unsigned char *)j->y;
-    if (pstride == 1) { _mm_mask_storeu_epi8(yb + off, mk, b8); return; }
+    if (pstride == 1) { _mm_mask_storeu_epi8(yb + off - i0, mk, b8); return; }
     unsigned char bytes[16];
     _mm_storeu_si128((__m128i *)bytes, b8);
-    for (size_t i = 0; i < count; i++) yb[off + i * pstride] = bytes[i];
+    for (int32_t i = i0; i < i1; i++) yb[off + (size_t)(i - i0) * pstride] = bytes[i];
+}
+
+static inline void bs_vepilogue(const bs_avx2_job *j, __m512i acc, int32_t corr, size_t c, size_t off, size_t pstride,
+                                size_t count) {
+    bs_vstore16(j, bs_vresult16(j, acc, corr, c), off, pstride, 0, (int32_t)count);
 }
 
 /* ---- the GEMM micro-kernel: P blocks of 16 pixels (P = 4: MR = 64) x 4 output channels, k in groups of 4 ----
- * a: the first pixel block, the next ones every `bstride` bytes; w: kg groups of [4 channels][4 k]. */
-#define BS_VKERNEL(NAME, P)                                                                                        \
-static inline void NAME(const unsigned char *a, size_t bstride, const unsigned char *w, int32_t kg, __m512i acc[16]) { \
+ * a: the first pixel block, the next ones every `bstride` bytes; w: kg groups of [4 channels][4 k]. k-group q of a
+ * block is 64 bytes at QOFF from the block: q * 64 (the interleaved copy; LOAD aligned) or, the direct path, voff[q]
+ * (its phase planes; LOAD unaligned). */
+#define BS_VKERNEL(NAME, P, QOFF, LOAD)                                                                            \
+static inline void NAME(const unsigned char *a, size_t bstride, const int32_t *voff, const unsigned char *w, int32_t kg, \
+                        __m512i acc[16]) {                                                                          \
+    (void)voff;                                                                                                     \
     __m512i c00 = _mm512_setzero_si512(), c01 = c00, c02 = c00, c03 = c00, c10 = c00, c11 = c00, c12 = c00, c13 = c00; \
     __m512i c20 = c00, c21 = c00, c22 = c00, c23 = c00, c30 = c00, c31 = c00, c32 = c00, c33 = c00;              \
     const unsigned char *a0 = a, *a1 = a + bstride, *a2 = a + 2 * bstride, *a3 = a + 3 * bstride;                 \
@@ -336,21 +493,21 @@ static inline void NAME(const unsigned char *a, size_t bstride, const unsigned c
         const int32_t *wq = (const int32_t *)(w + (size_t)q * 16);                                                  \
         const __m512i b0 = _mm512_set1_epi32(wq[0]), b1 = _mm512_set1_epi32(wq[1]);                                 \
         const __m512i b2 = _mm512_set1_epi32(wq[2]), b3 = _mm512_set1_epi32(wq[3]);                                 \
-        __m512i x = _mm512_load_si512((const void *)(a0 + (size_t)q * 64));                                        \
+        __m512i x = LOAD((const void *)(a0 + (QOFF)));                                                             \
         c00 = _mm512_dpbusd_epi32(c00, x, b0); c01 = _mm512_dpbusd_epi32(c01, x, b1);                              \
         c02 = _mm512_dpbusd_epi32(c02, x, b2); c03 = _mm512_dpbusd_epi32(c03, x, b3);                              \
         if (P > 1) {                                                                                                \
-            x = _mm512_load_si512((const void *)(a1 + (size_t)q * 64));                                            \
+            x = LOAD((const void *)(a1 + (QOFF)));                                                                 \
             c10 = _mm512_dpbusd_epi32(c10, x, b0); c11 = _mm512_dpbusd_epi32(c11, x, b1);                          \
             c12 = _mm512_dpbusd_epi32(c12, x, b2); c13 = _mm512_dpbusd_epi32(c13, x, b3);                          \
         }                                                                                                           \
         if (P > 2) {                                                                                                \
-            x = _mm512_load_si512((const void *)(a2 + (size_t)q * 64));                                            \
+            x = LOAD((const void *)(a2 + (QOFF)));                                                                 \
             c20 = _mm512_dpbusd_epi32(c20, x, b0); c21 = _mm512_dpbusd_epi32(c21, x, b1);                          \
             c22 = _mm512_dpbusd_epi32(c22, x, b2); c23 = _mm512_dpbusd_epi32(c23, x, b3);                          \
         }                                                                                                           \
         if (P > 3) {                                                                                                \
-            x = _mm512_load_si512((const void *)(a3 + (size_t)q * 64));                                            \
+            x = LOAD((const void *)(a3 + (QOFF)));                                                                 \
             c30 = _mm512_dpbusd_epi32(c30, x, b0); c31 = _mm512_dpbusd_epi32(c31, x, b1);                          \
             c32 = _mm512_dpbusd_epi32(c32, x, b2); c33 = _mm512_dpbusd_epi32(c33, x, b3);                          \
         }                                                                                                           \
@@ -358,10 +515,15 @@ static inline void NAME(const unsigned char *a, size_t bstride, const unsigned c
     acc[0] = c00; acc[1] = c01; acc[2] = c02; acc[3] = c03; acc[4] = c10; acc[5] = c11; acc[6] = c12; acc[7] = c13; \
     acc[8] = c20; acc[9] = c21; acc[10] = c22; acc[11] = c23; acc[12] = c30; acc[13] = c31; acc[14] = c32; acc[15] = c33; \
 }
-BS_VKERNEL(bs_qu8s8_gemm_rq64_64x4c4__avx512vnni, 4)
-BS_VKERNEL(bs_qu8s8_gemm_rq64_48x4c4__avx512vnni, 3)
-BS_VKERNEL(bs_qu8s8_gemm_rq64_32x4c4__avx512vnni, 2)
-BS_VKERNEL(bs_qu8s8_gemm_rq64_16x4c4__avx512vnni, 1)
+BS_VKERNEL(bs_qu8s8_gemm_rq64_64x4c4__avx512vnni, 4, (size_t)q * 64, _mm512_load_si512)
+BS_VKERNEL(bs_qu8s8_gemm_rq64_48x4c4__avx512vnni, 3, (size_t)q * 64, _mm512_load_si512)
+BS_VKERNEL(bs_qu8s8_gemm_rq64_32x4c4__avx512vnni, 2, (size_t)q * 64, _mm512_load_si512)
+BS_VKERNEL(bs_qu8s8_gemm_rq64_16x4c4__avx512vnni, 1, (size_t)q * 64, _mm512_load_si512)
+/* the direct path's: named for the planes they read (c4p: 4 channels per 32-bit lane of a phase plane) */
+BS_VKERNEL(bs_qu8s8_conv_c4p_rq64_64x4c4__avx512vnni, 4, (ptrdiff_t)voff[q], _mm512_loadu_si512)
+BS_VKERNEL(bs_qu8s8_conv_c4p_rq64_48x4c4__avx512vnni, 3, (ptrdiff_t)voff[q], _mm512_loadu_si512)
+BS_VKERNEL(bs_qu8s8_conv_c4p_rq64_32x4c4__avx512vnni, 2, (ptrdiff_t)voff[q], _mm512_loadu_si512)
+BS_VKERNEL(bs_qu8s8_conv_c4p_rq64_16x4c4__avx512vnni, 1, (ptrdiff_t)voff[q], _mm512_loadu_si512)
 #undef BS_VKERNEL
 
 /* The depthwise kernel's row epilogue (its accumulators come from bs_dwconv_run_with__avx2): 16 lanes at a time. */
@@ -409,6 +571,13 @@ static void bs_vlayout_of(const bs_avx2_job *j, bs_vlayout *l) {
 
 static size_t bs_vcdiv(size_t a, size_t b) { return (a + b - 1) / b; }
 
+int32_t bs_avx512vnni_direct(const bs_avx2_job *j) {
+    if (!j->conv || bs_dwconv_tasks__avx2(j)) return 0;
+    bs_vgeo o;
+    bs_vgeometry(j, &o);
+    return !o.fallback && o.direct;
+}
+
 int32_t bs_avx512vnni_stages(const bs_avx2_job *j) {
     if (bs_dwconv_tasks__avx2(j)) return 1;
     bs_vgeo o;
@@ -424,7 +593,7 @@ int32_t bs_avx512vnni_tasks(const bs_avx2_job *j, int32_t stage) {
     if (o.fallback) return 1;
     size_t tiles = bs_vcdiv(o.nb, BS_VTILE);
     switch (stage) {
-    case 0: return (int32_t)((size_t)o.groups * bs_vcdiv((size_t)o.kg, BS_VKG_PER_TASK));
+    case 0: return (int32_t)((size_t)o.groups * (o.direct ? o.cqn : bs_vcdiv((size_t)o.kg, BS_VKG_PER_TASK)));
     default: return (int32_t)((size_t)o.groups * tiles * bs_vcdiv((size_t)o.mg4 / 4, BS_VCB_PER_TASK));
     }
 }
@@ -457,8 +626,14 @@ void bs_avx512vnni_run(const bs_avx2_job *j, int32_t stage, int32_t task) {
     bs_vlayout_of(j, &l);
     const bs_vgeo *o = &l.o;
     if (o->fallback) { bs_vfallback(j); return; }
-    size_t kpad = (size_t)o->kg * 4, bstride = (size_t)o->kg * 64, tiles = bs_vcdiv(o->nb, BS_VTILE);
+    size_t kpad = (size_t)o->kg * 4, bstride = o->direct ? 64 : (size_t)o->kg * 64, tiles = bs_vcdiv(o->nb, BS_VTILE);
     size_t ncb = (size_t)o->mg4 / 4, g, tl, cb0, cb1;
+    int32_t *voff = (int32_t *)(l.tmp + o->vbytes);   /* the direct path's k-group offsets */
+    if (stage == 0 && o->direct) {   /* one quad of input channels into its phase planes; task 0: the offsets too */
+        if (task == 0) bs_vdirect_offsets(j, o, voff);
+        bs_vfill_quad(j, o, l.tmp, (size_t)task / o->cqn, (size_t)task % o->cqn);
+        return;
+    }
     if (stage == 0) {   /* gather 4 * BS_VKG_PER_TASK rows of one group, interleaving each k-group at once */
         size_t per_g = bs_vcdiv((size_t)o->kg, BS_VKG_PER_TASK);
         g = (size_t)task / per_g;
@@ -485,24 +660,45 @@ void bs_avx512vnni_run(const bs_avx2_job *j, int32_t stage, int32_t task) {
     const int32_t *wsum = (const int32_t *)((const unsigned char *)h + 64);
     const unsigned char *wp = (const unsigned char *)h + 64 + BS_VA64((size_t)h->groups * h->mg4 * 4);
     size_t b0 = tl * BS_VTILE, nbk = o->nb - b0 < BS_VTILE ? o->nb - b0 : BS_VTILE;
-    const unsigned char *a = l.ilv + g * o->ilv_bytes + b0 * bstride;
+    const unsigned char *a = o->direct ? l.tmp + g * o->gbytes + b0 * 64 : l.ilv + g * o->ilv_bytes + b0 * bstride;
+    int32_t nrun[BS_VTILE], ri0[BS_VTILE][16], ri1[BS_VTILE][16];
+    size_t roff[BS_VTILE][16];
+    if (o->direct)
+        for (size_t bi = 0; bi < nbk; bi++) nrun[bi] = bs_vdirect_runs(j, o, (b0 + bi) * 16, ri0[bi], ri1[bi], roff[bi]);
     /* output: conv y [M, N] (channel stride N, pixel stride 1); gemm y [rows, M] (channel stride 1, row stride M) */
     size_t m_total = (size_t)o->groups * o->mg;
     size_t cstride = j->conv ? o->n : 1, pstride = j->conv ? 1 : m_total;
     for (size_t cb = cb0; cb < cb1; cb++) {
         __m512i acc[16];
         const unsigned char *w = wp + (g * ncb + cb) * (size_t)o->kg * 16;
-        switch (nbk) {
-        case 4: bs_qu8s8_gemm_rq64_64x4c4__avx512vnni(a, bstride, w, o->kg, acc); break;
-        case 3: bs_qu8s8_gemm_rq64_48x4c4__avx512vnni(a, bstride, w, o->kg, acc); break;
-        case 2: bs_qu8s8_gemm_rq64_32x4c4__avx512vnni(a, bstride, w, o->kg, acc); break;
-        default: bs_qu8s8_gemm_rq64_16x4c4__avx512vnni(a, bstride, w, o->kg, acc); break;
+        if (o->direct) {
+            switch (nbk) {
+            case 4: bs_qu8s8_conv_c4p_rq64_64x4c4__avx512vnni(a, 64, voff, w, o->kg, acc); break;
+            case 3: bs_qu8s8_conv_c4p_rq64_48x4c4__avx512vnni(a, 64, voff, w, o->kg, acc); break;
+            case 2: bs_qu8s8_conv_c4p_rq64_32x4c4__avx512vnni(a, 64, voff, w, o->kg, acc); break;
+            default: bs_qu8s8_conv_c4p_rq64_16x4c4__avx512vnni(a, 64, voff, w, o->kg, acc); break;
+            }
+        } else {
+            switch (nbk) {
+            case 4: bs_qu8s8_gemm_rq64_64x4c4__avx512vnni(a, bstride, NULL, w, o->kg, acc); break;
+            case 3: bs_qu8s8_gemm_rq64_48x4c4__avx512vnni(a, bstride, NULL, w, o->kg, acc); break;
+            case 2: bs_qu8s8_gemm_rq64_32x4c4__avx512vnni(a, bstride, NULL, w, o->kg, acc); break;
+            default: bs_qu8s8_gemm_rq64_16x4c4__avx512vnni(a, bstride, NULL, w, o->kg, acc); break;
+            }
         }
         for (int32_t c4 = 0; c4 < 4; c4++) {
             size_t c = cb * 4 + (size_t)c4;
             if (c >= (size_t)o->mg) break;
             size_t oc = g * o->mg + c;
             int32_t corr = (int32_t)((uint32_t)o->uz * (uint32_t)wsum[g * o->mg4 + c]);
+            if (o->direct) {
+                for (size_t bi = 0; bi < nbk; bi++) {
+                    if (!nrun[bi]) continue;
+                    __m512i r32 = bs_vresult16(j, acc[bi * 4 + (size_t)c4], corr, oc);
+                    for (int32_t r = 0; r < nrun[bi]; r++) bs_vstore16(j, r32, oc * cstride + roff[bi][r], 1, ri0[bi][r], ri1[bi][r]);
+                }
+                continue;
+            }
             for (size_t bi = 0; bi < nbk; bi++) {
                 size_t p0 = (b0 + bi) * 16, count = o->n - p0 < 16 ? o->n - p0 : 16;
                 bs_vepilogue(j, acc[bi * 4 + (size_t)c4], corr, oc, oc * cstride + p0 * pstride, pstride, count);
@@ -579,7 +775,7 @@ void bs_qadd__avx512vnni(const void *a, int32_t at, const void *b, int32_t bt, v
 /* ---- QMaxPool: 16 outputs of one output row at a time, max over the window's valid taps (masked loads; a
  * gather for int32 with stride > 1); no valid tap gives the container's lowest value, as in bs_pool ---- */
 void bs_qmaxpool__avx512vnni(const bs_window *g, size_t planes, const void *x, int32_t xt, void *y) {
-    if (g->sw != 1 && xt != BS_T_I32) { bs_qmaxpool__generic(g, planes, x, xt, y); return; }
+    if (g->sw != 1 && xt != BS_T_I32) { bs_qmaxpool__avx2(g, planes, x, xt, y); return; }   /* its stride-2 byte path */
     size_t es = xt == BS_T_I32 ? 4 : 1, in_count = (size_t)g->d * g->h * g->w, out_count = (size_t)g->od * g->oh * g->ow;
     int32_t lowest = xt == BS_T_I8 ? INT8_MIN : (xt == BS_T_U8 ? 0 : INT32_MIN);
     const __m512i vlow = _mm512_set1_epi32(lowest), lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);

@@ -13,9 +13,12 @@
  * reference's int64 Requant.
  *
  * Weights are packed (bs_qs8_pack_weights__avx512vnni, vectorized) in the S8C4 layout of the AVX2 kernels for
- * every bit-width: [group][block of 4 output channels][k / 4][4 channels][4 k] bytes. Conv is an implicit GEMM:
- * per group the input is gathered (im2col) into rows of k, then interleaved into [16-pixel block][k / 4][16 pixels]
- * [4 bytes]. Depthwise and other convs with few channels per group run the same kernel (correct; 1 of 4 channel
+ * every bit-width: [group][block of 4 output channels][k / 4][4 channels][4 k] bytes, a conv's k in tap-major order
+ * where 4 divides its input channels per group. Conv is an implicit GEMM. The direct path (2-D / 1-D convs of stride
+ * 1 or 2 with 4 | input channels per group): per group the input is copied once into phase planes of 4 channels per
+ * 32-bit word, and each k-group (4 channels at one tap) of 16 output pixels is one 64-byte load from them
+ * (bs_qu8s8_conv_c4p_rq64_64x4c4__avx512vnni). Otherwise per group the input is gathered (im2col) into rows of k,
+ * then interleaved into [16-pixel block][k / 4][16 pixels][4 bytes]. Depthwise and other convs with few channels per group run the same kernel (correct; 1 of 4 channel
  * lanes useful for depthwise: like the AVX2 kernels, no depthwise-specific kernel yet). Zero points outside the u8
  * range take the portable kernels (exact). The staged form reuses bs_avx2_job, so one thread pool drives either.
  * This file compiles to nothing without __AVX512VNNI__ and __AVX512BW__ (a bundle emitted with --isa avx512vnni
@@ -37,9 +40,13 @@ size_t bs_conv_scratch_size__avx512vnni(const bs_conv_shape *s);
 size_t bs_gemm_scratch_size__avx512vnni(size_t rows, size_t k, size_t m);
 
 /* w_b = clamp(rshr(q8, shift), -2^(bits-1), 2^(bits-1)-1), packed. q8 is [groups*mg, k] (conv weights, gemm with
- * trans_b) or, with kmajor, [k, mg] (gemm without trans_b; groups must be 1). */
+ * trans_b) or, with kmajor, [k, mg] (gemm without trans_b; groups must be 1). `taps`: a conv's kernel taps (k = input
+ * channels per group x taps; gemm 0): with 4 | input channels per group its k is packed tap-major (4 input channels
+ * of one tap per 32-bit lane), which the direct path needs. */
 void bs_qs8_pack_weights__avx512vnni(const int8_t *q8, void *packed, int32_t groups, int32_t mg, int32_t k,
-                                     int32_t kmajor, int32_t shift, int32_t bits);
+                                     int32_t kmajor, int32_t shift, int32_t bits, int32_t taps);
+/* 1 if the conv job runs the direct path (no gathered rows: bs_kernels_avx512vnni.c, "the direct path"). */
+int32_t bs_avx512vnni_direct(const bs_avx2_job *j);
 
 /* Whole-op entry points (one thread); same arguments as the __avx2 ones, weights packed by the function above. */
 void bs_qs8_conv_requant__avx512vnni(const bs_conv_shape *s, const int8_t *x, const void *packed,
@@ -68,8 +75,8 @@ void bs_requant__avx512vnni(const void *x, int32_t xt, void *y, int32_t yt, size
                             const bs_requant_params *rq);
 void bs_qadd__avx512vnni(const void *a, int32_t at, const void *b, int32_t bt, void *y, int32_t yt, size_t count,
                          const bs_qadd_params *p);
-/* QMaxPool (bs_qmaxpool__generic's arguments), 16 outputs per step; 8-bit inputs with a column stride > 1 take the
- * generic kernel. */
+/* QMaxPool (bs_qmaxpool__generic's arguments), 16 outputs per step; 8-bit inputs with a column stride > 1 take the AVX2
+ * one (bs_qmaxpool__avx2: whole rows, then the even bytes). Big ones run as ew jobs on the AVX2 file's kernels. */
 void bs_qmaxpool__avx512vnni(const bs_window *g, size_t planes, const void *x, int32_t xt, void *y);
 
 /* Split form for a thread pool (the bs_avx2_job of bs_kernels_avx2.h, weights packed for this ISA): count the
