@@ -241,8 +241,10 @@ struct CWriter {
                   let t = g.initializers[name], case .i8(let a) = t.storage else { continue }
             let id = CSyntax.identifier("w", k, name)
             weightName[name] = id
-            out += "/* \(CSyntax.comment(name)) \(t.shape) */\n"
-            out += "static const int8_t \(id)[\(a.count)] = {\n\(CSyntax.list(a.lazy.map { String($0) }))\n};\n"
+            let taps = plan.tapMajorWeights[name]
+            out += "/* \(CSyntax.comment(name)) \(t.shape)\(taps == nil ? "" : ", k in tap-major order") */\n"
+            let stored = taps.map { Plan.tapMajor(a, taps: $0) } ?? a
+            out += "static const int8_t \(id)[\(a.count)] = {\n\(CSyntax.list(stored.lazy.map { String($0) }))\n};\n"
         }
         // Per-node parameter blocks.
         out += "\n/* ---- per-profile parameters: one block per distinct bit-width key ---- */\n"
@@ -351,12 +353,11 @@ struct CWriter {
             s += "    {\(plan.paramIndex[i] ?? 0), \(weightName[n.inputs[1]] ?? "0"), "
             let d = plan.matmulDims(i)
             s += "\(CSyntax.size(g.initializers[n.inputs[1]]?.count ?? 0)), \(nodeID(i))_regions, \(nodeID(i))_p, \(d?.groups ?? 1), \(d?.mg ?? 0), \(d?.k ?? 0), \(d?.kmajor == true ? 1 : 0), "
-            // gemm rows (the batch-1 kernels take gemms of a few rows); convs 0. Kernel taps of a conv (the VNNI
-            // kernels pack its k tap-major); gemms 0.
-            var rows = 0, taps = 0
+            // gemm rows (the batch-1 kernels take gemms of a few rows); convs 0. The kernel taps of a conv whose
+            // weights are stored tap-major (VNNI bundles); else 0.
+            var rows = 0
             if case .qgemm = n.op { rows = d?.n ?? 0 }
-            if case .qconv = n.op, let w = g.initializers[n.inputs[1]] { taps = w.shape.dropFirst(2).reduce(1, *) }
-            s += "\(CSyntax.size(rows)), \(taps)},\n"
+            s += "\(CSyntax.size(rows)), \(plan.tapMajorWeights[n.inputs[1]] ?? 0)},\n"
         }
         s += "};\n"
         return s

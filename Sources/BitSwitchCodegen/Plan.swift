@@ -53,6 +53,8 @@ struct Plan {
     var paramIndex: [Int: Int] = [:]         // node index -> param node index
     var fusedRequant: [Int: Int] = [:]       // QConv/QGemm node -> the Requant it absorbs
     var fusedAdd: [Int: (node: Int, swap: Bool)] = [:]   // AVX2 QConv -> the QAdd its epilogue adds (swap: the conv is b)
+    /// VNNI bundles: the conv weights stored with k in tap-major order (initializer -> kernel taps; see tapMajor).
+    var tapMajorWeights: [String: Int] = [:]
     var absorbed: Set<Int> = []              // Requant nodes emitted inside a fused call
     var offsets: [String: Int] = [:]         // arena offsets of values
     var weightOffsets: [Int: Int] = [:]      // QConv/QGemm node -> arena offset of its (first) weight region
@@ -93,6 +95,7 @@ struct Plan {
         try checkOps()
         try buildParams(prepared)
         planFusion()
+        planTapMajorWeights()
         try planMemory()
     }
 
@@ -523,6 +526,38 @@ struct Plan {
     func bytes(_ v: String) -> Int { (shapes[v] ?? []).reduce(1, *) * (dtypes[v]?.byteWidth ?? 4) }
 
     static func align(_ x: Int) -> Int { (x + alignment - 1) / alignment * alignment }
+
+    /// AVX-512 VNNI bundles store a conv's INT8 weights with k in tap-major order where 4 divides its input channels
+    /// per group and its kernel has several taps: k-group (cq, tap) = input channels 4 cq ... 4 cq + 3 at that tap,
+    /// what the direct conv path (bs_kernels_avx512vnni.c) reads as one 32-bit lane of 4 channels. Only weights that
+    /// every reader takes that way (QConvs of the same geometry).
+    mutating func planTapMajorWeights() {
+        guard isa == .avx512vnni else { return }
+        var taps: [String: Int] = [:], refused: Set<String> = []
+        for n in graph.nodes {
+            for (slot, name) in n.inputs.enumerated() where graph.initializers[name] != nil {
+                guard slot == 1, case .qconv = n.op, let ws = graph.initializers[name]?.shape, ws.count >= 3 else {
+                    refused.insert(name); continue
+                }
+                let t = ws.dropFirst(2).reduce(1, *)
+                guard t > 1, ws[1] % 4 == 0, taps[name] ?? t == t else { refused.insert(name); continue }
+                taps[name] = t
+            }
+        }
+        tapMajorWeights = taps.filter { !refused.contains($0.key) }
+    }
+
+    /// The weights [rows, cg * taps] (k = input channel * taps + tap) with k in tap-major order:
+    /// ((ic / 4) * taps + tap) * 4 + ic % 4. cg must be a multiple of 4.
+    static func tapMajor(_ w: [Int8], taps: Int) -> [Int8] {
+        // A row is a whole number of runs of 4 input channels x taps, so each run of the flat array is permuted alone.
+        var out = w
+        let span = 4 * taps
+        for base in stride(from: 0, to: w.count - span + 1, by: span) {
+            for ic in 0..<4 { for t in 0..<taps { out[base + t * 4 + ic] = w[base + ic * taps + t] } }
+        }
+        return out
+    }
 
     mutating func planMemory() throws {
         var offset = 0

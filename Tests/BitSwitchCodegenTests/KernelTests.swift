@@ -26,8 +26,8 @@ struct KernelTests {
 #define K(n) n##__avx2
 #define KS(n) bs_avx2_##n
 #endif
-#if defined(BS_TEST_VNNI)   /* a conv's taps: tap-major k where 4 divides the input channels per group */
-#define PACK_ROWS(q8, pw, g, mg, k, kmajor, shift, bits, rows, taps) K(bs_qs8_pack_weights)(q8, pw, g, mg, k, kmajor, shift, bits, taps)
+#if defined(BS_TEST_VNNI)   /* conv weights in tap-major order (as the generated code stores them) where 4 | input channels per group */
+#define PACK_ROWS(q8, pw, g, mg, k, kmajor, shift, bits, rows, taps) vnni_pack(q8, pw, g, mg, k, kmajor, shift, bits, taps)
 #elif defined(BS_TEST_NEON)
 #define PACK_ROWS(q8, pw, g, mg, k, kmajor, shift, bits, rows, taps) K(bs_qs8_pack_weights)(q8, pw, g, mg, k, kmajor, shift, bits)
 #else   /* the batch-1 layouts for gemms of 1..4 rows */
@@ -41,6 +41,17 @@ static uint64_t st;
 static uint64_t rnd(void) { st += 0x9E3779B97F4A7C15ull; uint64_t z = st; z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull; z = (z ^ (z >> 27)) * 0x94D049BB133111EBull; return z ^ (z >> 31); }
 static int64_t ri(int64_t lo, int64_t hi) { return lo + (int64_t)(rnd() % (uint64_t)(hi - lo + 1)); }
 static void *al(size_t n) { void *p = NULL; if (posix_memalign(&p, 64, n ? n : 64)) exit(3); memset(p, 0xA5, n ? n : 64); return p; }
+#ifdef BS_TEST_VNNI
+static void vnni_pack(const int8_t *q8, void *pw, int32_t g, int32_t mg, int32_t k, int32_t kmajor, int32_t shift, int32_t bits, int32_t taps) {
+    if (taps > 1 && k % (4 * taps) == 0) {
+        size_t n = (size_t)g * mg * k;
+        int8_t *t = al(n);
+        bs_qs8_tap_major__avx512vnni(q8, t, n, taps);
+        bs_qs8_pack_weights__avx512vnni(t, pw, g, mg, k, kmajor, shift, bits, taps);
+        free(t);
+    } else bs_qs8_pack_weights__avx512vnni(q8, pw, g, mg, k, kmajor, shift, bits, 0);
+}
+#endif
 
 int main(int argc, char **argv) {
     st = argc > 1 ? strtoull(argv[1], 0, 10) : 1;

@@ -20,11 +20,16 @@
 #ifdef VNNI
 #define ISA(name) name##__avx512vnni
 #define FAMILY(name) bs_avx512vnni_##name
-#define PACK(q8, pw, m, k, shift, bits, taps) bs_qs8_pack_weights__avx512vnni(q8, pw, 1, m, k, 0, shift, bits, taps)
+#define PACK(q8, pw, m, k, shift, bits, taps)                                                           \
+    do {   /* conv weights stored tap-major where 4 | C (the direct path), as the generated code does */        \
+        int32_t t_ = C % 4 == 0 ? (taps) : 0;                                                                 \
+        if (t_ > 1) bs_qs8_tap_major__avx512vnni(q8, q8t, (size_t)(m) * (k), t_);                  \
+        bs_qs8_pack_weights__avx512vnni(t_ > 1 ? q8t : q8, pw, 1, m, k, 0, shift, bits, t_);        \
+    } while (0)
 #else
 #define ISA(name) name##__avx2
 #define FAMILY(name) bs_avx2_##name
-#define PACK(q8, pw, m, k, shift, bits, taps) bs_qs8_pack_weights__avx2(q8, pw, 1, m, k, 0, shift, bits)
+#define PACK(q8, pw, m, k, shift, bits, taps) ((void)q8t, bs_qs8_pack_weights__avx2(q8, pw, 1, m, k, 0, shift, bits))
 #endif
 
 static double now(void) {
@@ -54,7 +59,7 @@ int main(int argc, char **argv) {
     s.win = (bs_window){1, H, H, 1, oh, oh, 1, ks, ks, 1, st, st, 0, pd, pd, 0, pd, pd, 1, 1, 1};
     s.c = C; s.m = M; s.group = 1;
     uint8_t *x = al((size_t)C * H * H), *y = al((size_t)M * N);
-    int8_t *q8 = al((size_t)M * K);
+    int8_t *q8 = al((size_t)M * K), *q8t = al((size_t)M * K);   /* q8t: tap-major (VNNI) */
     for (size_t i = 0; i < (size_t)M * K; i++) q8[i] = (int8_t)(i * 13);
     for (size_t i = 0; i < (size_t)C * H * H; i++) x[i] = (uint8_t)((i * 7) & ((1u << ab) - 1));
     void *pw = al(ISA(bs_qs8_packed_weights_size)(1, M, K));

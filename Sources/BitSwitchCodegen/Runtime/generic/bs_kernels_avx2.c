@@ -12,7 +12,7 @@ enum { BS_PACK_S8C4 = 1, BS_PACK_S16C2 = 2, BS_PACK_GEMV8 = 3, BS_PACK_GEMV4 = 4
  * output channels kg 32-bit groups of 4 channels (16 bytes per k-group): s8 [4 k] (S8C4) or int16 [2 k] (S16C2). */
 typedef struct bs_packed {
     int32_t mode, groups, mg, k, kg, mg4, bits, shift;
-    int32_t taps;   /* S8C4 of a conv in tap-major order (bs_qs8_pack_weights_taps__avx2): its kernel taps; else 0 */
+    int32_t taps;   /* S8C4 of a conv whose k is in tap-major order (the AVX-512 VNNI direct path): its kernel taps; else 0 */
 } bs_packed;
 
 #define BS_A64(x) (((size_t)(x) + 63) & ~(size_t)63)
@@ -99,37 +99,20 @@ static inline __m256i bs_dword_sums(const __m256i out[4], int32_t mode) {
     return _mm256_madd_epi16(s, _mm256_set1_epi16(1));
 }
 
-/* Tap-major packing (bs_qs8_pack_weights_taps__avx2) permutes each row's k in chunks of whole input-channel quads
- * (4 * taps weights) that are also whole 32-k steps: at most this many bytes per row and chunk. */
-#define BS_TAPS_CHUNK 2048
-
-/* The chunk of k (a multiple of 32 and of 4 * taps, at most BS_TAPS_CHUNK) for tap-major packing; 0: not possible. */
-static int32_t bs_taps_chunk(int32_t k, int32_t taps) {
-    if (taps <= 1 || k % (4 * taps) != 0) return 0;
-    int32_t a = 32, b = 4 * taps;
-    while (b) { int32_t t = a % b; a = b; b = t; }
-    int32_t lcm = 32 / a * (4 * taps);
-    return lcm <= BS_TAPS_CHUNK ? BS_TAPS_CHUNK / lcm * lcm : 0;
-}
-
-/* taps > 0: S8C4 with k in tap-major order (bs_taps_chunk(k, taps) > 0). */
-static void bs_pack_layout(const int8_t *q8, void *packed, int32_t groups, int32_t mg, int32_t k, int32_t kmajor,
-                           int32_t shift, int32_t bits, int32_t mode, int32_t taps) {
+void bs_qs8_pack_weights_layout__avx2(const int8_t *q8, void *packed, int32_t groups, int32_t mg, int32_t k,
+                                      int32_t kmajor, int32_t shift, int32_t bits, int32_t mode) {
     bs_packed *h = (bs_packed *)packed;
     int32_t per = mode == BS_PACK_S8C4 ? 4 : 2;
     int32_t mg4 = (mg + 3) / 4 * 4, kg = (k + per - 1) / per, ncb = mg4 / 4;
     int32_t lo = -(1 << (bits - 1)), hi = (1 << (bits - 1)) - 1;
     h->mode = mode; h->groups = groups; h->mg = mg; h->k = k; h->kg = kg; h->mg4 = mg4; h->bits = bits; h->shift = shift;
-    h->taps = taps;
+    h->taps = 0;
     int32_t *wsum = (int32_t *)((unsigned char *)packed + 64);
     unsigned char *wp = (unsigned char *)packed + 64 + BS_A64((size_t)groups * mg4 * 4);
     const __m256i LO = _mm256_set1_epi8((char)lo), HI = _mm256_set1_epi8((char)hi);
     if (!kmajor) {
         /* q8 [groups*mg, k]: per block of 4 channels, 32 k at a time from each of the 4 rows, a 4 x 8 dword
-         * transpose (S8C4: 4 k per dword; S16C2: sign-extended halves, 2 k per dword). Tap-major: each chunk of
-         * the rows is first permuted, k = ic * taps + tap -> ((ic / 4) * taps + tap) * 4 + ic % 4. */
-        int32_t chunk = taps ? bs_taps_chunk(k, taps) : k;
-        int8_t perm[4][BS_TAPS_CHUNK + 64], rowbuf[BS_TAPS_CHUNK + 16];
+         * transpose (S8C4: 4 k per dword; S16C2: sign-extended halves, 2 k per dword). */
         for (int32_t g = 0; g < groups; g++)
             for (int32_t cb = 0; cb < ncb; cb++) {
                 unsigned char *base = wp + ((size_t)g * ncb + cb) * (size_t)kg * 16;
@@ -137,34 +120,11 @@ static void bs_pack_layout(const int8_t *q8, void *packed, int32_t groups, int32
                 for (int32_t c4 = 0; c4 < 4; c4++)
                     row[c4] = cb * 4 + c4 < mg ? q8 + ((size_t)g * mg + (size_t)cb * 4 + c4) * (size_t)k : NULL;
                 __m256i sums = _mm256_setzero_si256();
-                for (int32_t k0 = 0; k0 < k; k0 += chunk) {
-                int32_t len = k - k0 < chunk ? k - k0 : chunk;
-                const int8_t *src[4];
-                for (int i = 0; i < 4; i++) {
-                    src[i] = row[i] ? row[i] + k0 : NULL;
-                    if (!taps || !row[i]) continue;
-                    /* per quad, 16 taps at a time: the 4 channels' runs interleaved into [tap][channel] bytes */
-                    memcpy(rowbuf, src[i], (size_t)len);   /* + 16 readable bytes past the chunk */
-                    for (int32_t q = 0; q < len; q += 4 * taps)
-                        for (int32_t t0 = 0; t0 < taps; t0 += 16) {
-                            const int8_t *r = rowbuf + q + t0;
-                            __m128i r0 = _mm_loadu_si128((const __m128i *)r), r1 = _mm_loadu_si128((const __m128i *)(r + taps));
-                            __m128i r2 = _mm_loadu_si128((const __m128i *)(r + 2 * taps)), r3 = _mm_loadu_si128((const __m128i *)(r + 3 * taps));
-                            __m128i a0 = _mm_unpacklo_epi8(r0, r1), a1 = _mm_unpackhi_epi8(r0, r1);
-                            __m128i c0 = _mm_unpacklo_epi8(r2, r3), c1 = _mm_unpackhi_epi8(r2, r3);
-                            int8_t *d = perm[i] + q + 4 * t0;   /* 64 bytes: the spill past 4 taps is rewritten next */
-                            _mm_storeu_si128((__m128i *)d, _mm_unpacklo_epi16(a0, c0));
-                            _mm_storeu_si128((__m128i *)(d + 16), _mm_unpackhi_epi16(a0, c0));
-                            _mm_storeu_si128((__m128i *)(d + 32), _mm_unpacklo_epi16(a1, c1));
-                            _mm_storeu_si128((__m128i *)(d + 48), _mm_unpackhi_epi16(a1, c1));
-                        }
-                    src[i] = perm[i];
-                }
-                for (int32_t kc = 0; kc < len; kc += 32) {
+                for (int32_t kc = 0; kc < k; kc += 32) {
                     __m256i r[4], out[4];
-                    for (int i = 0; i < 4; i++) r[i] = bs_shift_clamp32(bs_load_row32(src[i], kc, len), shift, LO, HI);
+                    for (int i = 0; i < 4; i++) r[i] = bs_shift_clamp32(bs_load_row32(row[i], kc, k), shift, LO, HI);
                     if (mode == BS_PACK_S8C4) {
-                        int32_t q0 = (k0 + kc) / 4;
+                        int32_t q0 = kc / 4;
                         bs_transpose4x8(r[0], r[1], r[2], r[3], out);
                         bs_store_kgroups(base + (size_t)q0 * 16, out, kg - q0);
                         sums = _mm256_add_epi32(sums, bs_dword_sums(out, mode));
@@ -180,7 +140,6 @@ static void bs_pack_layout(const int8_t *q8, void *packed, int32_t groups, int32
                             sums = _mm256_add_epi32(sums, bs_dword_sums(out, mode));
                         }
                     }
-                }
                 }
                 __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(sums), _mm256_extracti128_si256(sums, 1));
                 _mm_storeu_si128((__m128i *)(wsum + (size_t)g * mg4 + (size_t)cb * 4), s4);
@@ -225,16 +184,6 @@ static void bs_pack_layout(const int8_t *q8, void *packed, int32_t groups, int32
         }
         for (int32_t i = 0; i < cbs; i++) _mm_storeu_si128((__m128i *)(wsum + oc + 4 * i), sums[i]);
     }
-}
-
-void bs_qs8_pack_weights_layout__avx2(const int8_t *q8, void *packed, int32_t groups, int32_t mg, int32_t k,
-                                      int32_t kmajor, int32_t shift, int32_t bits, int32_t mode) {
-    bs_pack_layout(q8, packed, groups, mg, k, kmajor, shift, bits, mode, 0);
-}
-
-void bs_qs8_pack_weights_taps__avx2(const int8_t *q8, void *packed, int32_t groups, int32_t mg, int32_t k, int32_t taps,
-                                    int32_t shift, int32_t bits) {
-    bs_pack_layout(q8, packed, groups, mg, k, 0, shift, bits, BS_PACK_S8C4, bs_taps_chunk(k, taps) ? taps : 0);
 }
 
 void bs_qs8_pack_weights__avx2(const int8_t *q8, void *packed, int32_t groups, int32_t mg, int32_t k, int32_t kmajor,

@@ -68,13 +68,6 @@ void bs_qs8_pack_weights_rows__avx2(const int8_t *q8, void *packed, int32_t grou
 void bs_qs8_pack_weights_layout__avx2(const int8_t *q8, void *packed, int32_t groups, int32_t mg, int32_t k,
                                       int32_t kmajor, int32_t shift, int32_t bits, int32_t mode);
 
-/* S8C4 (mode 1) for a conv of `taps` kernel taps (k = input channels per group x taps) with k in tap-major order: k-group
- * (cq, tap) holds input channels 4 cq .. 4 cq + 3 at that tap, so that 4 channels of one input pixel are one 32-bit
- * lane (the AVX-512 VNNI direct conv reads them from channel-interleaved planes); the header's `taps` says so. Where k
- * is not a multiple of 4 x taps (or taps <= 1, or taps > 64) the plain layout, taps 0. */
-void bs_qs8_pack_weights_taps__avx2(const int8_t *q8, void *packed, int32_t groups, int32_t mg, int32_t k, int32_t taps,
-                                    int32_t shift, int32_t bits);
-
 /* The shape of a staged conv / gemm job's work (bs_kernels_avx2.c's bs_geometry), kept in the job by bs_avx2_stages. */
 typedef struct bs_avx2_geo {
     int32_t mode, groups, mg, mg4, k, kg;   /* k per group */

@@ -28,10 +28,18 @@ size_t bs_qs8_packed_weights_size__avx512vnni(int32_t groups, int32_t mg, int32_
 
 void bs_qs8_pack_weights__avx512vnni(const int8_t *q8, void *packed, int32_t groups, int32_t mg, int32_t k,
                                      int32_t kmajor, int32_t shift, int32_t bits, int32_t taps) {
-    /* vpdpbusd multiplies u8 by s8 without saturating: the S8C4 layout holds every bit-width, 8 included; convs of
-     * several taps in tap-major order (4 input channels of one tap per 32-bit lane: the direct path) */
-    if (!kmajor && taps > 1) bs_qs8_pack_weights_taps__avx2(q8, packed, groups, mg, k, taps, shift, bits);
-    else bs_qs8_pack_weights_layout__avx2(q8, packed, groups, mg, k, kmajor, shift, bits, 1);
+    /* vpdpbusd multiplies u8 by s8 without saturating: the S8C4 layout holds every bit-width, 8 included. The k
+     * order is the stored weights' own: the header records a tap-major one (4 input channels of one tap per 32-bit
+     * lane: the direct path). */
+    bs_qs8_pack_weights_layout__avx2(q8, packed, groups, mg, k, kmajor, shift, bits, 1);
+    if (!kmajor && taps > 1 && k % (4 * taps) == 0) ((bs_vpacked *)packed)->taps = taps;
+}
+
+void bs_qs8_tap_major__avx512vnni(const int8_t *q8, int8_t *out, size_t count, int32_t taps) {
+    size_t span = 4 * (size_t)taps;
+    for (size_t base = 0; base + span <= count; base += span)
+        for (size_t ic = 0; ic < 4; ic++)
+            for (size_t t = 0; t < (size_t)taps; t++) out[base + t * 4 + ic] = q8[base + ic * (size_t)taps + t];
 }
 
 /* The position in the packed k order of reduction index kk (input channel kk / taps, tap kk % taps). */

@@ -40,11 +40,15 @@ size_t bs_conv_scratch_size__avx512vnni(const bs_conv_shape *s);
 size_t bs_gemm_scratch_size__avx512vnni(size_t rows, size_t k, size_t m);
 
 /* w_b = clamp(rshr(q8, shift), -2^(bits-1), 2^(bits-1)-1), packed. q8 is [groups*mg, k] (conv weights, gemm with
- * trans_b) or, with kmajor, [k, mg] (gemm without trans_b; groups must be 1). `taps`: a conv's kernel taps (k = input
- * channels per group x taps; gemm 0): with 4 | input channels per group its k is packed tap-major (4 input channels
- * of one tap per 32-bit lane), which the direct path needs. */
+ * trans_b) or, with kmajor, [k, mg] (gemm without trans_b; groups must be 1). `taps` > 1: q8 is a conv's weights of
+ * that many kernel taps with k in tap-major order (bs_qs8_tap_major__avx512vnni; k a multiple of 4 x taps: 4 | input
+ * channels per group), as the direct path needs them and as the generated code stores them; 0: k = input channel x
+ * taps + tap (gemm: plain). */
 void bs_qs8_pack_weights__avx512vnni(const int8_t *q8, void *packed, int32_t groups, int32_t mg, int32_t k,
                                      int32_t kmajor, int32_t shift, int32_t bits, int32_t taps);
+/* Conv weights [rows, cg x taps] (4 | cg; count = rows x cg x taps) into tap-major order: index ic x taps + tap of a
+ * row -> ((ic / 4) x taps + tap) x 4 + ic % 4 (what the emitter does to the stored weights of VNNI bundles). */
+void bs_qs8_tap_major__avx512vnni(const int8_t *q8, int8_t *out, size_t count, int32_t taps);
 /* 1 if the conv job runs the direct path (no gathered rows: bs_kernels_avx512vnni.c, "the direct path"). */
 int32_t bs_avx512vnni_direct(const bs_avx2_job *j);
 
