@@ -69,6 +69,8 @@ typedef struct bs_vgeo {
     size_t tmp_bytes, ilv_bytes;      /* gathered rows [groups*kg*4][npad]; interleaved, per group */
     int32_t uz;                       /* the u8 value of x_zero */
     int32_t fallback;
+    size_t tpt;                       /* tiles (of BS_VTILE blocks) per GEMM task: several at small k, so that a channel's
+                                       * epilogue set-up serves more outputs */
     /* The direct path (bs_vdirect_fits): no gathered rows. Stage 0 writes each group's input, 4 channels per 32-bit
      * word, into zero-point-padded phase planes (phase (fr, fc): padded rows fr, fr + sh, ..., columns fc, fc + sw,
      * ...; only the phases some tap reads); output (oh, ow) is virtual pixel oh * pwq + ow, and k-group (cq, tap) of
@@ -128,6 +130,7 @@ static void bs_vgeometry(const bs_avx2_job *j, bs_vgeo *o) {
     int64_t uz = j->xt == BS_T_U8 ? xz : xz + 128;
     o->uz = (int32_t)uz;
     o->fallback = uz < 0 || uz > 255 || h->mode != 1;
+    o->tpt = h->kg >= 64 ? 1 : (64 / (size_t)h->kg > 16 ? 16 : 64 / (size_t)h->kg);
     if (!o->fallback && j->conv) bs_vdirect_fits(j, h, o);
 }
 
@@ -382,18 +385,25 @@ static void bs_vdirect_offsets(const bs_avx2_job *j, const bs_vgeo *o, int32_t *
     }
 }
 
-/* The runs of lanes of a block of 16 virtual pixels from v0 that are outputs: lanes [i0[r], i1[r]) go to output
- * pixels from off[r] on. Returns the number of runs. */
-static int32_t bs_vdirect_runs(const bs_avx2_job *j, const bs_vgeo *o, size_t v0, int32_t *i0, int32_t *i1, size_t *off) {
+/* The runs of lanes of a block of 16 virtual pixels from v0 that are output pixels: lanes [i0[r], i1[r]) go to the
+ * output pixels from off[r] on. */
+typedef struct bs_vruns {
+    int32_t n;
+    uint8_t i0[16], i1[16];
+    size_t off[16];
+} bs_vruns;
+
+static void bs_vdirect_runs(const bs_avx2_job *j, const bs_vgeo *o, size_t v0, bs_vruns *r) {
     const bs_window *w = &j->conv->win;
-    int32_t n = 0;
+    size_t oh = v0 / o->pwq, ow = v0 % o->pwq;
+    r->n = 0;
     for (int32_t i = 0; i < 16; i++) {
-        size_t p = v0 + (size_t)i, oh = p / o->pwq, ow = p % o->pwq;
-        if (oh >= (size_t)w->oh || ow >= (size_t)w->ow) continue;
-        if (n && i1[n - 1] == i && ow > 0) { i1[n - 1]++; continue; }
-        i0[n] = i; i1[n] = i + 1; off[n] = oh * (size_t)w->ow + ow; n++;
+        if (oh < (size_t)w->oh && ow < (size_t)w->ow) {
+            if (r->n && r->i1[r->n - 1] == i && ow > 0) r->i1[r->n - 1]++;
+            else { r->i0[r->n] = (uint8_t)i; r->i1[r->n] = (uint8_t)(i + 1); r->off[r->n] = oh * (size_t)w->ow + ow; r->n++; }
+        }
+        if (++ow == o->pwq) { ow = 0; oh++; }
     }
-    return n;
 }
 
 /* One interleaved k-group of 4 pixel blocks: rows r (4 rows of stride `stride`, 64 pixels from r) into the 64-byte
@@ -423,39 +433,56 @@ static void bs_vinterleave(const bs_vgeo *o, const unsigned char *rows, unsigned
 }
 
 /* ---- the epilogue: 16 accumulators of one output channel (16 pixels or rows) -> the 16 results (in the output
- * container's range; int32 accumulators when the job has no Requant) ---- */
-static inline __m512i bs_vresult16(const bs_avx2_job *j, __m512i acc, int32_t corr, size_t c) {
-    acc = _mm512_sub_epi32(acc, _mm512_set1_epi32(corr));
+ * container's range; int32 accumulators when the job has no Requant). The per-channel part (bs_vepi_setup) is made
+ * once per channel and task: done per 16 outputs, its scalar clamps and broadcasts had cost more than the vector
+ * work at small k (MobileNetV2's 16 -> 96 expand conv). ---- */
+typedef struct bs_vepi {
+    __m512i corr, M, B, Z, LO, HI;
+    __m128i sh, sh1;
+    size_t c;
+    int32_t mode;   /* 0: no Requant (acc - corr), 1: vector Requant (n > 0 rounds), 2: n == 0, 3: the scalar order */
+} bs_vepi;
+
+static inline void bs_vepi_setup(const bs_avx2_job *j, size_t c, int32_t corr, bs_vepi *e) {
     const bs_requant_params *rq = j->rq;
-    if (!rq) return acc;
-    int32_t t = j->yt;
+    memset(e, 0, sizeof *e);
+    e->corr = _mm512_set1_epi32(corr);
+    e->c = c;
+    if (!rq) { e->mode = 0; return; }
     size_t q = rq->count == 1 ? 0 : c;
-    int32_t n = rq->n[q];
-    if (rq->lo > rq->hi || n >= 64) {   /* never produced by the lowering: the scalar reference order */
-        int32_t res[16];
+    int32_t n = rq->n[q], t = j->yt;
+    if (rq->lo > rq->hi || n >= 64) { e->mode = 3; return; }   /* never produced by the lowering */
+    int64_t cmin = t == BS_T_I8 ? INT8_MIN : (t == BS_T_U8 ? 0 : INT32_MIN);
+    int64_t cmax = t == BS_T_I8 ? INT8_MAX : (t == BS_T_U8 ? UINT8_MAX : INT32_MAX);
+    /* clamp to [lo, hi] then to the container = clamp to [C(lo), C(hi)] (C monotonic, lo <= hi) */
+    e->LO = _mm512_set1_epi64(bs_clamp64a(rq->lo, cmin, cmax)); e->HI = _mm512_set1_epi64(bs_clamp64a(rq->hi, cmin, cmax));
+    e->M = _mm512_set1_epi64(rq->m[q]); e->B = _mm512_set1_epi64(rq->bias[q]); e->Z = _mm512_set1_epi64(rq->zero);
+    e->sh = _mm_cvtsi32_si128(n); e->sh1 = _mm_cvtsi32_si128(n > 0 ? n - 1 : 0);
+    e->mode = n > 0 ? 1 : 2;
+}
+
+static inline __m512i bs_vepi_apply(const bs_avx2_job *j, const bs_vepi *e, __m512i acc) {
+    acc = _mm512_sub_epi32(acc, e->corr);
+    if (e->mode == 0) return acc;
+    if (e->mode == 3) {   /* the scalar reference order, clamped to the container like bs_store_scalar */
+        int32_t res[16], t = j->yt;
         _mm512_storeu_si512((void *)res, acc);
         for (size_t i = 0; i < 16; i++) {
-            int64_t v = bs_requant_scalar(res[i], rq, c);   /* clamped to the container like bs_store_scalar */
+            int64_t v = bs_requant_scalar(res[i], j->rq, e->c);
             res[i] = (int32_t)(t == BS_T_I8 ? bs_clamp64a(v, INT8_MIN, INT8_MAX)
                              : t == BS_T_U8 ? bs_clamp64a(v, 0, UINT8_MAX) : bs_clamp64a(v, INT32_MIN, INT32_MAX));
         }
         return _mm512_loadu_si512((const void *)res);
     }
-    int64_t cmin = t == BS_T_I8 ? INT8_MIN : (t == BS_T_U8 ? 0 : INT32_MIN);
-    int64_t cmax = t == BS_T_I8 ? INT8_MAX : (t == BS_T_U8 ? UINT8_MAX : INT32_MAX);
-    /* clamp to [lo, hi] then to the container = clamp to [C(lo), C(hi)] (C monotonic, lo <= hi) */
-    const __m512i LO = _mm512_set1_epi64(bs_clamp64a(rq->lo, cmin, cmax)), HI = _mm512_set1_epi64(bs_clamp64a(rq->hi, cmin, cmax));
-    const __m512i M = _mm512_set1_epi64(rq->m[q]), B = _mm512_set1_epi64(rq->bias[q]), Z = _mm512_set1_epi64(rq->zero);
-    __m512i v0 = _mm512_add_epi64(_mm512_mul_epi32(acc, M), B);
-    __m512i v1 = _mm512_add_epi64(_mm512_mul_epi32(_mm512_srli_epi64(acc, 32), M), B);
-    if (n > 0) {
-        const __m128i sh = _mm_cvtsi32_si128(n), sh1 = _mm_cvtsi32_si128(n - 1);
+    __m512i v0 = _mm512_add_epi64(_mm512_mul_epi32(acc, e->M), e->B);
+    __m512i v1 = _mm512_add_epi64(_mm512_mul_epi32(_mm512_srli_epi64(acc, 32), e->M), e->B);
+    if (e->mode == 1) {
         const __m512i one = _mm512_set1_epi64(1);
-        v0 = _mm512_add_epi64(_mm512_sra_epi64(v0, sh), _mm512_and_si512(_mm512_srl_epi64(v0, sh1), one));
-        v1 = _mm512_add_epi64(_mm512_sra_epi64(v1, sh), _mm512_and_si512(_mm512_srl_epi64(v1, sh1), one));
+        v0 = _mm512_add_epi64(_mm512_sra_epi64(v0, e->sh), _mm512_and_si512(_mm512_srl_epi64(v0, e->sh1), one));
+        v1 = _mm512_add_epi64(_mm512_sra_epi64(v1, e->sh), _mm512_and_si512(_mm512_srl_epi64(v1, e->sh1), one));
     }
-    v0 = _mm512_min_epi64(_mm512_max_epi64(_mm512_add_epi64(v0, Z), LO), HI);
-    v1 = _mm512_min_epi64(_mm512_max_epi64(_mm512_add_epi64(v1, Z), LO), HI);
+    v0 = _mm512_min_epi64(_mm512_max_epi64(_mm512_add_epi64(v0, e->Z), e->LO), e->HI);
+    v1 = _mm512_min_epi64(_mm512_max_epi64(_mm512_add_epi64(v1, e->Z), e->LO), e->HI);
     return _mm512_mask_blend_epi32((__mmask16)0xAAAA, v0, _mm512_slli_epi64(v1, 32));
 }
 
@@ -479,10 +506,7 @@ static inline void bs_vstore16(const bs_avx2_job *j, __m512i r32, size_t off, si
     for (int32_t i = i0; i < i1; i++) yb[off + (size_t)(i - i0) * pstride] = bytes[i];
 }
 
-static inline void bs_vepilogue(const bs_avx2_job *j, __m512i acc, int32_t corr, size_t c, size_t off, size_t pstride,
-                                size_t count) {
-    bs_vstore16(j, bs_vresult16(j, acc, corr, c), off, pstride, 0, (int32_t)count);
-}
+
 
 /* ---- the GEMM micro-kernel: P blocks of 16 pixels (P = 4: MR = 64) x 4 output channels, k in groups of 4 ----
  * a: the first pixel block, the next ones every `bstride` bytes; w: kg groups of [4 channels][4 k]. k-group q of a
@@ -536,8 +560,11 @@ BS_VKERNEL(bs_qu8s8_conv_c4p_rq64_16x4c4__avx512vnni, 1, (ptrdiff_t)voff[q], _mm
 
 /* The depthwise kernel's row epilogue (its accumulators come from bs_dwconv_run_with__avx2): 16 lanes at a time. */
 static void bs_vdw_row_epilogue(const bs_avx2_job *j, const int32_t *acc, size_t c, size_t off, size_t count) {
+    bs_vepi e;
+    bs_vepi_setup(j, c, 0, &e);
     for (size_t i = 0; i < count; i += 16)
-        bs_vepilogue(j, _mm512_loadu_si512((const void *)(acc + i)), 0, c, off + i, 1, count - i < 16 ? count - i : 16);
+        bs_vstore16(j, bs_vepi_apply(j, &e, _mm512_loadu_si512((const void *)(acc + i))), off + i, 1, 0,
+                    count - i < 16 ? (int32_t)(count - i) : 16);
 }
 
 /* The depthwise row kernel: 32 outputs at a time, two taps per vpdpwssd (int16 pairs into int32, wrapping like
@@ -602,7 +629,7 @@ int32_t bs_avx512vnni_tasks(const bs_avx2_job *j, int32_t stage) {
     size_t tiles = bs_vcdiv(o.nb, BS_VTILE);
     switch (stage) {
     case 0: return (int32_t)((size_t)o.groups * (o.direct ? o.cqn : bs_vcdiv((size_t)o.kg, BS_VKG_PER_TASK)));
-    default: return (int32_t)((size_t)o.groups * tiles * bs_vcdiv((size_t)o.mg4 / 4, BS_VCB_PER_TASK));
+    default: return (int32_t)((size_t)o.groups * bs_vcdiv(tiles, o.tpt) * bs_vcdiv((size_t)o.mg4 / 4, BS_VCB_PER_TASK));
     }
 }
 
@@ -634,7 +661,7 @@ void bs_avx512vnni_run(const bs_avx2_job *j, int32_t stage, int32_t task) {
     bs_vlayout_of(j, &l);
     const bs_vgeo *o = &l.o;
     if (o->fallback) { bs_vfallback(j); return; }
-    size_t kpad = (size_t)o->kg * 4, bstride = o->direct ? 64 : (size_t)o->kg * 64, tiles = bs_vcdiv(o->nb, BS_VTILE);
+    size_t kpad = (size_t)o->kg * 4, bstride = (size_t)o->kg * 64, tiles = bs_vcdiv(o->nb, BS_VTILE);
     size_t ncb = (size_t)o->mg4 / 4, g, tl, cb0, cb1;
     int32_t *voff = (int32_t *)(l.tmp + o->vbytes);   /* the direct path's k-group offsets */
     if (stage == 0 && o->direct) {   /* one quad of input channels into its phase planes; task 0: the offsets too */
@@ -658,58 +685,65 @@ void bs_avx512vnni_run(const bs_avx2_job *j, int32_t stage, int32_t task) {
             bs_vinterleave(o, buf, l.ilv + g * o->ilv_bytes, q);
         }
         return;
-    } else {   /* stage 1: GEMM of one group, one tile, a range of channel blocks */
-        size_t cbt = bs_vcdiv(ncb, BS_VCB_PER_TASK), rest;
-        g = (size_t)task / (tiles * cbt); rest = (size_t)task % (tiles * cbt); tl = rest / cbt;
+    } else {   /* stage 1: GEMM of one group, a range of tiles, a range of channel blocks */
+        size_t cbt = bs_vcdiv(ncb, BS_VCB_PER_TASK), tct = bs_vcdiv(tiles, o->tpt), rest;
+        g = (size_t)task / (tct * cbt); rest = (size_t)task % (tct * cbt); tl = rest / cbt * o->tpt;
         cb0 = (rest % cbt) * BS_VCB_PER_TASK; cb1 = cb0 + BS_VCB_PER_TASK;
         if (cb1 > ncb) cb1 = ncb;
     }
     const bs_vpacked *h = (const bs_vpacked *)j->packed;
     const int32_t *wsum = (const int32_t *)((const unsigned char *)h + 64);
     const unsigned char *wp = (const unsigned char *)h + 64 + BS_VA64((size_t)h->groups * h->mg4 * 4);
-    size_t b0 = tl * BS_VTILE, nbk = o->nb - b0 < BS_VTILE ? o->nb - b0 : BS_VTILE;
-    const unsigned char *a = o->direct ? l.tmp + g * o->gbytes + b0 * 64 : l.ilv + g * o->ilv_bytes + b0 * bstride;
-    int32_t nrun[BS_VTILE], ri0[BS_VTILE][16], ri1[BS_VTILE][16];
-    size_t roff[BS_VTILE][16];
-    if (o->direct)
-        for (size_t bi = 0; bi < nbk; bi++) nrun[bi] = bs_vdirect_runs(j, o, (b0 + bi) * 16, ri0[bi], ri1[bi], roff[bi]);
+    size_t tl1 = tl + o->tpt < tiles ? tl + o->tpt : tiles;
     /* output: conv y [M, N] (channel stride N, pixel stride 1); gemm y [rows, M] (channel stride 1, row stride M) */
     size_t m_total = (size_t)o->groups * o->mg;
     size_t cstride = j->conv ? o->n : 1, pstride = j->conv ? 1 : m_total;
+    /* the direct path with junk columns: the runs of output lanes of the task's blocks (else every lane of a block
+     * up to the last pixel is one) */
+    int junk = o->direct && o->pwq != (size_t)j->conv->win.ow;
+    bs_vruns runs[16 * BS_VTILE];
+    if (junk)
+        for (size_t t = tl; t < tl1; t++)
+            for (size_t bi = 0; bi < BS_VTILE && (t * BS_VTILE + bi) < o->nb; bi++)
+                bs_vdirect_runs(j, o, (t * BS_VTILE + bi) * 16, &runs[(t - tl) * BS_VTILE + bi]);
     for (size_t cb = cb0; cb < cb1; cb++) {
-        __m512i acc[16];
         const unsigned char *w = wp + (g * ncb + cb) * (size_t)o->kg * 16;
-        if (o->direct) {
-            switch (nbk) {
-            case 4: bs_qu8s8_conv_c4p_rq64_64x4c4__avx512vnni(a, 64, voff, w, o->kg, acc); break;
-            case 3: bs_qu8s8_conv_c4p_rq64_48x4c4__avx512vnni(a, 64, voff, w, o->kg, acc); break;
-            case 2: bs_qu8s8_conv_c4p_rq64_32x4c4__avx512vnni(a, 64, voff, w, o->kg, acc); break;
-            default: bs_qu8s8_conv_c4p_rq64_16x4c4__avx512vnni(a, 64, voff, w, o->kg, acc); break;
-            }
-        } else {
-            switch (nbk) {
-            case 4: bs_qu8s8_gemm_rq64_64x4c4__avx512vnni(a, bstride, NULL, w, o->kg, acc); break;
-            case 3: bs_qu8s8_gemm_rq64_48x4c4__avx512vnni(a, bstride, NULL, w, o->kg, acc); break;
-            case 2: bs_qu8s8_gemm_rq64_32x4c4__avx512vnni(a, bstride, NULL, w, o->kg, acc); break;
-            default: bs_qu8s8_gemm_rq64_16x4c4__avx512vnni(a, bstride, NULL, w, o->kg, acc); break;
-            }
-        }
-        for (int32_t c4 = 0; c4 < 4; c4++) {
+        bs_vepi ep[4];
+        int32_t nc = (int32_t)((size_t)o->mg - cb * 4 < 4 ? (size_t)o->mg - cb * 4 : 4);
+        for (int32_t c4 = 0; c4 < nc; c4++) {
             size_t c = cb * 4 + (size_t)c4;
-            if (c >= (size_t)o->mg) break;
-            size_t oc = g * o->mg + c;
-            int32_t corr = (int32_t)((uint32_t)o->uz * (uint32_t)wsum[g * o->mg4 + c]);
+            bs_vepi_setup(j, g * o->mg + c, (int32_t)((uint32_t)o->uz * (uint32_t)wsum[g * o->mg4 + c]), &ep[c4]);
+        }
+        for (size_t t = tl; t < tl1; t++) {
+            size_t b0 = t * BS_VTILE, nbk = o->nb - b0 < BS_VTILE ? o->nb - b0 : BS_VTILE;
+            __m512i acc[16];
             if (o->direct) {
-                for (size_t bi = 0; bi < nbk; bi++) {
-                    if (!nrun[bi]) continue;
-                    __m512i r32 = bs_vresult16(j, acc[bi * 4 + (size_t)c4], corr, oc);
-                    for (int32_t r = 0; r < nrun[bi]; r++) bs_vstore16(j, r32, oc * cstride + roff[bi][r], 1, ri0[bi][r], ri1[bi][r]);
+                const unsigned char *a = l.tmp + g * o->gbytes + b0 * 64;
+                switch (nbk) {
+                case 4: bs_qu8s8_conv_c4p_rq64_64x4c4__avx512vnni(a, 64, voff, w, o->kg, acc); break;
+                case 3: bs_qu8s8_conv_c4p_rq64_48x4c4__avx512vnni(a, 64, voff, w, o->kg, acc); break;
+                case 2: bs_qu8s8_conv_c4p_rq64_32x4c4__avx512vnni(a, 64, voff, w, o->kg, acc); break;
+                default: bs_qu8s8_conv_c4p_rq64_16x4c4__avx512vnni(a, 64, voff, w, o->kg, acc); break;
                 }
-                continue;
+            } else {
+                const unsigned char *a = l.ilv + g * o->ilv_bytes + b0 * bstride;
+                switch (nbk) {
+                case 4: bs_qu8s8_gemm_rq64_64x4c4__avx512vnni(a, bstride, NULL, w, o->kg, acc); break;
+                case 3: bs_qu8s8_gemm_rq64_48x4c4__avx512vnni(a, bstride, NULL, w, o->kg, acc); break;
+                case 2: bs_qu8s8_gemm_rq64_32x4c4__avx512vnni(a, bstride, NULL, w, o->kg, acc); break;
+                default: bs_qu8s8_gemm_rq64_16x4c4__avx512vnni(a, bstride, NULL, w, o->kg, acc); break;
+                }
             }
             for (size_t bi = 0; bi < nbk; bi++) {
-                size_t p0 = (b0 + bi) * 16, count = o->n - p0 < 16 ? o->n - p0 : 16;
-                bs_vepilogue(j, acc[bi * 4 + (size_t)c4], corr, oc, oc * cstride + p0 * pstride, pstride, count);
+                size_t p0 = (b0 + bi) * 16;
+                const bs_vruns *rr = junk ? &runs[(t - tl) * BS_VTILE + bi] : NULL;
+                for (int32_t c4 = 0; c4 < nc; c4++) {
+                    size_t oc = g * o->mg + cb * 4 + (size_t)c4;
+                    __m512i r32 = bs_vepi_apply(j, &ep[c4], acc[bi * 4 + (size_t)c4]);
+                    if (!rr) { bs_vstore16(j, r32, oc * cstride + p0 * pstride, pstride, 0, (int32_t)(o->n - p0 < 16 ? o->n - p0 : 16)); continue; }
+                    for (int32_t r = 0; r < rr->n; r++)
+                        bs_vstore16(j, r32, oc * cstride + rr->off[r], 1, rr->i0[r], rr->i1[r]);
+                }
             }
         }
     }
@@ -733,13 +767,16 @@ void bs_requant__avx512vnni(const void *x, int32_t xt, void *y, int32_t yt, size
     j.rq = rq; j.yt = yt; j.y = y;
     size_t i = 0;
     for (size_t o = 0; o < outer; o++)
-        for (size_t c = 0; c < channels; c++)
+        for (size_t c = 0; c < channels; c++) {
+            bs_vepi ep;
+            bs_vepi_setup(&j, c, 0, &ep);
             for (size_t e = 0; e < inner; e += 16, i += 16) {
                 size_t count = inner - e < 16 ? inner - e : 16;
                 __mmask16 mk = (__mmask16)(count >= 16 ? 0xFFFFu : ((1u << count) - 1u));
-                bs_vepilogue(&j, bs_vload16_i32(x, xt, i, mk), 0, c, i, 1, count);
+                bs_vstore16(&j, bs_vepi_apply(&j, &ep, bs_vload16_i32(x, xt, i, mk)), i, 1, 0, (int32_t)count);
                 if (count < 16) i -= 16 - count;
             }
+        }
 }
 
 void bs_qadd__avx512vnni(const void *a, int32_t at, const void *b, int32_t bt, void *y, int32_t yt, size_t count,
