@@ -437,10 +437,12 @@ static void bs_vinterleave(const bs_vgeo *o, const unsigned char *rows, unsigned
  * once per channel and task: done per 16 outputs, its scalar clamps and broadcasts had cost more than the vector
  * work at small k (MobileNetV2's 16 -> 96 expand conv). ---- */
 typedef struct bs_vepi {
-    __m512i corr, M, B, Z, LO, HI;
-    __m128i sh, sh1;
+    __m512i corr, M, B, Z, LO, HI;   /* modes 4, 5: B = bias + 2^(n-1) + zero 2^n; LO, HI in 32-bit lanes */
+    __m128i sh, sh1, sl;
     size_t c;
-    int32_t mode;   /* 0: no Requant (acc - corr), 1: vector Requant (n > 0 rounds), 2: n == 0, 3: the scalar order */
+    /* 0: no Requant (acc - corr); int64 lanes: 1 (n > 0 rounds), 2 (n == 0); 3: the scalar order; the int32 path of
+     * the AVX2 epilogue (bs_epi_setup there, which says why it is exact): 4 (n >= 32), 5 (n < 32) */
+    int32_t mode;
 } bs_vepi;
 
 static inline void bs_vepi_setup(const bs_avx2_job *j, size_t c, int32_t corr, bs_vepi *e) {
@@ -455,8 +457,20 @@ static inline void bs_vepi_setup(const bs_avx2_job *j, size_t c, int32_t corr, b
     int64_t cmin = t == BS_T_I8 ? INT8_MIN : (t == BS_T_U8 ? 0 : INT32_MIN);
     int64_t cmax = t == BS_T_I8 ? INT8_MAX : (t == BS_T_U8 ? UINT8_MAX : INT32_MAX);
     /* clamp to [lo, hi] then to the container = clamp to [C(lo), C(hi)] (C monotonic, lo <= hi) */
-    e->LO = _mm512_set1_epi64(bs_clamp64a(rq->lo, cmin, cmax)); e->HI = _mm512_set1_epi64(bs_clamp64a(rq->hi, cmin, cmax));
-    e->M = _mm512_set1_epi64(rq->m[q]); e->B = _mm512_set1_epi64(rq->bias[q]); e->Z = _mm512_set1_epi64(rq->zero);
+    int64_t clo = bs_clamp64a(rq->lo, cmin, cmax), chi = bs_clamp64a(rq->hi, cmin, cmax);
+    int64_t bias = rq->bias[q], zero = rq->zero, lim = (int64_t)1 << 60;
+    e->M = _mm512_set1_epi64(rq->m[q]);
+    if (n >= 1 && n <= 59 && bias > -lim && bias < lim && zero > -(lim >> n) && zero < (lim >> n)) {
+        /* u = acc m + bias + 2^(n-1) + zero 2^n never wraps; floor(u / 2^n) from its high (H) and low (L) dwords */
+        e->B = _mm512_set1_epi64(bias + ((int64_t)1 << (n - 1)) + zero * ((int64_t)1 << n));
+        e->LO = _mm512_set1_epi32((int32_t)clo); e->HI = _mm512_set1_epi32((int32_t)chi);
+        e->sh = _mm_cvtsi32_si128(n >= 32 ? n - 32 : n); e->sl = _mm_cvtsi32_si128(n >= 32 ? 0 : 32 - n);
+        e->sh1 = _mm_cvtsi32_si128(n - 1);
+        e->mode = n >= 32 ? 4 : 5;
+        return;
+    }
+    e->LO = _mm512_set1_epi64(clo); e->HI = _mm512_set1_epi64(chi);
+    e->B = _mm512_set1_epi64(bias); e->Z = _mm512_set1_epi64(zero);
     e->sh = _mm_cvtsi32_si128(n); e->sh1 = _mm_cvtsi32_si128(n > 0 ? n - 1 : 0);
     e->mode = n > 0 ? 1 : 2;
 }
@@ -476,6 +490,16 @@ static inline __m512i bs_vepi_apply(const bs_avx2_job *j, const bs_vepi *e, __m5
     }
     __m512i v0 = _mm512_add_epi64(_mm512_mul_epi32(acc, e->M), e->B);
     __m512i v1 = _mm512_add_epi64(_mm512_mul_epi32(_mm512_srli_epi64(acc, 32), e->M), e->B);
+    if (e->mode >= 4) {
+        __m512i H = _mm512_mask_blend_epi32((__mmask16)0xAAAA, _mm512_srli_epi64(v0, 32), v1), r;
+        if (e->mode == 4) return _mm512_min_epi32(_mm512_max_epi32(_mm512_sra_epi32(H, e->sh), e->LO), e->HI);
+        __m512i L = _mm512_mask_blend_epi32((__mmask16)0xAAAA, v0, _mm512_slli_epi64(v1, 32));
+        r = _mm512_or_si512(_mm512_sll_epi32(H, e->sl), _mm512_srl_epi32(L, e->sh));
+        r = _mm512_min_epi32(_mm512_max_epi32(r, e->LO), e->HI);
+        __m512i tt = _mm512_sra_epi32(H, e->sh1);   /* 0 or -1: the value fits int32; else beyond, clamped */
+        r = _mm512_mask_mov_epi32(r, _mm512_cmpgt_epi32_mask(tt, _mm512_setzero_si512()), e->HI);
+        return _mm512_mask_mov_epi32(r, _mm512_cmplt_epi32_mask(tt, _mm512_set1_epi32(-1)), e->LO);
+    }
     if (e->mode == 1) {
         const __m512i one = _mm512_set1_epi64(1);
         v0 = _mm512_add_epi64(_mm512_sra_epi64(v0, e->sh), _mm512_and_si512(_mm512_srl_epi64(v0, e->sh1), one));
