@@ -48,6 +48,39 @@ static double peak_vpdpbusd(long iters) {
     return (double)iters * 1024 / t;
 }
 
+#if defined(__AVX512VPOPCNTDQ__) && defined(__AVX512BITALG__)
+/* The bare inner loops a bit-serial w2a2 kernel would run (no such kernel is built: this is the evidence of its
+ * ceiling on this CPU, docs/c-backend.md). popcntq: per bit-plane pair AND + VPOPCNTQ + VPADDQ over 512 bit products,
+ * 4 pairs per 512 2-bit MACs; 12 independent accumulators. popcntb: AND + VPOPCNTB + VPDPBUSD by per-byte plane
+ * scales, 128 2-bit MACs per triple (a dword holds [a0 a1 a0 a1] & [w0 w0 w1 w1] bytes of 8 k). Returns MACs / s. */
+static double peak_bitserial(long iters, int popcntb) {
+    __m512i a[4], w[3], c[12];
+    for (int i = 0; i < 4; i++) a[i] = _mm512_set1_epi64(0x0123456789ABCDEFll * (i + 1));
+    for (int i = 0; i < 3; i++) w[i] = _mm512_set1_epi64(0x7766554433221100ll + i);
+    for (int i = 0; i < 12; i++) c[i] = _mm512_set1_epi32(i);
+    const __m512i sc = _mm512_set1_epi32(0x04020201);
+    double t0 = now();
+    for (long it = 0; it < iters; it++) {
+        if (popcntb)
+            for (int j = 0; j < 12; j++)
+                c[j] = _mm512_dpbusd_epi32(c[j], _mm512_popcnt_epi8(_mm512_and_si512(a[j & 3], w[j >> 2])), sc);
+        else
+            for (int j = 0; j < 12; j++) {
+                __m512i t = _mm512_popcnt_epi64(_mm512_and_si512(a[j & 3], w[j >> 2]));
+                c[j] = _mm512_add_epi64(c[j], t);   /* the second plane pair: a & ~w (distinct products, no reuse) */
+                c[j] = _mm512_add_epi64(c[j], _mm512_popcnt_epi64(_mm512_andnot_si512(w[j >> 2], a[j & 3])));
+            }
+        __asm__ volatile("" : "+v"(a[0]), "+v"(a[1]), "+v"(a[2]), "+v"(a[3]), "+v"(w[0]), "+v"(w[1]), "+v"(w[2]));
+    }
+    double t = now() - t0;
+    int64_t s = 0;
+    for (int i = 0; i < 12; i++) s += _mm_cvtsi128_si64(_mm512_castsi512_si128(c[i]));
+    if (s == 42) printf(" ");
+    /* popcntb: 12 triples x 128 MACs; popcntq: 24 popcounts x 512 bit products / 4 per 2-bit MAC */
+    return (double)iters * (popcntb ? 12 * 128 : 24 * 128) / t;
+}
+#endif
+
 #endif
 
 /* The scalar pack of the previous commit (one byte at a time), for the switch cost before / after. */
@@ -143,7 +176,18 @@ int main(int argc, char **argv) {
     if (!only_pack) {
         /* short trials, the best of many: on a shared machine most trials lose time slices, which a peak must not count */
         for (int r = 0; r < 400; r++) { double p = peak_vpdpbusd(20000); if (p > peak) peak = p; }
-        printf("peak (bare zmm vpdpbusd loop, 16 accumulators, best of 400 trials of 20 M MACs): %.1f GMAC/s\n\n", peak / 1e9);
+        printf("peak (bare zmm vpdpbusd loop, 16 accumulators, best of 400 trials of 20 M MACs): %.1f GMAC/s\n", peak / 1e9);
+#if defined(__AVX512VPOPCNTDQ__) && defined(__AVX512BITALG__)
+        double bq = 0, bb = 0;
+        for (int r = 0; r < 400; r++) {
+            double p = peak_bitserial(6000, 0), q = peak_bitserial(10000, 1);
+            if (p > bq) bq = p;
+            if (q > bb) bb = q;
+        }
+        printf("bit-serial w2a2 bare loops (no kernel built), best of 400: AND + VPOPCNTQ + VPADDQ %.1f G 2-bit MACs/s (%.2fx the "
+               "vpdpbusd peak), AND + VPOPCNTB + VPDPBUSD %.1f (%.2fx)\n", bq / 1e9, bq / peak, bb / 1e9, bb / peak);
+#endif
+        printf("\n");
         /* C_in = C_out, H = W, kernel (3 or 1) */
         int shapes[][3] = {{64, 56, 3}, {128, 28, 3}, {256, 14, 3}, {512, 7, 3}, {64, 56, 1}, {256, 14, 1}, {512, 7, 1}};
         printf("| conv | M | N | K | whole op GMAC/s | %% of peak | GEMM stage GMAC/s | %% of peak |\n|---|--:|--:|--:|--:|--:|--:|--:|\n");
@@ -165,6 +209,12 @@ int main(int argc, char **argv) {
             for (int i = 0; i < M; i++) { m[i] = 1 << 29; n[i] = 40; b[i] = 0; }
             bs_requant_params rq = {m, n, b, M, 0, 0, 255};
             uint8_t *y = al((size_t)M * N);
+            if (KS > 1) {   /* stored tap-major, as the generated code stores them (the direct path) */
+                int8_t *t = al((size_t)M * K);
+                bs_qs8_tap_major__avx512vnni(q8, t, (size_t)M * K, KS * KS);
+                memcpy(q8, t, (size_t)M * K);
+                free(t);
+            }
             bs_qs8_pack_weights__avx512vnni(q8, pw, 1, M, K, 0, 0, 8, KS * KS);
             bs_qmm_params p = {0, 0, 8};
             bs_avx2_job j;
@@ -224,7 +274,7 @@ int main(int argc, char **argv) {
                     if (which == 0) scalar_pack(q8 + off, pa + oa, 1, M, K, shift, bits);
                     else if (which == 1) bs_qs8_pack_weights__avx2(q8 + off, pa + oa, 1, M, K, 0, shift, bits);
 #if BS_HAVE_VNNI
-                    else bs_qs8_pack_weights__avx512vnni(q8 + off, pv + ov, 1, M, K, 0, shift, bits,   /* taps: tap-major */
+                    else bs_qs8_pack_weights__avx512vnni(q8 + off, pv + ov, 1, M, K, 0, shift, bits,   /* taps (the order only records it) */
                                                          i == nl - 1 ? 0 : (K == 147 ? 49 : (K % 9 == 0 ? 9 : 1)));
 #endif
                     off += (size_t)M * K;
