@@ -725,6 +725,7 @@ void bs_avx512vnni_run(const bs_avx2_job *j, int32_t stage, int32_t task) {
     /* the direct path with junk columns: the runs of output lanes of the task's blocks (else every lane of a block
      * up to the last pixel is one) */
     int junk = o->direct && o->pwq != (size_t)j->conv->win.ow;
+    int bytes_out = j->conv && j->rq && (j->yt == BS_T_U8 || j->yt == BS_T_I8);   /* conv: pixel stride 1 */
     bs_vruns runs[16 * BS_VTILE];
     if (junk)
         for (size_t t = tl; t < tl1; t++)
@@ -761,6 +762,14 @@ void bs_avx512vnni_run(const bs_avx2_job *j, int32_t stage, int32_t task) {
             for (size_t bi = 0; bi < nbk; bi++) {
                 size_t p0 = (b0 + bi) * 16;
                 const bs_vruns *rr = junk ? &runs[(t - tl) * BS_VTILE + bi] : NULL;
+                if (!rr && bytes_out && p0 + 16 <= o->n) {   /* 16 whole bytes per channel: plain stores */
+                    for (int32_t c4 = 0; c4 < nc; c4++) {
+                        size_t oc = g * o->mg + cb * 4 + (size_t)c4;
+                        _mm_storeu_si128((__m128i *)((unsigned char *)j->y + oc * cstride + p0),
+                                         _mm512_cvtepi32_epi8(bs_vepi_apply(j, &ep[c4], acc[bi * 4 + (size_t)c4])));
+                    }
+                    continue;
+                }
                 for (int32_t c4 = 0; c4 < nc; c4++) {
                     size_t oc = g * o->mg + cb * 4 + (size_t)c4;
                     __m512i r32 = bs_vepi_apply(j, &ep[c4], acc[bi * 4 + (size_t)c4]);
