@@ -112,7 +112,9 @@ int main(int argc, char **argv) {
             int32_t ekw = (g->kw - 1) * g->dw + 1;
             if (ekw > g->w + g->pw + g->pew) { g->dw = 1; ekw = g->kw; }
             if (ekw > g->w + g->pw + g->pew) { g->kw = 1; ekw = 1; }
-            if (g->dh == 1) g->oh = (g->h + g->ph + g->peh - g->kh) / g->sh + 1;
+            if (cg > 1 && g->kh > 1 && ri(0, 5) == 0 && 2 * g->kh - 1 <= g->h + g->ph + g->peh) g->dh = 2;   /* vertical dilation */
+            if (cg > 1) g->oh = (g->h + g->ph + g->peh - ((g->kh - 1) * g->dh + 1)) / g->sh + 1;   /* (depthwise: above) */
+            else if (g->dh == 1) g->oh = (g->h + g->ph + g->peh - g->kh) / g->sh + 1;
             g->ow = (g->w + g->pw + g->pew - ekw) / g->sw + 1;
             kk = cg * g->kh * g->kw;
             xcount = (size_t)s.c * g->h * g->w; ycount = (size_t)s.m * g->oh * g->ow;
