@@ -1519,17 +1519,11 @@ static void bs_qs16s16_dwconv_5pairs__avx2(const int16_t *const pa[5], const int
     }
 }
 
-/* The AVX2 row kernel: a whole output row, 16 outputs at a time. 3x3 kernels (the plane mode's 9 taps in 5 pairs,
- * or the row mode's 3 rows of 2 pairs with all rows inside the input) through the unrolled five pairs: the row
- * mode's pairs re-paired across rows, so 5 instead of 6 pair steps (its third pair of each row has a zero weight). */
-static void bs_qs16s16_dwconv_row__avx2(const int16_t *const *rows, int32_t nrows, const int32_t *off, const int32_t *wpair,
-                                        int32_t npairs, int32_t ow, int32_t *acc) {
-    const int16_t *pa[5], *pb[5];
-    int32_t wp[5];
+int32_t bs_dw_5pairs__avx2(const int16_t *const *rows, int32_t nrows, const int32_t *off, const int32_t *wpair, int32_t npairs,
+                           const int16_t *pa[5], const int16_t *pb[5], int32_t wp[5]) {
     if (nrows == 1 && npairs == 5) {
         for (int32_t q = 0; q < 5; q++) { pa[q] = rows[0] + off[2 * q]; pb[q] = rows[0] + off[2 * q + 1]; wp[q] = wpair[q]; }
-        bs_qs16s16_dwconv_5pairs__avx2(pa, pb, wp, ow, acc);
-        return;
+        return 1;
     }
     /* 3 rows of 2 pairs whose second pairs' second weights are 0 (3 taps a row: 3x3; 3x4 with those taps 0 too) */
     if (nrows == 3 && npairs == 2 && rows[0] && rows[1] && rows[2] &&
@@ -1547,9 +1541,17 @@ static void bs_qs16s16_dwconv_row__avx2(const int16_t *const *rows, int32_t nrow
             pa[q] = tp[2 * q]; pb[q] = tp[2 * q + 1];
             wp[q] = (int32_t)(((uint32_t)(uint16_t)(int16_t)tw[2 * q + 1] << 16) | (uint16_t)(int16_t)tw[2 * q]);
         }
-        bs_qs16s16_dwconv_5pairs__avx2(pa, pb, wp, ow, acc);
-        return;
+        return 1;
     }
+    return 0;
+}
+
+/* The AVX2 row kernel: a whole output row, 16 outputs at a time; 3x3 kernels through the unrolled five pairs. */
+static void bs_qs16s16_dwconv_row__avx2(const int16_t *const *rows, int32_t nrows, const int32_t *off, const int32_t *wpair,
+                                        int32_t npairs, int32_t ow, int32_t *acc) {
+    const int16_t *pa[5], *pb[5];
+    int32_t wp[5];
+    if (bs_dw_5pairs__avx2(rows, nrows, off, wpair, npairs, pa, pb, wp)) { bs_qs16s16_dwconv_5pairs__avx2(pa, pb, wp, ow, acc); return; }
     for (int32_t ow0 = 0; ow0 < ow; ow0 += 16) bs_qs16s16_dwconv_16x2__avx2(rows, nrows, off, wpair, npairs, ow0, acc + ow0);
 }
 

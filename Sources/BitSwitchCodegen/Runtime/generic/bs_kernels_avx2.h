@@ -214,6 +214,11 @@ typedef void (*bs_dw_row_kernel_fn)(const int16_t *const *rows, int32_t nrows, c
                                     int32_t npairs, int32_t ow, int32_t *acc);
 typedef void (*bs_dw_row_epilogue_fn)(const bs_avx2_job *j, const int32_t *acc, size_t c, size_t off, size_t count);
 void bs_dwconv_run_with__avx2(const bs_avx2_job *j, int32_t task, bs_dw_row_epilogue_fn epi, bs_dw_row_kernel_fn rowk);
+/* A row kernel's taps as 5 tap pairs (pair q: pa[q][o], pb[q][o] with the int16 weight pair wp[q]) where that is exact:
+ * a 3x3 kernel's 9 taps in plane mode (one row, 5 pairs), and in row mode 3 rows inside the input of 2 pairs whose
+ * second pairs' second weights are 0, re-paired across rows (5 pair steps instead of 6). Returns 0 otherwise. */
+int32_t bs_dw_5pairs__avx2(const int16_t *const *rows, int32_t nrows, const int32_t *off, const int32_t *wpair, int32_t npairs,
+                           const int16_t *pa[5], const int16_t *pb[5], int32_t wp[5]);
 
 #ifdef __cplusplus
 }

@@ -591,10 +591,34 @@ static void bs_vdw_row_epilogue(const bs_avx2_job *j, const int32_t *acc, size_t
                     count - i < 16 ? (int32_t)(count - i) : 16);
 }
 
+/* Five tap pairs (bs_dw_5pairs__avx2) unrolled, their weight pairs broadcast once: 32 outputs per step. */
+static void bs_qs16s16_dwconv_5pairs__avx512vnni(const int16_t *const pa[5], const int16_t *const pb[5], const int32_t wp[5],
+                                                 int32_t n, int32_t *out) {
+    const __m512i i0 = _mm512_set_epi64(11, 10, 3, 2, 9, 8, 1, 0), i1 = _mm512_set_epi64(15, 14, 7, 6, 13, 12, 5, 4);
+    const __m512i W0 = _mm512_set1_epi32(wp[0]), W1 = _mm512_set1_epi32(wp[1]), W2 = _mm512_set1_epi32(wp[2]);
+    const __m512i W3 = _mm512_set1_epi32(wp[3]), W4 = _mm512_set1_epi32(wp[4]);
+    for (int32_t o = 0; o < n; o += 32) {
+        __m512i a0 = _mm512_setzero_si512(), a1 = a0;
+#define BS_VDW_PAIR(q, W)                                                                                     \
+        {                                                                                                     \
+            __m512i va = _mm512_loadu_si512((const void *)(pa[q] + o)), vb = _mm512_loadu_si512((const void *)(pb[q] + o)); \
+            a0 = _mm512_dpwssd_epi32(a0, _mm512_unpacklo_epi16(va, vb), W);                                   \
+            a1 = _mm512_dpwssd_epi32(a1, _mm512_unpackhi_epi16(va, vb), W);                                   \
+        }
+        BS_VDW_PAIR(0, W0) BS_VDW_PAIR(1, W1) BS_VDW_PAIR(2, W2) BS_VDW_PAIR(3, W3) BS_VDW_PAIR(4, W4)
+#undef BS_VDW_PAIR
+        _mm512_storeu_si512((void *)(out + o), _mm512_permutex2var_epi64(a0, i0, a1));
+        _mm512_storeu_si512((void *)(out + o + 16), _mm512_permutex2var_epi64(a0, i1, a1));
+    }
+}
+
 /* The depthwise row kernel: 32 outputs at a time, two taps per vpdpwssd (int16 pairs into int32, wrapping like
  * vpmaddwd + vpaddd: exact, the weights being int8). acc0 holds outputs 0-3, 8-11, 16-19, 24-27 (the unpack order). */
 static void bs_qs16s16_dwconv_row__avx512vnni(const int16_t *const *rows, int32_t nrows, const int32_t *off,
                                                const int32_t *wpair, int32_t npairs, int32_t ow, int32_t *acc) {
+    const int16_t *pa[5], *pb[5];
+    int32_t wp[5];
+    if (bs_dw_5pairs__avx2(rows, nrows, off, wpair, npairs, pa, pb, wp)) { bs_qs16s16_dwconv_5pairs__avx512vnni(pa, pb, wp, ow, acc); return; }
     const __m512i i0 = _mm512_set_epi64(11, 10, 3, 2, 9, 8, 1, 0), i1 = _mm512_set_epi64(15, 14, 7, 6, 13, 12, 5, 4);
     for (int32_t ow0 = 0; ow0 < ow; ow0 += 32) {
         __m512i acc0 = _mm512_setzero_si512(), acc1 = acc0;
