@@ -18,9 +18,9 @@
  * 1 or 2 with 4 | input channels per group): per group the input is copied once into phase planes of 4 channels per
  * 32-bit word, and each k-group (4 channels at one tap) of 16 output pixels is one 64-byte load from them
  * (bs_qu8s8_conv_c4p_rq64_64x4c4__avx512vnni). Otherwise per group the input is gathered (im2col) into rows of k,
- * then interleaved into [16-pixel block][k / 4][16 pixels][4 bytes]. Depthwise and other convs with few channels per group run the same kernel (correct; 1 of 4 channel
- * lanes useful for depthwise: like the AVX2 kernels, no depthwise-specific kernel yet). Zero points outside the u8
- * range take the portable kernels (exact). The staged form reuses bs_avx2_job, so one thread pool drives either.
+ * then interleaved into [16-pixel block][k / 4][16 pixels][4 bytes]. Depthwise convs take the depthwise kernels of
+ * bs_kernels_avx2.c with a 32-lane row kernel (vpdpwssd); other convs with few channels per group run the GEMM with
+ * most channel lanes empty (correct, not fast). Zero points outside the u8 range take the portable kernels (exact). The staged form reuses bs_avx2_job, so one thread pool drives either.
  * This file compiles to nothing without __AVX512VNNI__ and __AVX512BW__ (a bundle emitted with --isa avx512vnni
  * refuses to compile then). */
 #ifndef BS_KERNELS_AVX512VNNI_H
