@@ -377,12 +377,15 @@ static void bs_vfill_quad(const bs_avx2_job *j, const bs_vgeo *o, unsigned char 
 /* The byte offset of k-group q (quad cq, tap) from a virtual pixel's word in the group's planes. */
 static void bs_vdirect_offsets(const bs_avx2_job *j, const bs_vgeo *o, int32_t *voff) {
     const bs_window *w = &j->conv->win;
-    int32_t T = w->kh * w->kw;
-    for (int32_t q = 0; q < o->kg; q++) {
-        int32_t cq = q / T, tap = q % T, rh = tap / w->kw * w->dh, rw = tap % w->kw * w->dw;
-        size_t sl = (size_t)o->slot[(rh % w->sh) * w->sw + rw % w->sw];
-        voff[q] = (int32_t)((((size_t)cq * o->nph + sl) * o->lp + (size_t)(rh / w->sh) * o->pwq + (size_t)(rw / w->sw)) * 4);
-    }
+    int32_t T = w->kh * w->kw, hs = w->sh - 1, ws = w->sw - 1;   /* strides 1 or 2: shifts and masks, no divisions */
+    for (int32_t kh = 0, t = 0; kh < w->kh; kh++)   /* quad 0, then every quad cq at cq planes of nph phases on */
+        for (int32_t kw = 0; kw < w->kw; kw++, t++) {
+            int32_t rh = kh * w->dh, rw = kw * w->dw;
+            size_t sl = (size_t)o->slot[(rh & hs) * w->sw + (rw & ws)];
+            voff[t] = (int32_t)((sl * o->lp + (size_t)(rh >> hs) * o->pwq + (size_t)(rw >> ws)) * 4);
+        }
+    int32_t qstride = (int32_t)((size_t)o->nph * o->lp * 4);
+    for (int32_t q = T; q < o->kg; q++) voff[q] = voff[q - T] + qstride;
 }
 
 /* The runs of lanes of a block of 16 virtual pixels from v0 that are output pixels: lanes [i0[r], i1[r]) go to the
@@ -645,8 +648,18 @@ typedef struct bs_vlayout {
     unsigned char *tmp, *ilv;   /* ilv: groups consecutive interleaved buffers */
 } bs_vlayout;
 
+_Static_assert(sizeof(bs_vgeo) <= sizeof(((bs_avx2_job *)0)->vgeo), "bs_avx2_job.vgeo holds a bs_vgeo");
+
+/* The job's geometry: the one bs_avx512vnni_stages kept, else worked out into `own`. */
+static const bs_vgeo *bs_vgeo_of(const bs_avx2_job *j, bs_vgeo *own) {
+    if (j->vgeo_set) return (const bs_vgeo *)(const void *)j->vgeo;
+    bs_vgeometry(j, own);
+    return own;
+}
+
 static void bs_vlayout_of(const bs_avx2_job *j, bs_vlayout *l) {
-    bs_vgeometry(j, &l->o);
+    if (j->vgeo_set) memcpy(&l->o, j->vgeo, sizeof l->o);
+    else bs_vgeometry(j, &l->o);
     unsigned char *s = (unsigned char *)(((uintptr_t)j->scratch + 63) & ~(uintptr_t)63);
     l->tmp = s;
     l->ilv = s + l->o.tmp_bytes;
@@ -661,23 +674,25 @@ int32_t bs_avx512vnni_direct(const bs_avx2_job *j) {
     return !o.fallback && o.direct;
 }
 
-int32_t bs_avx512vnni_stages(const bs_avx2_job *j) {
+int32_t bs_avx512vnni_stages(bs_avx2_job *j) {
+    j->vgeo_set = 0;
     if (bs_dwconv_tasks__avx2(j)) return 1;
-    bs_vgeo o;
-    bs_vgeometry(j, &o);
-    return o.fallback ? 1 : 2;
+    bs_vgeo *o = (bs_vgeo *)(void *)j->vgeo;
+    bs_vgeometry(j, o);
+    j->vgeo_set = 1;
+    return o->fallback ? 1 : 2;
 }
 
 int32_t bs_avx512vnni_tasks(const bs_avx2_job *j, int32_t stage) {
-    int32_t dw = bs_dwconv_tasks__avx2(j);
+    int32_t dw = j->vgeo_set ? 0 : bs_dwconv_tasks__avx2(j);
     if (dw) return dw;
-    bs_vgeo o;
-    bs_vgeometry(j, &o);
-    if (o.fallback) return 1;
-    size_t tiles = bs_vcdiv(o.nb, BS_VTILE);
+    bs_vgeo own;
+    const bs_vgeo *o = bs_vgeo_of(j, &own);
+    if (o->fallback) return 1;
+    size_t tiles = bs_vcdiv(o->nb, BS_VTILE);
     switch (stage) {
-    case 0: return (int32_t)((size_t)o.groups * (o.direct ? o.cqn : bs_vcdiv((size_t)o.kg, BS_VKG_PER_TASK)));
-    default: return (int32_t)((size_t)o.groups * bs_vcdiv(tiles, o.tpt) * bs_vcdiv((size_t)o.mg4 / 4, BS_VCB_PER_TASK));
+    case 0: return (int32_t)((size_t)o->groups * (o->direct ? o->cqn : bs_vcdiv((size_t)o->kg, BS_VKG_PER_TASK)));
+    default: return (int32_t)((size_t)o->groups * bs_vcdiv(tiles, o->tpt) * bs_vcdiv((size_t)o->mg4 / 4, BS_VCB_PER_TASK));
     }
 }
 
@@ -704,7 +719,7 @@ static void bs_vfallback(const bs_avx2_job *j) {
 }
 
 void bs_avx512vnni_run(const bs_avx2_job *j, int32_t stage, int32_t task) {
-    if (bs_dwconv_tasks__avx2(j)) { bs_dwconv_run_with__avx2(j, task, bs_vdw_row_epilogue, bs_qs16s16_dwconv_row__avx512vnni); return; }
+    if (!j->vgeo_set && bs_dwconv_tasks__avx2(j)) { bs_dwconv_run_with__avx2(j, task, bs_vdw_row_epilogue, bs_qs16s16_dwconv_row__avx512vnni); return; }
     bs_vlayout l;
     bs_vlayout_of(j, &l);
     const bs_vgeo *o = &l.o;

@@ -86,7 +86,7 @@ void bs_qmaxpool__avx512vnni(const bs_window *g, size_t planes, const void *x, i
 /* Split form for a thread pool (the bs_avx2_job of bs_kernels_avx2.h, weights packed for this ISA): count the
  * tasks, run each task index once (any thread, any order; tasks of one stage may run concurrently, stage s+1
  * starts after every task of stage s finished). The results do not depend on the order. */
-int32_t bs_avx512vnni_stages(const bs_avx2_job *j);
+int32_t bs_avx512vnni_stages(bs_avx2_job *j);
 int32_t bs_avx512vnni_tasks(const bs_avx2_job *j, int32_t stage);
 void bs_avx512vnni_run(const bs_avx2_job *j, int32_t stage, int32_t task);
 
