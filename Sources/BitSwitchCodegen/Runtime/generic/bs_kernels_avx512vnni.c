@@ -10,7 +10,7 @@
  * group and per block of 4 output channels kg = ceil(k/4) groups of [4 channels][4 k] signed bytes. */
 typedef struct bs_vpacked {
     int32_t mode, groups, mg, k, kg, mg4, bits, shift;
-    int32_t taps;   /* > 0: k in tap-major order (bs_qs8_pack_weights_taps__avx2) */
+    int32_t taps;   /* > 0: k in tap-major order (the stored weights' own: Plan.tapMajor, bs_qs8_tap_major__avx512vnni) */
 } bs_vpacked;
 
 #define BS_VA64(x) (((size_t)(x) + 63) & ~(size_t)63)
