@@ -9,6 +9,9 @@
 //                (VW*NV dividing BS_NB)
 //   RBD          dW register tile: RBD output channels (dividing BS_MR) x 3 taps x the 16 lanes (16/VW vectors)
 //   QBV          positions per dW pass (a multiple of 16; any value gives the same sums)
+// and may define (prefetches only: no effect on any result):
+//   PFD          the forward C tiles prefetch each channel's (tap's) rows PFD bytes ahead
+//   PF_NEXT_PLANE  the dW kernels prefetch the next task's input plane, a line per 16 positions
 //
 // Every result is defined independently of VW, RB, NV, RBD and QBV: an output of the forward kernels is the fused
 // multiply-add chain over its inputs and taps in order, starting from zero, plus the bias; a dW partial sum is
@@ -42,6 +45,11 @@ static inline void FN(tile3x3)(const float *x, const float *w, long C, long P, l
     for (long c = 0; c < C; c++) {
         const float *xc = x + c * P;
         const float *wc = w + c * 9 * BS_MR;
+#ifdef PFD
+        __builtin_prefetch((const char *)(xc + off[8]) + PFD);
+        __builtin_prefetch((const char *)(xc + off[8]) + PFD + 64);
+        __builtin_prefetch((const char *)(xc + off[8]) + PFD + 128);
+#endif
 #pragma GCC unroll 9
         for (int t = 0; t < 9; t++) {
             const float *xp = xc + off[t];
@@ -68,6 +76,11 @@ static inline void FN(tiletap)(const float *x, const long *koff, long K, const f
     for (long k = 0; k < K; k++) {
         const float *xp = x + koff[k];
         const float *wk = w + k * BS_MR;
+#ifdef PFD
+        __builtin_prefetch((const char *)xp + PFD);
+        __builtin_prefetch((const char *)xp + PFD + 64);
+        __builtin_prefetch((const char *)xp + PFD + 128);
+#endif
         vf v[NV];
 #pragma GCC unroll 4
         for (int j = 0; j < NV; j++) v[j] = VLOAD(xp + j * VW);
@@ -153,6 +166,9 @@ static void FN(conv3x3_dw)(const float *dyg, const float *xg, float *acc, float 
                                 a[i][j][hh] = VLOAD(at + ((r0 + i) * 9 + kh * 3 + j) * BS_DWL + hh * VW);
                     const float *dh = dy + r0 * P;
                     for (long q = qs; q < qe; q += BS_DWL) {
+#ifdef PF_NEXT_PLANE
+                        __builtin_prefetch(xr + P + q);
+#endif
 #pragma GCC unroll 4
                         for (int hh = 0; hh < NH; hh++) {
                             const float *xq = xr + q + hh * VW;
@@ -249,6 +265,10 @@ static void FN(tapconv_dw)(const float *dyg, const float *xg, const long *koff, 
             const float *x1 = x0 + koff[k0];
             const float *x2 = x0 + (k0 + 1 < K ? koff[k0 + 1] : 0);
             const float *x3 = x0 + (k0 + 2 < K ? koff[k0 + 2] : 0);
+#ifdef PF_NEXT_PLANE
+            // The next task's first tap, prefetched a line per step (its plane is not in cache yet).
+            const float *xn = x0 + (k0 + 3 < K ? koff[k0 + 3] : 0);
+#endif
             float *at = acc + t * BS_MR * 3 * BS_DWL;
             for (int r0 = 0; r0 < BS_MR; r0 += RBD) {
                 vf a[RBD][3][NH];
@@ -258,6 +278,9 @@ static void FN(tapconv_dw)(const float *dyg, const float *xg, const long *koff, 
                             a[i][j][hh] = VLOAD(at + ((r0 + i) * 3 + j) * BS_DWL + hh * VW);
                 const float *dh = dy + r0 * P;
                 for (long q = qs; q < qe; q += BS_DWL) {
+#ifdef PF_NEXT_PLANE
+                    __builtin_prefetch(xn + q);
+#endif
 #pragma GCC unroll 4
                     for (int hh = 0; hh < NH; hh++) {
                         const long qh = q + hh * VW;
