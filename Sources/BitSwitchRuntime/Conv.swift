@@ -78,12 +78,25 @@ private func checkBias(_ b: Tensor?, _ cout: Int) throws -> [Float]? {
 }
 
 public func convForward(x: Tensor, w: Tensor, b: Tensor?, attrs: ConvAttrs) throws -> Tensor {
+    try convForward(x: x, w: w, b: b, attrs: attrs, keepingGrid: false).y
+}
+
+/// The input of a direct or stride-2 conv as its kernels read it (the zero-padded grid planes, or phase planes), kept
+/// by training's forward pass so that the backward pass does not pack the same input again.
+public struct ConvInputGrid: Sendable {
+    let floats: [Float]
+}
+
+/// Conv forward that also returns the packed input when `keepingGrid` and the conv runs on the grid kernels.
+public func convForward(x: Tensor, w: Tensor, b: Tensor?, attrs: ConvAttrs, keepingGrid: Bool) throws
+    -> (y: Tensor, grid: ConvInputGrid?) {
     let p = try ConvPlan(x: x.shape, w: w.shape, attrs: attrs)
     let xs = try x.f32("Conv input X"), ws = try w.f32("Conv weight W")
     let bias = try checkBias(b, p.cout)
     let yCount = try checkedCount(p.yShape)
     var g = p.geom.c
     let y: [Float]
+    var grid: ConvInputGrid? = nil
     if yCount == 0 || xs.isEmpty {
         y = [Float](repeating: 0, count: yCount)
     } else if p.depthwise {
@@ -104,13 +117,29 @@ public func convForward(x: Tensor, w: Tensor, b: Tensor?, attrs: ConvAttrs) thro
             if failed.withLock({ $0 }) { throw outOfMemory("depthwise conv scratch") }
         }
     } else if p.direct3x3 {
-        y = try makeFloats(yCount) { yp in try convForwardDirect(p, xs, ws, bias, yp) }
+        y = try makeFloats(yCount) { yp in grid = try convForwardDirect(p, xs, ws, bias, yp, keepingGrid) }
     } else if p.strided2 {
-        y = try makeFloats(yCount) { yp in try convForwardStrided(p, xs, ws, bias, yp) }
+        y = try makeFloats(yCount) { yp in grid = try convForwardStrided(p, xs, ws, bias, yp, keepingGrid) }
     } else {
         y = try makeFloats(yCount) { yp in try convForwardGEMM(p, xs, ws, bias, yp) }
     }
-    return Tensor(shape: p.yShape, floats: y)
+    return (Tensor(shape: p.yShape, floats: y), grid)
+}
+
+/// Runs `body` on the conv's input grid of `count` floats: the forward's `kept` one when it has that size, else one
+/// `pack` writes into scratch. With `keep`, a packed grid is made as an array and returned for the backward pass.
+private func withInputGrid(count: Int, kept: ConvInputGrid?, keep: Bool, pack: (UnsafeMutablePointer<Float>) -> Void,
+                           _ body: (UnsafeMutablePointer<Float>) throws -> Void) rethrows -> ConvInputGrid? {
+    if let kept, kept.floats.count == count {
+        // The kernels only read the input grid; the mutable pointer is the type the C functions take.
+        try kept.floats.withUnsafeBufferPointer { try body(UnsafeMutablePointer(mutating: $0.baseAddress!)) }
+        return nil
+    }
+    if keep {
+        return ConvInputGrid(floats: try makeFloats(count) { g in pack(g); try body(g) })
+    }
+    try withScratch(count) { g in pack(g); try body(g) }
+    return nil
 }
 
 private let convMR = Int(BS_CONV3_MR)
@@ -124,24 +153,26 @@ private func makeGrid(_ p: ConvPlan) -> bs_grid {
 }
 
 private func convForwardDirect(_ p: ConvPlan, _ xs: [Float], _ ws: [Float], _ bias: [Float]?,
-                               _ yp: UnsafeMutablePointer<Float>) throws {
+                               _ yp: UnsafeMutablePointer<Float>, _ keep: Bool) throws -> ConvInputGrid? {
     var g = makeGrid(p)
     let mpad = roundUpMR(p.cout)
     let xCount = try checkedCount([p.cin, g.plane], what: "conv input grid")
     let wpk = makeFloats(mpad * p.cin * 9) { bs_conv3x3_pack_weights(ws, $0, p.cout, p.cin, 0) }
-    withScratch(xCount) { xg in
-    xs.withUnsafeBufferPointer { xb in wpk.withUnsafeBufferPointer { wb in bias.withUnsafeBufferPointerOpt { bp in
+    return xs.withUnsafeBufferPointer { xb in wpk.withUnsafeBufferPointer { wb in bias.withUnsafeBufferPointerOpt { bp in
     withUnsafePointer(to: &g) { gp in
         let xp = xb.baseAddress!, wp = wb.baseAddress!
-        parallelFor(p.cin) { r in bs_grid_pack_f32(xp, xg, p.cin, r.lowerBound, r.upperBound, gp) }
-        parallelFor(gp.pointee.blocks) { r in
-            bs_conv3x3_fwd_f32(xg, wp, yp, bp, p.cout, p.cin, r.lowerBound, r.upperBound, gp)
+        return withInputGrid(count: xCount, kept: nil, keep: keep, pack: { xg in
+            parallelFor(p.cin) { r in bs_grid_pack_f32(xp, xg, p.cin, r.lowerBound, r.upperBound, gp) }
+        }) { xg in
+            parallelFor(gp.pointee.blocks) { r in
+                bs_conv3x3_fwd_f32(xg, wp, yp, bp, p.cout, p.cin, r.lowerBound, r.upperBound, gp)
+            }
         }
-    }}}}}
+    }}}}
 }
 
 /// dW (accumulated into `dwp`) and, when `dxp` is given, dX (overwritten) of a direct 3x3 convolution.
-private func convBackwardDirect(_ p: ConvPlan, _ xs: [Float], _ ws: [Float], _ gys: [Float],
+private func convBackwardDirect(_ p: ConvPlan, _ xs: [Float], _ ws: [Float], _ gys: [Float], _ kept: ConvInputGrid?,
                                 _ dxp: UnsafeMutablePointer<Float>?, _ dwp: UnsafeMutablePointer<Float>) throws {
     var g = makeGrid(p)
     let mpad = roundUpMR(p.cout), cpad = roundUpMR(p.cin)
@@ -150,11 +181,13 @@ private func convBackwardDirect(_ p: ConvPlan, _ xs: [Float], _ ws: [Float], _ g
     let tasks = mpad / convMR * p.cin
     let accCount = tasks * convMR * 9 * 16
     let wT = dxp == nil ? [] : makeFloats(cpad * p.cout * 9) { bs_conv3x3_pack_weights(ws, $0, p.cout, p.cin, 1) }
-    withScratch(xCount) { xg in withScratch(dyCount) { dyg in withScratch(accCount) { acc in
+    withScratch(dyCount) { dyg in withScratch(accCount) { acc in
     xs.withUnsafeBufferPointer { xb in gys.withUnsafeBufferPointer { gb in wT.withUnsafeBufferPointer { wtb in
     withUnsafePointer(to: &g) { gp in
         let xp = xb.baseAddress!, gy = gb.baseAddress!
-        parallelFor(p.cin) { r in bs_grid_pack_f32(xp, xg, p.cin, r.lowerBound, r.upperBound, gp) }
+        _ = withInputGrid(count: xCount, kept: kept, keep: false, pack: { xg in
+            parallelFor(p.cin) { r in bs_grid_pack_f32(xp, xg, p.cin, r.lowerBound, r.upperBound, gp) }
+        }) { xg in
         // The extra planes up to a whole block of rows are zero, so the dW kernel may read them.
         parallelFor(mpad) { r in bs_grid_pack_f32(gy, dyg, p.cout, r.lowerBound, r.upperBound, gp) }
         parallelFor(tasks) { r in bs_conv3x3_dw_f32(dyg, xg, acc, dwp, p.cout, p.cin, r.lowerBound, r.upperBound, gp) }
@@ -163,7 +196,8 @@ private func convBackwardDirect(_ p: ConvPlan, _ xs: [Float], _ ws: [Float], _ g
                 bs_conv3x3_fwd_f32(dyg, wt, dxp, nil, p.cin, p.cout, r.lowerBound, r.upperBound, gp)
             }
         }
-    }}}}}}}
+        }
+    }}}}}}
 }
 
 /// Taps of a stride-2 conv on the phase-split grid: tap t = kh*kw' + kw of channel c reads phase plane
@@ -192,7 +226,7 @@ private func stridedGrid(_ p: ConvPlan) -> bs_grid {
 }
 
 private func convForwardStrided(_ p: ConvPlan, _ xs: [Float], _ ws: [Float], _ bias: [Float]?,
-                                _ yp: UnsafeMutablePointer<Float>) throws {
+                                _ yp: UnsafeMutablePointer<Float>, _ keep: Bool) throws -> ConvInputGrid? {
     var g = stridedGrid(p)
     let taps = stridedTaps(p, g)
     let np = stridedPhases(p)
@@ -202,22 +236,24 @@ private func convForwardStrided(_ p: ConvPlan, _ xs: [Float], _ ws: [Float], _ b
         bs_tapconv_pack_weights(ws, $0, p.cout, taps.count, sel, p.cin * p.geom.kernelCount)
     }
     var o = bs_out(h: p.geom.output[0], w: p.geom.output[1], s: 1, oy: 0, ox: 0)
-    withScratch(xCount) { xg in
-    xs.withUnsafeBufferPointer { xb in wpk.withUnsafeBufferPointer { wb in bias.withUnsafeBufferPointerOpt { bp in
+    return xs.withUnsafeBufferPointer { xb in wpk.withUnsafeBufferPointer { wb in bias.withUnsafeBufferPointerOpt { bp in
     koff.withUnsafeBufferPointer { kb in withUnsafePointer(to: &g) { gp in withUnsafePointer(to: &o) { op in
         let xp = xb.baseAddress!
-        parallelFor(p.cin) { r in
-            bs_grid_pack_phases_f32(xp, xg, p.cin, p.geom.input[0], p.geom.input[1], 2, np, r.lowerBound,
-                                    r.upperBound, gp)
+        return withInputGrid(count: xCount, kept: nil, keep: keep, pack: { xg in
+            parallelFor(p.cin) { r in
+                bs_grid_pack_phases_f32(xp, xg, p.cin, p.geom.input[0], p.geom.input[1], 2, np, r.lowerBound,
+                                        r.upperBound, gp)
+            }
+        }) { xg in
+            parallelFor(gp.pointee.blocks) { r in
+                bs_tapconv_fwd_f32(xg, kb.baseAddress!, koff.count, wb.baseAddress!, yp, bp, p.cout, r.lowerBound,
+                                   r.upperBound, gp, op)
+            }
         }
-        parallelFor(gp.pointee.blocks) { r in
-            bs_tapconv_fwd_f32(xg, kb.baseAddress!, koff.count, wb.baseAddress!, yp, bp, p.cout, r.lowerBound,
-                               r.upperBound, gp, op)
-        }
-    }}}}}}}
+    }}}}}}
 }
 
-private func convBackwardStrided(_ p: ConvPlan, _ xs: [Float], _ ws: [Float], _ gys: [Float],
+private func convBackwardStrided(_ p: ConvPlan, _ xs: [Float], _ ws: [Float], _ gys: [Float], _ kept: ConvInputGrid?,
                                  _ dxp: UnsafeMutablePointer<Float>?, _ dwp: UnsafeMutablePointer<Float>) throws {
     var g = stridedGrid(p)
     let taps = stridedTaps(p, g), kc = p.geom.kernelCount
@@ -227,17 +263,20 @@ private func convBackwardStrided(_ p: ConvPlan, _ xs: [Float], _ ws: [Float], _ 
     let xCount = try checkedCount([p.cin * np, g.plane], what: "conv input grid")
     let dyCount = try checkedCount([mpad, g.plane], what: "conv gradient grid")
     let tasks = mpad / convMR * ((koff.count + 2) / 3)
-    withScratch(xCount) { xg in withScratch(dyCount) { dyg in withScratch(tasks * convMR * 3 * 16) { acc in
+    withScratch(dyCount) { dyg in withScratch(tasks * convMR * 3 * 16) { acc in
     xs.withUnsafeBufferPointer { xb in gys.withUnsafeBufferPointer { gb in koff.withUnsafeBufferPointer { kb in
     withUnsafePointer(to: &g) { gp in
         let xp = xb.baseAddress!, gy = gb.baseAddress!
-        parallelFor(p.cin) { r in
-            bs_grid_pack_phases_f32(xp, xg, p.cin, p.geom.input[0], p.geom.input[1], 2, np, r.lowerBound,
-                                    r.upperBound, gp)
-        }
         parallelFor(mpad) { r in bs_grid_pack_f32(gy, dyg, p.cout, r.lowerBound, r.upperBound, gp) }
-        parallelFor(tasks) { r in
-            bs_tapconv_dw_f32(dyg, xg, kb.baseAddress!, koff.count, acc, dwp, p.cout, r.lowerBound, r.upperBound, gp)
+        _ = withInputGrid(count: xCount, kept: kept, keep: false, pack: { xg in
+            parallelFor(p.cin) { r in
+                bs_grid_pack_phases_f32(xp, xg, p.cin, p.geom.input[0], p.geom.input[1], 2, np, r.lowerBound,
+                                        r.upperBound, gp)
+            }
+        }) { xg in
+            parallelFor(tasks) { r in
+                bs_tapconv_dw_f32(dyg, xg, kb.baseAddress!, koff.count, acc, dwp, p.cout, r.lowerBound, r.upperBound, gp)
+            }
         }
         guard let dxp else { return }
         // dX phase by phase: each phase plane of dX gathers dY at the negated shifts of the taps that read it.
@@ -258,7 +297,7 @@ private func convBackwardStrided(_ p: ConvPlan, _ xs: [Float], _ ws: [Float], _ 
                 }
             }}}
         }
-    }}}}}}}
+    }}}}}}
 }
 
 private func convForwardGEMM(_ p: ConvPlan, _ xs: [Float], _ ws: [Float], _ bias: [Float]?,
@@ -310,7 +349,8 @@ public func convBackward(x: Tensor, w: Tensor, hasBias: Bool, gradY: Tensor, att
 }
 
 /// Conv backward that skips dX when nobody needs it (the first layer, whose input is data).
-public func convGradients(x: Tensor, w: Tensor, hasBias: Bool, gradY: Tensor, attrs: ConvAttrs, needsDX: Bool) throws
+public func convGradients(x: Tensor, w: Tensor, hasBias: Bool, gradY: Tensor, attrs: ConvAttrs, needsDX: Bool,
+                          inputGrid: ConvInputGrid? = nil) throws
     -> (dx: Tensor?, dw: Tensor, db: Tensor?) {
     let p = try ConvPlan(x: x.shape, w: w.shape, attrs: attrs)
     guard gradY.shape == p.yShape else {
@@ -331,9 +371,9 @@ public func convGradients(x: Tensor, w: Tensor, hasBias: Bool, gradY: Tensor, at
         let run = p.direct3x3 ? convBackwardDirect : convBackwardStrided
         try dw.withUnsafeMutableBufferPointer { dwb in
             if needsDX {
-                dx = try makeFloats(dxCount) { dxp in try run(p, xs, ws, gys, dxp, dwb.baseAddress!) }
+                dx = try makeFloats(dxCount) { dxp in try run(p, xs, ws, gys, inputGrid, dxp, dwb.baseAddress!) }
             } else {
-                try run(p, xs, ws, gys, nil, dwb.baseAddress!)
+                try run(p, xs, ws, gys, inputGrid, nil, dwb.baseAddress!)
             }
         }
     } else {

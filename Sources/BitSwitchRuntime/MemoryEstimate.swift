@@ -9,7 +9,7 @@ import BitSwitchIR
 ///   holds live at once — the graph inputs, and each node output from the node that computes it until its last
 ///   reader has run (the executor frees it then; graph outputs stay).
 /// - Activations, training: the forward pass keeps every value for the backward pass and the backward pass gives each
-///   its gradient, so twice the sum of all activations; parameters (float initializers) get a gradient and two
+///   its gradient, so twice the sum of all activations, plus the packed input each 2-D conv keeps; parameters (float initializers) get a gradient and two
 ///   optimizer moments, three times their bytes.
 ///
 /// Symbolic dims take their bound value (the batch); dims shape inference cannot determine count as 1 and values of
@@ -43,10 +43,22 @@ public struct MemoryEstimate: Sendable, Equatable {
         var sum = 0
         for i in g.inputs where g.initializers[i.name] == nil { sum = add(sum, bytes(g.type(of: i.name), bindings)) }
         for n in g.nodes { for o in n.outputs where !o.isEmpty { sum = add(sum, bytes(g.type(of: o), bindings)) } }
+        var grids = 0
+        for n in g.nodes { if case .conv = n.op, let x = n.inputs.first { grids = add(grids, gridBytes(g.type(of: x), bindings)) } }
         var params = 0
         for t in g.initializers.values where t.dtype.isFloat { params = add(params, storageBytes(t)) }
-        return MemoryEstimate(initializerBytes: initializerBytes(g), activationBytes: add(sum, sum),
+        return MemoryEstimate(initializerBytes: initializerBytes(g), activationBytes: add(add(sum, sum), grids),
                               optimizerBytes: add(params, add(params, params)))
+    }
+
+    /// The packed input a 2-D conv keeps from the forward pass for its backward pass (ConvInputGrid): the input with
+    /// a zero column per row and a zero row per image more. Counted for every 2-D conv (an upper bound: convs off the
+    /// grid kernels keep none).
+    static func gridBytes(_ t: TensorType?, _ bindings: [String: Int]) -> Int {
+        guard let shape = t?.shape, shape.count == 4, case .known(let h) = shape[2], case .known(let w) = shape[3],
+              h > 0, w > 0 else { return 0 }
+        let b = Double(bytes(t, bindings)) * Double((h + 1) * (w + 1)) / Double(h * w)
+        return b < Double(Int.max) ? Int(b) : Int.max
     }
 
     /// Symbol values from the shapes the inputs will have: each symbolic dim of a graph input takes the size of that

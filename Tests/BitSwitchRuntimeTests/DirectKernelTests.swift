@@ -52,6 +52,27 @@ struct DirectKernelTests {
                                      gradY: Tensor(shape: y.shape, floats: r), attrs: attrs, needsDX: false)
         #expect(noDX.dx == nil)
         #expect(noDX.dw.floats == g.dw.floats)
+        try expectKeptGridGivesSameGradients(xs: xs, ws: ws, x: x, w: w, r: r, attrs: attrs, dx: dx.floats, dw: g.dw.floats)
+    }
+
+    /// Training keeps the forward's packed input for the backward pass: the same Y, and the same dX and dW bit for
+    /// bit as packing it again; a kept grid of zeros (a different input) gives dW = 0, so the kept grid is what is read.
+    func expectKeptGridGivesSameGradients(xs: [Int], ws: [Int], x: [Float], w: [Float], r: [Float], attrs: ConvAttrs,
+                                          dx: [Float], dw: [Float]) throws {
+        let xt = Tensor(shape: xs, floats: x), wt = Tensor(shape: ws, floats: w)
+        let plain = try convForward(x: xt, w: wt, b: nil, attrs: attrs)
+        let kept = try convForward(x: xt, w: wt, b: nil, attrs: attrs, keepingGrid: true)
+        #expect(kept.y.floats == plain.floats)
+        let grid = try #require(kept.grid)
+        #expect(try convForward(x: xt, w: wt, b: nil, attrs: attrs, keepingGrid: false).grid == nil)
+        let gy = Tensor(shape: plain.shape, floats: r)
+        let g = try convGradients(x: xt, w: wt, hasBias: false, gradY: gy, attrs: attrs, needsDX: true, inputGrid: grid)
+        #expect(g.dx?.floats == dx)
+        #expect(g.dw.floats == dw)
+        let zeros = ConvInputGrid(floats: [Float](repeating: 0, count: grid.floats.count))
+        let z = try convGradients(x: xt, w: wt, hasBias: false, gradY: gy, attrs: attrs, needsDX: true, inputGrid: zeros)
+        #expect(z.dw.floats.allSatisfy { $0 == 0 })
+        #expect(z.dx?.floats == dx)   // dX does not read the input
     }
 
     /// Reference Y, dX, dW of an ungrouped 2-D conv with square stride s, kernel k and symmetric padding pad.
@@ -97,6 +118,7 @@ struct DirectKernelTests {
         #expect(close(y.floats, want.y, rtol: 1e-4, atol: 1e-4))
         #expect(close(dx.floats, want.dx, rtol: 1e-4, atol: 1e-4))
         #expect(close(g.dw.floats, want.dw, rtol: 1e-4, atol: 1e-4))
+        try expectKeptGridGivesSameGradients(xs: xs, ws: ws, x: x, w: w, r: r, attrs: attrs, dx: dx.floats, dw: g.dw.floats)
     }
 
     @Test func skippingDXKeepsWeightGradientOnTheGEMMPath() throws {
@@ -111,6 +133,7 @@ struct DirectKernelTests {
         #expect(part.dx == nil)
         #expect(part.dw.floats == full.dw.floats)
         #expect(part.db?.floats == full.db?.floats)
+        #expect(try convForward(x: x, w: w, b: nil, attrs: attrs, keepingGrid: true).grid == nil)   // not a grid conv
     }
 
     @Test(arguments: [[2, 3, 8, 8], [1, 2, 5, 7], [3, 1, 2, 2]])

@@ -46,6 +46,17 @@ struct ExecutorTests {
         #expect(close(y.floats, want))
     }
 
+    /// Training's estimate: every activation twice, plus the packed input grid the conv keeps for its backward
+    /// pass (x [N,1,4,4] with a zero column and row: 25/16 of its bytes), plus three copies of the parameters.
+    @Test func trainingEstimateCountsTheKeptConvGrid() {
+        let g = smallNet()
+        let e = MemoryEstimate.training(g, bindings: ["N": 8])
+        // x 8*16, c and r 8*3*16 each, p 8*3, f 8*3, y 8*2 floats; the grid of x 8*25 floats.
+        let acts = 4 * (8 * 16 + 2 * 8 * 3 * 16 + 2 * 8 * 3 + 8 * 2)
+        #expect(e.activationBytes == 2 * acts + 4 * 8 * 25)
+        #expect(e.optimizerBytes == 3 * 4 * (27 + 6 + 2))
+    }
+
     @Test func freesIntermediatesAfterTheirLastReader() {
         let e = Executor(graph: smallNet())
         #expect(e.releaseAfter[1].contains("c"))   // conv output dies at relu

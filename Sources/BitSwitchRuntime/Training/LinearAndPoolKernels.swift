@@ -11,9 +11,11 @@ struct ConvKernel: TrainableOpKernel {
     }
 
     func forward(node: Node, inputs: [Tensor?], context: TrainingContext) throws -> (outputs: [Tensor], saved: Any?) {
-        let y = try convForward(x: required(inputs, 0, node), w: required(inputs, 1, node),
-                                b: inputs.count > 2 ? inputs[2] : nil, attrs: attrs(node))
-        return ([y], nil)
+        // The packed input is kept for the backward pass (about one more copy of the input; the grid kernels'
+        // backward would otherwise pack the same input again).
+        let r = try convForward(x: required(inputs, 0, node), w: required(inputs, 1, node),
+                                b: inputs.count > 2 ? inputs[2] : nil, attrs: attrs(node), keepingGrid: true)
+        return ([r.y], r.grid)
     }
 
     func backward(node: Node, inputs: [Tensor?], outputs: [Tensor], saved: Any?, gradOutputs: [Tensor?],
@@ -22,7 +24,8 @@ struct ConvKernel: TrainableOpKernel {
         guard let g = gradOutputs[0] else { return result }
         let hasBias = inputs.count > 2 && inputs[2] != nil
         let r = try convGradients(x: required(inputs, 0, node), w: required(inputs, 1, node), hasBias: hasBias,
-                                  gradY: g, attrs: attrs(node), needsDX: needsGradient[0])
+                                  gradY: g, attrs: attrs(node), needsDX: needsGradient[0],
+                                  inputGrid: saved as? ConvInputGrid)
         if needsGradient[0] { result[0] = r.dx }
         if needsGradient[1] { result[1] = r.dw }
         if hasBias && needsGradient[2] { result[2] = r.db }
