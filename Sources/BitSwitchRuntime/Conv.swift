@@ -188,14 +188,14 @@ private func convBackwardDirect(_ p: ConvPlan, _ xs: [Float], _ ws: [Float], _ g
         _ = withInputGrid(count: xCount, kept: kept, keep: false, pack: { xg in
             parallelFor(p.cin) { r in bs_grid_pack_f32(xp, xg, p.cin, r.lowerBound, r.upperBound, gp) }
         }) { xg in
-        // The extra planes up to a whole block of rows are zero, so the dW kernel may read them.
-        parallelFor(mpad) { r in bs_grid_pack_f32(gy, dyg, p.cout, r.lowerBound, r.upperBound, gp) }
-        parallelFor(tasks) { r in bs_conv3x3_dw_f32(dyg, xg, acc, dwp, p.cout, p.cin, r.lowerBound, r.upperBound, gp) }
-        if let dxp, let wt = wtb.baseAddress {
-            parallelFor(gp.pointee.blocks) { r in
-                bs_conv3x3_fwd_f32(dyg, wt, dxp, nil, p.cin, p.cout, r.lowerBound, r.upperBound, gp)
+            // The extra planes up to a whole block of rows are zero, so the dW kernel may read them.
+            parallelFor(mpad) { r in bs_grid_pack_f32(gy, dyg, p.cout, r.lowerBound, r.upperBound, gp) }
+            parallelFor(tasks) { r in bs_conv3x3_dw_f32(dyg, xg, acc, dwp, p.cout, p.cin, r.lowerBound, r.upperBound, gp) }
+            if let dxp, let wt = wtb.baseAddress {
+                parallelFor(gp.pointee.blocks) { r in
+                    bs_conv3x3_fwd_f32(dyg, wt, dxp, nil, p.cin, p.cout, r.lowerBound, r.upperBound, gp)
+                }
             }
-        }
         }
     }}}}}}
 }

@@ -9,8 +9,8 @@ import BitSwitchIR
 ///   holds live at once — the graph inputs, and each node output from the node that computes it until its last
 ///   reader has run (the executor frees it then; graph outputs stay).
 /// - Activations, training: the forward pass keeps every value for the backward pass and the backward pass gives each
-///   its gradient, so twice the sum of all activations, plus the packed input each 2-D conv keeps; parameters (float initializers) get a gradient and two
-///   optimizer moments, three times their bytes.
+///   its gradient, so twice the sum of all activations, plus the packed input each 2-D conv keeps; parameters (float
+///   initializers) get a gradient and two optimizer moments, three times their bytes.
 ///
 /// Symbolic dims take their bound value (the batch); dims shape inference cannot determine count as 1 and values of
 /// unknown rank are not counted, so for such models the estimate is a lower bound.
@@ -44,7 +44,9 @@ public struct MemoryEstimate: Sendable, Equatable {
         for i in g.inputs where g.initializers[i.name] == nil { sum = add(sum, bytes(g.type(of: i.name), bindings)) }
         for n in g.nodes { for o in n.outputs where !o.isEmpty { sum = add(sum, bytes(g.type(of: o), bindings)) } }
         var grids = 0
-        for n in g.nodes { if case .conv = n.op, let x = n.inputs.first { grids = add(grids, gridBytes(g.type(of: x), bindings)) } }
+        for n in g.nodes {
+            if case .conv = n.op, let x = n.inputs.first { grids = add(grids, gridBytes(g.type(of: x), bindings)) }
+        }
         var params = 0
         for t in g.initializers.values where t.dtype.isFloat { params = add(params, storageBytes(t)) }
         return MemoryEstimate(initializerBytes: initializerBytes(g), activationBytes: add(add(sum, sum), grids),
