@@ -340,6 +340,9 @@ struct CWriter {
         // parameter block of each node, its region.
         s += "#define BS_REGIONS \(plan.regions.count)\n#define BS_PREPACK \(plan.prepack ? 1 : 0)\n"
         s += "static const size_t bs_region_offset[\(max(1, plan.regions.count))] = {\(plan.regions.isEmpty ? "0" : plan.regions.map { CSyntax.size($0.offset) }.joined(separator: ", "))};\n"
+        if plan.isa == .avx512vnni {   // regions with room for the bit-serial kernels' bit planes
+            s += "static const int32_t bs_region_bsr[\(max(1, plan.regions.count))] = {\(plan.regions.isEmpty ? "0" : plan.regions.indices.map { plan.bitSerialRegions.contains($0) ? "1" : "0" }.joined(separator: ", "))};\n"
+        }
         s += "typedef struct { int32_t pnode; const int8_t *q8; size_t count; const int32_t *regions; const bs_qmm_params *params; int32_t groups, mg, k, kmajor; size_t rows; int32_t taps; } bs_wnode;\n"
         let wnodes = plan.weightOffsets.keys.sorted()
         for i in wnodes {
@@ -434,7 +437,7 @@ struct CWriter {
                     ? (plan.isa == .avx2
                         ? "bs_qs8_pack_weights_rows__avx2(wn->q8, dst, wn->groups, wn->mg, wn->k, wn->kmajor, p->w_shift, p->w_bits, wn->rows);"
                         : plan.isa == .avx512vnni
-                        ? "bs_qs8_pack_weights__avx512vnni(wn->q8, dst, wn->groups, wn->mg, wn->k, wn->kmajor, p->w_shift, p->w_bits, wn->taps);"
+                        ? "bs_qs8_pack_weights__avx512vnni(wn->q8, dst, wn->groups, wn->mg, wn->k, wn->kmajor, p->w_shift, p->w_bits, wn->taps, bs_region_bsr[r]);"
                         : "bs_qs8_pack_weights__\(plan.isa.kernelSuffix)(wn->q8, dst, wn->groups, wn->mg, wn->k, wn->kmajor, p->w_shift, p->w_bits);")
                     : "bs_qs8_shift_weights__generic(wn->q8, (int8_t *)dst, wn->count, p->w_shift, p->w_bits);")
                 ctx->rstate[r][0] = p->w_shift;
@@ -593,6 +596,10 @@ struct CWriter {
         // the node's regions (sized for its bit-width) against the bytes a pack at that bit-width writes.
         func sizeChecks(_ i: Int, groups: Int, mg: Int, k: Int) -> String {
             var c = "    if (bs_qs8_packed_weights_size__\(plan.isa.kernelSuffix)(\(groups), \(mg), \(k)) != \(Plan.packedWeightBytes(groups: groups, mg: mg, k: k, isa: plan.isa))) return 0;\n"
+            if plan.isa == .avx512vnni, plan.blockRegions[i]?.contains(where: plan.bitSerialRegions.contains) == true {
+                let taps = plan.tapMajorWeights[g.nodes[i].inputs[1]] ?? 0
+                c += "    if (bs_qs8_packed_bsr_size__avx512vnni(\(groups), \(mg), \(k), \(taps)) != \(Plan.bitSerialBytes(groups: groups, mg: mg, k: k, taps: taps))) return 0;\n"
+            }
             guard plan.isa == .avx2 else { return c }
             for r in Set(plan.blockRegions[i] ?? []).sorted() where plan.regions[r].bits > 0 {
                 let bits = plan.regions[r].bits

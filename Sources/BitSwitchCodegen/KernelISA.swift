@@ -81,7 +81,7 @@ public enum KernelISA: String, CaseIterable, Sendable {
     }
 
     /// The `flags` line of /proc/cpuinfo (empty elsewhere).
-    static func cpuFlags() -> Set<String> {
+    public static func cpuFlags() -> Set<String> {
         guard let text = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
               let line = text.split(separator: "\n").first(where: { $0.hasPrefix("flags") }),
               let colon = line.firstIndex(of: ":") else { return [] }

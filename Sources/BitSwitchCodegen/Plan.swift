@@ -61,6 +61,9 @@ struct Plan {
     /// Weight regions: arena offset and the bit-width it holds (0: any, the region every block of a node shares
     /// without prepack), and per QConv/QGemm node the region of each of its parameter blocks.
     var regions: [(offset: Int, bits: Int)] = []
+    /// Regions with room for the bit planes of the bit-serial w2a2 kernels (AVX-512 VNNI bundles: convs that take
+    /// them, regions that may hold 1- or 2-bit weights; `bitSerialBytes`).
+    var bitSerialRegions: Set<Int> = []
     var blockRegions: [Int: [Int]] = [:]
     var prepack = false
     var isa: KernelISA = .generic
@@ -547,6 +550,26 @@ struct Plan {
         tapMajorWeights = taps.filter { !refused.contains($0.key) }
     }
 
+    /// The bytes a conv's bit planes for the bit-serial w2a2 kernels take past its packed weights
+    /// (bs_qs8_packed_bsr_size__avx512vnni, the same formula): AVX-512 VNNI bundles, one group, at least 48 input
+    /// channels (a multiple of 4), at least 4 k-words (taps x chunks of 64 input channels), tap-major weights or a
+    /// 1 x 1 kernel; else 0.
+    func bitSerialBytes(_ i: Int) -> Int {
+        let n = graph.nodes[i]
+        guard isa == .avx512vnni, case .qconv = n.op, let d = matmulDims(i), d.groups == 1,
+              let ws = graph.initializers[n.inputs[1]]?.shape, ws.count >= 3 else { return 0 }
+        let kernelTaps = ws.dropFirst(2).reduce(1, *)
+        let taps = tapMajorWeights[n.inputs[1]] ?? 0
+        guard kernelTaps == 1 || taps == kernelTaps else { return 0 }
+        return Plan.bitSerialBytes(groups: d.groups, mg: d.mg, k: d.k, taps: taps)
+    }
+
+    static func bitSerialBytes(groups: Int, mg: Int, k: Int, taps: Int) -> Int {
+        let t = max(taps, 1)
+        guard groups == 1, k % t == 0, k / t >= 48, (k / t) % 4 == 0, t * ((k / t + 63) / 64) >= 4 else { return 0 }
+        return align((mg + 3) / 4 * 4 * t * ((k / t + 63) / 64) * 16)
+    }
+
     /// The weights [rows, cg * taps] (k = input channel * taps + tap) with k in tap-major order:
     /// ((ic / 4) * taps + tap) * 4 + ic % 4. cg must be a multiple of 4.
     static func tapMajor(_ w: [Int8], taps: Int) -> [Int8] {
@@ -570,9 +593,14 @@ struct Plan {
                 weightOffsets[i] = offset
                 let blocks = paramIndex[i].map { paramNodes[$0].blocks } ?? []
                 let d = isa.usesPackedKernels ? matmulDims(i) : nil
+                let serial = bitSerialBytes(i)
                 func bytes(_ bits: Int) -> Int {
                     guard let d else { return Plan.align(graph.initializers[n.inputs[1]]?.count ?? 0) }
                     return Plan.align(Plan.packedWeightBytes(groups: d.groups, mg: d.mg, k: d.k, isa: isa, bits: bits))
+                }
+                // The bit planes: in a region of 1- or 2-bit weights, or (bits 0) one serving a block of such.
+                func room(_ bits: Int) -> Bool {
+                    serial > 0 && (bits > 0 ? bits <= 2 : blocks.contains { $0.ints[2] <= 2 })
                 }
                 if let d {
                     let conv = { if case .qconv = n.op { return true } else { return false } }()
@@ -586,10 +614,14 @@ struct Plan {
                     let bits = prepack ? b.ints[2] : 0
                     mine[key] = regions.count
                     perBlock.append(regions.count)
+                    if room(bits) { bitSerialRegions.insert(regions.count) }
                     regions.append((offset, bits))
-                    offset += bytes(bits)
+                    offset += bytes(bits) + (room(bits) ? serial : 0)
                 }
-                if blocks.isEmpty { regions.append((offset, 0)); perBlock = [regions.count - 1]; offset += bytes(0) }
+                if blocks.isEmpty {
+                    if room(0) { bitSerialRegions.insert(regions.count) }
+                    regions.append((offset, 0)); perBlock = [regions.count - 1]; offset += bytes(0) + (room(0) ? serial : 0)
+                }
                 blockRegions[i] = perBlock
             default: break
             }

@@ -47,15 +47,17 @@ static void vnni_pack(const int8_t *q8, void *pw, int32_t g, int32_t mg, int32_t
         size_t n = (size_t)g * mg * k;
         int8_t *t = al(n);
         bs_qs8_tap_major__avx512vnni(q8, t, n, taps);
-        bs_qs8_pack_weights__avx512vnni(t, pw, g, mg, k, kmajor, shift, bits, taps);
+        bs_qs8_pack_weights__avx512vnni(t, pw, g, mg, k, kmajor, shift, bits, taps, 1);
         free(t);
-    } else bs_qs8_pack_weights__avx512vnni(q8, pw, g, mg, k, kmajor, shift, bits, 0);
+    } else bs_qs8_pack_weights__avx512vnni(q8, pw, g, mg, k, kmajor, shift, bits, 0, 1);   /* room for bit planes: see psize */
 }
 #endif
 
 int main(int argc, char **argv) {
     st = argc > 1 ? strtoull(argv[1], 0, 10) : 1;
     int cases = argc > 2 ? atoi(argv[2]) : 200;
+    long vbsr = 0, vbsr_taps = 0, vbsr_s2 = 0, vbsr_out = 0;   /* the VNNI checker's bit-serial convs; ones out of range */
+    (void)vbsr; (void)vbsr_taps; (void)vbsr_s2; (void)vbsr_out;
     long distinct_cases = 0, paths[4] = {0}, direct_dw = 0, vdirect = 0, vdirect_taps = 0, vdirect_s2 = 0, lowact = 0, gemv = 0, plane = 0, plane_strided = 0, plane_rows = 0, plane_straddle = 0, plane_s2 = 0, fused_cases = 0, ilv_split = 0, gemm_multi = 0;
     (void)plane_s2; (void)ilv_split; (void)gemm_multi;   /* counted for the AVX2 checker only */
     (void)vdirect; (void)vdirect_taps; (void)vdirect_s2;   /* the VNNI checker only */
@@ -65,6 +67,7 @@ int main(int argc, char **argv) {
         size_t rows = 0, k = 0, m = 0; int32_t trans_b = 0;
         int32_t groups = 1, mg, kk;
         size_t xcount, ycount;
+        int bsr_case = 0;
         if (is_gemm) {
             rows = (size_t)(ri(0, 3) == 0 ? ri(41, 150) : ri(1, 40)); k = (size_t)ri(1, 300); m = (size_t)ri(1, 70); trans_b = (int32_t)ri(0, 1);
             if (ri(0, 2) == 0) rows = (size_t)ri(1, 5);   /* batch-1 fully connected layers */
@@ -117,6 +120,20 @@ int main(int argc, char **argv) {
             else if (g->dh == 1) g->oh = (g->h + g->ph + g->peh - g->kh) / g->sh + 1;
             g->ow = (g->w + g->pw + g->pew - ekw) / g->sw + 1;
             kk = cg * g->kh * g->kw;
+#ifdef BS_TEST_VNNI
+            if (ri(0, 4) == 0) {   /* the bit-serial w2a2 path: one group, 48..256 input channels, stride 1 or 2 */
+                bsr_case = 1;
+                groups = 1; cg = 4 * (int32_t)ri(12, 64); mg = (int32_t)ri(1, 37);
+                s.c = cg; s.m = mg; s.group = 1;
+                int32_t kd = (int32_t)ri(1, 3);
+                g->h = kd == 1 ? 1 : (int32_t)ri(1, 12); g->w = (int32_t)ri(1, 24);
+                g->kh = kd == 2 ? (int32_t)ri(1, g->h < 3 ? g->h : 3) : 1; g->kw = kd == 3 ? 1 : (int32_t)ri(1, g->w < 3 ? g->w : 3);
+                g->sh = kd == 1 ? 1 : (int32_t)ri(1, 2); g->sw = (int32_t)ri(1, 2); g->dh = 1; g->dw = 1;
+                g->ph = g->peh = (int32_t)ri(0, g->kh - 1); g->pw = g->pew = (int32_t)ri(0, g->kw - 1);
+                g->oh = (g->h + g->ph + g->peh - g->kh) / g->sh + 1; g->ow = (g->w + g->pw + g->pew - g->kw) / g->sw + 1;
+                kk = cg * g->kh * g->kw;
+            }
+#endif
             xcount = (size_t)s.c * g->h * g->w; ycount = (size_t)s.m * g->oh * g->ow;
         }
         size_t mtot = (size_t)groups * mg;
@@ -140,12 +157,25 @@ int main(int argc, char **argv) {
             }
             lowact++;
         }
+        if (bsr_case) {   /* 1- or 2-bit weights; activations within 4 consecutive values (a few within 5: the int8 path), the zero
+                           * point (the padding) among them or not */
+            bits = (int32_t)ri(1, 2); shift = ri(0, 1) ? 8 - bits : (int32_t)ri(0, 7); p.w_shift = shift; p.w_bits = bits;
+            int32_t span = ri(0, 9) == 0 ? 5 : 4, lo = xt == BS_T_U8 ? (int32_t)ri(0, 256 - span) : (int32_t)ri(-128, 128 - span);
+            for (size_t i = 0; i < xcount; i++) x[i] = (unsigned char)(lo + (int32_t)(rnd() % (uint64_t)span));
+            p.x_zero = ri(0, 5) == 0 ? (xt == BS_T_U8 ? (int32_t)ri(0, 255) : (int32_t)ri(-128, 127)) : lo + (int32_t)ri(0, span - 1);
+        }
         if (ri(0, 15) == 0) {   /* the largest products (u = max, w_b = -2^(bits-1)): the int16 accumulation bounds */
             for (size_t i = 0; i < xcount; i++) x[i] = xt == BS_T_U8 ? (unsigned char)((1u << abits) - 1) : (unsigned char)((1 << (abits - 1)) - 1);
             for (size_t i = 0; i < wcount; i++) q8[i] = -128;
         }
         bs_qs8_shift_weights__generic(q8, wb, wcount, shift, bits);
         size_t psize = K(bs_qs8_packed_weights_size)(groups, mg, kk);
+#ifdef BS_TEST_VNNI
+        {   /* the taps vnni_pack passes (as the emitter: tap-major weights' taps, else 0) */
+            int32_t taps = is_gemm ? 0 : s.win.kh * s.win.kw;
+            psize += bs_qs8_packed_bsr_size__avx512vnni(groups, mg, kk, taps > 1 && kk % (4 * taps) == 0 ? taps : 0);
+        }
+#endif
         void *pw = al(psize);
         PACK_ROWS(q8, pw, groups, mg, kk, is_gemm && !trans_b, shift, bits, is_gemm ? rows : 0, is_gemm ? 0 : s.win.kh * s.win.kw);
 #if !defined(BS_TEST_VNNI) && !defined(BS_TEST_NEON)
@@ -234,6 +264,10 @@ int main(int argc, char **argv) {
         }
 #endif
         for (int32_t sg = 0; sg < KS(stages)(&j); sg++) for (int32_t tk = KS(tasks)(&j, sg) - 1; tk >= 0; tk--) KS(run)(&j, sg, tk);
+#ifdef BS_TEST_VNNI
+        if (bs_avx512vnni_bitserial(&j)) { vbsr++; vbsr_taps += s.win.kh * s.win.kw > 1; vbsr_s2 += s.win.sh == 2 || s.win.sw == 2; }
+        else if (bsr_case && !is_gemm && bits <= 2 && bs_avx512vnni_direct(&j)) vbsr_out++;
+#endif
 #if !defined(BS_TEST_VNNI) && !defined(BS_TEST_NEON)
         /* the staged tiling (bs_gemm_tiling): interleave tasks over parts of the k-groups, GEMM tasks of several pairs */
         if (j.kind == BS_AVX2_STAGED && !j.geo.fallback) { ilv_split += j.geo.ilv_kparts > 1; gemm_multi += j.geo.task_pairs > 1; }
@@ -266,6 +300,10 @@ int main(int argc, char **argv) {
 #ifdef BS_TEST_VNNI
     printf("%ld VNNI direct-path convs: %ld of several taps, %ld strided\n", vdirect, vdirect_taps, vdirect_s2);
     if (vdirect < cases / 10 || vdirect_taps < cases / 20 || vdirect_s2 < cases / 50) { printf("too few VNNI direct-path convs\n"); return 1; }
+#if defined(__AVX512VPOPCNTDQ__) && defined(__AVX512VBMI__)
+    printf("%ld bit-serial w2a2 convs: %ld of several taps, %ld strided; %ld direct-path 2-bit convs out of its range\n", vbsr, vbsr_taps, vbsr_s2, vbsr_out);
+    if (vbsr < cases / 40 || vbsr_taps < cases / 80 || vbsr_s2 < cases / 200 || vbsr_out < cases / 400) { printf("too few bit-serial convs\n"); return 1; }
+#endif
 #endif
 #if !defined(BS_TEST_VNNI) && !defined(BS_TEST_NEON)
     if (gemv < cases / 40) { printf("too few batch-1 gemm cases: %ld\n", gemv); return 1; }
@@ -480,15 +518,20 @@ int main(int argc, char **argv) {
         try emitBundle(EmitInput(graph: try SwitchingTests.variant(conv1: .init(w: 8, a: 8), fc: .init(w: 8, a: 8)), isa: .avx512vnni), to: b)
         try Self.check.write(toFile: b + "/kernel_check.c", atomically: true, encoding: .utf8)
         let cc = ProcessInfo.processInfo.environment["CC"] ?? "cc"
+        // The bit-serial w2a2 kernels need VPOPCNTQ and VBMI (Zen 4, Ice Lake and later); without them the file has none.
+        let flags = KernelISA.cpuFlags()
+        let bitSerial = flags.contains("avx512_vpopcntdq") && flags.contains("avx512vbmi")
         let (rc, _, err) = try NativeBuildTests.run([cc, "-std=c11", "-O2", "-mavx2", "-mfma", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq",
-                                                     "-mavx512vnni", "-mbmi2", "-Wall", "-Wextra", "-pedantic", "-Werror", "-ffp-contract=off",
-                                                     "-DBS_TEST_VNNI", "-o", "kc", "kernel_check.c", "bs_kernels.c", "bs_kernels_avx2.c",
-                                                     "bs_kernels_avx512vnni.c"], cwd: b)
+                                                     "-mavx512vnni", "-mbmi2", "-Wall", "-Wextra", "-pedantic", "-Werror", "-ffp-contract=off"]
+                                                    + (bitSerial ? ["-mavx512vpopcntdq", "-mavx512vbmi"] : [])
+                                                    + ["-DBS_TEST_VNNI", "-o", "kc", "kernel_check.c", "bs_kernels.c", "bs_kernels_avx2.c",
+                                                       "bs_kernels_avx512vnni.c"], cwd: b)
         #expect(rc == 0, "compile: \(err)")
         guard rc == 0 else { return }
         for seed in 1...3 {
             let (r, out, e) = try NativeBuildTests.run(["./kc", "\(seed)", "1500"], cwd: b)
             #expect(r == 0 && out.hasPrefix("ok 1500 cases") && out.contains("ok 1500 requant and qadd cases") && out.contains("ok 1500 maxpool cases"), "seed \(seed): \(out)\(e)")
+            #expect(!bitSerial || out.contains(" bit-serial w2a2 convs: "), "seed \(seed): the bit-serial kernels did not run: \(out)")
         }
     }
 

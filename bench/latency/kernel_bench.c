@@ -144,7 +144,7 @@ static void bench_depthwise(void) {
 #if BS_HAVE_VNNI
             size_t ps = isa ? bs_qs8_packed_weights_size__avx512vnni(C, 1, 9) : bs_qs8_packed_weights_size__avx2(C, 1, 9);
             void *pw = al(ps);
-            if (isa) bs_qs8_pack_weights__avx512vnni(q8, pw, C, 1, 9, 0, 0, 8, 9); else bs_qs8_pack_weights__avx2(q8, pw, C, 1, 9, 0, 0, 8);
+            if (isa) bs_qs8_pack_weights__avx512vnni(q8, pw, C, 1, 9, 0, 0, 8, 9, 0); else bs_qs8_pack_weights__avx2(q8, pw, C, 1, 9, 0, 0, 8);
             void *sc = al(isa ? bs_conv_scratch_size__avx512vnni(&s) : bs_conv_scratch_size__avx2(&s));
 #else
             void *pw = al(bs_qs8_packed_weights_size__avx2(C, 1, 9));
@@ -172,6 +172,13 @@ static void bench_depthwise(void) {
     }
 }
 
+#if BS_HAVE_VNNI
+/* The bit-plane bytes a ResNet-18 layer's region holds (the bundles reserve them where 1- or 2-bit weights may go). */
+static size_t bs_vbsr_room(int M, int K, int gemm) {
+    return gemm ? 0 : bs_qs8_packed_bsr_size__avx512vnni(1, M, K, K == 147 ? 49 : (K % 9 == 0 ? 9 : 1));
+}
+#endif
+
 int main(int argc, char **argv) {
     if (argc > 1 && !strcmp(argv[1], "--dw")) { bench_depthwise(); return 0; }
     int only_pack = argc > 1 && !strcmp(argv[1], "--pack");
@@ -196,6 +203,7 @@ int main(int argc, char **argv) {
         int shapes[][3] = {{64, 56, 3}, {128, 28, 3}, {256, 14, 3}, {512, 7, 3}, {64, 56, 1}, {256, 14, 1}, {512, 7, 1}};
         enum { NSHAPES = sizeof shapes / sizeof shapes[0] };
         double rate[NSHAPES][3];   /* MACs / s: whole op, GEMM stage, GEMM stage counting its computed MACs */
+        double rate2[NSHAPES][2];  /* the bit-serial w2a2 path: whole op, GEMM stage (0: not taken) */
         printf("| conv | M | N | K | whole op GMAC/s | %% of peak | GEMM stage GMAC/s | %% of peak | GEMM stage, computed MACs: %% of peak |\n"
                "|---|--:|--:|--:|--:|--:|--:|--:|--:|\n");
         for (int si = 0; si < NSHAPES; si++) {
@@ -222,7 +230,7 @@ int main(int argc, char **argv) {
                 memcpy(q8, t, (size_t)M * K);
                 free(t);
             }
-            bs_qs8_pack_weights__avx512vnni(q8, pw, 1, M, K, 0, 0, 8, KS * KS);
+            bs_qs8_pack_weights__avx512vnni(q8, pw, 1, M, K, 0, 0, 8, KS * KS, 0);
             bs_qmm_params p = {0, 0, 8};
             bs_avx2_job j;
             memset(&j, 0, sizeof j);
@@ -248,7 +256,31 @@ int main(int argc, char **argv) {
              * not stored): the MACs the micro-kernel executes, against the useful ones of the columns before */
             double computed = bs_avx512vnni_direct(&j) ? (double)M * K * H * (H + KS - 1) : macs;
             rate[si][0] = macs / best_all; rate[si][1] = macs / best_gemm; rate[si][2] = computed / best_gemm;
-            free(x); free(q8); free(pw); free(scratch); free(m); free(n); free(b); free(y);
+            /* w2a2: 2-bit weights (their bit planes packed) and activations 0..3, the same conv, alternating with int8 */
+            void *pw2 = al(bs_qs8_packed_weights_size__avx512vnni(1, M, K) + bs_qs8_packed_bsr_size__avx512vnni(1, M, K, KS * KS));
+            bs_qs8_pack_weights__avx512vnni(q8, pw2, 1, M, K, 0, 6, 2, KS * KS, 1);
+            uint8_t *x2 = al((size_t)C * N);
+            for (size_t i = 0; i < (size_t)C * N; i++) x2[i] = (uint8_t)((i * 7 + i / 5) & 3);
+            bs_qmm_params p2 = {0, 6, 2};
+            bs_avx2_job j2 = j;
+            j2.x = x2; j2.packed = pw2; j2.p = &p2; j2.vgeo_set = 0;
+            double best2_all = 1e30, best2_gemm = 1e30;
+            for (int r = 0; r < 41; r++) {
+                double t0 = now();
+                bs_qu8_conv_requant__avx512vnni(&s, x2, pw2, &p2, &rq, y, BS_T_U8, scratch);
+                double t = now() - t0;
+                if (t < best2_all) best2_all = t;
+                int32_t ns = bs_avx512vnni_stages(&j2);
+                for (int32_t st = 0; st < ns - 1; st++) for (int32_t tk = 0; tk < bs_avx512vnni_tasks(&j2, st); tk++) bs_avx512vnni_run(&j2, st, tk);
+                int32_t nt = bs_avx512vnni_tasks(&j2, ns - 1);
+                t0 = now();
+                for (int32_t tk = 0; tk < nt; tk++) bs_avx512vnni_run(&j2, ns - 1, tk);
+                t = now() - t0;
+                if (t < best2_gemm) best2_gemm = t;
+            }
+            int serial = bs_avx512vnni_bitserial(&j2);
+            rate2[si][0] = serial ? macs / best2_all : 0; rate2[si][1] = serial ? macs / best2_gemm : 0;
+            free(x); free(q8); free(pw); free(scratch); free(m); free(n); free(b); free(y); free(pw2); free(x2);
         }
         for (int si = 0; si < NSHAPES; si++)
             printf("| %dx%d | %d | %d | %d | %.1f | %.0f %% | %.1f | %.0f %% | %.0f %% |\n", shapes[si][2], shapes[si][2],
@@ -256,6 +288,15 @@ int main(int argc, char **argv) {
                    rate[si][0] / 1e9, 100 * rate[si][0] / peak, rate[si][1] / 1e9, 100 * rate[si][1] / peak,
                    100 * rate[si][2] / peak);
         printf("(%% of the peak seen over the whole run, its trials interleaved with the kernels': %.1f GMAC/s)\n", peak / 1e9);
+        printf("\nw2a2 through the bit-serial kernels (bs_qu2s2_conv_b1p_popcnt_16x4c64__avx512vnni: AND + VPOPCNTQ on bit planes), "
+               "2-bit MACs per second, and the speed-up over the int8 rows above:\n"
+               "| conv | M | N | K | whole op G/s | x int8 whole op | GEMM stage G/s | x int8 GEMM stage |\n|---|--:|--:|--:|--:|--:|--:|--:|\n");
+        for (int si = 0; si < NSHAPES; si++) {
+            if (rate2[si][0] == 0) { printf("| %dx%d | %d | | | not taken (needs VPOPCNTQ and VBMI) | | | |\n", shapes[si][2], shapes[si][2], shapes[si][0]); continue; }
+            printf("| %dx%d | %d | %d | %d | %.1f | %.2f | %.1f | %.2f |\n", shapes[si][2], shapes[si][2], shapes[si][0],
+                   shapes[si][1] * shapes[si][1], shapes[si][0] * shapes[si][2] * shapes[si][2], rate2[si][0] / 1e9,
+                   rate2[si][0] / rate[si][0], rate2[si][1] / 1e9, rate2[si][1] / rate[si][1]);
+        }
         printf("\n");
     }
 #else
@@ -269,7 +310,7 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < nl; i++) {
         total += (size_t)layers[i][0] * layers[i][1];
 #if BS_HAVE_VNNI
-        bytes_v += bs_qs8_packed_weights_size__avx512vnni(1, layers[i][0], layers[i][1]);
+        bytes_v += bs_qs8_packed_weights_size__avx512vnni(1, layers[i][0], layers[i][1]) + bs_vbsr_room(layers[i][0], layers[i][1], i == nl - 1);
 #endif
         bytes_a += bs_qs8_packed_weights_size__avx2(1, layers[i][0], layers[i][1]);
     }
@@ -293,11 +334,11 @@ int main(int argc, char **argv) {
                     else if (which == 1) bs_qs8_pack_weights__avx2(q8 + off, pa + oa, 1, M, K, 0, shift, bits);
 #if BS_HAVE_VNNI
                     else bs_qs8_pack_weights__avx512vnni(q8 + off, pv + ov, 1, M, K, 0, shift, bits,   /* taps (the order only records it) */
-                                                         i == nl - 1 ? 0 : (K == 147 ? 49 : (K % 9 == 0 ? 9 : 1)));
+                                                         i == nl - 1 ? 0 : (K == 147 ? 49 : (K % 9 == 0 ? 9 : 1)), i != nl - 1);
 #endif
                     off += (size_t)M * K;
 #if BS_HAVE_VNNI
-                    ov += bs_qs8_packed_weights_size__avx512vnni(1, M, K);
+                    ov += bs_qs8_packed_weights_size__avx512vnni(1, M, K) + bs_vbsr_room(M, K, i == nl - 1);
 #endif
                     oa += bs_qs8_packed_weights_size__avx2(1, M, K);
                 }

@@ -99,51 +99,66 @@ static inline __m256i bs_dword_sums(const __m256i out[4], int32_t mode) {
     return _mm256_madd_epi16(s, _mm256_set1_epi16(1));
 }
 
-void bs_qs8_pack_weights_layout__avx2(const int8_t *q8, void *packed, int32_t groups, int32_t mg, int32_t k,
-                                      int32_t kmajor, int32_t shift, int32_t bits, int32_t mode) {
+void bs_qs8_pack_header__avx2(void *packed, int32_t groups, int32_t mg, int32_t k, int32_t shift, int32_t bits, int32_t mode) {
     bs_packed *h = (bs_packed *)packed;
     int32_t per = mode == BS_PACK_S8C4 ? 4 : 2;
-    int32_t mg4 = (mg + 3) / 4 * 4, kg = (k + per - 1) / per, ncb = mg4 / 4;
+    h->mode = mode; h->groups = groups; h->mg = mg; h->k = k; h->kg = (k + per - 1) / per; h->mg4 = (mg + 3) / 4 * 4;
+    h->bits = bits; h->shift = shift; h->taps = 0;
+}
+
+void bs_qs8_pack_weights_blocks__avx2(const int8_t *q8, void *packed, int32_t g, int32_t cb0, int32_t cb1) {
+    /* q8 [groups*mg, k]: per block of 4 channels, 32 k at a time from each of the 4 rows, a 4 x 8 dword transpose
+     * (S8C4: 4 k per dword; S16C2: sign-extended halves, 2 k per dword). */
+    const bs_packed *h = (const bs_packed *)packed;
+    int32_t mode = h->mode, mg = h->mg, k = h->k, kg = h->kg, mg4 = h->mg4, ncb = mg4 / 4, shift = h->shift;
+    int32_t lo = -(1 << (h->bits - 1)), hi = (1 << (h->bits - 1)) - 1;
+    int32_t *wsum = (int32_t *)((unsigned char *)packed + 64);
+    unsigned char *wp = (unsigned char *)packed + 64 + BS_A64((size_t)h->groups * mg4 * 4);
+    const __m256i LO = _mm256_set1_epi8((char)lo), HI = _mm256_set1_epi8((char)hi);
+    for (int32_t cb = cb0; cb < cb1; cb++) {
+        unsigned char *base = wp + ((size_t)g * ncb + cb) * (size_t)kg * 16;
+        const int8_t *row[4];
+        for (int32_t c4 = 0; c4 < 4; c4++)
+            row[c4] = cb * 4 + c4 < mg ? q8 + ((size_t)g * mg + (size_t)cb * 4 + c4) * (size_t)k : NULL;
+        __m256i sums = _mm256_setzero_si256();
+        for (int32_t kc = 0; kc < k; kc += 32) {
+            __m256i r[4], out[4];
+            for (int i = 0; i < 4; i++) r[i] = bs_shift_clamp32(bs_load_row32(row[i], kc, k), shift, LO, HI);
+            if (mode == BS_PACK_S8C4) {
+                int32_t q0 = kc / 4;
+                bs_transpose4x8(r[0], r[1], r[2], r[3], out);
+                bs_store_kgroups(base + (size_t)q0 * 16, out, kg - q0);
+                sums = _mm256_add_epi32(sums, bs_dword_sums(out, mode));
+            } else {
+                for (int half = 0; half < 2; half++) {
+                    int32_t q0 = kc / 2 + half * 8;
+                    if (q0 >= kg) break;
+                    __m256i e[4];
+                    for (int i = 0; i < 4; i++)
+                        e[i] = _mm256_cvtepi8_epi16(half ? _mm256_extracti128_si256(r[i], 1) : _mm256_castsi256_si128(r[i]));
+                    bs_transpose4x8(e[0], e[1], e[2], e[3], out);
+                    bs_store_kgroups(base + (size_t)q0 * 16, out, kg - q0);
+                    sums = _mm256_add_epi32(sums, bs_dword_sums(out, mode));
+                }
+            }
+        }
+        __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(sums), _mm256_extracti128_si256(sums, 1));
+        _mm_storeu_si128((__m128i *)(wsum + (size_t)g * mg4 + (size_t)cb * 4), s4);
+    }
+}
+
+void bs_qs8_pack_weights_layout__avx2(const int8_t *q8, void *packed, int32_t groups, int32_t mg, int32_t k,
+                                      int32_t kmajor, int32_t shift, int32_t bits, int32_t mode) {
+    bs_qs8_pack_header__avx2(packed, groups, mg, k, shift, bits, mode);
+    bs_packed *h = (bs_packed *)packed;
+    int32_t per = mode == BS_PACK_S8C4 ? 4 : 2;
+    int32_t mg4 = h->mg4, kg = h->kg;
     int32_t lo = -(1 << (bits - 1)), hi = (1 << (bits - 1)) - 1;
-    h->mode = mode; h->groups = groups; h->mg = mg; h->k = k; h->kg = kg; h->mg4 = mg4; h->bits = bits; h->shift = shift;
-    h->taps = 0;
     int32_t *wsum = (int32_t *)((unsigned char *)packed + 64);
     unsigned char *wp = (unsigned char *)packed + 64 + BS_A64((size_t)groups * mg4 * 4);
     const __m256i LO = _mm256_set1_epi8((char)lo), HI = _mm256_set1_epi8((char)hi);
     if (!kmajor) {
-        /* q8 [groups*mg, k]: per block of 4 channels, 32 k at a time from each of the 4 rows, a 4 x 8 dword
-         * transpose (S8C4: 4 k per dword; S16C2: sign-extended halves, 2 k per dword). */
-        for (int32_t g = 0; g < groups; g++)
-            for (int32_t cb = 0; cb < ncb; cb++) {
-                unsigned char *base = wp + ((size_t)g * ncb + cb) * (size_t)kg * 16;
-                const int8_t *row[4];
-                for (int32_t c4 = 0; c4 < 4; c4++)
-                    row[c4] = cb * 4 + c4 < mg ? q8 + ((size_t)g * mg + (size_t)cb * 4 + c4) * (size_t)k : NULL;
-                __m256i sums = _mm256_setzero_si256();
-                for (int32_t kc = 0; kc < k; kc += 32) {
-                    __m256i r[4], out[4];
-                    for (int i = 0; i < 4; i++) r[i] = bs_shift_clamp32(bs_load_row32(row[i], kc, k), shift, LO, HI);
-                    if (mode == BS_PACK_S8C4) {
-                        int32_t q0 = kc / 4;
-                        bs_transpose4x8(r[0], r[1], r[2], r[3], out);
-                        bs_store_kgroups(base + (size_t)q0 * 16, out, kg - q0);
-                        sums = _mm256_add_epi32(sums, bs_dword_sums(out, mode));
-                    } else {
-                        for (int half = 0; half < 2; half++) {
-                            int32_t q0 = kc / 2 + half * 8;
-                            if (q0 >= kg) break;
-                            __m256i e[4];
-                            for (int i = 0; i < 4; i++)
-                                e[i] = _mm256_cvtepi8_epi16(half ? _mm256_extracti128_si256(r[i], 1) : _mm256_castsi256_si128(r[i]));
-                            bs_transpose4x8(e[0], e[1], e[2], e[3], out);
-                            bs_store_kgroups(base + (size_t)q0 * 16, out, kg - q0);
-                            sums = _mm256_add_epi32(sums, bs_dword_sums(out, mode));
-                        }
-                    }
-                }
-                __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(sums), _mm256_extracti128_si256(sums, 1));
-                _mm_storeu_si128((__m128i *)(wsum + (size_t)g * mg4 + (size_t)cb * 4), s4);
-            }
+        for (int32_t g = 0; g < groups; g++) bs_qs8_pack_weights_blocks__avx2(q8, packed, g, 0, mg4 / 4);
         return;
     }
     /* q8 [k, mg] (groups == 1): 16 channels (4 channel blocks) at a time, per k-group the 4 (S8C4) or 2 (S16C2) rows of
@@ -365,6 +380,7 @@ static void bs_gather_row_same(const bs_avx2_job *j, const bs_geo *o, size_t xof
     if (lo0 >= hi0) { lo0 = 0; hi0 = 0; }
     int64_t ohl = (int64_t)g->ph - (int64_t)kh * g->dh, ohh = (int64_t)g->h + g->ph - (int64_t)kh * g->dh;
     if (ohl < 0) ohl = 0;
+    if (ohl > g->oh) ohl = g->oh;   /* a tap below every output row (dilated kernels on short planes) */
     if (ohh > g->oh) ohh = g->oh;
     if (ohh < ohl) ohh = ohl;
     bs_pad_run(row, esize, padu, 0, (size_t)(ohl * ow));

@@ -11,6 +11,7 @@
 typedef struct bs_vpacked {
     int32_t mode, groups, mg, k, kg, mg4, bits, shift;
     int32_t taps;   /* > 0: k in tap-major order (the stored weights' own: Plan.tapMajor, bs_qs8_tap_major__avx512vnni) */
+    int32_t bsr_T, bsr_nch;   /* bsr_nch > 0: the bit planes of the bit-serial kernels follow (bs_vbsr_pack) */
 } bs_vpacked;
 
 #define BS_VA64(x) (((size_t)(x) + 63) & ~(size_t)63)
@@ -19,6 +20,17 @@ typedef struct bs_vpacked {
 #define BS_VKG_PER_TASK 16
 #define BS_VCB_PER_TASK 16
 #define BS_VTILE 4
+/* The bit-serial w2a2 path (bs_vbsr_*): AND + VPOPCNTQ on bit planes of 64 input channels, for convs of at least
+ * BS_VBSR_MINC input channels (one group) whose weights have 1 or 2 bits and whose activations span at most 4 values. */
+#if defined(__AVX512VPOPCNTDQ__) && defined(__AVX512VBMI__)
+#define BS_VBSR 1
+#else
+#define BS_VBSR 0
+#endif
+#define BS_VBSR_MINC 48
+/* ... and at least this many k-words (64 channels x taps): ResNet-18's 1 x 1 convs of 64 input channels (1 k-word) ran
+ * 0.9x the int8 kernels (the tile's set-up and epilogue per k-word), of 256 channels 1.1x, its 3 x 3 convs 1.13-1.3x. */
+#define BS_VBSR_MINQ 4
 
 
 size_t bs_qs8_packed_weights_size__avx512vnni(int32_t groups, int32_t mg, int32_t k) {
@@ -26,13 +38,105 @@ size_t bs_qs8_packed_weights_size__avx512vnni(int32_t groups, int32_t mg, int32_
     return 64 + BS_VA64((size_t)groups * mg4 * 4) + BS_VA64((size_t)groups * mg4 * kg4 * 4);
 }
 
+size_t bs_qs8_packed_bsr_size__avx512vnni(int32_t groups, int32_t mg, int32_t k, int32_t taps) {
+    int32_t T = taps > 1 ? taps : 1;
+    if (groups != 1 || k % T != 0 || k / T < BS_VBSR_MINC || (k / T) % 4 != 0) return 0;
+    size_t mg4 = ((size_t)mg + 3) / 4 * 4, nch = ((size_t)(k / T) + 63) / 64;
+    if (nch * (size_t)T < BS_VBSR_MINQ) return 0;
+    return BS_VA64(mg4 * (size_t)T * nch * 16);
+}
+
+#if BS_VBSR
+/* A 16 x 16 transpose of nibbles: 16 masks m[i] of 16 nibbles (activations: pixel p's 4 channels of quad i; weights: 4
+ * taps x 4 channels of quad i) into 16 words, nibble i of word p = nibble p of m[i]. bs_vnibble_words: the masks (A =
+ * m[0..7], B = m[8..15]) into bytes 16 b + i = byte b of m[i] (nibbles 2 b, 2 b + 1); bs_vnibbles: those bytes into
+ * words 0..7 (the index pc) or 8..15 (pd). */
+static inline void bs_vnibble_index(__m512i *pc, __m512i *pd) {
+    unsigned char ic[64], id[64];
+    for (int b = 0; b < 4; b++)
+        for (int i = 0; i < 16; i++) { ic[16 * b + i] = (unsigned char)(8 * i + b); id[16 * b + i] = (unsigned char)(8 * i + b + 4); }
+    *pc = _mm512_loadu_si512((const void *)ic); *pd = _mm512_loadu_si512((const void *)id);
+}
+
+static inline __m512i bs_vnibbles(__m512i x) {
+    const __m512i m4 = _mm512_set1_epi16(0x000F), qidx = _mm512_setr_epi64(0, 4, 1, 5, 2, 6, 3, 7);
+    __m512i t4 = _mm512_srli_epi16(x, 4), t8 = _mm512_srli_epi16(x, 8);
+    __m512i lo = _mm512_ternarylogic_epi32(x, t4, m4, 0xE4), hi = _mm512_ternarylogic_epi32(t4, t8, m4, 0xE4);   /* m4 ? a : b */
+    __m512i w = _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi16_epi8(lo)), _mm512_cvtepi16_epi8(hi), 1);
+    return _mm512_permutexvar_epi64(qidx, w);   /* [p0 p2 p4 p6 p1 p3 p5 p7] -> [p0 .. p7] */
+}
+#endif
+
+/* The bit planes of w_b (bits <= 2) for the bit-serial kernels, after the S8C4 data (read back from it): per block of
+ * 4 output channels, per k-word q = chunk * T + tap (chunk: 64 input channels), [4 channels][2 planes] uint64 words,
+ * bit i of a word = input channel 64 chunk + i (0 past the last), plane 0 / 1 = bit 0 / 1 of w_b's two's complement:
+ * w_b = b0 - 2 b1. */
+static void bs_vbsr_pack(bs_vpacked *h, int32_t T, int32_t cb0, int32_t cb1) {
+#if BS_VBSR
+    int32_t cg = h->k / T, cqn = cg / 4, nch = (cg + 63) / 64;
+    const unsigned char *wp = (const unsigned char *)h + 64 + BS_VA64((size_t)h->groups * h->mg4 * 4);
+    uint64_t *bw = (uint64_t *)(void *)(wp + BS_VA64((size_t)h->groups * h->mg4 * h->kg * 4));
+    /* A quad's k-groups at 4 consecutive taps are 64 contiguous bytes [tap][channel][k]; tested for bits 0 and 1,
+     * each is a mask of 16 nibbles (tap, channel), and the 16 quads' masks of a chunk transposed (bs_vnibbles) are the
+     * words of 4 taps x 4 channels. */
+    __m512i pc, pd;
+    bs_vnibble_index(&pc, &pd);
+    const __m512i one = _mm512_set1_epi8(1), two = _mm512_set1_epi8(2);
+    const __m512i il0 = _mm512_setr_epi64(0, 8, 1, 9, 2, 10, 3, 11), il1 = _mm512_setr_epi64(4, 12, 5, 13, 6, 14, 7, 15);
+    for (int32_t cb = cb0; cb < cb1; cb++) {
+        const unsigned char *blk = wp + (size_t)cb * h->kg * 16;
+        for (int32_t ch = 0; ch < nch; ch++)
+            for (int32_t t0 = 0; t0 < T; t0 += 4) {
+                int32_t nt = T - t0 < 4 ? T - t0 : 4;
+                __mmask64 ld = nt == 4 ? ~(__mmask64)0 : (((__mmask64)1 << (16 * nt)) - 1);
+                _Alignas(64) uint64_t m[2][16];
+                for (int32_t i = 0; i < 16; i++) {
+                    int32_t cq = ch * 16 + i;
+                    if (cq >= cqn) { m[0][i] = 0; m[1][i] = 0; continue; }
+                    __m512i z = _mm512_maskz_loadu_epi8(ld, (const void *)(blk + ((size_t)cq * T + (size_t)t0) * 16));
+                    m[0][i] = (uint64_t)_mm512_test_epi8_mask(z, one);
+                    m[1][i] = (uint64_t)_mm512_test_epi8_mask(z, two);
+                }
+                __m512i w[2][2];   /* [plane][taps t0, t0 + 1 | t0 + 2, t0 + 3]: word 4 tap + channel */
+                for (int b = 0; b < 2; b++) {
+                    __m512i A = _mm512_load_si512((const void *)m[b]), B = _mm512_load_si512((const void *)(m[b] + 8));
+                    w[b][0] = bs_vnibbles(_mm512_permutex2var_epi8(A, pc, B));
+                    w[b][1] = bs_vnibbles(_mm512_permutex2var_epi8(A, pd, B));
+                }
+                for (int32_t tt = 0; tt < nt; tt++) {   /* [4 channels][2 planes] of tap t0 + tt */
+                    __m512i v = _mm512_permutex2var_epi64(w[0][tt / 2], tt % 2 ? il1 : il0, w[1][tt / 2]);
+                    _mm512_storeu_si512((void *)(bw + (((size_t)cb * nch + (size_t)ch) * T + (size_t)(t0 + tt)) * 8), v);
+                }
+            }
+    }
+    h->bsr_T = T; h->bsr_nch = nch;
+#else
+    (void)h; (void)T; (void)cb0; (void)cb1;
+#endif
+}
+
 void bs_qs8_pack_weights__avx512vnni(const int8_t *q8, void *packed, int32_t groups, int32_t mg, int32_t k,
-                                     int32_t kmajor, int32_t shift, int32_t bits, int32_t taps) {
+                                     int32_t kmajor, int32_t shift, int32_t bits, int32_t taps, int32_t bsr_room) {
     /* vpdpbusd multiplies u8 by s8 without saturating: the S8C4 layout holds every bit-width, 8 included. The k
      * order is the stored weights' own: the header records a tap-major one (4 input channels of one tap per 32-bit
      * lane: the direct path). */
+    bs_vpacked *h = (bs_vpacked *)packed;
+    int32_t tm = !kmajor && taps > 1 && k % (4 * taps) == 0;
+    if (BS_VBSR && bsr_room && bits <= 2 && !kmajor && (taps <= 1 || tm) && bs_qs8_packed_bsr_size__avx512vnni(groups, mg, k, taps)) {
+        /* the bit planes block by block, each right after its S8C4 bytes (while they are in L1 / L2: a second pass
+         * over a whole layer's had cost ResNet-18's switch to 2 bits 0.5 ms more) */
+        bs_qs8_pack_header__avx2(packed, groups, mg, k, shift, bits, 1);
+        h->taps = tm ? taps : 0;
+        for (int32_t cb = 0, ncb = h->mg4 / 4; cb < ncb; cb += 4) {
+            int32_t cb1 = cb + 4 < ncb ? cb + 4 : ncb;
+            bs_qs8_pack_weights_blocks__avx2(q8, packed, 0, cb, cb1);
+            bs_vbsr_pack(h, taps > 1 ? taps : 1, cb, cb1);
+        }
+        return;
+    }
     bs_qs8_pack_weights_layout__avx2(q8, packed, groups, mg, k, kmajor, shift, bits, 1);
-    if (!kmajor && taps > 1 && k % (4 * taps) == 0) ((bs_vpacked *)packed)->taps = taps;
+    if (tm) h->taps = taps;
+    h->bsr_T = 0; h->bsr_nch = 0;
 }
 
 void bs_qs8_tap_major__avx512vnni(const int8_t *q8, int8_t *out, size_t count, int32_t taps) {
@@ -79,6 +183,12 @@ typedef struct bs_vgeo {
     int32_t direct, nph, slot[4];     /* phases used; slot[fr * sw + fc]: its index among them */
     size_t pwq, phq, lp, cqn;         /* phase plane columns, rows, words (a multiple of 16, with slack); quads per group */
     size_t gbytes, vbytes;            /* bytes of a group's planes; of the planes of every group (64-aligned) */
+    /* The bit-serial path (bs_vbsr_fits; one group): stage 1 turns the quad planes into bit planes of 64 channels,
+     * [chunk][phase][bit 0 / 1][lp] uint64, at bat bytes from the planes, followed by the k-word offsets (int32 per
+     * q = chunk T + tap) and each quad's min and max u8 value (stage 0 records them); the GEMM stage takes it when the
+     * activations span at most 4 values (every task works that out from the same min / max). */
+    int32_t bsr;
+    size_t nch, bat, bbytes;
 } bs_vgeo;
 
 /* The direct path takes 2-D (or 1-D) convs of stride 1 or 2 whose k-groups are 4 input channels at one tap (4 | cg;
@@ -112,6 +222,19 @@ static void bs_vdirect_fits(const bs_avx2_job *j, const bs_vpacked *h, bs_vgeo *
     o->nb = nb; o->npad = nb * 16;
 }
 
+static void bs_vbsr_fits(const bs_avx2_job *j, const bs_vpacked *h, bs_vgeo *o) {
+#if BS_VBSR
+    int32_t T = j->conv->win.kh * j->conv->win.kw;
+    if (!o->direct || h->bsr_nch <= 0 || h->groups != 1 || h->bsr_T != T || (size_t)h->k != o->cqn * 4 * (size_t)T) return;
+    size_t nch = (size_t)h->bsr_nch, bat = o->vbytes + BS_VA64((size_t)o->kg * 4), bbytes = BS_VA64(nch * (size_t)o->nph * 2 * o->lp * 8);
+    if (nch * (size_t)T < BS_VBSR_MINQ) return;
+    if (bat + bbytes + BS_VA64(nch * (size_t)T * 4) + BS_VA64(o->cqn * 2) > 2 * o->tmp_bytes) return;
+    o->bsr = 1; o->nch = nch; o->bat = bat; o->bbytes = bbytes;
+#else
+    (void)j; (void)h; (void)o;
+#endif
+}
+
 static void bs_vgeometry(const bs_avx2_job *j, bs_vgeo *o) {
     const bs_vpacked *h = (const bs_vpacked *)j->packed;
     memset(o, 0, sizeof *o);
@@ -132,6 +255,7 @@ static void bs_vgeometry(const bs_avx2_job *j, bs_vgeo *o) {
     o->fallback = uz < 0 || uz > 255 || h->mode != 1;
     o->tpt = h->kg >= 64 ? 1 : (64 / (size_t)h->kg > 16 ? 16 : 64 / (size_t)h->kg);
     if (!o->fallback && j->conv) bs_vdirect_fits(j, h, o);
+    if (o->direct) bs_vbsr_fits(j, h, o);
 }
 
 static size_t bs_vscratch_for(size_t groups, size_t mg, size_t k, size_t n) {
@@ -232,6 +356,7 @@ static void bs_vgather_row(const bs_avx2_job *j, const bs_vgeo *o, const bs_vkpo
          * input plane; the columns whose tap is in the padding are set afterwards (lo0, hi0, one or two per row) */
         int64_t ohl = (int64_t)g->ph - (int64_t)kh * g->dh, ohh = (int64_t)g->h + g->ph - (int64_t)kh * g->dh;
         if (ohl < 0) ohl = 0;
+        if (ohl > g->oh) ohl = g->oh;   /* a tap below every output row (dilated kernels on short planes) */
         if (ohh > g->oh) ohh = g->oh;
         if (ohh < ohl) ohh = ohl;
         int64_t wn = g->w, ow = g->ow, start = (ohl - g->ph + (int64_t)kh * g->dh) * wn + iw0, count = (ohh - ohl) * ow;
@@ -333,7 +458,7 @@ static inline uint32_t bs_vspread16(uint32_t m) {   /* bit i -> bit 2 i */
 #endif
 }
 
-static void bs_vfill_quad(const bs_avx2_job *j, const bs_vgeo *o, unsigned char *planes, size_t g, size_t cq) {
+static void bs_vfill_quad(const bs_avx2_job *j, const bs_vgeo *o, unsigned char *planes, size_t g, size_t cq, unsigned char *mm) {
     const bs_conv_shape *s = j->conv;
     const bs_window *w = &s->win;
     size_t in_count = (size_t)w->h * w->w, cg = (size_t)(s->c / s->group), pwq = o->pwq;
@@ -342,6 +467,7 @@ static void bs_vfill_quad(const bs_avx2_job *j, const bs_vgeo *o, unsigned char 
     const __m128i vpad = _mm_set1_epi8((char)(padu ^ flip)), vflip = _mm_set1_epi8((char)flip);
     const __m256i vpad2 = _mm256_set1_epi8((char)(padu ^ flip));
     const __m512i vpadw = _mm512_set1_epi8((char)padu);
+    __m512i vmin = vpadw, vmax = vpadw;   /* over every stored word (the bit-serial path's range) */
     for (int32_t fr = 0; fr < w->sh; fr++)
         for (int32_t fc = 0; fc < w->sw; fc++) {
             int32_t sl = o->slot[fr * w->sw + fc];
@@ -367,12 +493,282 @@ static void bs_vfill_quad(const bs_avx2_job *j, const bs_vgeo *o, unsigned char 
                              : _mm256_cvtepi16_epi8(_mm256_mask_loadu_epi8(vpad2, (__mmask32)bs_vspread16(valid), src));
                         v[i] = _mm_xor_si128(v[i], vflip);
                     }
-                    _mm512_storeu_si512((void *)(d + 4 * c), bs_vilv4x16(v[0], v[1], v[2], v[3]));
+                    __m512i q = bs_vilv4x16(v[0], v[1], v[2], v[3]);
+                    vmin = _mm512_min_epu8(vmin, q); vmax = _mm512_max_epu8(vmax, q);
+                    _mm512_storeu_si512((void *)(d + 4 * c), q);
                 }
             }
             memset(pl + o->phq * pwq * 4, padu, (o->lp - o->phq * pwq) * 4);
         }
+    if (mm) {
+        unsigned char a[64], b[64], lo = 255, hi = 0;
+        _mm512_storeu_si512((void *)a, vmin); _mm512_storeu_si512((void *)b, vmax);
+        for (int i = 0; i < 64; i++) { if (a[i] < lo) lo = a[i]; if (b[i] > hi) hi = b[i]; }
+        mm[2 * cq] = lo; mm[2 * cq + 1] = hi;
+    }
 }
+
+#if BS_VBSR
+/* ---- the bit-serial path: bit planes of the activations, the k-word offsets, the range check ---- */
+/* The activations' range from every quad's min and max: base = the least u8 value; 1 if all are within base + 3. */
+static int bs_vbsr_range(const bs_vgeo *o, const unsigned char *mm, int32_t *base) {
+    int32_t lo = 255, hi = 0;
+    for (size_t i = 0; i < o->cqn; i++) { if (mm[2 * i] < lo) lo = mm[2 * i]; if (mm[2 * i + 1] > hi) hi = mm[2 * i + 1]; }
+    *base = lo;
+    return hi - lo <= 3;
+}
+
+/* The byte offset of k-word q = (chunk, tap) from a virtual pixel's word in bit plane 0 (plane 1: lp words on). */
+static void bs_vbsr_offsets(const bs_avx2_job *j, const bs_vgeo *o, int32_t *voffb) {
+    const bs_window *w = &j->conv->win;
+    int32_t T = w->kh * w->kw, hs = w->sh - 1, ws = w->sw - 1;
+    for (size_t ch = 0; ch < o->nch; ch++)
+        for (int32_t kh = 0, t = 0; kh < w->kh; kh++)
+            for (int32_t kw = 0; kw < w->kw; kw++, t++) {
+                int32_t rh = kh * w->dh, rw = kw * w->dw;
+                size_t sl = (size_t)o->slot[(rh & hs) * w->sw + (rw & ws)];
+                voffb[ch * (size_t)T + (size_t)t] = (int32_t)((((ch * (size_t)o->nph + sl) * 2) * o->lp + (size_t)(rh >> hs) * o->pwq + (size_t)(rw >> ws)) * 8);
+            }
+}
+
+
+/* Chunk ch of the quad planes into bit planes of u - base (0..3): 16 pixels at a time, each quad's 64 bytes tested
+ * for bits 0 and 1 (a mask of 16 pixel nibbles), the 16 masks transposed into 16 pixel words. */
+static void bs_vbsr_convert(const bs_vgeo *o, const unsigned char *planes, unsigned char *bits, size_t ch, int32_t base) {
+    __m512i pc, pd;
+    bs_vnibble_index(&pc, &pd);
+    const __m512i vb = _mm512_set1_epi8((char)base), one = _mm512_set1_epi8(1), two = _mm512_set1_epi8(2);
+    size_t q0 = ch * 16, nq = o->cqn - q0 < 16 ? o->cqn - q0 : 16;
+    for (size_t sl = 0; sl < (size_t)o->nph; sl++) {
+        unsigned char *b0 = bits + ((ch * (size_t)o->nph + sl) * 2) * o->lp * 8, *b1 = b0 + o->lp * 8;
+        for (size_t v = 0; v < o->lp; v += 16) {
+            _Alignas(64) uint64_t m[2][16];
+            for (size_t i = 0; i < 16; i++) {
+                if (i >= nq) { m[0][i] = 0; m[1][i] = 0; continue; }
+                __m512i z = _mm512_sub_epi8(_mm512_load_si512((const void *)(planes + ((q0 + i) * (size_t)o->nph + sl) * o->lp * 4 + v * 4)), vb);
+                m[0][i] = (uint64_t)_mm512_test_epi8_mask(z, one);
+                m[1][i] = (uint64_t)_mm512_test_epi8_mask(z, two);
+            }
+            for (int b = 0; b < 2; b++) {
+                __m512i A = _mm512_load_si512((const void *)m[b]), B = _mm512_load_si512((const void *)(m[b] + 8));
+                unsigned char *d = (b ? b1 : b0) + v * 8;
+                _mm512_storeu_si512((void *)d, bs_vnibbles(_mm512_permutex2var_epi8(A, pc, B)));
+                _mm512_storeu_si512((void *)(d + 64), bs_vnibbles(_mm512_permutex2var_epi8(A, pd, B)));
+            }
+        }
+    }
+}
+
+/* ---- the bit-serial GEMM micro-kernel: 16 virtual pixels (two zmm of 8 words per bit plane) x 4 output channels,
+ * one k-word (64 input channels at one tap) per step. u = u0 + 2 u1 (0..3), w_b = w0 - 2 w1 (two's complement), so
+ * sum u w_b = P(u0 w0) + 2 (P(u1 w0) - P(u0 w1)) - 4 P(u1 w1), P = popcount of the AND over the word: three
+ * accumulators per (pixel half, channel), 24 in all: per k-word 4 activation loads and 8 weight broadcasts,
+ * 32 AND + 32 VPOPCNTQ + 32 adds for 4096 2-bit MACs (a bare loop of the three runs at ~1.3x the vpdpbusd peak). ---- */
+static inline void bs_qu2s2_conv_b1p_popcnt_16x4c64__avx512vnni(const unsigned char *a, size_t pstride, const int32_t *voffb,
+                                                                 const uint64_t *w, int32_t nq, __m512i acc[4]) {
+    /* Inline asm (compiled from intrinsics, gcc 12 kept all 8 weights in registers and spilled accumulators).
+     * zmm0-23: the accumulators, channel c at 6 c + {P(u0 w0): half a, b; P(u1 w0) - P(u0 w1): a, b; P(u1 w1): a, b};
+     * zmm24-27: u0, u1 of the two halves (8 pixels each); zmm28-29: one channel's w0, w1 broadcast into registers (as
+     * {1to8} memory operands of every vpandq, the 32 broadcast loads per k-word made the loop load-bound: ResNet-18's
+     * 3x3 convs ran 10-25 % slower); zmm30-31: products. At the end a + 2 a2 - 4 a4, narrowed to int32, into acc. */
+    intptr_t off;
+    const int32_t *vo = voffb;
+    const uint64_t *wp = w;
+    int32_t n = nq;
+    __asm__ volatile(
+        "vpxorq %%zmm0, %%zmm0, %%zmm0\n\t"
+        "vmovdqa64 %%zmm0, %%zmm1\n\t"
+        "vmovdqa64 %%zmm0, %%zmm2\n\t"
+        "vmovdqa64 %%zmm0, %%zmm3\n\t"
+        "vmovdqa64 %%zmm0, %%zmm4\n\t"
+        "vmovdqa64 %%zmm0, %%zmm5\n\t"
+        "vmovdqa64 %%zmm0, %%zmm6\n\t"
+        "vmovdqa64 %%zmm0, %%zmm7\n\t"
+        "vmovdqa64 %%zmm0, %%zmm8\n\t"
+        "vmovdqa64 %%zmm0, %%zmm9\n\t"
+        "vmovdqa64 %%zmm0, %%zmm10\n\t"
+        "vmovdqa64 %%zmm0, %%zmm11\n\t"
+        "vmovdqa64 %%zmm0, %%zmm12\n\t"
+        "vmovdqa64 %%zmm0, %%zmm13\n\t"
+        "vmovdqa64 %%zmm0, %%zmm14\n\t"
+        "vmovdqa64 %%zmm0, %%zmm15\n\t"
+        "vmovdqa64 %%zmm0, %%zmm16\n\t"
+        "vmovdqa64 %%zmm0, %%zmm17\n\t"
+        "vmovdqa64 %%zmm0, %%zmm18\n\t"
+        "vmovdqa64 %%zmm0, %%zmm19\n\t"
+        "vmovdqa64 %%zmm0, %%zmm20\n\t"
+        "vmovdqa64 %%zmm0, %%zmm21\n\t"
+        "vmovdqa64 %%zmm0, %%zmm22\n\t"
+        "vmovdqa64 %%zmm0, %%zmm23\n\t"
+        "1:\n\t"
+        "movslq (%[vo]), %[off]\n\t"
+        "addq %[a], %[off]\n\t"
+        "vmovdqu64 (%[off]), %%zmm24\n\t"
+        "vmovdqu64 64(%[off]), %%zmm25\n\t"
+        "vmovdqu64 (%[off],%[ps]), %%zmm26\n\t"
+        "vmovdqu64 64(%[off],%[ps]), %%zmm27\n\t"
+        "prefetcht0 1024(%[w])\n\t"
+        "vpbroadcastq 0(%[w]), %%zmm28\n\t"
+        "vpbroadcastq 8(%[w]), %%zmm29\n\t"
+        "vpandq %%zmm28, %%zmm24, %%zmm30\n\t"
+        "vpopcntq %%zmm30, %%zmm30\n\t"
+        "vpaddq %%zmm30, %%zmm0, %%zmm0\n\t"
+        "vpandq %%zmm28, %%zmm25, %%zmm31\n\t"
+        "vpopcntq %%zmm31, %%zmm31\n\t"
+        "vpaddq %%zmm31, %%zmm1, %%zmm1\n\t"
+        "vpandq %%zmm28, %%zmm26, %%zmm30\n\t"
+        "vpopcntq %%zmm30, %%zmm30\n\t"
+        "vpaddq %%zmm30, %%zmm2, %%zmm2\n\t"
+        "vpandq %%zmm28, %%zmm27, %%zmm31\n\t"
+        "vpopcntq %%zmm31, %%zmm31\n\t"
+        "vpaddq %%zmm31, %%zmm3, %%zmm3\n\t"
+        "vpandq %%zmm29, %%zmm24, %%zmm30\n\t"
+        "vpopcntq %%zmm30, %%zmm30\n\t"
+        "vpsubq %%zmm30, %%zmm2, %%zmm2\n\t"
+        "vpandq %%zmm29, %%zmm25, %%zmm31\n\t"
+        "vpopcntq %%zmm31, %%zmm31\n\t"
+        "vpsubq %%zmm31, %%zmm3, %%zmm3\n\t"
+        "vpandq %%zmm29, %%zmm26, %%zmm30\n\t"
+        "vpopcntq %%zmm30, %%zmm30\n\t"
+        "vpaddq %%zmm30, %%zmm4, %%zmm4\n\t"
+        "vpandq %%zmm29, %%zmm27, %%zmm31\n\t"
+        "vpopcntq %%zmm31, %%zmm31\n\t"
+        "vpaddq %%zmm31, %%zmm5, %%zmm5\n\t"
+        "vpbroadcastq 16(%[w]), %%zmm28\n\t"
+        "vpbroadcastq 24(%[w]), %%zmm29\n\t"
+        "vpandq %%zmm28, %%zmm24, %%zmm30\n\t"
+        "vpopcntq %%zmm30, %%zmm30\n\t"
+        "vpaddq %%zmm30, %%zmm6, %%zmm6\n\t"
+        "vpandq %%zmm28, %%zmm25, %%zmm31\n\t"
+        "vpopcntq %%zmm31, %%zmm31\n\t"
+        "vpaddq %%zmm31, %%zmm7, %%zmm7\n\t"
+        "vpandq %%zmm28, %%zmm26, %%zmm30\n\t"
+        "vpopcntq %%zmm30, %%zmm30\n\t"
+        "vpaddq %%zmm30, %%zmm8, %%zmm8\n\t"
+        "vpandq %%zmm28, %%zmm27, %%zmm31\n\t"
+        "vpopcntq %%zmm31, %%zmm31\n\t"
+        "vpaddq %%zmm31, %%zmm9, %%zmm9\n\t"
+        "vpandq %%zmm29, %%zmm24, %%zmm30\n\t"
+        "vpopcntq %%zmm30, %%zmm30\n\t"
+        "vpsubq %%zmm30, %%zmm8, %%zmm8\n\t"
+        "vpandq %%zmm29, %%zmm25, %%zmm31\n\t"
+        "vpopcntq %%zmm31, %%zmm31\n\t"
+        "vpsubq %%zmm31, %%zmm9, %%zmm9\n\t"
+        "vpandq %%zmm29, %%zmm26, %%zmm30\n\t"
+        "vpopcntq %%zmm30, %%zmm30\n\t"
+        "vpaddq %%zmm30, %%zmm10, %%zmm10\n\t"
+        "vpandq %%zmm29, %%zmm27, %%zmm31\n\t"
+        "vpopcntq %%zmm31, %%zmm31\n\t"
+        "vpaddq %%zmm31, %%zmm11, %%zmm11\n\t"
+        "vpbroadcastq 32(%[w]), %%zmm28\n\t"
+        "vpbroadcastq 40(%[w]), %%zmm29\n\t"
+        "vpandq %%zmm28, %%zmm24, %%zmm30\n\t"
+        "vpopcntq %%zmm30, %%zmm30\n\t"
+        "vpaddq %%zmm30, %%zmm12, %%zmm12\n\t"
+        "vpandq %%zmm28, %%zmm25, %%zmm31\n\t"
+        "vpopcntq %%zmm31, %%zmm31\n\t"
+        "vpaddq %%zmm31, %%zmm13, %%zmm13\n\t"
+        "vpandq %%zmm28, %%zmm26, %%zmm30\n\t"
+        "vpopcntq %%zmm30, %%zmm30\n\t"
+        "vpaddq %%zmm30, %%zmm14, %%zmm14\n\t"
+        "vpandq %%zmm28, %%zmm27, %%zmm31\n\t"
+        "vpopcntq %%zmm31, %%zmm31\n\t"
+        "vpaddq %%zmm31, %%zmm15, %%zmm15\n\t"
+        "vpandq %%zmm29, %%zmm24, %%zmm30\n\t"
+        "vpopcntq %%zmm30, %%zmm30\n\t"
+        "vpsubq %%zmm30, %%zmm14, %%zmm14\n\t"
+        "vpandq %%zmm29, %%zmm25, %%zmm31\n\t"
+        "vpopcntq %%zmm31, %%zmm31\n\t"
+        "vpsubq %%zmm31, %%zmm15, %%zmm15\n\t"
+        "vpandq %%zmm29, %%zmm26, %%zmm30\n\t"
+        "vpopcntq %%zmm30, %%zmm30\n\t"
+        "vpaddq %%zmm30, %%zmm16, %%zmm16\n\t"
+        "vpandq %%zmm29, %%zmm27, %%zmm31\n\t"
+        "vpopcntq %%zmm31, %%zmm31\n\t"
+        "vpaddq %%zmm31, %%zmm17, %%zmm17\n\t"
+        "vpbroadcastq 48(%[w]), %%zmm28\n\t"
+        "vpbroadcastq 56(%[w]), %%zmm29\n\t"
+        "vpandq %%zmm28, %%zmm24, %%zmm30\n\t"
+        "vpopcntq %%zmm30, %%zmm30\n\t"
+        "vpaddq %%zmm30, %%zmm18, %%zmm18\n\t"
+        "vpandq %%zmm28, %%zmm25, %%zmm31\n\t"
+        "vpopcntq %%zmm31, %%zmm31\n\t"
+        "vpaddq %%zmm31, %%zmm19, %%zmm19\n\t"
+        "vpandq %%zmm28, %%zmm26, %%zmm30\n\t"
+        "vpopcntq %%zmm30, %%zmm30\n\t"
+        "vpaddq %%zmm30, %%zmm20, %%zmm20\n\t"
+        "vpandq %%zmm28, %%zmm27, %%zmm31\n\t"
+        "vpopcntq %%zmm31, %%zmm31\n\t"
+        "vpaddq %%zmm31, %%zmm21, %%zmm21\n\t"
+        "vpandq %%zmm29, %%zmm24, %%zmm30\n\t"
+        "vpopcntq %%zmm30, %%zmm30\n\t"
+        "vpsubq %%zmm30, %%zmm20, %%zmm20\n\t"
+        "vpandq %%zmm29, %%zmm25, %%zmm31\n\t"
+        "vpopcntq %%zmm31, %%zmm31\n\t"
+        "vpsubq %%zmm31, %%zmm21, %%zmm21\n\t"
+        "vpandq %%zmm29, %%zmm26, %%zmm30\n\t"
+        "vpopcntq %%zmm30, %%zmm30\n\t"
+        "vpaddq %%zmm30, %%zmm22, %%zmm22\n\t"
+        "vpandq %%zmm29, %%zmm27, %%zmm31\n\t"
+        "vpopcntq %%zmm31, %%zmm31\n\t"
+        "vpaddq %%zmm31, %%zmm23, %%zmm23\n\t"
+        "addq $4, %[vo]\n\t"
+        "addq $64, %[w]\n\t"
+        "decl %[n]\n\t"
+        "jnz 1b\n\t"
+        "vpsllq $1, %%zmm2, %%zmm2\n\t"
+        "vpaddq %%zmm2, %%zmm0, %%zmm0\n\t"
+        "vpsllq $2, %%zmm4, %%zmm4\n\t"
+        "vpsubq %%zmm4, %%zmm0, %%zmm0\n\t"
+        "vpmovqd %%zmm0, %%ymm0\n\t"
+        "vpsllq $1, %%zmm3, %%zmm3\n\t"
+        "vpaddq %%zmm3, %%zmm1, %%zmm1\n\t"
+        "vpsllq $2, %%zmm5, %%zmm5\n\t"
+        "vpsubq %%zmm5, %%zmm1, %%zmm1\n\t"
+        "vpmovqd %%zmm1, %%ymm1\n\t"
+        "vinserti64x4 $1, %%ymm1, %%zmm0, %%zmm0\n\t"
+        "vmovdqu64 %%zmm0, 0(%[out])\n\t"
+        "vpsllq $1, %%zmm8, %%zmm8\n\t"
+        "vpaddq %%zmm8, %%zmm6, %%zmm6\n\t"
+        "vpsllq $2, %%zmm10, %%zmm10\n\t"
+        "vpsubq %%zmm10, %%zmm6, %%zmm6\n\t"
+        "vpmovqd %%zmm6, %%ymm6\n\t"
+        "vpsllq $1, %%zmm9, %%zmm9\n\t"
+        "vpaddq %%zmm9, %%zmm7, %%zmm7\n\t"
+        "vpsllq $2, %%zmm11, %%zmm11\n\t"
+        "vpsubq %%zmm11, %%zmm7, %%zmm7\n\t"
+        "vpmovqd %%zmm7, %%ymm7\n\t"
+        "vinserti64x4 $1, %%ymm7, %%zmm6, %%zmm6\n\t"
+        "vmovdqu64 %%zmm6, 64(%[out])\n\t"
+        "vpsllq $1, %%zmm14, %%zmm14\n\t"
+        "vpaddq %%zmm14, %%zmm12, %%zmm12\n\t"
+        "vpsllq $2, %%zmm16, %%zmm16\n\t"
+        "vpsubq %%zmm16, %%zmm12, %%zmm12\n\t"
+        "vpmovqd %%zmm12, %%ymm12\n\t"
+        "vpsllq $1, %%zmm15, %%zmm15\n\t"
+        "vpaddq %%zmm15, %%zmm13, %%zmm13\n\t"
+        "vpsllq $2, %%zmm17, %%zmm17\n\t"
+        "vpsubq %%zmm17, %%zmm13, %%zmm13\n\t"
+        "vpmovqd %%zmm13, %%ymm13\n\t"
+        "vinserti64x4 $1, %%ymm13, %%zmm12, %%zmm12\n\t"
+        "vmovdqu64 %%zmm12, 128(%[out])\n\t"
+        "vpsllq $1, %%zmm20, %%zmm20\n\t"
+        "vpaddq %%zmm20, %%zmm18, %%zmm18\n\t"
+        "vpsllq $2, %%zmm22, %%zmm22\n\t"
+        "vpsubq %%zmm22, %%zmm18, %%zmm18\n\t"
+        "vpmovqd %%zmm18, %%ymm18\n\t"
+        "vpsllq $1, %%zmm21, %%zmm21\n\t"
+        "vpaddq %%zmm21, %%zmm19, %%zmm19\n\t"
+        "vpsllq $2, %%zmm23, %%zmm23\n\t"
+        "vpsubq %%zmm23, %%zmm19, %%zmm19\n\t"
+        "vpmovqd %%zmm19, %%ymm19\n\t"
+        "vinserti64x4 $1, %%ymm19, %%zmm18, %%zmm18\n\t"
+        "vmovdqu64 %%zmm18, 192(%[out])\n\t"
+        : [off] "=&r"(off), [vo] "+r"(vo), [w] "+r"(wp), [n] "+r"(n)
+        : [a] "r"(a), [ps] "r"(pstride), [out] "r"(acc)
+        : "zmm0", "zmm1", "zmm2", "zmm3", "zmm4", "zmm5", "zmm6", "zmm7", "zmm8", "zmm9", "zmm10", "zmm11", "zmm12", "zmm13", "zmm14", "zmm15", "zmm16", "zmm17", "zmm18", "zmm19", "zmm20", "zmm21", "zmm22", "zmm23", "zmm24", "zmm25", "zmm26", "zmm27", "zmm28", "zmm29", "zmm30", "zmm31", "cc", "memory");
+}
+#endif
 
 /* The byte offset of k-group q (quad cq, tap) from a virtual pixel's word in the group's planes. */
 static void bs_vdirect_offsets(const bs_avx2_job *j, const bs_vgeo *o, int32_t *voff) {
@@ -689,7 +1085,27 @@ int32_t bs_avx512vnni_stages(bs_avx2_job *j) {
     bs_vgeo *o = (bs_vgeo *)(void *)j->vgeo;
     bs_vgeometry(j, o);
     j->vgeo_set = 1;
-    return o->fallback ? 1 : 2;
+    return o->fallback ? 1 : (o->bsr ? 3 : 2);
+}
+
+#if BS_VBSR
+/* The bit-serial path's per-quad min / max, after its bit planes and k-word offsets (bs_vgeo; kg = quads x taps). */
+static unsigned char *bs_vbsr_mm(const bs_vgeo *o, unsigned char *tmp) {
+    return tmp + o->bat + o->bbytes + BS_VA64(o->nch * (size_t)(o->kg / (int32_t)o->cqn) * 4);
+}
+#endif
+
+int32_t bs_avx512vnni_bitserial(const bs_avx2_job *j) {
+#if BS_VBSR
+    if (!j->vgeo_set) return 0;
+    const bs_vgeo *o = (const bs_vgeo *)(const void *)j->vgeo;
+    int32_t base;
+    unsigned char *tmp = (unsigned char *)(((uintptr_t)j->scratch + 63) & ~(uintptr_t)63);
+    return !o->fallback && o->bsr && bs_vbsr_range(o, bs_vbsr_mm(o, tmp), &base);
+#else
+    (void)j;
+    return 0;
+#endif
 }
 
 int32_t bs_avx512vnni_tasks(const bs_avx2_job *j, int32_t stage) {
@@ -699,6 +1115,7 @@ int32_t bs_avx512vnni_tasks(const bs_avx2_job *j, int32_t stage) {
     const bs_vgeo *o = bs_vgeo_of(j, &own);
     if (o->fallback) return 1;
     size_t tiles = bs_vcdiv(o->nb, BS_VTILE);
+    if (o->bsr && stage == 1) return (int32_t)o->nch;
     switch (stage) {
     case 0: return (int32_t)((size_t)o->groups * (o->direct ? o->cqn : bs_vcdiv((size_t)o->kg, BS_VKG_PER_TASK)));
     default: return (int32_t)((size_t)o->groups * bs_vcdiv(tiles, o->tpt) * bs_vcdiv((size_t)o->mg4 / 4, BS_VCB_PER_TASK));
@@ -736,9 +1153,25 @@ void bs_avx512vnni_run(const bs_avx2_job *j, int32_t stage, int32_t task) {
     size_t kpad = (size_t)o->kg * 4, bstride = (size_t)o->kg * 64, tiles = bs_vcdiv(o->nb, BS_VTILE);
     size_t ncb = (size_t)o->mg4 / 4, g, tl, cb0, cb1;
     int32_t *voff = (int32_t *)(l.tmp + o->vbytes);   /* the direct path's k-group offsets */
+    int32_t bsr_on = 0, base = 0;
+#if BS_VBSR
+    unsigned char *mm = o->bsr ? bs_vbsr_mm(o, l.tmp) : NULL;
+    int32_t *voffb = (int32_t *)(l.tmp + o->bat + o->bbytes);
+    if (o->bsr && stage > 0 && !(bsr_on = bs_vbsr_range(o, mm, &base))) base = 0;
+    if (o->bsr && stage == 1) {   /* one chunk of 64 input channels into bit planes; task 0: the k-word offsets too */
+        if (!bsr_on) return;
+        if (task == 0) bs_vbsr_offsets(j, o, voffb);
+        bs_vbsr_convert(o, l.tmp, l.tmp + o->bat, (size_t)task, base);
+        return;
+    }
+    if (o->bsr && stage == 2) stage = 1;
+#else
+    unsigned char *mm = NULL;
+    (void)bsr_on;
+#endif
     if (stage == 0 && o->direct) {   /* one quad of input channels into its phase planes; task 0: the offsets too */
         if (task == 0) bs_vdirect_offsets(j, o, voff);
-        bs_vfill_quad(j, o, l.tmp, (size_t)task / o->cqn, (size_t)task % o->cqn);
+        bs_vfill_quad(j, o, l.tmp, (size_t)task / o->cqn, (size_t)task % o->cqn, mm);
         return;
     }
     if (stage == 0) {   /* gather 4 * BS_VKG_PER_TASK rows of one group, interleaving each k-group at once */
@@ -784,12 +1217,20 @@ void bs_avx512vnni_run(const bs_avx2_job *j, int32_t stage, int32_t task) {
         bs_vepi ep[4];
         int32_t nc = (int32_t)((size_t)o->mg - cb * 4 < 4 ? (size_t)o->mg - cb * 4 : 4);
         for (int32_t c4 = 0; c4 < nc; c4++) {
-            size_t c = cb * 4 + (size_t)c4;
-            bs_vepi_setup(j, g * o->mg + c, (int32_t)((uint32_t)o->uz * (uint32_t)wsum[g * o->mg4 + c]), &ep[c4]);
+            size_t c = cb * 4 + (size_t)c4;   /* bit-serial: the accumulators hold sum (u - base) w_b */
+            bs_vepi_setup(j, g * o->mg + c, (int32_t)((uint32_t)(o->uz - base) * (uint32_t)wsum[g * o->mg4 + c]), &ep[c4]);
         }
         for (size_t t = tl; t < tl1; t++) {
             size_t b0 = t * BS_VTILE, nbk = o->nb - b0 < BS_VTILE ? o->nb - b0 : BS_VTILE;
             __m512i acc[16];
+#if BS_VBSR
+            if (bsr_on) {
+                size_t nq = o->nch * (size_t)(o->kg / (int32_t)o->cqn);
+                const uint64_t *bw = (const uint64_t *)(const void *)(wp + BS_VA64((size_t)h->groups * h->mg4 * h->kg * 4)) + cb * nq * 8;
+                for (size_t bi = 0; bi < nbk; bi++)
+                    bs_qu2s2_conv_b1p_popcnt_16x4c64__avx512vnni(l.tmp + o->bat + (b0 + bi) * 128, o->lp * 8, voffb, bw, (int32_t)nq, acc + bi * 4);
+            } else
+#endif
             if (o->direct) {
                 const unsigned char *a = l.tmp + g * o->gbytes + b0 * 64;
                 switch (nbk) {

@@ -45,7 +45,14 @@ size_t bs_gemm_scratch_size__avx512vnni(size_t rows, size_t k, size_t m);
  * channels per group), as the direct path needs them and as the generated code stores them; 0: k = input channel x
  * taps + tap (gemm: plain). */
 void bs_qs8_pack_weights__avx512vnni(const int8_t *q8, void *packed, int32_t groups, int32_t mg, int32_t k,
-                                     int32_t kmajor, int32_t shift, int32_t bits, int32_t taps);
+                                     int32_t kmajor, int32_t shift, int32_t bits, int32_t taps, int32_t bsr_room);
+/* The bytes past bs_qs8_packed_weights_size__avx512vnni that the bit planes of the bit-serial w2a2 kernels take
+ * (convs of one group, at least 48 input channels, a multiple of 4; `taps` kernel taps, 0 or 1 for 1 x 1); 0: the
+ * conv does not take them. A pack with bsr_room != 0 (the region has these bytes) and 1 or 2 weight bits writes them. */
+size_t bs_qs8_packed_bsr_size__avx512vnni(int32_t groups, int32_t mg, int32_t k, int32_t taps);
+/* 1 if the last run of the staged conv job took the bit-serial kernels (its weights' bit planes packed, its
+ * activations within 4 consecutive values): for tests and benchmarks. */
+int32_t bs_avx512vnni_bitserial(const bs_avx2_job *j);
 /* Conv weights [rows, cg x taps] (4 | cg; count = rows x cg x taps) into tap-major order: index ic x taps + tap of a
  * row -> ((ic / 4) x taps + tap) x 4 + ic % 4 (what the emitter does to the stored weights of VNNI bundles). */
 void bs_qs8_tap_major__avx512vnni(const int8_t *q8, int8_t *out, size_t count, int32_t taps);
