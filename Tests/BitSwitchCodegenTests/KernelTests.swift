@@ -56,8 +56,8 @@ static void vnni_pack(const int8_t *q8, void *pw, int32_t g, int32_t mg, int32_t
 int main(int argc, char **argv) {
     st = argc > 1 ? strtoull(argv[1], 0, 10) : 1;
     int cases = argc > 2 ? atoi(argv[2]) : 200;
-    long vbsr = 0, vbsr_taps = 0, vbsr_s2 = 0, vbsr_out = 0;   /* the VNNI checker's bit-serial convs; ones out of range */
-    (void)vbsr; (void)vbsr_taps; (void)vbsr_s2; (void)vbsr_out;
+    long vbsr = 0, vbsr_taps = 0, vbsr_s2 = 0, vbsr_big = 0, vbsr_out = 0;   /* the VNNI checker's bit-serial convs; ones not taking it */
+    (void)vbsr; (void)vbsr_taps; (void)vbsr_s2; (void)vbsr_big; (void)vbsr_out;
     long distinct_cases = 0, paths[4] = {0}, direct_dw = 0, vdirect = 0, vdirect_taps = 0, vdirect_s2 = 0, lowact = 0, gemv = 0, plane = 0, plane_strided = 0, plane_rows = 0, plane_straddle = 0, plane_s2 = 0, fused_cases = 0, ilv_split = 0, gemm_multi = 0;
     (void)plane_s2; (void)ilv_split; (void)gemm_multi;   /* counted for the AVX2 checker only */
     (void)vdirect; (void)vdirect_taps; (void)vdirect_s2;   /* the VNNI checker only */
@@ -127,6 +127,10 @@ int main(int argc, char **argv) {
                 s.c = cg; s.m = mg; s.group = 1;
                 int32_t kd = (int32_t)ri(1, 3);
                 g->h = kd == 1 ? 1 : (int32_t)ri(1, 12); g->w = (int32_t)ri(1, 24);
+                if (kd == 2 && ri(0, 3) == 0) {   /* planes of 1000+ pixels: the conversion split into slices */
+                    g->h = (int32_t)ri(30, 48); g->w = (int32_t)ri(30, 48); cg = 4 * (int32_t)ri(12, 20); mg = (int32_t)ri(1, 8);
+                    s.c = cg; s.m = mg;
+                }
                 g->kh = kd == 2 ? (int32_t)ri(1, g->h < 3 ? g->h : 3) : 1; g->kw = kd == 3 ? 1 : (int32_t)ri(1, g->w < 3 ? g->w : 3);
                 g->sh = kd == 1 ? 1 : (int32_t)ri(1, 2); g->sw = (int32_t)ri(1, 2); g->dh = 1; g->dw = 1;
                 g->ph = g->peh = (int32_t)ri(0, g->kh - 1); g->pw = g->pew = (int32_t)ri(0, g->kw - 1);
@@ -265,7 +269,7 @@ int main(int argc, char **argv) {
 #endif
         for (int32_t sg = 0; sg < KS(stages)(&j); sg++) for (int32_t tk = KS(tasks)(&j, sg) - 1; tk >= 0; tk--) KS(run)(&j, sg, tk);
 #ifdef BS_TEST_VNNI
-        if (bs_avx512vnni_bitserial(&j)) { vbsr++; vbsr_taps += s.win.kh * s.win.kw > 1; vbsr_s2 += s.win.sh == 2 || s.win.sw == 2; }
+        if (bs_avx512vnni_bitserial(&j)) { vbsr++; vbsr_taps += s.win.kh * s.win.kw > 1; vbsr_s2 += s.win.sh == 2 || s.win.sw == 2; vbsr_big += s.win.h >= 30; }
         else if (bsr_case && !is_gemm && bits <= 2 && bs_avx512vnni_direct(&j)) vbsr_out++;
 #endif
 #if !defined(BS_TEST_VNNI) && !defined(BS_TEST_NEON)
@@ -301,8 +305,8 @@ int main(int argc, char **argv) {
     printf("%ld VNNI direct-path convs: %ld of several taps, %ld strided\n", vdirect, vdirect_taps, vdirect_s2);
     if (vdirect < cases / 10 || vdirect_taps < cases / 20 || vdirect_s2 < cases / 50) { printf("too few VNNI direct-path convs\n"); return 1; }
 #if defined(__AVX512VPOPCNTDQ__) && defined(__AVX512VBMI__)
-    printf("%ld bit-serial w2a2 convs: %ld of several taps, %ld strided; %ld direct-path 2-bit convs out of its range\n", vbsr, vbsr_taps, vbsr_s2, vbsr_out);
-    if (vbsr < cases / 40 || vbsr_taps < cases / 80 || vbsr_s2 < cases / 200 || vbsr_out < cases / 400) { printf("too few bit-serial convs\n"); return 1; }
+    printf("%ld bit-serial w2a2 convs: %ld of several taps, %ld strided, %ld of 30+ rows; %ld 2-bit direct-path convs on the int8 kernels (activations over more than 4 values, or under 4 k-words)\n", vbsr, vbsr_taps, vbsr_s2, vbsr_big, vbsr_out);
+    if (vbsr < cases / 40 || vbsr_taps < cases / 80 || vbsr_s2 < cases / 200 || vbsr_big < cases / 400 || vbsr_out < cases / 400) { printf("too few bit-serial convs\n"); return 1; }
 #endif
 #endif
 #if !defined(BS_TEST_VNNI) && !defined(BS_TEST_NEON)

@@ -53,7 +53,7 @@ static double peak_vpdpbusd(long iters) {
 }
 
 #if defined(__AVX512VPOPCNTDQ__) && defined(__AVX512BITALG__)
-/* The bare inner loops a bit-serial w2a2 kernel would run (no such kernel is built: this is the evidence of its
+/* The bare inner loops a bit-serial w2a2 kernel runs (the ceiling of bs_qu2s2_conv_b1p_popcnt_16x4c64__avx512vnni:
  * ceiling on this CPU, docs/c-backend.md). popcntq: per bit-plane pair AND + VPOPCNTQ + VPADDQ over 512 bit products,
  * 4 pairs per 512 2-bit MACs; 12 independent accumulators. popcntb: AND + VPOPCNTB + VPDPBUSD by per-byte plane
  * scales, 128 2-bit MACs per triple (a dword holds [a0 a1 a0 a1] & [w0 w0 w1 w1] bytes of 8 k). Returns MACs / s. */
@@ -195,7 +195,7 @@ int main(int argc, char **argv) {
             if (p > bq) bq = p;
             if (q > bb) bb = q;
         }
-        printf("bit-serial w2a2 bare loops (no kernel built), best of 400: AND + VPOPCNTQ + VPADDQ %.1f G 2-bit MACs/s (%.2fx the "
+        printf("bit-serial w2a2 bare loops (the kernel's ceiling), best of 400: AND + VPOPCNTQ + VPADDQ %.1f G 2-bit MACs/s (%.2fx the "
                "vpdpbusd peak), AND + VPOPCNTB + VPDPBUSD %.1f (%.2fx)\n", bq / 1e9, bq / peak, bb / 1e9, bb / peak);
 #endif
         printf("\n");
@@ -292,7 +292,7 @@ int main(int argc, char **argv) {
                "2-bit MACs per second, and the speed-up over the int8 rows above:\n"
                "| conv | M | N | K | whole op G/s | x int8 whole op | GEMM stage G/s | x int8 GEMM stage |\n|---|--:|--:|--:|--:|--:|--:|--:|\n");
         for (int si = 0; si < NSHAPES; si++) {
-            if (rate2[si][0] == 0) { printf("| %dx%d | %d | | | not taken (needs VPOPCNTQ and VBMI) | | | |\n", shapes[si][2], shapes[si][2], shapes[si][0]); continue; }
+            if (rate2[si][0] == 0) { printf("| %dx%d | %d | | | int8 kernels (under 4 k-words, or no VPOPCNTQ / VBMI) | | | |\n", shapes[si][2], shapes[si][2], shapes[si][0]); continue; }
             printf("| %dx%d | %d | %d | %d | %.1f | %.2f | %.1f | %.2f |\n", shapes[si][2], shapes[si][2], shapes[si][0],
                    shapes[si][1] * shapes[si][1], shapes[si][0] * shapes[si][2] * shapes[si][2], rate2[si][0] / 1e9,
                    rate2[si][0] / rate[si][0], rate2[si][1] / 1e9, rate2[si][1] / rate[si][1]);

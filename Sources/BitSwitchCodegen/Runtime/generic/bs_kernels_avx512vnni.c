@@ -534,14 +534,22 @@ static void bs_vbsr_offsets(const bs_avx2_job *j, const bs_vgeo *o, int32_t *vof
 
 /* Chunk ch of the quad planes into bit planes of u - base (0..3): 16 pixels at a time, each quad's 64 bytes tested
  * for bits 0 and 1 (a mask of 16 pixel nibbles), the 16 masks transposed into 16 pixel words. */
-static void bs_vbsr_convert(const bs_vgeo *o, const unsigned char *planes, unsigned char *bits, size_t ch, int32_t base) {
+/* Stage 1's tasks: per chunk, slices of the virtual pixels (whole 16-pixel steps), so that two threads share a
+ * 64-channel layer's conversion. */
+static size_t bs_vbsr_slices(const bs_vgeo *o) {
+    size_t steps = o->lp / 16, n = steps / 32;   /* at least 512 pixels a task */
+    return n < 1 ? 1 : (n > 8 ? 8 : n);
+}
+
+static void bs_vbsr_convert(const bs_vgeo *o, const unsigned char *planes, unsigned char *bits, size_t ch, size_t slice, int32_t base) {
     __m512i pc, pd;
     bs_vnibble_index(&pc, &pd);
     const __m512i vb = _mm512_set1_epi8((char)base), one = _mm512_set1_epi8(1), two = _mm512_set1_epi8(2);
-    size_t q0 = ch * 16, nq = o->cqn - q0 < 16 ? o->cqn - q0 : 16;
+    size_t q0 = ch * 16, nq = o->cqn - q0 < 16 ? o->cqn - q0 : 16, ns = bs_vbsr_slices(o), steps = o->lp / 16;
+    size_t v0 = steps * slice / ns * 16, v1 = steps * (slice + 1) / ns * 16;
     for (size_t sl = 0; sl < (size_t)o->nph; sl++) {
         unsigned char *b0 = bits + ((ch * (size_t)o->nph + sl) * 2) * o->lp * 8, *b1 = b0 + o->lp * 8;
-        for (size_t v = 0; v < o->lp; v += 16) {
+        for (size_t v = v0; v < v1; v += 16) {
             _Alignas(64) uint64_t m[2][16];
             for (size_t i = 0; i < 16; i++) {
                 if (i >= nq) { m[0][i] = 0; m[1][i] = 0; continue; }
@@ -564,6 +572,9 @@ static void bs_vbsr_convert(const bs_vgeo *o, const unsigned char *planes, unsig
  * sum u w_b = P(u0 w0) + 2 (P(u1 w0) - P(u0 w1)) - 4 P(u1 w1), P = popcount of the AND over the word: three
  * accumulators per (pixel half, channel), 24 in all: per k-word 4 activation loads and 8 weight broadcasts,
  * 32 AND + 32 VPOPCNTQ + 32 adds for 4096 2-bit MACs (a bare loop of the three runs at ~1.3x the vpdpbusd peak). ---- */
+/* the asm string is longer than the 4095 characters ISO C guarantees (clang -pedantic warns); gcc and clang take it */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Woverlength-strings"
 static inline void bs_qu2s2_conv_b1p_popcnt_16x4c64__avx512vnni(const unsigned char *a, size_t pstride, const int32_t *voffb,
                                                                  const uint64_t *w, int32_t nq, __m512i acc[4]) {
     /* Inline asm (compiled from intrinsics, gcc 12 kept all 8 weights in registers and spilled accumulators).
@@ -768,6 +779,7 @@ static inline void bs_qu2s2_conv_b1p_popcnt_16x4c64__avx512vnni(const unsigned c
         : [a] "r"(a), [ps] "r"(pstride), [out] "r"(acc)
         : "zmm0", "zmm1", "zmm2", "zmm3", "zmm4", "zmm5", "zmm6", "zmm7", "zmm8", "zmm9", "zmm10", "zmm11", "zmm12", "zmm13", "zmm14", "zmm15", "zmm16", "zmm17", "zmm18", "zmm19", "zmm20", "zmm21", "zmm22", "zmm23", "zmm24", "zmm25", "zmm26", "zmm27", "zmm28", "zmm29", "zmm30", "zmm31", "cc", "memory");
 }
+#pragma GCC diagnostic pop
 #endif
 
 /* The byte offset of k-group q (quad cq, tap) from a virtual pixel's word in the group's planes. */
@@ -1115,7 +1127,9 @@ int32_t bs_avx512vnni_tasks(const bs_avx2_job *j, int32_t stage) {
     const bs_vgeo *o = bs_vgeo_of(j, &own);
     if (o->fallback) return 1;
     size_t tiles = bs_vcdiv(o->nb, BS_VTILE);
-    if (o->bsr && stage == 1) return (int32_t)o->nch;
+#if BS_VBSR
+    if (o->bsr && stage == 1) return (int32_t)(o->nch * bs_vbsr_slices(o));
+#endif
     switch (stage) {
     case 0: return (int32_t)((size_t)o->groups * (o->direct ? o->cqn : bs_vcdiv((size_t)o->kg, BS_VKG_PER_TASK)));
     default: return (int32_t)((size_t)o->groups * bs_vcdiv(tiles, o->tpt) * bs_vcdiv((size_t)o->mg4 / 4, BS_VCB_PER_TASK));
@@ -1158,10 +1172,10 @@ void bs_avx512vnni_run(const bs_avx2_job *j, int32_t stage, int32_t task) {
     unsigned char *mm = o->bsr ? bs_vbsr_mm(o, l.tmp) : NULL;
     int32_t *voffb = (int32_t *)(l.tmp + o->bat + o->bbytes);
     if (o->bsr && stage > 0 && !(bsr_on = bs_vbsr_range(o, mm, &base))) base = 0;
-    if (o->bsr && stage == 1) {   /* one chunk of 64 input channels into bit planes; task 0: the k-word offsets too */
+    if (o->bsr && stage == 1) {   /* a slice of one chunk of 64 input channels into bit planes; task 0: the k-word offsets too */
         if (!bsr_on) return;
         if (task == 0) bs_vbsr_offsets(j, o, voffb);
-        bs_vbsr_convert(o, l.tmp, l.tmp + o->bat, (size_t)task, base);
+        bs_vbsr_convert(o, l.tmp, l.tmp + o->bat, (size_t)task / bs_vbsr_slices(o), (size_t)task % bs_vbsr_slices(o), base);
         return;
     }
     if (o->bsr && stage == 2) stage = 1;

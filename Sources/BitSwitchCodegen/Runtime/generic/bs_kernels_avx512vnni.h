@@ -7,6 +7,11 @@
  *                                           intermediate saturation: exact for every w_bits 1..8); 4 zmm of 16
  *                                           pixels x 4 broadcast output channels = 16 accumulators. Tails of
  *                                           fewer pixel blocks use the same code with 48, 32 or 16 pixels.
+ *   bs_qu8s8_conv_c4p_rq64_64x4c4__avx512vnni  the same on the direct path's phase planes (c4p: 4 channels per lane)
+ *   bs_qu2s2_conv_b1p_popcnt_16x4c64__avx512vnni  bit-serial w2a2 (b1p: 1-bit planes; c64: 64 input channels per
+ *                                           64-bit word): AND + VPOPCNTQ, 16 pixels x 4 channels, for convs whose
+ *                                           weights have 1-2 bits and whose activations span 4 values in the call
+ *                                           (checked per call; else the int8 kernel). Needs VPOPCNTDQ and VBMI.
  * Signed (i8) activations are offset by +128; the per-channel sum of the shifted weights, computed when a profile
  * packs them, corrects the offset: sum (x - xz) w = sum u w - uz sum w, u = x (u8) or x + 128 (i8), uz = xz (+128).
  * The epilogue is vectorized in 64-bit lanes (vpmuldq, vpsraq, vpmaxsq / vpminsq) and bit-exact with the
