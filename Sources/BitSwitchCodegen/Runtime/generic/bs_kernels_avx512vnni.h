@@ -50,7 +50,11 @@ size_t bs_gemm_scratch_size__avx512vnni(size_t rows, size_t k, size_t m);
  * channels per group), as the direct path needs them and as the generated code stores them; 0: k = input channel x
  * taps + tap (gemm: plain). */
 void bs_qs8_pack_weights__avx512vnni(const int8_t *q8, void *packed, int32_t groups, int32_t mg, int32_t k,
-                                     int32_t kmajor, int32_t shift, int32_t bits, int32_t taps, int32_t bsr_room);
+                                     int32_t kmajor, int32_t shift, int32_t bits, int32_t taps, int32_t ktaps, int32_t bsr_room);
+/* The bytes past bs_qs8_packed_weights_size__avx512vnni that a conv of one group whose input channels are not a
+ * multiple of 4 takes for its weights padded to channel quads (its direct path); `ktaps` its kernel taps; 0: none.
+ * A pack given ktaps > 0 (the region has these bytes) writes them, for every bit-width. */
+size_t bs_qs8_packed_pad4_size__avx512vnni(int32_t groups, int32_t mg, int32_t k, int32_t ktaps);
 /* The bytes past bs_qs8_packed_weights_size__avx512vnni that the bit planes of the bit-serial w2a2 kernels take
  * (convs of one group, at least 48 input channels, a multiple of 4; `taps` kernel taps, 0 or 1 for 1 x 1); 0: the
  * conv does not take them. A pack with bsr_room != 0 (the region has these bytes) and 1 or 2 weight bits writes them. */
