@@ -27,7 +27,7 @@ struct KernelTests {
 #define KS(n) bs_avx2_##n
 #endif
 #if defined(BS_TEST_VNNI)   /* conv weights in tap-major order (as the generated code stores them) where 4 | input channels per group */
-#define PACK_ROWS(q8, pw, g, mg, k, kmajor, shift, bits, rows, taps) vnni_pack(q8, pw, g, mg, k, kmajor, shift, bits, taps)
+#define PACK_ROWS(q8, pw, g, mg, k, kmajor, shift, bits, rows, taps) vnni_pack(q8, pw, g, mg, k, kmajor, shift, bits, taps, rows)
 #elif defined(BS_TEST_NEON)
 #define PACK_ROWS(q8, pw, g, mg, k, kmajor, shift, bits, rows, taps) K(bs_qs8_pack_weights)(q8, pw, g, mg, k, kmajor, shift, bits)
 #else   /* the batch-1 layouts for gemms of 1..4 rows */
@@ -42,8 +42,9 @@ static uint64_t rnd(void) { st += 0x9E3779B97F4A7C15ull; uint64_t z = st; z = (z
 static int64_t ri(int64_t lo, int64_t hi) { return lo + (int64_t)(rnd() % (uint64_t)(hi - lo + 1)); }
 static void *al(size_t n) { void *p = NULL; if (posix_memalign(&p, 64, n ? n : 64)) exit(3); memset(p, 0xA5, n ? n : 64); return p; }
 #ifdef BS_TEST_VNNI
-static void vnni_pack(const int8_t *q8, void *pw, int32_t g, int32_t mg, int32_t k, int32_t kmajor, int32_t shift, int32_t bits, int32_t taps) {
-    if (taps > 1 && k % (4 * taps) == 0) {
+static void vnni_pack(const int8_t *q8, void *pw, int32_t g, int32_t mg, int32_t k, int32_t kmajor, int32_t shift, int32_t bits, int32_t taps, size_t rows) {
+    if (rows) bs_qs8_pack_weights_rows__avx512vnni(q8, pw, g, mg, k, kmajor, shift, bits, rows);   /* gemm: the batch-1 layout for 1..4 rows */
+    else if (taps > 1 && k % (4 * taps) == 0) {
         size_t n = (size_t)g * mg * k;
         int8_t *t = al(n);
         bs_qs8_tap_major__avx512vnni(q8, t, n, taps);
@@ -184,8 +185,8 @@ int main(int argc, char **argv) {
 #endif
         void *pw = al(psize);
         PACK_ROWS(q8, pw, groups, mg, kk, is_gemm && !trans_b, shift, bits, is_gemm ? rows : 0, is_gemm ? 0 : s.win.kh * s.win.kw);
-#if !defined(BS_TEST_VNNI) && !defined(BS_TEST_NEON)
-        gemv += ((const int32_t *)pw)[0] >= 3;   /* the AVX2 packed header's mode: a batch-1 layout */
+#if !defined(BS_TEST_NEON)
+        gemv += ((const int32_t *)pw)[0] >= 3;   /* the packed header's mode: the AVX2 batch-1 layout (VNNI bundles use it too) */
 #endif
         size_t ssize = is_gemm ? K(bs_gemm_scratch_size)(rows, k, m) : K(bs_conv_scratch_size)(&s);
         void *scratch = al(ssize);
@@ -311,8 +312,10 @@ int main(int argc, char **argv) {
     if (vbsr < cases / 40 || vbsr_taps < cases / 80 || vbsr_s2 < cases / 200 || vbsr_big < cases / 400 || vbsr_out < cases / 400) { printf("too few bit-serial convs\n"); return 1; }
 #endif
 #endif
-#if !defined(BS_TEST_VNNI) && !defined(BS_TEST_NEON)
+#if !defined(BS_TEST_NEON)
     if (gemv < cases / 40) { printf("too few batch-1 gemm cases: %ld\n", gemv); return 1; }
+#endif
+#if !defined(BS_TEST_VNNI) && !defined(BS_TEST_NEON)
     if (fused_cases < cases / 20) { printf("too few fused residual cases: %ld\n", fused_cases); return 1; }
     if (ilv_split < cases / 50 || gemm_multi < cases / 50) { printf("too few split interleave / multi-pair GEMM tasks: %ld, %ld\n", ilv_split, gemm_multi); return 1; }
     if (plane < cases / 20 || plane_strided < cases / 40 || plane_rows < cases / 200 || plane_straddle < cases / 200 || plane_s2 < cases / 100) {

@@ -179,6 +179,52 @@ static size_t bs_vbsr_room(int M, int K, int gemm) {
 }
 #endif
 
+#if BS_HAVE_VNNI
+/* Batch-1 fully connected layers (ResNet-18's 1000 x 512, MobileNetV2's 1000 x 1280; memory-bound) in VNNI bundles:
+ * the S8C4 GEMM (one row padded to a 16-pixel block) against the batch-1 layout and kernels
+ * (bs_qs8_pack_weights_rows__avx512vnni: 1, 2 or 4 weights per byte at 8, 4, 2 bits), best of 201 calls each, alternating. */
+static void bench_gemv_vnni(void) {
+    int shapes[][2] = {{1000, 512}, {1000, 1280}};
+    printf("batch-1 gemm (one row), VNNI bundles: S8C4 GEMM against the batch-1 layout, microseconds:\n"
+           "| M | K | bits | S8C4 GEMM us | batch-1 us | batch-1 weight bytes | speed-up | batch-1 x its 8-bit |\n|--:|--:|--:|--:|--:|--:|--:|--:|\n");
+    for (int si = 0; si < 2; si++) {
+        int M = shapes[si][0], K = shapes[si][1];
+        int8_t *q8 = al((size_t)M * K);
+        for (size_t i = 0; i < (size_t)M * K; i++) q8[i] = (int8_t)(i * 13 + (i >> 7));
+        uint8_t *x = al((size_t)K);
+        for (int i = 0; i < K; i++) x[i] = (uint8_t)(i * 7);
+        size_t psz = bs_qs8_packed_weights_size__avx512vnni(1, M, K);
+        void *pa = al(psz), *pb = al(psz), *scratch = al(bs_gemm_scratch_size__avx512vnni(1, (size_t)K, (size_t)M));
+        int32_t *m = al(sizeof(int32_t) * M), *n = al(sizeof(int32_t) * M);
+        int64_t *b = al(sizeof(int64_t) * M);
+        for (int i = 0; i < M; i++) { m[i] = 1 << 29; n[i] = 40; b[i] = 0; }
+        bs_requant_params rq = {m, n, b, M, 0, -128, 127};
+        int8_t *y = al((size_t)M);
+        double t8 = 0;
+        for (int bits = 8; bits >= 2; bits /= 2) {
+            bs_qmm_params p = {0, 8 - bits, bits};
+            bs_qs8_pack_weights__avx512vnni(q8, pa, 1, M, K, 0, 8 - bits, bits, 0, 0, 0);
+            bs_qs8_pack_weights_rows__avx512vnni(q8, pb, 1, M, K, 0, 8 - bits, bits, 1);
+            int gemv = ((const int32_t *)pb)[0] >= 3;
+            double best[2] = {1e30, 1e30};
+            for (int r = 0; r < 201; r++)
+                for (int v = 0; v < 2; v++) {
+                    double t0 = now();
+                    bs_qu8_gemm_requant__avx512vnni(1, (size_t)K, (size_t)M, 1, x, v ? pb : pa, &p, &rq, y, BS_T_I8, scratch);
+                    double t = now() - t0;
+                    if (t < best[v]) best[v] = t;
+                }
+            if (bits == 8) t8 = best[1];
+            size_t wbytes = (size_t)(M + 3) / 4 * 4 * (size_t)K * (size_t)bits / 8;
+            printf("| %d | %d | %d | %.1f | %.1f%s | %.0f KiB | %.2fx | %.2fx |\n", M, K, bits, best[0] * 1e6, best[1] * 1e6,
+                   gemv ? "" : " (S8C4: no room)", wbytes / 1024.0, best[0] / best[1], t8 / best[1]);
+        }
+        free(q8); free(x); free(pa); free(pb); free(scratch); free(m); free(n); free(b); free(y);
+    }
+    printf("\n");
+}
+#endif
+
 int main(int argc, char **argv) {
     if (argc > 1 && !strcmp(argv[1], "--dw")) { bench_depthwise(); return 0; }
     int only_pack = argc > 1 && !strcmp(argv[1], "--pack");
@@ -298,6 +344,7 @@ int main(int argc, char **argv) {
                    rate2[si][0] / rate[si][0], rate2[si][1] / 1e9, rate2[si][1] / rate[si][1]);
         }
         printf("\n");
+        bench_gemv_vnni();
     }
 #else
     if (!only_pack) printf("no AVX-512 VNNI on this CPU: the AVX2 GEMM kernels' tables are bench/latency/gemm_peak.c's; the weight pack follows\n\n");

@@ -207,7 +207,18 @@ void bs_qs8_pack_weights__avx2(const int8_t *q8, void *packed, int32_t groups, i
 }
 
 static int bs_gemv_fits(int32_t groups, int32_t mg, int32_t k, int32_t bits);
+static int32_t bs_gemv_mode(int32_t bits);
+static int32_t bs_gemv_kper(int32_t mode);
 static void bs_pack_gemv(const int8_t *q8, void *packed, int32_t mg, int32_t k, int32_t kmajor, int32_t shift, int32_t bits);
+int32_t bs_qs8_pack_gemv_within__avx2(const int8_t *q8, void *packed, int32_t groups, int32_t mg, int32_t k, int32_t kmajor,
+                                      int32_t shift, int32_t bits, size_t rows, size_t limit) {
+    if (rows < 1 || rows > BS_GEMV_ROWS || groups != 1) return 0;
+    size_t mg4 = ((size_t)mg + 3) / 4 * 4, kper = (size_t)bs_gemv_kper(bs_gemv_mode(bits));
+    if (mg4 * (((size_t)k + kper - 1) / kper) * 32 > limit) return 0;
+    bs_pack_gemv(q8, packed, mg, k, kmajor, shift, bits);
+    return 1;
+}
+
 void bs_qs8_pack_weights_rows__avx2(const int8_t *q8, void *packed, int32_t groups, int32_t mg, int32_t k, int32_t kmajor,
                                     int32_t shift, int32_t bits, size_t rows) {
     if (rows >= 1 && rows <= BS_GEMV_ROWS && bs_gemv_fits(groups, mg, k, bits)) bs_pack_gemv(q8, packed, mg, k, kmajor, shift, bits);

@@ -62,6 +62,11 @@ void bs_qs8_pack_weights__avx2(const int8_t *q8, void *packed, int32_t groups, i
  * bs_qs8_packed_weights_size__avx2 reserves; everything else the layout above. */
 void bs_qs8_pack_weights_rows__avx2(const int8_t *q8, void *packed, int32_t groups, int32_t mg, int32_t k, int32_t kmajor,
                                     int32_t shift, int32_t bits, size_t rows);
+/* The batch-1 layout alone (gemms of 1..4 rows, one group), when its bytes are at most `limit` (the data bytes the
+ * caller's region holds past the header and the sums): returns 1 if it packed, else 0 (nothing written). The AVX-512
+ * VNNI bundles' gemms of a few rows take it (bs_qs8_pack_weights_rows__avx512vnni) and run on the AVX2 batch-1 kernels. */
+int32_t bs_qs8_pack_gemv_within__avx2(const int8_t *q8, void *packed, int32_t groups, int32_t mg, int32_t k, int32_t kmajor,
+                                      int32_t shift, int32_t bits, size_t rows, size_t limit);
 /* The same with the layout chosen by the caller: mode 1 = S8C4 (signed bytes, 4 k per 32-bit group; the AVX2
  * kernels use it for bits <= 7, the AVX-512 VNNI kernels for every bit-width), 2 = S16C2 (int16, 2 k per group).
  * Vectorized: shift, clamp, interleave and the per-channel sums in one pass. */

@@ -68,6 +68,16 @@ static inline __m512i bs_vnibbles(__m512i x) {
 }
 #endif
 
+void bs_qs8_pack_weights_rows__avx512vnni(const int8_t *q8, void *packed, int32_t groups, int32_t mg, int32_t k,
+                                          int32_t kmajor, int32_t shift, int32_t bits, size_t rows) {
+    size_t limit = (size_t)groups * (((size_t)mg + 3) / 4 * 4) * (((size_t)k + 3) / 4) * 4;
+    if (!bs_qs8_pack_gemv_within__avx2(q8, packed, groups, mg, k, kmajor, shift, bits, rows, limit))
+        bs_qs8_pack_weights__avx512vnni(q8, packed, groups, mg, k, kmajor, shift, bits, 0, 0, 0);
+}
+
+/* A gemm whose weights have the AVX2 batch-1 layout (header modes 3..5): the AVX2 family runs it. */
+static int bs_vgemv(const bs_avx2_job *j) { return !j->conv && ((const int32_t *)j->packed)[0] >= 3; }
+
 size_t bs_qs8_packed_pad4_size__avx512vnni(int32_t groups, int32_t mg, int32_t k, int32_t ktaps) {
     if (groups != 1 || ktaps < 1 || k % ktaps != 0 || (k / ktaps) % 4 == 0) return 0;
     size_t mg4 = ((size_t)mg + 3) / 4 * 4, cqn = ((size_t)(k / ktaps) + 3) / 4;
@@ -1130,6 +1140,7 @@ int32_t bs_avx512vnni_direct(const bs_avx2_job *j) {
 
 int32_t bs_avx512vnni_stages(bs_avx2_job *j) {
     j->vgeo_set = 0;
+    if (bs_vgemv(j)) return bs_avx2_stages(j);
     if (bs_dwconv_tasks__avx2(j)) return 1;
     bs_vgeo *o = (bs_vgeo *)(void *)j->vgeo;
     bs_vgeometry(j, o);
@@ -1158,6 +1169,7 @@ int32_t bs_avx512vnni_bitserial(const bs_avx2_job *j) {
 }
 
 int32_t bs_avx512vnni_tasks(const bs_avx2_job *j, int32_t stage) {
+    if (!j->vgeo_set && bs_vgemv(j)) return bs_avx2_tasks(j, stage);
     int32_t dw = j->vgeo_set ? 0 : bs_dwconv_tasks__avx2(j);
     if (dw) return dw;
     bs_vgeo own;
@@ -1196,6 +1208,7 @@ static void bs_vfallback(const bs_avx2_job *j) {
 }
 
 void bs_avx512vnni_run(const bs_avx2_job *j, int32_t stage, int32_t task) {
+    if (!j->vgeo_set && bs_vgemv(j)) { bs_avx2_run(j, stage, task); return; }
     if (!j->vgeo_set && bs_dwconv_tasks__avx2(j)) { bs_dwconv_run_with__avx2(j, task, bs_vdw_row_epilogue, bs_qs16s16_dwconv_row__avx512vnni); return; }
     bs_vlayout l;
     bs_vlayout_of(j, &l);

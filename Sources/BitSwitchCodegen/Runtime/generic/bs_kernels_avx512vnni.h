@@ -51,6 +51,10 @@ size_t bs_gemm_scratch_size__avx512vnni(size_t rows, size_t k, size_t m);
  * taps + tap (gemm: plain). */
 void bs_qs8_pack_weights__avx512vnni(const int8_t *q8, void *packed, int32_t groups, int32_t mg, int32_t k,
                                      int32_t kmajor, int32_t shift, int32_t bits, int32_t taps, int32_t ktaps, int32_t bsr_room);
+/* A gemm of `rows` rows: 1..4 (batch-1 fully connected layers, memory-bound) get the AVX2 batch-1 layout (2 or 4
+ * weights per byte at 4 or 2 bits) within the bytes above, and run on the AVX2 batch-1 kernels; else as above. */
+void bs_qs8_pack_weights_rows__avx512vnni(const int8_t *q8, void *packed, int32_t groups, int32_t mg, int32_t k,
+                                          int32_t kmajor, int32_t shift, int32_t bits, size_t rows);
 /* The bytes past bs_qs8_packed_weights_size__avx512vnni that a conv of one group whose input channels are not a
  * multiple of 4 takes for its weights padded to channel quads (its direct path); `ktaps` its kernel taps; 0: none.
  * A pack given ktaps > 0 (the region has these bytes) writes them, for every bit-width. */
