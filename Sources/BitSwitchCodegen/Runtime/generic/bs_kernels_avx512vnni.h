@@ -19,7 +19,9 @@
  *
  * Weights are packed (bs_qs8_pack_weights__avx512vnni, vectorized) in the S8C4 layout of the AVX2 kernels for
  * every bit-width: [group][block of 4 output channels][k / 4][4 channels][4 k] bytes, a conv's k in tap-major order
- * where 4 divides its input channels per group. Conv is an implicit GEMM. The direct path (2-D / 1-D convs of stride
+ * where 4 divides its input channels per group (else, one group, a copy padded to channel quads follows, for the
+ * direct path; 1- and 2-bit weights of big enough convs also get bit planes, for the bit-serial kernel). Gemms of 1-4
+ * rows take the AVX2 batch-1 layout and kernels (bs_qs8_pack_weights_rows__avx512vnni). Conv is an implicit GEMM. The direct path (2-D / 1-D convs of stride
  * 1 or 2 with 4 | input channels per group): per group the input is copied once into phase planes of 4 channels per
  * 32-bit word, and each k-group (4 channels at one tap) of 16 output pixels is one 64-byte load from them
  * (bs_qu8s8_conv_c4p_rq64_64x4c4__avx512vnni). Otherwise per group the input is gathered (im2col) into rows of k,
