@@ -343,25 +343,24 @@ struct CWriter {
         if plan.isa == .avx512vnni {   // regions with room for the bit-serial kernels' bit planes
             s += "static const int32_t bs_region_bsr[\(max(1, plan.regions.count))] = {\(plan.regions.isEmpty ? "0" : plan.regions.indices.map { plan.bitSerialRegions.contains($0) ? "1" : "0" }.joined(separator: ", "))};\n"
         }
-        s += "typedef struct { int32_t pnode; const int8_t *q8; size_t count; const int32_t *regions; const bs_qmm_params *params; int32_t groups, mg, k, kmajor; size_t rows; int32_t taps, ktaps; } bs_wnode;\n"
+        s += "typedef struct { int32_t pnode; const int8_t *q8; size_t count; const int32_t *regions; const bs_qmm_params *params; int32_t groups, mg, k, kmajor; size_t rows; int32_t taps; } bs_wnode;\n"
         let wnodes = plan.weightOffsets.keys.sorted()
         for i in wnodes {
             let r = plan.blockRegions[i] ?? [0]
             s += "static const int32_t \(nodeID(i))_regions[\(r.count)] = {\(r.map(String.init).joined(separator: ", "))};\n"
         }
         s += "static const bs_wnode bs_wnodes[\(max(1, wnodes.count))] = {\n"
-        if wnodes.isEmpty { s += "    {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},\n" }
+        if wnodes.isEmpty { s += "    {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},\n" }
         for i in wnodes {
             let n = g.nodes[i]
             s += "    {\(plan.paramIndex[i] ?? 0), \(weightName[n.inputs[1]] ?? "0"), "
             let d = plan.matmulDims(i)
             s += "\(CSyntax.size(g.initializers[n.inputs[1]]?.count ?? 0)), \(nodeID(i))_regions, \(nodeID(i))_p, \(d?.groups ?? 1), \(d?.mg ?? 0), \(d?.k ?? 0), \(d?.kmajor == true ? 1 : 0), "
             // gemm rows (the batch-1 kernels take gemms of a few rows); convs 0. The kernel taps of a conv whose
-            // weights are stored tap-major (VNNI bundles); else 0. The kernel taps of a VNNI conv whose region has room
-            // for its weights padded to channel quads (Plan.pad4Bytes); else 0.
+            // weights are stored tap-major (VNNI bundles); else 0.
             var rows = 0
             if case .qgemm = n.op { rows = d?.n ?? 0 }
-            s += "\(CSyntax.size(rows)), \(plan.tapMajorWeights[n.inputs[1]] ?? 0), \(plan.pad4Bytes(i) > 0 ? plan.padTaps(i) : 0)},\n"
+            s += "\(CSyntax.size(rows)), \(plan.tapMajorWeights[n.inputs[1]] ?? 0)},\n"
         }
         s += "};\n"
         return s
@@ -438,7 +437,7 @@ struct CWriter {
                     ? (plan.isa == .avx2
                         ? "bs_qs8_pack_weights_rows__avx2(wn->q8, dst, wn->groups, wn->mg, wn->k, wn->kmajor, p->w_shift, p->w_bits, wn->rows);"
                         : plan.isa == .avx512vnni
-                        ? "if (wn->rows) bs_qs8_pack_weights_rows__avx512vnni(wn->q8, dst, wn->groups, wn->mg, wn->k, wn->kmajor, p->w_shift, p->w_bits, wn->rows); else bs_qs8_pack_weights__avx512vnni(wn->q8, dst, wn->groups, wn->mg, wn->k, wn->kmajor, p->w_shift, p->w_bits, wn->taps, wn->ktaps, bs_region_bsr[r]);"
+                        ? "if (wn->rows) bs_qs8_pack_weights_rows__avx512vnni(wn->q8, dst, wn->groups, wn->mg, wn->k, wn->kmajor, p->w_shift, p->w_bits, wn->rows); else bs_qs8_pack_weights__avx512vnni(wn->q8, dst, wn->groups, wn->mg, wn->k, wn->kmajor, p->w_shift, p->w_bits, wn->taps, bs_region_bsr[r]);"
                         : "bs_qs8_pack_weights__\(plan.isa.kernelSuffix)(wn->q8, dst, wn->groups, wn->mg, wn->k, wn->kmajor, p->w_shift, p->w_bits);")
                     : "bs_qs8_shift_weights__generic(wn->q8, (int8_t *)dst, wn->count, p->w_shift, p->w_bits);")
                 ctx->rstate[r][0] = p->w_shift;
@@ -600,9 +599,6 @@ struct CWriter {
             if plan.isa == .avx512vnni, plan.blockRegions[i]?.contains(where: plan.bitSerialRegions.contains) == true {
                 let taps = plan.tapMajorWeights[g.nodes[i].inputs[1]] ?? 0
                 c += "    if (bs_qs8_packed_bsr_size__avx512vnni(\(groups), \(mg), \(k), \(taps)) != \(Plan.bitSerialBytes(groups: groups, mg: mg, k: k, taps: taps))) return 0;\n"
-            }
-            if plan.pad4Bytes(i) > 0 {
-                c += "    if (bs_qs8_packed_pad4_size__avx512vnni(\(groups), \(mg), \(k), \(plan.padTaps(i))) != \(plan.pad4Bytes(i))) return 0;\n"
             }
             guard plan.isa == .avx2 else { return c }
             for r in Set(plan.blockRegions[i] ?? []).sorted() where plan.regions[r].bits > 0 {

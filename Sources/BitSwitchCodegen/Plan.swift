@@ -564,27 +564,6 @@ struct Plan {
         return Plan.bitSerialBytes(groups: d.groups, mg: d.mg, k: d.k, taps: taps)
     }
 
-    /// The bytes of a conv's weights padded to input-channel quads for the direct path (bs_qs8_packed_pad4_size__avx512vnni,
-    /// the same formula): AVX-512 VNNI bundles, one group, input channels not a multiple of 4 (ResNet-18's and
-    /// MobileNetV2's 3-channel stems), with the kernel's taps; else 0. `padTaps`: those taps, or 0.
-    func pad4Bytes(_ i: Int) -> Int {
-        let t = padTaps(i)
-        guard t > 0, let d = matmulDims(i) else { return 0 }
-        return Plan.pad4Bytes(groups: d.groups, mg: d.mg, k: d.k, taps: t)
-    }
-
-    func padTaps(_ i: Int) -> Int {
-        let n = graph.nodes[i]
-        guard isa == .avx512vnni, case .qconv = n.op, let d = matmulDims(i), d.groups == 1,
-              let ws = graph.initializers[n.inputs[1]]?.shape, ws.count >= 3, ws[1] % 4 != 0 else { return 0 }
-        return ws.dropFirst(2).reduce(1, *)
-    }
-
-    static func pad4Bytes(groups: Int, mg: Int, k: Int, taps: Int) -> Int {
-        guard groups == 1, taps >= 1, k % taps == 0, (k / taps) % 4 != 0 else { return 0 }
-        return align((mg + 3) / 4 * 4 * ((k / taps + 3) / 4) * taps * 16)
-    }
-
     static func bitSerialBytes(groups: Int, mg: Int, k: Int, taps: Int) -> Int {
         let t = max(taps, 1)
         guard groups == 1, k % t == 0, k / t >= 48, (k / t) % 4 == 0, t * ((k / t + 63) / 64) >= 4 else { return 0 }
@@ -614,7 +593,7 @@ struct Plan {
                 weightOffsets[i] = offset
                 let blocks = paramIndex[i].map { paramNodes[$0].blocks } ?? []
                 let d = isa.usesPackedKernels ? matmulDims(i) : nil
-                let serial = bitSerialBytes(i), padded = pad4Bytes(i)
+                let serial = bitSerialBytes(i)
                 func bytes(_ bits: Int) -> Int {
                     guard let d else { return Plan.align(graph.initializers[n.inputs[1]]?.count ?? 0) }
                     return Plan.align(Plan.packedWeightBytes(groups: d.groups, mg: d.mg, k: d.k, isa: isa, bits: bits))
@@ -637,11 +616,11 @@ struct Plan {
                     perBlock.append(regions.count)
                     if room(bits) { bitSerialRegions.insert(regions.count) }
                     regions.append((offset, bits))
-                    offset += bytes(bits) + (room(bits) ? serial : 0) + padded
+                    offset += bytes(bits) + (room(bits) ? serial : 0)
                 }
                 if blocks.isEmpty {
                     if room(0) { bitSerialRegions.insert(regions.count) }
-                    regions.append((offset, 0)); perBlock = [regions.count - 1]; offset += bytes(0) + (room(0) ? serial : 0) + padded
+                    regions.append((offset, 0)); perBlock = [regions.count - 1]; offset += bytes(0) + (room(0) ? serial : 0)
                 }
                 blockRegions[i] = perBlock
             default: break

@@ -48,9 +48,9 @@ static void vnni_pack(const int8_t *q8, void *pw, int32_t g, int32_t mg, int32_t
         size_t n = (size_t)g * mg * k;
         int8_t *t = al(n);
         bs_qs8_tap_major__avx512vnni(q8, t, n, taps);
-        bs_qs8_pack_weights__avx512vnni(t, pw, g, mg, k, kmajor, shift, bits, taps, 0, 1);
+        bs_qs8_pack_weights__avx512vnni(t, pw, g, mg, k, kmajor, shift, bits, taps, 1);
         free(t);
-    } else bs_qs8_pack_weights__avx512vnni(q8, pw, g, mg, k, kmajor, shift, bits, 0, taps, 1);   /* room for bit planes or the quad-padded copy: see psize */
+    } else bs_qs8_pack_weights__avx512vnni(q8, pw, g, mg, k, kmajor, shift, bits, 0, 1);   /* room for bit planes: see psize */
 }
 #endif
 
@@ -61,8 +61,7 @@ int main(int argc, char **argv) {
     (void)vbsr; (void)vbsr_taps; (void)vbsr_s2; (void)vbsr_big; (void)vbsr_out;
     long distinct_cases = 0, paths[4] = {0}, direct_dw = 0, vdirect = 0, vdirect_taps = 0, vdirect_s2 = 0, lowact = 0, gemv = 0, plane = 0, plane_strided = 0, plane_rows = 0, plane_straddle = 0, plane_s2 = 0, fused_cases = 0, ilv_split = 0, gemm_multi = 0;
     (void)plane_s2; (void)ilv_split; (void)gemm_multi;   /* counted for the AVX2 checker only */
-    long vdirect_pad4 = 0;   /* VNNI direct-path convs of input channels padded to quads */
-    (void)vdirect; (void)vdirect_taps; (void)vdirect_s2; (void)vdirect_pad4;   /* the VNNI checker only */
+    (void)vdirect; (void)vdirect_taps; (void)vdirect_s2;   /* the VNNI checker only */
     for (int t = 0; t < cases; t++) {
         int is_gemm = ri(0, 3) == 0;
         bs_conv_shape s; memset(&s, 0, sizeof s);
@@ -180,7 +179,6 @@ int main(int argc, char **argv) {
         {   /* the taps vnni_pack passes (as the emitter: tap-major weights' taps, else 0) */
             int32_t taps = is_gemm ? 0 : s.win.kh * s.win.kw;
             psize += bs_qs8_packed_bsr_size__avx512vnni(groups, mg, kk, taps > 1 && kk % (4 * taps) == 0 ? taps : 0);
-            if (!(taps > 1 && kk % (4 * taps) == 0)) psize += bs_qs8_packed_pad4_size__avx512vnni(groups, mg, kk, taps);
         }
 #endif
         void *pw = al(psize);
@@ -237,7 +235,7 @@ int main(int argc, char **argv) {
 #else
         if (bs_dwconv_tasks__avx2(&j)) direct_dw++;
 #ifdef BS_TEST_VNNI
-        if (bs_avx512vnni_direct(&j)) { vdirect++; vdirect_taps += s.win.kh * s.win.kw > 1; vdirect_s2 += s.win.sh == 2 || s.win.sw == 2; vdirect_pad4 += (s.c / s.group) % 4 != 0; }
+        if (bs_avx512vnni_direct(&j)) { vdirect++; vdirect_taps += s.win.kh * s.win.kw > 1; vdirect_s2 += s.win.sh == 2 || s.win.sw == 2; }
 #endif
         /* AVX2's plane path (bs_plane_fits): blocks of 8 output pixels read one run of each tap's phase plane */
         else if (!is_gemm && s.win.kw <= 16) {
@@ -305,8 +303,8 @@ int main(int argc, char **argv) {
     printf("ok %d cases (%ld with varied outputs; %ld w<=7 bits, %ld 8-bit, %ld odd zero points, %ld extreme requant, %ld direct depthwise, %ld low-bit activations, %ld batch-1 gemm layouts, %ld plane-path convs: %ld with blocks in one row, %ld of those with several rows, %ld with blocks over two rows; %ld with a residual QAdd in the epilogue)\n", cases, distinct_cases, paths[0], paths[1], paths[2], paths[3], direct_dw, lowact, gemv, plane, plane_strided, plane_rows, plane_straddle, fused_cases);
     if (direct_dw < cases / 20) { printf("too few direct depthwise cases: %ld\n", direct_dw); return 1; }
 #ifdef BS_TEST_VNNI
-    printf("%ld VNNI direct-path convs: %ld of several taps, %ld strided, %ld with input channels padded to quads\n", vdirect, vdirect_taps, vdirect_s2, vdirect_pad4);
-    if (vdirect < cases / 10 || vdirect_taps < cases / 20 || vdirect_s2 < cases / 50 || vdirect_pad4 < cases / 40) { printf("too few VNNI direct-path convs\n"); return 1; }
+    printf("%ld VNNI direct-path convs: %ld of several taps, %ld strided\n", vdirect, vdirect_taps, vdirect_s2);
+    if (vdirect < cases / 10 || vdirect_taps < cases / 20 || vdirect_s2 < cases / 50) { printf("too few VNNI direct-path convs\n"); return 1; }
 #if defined(__AVX512VPOPCNTDQ__) && defined(__AVX512VBMI__)
     printf("%ld bit-serial w2a2 convs: %ld of several taps, %ld strided, %ld of 30+ rows; %ld 2-bit direct-path convs on the int8 kernels (activations over more than 4 values, or under 4 k-words)\n", vbsr, vbsr_taps, vbsr_s2, vbsr_big, vbsr_out);
     if (vbsr < cases / 40 || vbsr_taps < cases / 80 || vbsr_s2 < cases / 200 || vbsr_big < cases / 400 || vbsr_out < cases / 400) { printf("too few bit-serial convs\n"); return 1; }

@@ -24,7 +24,7 @@
     do {   /* conv weights stored tap-major where 4 | C (the direct path), as the generated code does */        \
         int32_t t_ = C % 4 == 0 ? (taps) : 0;                                                                 \
         if (t_ > 1) bs_qs8_tap_major__avx512vnni(q8, q8t, (size_t)(m) * (k), t_);                  \
-        bs_qs8_pack_weights__avx512vnni(t_ > 1 ? q8t : q8, pw, 1, m, k, 0, shift, bits, t_, 0, 0);      \
+        bs_qs8_pack_weights__avx512vnni(t_ > 1 ? q8t : q8, pw, 1, m, k, 0, shift, bits, t_, 0);      \
     } while (0)
 #else
 #define ISA(name) name##__avx2

@@ -54,7 +54,7 @@ static double peak_vpdpbusd(long iters) {
 
 #if defined(__AVX512VPOPCNTDQ__) && defined(__AVX512BITALG__)
 /* The bare inner loops a bit-serial w2a2 kernel runs (the ceiling of bs_qu2s2_conv_b1p_popcnt_16x4c64__avx512vnni:
- * docs/c-backend.md). popcntq: per bit-plane pair AND + VPOPCNTQ + VPADDQ over 512 bit products,
+ * ceiling on this CPU, docs/c-backend.md). popcntq: per bit-plane pair AND + VPOPCNTQ + VPADDQ over 512 bit products,
  * 4 pairs per 512 2-bit MACs; 12 independent accumulators. popcntb: AND + VPOPCNTB + VPDPBUSD by per-byte plane
  * scales, 128 2-bit MACs per triple (a dword holds [a0 a1 a0 a1] & [w0 w0 w1 w1] bytes of 8 k). Returns MACs / s. */
 static double peak_bitserial(long iters, int popcntb) {
@@ -144,7 +144,7 @@ static void bench_depthwise(void) {
 #if BS_HAVE_VNNI
             size_t ps = isa ? bs_qs8_packed_weights_size__avx512vnni(C, 1, 9) : bs_qs8_packed_weights_size__avx2(C, 1, 9);
             void *pw = al(ps);
-            if (isa) bs_qs8_pack_weights__avx512vnni(q8, pw, C, 1, 9, 0, 0, 8, 9, 0, 0); else bs_qs8_pack_weights__avx2(q8, pw, C, 1, 9, 0, 0, 8);
+            if (isa) bs_qs8_pack_weights__avx512vnni(q8, pw, C, 1, 9, 0, 0, 8, 9, 0); else bs_qs8_pack_weights__avx2(q8, pw, C, 1, 9, 0, 0, 8);
             void *sc = al(isa ? bs_conv_scratch_size__avx512vnni(&s) : bs_conv_scratch_size__avx2(&s));
 #else
             void *pw = al(bs_qs8_packed_weights_size__avx2(C, 1, 9));
@@ -203,7 +203,7 @@ static void bench_gemv_vnni(void) {
         double t8 = 0;
         for (int bits = 8; bits >= 2; bits /= 2) {
             bs_qmm_params p = {0, 8 - bits, bits};
-            bs_qs8_pack_weights__avx512vnni(q8, pa, 1, M, K, 0, 8 - bits, bits, 0, 0, 0);
+            bs_qs8_pack_weights__avx512vnni(q8, pa, 1, M, K, 0, 8 - bits, bits, 0, 0);
             bs_qs8_pack_weights_rows__avx512vnni(q8, pb, 1, M, K, 0, 8 - bits, bits, 1);
             int gemv = ((const int32_t *)pb)[0] >= 3;
             double best[2] = {1e30, 1e30};
@@ -276,7 +276,7 @@ int main(int argc, char **argv) {
                 memcpy(q8, t, (size_t)M * K);
                 free(t);
             }
-            bs_qs8_pack_weights__avx512vnni(q8, pw, 1, M, K, 0, 0, 8, KS * KS, 0, 0);
+            bs_qs8_pack_weights__avx512vnni(q8, pw, 1, M, K, 0, 0, 8, KS * KS, 0);
             bs_qmm_params p = {0, 0, 8};
             bs_avx2_job j;
             memset(&j, 0, sizeof j);
@@ -304,7 +304,7 @@ int main(int argc, char **argv) {
             rate[si][0] = macs / best_all; rate[si][1] = macs / best_gemm; rate[si][2] = computed / best_gemm;
             /* w2a2: 2-bit weights (their bit planes packed) and activations 0..3, the same conv, alternating with int8 */
             void *pw2 = al(bs_qs8_packed_weights_size__avx512vnni(1, M, K) + bs_qs8_packed_bsr_size__avx512vnni(1, M, K, KS * KS));
-            bs_qs8_pack_weights__avx512vnni(q8, pw2, 1, M, K, 0, 6, 2, KS * KS, 0, 1);
+            bs_qs8_pack_weights__avx512vnni(q8, pw2, 1, M, K, 0, 6, 2, KS * KS, 1);
             uint8_t *x2 = al((size_t)C * N);
             for (size_t i = 0; i < (size_t)C * N; i++) x2[i] = (uint8_t)((i * 7 + i / 5) & 3);
             bs_qmm_params p2 = {0, 6, 2};
@@ -381,7 +381,7 @@ int main(int argc, char **argv) {
                     else if (which == 1) bs_qs8_pack_weights__avx2(q8 + off, pa + oa, 1, M, K, 0, shift, bits);
 #if BS_HAVE_VNNI
                     else bs_qs8_pack_weights__avx512vnni(q8 + off, pv + ov, 1, M, K, 0, shift, bits,   /* taps (the order only records it) */
-                                                         i == nl - 1 ? 0 : (K == 147 ? 49 : (K % 9 == 0 ? 9 : 1)), 0, i != nl - 1);
+                                                         i == nl - 1 ? 0 : (K == 147 ? 49 : (K % 9 == 0 ? 9 : 1)), i != nl - 1);
 #endif
                     off += (size_t)M * K;
 #if BS_HAVE_VNNI

@@ -12,7 +12,6 @@ typedef struct bs_vpacked {
     int32_t mode, groups, mg, k, kg, mg4, bits, shift;
     int32_t taps;   /* > 0: k in tap-major order (the stored weights' own: Plan.tapMajor, bs_qs8_tap_major__avx512vnni) */
     int32_t bsr_T, bsr_nch;   /* bsr_nch > 0: the bit planes of the bit-serial kernels follow (bs_vbsr_pack) */
-    int32_t p4_T;             /* > 0: a conv of input channels not a multiple of 4: the copy padded to quads follows (bs_vpad4_pack) */
 } bs_vpacked;
 
 #define BS_VA64(x) (((size_t)(x) + 63) & ~(size_t)63)
@@ -72,39 +71,11 @@ void bs_qs8_pack_weights_rows__avx512vnni(const int8_t *q8, void *packed, int32_
                                           int32_t kmajor, int32_t shift, int32_t bits, size_t rows) {
     size_t limit = (size_t)groups * (((size_t)mg + 3) / 4 * 4) * (((size_t)k + 3) / 4) * 4;
     if (!bs_qs8_pack_gemv_within__avx2(q8, packed, groups, mg, k, kmajor, shift, bits, rows, limit))
-        bs_qs8_pack_weights__avx512vnni(q8, packed, groups, mg, k, kmajor, shift, bits, 0, 0, 0);
+        bs_qs8_pack_weights__avx512vnni(q8, packed, groups, mg, k, kmajor, shift, bits, 0, 0);
 }
 
 /* A gemm whose weights have the AVX2 batch-1 layout (header modes 3..5): the AVX2 family runs it. */
 static int bs_vgemv(const bs_avx2_job *j) { return !j->conv && ((const int32_t *)j->packed)[0] >= 3; }
-
-size_t bs_qs8_packed_pad4_size__avx512vnni(int32_t groups, int32_t mg, int32_t k, int32_t ktaps) {
-    if (groups != 1 || ktaps < 1 || k % ktaps != 0 || (k / ktaps) % 4 == 0) return 0;
-    size_t mg4 = ((size_t)mg + 3) / 4 * 4, cqn = ((size_t)(k / ktaps) + 3) / 4;
-    return BS_VA64(mg4 * cqn * (size_t)ktaps * 16);
-}
-
-/* A conv whose input channels are not a multiple of 4 (ResNet-18's and MobileNetV2's 3-channel stems): its S8C4
- * weights (k = input channel x taps + tap) again, with the channels padded to quads (zero weights) in tap-major order,
- * [block of 4 channels][quad x taps + tap][4 channels][4 input channels], for the direct path (its planes pad the
- * missing channels with the zero point; zero weights make them add nothing, and the sums are the real ones). */
-static void bs_vpad4_pack(bs_vpacked *h, int32_t T) {
-    int32_t cg = h->k / T, cqn = (cg + 3) / 4, ncb = h->mg4 / 4;
-    const unsigned char *wp = (const unsigned char *)h + 64 + BS_VA64((size_t)h->groups * h->mg4 * 4);
-    unsigned char *dst = (unsigned char *)h + 64 + BS_VA64((size_t)h->groups * h->mg4 * 4) + BS_VA64((size_t)h->groups * h->mg4 * h->kg * 4);
-    memset(dst, 0, (size_t)h->mg4 * cqn * T * 16);
-    for (int32_t cb = 0; cb < ncb; cb++) {
-        const unsigned char *src = wp + (size_t)cb * h->kg * 16;
-        unsigned char *d = dst + (size_t)cb * cqn * T * 16;
-        for (int32_t c = 0; c < 4; c++)
-            for (int32_t ic = 0; ic < cg; ic++)
-                for (int32_t t = 0; t < T; t++) {
-                    size_t kk = (size_t)ic * T + t;
-                    d[((size_t)(ic / 4) * T + t) * 16 + c * 4 + ic % 4] = src[kk / 4 * 16 + (size_t)c * 4 + kk % 4];
-                }
-    }
-    h->p4_T = T;
-}
 
 /* The bit planes of w_b (bits <= 2) for the bit-serial kernels, after the S8C4 data (read back from it): per block of
  * 4 output channels, per k-word q = chunk * T + tap (chunk: 64 input channels), [4 channels][2 planes] uint64 words,
@@ -155,7 +126,7 @@ static void bs_vbsr_pack(bs_vpacked *h, int32_t T, int32_t cb0, int32_t cb1) {
 }
 
 void bs_qs8_pack_weights__avx512vnni(const int8_t *q8, void *packed, int32_t groups, int32_t mg, int32_t k,
-                                     int32_t kmajor, int32_t shift, int32_t bits, int32_t taps, int32_t ktaps, int32_t bsr_room) {
+                                     int32_t kmajor, int32_t shift, int32_t bits, int32_t taps, int32_t bsr_room) {
     /* vpdpbusd multiplies u8 by s8 without saturating: the S8C4 layout holds every bit-width, 8 included. The k
      * order is the stored weights' own: the header records a tap-major one (4 input channels of one tap per 32-bit
      * lane: the direct path). */
@@ -165,7 +136,7 @@ void bs_qs8_pack_weights__avx512vnni(const int8_t *q8, void *packed, int32_t gro
         /* the bit planes block by block, each right after its S8C4 bytes (while they are in L1 / L2: a second pass
          * over a whole layer's had cost ResNet-18's switch to 2 bits 0.5 ms more) */
         bs_qs8_pack_header__avx2(packed, groups, mg, k, shift, bits, 1);
-        h->taps = tm ? taps : 0; h->p4_T = 0;
+        h->taps = tm ? taps : 0;
         for (int32_t cb = 0, ncb = h->mg4 / 4; cb < ncb; cb += 4) {
             int32_t cb1 = cb + 4 < ncb ? cb + 4 : ncb;
             bs_qs8_pack_weights_blocks__avx2(q8, packed, 0, cb, cb1);
@@ -175,8 +146,7 @@ void bs_qs8_pack_weights__avx512vnni(const int8_t *q8, void *packed, int32_t gro
     }
     bs_qs8_pack_weights_layout__avx2(q8, packed, groups, mg, k, kmajor, shift, bits, 1);
     if (tm) h->taps = taps;
-    h->bsr_T = 0; h->bsr_nch = 0; h->p4_T = 0;
-    if (!kmajor && !tm && bs_qs8_packed_pad4_size__avx512vnni(groups, mg, k, ktaps)) bs_vpad4_pack(h, ktaps);
+    h->bsr_T = 0; h->bsr_nch = 0;
 }
 
 void bs_qs8_tap_major__avx512vnni(const int8_t *q8, int8_t *out, size_t count, int32_t taps) {
@@ -221,7 +191,6 @@ typedef struct bs_vgeo {
      * a block of 16 virtual pixels is 64 contiguous bytes of its phase plane at a per-k-group offset (voff). Virtual
      * pixels with ow >= OW are computed and not stored. */
     int32_t direct, nph, slot[4];     /* phases used; slot[fr * sw + fc]: its index among them */
-    int32_t pad4;                     /* the direct path on the weights padded to channel quads (bs_vpad4_pack); kg is theirs */
     size_t pwq, phq, lp, cqn;         /* phase plane columns, rows, words (a multiple of 16, with slack); quads per group */
     size_t gbytes, vbytes;            /* bytes of a group's planes; of the planes of every group (64-aligned) */
     /* The bit-serial path (bs_vbsr_fits; one group): stage 1 turns the quad planes into bit planes of 64 channels,
@@ -240,9 +209,7 @@ static void bs_vdirect_fits(const bs_avx2_job *j, const bs_vpacked *h, bs_vgeo *
     const bs_window *g = &s->win;
     int32_t cg = s->c / s->group, taps = g->kd * g->kh * g->kw;
     if (g->d != 1 || g->od != 1 || g->kd != 1 || g->sh < 1 || g->sh > 2 || g->sw < 1 || g->sw > 2) return;
-    int32_t pad4 = cg % 4 != 0;
-    if (pad4 ? (h->p4_T != taps || h->groups != 1) : (taps > 1 && h->taps != taps)) return;
-    if (g->oh < 1 || g->ow < 1) return;
+    if (cg % 4 != 0 || (taps > 1 && h->taps != taps) || g->oh < 1 || g->ow < 1) return;
     size_t sh = (size_t)g->sh, sw = (size_t)g->sw;
     size_t phn = (size_t)(g->oh - 1) * sh + (size_t)(g->kh - 1) * g->dh + 1, pwn = (size_t)(g->ow - 1) * sw + (size_t)(g->kw - 1) * g->dw + 1;
     size_t phq = (phn + sh - 1) / sh, pwq = (pwn + sw - 1) / sw;
@@ -257,11 +224,9 @@ static void bs_vdirect_fits(const bs_avx2_job *j, const bs_vpacked *h, bs_vgeo *
             int32_t f = (int32_t)(((size_t)kh * g->dh % sh) * sw + (size_t)kw * g->dw % sw);
             if (slot[f] < 0) slot[f] = nph++;
         }
-    size_t cqn = ((size_t)cg + 3) / 4, gbytes = cqn * (size_t)nph * lp * 4, vbytes = BS_VA64((size_t)o->groups * gbytes);
-    int32_t kg = pad4 ? (int32_t)cqn * taps : o->kg;
-    if (vbytes + BS_VA64((size_t)kg * 4) > 2 * o->tmp_bytes || gbytes > (size_t)INT32_MAX) return;
-    o->direct = 1; o->nph = nph; o->pad4 = pad4; o->kg = kg;
-    o->tpt = kg >= 64 ? 1 : (64 / (size_t)kg > 16 ? 16 : 64 / (size_t)kg);
+    size_t cqn = (size_t)cg / 4, gbytes = cqn * (size_t)nph * lp * 4, vbytes = BS_VA64((size_t)o->groups * gbytes);
+    if (vbytes + BS_VA64((size_t)o->kg * 4) > 2 * o->tmp_bytes || gbytes > (size_t)INT32_MAX) return;
+    o->direct = 1; o->nph = nph;
     memcpy(o->slot, slot, sizeof slot);
     o->pwq = pwq; o->phq = phq; o->lp = lp; o->cqn = cqn; o->gbytes = gbytes; o->vbytes = vbytes;
     o->nb = nb; o->npad = nb * 16;
@@ -509,7 +474,6 @@ static void bs_vfill_quad(const bs_avx2_job *j, const bs_vgeo *o, unsigned char 
     size_t in_count = (size_t)w->h * w->w, cg = (size_t)(s->c / s->group), pwq = o->pwq;
     const uint8_t *xq = (const uint8_t *)j->x + (g * cg + cq * 4) * in_count;
     uint8_t flip = j->xt == BS_T_U8 ? 0 : 0x80, padu = (uint8_t)o->uz;
-    int nci = cg - cq * 4 < 4 ? (int)(cg - cq * 4) : 4;   /* the quad's channels (fewer in a padded last quad) */
     const __m128i vpad = _mm_set1_epi8((char)(padu ^ flip)), vflip = _mm_set1_epi8((char)flip);
     const __m256i vpad2 = _mm256_set1_epi8((char)(padu ^ flip));
     const __m512i vpadw = _mm512_set1_epi8((char)padu);
@@ -534,7 +498,6 @@ static void bs_vfill_quad(const bs_avx2_job *j, const bs_vgeo *o, unsigned char 
                     if (!valid) { _mm512_storeu_si512((void *)(d + 4 * c), vpadw); continue; }
                     __m128i v[4];
                     for (int i = 0; i < 4; i++) {   /* lane l reads x[iw0 + (c + l) sw] (only the valid lanes) */
-                        if (i >= nci) { v[i] = _mm_set1_epi8((char)padu); continue; }   /* past the last channel */
                         const uint8_t *src = xr + i * in_count + iw0 + (int64_t)c * w->sw;
                         v[i] = w->sw == 1 ? _mm_mask_loadu_epi8(vpad, (__mmask16)valid, src)
                              : _mm256_cvtepi16_epi8(_mm256_mask_loadu_epi8(vpad2, (__mmask32)bs_vspread16(valid), src));
@@ -1159,7 +1122,7 @@ void bs_avx512vnni_run(const bs_avx2_job *j, int32_t stage, int32_t task) {
             for (size_t bi = 0; bi < BS_VTILE && (t * BS_VTILE + bi) < o->nb; bi++)
                 bs_vdirect_runs(j, o, (t * BS_VTILE + bi) * 16, &runs[(t - tl) * BS_VTILE + bi]);
     for (size_t cb = cb0; cb < cb1; cb++) {
-        const unsigned char *w = (o->pad4 ? wp + BS_VA64((size_t)h->groups * h->mg4 * h->kg * 4) : wp) + (g * ncb + cb) * (size_t)o->kg * 16;
+        const unsigned char *w = wp + (g * ncb + cb) * (size_t)o->kg * 16;
         bs_vepi ep[4];
         int32_t nc = (int32_t)((size_t)o->mg - cb * 4 < 4 ? (size_t)o->mg - cb * 4 : 4);
         for (int32_t c4 = 0; c4 < nc; c4++) {

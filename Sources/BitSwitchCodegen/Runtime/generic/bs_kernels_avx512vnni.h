@@ -19,8 +19,8 @@
  *
  * Weights are packed (bs_qs8_pack_weights__avx512vnni, vectorized) in the S8C4 layout of the AVX2 kernels for
  * every bit-width: [group][block of 4 output channels][k / 4][4 channels][4 k] bytes, a conv's k in tap-major order
- * where 4 divides its input channels per group (else, one group, a copy padded to channel quads follows, for the
- * direct path; 1- and 2-bit weights of big enough convs also get bit planes, for the bit-serial kernel). Gemms of 1-4
+ * where 4 divides its input channels per group (1- and 2-bit weights of big enough convs also get bit planes, for the
+ * bit-serial kernel). Gemms of 1-4
  * rows take the AVX2 batch-1 layout and kernels (bs_qs8_pack_weights_rows__avx512vnni). Conv is an implicit GEMM. The direct path (2-D / 1-D convs of stride
  * 1 or 2 with 4 | input channels per group): per group the input is copied once into phase planes of 4 channels per
  * 32-bit word, and each k-group (4 channels at one tap) of 16 output pixels is one 64-byte load from them
@@ -52,15 +52,11 @@ size_t bs_gemm_scratch_size__avx512vnni(size_t rows, size_t k, size_t m);
  * channels per group), as the direct path needs them and as the generated code stores them; 0: k = input channel x
  * taps + tap (gemm: plain). */
 void bs_qs8_pack_weights__avx512vnni(const int8_t *q8, void *packed, int32_t groups, int32_t mg, int32_t k,
-                                     int32_t kmajor, int32_t shift, int32_t bits, int32_t taps, int32_t ktaps, int32_t bsr_room);
+                                     int32_t kmajor, int32_t shift, int32_t bits, int32_t taps, int32_t bsr_room);
 /* A gemm of `rows` rows: 1..4 (batch-1 fully connected layers, memory-bound) get the AVX2 batch-1 layout (2 or 4
  * weights per byte at 4 or 2 bits) within the bytes above, and run on the AVX2 batch-1 kernels; else as above. */
 void bs_qs8_pack_weights_rows__avx512vnni(const int8_t *q8, void *packed, int32_t groups, int32_t mg, int32_t k,
                                           int32_t kmajor, int32_t shift, int32_t bits, size_t rows);
-/* The bytes past bs_qs8_packed_weights_size__avx512vnni that a conv of one group whose input channels are not a
- * multiple of 4 takes for its weights padded to channel quads (its direct path); `ktaps` its kernel taps; 0: none.
- * A pack given ktaps > 0 (the region has these bytes) writes them, for every bit-width. */
-size_t bs_qs8_packed_pad4_size__avx512vnni(int32_t groups, int32_t mg, int32_t k, int32_t ktaps);
 /* The bytes past bs_qs8_packed_weights_size__avx512vnni that the bit planes of the bit-serial w2a2 kernels take
  * (convs of one group, at least 48 input channels, a multiple of 4; `taps` kernel taps, 0 or 1 for 1 x 1); 0: the
  * conv does not take them. A pack with bsr_room != 0 (the region has these bytes) and 1 or 2 weight bits writes them. */
