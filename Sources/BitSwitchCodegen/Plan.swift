@@ -598,7 +598,8 @@ struct Plan {
                     guard let d else { return Plan.align(graph.initializers[n.inputs[1]]?.count ?? 0) }
                     return Plan.align(Plan.packedWeightBytes(groups: d.groups, mg: d.mg, k: d.k, isa: isa, bits: bits))
                 }
-                // The bit planes: in a region of 1- or 2-bit weights, or (bits 0) one serving a block of such.
+                // The bit planes: in a region of 1- or 2-bit weights, or (bits 0) one serving a block of such (a node
+                // without parameter blocks has no low-bit weights).
                 func room(_ bits: Int) -> Bool {
                     serial > 0 && (bits > 0 ? bits <= 2 : blocks.contains { $0.ints[2] <= 2 })
                 }
@@ -618,10 +619,7 @@ struct Plan {
                     regions.append((offset, bits))
                     offset += bytes(bits) + (room(bits) ? serial : 0)
                 }
-                if blocks.isEmpty {
-                    if room(0) { bitSerialRegions.insert(regions.count) }
-                    regions.append((offset, 0)); perBlock = [regions.count - 1]; offset += bytes(0) + (room(0) ? serial : 0)
-                }
+                if blocks.isEmpty { regions.append((offset, 0)); perBlock = [regions.count - 1]; offset += bytes(0) }
                 blockRegions[i] = perBlock
             default: break
             }

@@ -48,9 +48,9 @@ size_t bs_qs8_packed_bsr_size__avx512vnni(int32_t groups, int32_t mg, int32_t k,
 
 #if BS_VBSR
 /* A 16 x 16 transpose of nibbles: 16 masks m[i] of 16 nibbles (activations: pixel p's 4 channels of quad i; weights: 4
- * taps x 4 channels of quad i) into 16 words, nibble i of word p = nibble p of m[i]. bs_vnibble_words: the masks (A =
- * m[0..7], B = m[8..15]) into bytes 16 b + i = byte b of m[i] (nibbles 2 b, 2 b + 1); bs_vnibbles: those bytes into
- * words 0..7 (the index pc) or 8..15 (pd). */
+ * taps x 4 channels of quad i) into 16 words, nibble i of word p = nibble p of m[i]. bs_vnibble_index: the vpermt2b
+ * indices that take the masks (A = m[0..7], B = m[8..15]) to bytes 16 b + i = byte b of m[i] (nibbles 2 b and 2 b + 1),
+ * pc for b = 0..3, pd for b = 4..7; bs_vnibbles: such bytes into words 0..7 (from pc) or 8..15 (from pd). */
 static inline void bs_vnibble_index(__m512i *pc, __m512i *pd) {
     unsigned char ic[64], id[64];
     for (int b = 0; b < 4; b++)
@@ -133,8 +133,7 @@ void bs_qs8_pack_weights__avx512vnni(const int8_t *q8, void *packed, int32_t gro
     bs_vpacked *h = (bs_vpacked *)packed;
     int32_t tm = !kmajor && taps > 1 && k % (4 * taps) == 0;
     if (BS_VBSR && bsr_room && bits <= 2 && !kmajor && (taps <= 1 || tm) && bs_qs8_packed_bsr_size__avx512vnni(groups, mg, k, taps)) {
-        /* the bit planes block by block, each right after its S8C4 bytes (while they are in L1 / L2: a second pass
-         * over a whole layer's had cost ResNet-18's switch to 2 bits 0.5 ms more) */
+        /* the bit planes 4 channel blocks at a time, each right after its S8C4 bytes (read back while in L1 / L2) */
         bs_qs8_pack_header__avx2(packed, groups, mg, k, shift, bits, 1);
         h->taps = tm ? taps : 0;
         for (int32_t cb = 0, ncb = h->mg4 / 4; cb < ncb; cb += 4) {
@@ -542,8 +541,6 @@ static void bs_vbsr_offsets(const bs_avx2_job *j, const bs_vgeo *o, int32_t *vof
 }
 
 
-/* Chunk ch of the quad planes into bit planes of u - base (0..3): 16 pixels at a time, each quad's 64 bytes tested
- * for bits 0 and 1 (a mask of 16 pixel nibbles), the 16 masks transposed into 16 pixel words. */
 /* Stage 1's tasks: per chunk, slices of the virtual pixels (whole 16-pixel steps), so that two threads share a
  * 64-channel layer's conversion. */
 static size_t bs_vbsr_slices(const bs_vgeo *o) {
@@ -551,6 +548,8 @@ static size_t bs_vbsr_slices(const bs_vgeo *o) {
     return n < 1 ? 1 : (n > 8 ? 8 : n);
 }
 
+/* A slice of chunk ch of the quad planes into bit planes of u - base (0..3): 16 pixels at a time, each quad's 64 bytes
+ * tested for bits 0 and 1 (a mask of 16 pixel nibbles), the 16 masks transposed into 16 pixel words. */
 static void bs_vbsr_convert(const bs_vgeo *o, const unsigned char *planes, unsigned char *bits, size_t ch, size_t slice, int32_t base) {
     __m512i pc, pd;
     bs_vnibble_index(&pc, &pd);
