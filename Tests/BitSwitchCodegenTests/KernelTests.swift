@@ -59,6 +59,9 @@ int main(int argc, char **argv) {
     int cases = argc > 2 ? atoi(argv[2]) : 200;
     long vbsr = 0, vbsr_taps = 0, vbsr_s2 = 0, vbsr_big = 0, vbsr_out = 0;   /* the VNNI checker's bit-serial convs; ones not taking it */
     (void)vbsr; (void)vbsr_taps; (void)vbsr_s2; (void)vbsr_big; (void)vbsr_out;
+#ifdef BS_TEST_VNNI
+    long vdw = 0, vdw_two = 0, vdw_wide = 0, vdw_s8 = 0;
+#endif
     long distinct_cases = 0, paths[4] = {0}, direct_dw = 0, vdirect = 0, vdirect_taps = 0, vdirect_s2 = 0, lowact = 0, gemv = 0, plane = 0, plane_strided = 0, plane_rows = 0, plane_straddle = 0, plane_s2 = 0, fused_cases = 0, ilv_split = 0, gemm_multi = 0;
     (void)plane_s2; (void)ilv_split; (void)gemm_multi;   /* counted for the AVX2 checker only */
     (void)vdirect; (void)vdirect_taps; (void)vdirect_s2;   /* the VNNI checker only */
@@ -235,6 +238,7 @@ int main(int argc, char **argv) {
 #else
         if (bs_dwconv_tasks__avx2(&j)) direct_dw++;
 #ifdef BS_TEST_VNNI
+        { int32_t v = bs_avx512vnni_depthwise_vpermb(&j); vdw += v > 0; vdw_two += v == 2; vdw_wide += v && s.win.kw > 4; vdw_s8 += v && xt == BS_T_I8; }
         if (bs_avx512vnni_direct(&j)) { vdirect++; vdirect_taps += s.win.kh * s.win.kw > 1; vdirect_s2 += s.win.sh == 2 || s.win.sw == 2; }
 #endif
         /* AVX2's plane path (bs_plane_fits): blocks of 8 output pixels read one run of each tap's phase plane */
@@ -305,6 +309,12 @@ int main(int argc, char **argv) {
 #ifdef BS_TEST_VNNI
     printf("%ld VNNI direct-path convs: %ld of several taps, %ld strided\n", vdirect, vdirect_taps, vdirect_s2);
     if (vdirect < cases / 10 || vdirect_taps < cases / 20 || vdirect_s2 < cases / 50) { printf("too few VNNI direct-path convs\n"); return 1; }
+#if defined(__AVX512VBMI__) && !defined(BS_NO_VDW)
+    printf("%ld depthwise convs on the vpermb kernel: %ld two rows per vector, %ld of kernels wider than 4, %ld of int8 input\n", vdw, vdw_two, vdw_wide, vdw_s8);
+    if (vdw < cases / 20 || vdw_two < cases / 200 || vdw_wide < cases / 200 || vdw_s8 < cases / 100) { printf("too few vpermb depthwise convs\n"); return 1; }
+#else
+    if (vdw) { printf("the vpermb depthwise kernel ran without VBMI\n"); return 1; }
+#endif
 #if defined(__AVX512VPOPCNTDQ__) && defined(__AVX512VBMI__)
     printf("%ld bit-serial w2a2 convs: %ld of several taps, %ld strided, %ld of 30+ rows; %ld 2-bit direct-path convs on the int8 kernels (activations over more than 4 values, or under 4 k-words)\n", vbsr, vbsr_taps, vbsr_s2, vbsr_big, vbsr_out);
     if (vbsr < cases / 40 || vbsr_taps < cases / 80 || vbsr_s2 < cases / 200 || vbsr_big < cases / 400 || vbsr_out < cases / 400) { printf("too few bit-serial convs\n"); return 1; }
@@ -528,18 +538,27 @@ int main(int argc, char **argv) {
         // The bit-serial w2a2 kernels need VPOPCNTQ and VBMI (Zen 4, Ice Lake and later); without them the file has none.
         let flags = KernelISA.cpuFlags()
         let bitSerial = flags.contains("avx512_vpopcntdq") && flags.contains("avx512vbmi")
-        let (rc, _, err) = try NativeBuildTests.run([cc, "-std=c11", "-O2", "-mavx2", "-mfma", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq",
-                                                     "-mavx512vnni", "-mbmi2", "-Wall", "-Wextra", "-pedantic", "-Werror", "-ffp-contract=off"]
-                                                    + (bitSerial ? ["-mavx512vpopcntdq", "-mavx512vbmi"] : [])
-                                                    + ["-DBS_TEST_VNNI", "-o", "kc", "kernel_check.c", "bs_kernels.c", "bs_kernels_avx2.c",
-                                                       "bs_kernels_avx512vnni.c"], cwd: b)
-        #expect(rc == 0, "compile: \(err)")
-        guard rc == 0 else { return }
+        // The depthwise vpermb kernel needs VBMI too; -DBS_NO_VDW builds the int16 row kernels it replaces, checked as well.
+        let vbmi = flags.contains("avx512vbmi")
+        func compile(_ out: String, _ extra: [String]) throws -> Bool {
+            let (rc, _, err) = try NativeBuildTests.run([cc, "-std=c11", "-O2", "-mavx2", "-mfma", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq",
+                                                         "-mavx512vnni", "-mbmi2", "-Wall", "-Wextra", "-pedantic", "-Werror", "-ffp-contract=off"]
+                                                        + (bitSerial ? ["-mavx512vpopcntdq", "-mavx512vbmi"] : []) + extra
+                                                        + ["-DBS_TEST_VNNI", "-o", out, "kernel_check.c", "bs_kernels.c", "bs_kernels_avx2.c",
+                                                           "bs_kernels_avx512vnni.c"], cwd: b)
+            #expect(rc == 0, "compile \(extra): \(err)")
+            return rc == 0
+        }
+        guard try compile("kc", []) else { return }
         for seed in 1...3 {
             let (r, out, e) = try NativeBuildTests.run(["./kc", "\(seed)", "1500"], cwd: b)
             #expect(r == 0 && out.hasPrefix("ok 1500 cases") && out.contains("ok 1500 requant and qadd cases") && out.contains("ok 1500 maxpool cases"), "seed \(seed): \(out)\(e)")
             #expect(!bitSerial || out.contains(" bit-serial w2a2 convs: "), "seed \(seed): the bit-serial kernels did not run: \(out)")
+            #expect(!vbmi || out.contains(" depthwise convs on the vpermb kernel: "), "seed \(seed): the vpermb depthwise kernel did not run: \(out)")
         }
+        guard vbmi, try compile("kc-rows", ["-DBS_NO_VDW"]) else { return }
+        let (r, out, e) = try NativeBuildTests.run(["./kc-rows", "4", "1500"], cwd: b)
+        #expect(r == 0 && out.hasPrefix("ok 1500 cases") && !out.contains("vpermb kernel:"), "int16 depthwise row kernels: \(out)\(e)")
     }
 
     /// The same check through the aarch64 NEON kernels, cross-compiled and run under qemu-aarch64: once with the dot

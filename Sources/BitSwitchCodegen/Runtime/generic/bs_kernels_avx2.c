@@ -1382,12 +1382,10 @@ static inline void bs_qs16s16_gemm_rq64_16x4c2__avx2(const unsigned char *a0, co
  * per-tap tests: tap kw of output ow reads phase (kw*dw) % sw at ow + (kw*dw) / sw; padding reads zeros, which add
  * nothing (the reference skips those taps). The weights of a channel are read from the packed form (mg == 1: its
  * channel block holds the channel's taps at lane 0). */
-#define BS_DW_BUF 16384   /* int16 of the row ring (32 KiB of stack) */
 #define BS_DW_MAXK 256    /* taps per channel */
 #define BS_DW_CH_PER_TASK 4        /* channels per depthwise task; 16 on planes of at most BS_DW_SMALL outputs, */
 #define BS_DW_SMALL_CH_PER_TASK 16 /* whose per-task set-up (tap offsets, the zeroed plane) is a large share */
 #define BS_DW_SMALL 256
-#define BS_DW_MAXW 4096   /* output columns */
 #ifndef BS_DW_PLANE_MAX   /* int16 of the largest plane mode buffer (the kernel checker sets 0 to test the row mode) */
 #define BS_DW_PLANE_MAX BS_DW_BUF
 #endif
@@ -1417,6 +1415,12 @@ static int bs_dw_geometry(const bs_avx2_job *j, bs_dw_geo *d) {
 
 static int32_t bs_dw_ch_per_task(const bs_avx2_job *j) {
     return (int64_t)j->conv->win.oh * j->conv->win.ow <= BS_DW_SMALL ? BS_DW_SMALL_CH_PER_TASK : BS_DW_CH_PER_TASK;
+}
+
+void bs_dw_channels__avx2(const bs_avx2_job *j, int32_t task, int32_t *c0, int32_t *c1) {
+    int32_t per = bs_dw_ch_per_task(j);
+    *c0 = task * per;
+    *c1 = *c0 + per < j->conv->c ? *c0 + per : j->conv->c;
 }
 
 int32_t bs_dwconv_tasks__avx2(const bs_avx2_job *j) {
@@ -1640,8 +1644,8 @@ void bs_dwconv_run_with__avx2(const bs_avx2_job *j, int32_t task, bs_dw_row_epil
                 int32_t col = t * g->dw;
                 off[((size_t)r * npairs + q) * 2 + e] = (col % g->sw) * d.lp + col / g->sw;
             }
-    int32_t per = bs_dw_ch_per_task(j), c0 = task * per, c1 = c0 + per;
-    if (c1 > j->conv->c) c1 = j->conv->c;
+    int32_t c0, c1;
+    bs_dw_channels__avx2(j, task, &c0, &c1);
     /* Plane mode (the phase-split plane fits the buffer): the zero-padded plane of (x - xz) (hp x wp, wp = pw + w +
      * pew), split into sh x sw sub-planes by (row mod sh, column mod sw), each hq x wq (hq = ceil(hp / sh), wq =
      * ceil(wp / sw)); output (oh, ow) at virtual index oh * wq + ow, so each tap is one offset for the whole plane:
@@ -1981,9 +1985,10 @@ void bs_avx2_run(const bs_avx2_job *j, int32_t stage, int32_t task) {
     if (kind == BS_AVX2_DEPTHWISE) {
         bs_dwconv_run__avx2(j, task);
         if (j->res_p) {   /* the task's channels */
-            size_t plane = (size_t)j->conv->win.oh * j->conv->win.ow, per = (size_t)bs_dw_ch_per_task(j), c0 = (size_t)task * per, c1 = c0 + per;
-            if (c1 > (size_t)j->conv->c) c1 = (size_t)j->conv->c;
-            bs_res_range(j, c0 * plane, c1 * plane);
+            size_t plane = (size_t)j->conv->win.oh * j->conv->win.ow;
+            int32_t c0, c1;
+            bs_dw_channels__avx2(j, task, &c0, &c1);
+            bs_res_range(j, (size_t)c0 * plane, (size_t)c1 * plane);
         }
         return;
     }

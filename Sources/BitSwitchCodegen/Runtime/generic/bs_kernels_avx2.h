@@ -218,8 +218,12 @@ void bs_avx2_run(const bs_avx2_job *j, int32_t stage, int32_t task);
 /* The direct depthwise conv (group == c == m, 2-D, x - x_zero within int16; any kernel, stride, pad, dilation up to
  * the kernel's row buffer): the number of its tasks (channel ranges, one stage), 0 when the job is not one it takes.
  * bs_avx2_* and bs_avx512vnni_* run it themselves for such jobs (it reads either's packed weights). */
+#define BS_DW_BUF 16384   /* int16 of the depthwise row ring (32 KiB of stack); a row's padded width x kh at most */
+#define BS_DW_MAXW 4096   /* depthwise output columns at most */
 int32_t bs_dwconv_tasks__avx2(const bs_avx2_job *j);
 void bs_dwconv_run__avx2(const bs_avx2_job *j, int32_t task);
+/* The channels [c0, c1) of depthwise task `task`. */
+void bs_dw_channels__avx2(const bs_avx2_job *j, int32_t task, int32_t *c0, int32_t *c1);
 /* The same with the caller's row kernel and epilogue (the AVX-512 VNNI kernels pass 32-wide vpdpwssd ones). The row
  * kernel: acc[0..ow) (it may write up to ow rounded up to 32) = sum over the nrows kernel rows (rows[r] NULL: outside
  * the input) and npairs tap pairs of the int16 dot products of row[r][off[2(r*npairs+q)+e] + ow'] (e = 0, 1) with

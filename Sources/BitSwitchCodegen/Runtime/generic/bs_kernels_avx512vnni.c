@@ -749,9 +749,12 @@ typedef struct bs_vepi {
 
 static inline void bs_vepi_setup(const bs_avx2_job *j, size_t c, int32_t corr, bs_vepi *e) {
     const bs_requant_params *rq = j->rq;
-    memset(e, 0, sizeof *e);
+    /* each field set once (no memset: the depthwise kernel sets up every channel of its small planes) */
+    const __m512i z = _mm512_setzero_si512();
     e->corr = _mm512_set1_epi32(corr);
     e->c = c;
+    e->M = e->B = e->Z = e->LO = e->HI = z;
+    e->sh = e->sh1 = e->sl = _mm_setzero_si128();
     if (!rq) { e->mode = 0; return; }
     size_t q = rq->count == 1 ? 0 : c;
     int32_t n = rq->n[q], t = j->yt;
@@ -777,10 +780,11 @@ static inline void bs_vepi_setup(const bs_avx2_job *j, size_t c, int32_t corr, b
     e->mode = n > 0 ? 1 : 2;
 }
 
-static inline __m512i bs_vepi_apply(const bs_avx2_job *j, const bs_vepi *e, __m512i acc) {
+/* bs_vepi_apply with the mode given (a constant in a caller specialized on it: its branches fold). */
+static inline __attribute__((always_inline)) __m512i bs_vepi_apply_mode(const bs_avx2_job *j, const bs_vepi *e, __m512i acc, int32_t mode) {
     acc = _mm512_sub_epi32(acc, e->corr);
-    if (e->mode == 0) return acc;
-    if (e->mode == 3) {   /* the scalar reference order, clamped to the container like bs_store_scalar */
+    if (mode == 0) return acc;
+    if (mode == 3) {   /* the scalar reference order, clamped to the container like bs_store_scalar */
         int32_t res[16], t = j->yt;
         _mm512_storeu_si512((void *)res, acc);
         for (size_t i = 0; i < 16; i++) {
@@ -792,9 +796,9 @@ static inline __m512i bs_vepi_apply(const bs_avx2_job *j, const bs_vepi *e, __m5
     }
     __m512i v0 = _mm512_add_epi64(_mm512_mul_epi32(acc, e->M), e->B);
     __m512i v1 = _mm512_add_epi64(_mm512_mul_epi32(_mm512_srli_epi64(acc, 32), e->M), e->B);
-    if (e->mode >= 4) {
+    if (mode >= 4) {
         __m512i H = _mm512_mask_blend_epi32((__mmask16)0xAAAA, _mm512_srli_epi64(v0, 32), v1), r;
-        if (e->mode == 4) return _mm512_min_epi32(_mm512_max_epi32(_mm512_sra_epi32(H, e->sh), e->LO), e->HI);
+        if (mode == 4) return _mm512_min_epi32(_mm512_max_epi32(_mm512_sra_epi32(H, e->sh), e->LO), e->HI);
         __m512i L = _mm512_mask_blend_epi32((__mmask16)0xAAAA, v0, _mm512_slli_epi64(v1, 32));
         r = _mm512_or_si512(_mm512_sll_epi32(H, e->sl), _mm512_srl_epi32(L, e->sh));
         r = _mm512_min_epi32(_mm512_max_epi32(r, e->LO), e->HI);
@@ -802,7 +806,7 @@ static inline __m512i bs_vepi_apply(const bs_avx2_job *j, const bs_vepi *e, __m5
         r = _mm512_mask_mov_epi32(r, _mm512_cmpgt_epi32_mask(tt, _mm512_setzero_si512()), e->HI);
         return _mm512_mask_mov_epi32(r, _mm512_cmplt_epi32_mask(tt, _mm512_set1_epi32(-1)), e->LO);
     }
-    if (e->mode == 1) {
+    if (mode == 1) {
         const __m512i one = _mm512_set1_epi64(1);
         v0 = _mm512_add_epi64(_mm512_sra_epi64(v0, e->sh), _mm512_and_si512(_mm512_srl_epi64(v0, e->sh1), one));
         v1 = _mm512_add_epi64(_mm512_sra_epi64(v1, e->sh), _mm512_and_si512(_mm512_srl_epi64(v1, e->sh1), one));
@@ -811,6 +815,8 @@ static inline __m512i bs_vepi_apply(const bs_avx2_job *j, const bs_vepi *e, __m5
     v1 = _mm512_min_epi64(_mm512_max_epi64(_mm512_add_epi64(v1, e->Z), e->LO), e->HI);
     return _mm512_mask_blend_epi32((__mmask16)0xAAAA, v0, _mm512_slli_epi64(v1, 32));
 }
+
+static inline __m512i bs_vepi_apply(const bs_avx2_job *j, const bs_vepi *e, __m512i acc) { return bs_vepi_apply_mode(j, e, acc, e->mode); }
 
 /* Stores lanes [i0, i1) of the 16 results r32 at y[off + (i - i0) * pstride] (in the job's output container). */
 static inline void bs_vstore16(const bs_avx2_job *j, __m512i r32, size_t off, size_t pstride, int32_t i0, int32_t i1) {
@@ -950,6 +956,174 @@ static void bs_qs16s16_dwconv_row__avx512vnni(const int16_t *const *rows, int32_
     }
 }
 
+/* ---- depthwise, u8 x s8 by vpdpbusd (VBMI) ----
+ * Per channel and 16 outputs of an output row, for each kernel row: the 64 input bytes the 16 outputs read (one
+ * masked load; columns outside the input, and rows outside it, read the zero point, whose products the per-channel
+ * correction xz sum(w) cancels exactly -- the reference skips those taps), vpermb puts into dword i the taps
+ * 4 g .. 4 g + 3 of column group g of output i (input columns i sw + (4 g + t) dw), and vpdpbusd multiplies them by
+ * the broadcast weight dword of that row and group: kh ceil(kw / 4) vpermb + vpdpbusd per 16 outputs, no int16 copy
+ * of the input (the AVX2 row kernels' way, 2-3x slower here). u8 x s8 products summed in int32 are exact (s8 input:
+ * its u8 view x + 128, the zero point with it). Rows of at most 8 outputs go two to a vector (vpermi2b over both
+ * rows' windows). The Requant in registers (bs_vepi_apply). */
+#if defined(__AVX512VBMI__) && !defined(BS_NO_VDW)   /* BS_NO_VDW: the kernel checker's switch to the int16 row kernels */
+#define BS_VDW 1
+#define BS_VDW_MAXW 64   /* weight dwords (kernel rows x column groups) */
+
+/* 1 when the depthwise job (bs_dwconv_tasks__avx2 takes it) runs in bs_vdw_run. */
+static int bs_vdw_ok(const bs_avx2_job *j) {
+    const bs_window *g = &j->conv->win;
+    if (((const bs_vpacked *)j->packed)->mode != 1) return 0;   /* S8C4: int8 weights */
+    int64_t xzu = (int64_t)j->p->x_zero + (j->xt == BS_T_U8 ? 0 : 128);
+    if (xzu < 0 || xzu > 255) return 0;
+    int64_t span = (int64_t)((g->ow <= 8 ? 8 : 16) - 1) * g->sw + (int64_t)(g->kw - 1) * g->dw + 1;
+    return span <= 64 && (int64_t)g->kh * ((g->kw + 3) / 4) <= BS_VDW_MAXW;
+}
+
+/* The in-row bytes of the 64 from column col0 of a row of w columns. */
+static inline __mmask64 bs_vdw_mask(int64_t col0, int64_t w) {
+    int64_t lo = col0 < 0 ? -col0 : 0, hi = w - col0 > 64 ? 64 : w - col0;
+    if (lo >= 64 || hi <= lo) return 0;
+    uint64_t m = hi >= 64 ? ~(uint64_t)0 : ((uint64_t)1 << hi) - 1;
+    return (__mmask64)(m & ~(((uint64_t)1 << lo) - 1));
+}
+
+/* The per-layer part of the depthwise kernel: geometry in locals (the byte stores of y may alias anything the
+ * compiler would otherwise reload), the vpermb indices, the padding row and each 16-output block's load mask. */
+typedef struct bs_vdw {
+    int64_t H, W, OH, OW, sh, ph, dh, ih_step;
+    int32_t KH, G, two, i32;
+    const unsigned char *pad;                 /* W bytes of the padding as stored: the rows outside the input */
+    __m512i XZ, FLIP;                         /* the zero point as u8; 0x80 for s8 input (its u8 view), else 0 */
+    __m512i IDX[BS_VDW_MAXW];
+    __mmask64 mk[BS_DW_MAXW / 16];            /* per block of 16 outputs: its input bytes within the row */
+    int64_t col0[BS_DW_MAXW / 16];
+} bs_vdw;
+
+/* One channel. KH, G, TWO and the Requant's epilogue mode (MODE >= 0) are constants in the 3 x 3 instances (weights
+ * and indices in registers, the row loop unrolled, the epilogue's branches folded); the job's in the general one. */
+static inline __attribute__((always_inline)) void bs_vdw_channel(const bs_avx2_job *j, const bs_vdw *d, const bs_vepi *e,
+                                                                 const int32_t *wd, int32_t KH, int32_t G, int32_t TWO,
+                                                                 int32_t MODE, const unsigned char *xc, void *yc) {
+    const int64_t H = d->H, W = d->W, OH = d->OH, OW = d->OW, sh = d->sh, ph = d->ph, dh = d->dh;
+    const int32_t i32 = d->i32;
+    const __m512i FLIP = d->FLIP, RAW = _mm512_xor_si512(d->XZ, FLIP);   /* RAW: the padding as stored */
+    const unsigned char *pad = d->pad;
+    __m512i Wv[BS_VDW_MAXW], I[4];
+    for (int32_t q = 0; q < KH * G; q++) Wv[q] = _mm512_set1_epi32(wd[q]);
+    for (int32_t q = 0; q < G && q < 4; q++) I[q] = d->IDX[q];
+    const unsigned char *rp[2][BS_VDW_MAXW];
+    for (int64_t oh = 0; oh < OH; oh += TWO ? 2 : 1) {
+        int32_t second = TWO && oh + 1 < OH;
+        for (int32_t r = 0; r < KH; r++) {
+            int64_t ih = oh * sh - ph + r * dh, ih1 = ih + sh;
+            rp[0][r] = ih >= 0 && ih < H ? xc + ih * W : pad;
+            if (TWO) rp[1][r] = second && ih1 >= 0 && ih1 < H ? xc + ih1 * W : pad;
+        }
+        int32_t nout = TWO ? (second ? 2 * (int32_t)OW : (int32_t)OW) : 16;
+        for (int64_t ow0 = 0, b = 0; ow0 < OW; ow0 += 16, b++) {
+            const __mmask64 mk = d->mk[b];
+            const int64_t col0 = d->col0[b];
+            __m512i acc = _mm512_setzero_si512();
+            for (int32_t r = 0; r < KH; r++) {
+                __m512i v = _mm512_xor_si512(_mm512_mask_loadu_epi8(RAW, mk, (const void *)(rp[0][r] + col0)), FLIP), v1 = v;
+                if (TWO) v1 = _mm512_xor_si512(_mm512_mask_loadu_epi8(RAW, mk, (const void *)(rp[1][r] + col0)), FLIP);
+                for (int32_t q = 0; q < G; q++) {
+                    __m512i ix = q < 4 ? I[q] : d->IDX[q];
+                    __m512i t = TWO ? _mm512_permutex2var_epi8(v, ix, v1) : _mm512_permutexvar_epi8(ix, v);
+                    acc = _mm512_dpbusd_epi32(acc, t, Wv[r * G + q]);
+                }
+            }
+            __m512i res = bs_vepi_apply_mode(j, e, acc, MODE >= 0 ? MODE : e->mode);
+            int32_t n = nout;
+            size_t off = (size_t)(oh * OW);
+            if (TWO) {
+                __mmask16 m = (__mmask16)((1u << OW) - 1);
+                res = _mm512_maskz_compress_epi32((__mmask16)(m | (second ? m << 8 : 0)), res);
+            } else {
+                off += (size_t)ow0;
+                if (OW - ow0 < 16) n = (int32_t)(OW - ow0);
+            }
+            __mmask16 sm = (__mmask16)((1u << n) - 1);
+            if (i32) _mm512_mask_storeu_epi32((int32_t *)yc + off, sm, res);
+            else _mm_mask_storeu_epi8((unsigned char *)yc + off, sm, _mm512_cvtepi32_epi8(res));
+        }
+    }
+}
+
+static void bs_vdw_run(const bs_avx2_job *j, int32_t task) {
+    const bs_window *g = &j->conv->win;
+    const bs_vpacked *h = (const bs_vpacked *)j->packed;
+    const int8_t *wpk = (const int8_t *)h + 64 + BS_VA64((size_t)h->groups * h->mg4 * 4);
+    int32_t kh = g->kh, kw = g->kw, c0, c1;
+    bs_dw_channels__avx2(j, task, &c0, &c1);
+    int u8 = j->xt == BS_T_U8;
+    int32_t xzu = j->p->x_zero + (u8 ? 0 : 128);
+    bs_vdw d;
+    d.H = g->h; d.W = g->w; d.OH = g->oh; d.OW = g->ow; d.sh = g->sh; d.ph = g->ph; d.dh = g->dh;
+    d.KH = kh; d.G = (kw + 3) / 4; d.two = g->ow <= 8; d.i32 = !j->rq || j->yt == BS_T_I32;
+    d.XZ = _mm512_set1_epi8((char)xzu);
+    d.FLIP = _mm512_set1_epi8(u8 ? 0 : (char)0x80);
+    unsigned char pad[BS_DW_BUF];   /* bs_dw_geometry: w <= BS_DW_BUF */
+    memset(pad, xzu ^ (u8 ? 0 : 0x80), (size_t)g->w);
+    d.pad = pad;
+    /* vpermb / vpermi2b indices: byte 4 i + t of group q = output i's tap 4 q + t (weight 0 past kw) */
+    for (int32_t q = 0; q < d.G; q++) {
+        unsigned char b[64];
+        for (int32_t i = 0; i < 16; i++)
+            for (int32_t t = 0; t < 4; t++) {
+                int32_t col = 4 * q + t < kw ? (4 * q + t) * g->dw : 0, o = d.two && i >= 8 ? i - 8 : i;
+                b[4 * i + t] = (unsigned char)((d.two && i >= 8 ? 64 : 0) + o * g->sw + col);
+            }
+        d.IDX[q] = _mm512_loadu_si512((const void *)b);
+    }
+    for (int64_t ow0 = 0, b = 0; ow0 < g->ow; ow0 += 16, b++) {
+        d.col0[b] = ow0 * g->sw - g->pw;
+        d.mk[b] = bs_vdw_mask(d.col0[b], g->w);
+    }
+    size_t in_plane = (size_t)g->h * g->w, out_plane = (size_t)g->oh * g->ow, ysz = d.i32 ? 4 : 1;
+    /* byte t of weight dword q = tap (row q / G, column 4 (q % G) + t): its place in the channel's packed k-groups
+     * ([kg][4 channels][4 k]: tap kk at (kk / 4) 16 + kk % 4), -1 past kw */
+    int32_t nw = kh * d.G, wof[BS_VDW_MAXW][4];
+    for (int32_t q = 0; q < nw; q++)
+        for (int32_t t = 0; t < 4; t++) {
+            int32_t col = 4 * (q % d.G) + t, kk = q / d.G * kw + col;
+            wof[q][t] = col < kw ? kk / 4 * 16 + kk % 4 : -1;
+        }
+    for (int32_t c = c0; c < c1; c++) {
+        const int8_t *base = wpk + (size_t)c * h->kg * 16;
+        int32_t wd[BS_VDW_MAXW], sum = 0;
+        for (int32_t q = 0; q < nw; q++) {
+            uint32_t dw = 0;
+            for (int32_t t = 0; t < 4; t++) {
+                int32_t v = wof[q][t] < 0 ? 0 : base[wof[q][t]];
+                sum += v;
+                dw |= (uint32_t)(uint8_t)(int8_t)v << (8 * t);
+            }
+            wd[q] = (int32_t)dw;
+        }
+        bs_vepi e;
+        bs_vepi_setup(j, (size_t)c, (int32_t)((uint32_t)xzu * (uint32_t)sum), &e);
+        const unsigned char *xc = (const unsigned char *)j->x + (size_t)c * in_plane;
+        void *yc = (unsigned char *)j->y + (size_t)c * out_plane * ysz;
+        if (kh == 3 && d.G == 1) {
+            if (d.two) {
+                if (e.mode == 5) bs_vdw_channel(j, &d, &e, wd, 3, 1, 1, 5, xc, yc);
+                else if (e.mode == 4) bs_vdw_channel(j, &d, &e, wd, 3, 1, 1, 4, xc, yc);
+                else bs_vdw_channel(j, &d, &e, wd, 3, 1, 1, -1, xc, yc);
+            } else {
+                if (e.mode == 5) bs_vdw_channel(j, &d, &e, wd, 3, 1, 0, 5, xc, yc);
+                else if (e.mode == 4) bs_vdw_channel(j, &d, &e, wd, 3, 1, 0, 4, xc, yc);
+                else bs_vdw_channel(j, &d, &e, wd, 3, 1, 0, -1, xc, yc);
+            }
+        } else {
+            bs_vdw_channel(j, &d, &e, wd, kh, d.G, d.two, -1, xc, yc);
+        }
+    }
+}
+#else
+#define BS_VDW 0
+#endif
+
 /* ---- stages ---- */
 typedef struct bs_vlayout {
     bs_vgeo o;
@@ -998,6 +1172,16 @@ static unsigned char *bs_vbsr_mm(const bs_vgeo *o, unsigned char *tmp) {
     return tmp + o->bat + o->bbytes + BS_VA64(o->nch * (size_t)(o->kg / (int32_t)o->cqn) * 4);
 }
 #endif
+
+int32_t bs_avx512vnni_depthwise_vpermb(const bs_avx2_job *j) {
+#if BS_VDW
+    if (!j->conv || j->vgeo_set || !bs_dwconv_tasks__avx2(j) || !bs_vdw_ok(j)) return 0;
+    return j->conv->win.ow <= 8 ? 2 : 1;
+#else
+    (void)j;
+    return 0;
+#endif
+}
 
 int32_t bs_avx512vnni_bitserial(const bs_avx2_job *j) {
 #if BS_VBSR
@@ -1053,7 +1237,13 @@ static void bs_vfallback(const bs_avx2_job *j) {
 
 void bs_avx512vnni_run(const bs_avx2_job *j, int32_t stage, int32_t task) {
     if (!j->vgeo_set && bs_vgemv(j)) { bs_avx2_run(j, stage, task); return; }
-    if (!j->vgeo_set && bs_dwconv_tasks__avx2(j)) { bs_dwconv_run_with__avx2(j, task, bs_vdw_row_epilogue, bs_qs16s16_dwconv_row__avx512vnni); return; }
+    if (!j->vgeo_set && bs_dwconv_tasks__avx2(j)) {
+#if BS_VDW
+        if (bs_vdw_ok(j)) { bs_vdw_run(j, task); return; }
+#endif
+        bs_dwconv_run_with__avx2(j, task, bs_vdw_row_epilogue, bs_qs16s16_dwconv_row__avx512vnni);
+        return;
+    }
     bs_vlayout l;
     bs_vlayout_of(j, &l);
     const bs_vgeo *o = &l.o;

@@ -67,6 +67,10 @@ int32_t bs_avx512vnni_bitserial(const bs_avx2_job *j);
 /* Conv weights [rows, cg x taps] (4 | cg; count = rows x cg x taps) into tap-major order: index ic x taps + tap of a
  * row -> ((ic / 4) x taps + tap) x 4 + ic % 4 (what the emitter does to the stored weights of VNNI bundles). */
 void bs_qs8_tap_major__avx512vnni(const int8_t *q8, int8_t *out, size_t count, int32_t taps);
+/* 1 if the depthwise conv job runs the vpermb + vpdpbusd kernel (VBMI), 2 if in its two-rows-per-vector form (rows of
+ * at most 8 outputs), 0 if the int16 row kernels (no VBMI; s8 input whose u8 view of the zero point is outside 0..255;
+ * wider windows than one 64-byte load) or not depthwise: for tests and benchmarks. */
+int32_t bs_avx512vnni_depthwise_vpermb(const bs_avx2_job *j);
 /* 1 if the conv job runs the direct path (no gathered rows: bs_kernels_avx512vnni.c, "the direct path"). */
 int32_t bs_avx512vnni_direct(const bs_avx2_job *j);
 
