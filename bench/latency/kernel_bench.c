@@ -123,7 +123,12 @@ static void scalar_pack(const int8_t *q8, void *packed, int32_t groups, int32_t 
 static void bench_depthwise(void) {
     int shapes[][3] = {{32, 112, 1}, {96, 112, 2}, {144, 56, 1}, {144, 56, 2}, {192, 28, 1}, {192, 28, 2},
                        {384, 14, 1}, {576, 14, 1}, {576, 14, 2}, {960, 7, 1}};
-    printf("| depthwise 3x3 | C | H x W in | stride | AVX2 us | AVX2 GMAC/s | VNNI us | VNNI GMAC/s |\n|---|--:|--:|--:|--:|--:|--:|--:|\n");
+#if defined(__AVX512VBMI__) && !defined(BS_NO_VDW)
+    const char *vk = "VNNI vpermb";   /* bs_vdw_run; kernel_bench.sh --dw also builds with -DBS_NO_VDW: the int16 rows */
+#else
+    const char *vk = "VNNI int16 rows";
+#endif
+    printf("| depthwise 3x3 | C | H x W in | stride | AVX2 us | AVX2 GMAC/s | %s us | %s GMAC/s |\n|---|--:|--:|--:|--:|--:|--:|--:|\n", vk, vk);
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
         int C = shapes[si][0], H = shapes[si][1], S = shapes[si][2];
         bs_conv_shape s; memset(&s, 0, sizeof s);

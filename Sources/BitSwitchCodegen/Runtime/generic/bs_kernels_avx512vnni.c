@@ -477,6 +477,42 @@ static void bs_vfill_quad(const bs_avx2_job *j, const bs_vgeo *o, unsigned char 
     const __m256i vpad2 = _mm256_set1_epi8((char)(padu ^ flip));
     const __m512i vpadw = _mm512_set1_epi8((char)padu);
     __m512i vmin = vpadw, vmax = vpadw;   /* over every stored word (the bit-serial path's range) */
+    if (w->sh == 1 && w->sw == 1 && w->ph == 0 && w->pw == 0 && pwq == (size_t)w->w && o->slot[0] == 0) {
+        /* the plane's rows are the input's, back to back (1 x 1 convs, unpadded stride-1 ones): the 4 channels'
+         * planes interleaved 64 pixels at a time (unpacks, then a 4 x 4 transpose of 128-bit lanes), the tail 16 at
+         * a time with masked loads, the rest of the plane (rows past the input, lp's slack) the padding */
+        unsigned char *pl = planes + g * o->gbytes + cq * (size_t)o->nph * o->lp * 4;
+        size_t n = (o->phq < (size_t)w->h ? o->phq : (size_t)w->h) * pwq, p = 0;
+        const __m512i vflipw = _mm512_set1_epi8((char)flip);
+        for (; p + 64 <= n; p += 64) {
+            __m512i a = _mm512_xor_si512(_mm512_loadu_si512((const void *)(xq + p)), vflipw);
+            __m512i b = _mm512_xor_si512(_mm512_loadu_si512((const void *)(xq + in_count + p)), vflipw);
+            __m512i c = _mm512_xor_si512(_mm512_loadu_si512((const void *)(xq + 2 * in_count + p)), vflipw);
+            __m512i d = _mm512_xor_si512(_mm512_loadu_si512((const void *)(xq + 3 * in_count + p)), vflipw);
+            __m512i ab0 = _mm512_unpacklo_epi8(a, b), ab1 = _mm512_unpackhi_epi8(a, b);
+            __m512i cd0 = _mm512_unpacklo_epi8(c, d), cd1 = _mm512_unpackhi_epi8(c, d);
+            /* lane L of q0 .. q3: pixels 16 L + 0-3, 4-7, 8-11, 12-15 */
+            __m512i q0 = _mm512_unpacklo_epi16(ab0, cd0), q1 = _mm512_unpackhi_epi16(ab0, cd0);
+            __m512i q2 = _mm512_unpacklo_epi16(ab1, cd1), q3 = _mm512_unpackhi_epi16(ab1, cd1);
+            __m512i t0 = _mm512_shuffle_i64x2(q0, q1, 0x44), t1 = _mm512_shuffle_i64x2(q0, q1, 0xEE);
+            __m512i t2 = _mm512_shuffle_i64x2(q2, q3, 0x44), t3 = _mm512_shuffle_i64x2(q2, q3, 0xEE);
+            __m512i o0 = _mm512_shuffle_i64x2(t0, t2, 0x88), o1 = _mm512_shuffle_i64x2(t0, t2, 0xDD);
+            __m512i o2 = _mm512_shuffle_i64x2(t1, t3, 0x88), o3 = _mm512_shuffle_i64x2(t1, t3, 0xDD);
+            vmin = _mm512_min_epu8(vmin, _mm512_min_epu8(_mm512_min_epu8(o0, o1), _mm512_min_epu8(o2, o3)));
+            vmax = _mm512_max_epu8(vmax, _mm512_max_epu8(_mm512_max_epu8(o0, o1), _mm512_max_epu8(o2, o3)));
+            _mm512_storeu_si512((void *)(pl + 4 * p), o0); _mm512_storeu_si512((void *)(pl + 4 * p + 64), o1);
+            _mm512_storeu_si512((void *)(pl + 4 * p + 128), o2); _mm512_storeu_si512((void *)(pl + 4 * p + 192), o3);
+        }
+        for (; p < n; p += 16) {   /* lp >= n + 16, a multiple of 16: the last step's padding lanes fit */
+            __mmask16 valid = (__mmask16)(n - p >= 16 ? 0xFFFFu : (1u << (n - p)) - 1u);
+            __m128i v[4];
+            for (int i = 0; i < 4; i++) v[i] = _mm_xor_si128(_mm_mask_loadu_epi8(vpad, valid, xq + i * in_count + p), vflip);
+            __m512i q = bs_vilv4x16(v[0], v[1], v[2], v[3]);
+            vmin = _mm512_min_epu8(vmin, q); vmax = _mm512_max_epu8(vmax, q);
+            _mm512_storeu_si512((void *)(pl + 4 * p), q);
+        }
+        memset(pl + n * 4, padu, (o->lp - n) * 4);
+    } else
     for (int32_t fr = 0; fr < w->sh; fr++)
         for (int32_t fc = 0; fc < w->sw; fc++) {
             int32_t sl = o->slot[fr * w->sw + fc];
