@@ -363,6 +363,13 @@ struct CWriter {
             s += "\(CSyntax.size(rows)), \(plan.tapMajorWeights[n.inputs[1]] ?? 0)},\n"
         }
         s += "};\n"
+        // A switch's weight tasks, largest first: the pool's threads take them in this order, so the big layers
+        // start first and the small ones fill the gaps.
+        let order = wnodes.indices.sorted { a, b in
+            let ca = g.initializers[g.nodes[wnodes[a]].inputs[1]]?.count ?? 0, cb = g.initializers[g.nodes[wnodes[b]].inputs[1]]?.count ?? 0
+            return ca != cb ? ca > cb : a < b
+        }
+        s += "static const int32_t bs_wnode_order[\(max(1, wnodes.count))] = {\(order.isEmpty ? "0" : order.map(String.init).joined(separator: ", "))};\n"
         return s
     }
 
@@ -447,9 +454,18 @@ struct CWriter {
         }
 
         /* Makes the weights each node reads and ctx->block match `block`: one pass over the changed layers' weights,
-         * or (BS_PREPACK) only pointers, every block's weights having been made by bs_init. */
+         * or (BS_PREPACK) only pointers, every block's weights having been made by bs_init. The nodes are the pool's
+         * tasks, largest first (each node writes its own regions and wptr entry). */
+        typedef struct { bs_ctx *ctx; const int32_t *block; } bs_apply_job;
+        static void bs_apply_task(const void *arg, int32_t stage, int32_t t) {
+            (void)stage;
+            const bs_apply_job *a = (const bs_apply_job *)arg;
+            int32_t q = bs_wnode_order[t];
+            a->ctx->wptr[q] = bs_make_weights(a->ctx, q, a->block[bs_wnodes[q].pnode]);
+        }
         static void bs_apply_blocks(bs_ctx *ctx, const int32_t *block) {
-            for (int32_t q = 0; q < BS_WNODES; q++) ctx->wptr[q] = bs_make_weights(ctx, q, block[bs_wnodes[q].pnode]);
+            bs_apply_job a = {ctx, block};
+            bs_pool_run(BS_PREPACK ? NULL : (bs_pool *)ctx->pool, &a, 0, BS_WNODES, bs_apply_task);
             for (int32_t p = 0; p < BS_PNODES; p++) ctx->block[p] = block[p];
         }
 
