@@ -18,6 +18,7 @@ typedef struct bs_vpacked {
 /* k-groups (of 4 rows) per gather + interleave task (16: its rows are reused 16 times, in cache), channel blocks (of 4) per GEMM task, pixel blocks per GEMM
  * tile (MR = 16 * BS_VTILE). */
 #define BS_VKG_PER_TASK 16
+#define BS_VFILL_BYTES 8192
 #define BS_VCB_PER_TASK 16
 #define BS_VTILE 4
 /* The bit-serial w2a2 path (bs_vbsr_*): AND + VPOPCNTQ on bit planes of 64 input channels, for convs of at least
@@ -191,6 +192,8 @@ typedef struct bs_vgeo {
      * pixels with ow >= OW are computed and not stored. */
     int32_t direct, nph, slot[4];     /* phases used; slot[fr * sw + fc]: its index among them */
     size_t pwq, phq, lp, cqn;         /* phase plane columns, rows, words (a multiple of 16, with slack); quads per group */
+    size_t qpt;                       /* quads per stage-0 task: about BS_VFILL_BYTES of planes each, so that the small
+                                       * planes of late layers are not one atomic hand-off per few hundred bytes */
     size_t gbytes, vbytes;            /* bytes of a group's planes; of the planes of every group (64-aligned) */
     /* The bit-serial path (bs_vbsr_fits; one group): stage 1 turns the quad planes into bit planes of 64 channels,
      * [chunk][phase][bit 0 / 1][lp] uint64, at bat bytes from the planes, followed by the k-word offsets (int32 per
@@ -228,6 +231,9 @@ static void bs_vdirect_fits(const bs_avx2_job *j, const bs_vpacked *h, bs_vgeo *
     o->direct = 1; o->nph = nph;
     memcpy(o->slot, slot, sizeof slot);
     o->pwq = pwq; o->phq = phq; o->lp = lp; o->cqn = cqn; o->gbytes = gbytes; o->vbytes = vbytes;
+    o->qpt = BS_VFILL_BYTES / ((size_t)nph * lp * 4);
+    if (o->qpt < 1) o->qpt = 1;
+    if (o->qpt > cqn) o->qpt = cqn;
     o->nb = nb; o->npad = nb * 16;
 }
 
@@ -551,6 +557,14 @@ static void bs_vfill_quad(const bs_avx2_job *j, const bs_vgeo *o, unsigned char 
         for (int i = 0; i < 64; i++) { if (a[i] < lo) lo = a[i]; if (b[i] > hi) hi = b[i]; }
         mm[2 * cq] = lo; mm[2 * cq + 1] = hi;
     }
+}
+
+/* Stage 0's task `task` of the direct path: its qpt quads (not inlined into bs_avx512vnni_run: inlined, the GEMM
+ * stage's code there ran 10 % slower on the Zen 4, its loops laid out anew). */
+static __attribute__((noinline)) void bs_vfill_task(const bs_avx2_job *j, const bs_vgeo *o, unsigned char *planes, int32_t task,
+                                                    unsigned char *mm) {
+    size_t tq = (o->cqn + o->qpt - 1) / o->qpt, g = (size_t)task / tq, q0 = (size_t)task % tq * o->qpt;
+    for (size_t q = q0; q < q0 + o->qpt && q < o->cqn; q++) bs_vfill_quad(j, o, planes, g, q, mm);
 }
 
 #if BS_VBSR
@@ -1244,7 +1258,7 @@ int32_t bs_avx512vnni_tasks(const bs_avx2_job *j, int32_t stage) {
     if (o->bsr && stage == 1) return (int32_t)(o->nch * bs_vbsr_slices(o));
 #endif
     switch (stage) {
-    case 0: return (int32_t)((size_t)o->groups * (o->direct ? o->cqn : bs_vcdiv((size_t)o->kg, BS_VKG_PER_TASK)));
+    case 0: return (int32_t)((size_t)o->groups * (o->direct ? bs_vcdiv(o->cqn, o->qpt) : bs_vcdiv((size_t)o->kg, BS_VKG_PER_TASK)));
     default: return (int32_t)((size_t)o->groups * bs_vcdiv(tiles, o->tpt) * bs_vcdiv((size_t)o->mg4 / 4, BS_VCB_PER_TASK));
     }
 }
@@ -1303,9 +1317,9 @@ void bs_avx512vnni_run(const bs_avx2_job *j, int32_t stage, int32_t task) {
     unsigned char *mm = NULL;
     (void)bsr_on;
 #endif
-    if (stage == 0 && o->direct) {   /* one quad of input channels into its phase planes; task 0: the offsets too */
+    if (stage == 0 && o->direct) {   /* qpt quads of input channels into their phase planes; task 0: the offsets too */
         if (task == 0) bs_vdirect_offsets(j, o, voff);
-        bs_vfill_quad(j, o, l.tmp, (size_t)task / o->cqn, (size_t)task % o->cqn, mm);
+        bs_vfill_task(j, o, l.tmp, task, mm);
         return;
     }
     if (stage == 0) {   /* gather 4 * BS_VKG_PER_TASK rows of one group, interleaving each k-group at once */
