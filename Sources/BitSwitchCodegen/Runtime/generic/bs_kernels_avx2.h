@@ -126,7 +126,7 @@ typedef struct bs_avx2_job {
     /* Set by bs_avx512vnni_stages (callers leave them zero): the AVX-512 VNNI kernels' geometry of the job, their own
      * struct kept as bytes (vgeo_set: it is there); the same rule. */
     int32_t vgeo_set;
-    int64_t vgeo[24];
+    int64_t vgeo[28];
 } bs_avx2_job;
 
 /* The whole-op entry points (one thread) of a staged kernel family (FAMILY##_stages / _tasks / _run on a

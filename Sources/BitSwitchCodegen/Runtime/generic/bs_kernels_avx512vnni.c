@@ -185,6 +185,8 @@ typedef struct bs_vgeo {
     int32_t fallback;
     size_t tpt;                       /* tiles (of BS_VTILE blocks) per GEMM task: several at small k, so that a channel's
                                        * epilogue set-up serves more outputs */
+    size_t cbpt;                      /* channel blocks (of 4) per GEMM task: BS_VCB_PER_TASK, fewer (and tpt fewer) when
+                                       * the job's thread hint asks for more tasks than that gives */
     /* The direct path (bs_vdirect_fits): no gathered rows. Stage 0 writes each group's input, 4 channels per 32-bit
      * word, into zero-point-padded phase planes (phase (fr, fc): padded rows fr, fr + sh, ..., columns fc, fc + sw,
      * ...; only the phases some tap reads); output (oh, ow) is virtual pixel oh * pwq + ow, and k-group (cq, tap) of
@@ -271,6 +273,15 @@ static void bs_vgeometry(const bs_avx2_job *j, bs_vgeo *o) {
     o->tpt = h->kg >= 64 ? 1 : (64 / (size_t)h->kg > 16 ? 16 : 64 / (size_t)h->kg);
     if (!o->fallback && j->conv) bs_vdirect_fits(j, h, o);
     if (o->direct) bs_vbsr_fits(j, h, o);
+    /* the thread hint: at least 4 GEMM tasks per thread where the work allows (fewer tiles per task first, then fewer
+     * channel blocks); which task computes an output does not change its value */
+    o->cbpt = BS_VCB_PER_TASK;
+    size_t tiles = (o->nb + BS_VTILE - 1) / BS_VTILE, ncb = (size_t)o->mg4 / 4, want = 4 * (size_t)(j->threads > 1 ? j->threads : 1);
+    while (j->threads > 1 && (o->tpt > 1 || o->cbpt > 1) &&
+           (size_t)o->groups * ((tiles + o->tpt - 1) / o->tpt) * ((ncb + o->cbpt - 1) / o->cbpt) < want) {
+        if (o->tpt > 1) o->tpt = (o->tpt + 1) / 2;
+        else o->cbpt = (o->cbpt + 1) / 2;
+    }
 }
 
 static size_t bs_vscratch_for(size_t groups, size_t mg, size_t k, size_t n) {
@@ -1259,7 +1270,7 @@ int32_t bs_avx512vnni_tasks(const bs_avx2_job *j, int32_t stage) {
 #endif
     switch (stage) {
     case 0: return (int32_t)((size_t)o->groups * (o->direct ? bs_vcdiv(o->cqn, o->qpt) : bs_vcdiv((size_t)o->kg, BS_VKG_PER_TASK)));
-    default: return (int32_t)((size_t)o->groups * bs_vcdiv(tiles, o->tpt) * bs_vcdiv((size_t)o->mg4 / 4, BS_VCB_PER_TASK));
+    default: return (int32_t)((size_t)o->groups * bs_vcdiv(tiles, o->tpt) * bs_vcdiv((size_t)o->mg4 / 4, o->cbpt));
     }
 }
 
@@ -1339,9 +1350,9 @@ void bs_avx512vnni_run(const bs_avx2_job *j, int32_t stage, int32_t task) {
         }
         return;
     } else {   /* stage 1: GEMM of one group, a range of tiles, a range of channel blocks */
-        size_t cbt = bs_vcdiv(ncb, BS_VCB_PER_TASK), tct = bs_vcdiv(tiles, o->tpt), rest;
+        size_t cbt = bs_vcdiv(ncb, o->cbpt), tct = bs_vcdiv(tiles, o->tpt), rest;
         g = (size_t)task / (tct * cbt); rest = (size_t)task % (tct * cbt); tl = rest / cbt * o->tpt;
-        cb0 = (rest % cbt) * BS_VCB_PER_TASK; cb1 = cb0 + BS_VCB_PER_TASK;
+        cb0 = (rest % cbt) * o->cbpt; cb1 = cb0 + o->cbpt;
         if (cb1 > ncb) cb1 = ncb;
     }
     const bs_vpacked *h = (const bs_vpacked *)j->packed;
