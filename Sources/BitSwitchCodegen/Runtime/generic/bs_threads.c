@@ -59,6 +59,13 @@ static inline void bs_relax(void) {
  * (a descheduled worker on a loaded machine costs nothing, the others take its share). A worker touches a job only
  * inside an enter/leave bracket on `active`, after checking that the job it sees is not `closed`; the caller closes
  * the job and waits for active == 0 before it writes the next job, so no worker reads half-written fields. */
+/* One thread's share of a job's tasks, [front, back) packed in one word: the owner takes from the front, others
+ * (once their own share is done) from the back. */
+typedef struct bs_range {
+    _Atomic uint64_t fb;         /* back << 32 | front */
+    char pad[56];
+} bs_range;
+
 struct bs_pool {
     int threads;                 /* including the caller */
     int started;                 /* workers running */
@@ -67,20 +74,42 @@ struct bs_pool {
     bs_task_fn fn;
     const void *arg;
     int32_t stage, ntasks;
-    atomic_int next, done, active, sleepers, caller_sleeps;
+    bs_range *ranges;            /* per thread (the caller is 0), on its own cache line */
+    atomic_int ids;              /* workers' indices, 1 .. threads - 1, taken as they start */
+    atomic_int done, active, sleepers, caller_sleeps;
     atomic_uint gen, closed;
     atomic_int stop;
     pthread_t workers[];         /* threads - 1 */
 };
 
-/* Takes and runs tasks of the current job until none is left. */
-static void bs_pool_work(bs_pool *p, int caller) {
-    int32_t n = p->ntasks;
+/* Takes the front (owner) or back (thief) task of r into *t; 0 when r is empty. */
+static int bs_range_take(bs_range *r, int front, int32_t *t) {
+    uint64_t v = atomic_load_explicit(&r->fb, memory_order_relaxed);
     for (;;) {
-        int32_t t = atomic_fetch_add_explicit(&p->next, 1, memory_order_relaxed);
-        if (t >= n) return;
+        uint32_t f = (uint32_t)v, b = (uint32_t)(v >> 32);
+        if (f >= b) return 0;
+        uint64_t nv = front ? ((uint64_t)b << 32) | (f + 1) : ((uint64_t)(b - 1) << 32) | f;
+        if (atomic_compare_exchange_weak_explicit(&r->fb, &v, nv, memory_order_relaxed, memory_order_relaxed)) {
+            *t = (int32_t)(front ? f : b - 1);
+            return 1;
+        }
+    }
+}
+
+/* Takes and runs tasks of the current job until none is left: thread `self` first its own share (tasks
+ * [self n / T, (self + 1) n / T) in order, so that in consecutive layers whose tasks follow the channels the same
+ * thread tends to produce and read the same channels, in its own cache), then what is left of the others' from
+ * their back. No shared counter is touched per task. */
+static void bs_pool_work(bs_pool *p, int self) {
+    int32_t n = p->ntasks;
+    int T = p->threads;
+    for (;;) {
+        int32_t t;
+        int got = bs_range_take(&p->ranges[self], 1, &t);
+        for (int k = 1; !got && k < T; k++) got = bs_range_take(&p->ranges[(self + k) % T], 0, &t);
+        if (!got) return;
         p->fn(p->arg, p->stage, t);
-        if (atomic_fetch_add_explicit(&p->done, 1, memory_order_seq_cst) == n - 1 && !caller
+        if (atomic_fetch_add_explicit(&p->done, 1, memory_order_seq_cst) == n - 1 && self != 0
             && atomic_load_explicit(&p->caller_sleeps, memory_order_seq_cst)) {
             pthread_mutex_lock(&p->mu);
             pthread_cond_signal(&p->finished);
@@ -91,6 +120,7 @@ static void bs_pool_work(bs_pool *p, int caller) {
 
 static void *bs_pool_main(void *v) {
     bs_pool *p = (bs_pool *)v;
+    int self = atomic_fetch_add_explicit(&p->ids, 1, memory_order_relaxed) + 1;
     unsigned seen = 0;
     for (;;) {
         /* Wait for a job newer than the last one seen (or stop): poll, then sleep. */
@@ -115,7 +145,7 @@ static void *bs_pool_main(void *v) {
         }
         atomic_fetch_add_explicit(&p->active, 1, memory_order_seq_cst);
         unsigned g = atomic_load_explicit(&p->gen, memory_order_seq_cst);
-        if (atomic_load_explicit(&p->closed, memory_order_seq_cst) != g) bs_pool_work(p, 0);
+        if (atomic_load_explicit(&p->closed, memory_order_seq_cst) != g) bs_pool_work(p, self);
         seen = g;
         atomic_fetch_sub_explicit(&p->active, 1, memory_order_release);
     }
@@ -149,15 +179,18 @@ int bs_pool_create(bs_pool **out, int threads) {
     *out = NULL;
     threads = bs_pool_resolve_threads(threads);
     if (threads <= 1) return 0;
-    bs_pool *p = (bs_pool *)calloc(1, sizeof(bs_pool) + (size_t)(threads - 1) * sizeof(pthread_t));
+    size_t head = sizeof(bs_pool) + (size_t)(threads - 1) * sizeof(pthread_t);
+    bs_pool *p = (bs_pool *)calloc(1, head + 64 + (size_t)threads * sizeof(bs_range));
     if (!p) return -1;
     p->threads = threads;
+    p->ranges = (bs_range *)(((uintptr_t)p + head + 63) & ~(uintptr_t)63);
+    for (int i = 0; i < threads; i++) atomic_init(&p->ranges[i].fb, 0);
+    atomic_init(&p->ids, 0);
     if (pthread_mutex_init(&p->mu, NULL) != 0) { free(p); return -1; }
     if (pthread_cond_init(&p->wake, NULL) != 0) { pthread_mutex_destroy(&p->mu); free(p); return -1; }
     if (pthread_cond_init(&p->finished, NULL) != 0) {
         pthread_cond_destroy(&p->wake); pthread_mutex_destroy(&p->mu); free(p); return -1;
     }
-    atomic_init(&p->next, 0);
     atomic_init(&p->done, 0);
     atomic_init(&p->active, 0);
     atomic_init(&p->sleepers, 0);
@@ -185,7 +218,10 @@ void bs_pool_run(bs_pool *p, const void *arg, int32_t stage, int32_t ntasks, bs_
     p->arg = arg;
     p->stage = stage;
     p->ntasks = ntasks;
-    atomic_store_explicit(&p->next, 0, memory_order_relaxed);
+    for (int i = 0; i < p->threads; i++) {
+        uint64_t f = (uint64_t)((int64_t)ntasks * i / p->threads), b = (uint64_t)((int64_t)ntasks * (i + 1) / p->threads);
+        atomic_store_explicit(&p->ranges[i].fb, b << 32 | f, memory_order_relaxed);
+    }
     atomic_store_explicit(&p->done, 0, memory_order_relaxed);
     unsigned g = atomic_load_explicit(&p->gen, memory_order_relaxed) + 1;
     if (g == 0) g = 1;   /* 0 is "no job yet" (and closed's initial value) */
@@ -195,7 +231,7 @@ void bs_pool_run(bs_pool *p, const void *arg, int32_t stage, int32_t ntasks, bs_
         pthread_cond_broadcast(&p->wake);
         pthread_mutex_unlock(&p->mu);
     }
-    bs_pool_work(p, 1);
+    bs_pool_work(p, 0);
     /* Wait for the tasks other threads took: poll, then sleep until the last one signals. */
     int64_t t0 = 0;
     for (int i = 0; atomic_load_explicit(&p->done, memory_order_acquire) < ntasks; i++) {
