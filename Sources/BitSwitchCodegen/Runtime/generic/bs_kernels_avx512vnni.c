@@ -1023,7 +1023,7 @@ static void bs_qs16s16_dwconv_row__avx512vnni(const int16_t *const *rows, int32_
  * correction xz sum(w) cancels exactly -- the reference skips those taps), vpermb puts into dword i the taps
  * 4 g .. 4 g + 3 of column group g of output i (input columns i sw + (4 g + t) dw), and vpdpbusd multiplies them by
  * the broadcast weight dword of that row and group: kh ceil(kw / 4) vpermb + vpdpbusd per 16 outputs, no int16 copy
- * of the input (the AVX2 row kernels' way, 2-3x slower here). u8 x s8 products summed in int32 are exact (s8 input:
+ * of the input (the int16 row kernels' way, 1.4-3x slower on the Zen 4). u8 x s8 products summed in int32 are exact (s8 input:
  * its u8 view x + 128, the zero point with it). Rows of at most 8 outputs go two to a vector (vpermi2b over both
  * rows' windows). The Requant in registers (bs_vepi_apply). */
 #if defined(__AVX512VBMI__) && !defined(BS_NO_VDW)   /* BS_NO_VDW: the kernel checker's switch to the int16 row kernels */
@@ -1051,7 +1051,7 @@ static inline __mmask64 bs_vdw_mask(int64_t col0, int64_t w) {
 /* The per-layer part of the depthwise kernel: geometry in locals (the byte stores of y may alias anything the
  * compiler would otherwise reload), the vpermb indices, the padding row and each 16-output block's load mask. */
 typedef struct bs_vdw {
-    int64_t H, W, OH, OW, sh, ph, dh, ih_step;
+    int64_t H, W, OH, OW, sh, ph, dh;
     int32_t KH, G, two, i32;
     const unsigned char *pad;                 /* W bytes of the padding as stored: the rows outside the input */
     __m512i XZ, FLIP;                         /* the zero point as u8; 0x80 for s8 input (its u8 view), else 0 */

@@ -53,12 +53,13 @@ static inline void bs_relax(void) {
 }
 
 
-/* Protocol. The caller writes a job's fields (fn, arg, stage, ntasks), resets `next` and `done`, then publishes it
- * by storing its number in `gen`. Everybody (the caller too) takes task indices from `next` and counts finished
- * tasks in `done`; the caller returns once done == ntasks, so it never waits for a worker that has not started
+/* Protocol. The caller writes a job's fields (fn, arg, stage, ntasks), splits the tasks into the threads' ranges
+ * and resets `done`, then publishes it by storing its number in `gen`. Everybody (the caller too) takes task indices
+ * from the ranges (bs_pool_work) and counts finished tasks in `done`; the caller returns once done == ntasks, so it never waits for a worker that has not started
  * (a descheduled worker on a loaded machine costs nothing, the others take its share). A worker touches a job only
  * inside an enter/leave bracket on `active`, after checking that the job it sees is not `closed`; the caller closes
  * the job and waits for active == 0 before it writes the next job, so no worker reads half-written fields. */
+
 /* One thread's share of a job's tasks, [front, back) packed in one word: the owner takes from the front, others
  * (once their own share is done) from the back. */
 typedef struct bs_range {
