@@ -1052,7 +1052,7 @@ static inline __mmask64 bs_vdw_mask(int64_t col0, int64_t w) {
  * compiler would otherwise reload), the vpermb indices, the padding row and each 16-output block's load mask. */
 typedef struct bs_vdw {
     int64_t H, W, OH, OW, sh, ph, dh;
-    int32_t KH, G, two, i32;
+    int32_t i32;
     const unsigned char *pad;                 /* W bytes of the padding as stored: the rows outside the input */
     __m512i XZ, FLIP;                         /* the zero point as u8; 0x80 for s8 input (its u8 view), else 0 */
     __m512i IDX[BS_VDW_MAXW];
@@ -1121,19 +1121,20 @@ static void bs_vdw_run(const bs_avx2_job *j, int32_t task) {
     int32_t xzu = j->p->x_zero + (u8 ? 0 : 128);
     bs_vdw d;
     d.H = g->h; d.W = g->w; d.OH = g->oh; d.OW = g->ow; d.sh = g->sh; d.ph = g->ph; d.dh = g->dh;
-    d.KH = kh; d.G = (kw + 3) / 4; d.two = g->ow <= 8; d.i32 = !j->rq || j->yt == BS_T_I32;
+    int32_t G = (kw + 3) / 4, two = g->ow <= 8;
+    d.i32 = !j->rq || j->yt == BS_T_I32;
     d.XZ = _mm512_set1_epi8((char)xzu);
     d.FLIP = _mm512_set1_epi8(u8 ? 0 : (char)0x80);
     unsigned char pad[BS_DW_BUF];   /* bs_dw_geometry: w <= BS_DW_BUF */
     memset(pad, xzu ^ (u8 ? 0 : 0x80), (size_t)g->w);
     d.pad = pad;
     /* vpermb / vpermi2b indices: byte 4 i + t of group q = output i's tap 4 q + t (weight 0 past kw) */
-    for (int32_t q = 0; q < d.G; q++) {
+    for (int32_t q = 0; q < G; q++) {
         unsigned char b[64];
         for (int32_t i = 0; i < 16; i++)
             for (int32_t t = 0; t < 4; t++) {
-                int32_t col = 4 * q + t < kw ? (4 * q + t) * g->dw : 0, o = d.two && i >= 8 ? i - 8 : i;
-                b[4 * i + t] = (unsigned char)((d.two && i >= 8 ? 64 : 0) + o * g->sw + col);
+                int32_t col = 4 * q + t < kw ? (4 * q + t) * g->dw : 0, o = two && i >= 8 ? i - 8 : i;
+                b[4 * i + t] = (unsigned char)((two && i >= 8 ? 64 : 0) + o * g->sw + col);
             }
         d.IDX[q] = _mm512_loadu_si512((const void *)b);
     }
@@ -1144,10 +1145,10 @@ static void bs_vdw_run(const bs_avx2_job *j, int32_t task) {
     size_t in_plane = (size_t)g->h * g->w, out_plane = (size_t)g->oh * g->ow, ysz = d.i32 ? 4 : 1;
     /* byte t of weight dword q = tap (row q / G, column 4 (q % G) + t): its place in the channel's packed k-groups
      * ([kg][4 channels][4 k]: tap kk at (kk / 4) 16 + kk % 4), -1 past kw */
-    int32_t nw = kh * d.G, wof[BS_VDW_MAXW][4];
+    int32_t nw = kh * G, wof[BS_VDW_MAXW][4];
     for (int32_t q = 0; q < nw; q++)
         for (int32_t t = 0; t < 4; t++) {
-            int32_t col = 4 * (q % d.G) + t, kk = q / d.G * kw + col;
+            int32_t col = 4 * (q % G) + t, kk = q / G * kw + col;
             wof[q][t] = col < kw ? kk / 4 * 16 + kk % 4 : -1;
         }
     for (int32_t c = c0; c < c1; c++) {
@@ -1166,8 +1167,8 @@ static void bs_vdw_run(const bs_avx2_job *j, int32_t task) {
         bs_vepi_setup(j, (size_t)c, (int32_t)((uint32_t)xzu * (uint32_t)sum), &e);
         const unsigned char *xc = (const unsigned char *)j->x + (size_t)c * in_plane;
         void *yc = (unsigned char *)j->y + (size_t)c * out_plane * ysz;
-        if (kh == 3 && d.G == 1) {
-            if (d.two) {
+        if (kh == 3 && G == 1) {
+            if (two) {
                 if (e.mode == 5) bs_vdw_channel(j, &d, &e, wd, 3, 1, 1, 5, xc, yc);
                 else if (e.mode == 4) bs_vdw_channel(j, &d, &e, wd, 3, 1, 1, 4, xc, yc);
                 else bs_vdw_channel(j, &d, &e, wd, 3, 1, 1, -1, xc, yc);
@@ -1177,7 +1178,7 @@ static void bs_vdw_run(const bs_avx2_job *j, int32_t task) {
                 else bs_vdw_channel(j, &d, &e, wd, 3, 1, 0, -1, xc, yc);
             }
         } else {
-            bs_vdw_channel(j, &d, &e, wd, kh, d.G, d.two, -1, xc, yc);
+            bs_vdw_channel(j, &d, &e, wd, kh, G, two, -1, xc, yc);
         }
     }
 }
