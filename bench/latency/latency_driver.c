@@ -227,6 +227,15 @@ int main(int argc, char **argv) {
         set_profile(ctx, cur);
         t[n++] = now() - a;
     }
+    /* the same times by the profile switched to (switch i went to profile (i + 1) mod np... from np - 1) */
+    double *by = malloc((size_t)switches * sizeof *by);
+    double into[64];
+    for (int p = 0; p < np && p < 64; p++) {
+        int m = 0;
+        for (int i = 0; i < switches; i++) if ((i % np) == p) by[m++] = t[i];
+        into[p] = m ? median(by, m) : 0;
+    }
+    free(by);
     double sw_med = median(t, n), sw_max = t[n - 1];
     n = 0;
     for (int i = 0; i < switches; i++) {
@@ -235,8 +244,14 @@ int main(int argc, char **argv) {
         t[n++] = now() - a;
     }
     double same_med = median(t, n);
-    printf("{\"kind\": \"switch\", \"threads\": %d, \"switches\": %d, \"median_us\": %.3f, \"max_us\": %.3f, \"noop_median_us\": %.3f}\n",
+    printf("{\"kind\": \"switch\", \"threads\": %d, \"switches\": %d, \"median_us\": %.3f, \"max_us\": %.3f, \"noop_median_us\": %.3f, \"into_median_us\": {",
            thread_count(ctx), switches, sw_med * 1e6, sw_max * 1e6, same_med * 1e6);
+    for (int p = 0; p < np && p < 64; p++) {
+        printf(p ? ", " : "");
+        put_json_string(profile_name(p));
+        printf(": %.3f", into[p] * 1e6);
+    }
+    printf("}}\n");
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     struct segs sg = {0};

@@ -96,8 +96,13 @@ def main():
                 o1, i1 = med(m["run"].get((base, "8"))), int8_of(m, base)[0]
                 last = f"{ratio(o1, ours[0])} · {ratio(i1, int8)}"
             else:
-                us = lambda sw: "—" if not sw else f"{sw['median_us']:.0f}, {sw['max_us']:.0f}" if sw["median_us"] >= 10 \
-                    else f"{sw['median_us']:.1f}, {sw['max_us']:.1f}"
+                def us(sw):   # median, max; then the medians by the profile switched to, where the driver gives them
+                    if not sw:
+                        return "—"
+                    f = ".0f" if sw["median_us"] >= 10 else ".1f"
+                    into = sw.get("into_median_us") or {}
+                    by = f" (into {' · '.join(into)}: {' · '.join(format(v, f) for v in into.values())})" if len(into) > 1 else ""
+                    return f"{sw['median_us']:{f}}, {sw['max_us']:{f}}{by}"
                 sws = m.get("switch") or {}
                 last = us(sws.get(min(sws))) if sws else "—"
                 last += "".join(f"; {k} threads {us(sws[k])}" for k in sorted(sws) if sws and k != min(sws))

@@ -40,11 +40,21 @@ size_t bs_qs8_packed_weights_size_bits__avx2(int32_t groups, int32_t mg, int32_t
     return 64 + BS_A64((size_t)groups * mg4 * 4) + BS_A64(bs_packed_data_bytes(groups, mg, k, bits));
 }
 
-/* w_b = clamp(rshr(q, shift), lo, hi) on 32 signed bytes: rshr(q, s) = (q >> s) + bit s-1 of q, the arithmetic
- * shift done in 16-bit lanes for the even and the odd bytes; every shift >= 8 gives 0 (|q| <= 2^(s-1)). */
-static inline __m256i bs_shift_clamp32(__m256i x, int32_t shift, __m256i lo, __m256i hi) {
+/* w_b = clamp(rshr(q, shift), lo, hi) on 32 signed bytes (lo, hi: those of `bits`): rshr(q, s) = (q >> s) + bit s-1
+ * of q = floor((q + 2^(s-1)) / 2^s); every shift >= 8 gives 0 (|q| <= 2^(s-1)). When bits <= 8 - s, the sum is taken
+ * saturating: it saturates only where q + 2^(s-1) > 127, whose exact result 2^(7-s) > hi clamps to hi as the
+ * saturated 127 >> s = 2^(7-s) - 1 >= hi does; the byte shift is a 16-bit logical shift, a mask of each byte's own
+ * bits and a sign extension ((t ^ m) - m, m the shifted sign bit). Otherwise, the arithmetic shift in 16-bit lanes
+ * for the even and the odd bytes and the rounding bit added after. */
+static inline __m256i bs_shift_clamp32(__m256i x, int32_t shift, int32_t bits, __m256i lo, __m256i hi) {
     if (shift >= 8) return _mm256_setzero_si256();
-    if (shift > 0) {
+    if (shift > 0 && bits <= 8 - shift) {
+        const __m128i s = _mm_cvtsi32_si128(shift);
+        const __m256i m = _mm256_set1_epi8((char)(0x80 >> shift));
+        __m256i t = _mm256_adds_epi8(x, _mm256_set1_epi8((char)(1 << (shift - 1))));
+        t = _mm256_and_si256(_mm256_srl_epi16(t, s), _mm256_set1_epi8((char)(0xFF >> shift)));
+        x = _mm256_sub_epi8(_mm256_xor_si256(t, m), m);
+    } else if (shift > 0) {
         const __m128i s = _mm_cvtsi32_si128(shift), s8 = _mm_cvtsi32_si128(shift + 8), s1 = _mm_cvtsi32_si128(shift - 1);
         __m256i even = _mm256_and_si256(_mm256_sra_epi16(_mm256_slli_epi16(x, 8), s8), _mm256_set1_epi16(0x00FF));
         __m256i odd = _mm256_and_si256(_mm256_sra_epi16(x, s), _mm256_set1_epi16((short)0xFF00));
@@ -78,7 +88,10 @@ static inline void bs_transpose4x8(__m256i r0, __m256i r1, __m256i r2, __m256i r
 /* Stores the first `groups16` 16-byte k-groups of out[0..3] (128 bytes) at dst. */
 static inline void bs_store_kgroups(unsigned char *dst, const __m256i out[4], int32_t groups16) {
     if (groups16 >= 8) {
-        for (int i = 0; i < 4; i++) _mm256_storeu_si256((__m256i *)(dst + 32 * i), out[i]);
+        if (((uintptr_t)dst & 31) == 0)   /* past the caches (no read for ownership); fenced by the caller */
+            for (int i = 0; i < 4; i++) _mm256_stream_si256((__m256i *)(dst + 32 * i), out[i]);
+        else
+            for (int i = 0; i < 4; i++) _mm256_storeu_si256((__m256i *)(dst + 32 * i), out[i]);
         return;
     }
     unsigned char buf[128];
@@ -106,7 +119,9 @@ void bs_qs8_pack_header__avx2(void *packed, int32_t groups, int32_t mg, int32_t 
     h->bits = bits; h->shift = shift; h->taps = 0;
 }
 
-void bs_qs8_pack_weights_blocks__avx2(const int8_t *q8, void *packed, int32_t g, int32_t cb0, int32_t cb1) {
+/* The data and sums of channel blocks [cb0, cb1) of group g of row-major q8 [groups*mg, k] (not kmajor), with the
+ * header's parameters; the data by non-temporal stores, then an sfence. */
+static void bs_pack_blocks(const int8_t *q8, void *packed, int32_t g, int32_t cb0, int32_t cb1) {
     /* q8 [groups*mg, k]: per block of 4 channels, 32 k at a time from each of the 4 rows, a 4 x 8 dword transpose
      * (S8C4: 4 k per dword; S16C2: sign-extended halves, 2 k per dword). */
     const bs_packed *h = (const bs_packed *)packed;
@@ -123,7 +138,7 @@ void bs_qs8_pack_weights_blocks__avx2(const int8_t *q8, void *packed, int32_t g,
         __m256i sums = _mm256_setzero_si256();
         for (int32_t kc = 0; kc < k; kc += 32) {
             __m256i r[4], out[4];
-            for (int i = 0; i < 4; i++) r[i] = bs_shift_clamp32(bs_load_row32(row[i], kc, k), shift, LO, HI);
+            for (int i = 0; i < 4; i++) r[i] = bs_shift_clamp32(bs_load_row32(row[i], kc, k), shift, h->bits, LO, HI);
             if (mode == BS_PACK_S8C4) {
                 int32_t q0 = kc / 4;
                 bs_transpose4x8(r[0], r[1], r[2], r[3], out);
@@ -145,6 +160,7 @@ void bs_qs8_pack_weights_blocks__avx2(const int8_t *q8, void *packed, int32_t g,
         __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(sums), _mm256_extracti128_si256(sums, 1));
         _mm_storeu_si128((__m128i *)(wsum + (size_t)g * mg4 + (size_t)cb * 4), s4);
     }
+    _mm_sfence();   /* the streamed stores are visible before the pool's completion count says so */
 }
 
 void bs_qs8_pack_weights_layout__avx2(const int8_t *q8, void *packed, int32_t groups, int32_t mg, int32_t k,
@@ -158,7 +174,7 @@ void bs_qs8_pack_weights_layout__avx2(const int8_t *q8, void *packed, int32_t gr
     unsigned char *wp = (unsigned char *)packed + 64 + BS_A64((size_t)groups * mg4 * 4);
     const __m256i LO = _mm256_set1_epi8((char)lo), HI = _mm256_set1_epi8((char)hi);
     if (!kmajor) {
-        for (int32_t g = 0; g < groups; g++) bs_qs8_pack_weights_blocks__avx2(q8, packed, g, 0, mg4 / 4);
+        for (int32_t g = 0; g < groups; g++) bs_pack_blocks(q8, packed, g, 0, mg4 / 4);
         return;
     }
     /* q8 [k, mg] (groups == 1): 16 channels (4 channel blocks) at a time, per k-group the 4 (S8C4) or 2 (S16C2) rows of
@@ -176,7 +192,7 @@ void bs_qs8_pack_weights_layout__avx2(const int8_t *q8, void *packed, int32_t gr
                     if (oc + 16 <= mg) v = _mm_loadu_si128((const __m128i *)src);
                     else { int8_t buf[16] = {0}; memcpy(buf, src, (size_t)(mg - oc)); v = _mm_loadu_si128((const __m128i *)buf); }
                 }
-                r[j] = _mm256_castsi256_si128(bs_shift_clamp32(_mm256_castsi128_si256(v), shift, LO, HI));
+                r[j] = _mm256_castsi256_si128(bs_shift_clamp32(_mm256_castsi128_si256(v), shift, bits, LO, HI));
             }
             __m128i cbv[4];
             if (mode == BS_PACK_S8C4) {
@@ -1780,7 +1796,7 @@ static void bs_pack_gemv(const int8_t *q8, void *packed, int32_t mg, int32_t k, 
                         for (int32_t i = 0; i < 32 && kc + i < k; i++) col[i] = q8[(size_t)(kc + i) * mg + c];
                         w = _mm256_loadu_si256((const __m256i *)col);
                     }
-                    w = bs_shift_clamp32(w, shift, LO, HI);
+                    w = bs_shift_clamp32(w, shift, bits, LO, HI);
                     /* lanes past k hold 0: they add nothing to the sum and meet u = 0 in the kernel */
                     sums = _mm256_add_epi32(sums, _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, w), ones16));
                 }

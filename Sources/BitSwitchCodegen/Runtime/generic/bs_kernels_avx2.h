@@ -73,11 +73,9 @@ int32_t bs_qs8_pack_gemv_within__avx2(const int8_t *q8, void *packed, int32_t gr
 void bs_qs8_pack_weights_layout__avx2(const int8_t *q8, void *packed, int32_t groups, int32_t mg, int32_t k,
                                       int32_t kmajor, int32_t shift, int32_t bits, int32_t mode);
 
-/* The layout pack in parts, for a caller that does more per block while it is in cache (the AVX-512 VNNI bit planes):
- * the header (mode 1 or 2, as above), then the channel blocks [cb0, cb1) of group g of row-major q8 [groups*mg, k]
- * (not kmajor) with their sums, with the header's parameters. */
+/* The header of a layout pack (mode 1 or 2, as above), for a caller that packs the data itself (the AVX-512 VNNI
+ * kernels). */
 void bs_qs8_pack_header__avx2(void *packed, int32_t groups, int32_t mg, int32_t k, int32_t shift, int32_t bits, int32_t mode);
-void bs_qs8_pack_weights_blocks__avx2(const int8_t *q8, void *packed, int32_t g, int32_t cb0, int32_t cb1);
 
 /* The shape of a staged conv / gemm job's work (bs_kernels_avx2.c's bs_geometry), kept in the job by bs_avx2_stages. */
 typedef struct bs_avx2_geo {

@@ -66,6 +66,43 @@ static inline __m512i bs_vnibbles(__m512i x) {
     __m512i w = _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi16_epi8(lo)), _mm512_cvtepi16_epi8(hi), 1);
     return _mm512_permutexvar_epi64(qidx, w);   /* [p0 p2 p4 p6 p1 p3 p5 p7] -> [p0 .. p7] */
 }
+
+/* The bit-0 and bit-1 masks of 16 vectors of 64 bytes z[0..15] (only bits 0 and 1 of each byte matter), as vectors:
+ * A[b] holds the masks of z[0..7] (qword i = bit b of z[i]'s bytes), B[b] those of z[8..15]. With GFNI, in registers:
+ * gf2p8affineqb with z as the matrix is an 8 x 8 bit transpose per qword (byte b of the result's qword q = bit b of
+ * z's bytes 8q .. 8q + 7, byte 8q + j in bit 7 - j); the bytes 0 and 1 of every qword gathered by vpermt2b (two z a
+ * step) and vpermt2q, then each byte's bits reversed (gf2p8affineqb with 0x8040201008040201). Without GFNI, test
+ * masks stored and reloaded (the reload waits for the 16 scalar stores: store forwarding cannot join them). */
+static inline void bs_vmasks16(const __m512i z[16], __m512i A[2], __m512i B[2]) {
+#if defined(__GFNI__)
+    /* pair step: bytes [0, 8) = plane 0 of the first z, [8, 16) of the second, [16, 24) and [24, 32) plane 1 */
+    static const unsigned char pair[64] = {0, 8, 16, 24, 32, 40, 48, 56, 64, 72, 80, 88, 96, 104, 112, 120,
+                                           1, 9, 17, 25, 33, 41, 49, 57, 65, 73, 81, 89, 97, 105, 113, 121};
+    const __m512i P = _mm512_loadu_si512((const void *)pair), X = _mm512_set1_epi64(0x0201);   /* bits 0, 1 */
+    const __m512i rev = _mm512_set1_epi64((long long)0x8040201008040201ULL);
+    const __m512i q4 = _mm512_setr_epi64(0, 1, 8, 9, 2, 3, 10, 11);   /* two pairs: [plane 0 of 4 z | plane 1 of 4 z] */
+    const __m512i lo = _mm512_setr_epi64(0, 1, 2, 3, 8, 9, 10, 11), hi = _mm512_setr_epi64(4, 5, 6, 7, 12, 13, 14, 15);
+    __m512i p[8], f[4];
+    for (int i = 0; i < 8; i++)
+        p[i] = _mm512_permutex2var_epi8(_mm512_gf2p8affine_epi64_epi8(X, z[2 * i], 0), P, _mm512_gf2p8affine_epi64_epi8(X, z[2 * i + 1], 0));
+    for (int i = 0; i < 4; i++) f[i] = _mm512_permutex2var_epi64(p[2 * i], q4, p[2 * i + 1]);
+    A[0] = _mm512_gf2p8affine_epi64_epi8(_mm512_permutex2var_epi64(f[0], lo, f[1]), rev, 0);
+    A[1] = _mm512_gf2p8affine_epi64_epi8(_mm512_permutex2var_epi64(f[0], hi, f[1]), rev, 0);
+    B[0] = _mm512_gf2p8affine_epi64_epi8(_mm512_permutex2var_epi64(f[2], lo, f[3]), rev, 0);
+    B[1] = _mm512_gf2p8affine_epi64_epi8(_mm512_permutex2var_epi64(f[2], hi, f[3]), rev, 0);
+#else
+    _Alignas(64) uint64_t m[2][16];
+    const __m512i one = _mm512_set1_epi8(1), two = _mm512_set1_epi8(2);
+    for (int i = 0; i < 16; i++) {
+        m[0][i] = (uint64_t)_mm512_test_epi8_mask(z[i], one);
+        m[1][i] = (uint64_t)_mm512_test_epi8_mask(z[i], two);
+    }
+    for (int b = 0; b < 2; b++) {
+        A[b] = _mm512_load_si512((const void *)m[b]);
+        B[b] = _mm512_load_si512((const void *)(m[b] + 8));
+    }
+#endif
+}
 #endif
 
 void bs_qs8_pack_weights_rows__avx512vnni(const int8_t *q8, void *packed, int32_t groups, int32_t mg, int32_t k,
@@ -78,11 +115,92 @@ void bs_qs8_pack_weights_rows__avx512vnni(const int8_t *q8, void *packed, int32_
 /* A gemm whose weights have the AVX2 batch-1 layout (header modes 3..5): the AVX2 family runs it. */
 static int bs_vgemv(const bs_avx2_job *j) { return !j->conv && ((const int32_t *)j->packed)[0] >= 3; }
 
+/* w_b = clamp(rshr(q, shift), lo, hi) on 64 signed bytes: bs_shift_clamp32 of the AVX2 kernels (which says why the
+ * saturating sum is exact when bits <= 8 - shift), 64 bytes at a time. */
+static inline __m512i bs_vshift_clamp64(__m512i x, int32_t shift, int32_t bits, __m512i lo, __m512i hi) {
+    if (shift >= 8) return _mm512_setzero_si512();
+    if (shift > 0 && bits <= 8 - shift) {
+        const __m512i m = _mm512_set1_epi8((char)(0x80 >> shift));
+        __m512i t = _mm512_adds_epi8(x, _mm512_set1_epi8((char)(1 << (shift - 1))));
+        t = _mm512_and_si512(_mm512_srl_epi16(t, _mm_cvtsi32_si128(shift)), _mm512_set1_epi8((char)(0xFF >> shift)));
+        x = _mm512_sub_epi8(_mm512_xor_si512(t, m), m);
+    } else if (shift > 0) {
+        const __m128i s = _mm_cvtsi32_si128(shift), s8 = _mm_cvtsi32_si128(shift + 8), s1 = _mm_cvtsi32_si128(shift - 1);
+        __m512i even = _mm512_and_si512(_mm512_sra_epi16(_mm512_slli_epi16(x, 8), s8), _mm512_set1_epi16(0x00FF));
+        __m512i odd = _mm512_and_si512(_mm512_sra_epi16(x, s), _mm512_set1_epi16((short)0xFF00));
+        __m512i r = _mm512_and_si512(_mm512_srl_epi16(x, s1), _mm512_set1_epi8(1));
+        x = _mm512_add_epi8(_mm512_or_si512(even, odd), r);
+    }
+    return _mm512_min_epi8(_mm512_max_epi8(x, lo), hi);
+}
+
+/* The S8C4 data and sums of channel blocks [cb0, cb1) of group g of row-major q8 [groups*mg, k] (the header set):
+ * 64 k of the block's 4 rows at a time, shifted and clamped, a 4 x 16 dword transpose into 16 k-groups of
+ * [4 channels][4 k], the sums by vpdpbusd with ones. The data go to their place in h by non-temporal stores (the
+ * caller fences), or, when `to` is not NULL, to `to` (block cb0 first) through the caches, for a caller that reads
+ * them back. */
+static void bs_vpack_blocks(const int8_t *q8, bs_vpacked *h, int32_t g, int32_t cb0, int32_t cb1, unsigned char *to) {
+    int32_t mg = h->mg, k = h->k, kg = h->kg, mg4 = h->mg4, ncb = mg4 / 4, shift = h->shift, bits = h->bits;
+    int32_t *wsum = (int32_t *)(void *)((unsigned char *)h + 64);
+    unsigned char *wp = (unsigned char *)h + 64 + BS_VA64((size_t)h->groups * mg4 * 4);
+    const __m512i LO = _mm512_set1_epi8((char)-(1 << (bits - 1))), HI = _mm512_set1_epi8((char)((1 << (bits - 1)) - 1));
+    const __m512i ones = _mm512_set1_epi8(1);
+    size_t bb = (size_t)kg * 16;
+    for (int32_t cb = cb0; cb < cb1; cb++) {
+        unsigned char *base = to ? to + (size_t)(cb - cb0) * bb : wp + ((size_t)g * ncb + cb) * bb;
+        int stream = !to && ((uintptr_t)base & 63) == 0 && (bb & 63) == 0;
+        const int8_t *row[4];
+        for (int32_t c4 = 0; c4 < 4; c4++)
+            row[c4] = cb * 4 + c4 < mg ? q8 + ((size_t)g * mg + (size_t)cb * 4 + c4) * (size_t)k : NULL;
+        __m512i sums = _mm512_setzero_si512();
+        for (int32_t kc = 0; kc < k; kc += 64) {
+            __mmask64 ld = kc + 64 <= k ? ~(__mmask64)0 : (((__mmask64)1 << (k - kc)) - 1);
+            __m512i r[4];
+            for (int i = 0; i < 4; i++)
+                r[i] = row[i] ? bs_vshift_clamp64(_mm512_maskz_loadu_epi8(ld, (const void *)(row[i] + kc)), shift, bits, LO, HI)
+                              : _mm512_setzero_si512();
+            /* lanes past k: shifted zeros, clamped: 0 */
+            __m512i t0 = _mm512_unpacklo_epi32(r[0], r[1]), t1 = _mm512_unpackhi_epi32(r[0], r[1]);
+            __m512i t2 = _mm512_unpacklo_epi32(r[2], r[3]), t3 = _mm512_unpackhi_epi32(r[2], r[3]);
+            __m512i u0 = _mm512_unpacklo_epi64(t0, t2), u1 = _mm512_unpackhi_epi64(t0, t2);   /* k-groups 4L, 4L + 1 of lane L */
+            __m512i u2 = _mm512_unpacklo_epi64(t1, t3), u3 = _mm512_unpackhi_epi64(t1, t3);   /* 4L + 2, 4L + 3 */
+            __m512i v0 = _mm512_shuffle_i64x2(u0, u1, 0x44), v1 = _mm512_shuffle_i64x2(u2, u3, 0x44);
+            __m512i v2 = _mm512_shuffle_i64x2(u0, u1, 0xEE), v3 = _mm512_shuffle_i64x2(u2, u3, 0xEE);
+            __m512i out[4] = {_mm512_shuffle_i64x2(v0, v1, 0x88), _mm512_shuffle_i64x2(v0, v1, 0xDD),
+                              _mm512_shuffle_i64x2(v2, v3, 0x88), _mm512_shuffle_i64x2(v2, v3, 0xDD)};   /* k-groups 4i .. 4i + 3 */
+            int32_t q0 = kc / 4, left = kg - q0;   /* k-groups of this step still in the block */
+            for (int i = 0; i < 4; i++) {
+                sums = _mm512_dpbusd_epi32(sums, ones, out[i]);
+                unsigned char *d = base + (size_t)(q0 + 4 * i) * 16;
+                if (left >= 4 * i + 4) {
+                    if (stream) _mm512_stream_si512((void *)d, out[i]);
+                    else _mm512_storeu_si512((void *)d, out[i]);
+                } else if (left > 4 * i) {
+                    _mm512_mask_storeu_epi8((void *)d, ((__mmask64)1 << (16 * (left - 4 * i))) - 1, out[i]);
+                }
+            }
+        }
+        /* dword lane j of the sums holds channel j % 4 */
+        __m256i s8 = _mm256_add_epi32(_mm512_castsi512_si256(sums), _mm512_extracti64x4_epi64(sums, 1));
+        __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(s8), _mm256_extracti128_si256(s8, 1));
+        _mm_storeu_si128((__m128i *)(void *)(wsum + (size_t)g * mg4 + (size_t)cb * 4), s4);
+    }
+}
+
+/* Copies n bytes (a multiple of 16) from the 64-byte aligned src to the 16-byte aligned dst, by non-temporal stores
+ * from dst's first 64-byte boundary on; the caller fences. */
+static void bs_vstream_copy(unsigned char *dst, const unsigned char *src, size_t n) {
+    size_t i = 0;
+    for (; i < n && ((uintptr_t)(dst + i) & 63); i += 16) _mm_storeu_si128((__m128i *)(dst + i), _mm_loadu_si128((const __m128i *)(src + i)));
+    for (; i + 64 <= n; i += 64) _mm512_stream_si512((void *)(dst + i), _mm512_loadu_si512((const void *)(src + i)));
+    for (; i < n; i += 16) _mm_storeu_si128((__m128i *)(dst + i), _mm_loadu_si128((const __m128i *)(src + i)));
+}
+
 /* The bit planes of w_b (bits <= 2) for the bit-serial kernels, after the S8C4 data (read back from it): per block of
  * 4 output channels, per k-word q = chunk * T + tap (chunk: 64 input channels), [4 channels][2 planes] uint64 words,
  * bit i of a word = input channel 64 chunk + i (0 past the last), plane 0 / 1 = bit 0 / 1 of w_b's two's complement:
  * w_b = b0 - 2 b1. */
-static void bs_vbsr_pack(bs_vpacked *h, int32_t T, int32_t cb0, int32_t cb1) {
+static void bs_vbsr_pack(bs_vpacked *h, int32_t T, int32_t cb0, int32_t cb1, const unsigned char *src) {
 #if BS_VBSR
     int32_t cg = h->k / T, cqn = cg / 4, nch = (cg + 63) / 64;
     const unsigned char *wp = (const unsigned char *)h + 64 + BS_VA64((size_t)h->groups * h->mg4 * 4);
@@ -92,37 +210,33 @@ static void bs_vbsr_pack(bs_vpacked *h, int32_t T, int32_t cb0, int32_t cb1) {
      * words of 4 taps x 4 channels. */
     __m512i pc, pd;
     bs_vnibble_index(&pc, &pd);
-    const __m512i one = _mm512_set1_epi8(1), two = _mm512_set1_epi8(2);
     const __m512i il0 = _mm512_setr_epi64(0, 8, 1, 9, 2, 10, 3, 11), il1 = _mm512_setr_epi64(4, 12, 5, 13, 6, 14, 7, 15);
     for (int32_t cb = cb0; cb < cb1; cb++) {
-        const unsigned char *blk = wp + (size_t)cb * h->kg * 16;
+        const unsigned char *blk = src + (size_t)(cb - cb0) * h->kg * 16;
         for (int32_t ch = 0; ch < nch; ch++)
             for (int32_t t0 = 0; t0 < T; t0 += 4) {
                 int32_t nt = T - t0 < 4 ? T - t0 : 4;
                 __mmask64 ld = nt == 4 ? ~(__mmask64)0 : (((__mmask64)1 << (16 * nt)) - 1);
-                _Alignas(64) uint64_t m[2][16];
+                __m512i z[16], A[2], B[2];
                 for (int32_t i = 0; i < 16; i++) {
                     int32_t cq = ch * 16 + i;
-                    if (cq >= cqn) { m[0][i] = 0; m[1][i] = 0; continue; }
-                    __m512i z = _mm512_maskz_loadu_epi8(ld, (const void *)(blk + ((size_t)cq * T + (size_t)t0) * 16));
-                    m[0][i] = (uint64_t)_mm512_test_epi8_mask(z, one);
-                    m[1][i] = (uint64_t)_mm512_test_epi8_mask(z, two);
+                    z[i] = cq < cqn ? _mm512_maskz_loadu_epi8(ld, (const void *)(blk + ((size_t)cq * T + (size_t)t0) * 16)) : _mm512_setzero_si512();
                 }
+                bs_vmasks16(z, A, B);
                 __m512i w[2][2];   /* [plane][taps t0, t0 + 1 | t0 + 2, t0 + 3]: word 4 tap + channel */
                 for (int b = 0; b < 2; b++) {
-                    __m512i A = _mm512_load_si512((const void *)m[b]), B = _mm512_load_si512((const void *)(m[b] + 8));
-                    w[b][0] = bs_vnibbles(_mm512_permutex2var_epi8(A, pc, B));
-                    w[b][1] = bs_vnibbles(_mm512_permutex2var_epi8(A, pd, B));
+                    w[b][0] = bs_vnibbles(_mm512_permutex2var_epi8(A[b], pc, B[b]));
+                    w[b][1] = bs_vnibbles(_mm512_permutex2var_epi8(A[b], pd, B[b]));
                 }
                 for (int32_t tt = 0; tt < nt; tt++) {   /* [4 channels][2 planes] of tap t0 + tt */
                     __m512i v = _mm512_permutex2var_epi64(w[0][tt / 2], tt % 2 ? il1 : il0, w[1][tt / 2]);
-                    _mm512_storeu_si512((void *)(bw + (((size_t)cb * nch + (size_t)ch) * T + (size_t)(t0 + tt)) * 8), v);
+                    _mm512_stream_si512((void *)(bw + (((size_t)cb * nch + (size_t)ch) * T + (size_t)(t0 + tt)) * 8), v);
                 }
             }
     }
     h->bsr_T = T; h->bsr_nch = nch;
 #else
-    (void)h; (void)T; (void)cb0; (void)cb1;
+    (void)h; (void)T; (void)cb0; (void)cb1; (void)src;
 #endif
 }
 
@@ -134,17 +248,30 @@ void bs_qs8_pack_weights__avx512vnni(const int8_t *q8, void *packed, int32_t gro
     bs_vpacked *h = (bs_vpacked *)packed;
     int32_t tm = !kmajor && taps > 1 && k % (4 * taps) == 0;
     if (BS_VBSR && bsr_room && bits <= 2 && !kmajor && (taps <= 1 || tm) && bs_qs8_packed_bsr_size__avx512vnni(groups, mg, k, taps)) {
-        /* the bit planes 4 channel blocks at a time, each right after its S8C4 bytes (read back while in L1 / L2) */
+        /* the bit planes up to 4 channel blocks at a time, from their S8C4 bytes just made in a buffer (in L1 / L2), which
+         * then streams to its place; blocks too long for it are made in place through the caches */
+        _Alignas(64) unsigned char buf[32768];
         bs_qs8_pack_header__avx2(packed, groups, mg, k, shift, bits, 1);
         h->taps = tm ? taps : 0;
-        for (int32_t cb = 0, ncb = h->mg4 / 4; cb < ncb; cb += 4) {
-            int32_t cb1 = cb + 4 < ncb ? cb + 4 : ncb;
-            bs_qs8_pack_weights_blocks__avx2(q8, packed, 0, cb, cb1);
-            bs_vbsr_pack(h, taps > 1 ? taps : 1, cb, cb1);
+        size_t bb = (size_t)h->kg * 16;
+        int32_t step = bb * 4 <= sizeof buf ? 4 : (bb <= sizeof buf ? (int32_t)(sizeof buf / bb) : 1);
+        unsigned char *wp = (unsigned char *)packed + 64 + BS_VA64((size_t)groups * h->mg4 * 4);
+        for (int32_t cb = 0, ncb = h->mg4 / 4; cb < ncb; cb += step) {
+            int32_t cb1 = cb + step < ncb ? cb + step : ncb;
+            unsigned char *dst = wp + (size_t)cb * bb, *to = bb <= sizeof buf ? buf : dst;
+            bs_vpack_blocks(q8, h, 0, cb, cb1, to);
+            bs_vbsr_pack(h, taps > 1 ? taps : 1, cb, cb1, to);
+            if (to == buf) bs_vstream_copy(dst, buf, (size_t)(cb1 - cb) * bb);
         }
+        _mm_sfence();   /* the streamed data and planes are visible before the pool's completion count says so */
         return;
     }
-    bs_qs8_pack_weights_layout__avx2(q8, packed, groups, mg, k, kmajor, shift, bits, 1);
+    if (kmajor) bs_qs8_pack_weights_layout__avx2(q8, packed, groups, mg, k, kmajor, shift, bits, 1);
+    else {
+        bs_qs8_pack_header__avx2(packed, groups, mg, k, shift, bits, 1);
+        for (int32_t g = 0; g < groups; g++) bs_vpack_blocks(q8, h, g, 0, h->mg4 / 4, NULL);
+        _mm_sfence();   /* the streamed data are visible before the pool's completion count says so */
+    }
     if (tm) h->taps = taps;
     h->bsr_T = 0; h->bsr_nch = 0;
 }
@@ -614,24 +741,21 @@ static size_t bs_vbsr_slices(const bs_vgeo *o) {
 static void bs_vbsr_convert(const bs_vgeo *o, const unsigned char *planes, unsigned char *bits, size_t ch, size_t slice, int32_t base) {
     __m512i pc, pd;
     bs_vnibble_index(&pc, &pd);
-    const __m512i vb = _mm512_set1_epi8((char)base), one = _mm512_set1_epi8(1), two = _mm512_set1_epi8(2);
+    const __m512i vb = _mm512_set1_epi8((char)base);
     size_t q0 = ch * 16, nq = o->cqn - q0 < 16 ? o->cqn - q0 : 16, ns = bs_vbsr_slices(o), steps = o->lp / 16;
     size_t v0 = steps * slice / ns * 16, v1 = steps * (slice + 1) / ns * 16;
     for (size_t sl = 0; sl < (size_t)o->nph; sl++) {
         unsigned char *b0 = bits + ((ch * (size_t)o->nph + sl) * 2) * o->lp * 8, *b1 = b0 + o->lp * 8;
         for (size_t v = v0; v < v1; v += 16) {
-            _Alignas(64) uint64_t m[2][16];
-            for (size_t i = 0; i < 16; i++) {
-                if (i >= nq) { m[0][i] = 0; m[1][i] = 0; continue; }
-                __m512i z = _mm512_sub_epi8(_mm512_load_si512((const void *)(planes + ((q0 + i) * (size_t)o->nph + sl) * o->lp * 4 + v * 4)), vb);
-                m[0][i] = (uint64_t)_mm512_test_epi8_mask(z, one);
-                m[1][i] = (uint64_t)_mm512_test_epi8_mask(z, two);
-            }
+            __m512i z[16], A[2], B[2];
+            for (size_t i = 0; i < 16; i++)
+                z[i] = i < nq ? _mm512_sub_epi8(_mm512_load_si512((const void *)(planes + ((q0 + i) * (size_t)o->nph + sl) * o->lp * 4 + v * 4)), vb)
+                              : _mm512_setzero_si512();
+            bs_vmasks16(z, A, B);
             for (int b = 0; b < 2; b++) {
-                __m512i A = _mm512_load_si512((const void *)m[b]), B = _mm512_load_si512((const void *)(m[b] + 8));
                 unsigned char *d = (b ? b1 : b0) + v * 8;
-                _mm512_storeu_si512((void *)d, bs_vnibbles(_mm512_permutex2var_epi8(A, pc, B)));
-                _mm512_storeu_si512((void *)(d + 64), bs_vnibbles(_mm512_permutex2var_epi8(A, pd, B)));
+                _mm512_storeu_si512((void *)d, bs_vnibbles(_mm512_permutex2var_epi8(A[b], pc, B[b])));
+                _mm512_storeu_si512((void *)(d + 64), bs_vnibbles(_mm512_permutex2var_epi8(A[b], pd, B[b])));
             }
         }
     }
