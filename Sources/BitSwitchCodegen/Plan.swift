@@ -509,7 +509,10 @@ struct Plan {
             absorbed.insert(readers[0])
         }
         // The AVX2 conv epilogue also adds a residual: a QAdd that is the only reader of the fused Requant's output,
-        // whose other operand is ready when the conv runs.
+        // whose other operand is ready when the conv runs. Not the AVX-512 VNNI one: tried on a Zen 4 (2026-12-02, the
+        // QAdd in registers after the Requant, vpmuldq or vpmullq, y never written), ResNet-18 ran 2-3 % slower than
+        // with the separate vectorized QAdd pass; the ALU-bound epilogue took the QAdd's work, and saving one pass over
+        // an L2-resident tensor did not pay for it.
         guard isa == .avx2 else { return }
         let producers = graph.producers
         for (c, r) in fusedRequant {
