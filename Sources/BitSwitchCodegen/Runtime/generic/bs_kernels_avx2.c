@@ -41,25 +41,20 @@ size_t bs_qs8_packed_weights_size_bits__avx2(int32_t groups, int32_t mg, int32_t
 }
 
 /* w_b = clamp(rshr(q, shift), lo, hi) on 32 signed bytes (lo, hi: those of `bits`): rshr(q, s) = (q >> s) + bit s-1
- * of q = floor((q + 2^(s-1)) / 2^s); every shift >= 8 gives 0 (|q| <= 2^(s-1)). When bits <= 8 - s, the sum is taken
- * saturating: it saturates only where q + 2^(s-1) > 127, whose exact result 2^(7-s) > hi clamps to hi as the
- * saturated 127 >> s = 2^(7-s) - 1 >= hi does; the byte shift is a 16-bit logical shift, a mask of each byte's own
- * bits and a sign extension ((t ^ m) - m, m the shifted sign bit). Otherwise, the arithmetic shift in 16-bit lanes
- * for the even and the odd bytes and the rounding bit added after. */
+ * of q = floor((q + 2^(s-1)) / 2^s); every shift >= 8 gives 0 (|q| <= 2^(s-1)). The sum is taken saturating: it
+ * saturates only where q + 2^(s-1) > 127, whose exact result is 2^(7-s) and the saturated one 127 >> s = 2^(7-s) - 1;
+ * when bits <= 8 - s both clamp to hi, else those lanes get their 1 back. The byte shift is a 16-bit logical shift,
+ * a mask of each byte's own bits and a sign extension ((t ^ m) - m, m the shifted sign bit). */
 static inline __m256i bs_shift_clamp32(__m256i x, int32_t shift, int32_t bits, __m256i lo, __m256i hi) {
     if (shift >= 8) return _mm256_setzero_si256();
-    if (shift > 0 && bits <= 8 - shift) {
-        const __m128i s = _mm_cvtsi32_si128(shift);
+    if (shift > 0) {
         const __m256i m = _mm256_set1_epi8((char)(0x80 >> shift));
         __m256i t = _mm256_adds_epi8(x, _mm256_set1_epi8((char)(1 << (shift - 1))));
-        t = _mm256_and_si256(_mm256_srl_epi16(t, s), _mm256_set1_epi8((char)(0xFF >> shift)));
-        x = _mm256_sub_epi8(_mm256_xor_si256(t, m), m);
-    } else if (shift > 0) {
-        const __m128i s = _mm_cvtsi32_si128(shift), s8 = _mm_cvtsi32_si128(shift + 8), s1 = _mm_cvtsi32_si128(shift - 1);
-        __m256i even = _mm256_and_si256(_mm256_sra_epi16(_mm256_slli_epi16(x, 8), s8), _mm256_set1_epi16(0x00FF));
-        __m256i odd = _mm256_and_si256(_mm256_sra_epi16(x, s), _mm256_set1_epi16((short)0xFF00));
-        __m256i r = _mm256_and_si256(_mm256_srl_epi16(x, s1), _mm256_set1_epi8(1));
-        x = _mm256_add_epi8(_mm256_or_si256(even, odd), r);
+        t = _mm256_and_si256(_mm256_srl_epi16(t, _mm_cvtsi32_si128(shift)), _mm256_set1_epi8((char)(0xFF >> shift)));
+        t = _mm256_sub_epi8(_mm256_xor_si256(t, m), m);
+        if (bits > 8 - shift)
+            t = _mm256_sub_epi8(t, _mm256_cmpgt_epi8(x, _mm256_set1_epi8((char)(127 - (1 << (shift - 1))))));
+        x = t;
     }
     return _mm256_min_epi8(_mm256_max_epi8(x, lo), hi);
 }

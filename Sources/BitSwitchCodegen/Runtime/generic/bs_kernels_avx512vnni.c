@@ -115,21 +115,18 @@ void bs_qs8_pack_weights_rows__avx512vnni(const int8_t *q8, void *packed, int32_
 /* A gemm whose weights have the AVX2 batch-1 layout (header modes 3..5): the AVX2 family runs it. */
 static int bs_vgemv(const bs_avx2_job *j) { return !j->conv && ((const int32_t *)j->packed)[0] >= 3; }
 
-/* w_b = clamp(rshr(q, shift), lo, hi) on 64 signed bytes: bs_shift_clamp32 of the AVX2 kernels (which says why the
- * saturating sum is exact when bits <= 8 - shift), 64 bytes at a time. */
+/* w_b = clamp(rshr(q, shift), lo, hi) on 64 signed bytes: bs_shift_clamp32 of the AVX2 kernels (which says why it
+ * is exact), 64 bytes at a time. */
 static inline __m512i bs_vshift_clamp64(__m512i x, int32_t shift, int32_t bits, __m512i lo, __m512i hi) {
     if (shift >= 8) return _mm512_setzero_si512();
-    if (shift > 0 && bits <= 8 - shift) {
+    if (shift > 0) {
         const __m512i m = _mm512_set1_epi8((char)(0x80 >> shift));
         __m512i t = _mm512_adds_epi8(x, _mm512_set1_epi8((char)(1 << (shift - 1))));
         t = _mm512_and_si512(_mm512_srl_epi16(t, _mm_cvtsi32_si128(shift)), _mm512_set1_epi8((char)(0xFF >> shift)));
-        x = _mm512_sub_epi8(_mm512_xor_si512(t, m), m);
-    } else if (shift > 0) {
-        const __m128i s = _mm_cvtsi32_si128(shift), s8 = _mm_cvtsi32_si128(shift + 8), s1 = _mm_cvtsi32_si128(shift - 1);
-        __m512i even = _mm512_and_si512(_mm512_sra_epi16(_mm512_slli_epi16(x, 8), s8), _mm512_set1_epi16(0x00FF));
-        __m512i odd = _mm512_and_si512(_mm512_sra_epi16(x, s), _mm512_set1_epi16((short)0xFF00));
-        __m512i r = _mm512_and_si512(_mm512_srl_epi16(x, s1), _mm512_set1_epi8(1));
-        x = _mm512_add_epi8(_mm512_or_si512(even, odd), r);
+        t = _mm512_sub_epi8(_mm512_xor_si512(t, m), m);
+        if (bits > 8 - shift)
+            t = _mm512_mask_add_epi8(t, _mm512_cmpgt_epi8_mask(x, _mm512_set1_epi8((char)(127 - (1 << (shift - 1))))), t, _mm512_set1_epi8(1));
+        x = t;
     }
     return _mm512_min_epi8(_mm512_max_epi8(x, lo), hi);
 }
