@@ -193,6 +193,22 @@ static void bs_vstream_copy(unsigned char *dst, const unsigned char *src, size_t
     for (; i < n; i += 16) _mm_storeu_si128((__m128i *)(dst + i), _mm_loadu_si128((const __m128i *)(src + i)));
 }
 
+#if BS_VBSR
+/* 16 quads' 64-byte runs z (4 slots of [4 channels][4 k] each) into the [4 channels][2 planes] words of slots
+ * 0 .. ns - 1, streamed to dst[slot]: the masks of bits 0 and 1 (bs_vmasks16), their 16 x 16 nibble transpose. */
+static inline void bs_vbsr_words(const __m512i z[16], __m512i pc, __m512i pd, uint64_t *const dst[4], int32_t ns) {
+    const __m512i il0 = _mm512_setr_epi64(0, 8, 1, 9, 2, 10, 3, 11), il1 = _mm512_setr_epi64(4, 12, 5, 13, 6, 14, 7, 15);
+    __m512i A[2], B[2], w[2][2];   /* w: [plane][slots 0, 1 | 2, 3], word 4 slot + channel */
+    bs_vmasks16(z, A, B);
+    for (int b = 0; b < 2; b++) {
+        w[b][0] = bs_vnibbles(_mm512_permutex2var_epi8(A[b], pc, B[b]));
+        w[b][1] = bs_vnibbles(_mm512_permutex2var_epi8(A[b], pd, B[b]));
+    }
+    for (int32_t sl = 0; sl < ns; sl++)
+        _mm512_stream_si512((void *)dst[sl], _mm512_permutex2var_epi64(w[0][sl / 2], sl % 2 ? il1 : il0, w[1][sl / 2]));
+}
+#endif
+
 /* The bit planes of w_b (bits <= 2) for the bit-serial kernels, after the S8C4 data (read back from it): per block of
  * 4 output channels, per k-word q = chunk * T + tap (chunk: 64 input channels), [4 channels][2 planes] uint64 words,
  * bit i of a word = input channel 64 chunk + i (0 past the last), plane 0 / 1 = bit 0 / 1 of w_b's two's complement:
@@ -203,33 +219,45 @@ static void bs_vbsr_pack(bs_vpacked *h, int32_t T, int32_t cb0, int32_t cb1, con
     const unsigned char *wp = (const unsigned char *)h + 64 + BS_VA64((size_t)h->groups * h->mg4 * 4);
     uint64_t *bw = (uint64_t *)(void *)(wp + BS_VA64((size_t)h->groups * h->mg4 * h->kg * 4));
     /* A quad's k-groups at 4 consecutive taps are 64 contiguous bytes [tap][channel][k]; tested for bits 0 and 1,
-     * each is a mask of 16 nibbles (tap, channel), and the 16 quads' masks of a chunk transposed (bs_vnibbles) are the
-     * words of 4 taps x 4 channels. */
+     * each is a mask of 16 nibbles (slot, channel), and the 16 quads' masks of a chunk transposed (bs_vnibbles) are
+     * the words of 4 slots x 4 channels. A slot is a tap (the last group of taps may be partial: 3 x 3 kernels);
+     * kernels of fewer than 4 taps (1 x 1) fill the 4 slots with 4 chunks at one tap instead (1 x 1 convs: 4 times
+     * fewer transposes; a 3 x 3 kernel's last tap so had been slower, its 4 x 16-byte loads and inserts costing more
+     * than the transpose they saved). */
     __m512i pc, pd;
     bs_vnibble_index(&pc, &pd);
-    const __m512i il0 = _mm512_setr_epi64(0, 8, 1, 9, 2, 10, 3, 11), il1 = _mm512_setr_epi64(4, 12, 5, 13, 6, 14, 7, 15);
     for (int32_t cb = cb0; cb < cb1; cb++) {
         const unsigned char *blk = src + (size_t)(cb - cb0) * h->kg * 16;
-        for (int32_t ch = 0; ch < nch; ch++)
-            for (int32_t t0 = 0; t0 < T; t0 += 4) {
-                int32_t nt = T - t0 < 4 ? T - t0 : 4;
-                __mmask64 ld = nt == 4 ? ~(__mmask64)0 : (((__mmask64)1 << (16 * nt)) - 1);
-                __m512i z[16], A[2], B[2];
-                for (int32_t i = 0; i < 16; i++) {
-                    int32_t cq = ch * 16 + i;
-                    z[i] = cq < cqn ? _mm512_maskz_loadu_epi8(ld, (const void *)(blk + ((size_t)cq * T + (size_t)t0) * 16)) : _mm512_setzero_si512();
+        uint64_t *bcb = bw + (size_t)cb * nch * T * 8, *dst[4];
+        __m512i z[16];
+        if (T >= 4) {   /* slots: the taps t0 .. t0 + 3 of chunk ch */
+            for (int32_t ch = 0; ch < nch; ch++)
+                for (int32_t t0 = 0; t0 < T; t0 += 4) {
+                    int32_t ns = T - t0 < 4 ? T - t0 : 4;
+                    __mmask64 ld = ns == 4 ? ~(__mmask64)0 : (((__mmask64)1 << (16 * ns)) - 1);
+                    for (int32_t i = 0; i < 16; i++) {
+                        int32_t cq = ch * 16 + i;
+                        z[i] = cq < cqn ? _mm512_maskz_loadu_epi8(ld, (const void *)(blk + ((size_t)cq * T + (size_t)t0) * 16)) : _mm512_setzero_si512();
+                    }
+                    for (int32_t sl = 0; sl < ns; sl++) dst[sl] = bcb + ((size_t)ch * T + (size_t)(t0 + sl)) * 8;
+                    bs_vbsr_words(z, pc, pd, dst, ns);
                 }
-                bs_vmasks16(z, A, B);
-                __m512i w[2][2];   /* [plane][taps t0, t0 + 1 | t0 + 2, t0 + 3]: word 4 tap + channel */
-                for (int b = 0; b < 2; b++) {
-                    w[b][0] = bs_vnibbles(_mm512_permutex2var_epi8(A[b], pc, B[b]));
-                    w[b][1] = bs_vnibbles(_mm512_permutex2var_epi8(A[b], pd, B[b]));
+        } else {   /* slots: the chunks ch .. ch + 3 at tap t */
+            for (int32_t t = 0; t < T; t++)
+                for (int32_t ch = 0; ch < nch; ch += 4) {
+                    int32_t ns = nch - ch < 4 ? nch - ch : 4;
+                    for (int32_t i = 0; i < 16; i++) {
+                        __m128i u[4];
+                        for (int32_t sl = 0; sl < 4; sl++) {
+                            int32_t cq = (ch + sl) * 16 + i;
+                            u[sl] = sl < ns && cq < cqn ? _mm_loadu_si128((const __m128i *)(blk + ((size_t)cq * T + (size_t)t) * 16)) : _mm_setzero_si128();
+                        }
+                        z[i] = _mm512_inserti32x4(_mm512_inserti32x4(_mm512_inserti32x4(_mm512_castsi128_si512(u[0]), u[1], 1), u[2], 2), u[3], 3);
+                    }
+                    for (int32_t sl = 0; sl < ns; sl++) dst[sl] = bcb + ((size_t)(ch + sl) * T + (size_t)t) * 8;
+                    bs_vbsr_words(z, pc, pd, dst, ns);
                 }
-                for (int32_t tt = 0; tt < nt; tt++) {   /* [4 channels][2 planes] of tap t0 + tt */
-                    __m512i v = _mm512_permutex2var_epi64(w[0][tt / 2], tt % 2 ? il1 : il0, w[1][tt / 2]);
-                    _mm512_stream_si512((void *)(bw + (((size_t)cb * nch + (size_t)ch) * T + (size_t)(t0 + tt)) * 8), v);
-                }
-            }
+        }
     }
     h->bsr_T = T; h->bsr_nch = nch;
 #else
