@@ -279,7 +279,7 @@ void bs_qs8_pack_weights__avx512vnni(const int8_t *q8, void *packed, int32_t gro
         bs_qs8_pack_header__avx2(packed, groups, mg, k, shift, bits, 1);
         h->taps = tm ? taps : 0;
         size_t bb = (size_t)h->kg * 16;
-        int32_t step = bb * 4 <= sizeof buf ? 4 : (bb <= sizeof buf ? (int32_t)(sizeof buf / bb) : 1);
+        int32_t step = bb * 4 <= sizeof buf ? 4 : 1;
         unsigned char *wp = (unsigned char *)packed + 64 + BS_VA64((size_t)groups * h->mg4 * 4);
         for (int32_t cb = 0, ncb = h->mg4 / 4; cb < ncb; cb += step) {
             int32_t cb1 = cb + step < ncb ? cb + step : ncb;
