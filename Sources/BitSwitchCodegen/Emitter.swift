@@ -100,6 +100,18 @@ struct CWriter {
     func tcode(_ v: String) -> String { tcode(plan.dtypes[v]) }
     func count(_ v: String) -> Int { (plan.shapes[v] ?? []).reduce(1, *) }
     func ptr(_ v: String) -> String { "(A + \(plan.offsets[v] ?? 0))" }
+    /// The trailing bs_ew_job fields for the Requants `rs` fused into the job that makes v: nreaders, readers,
+    /// rchannels, rinner (Plan.planFusedReaders).
+    func readers(_ v: String, _ rs: [Int]) throws -> String {
+        let s = plan.shapes[v] ?? []
+        guard s.count >= 2 else { throw BitSwitchError(.shape, "'\(v)' has no channel dim for its fused Requants") }
+        let items = try rs.map { r -> String in
+            let rn = plan.graph.nodes[r], out = rn.outputs[0]
+            guard let pi = plan.paramIndex[r] else { throw BitSwitchError(.invalidModel, "Requant without parameters", node: rn.label, op: rn.op.typeName) }
+            return "{&\(nodeID(r))_p[B[\(pi)]], \(ptr(out)), \(tcode(out))}"
+        }
+        return "\(rs.count), {\(items.joined(separator: ", "))}, \(CSyntax.size(s[1])), \(CSyntax.size(s.dropFirst(2).reduce(1, *)))"
+    }
     func tptr(_ v: String) -> String { "(const \(ctype(plan.dtypes[v] ?? .i8)) *)(A + \(plan.offsets[v] ?? 0))" }
     func nodeID(_ i: Int) -> String { CSyntax.identifier("n", i, g.nodes[i].name.isEmpty ? g.nodes[i].label : g.nodes[i].name) }
 
@@ -413,7 +425,7 @@ struct CWriter {
         """)
         static inline void bs_ew_task(const void *job, int32_t stage, int32_t task) {
             (void)stage;
-            bs_ew_run__\(plan.isa.elementwiseSuffix == "generic" ? "generic" : "avx2")((const bs_ew_job *)job, task);
+            bs_ew_run__\(plan.isa.elementwiseSuffix)((const bs_ew_job *)job, task);
         }
         /* Runs one big requant / qadd / pool: blocks of rows, elements or planes spread over the ctx's threads. */
         static inline void bs_par_ew(bs_ctx *ctx, const bs_ew_job *j) {
@@ -706,7 +718,7 @@ struct CWriter {
                 let channels = inRange ? s[axis] : 1
                 let inner = inRange ? s[(axis + 1)...].reduce(1, *) : 1
                 let outer = count(x) / (channels * inner)
-                // Big ones are split over the threads (VNNI bundles too, with the AVX2 file's kernels).
+                // Big ones are split over the threads.
                 if count(y) >= Self.parallelElements {
                     body += "    { const bs_ew_job j = {BS_EW_REQUANT, \(ptr(x)), \(tcode(x)), NULL, 0, \(ptr(y)), \(tcode(y)), \(CSyntax.size(outer)), \(CSyntax.size(channels)), \(CSyntax.size(inner)), 0, \(pb), NULL, NULL, 0, 0}; bs_par_ew(ctx, &j); }\n"
                 } else {
@@ -714,7 +726,9 @@ struct CWriter {
                 }
             case .qadd:
                 let b = n.inputs[1]
-                if count(y) >= Self.parallelElements {
+                if let rs = plan.fusedReaders[i] {
+                    body += "    { const bs_ew_job j = {BS_EW_QADD, \(ptr(x)), \(tcode(x)), \(ptr(b)), \(tcode(b)), NULL, \(tcode(y)), 0, 0, 0, \(CSyntax.size(count(y))), NULL, \(pb), NULL, 0, 0, \(try readers(y, rs))}; bs_par_ew(ctx, &j); }\n"
+                } else if count(y) >= Self.parallelElements {
                     body += "    { const bs_ew_job j = {BS_EW_QADD, \(ptr(x)), \(tcode(x)), \(ptr(b)), \(tcode(b)), \(ptr(y)), \(tcode(y)), 0, 0, 0, \(CSyntax.size(count(y))), NULL, \(pb), NULL, 0, 0}; bs_par_ew(ctx, &j); }\n"
                 } else {
                     body += "    bs_qadd__\(plan.isa.elementwiseSuffix)(\(ptr(x)), \(tcode(x)), \(ptr(b)), \(tcode(b)), \(ptr(y)), \(tcode(y)), \(CSyntax.size(count(y))), \(pb));\n"
@@ -727,7 +741,9 @@ struct CWriter {
                 decls += "static const bs_window \(id)_s = \(window(Array(xs.dropFirst(2)), win.output, win));\n"
                 let planes = CSyntax.size(xs[0] * xs[1])
                 let avg = { if case .qavgPool = n.op { return true } else { return false } }()
-                if count(y) >= Self.parallelElements {
+                if let rs = plan.fusedReaders[i] {
+                    body += "    { const bs_ew_job j = {BS_EW_MAXPOOL, \(ptr(x)), \(tcode(x)), NULL, 0, NULL, \(tcode(x)), 0, 0, 0, \(planes), NULL, NULL, &\(id)_s, 0, 0, \(try readers(y, rs))}; bs_par_ew(ctx, &j); }\n"
+                } else if count(y) >= Self.parallelElements {
                     body += "    { const bs_ew_job j = {\(avg ? "BS_EW_AVGPOOL" : "BS_EW_MAXPOOL"), \(ptr(x)), \(tcode(x)), NULL, 0, \(ptr(y)), \(tcode(x)), 0, 0, 0, \(planes), NULL, NULL, &\(id)_s, \(avg && p.countIncludePad ? 1 : 0), \(avg ? pz : "0")}; bs_par_ew(ctx, &j); }\n"
                 } else if case .qavgPool = n.op {
                     body += "    bs_qavgpool__generic(&\(id)_s, \(CSyntax.size(xs[0] * xs[1])), \(p.countIncludePad ? 1 : 0), \(pz), \(ptr(x)), \(tcode(x)), \(ptr(y)));\n"

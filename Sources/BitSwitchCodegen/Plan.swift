@@ -56,6 +56,12 @@ struct Plan {
     /// VNNI bundles: the conv weights stored with k in tap-major order (initializer -> kernel taps; see tapMajor).
     var tapMajorWeights: [String: Int] = [:]
     var absorbed: Set<Int> = []              // Requant nodes emitted inside a fused call
+    /// QAdd / QMaxPool node -> the Requants that read its result, run inside its job (bs_ew_job.readers); the result
+    /// itself is never stored.
+    var fusedReaders: [Int: [Int]] = [:]
+    /// Largest output plane of a max pool with fused readers (bs_ew_run_readers makes a plane at a time in a buffer
+    /// of BS_EW_CHUNK_BYTES).
+    static let fusedPoolPlaneBytes = 16384
     var offsets: [String: Int] = [:]         // arena offsets of values
     var weightOffsets: [Int: Int] = [:]      // QConv/QGemm node -> arena offset of its (first) weight region
     /// Weight regions: arena offset and the bit-width it holds (0: any, the region every block of a node shares
@@ -508,6 +514,7 @@ struct Plan {
             fusedRequant[i] = readers[0]
             absorbed.insert(readers[0])
         }
+        defer { planFusedReaders() }
         // The AVX2 conv epilogue also adds a residual: a QAdd that is the only reader of the fused Requant's output,
         // whose other operand is ready when the conv runs. Not the AVX-512 VNNI one: tried on a Zen 4 (2026-12-02, the
         // QAdd in registers after the Requant, vpmuldq or vpmullq, y never written), ResNet-18 ran 2-3 % slower than
@@ -529,7 +536,37 @@ struct Plan {
         }
     }
 
-    func bytes(_ v: String) -> Int { (shapes[v] ?? []).reduce(1, *) * (dtypes[v]?.byteWidth ?? 4) }
+    /// A QAdd or max pool whose result only Requants read, one or two of them (ResNet's residual sum, read by the
+    /// next conv's input quantizer and the next shortcut; a stem's max pool, read by the same two): the readers run
+    /// inside its job, a chunk at a time from a cache-resident buffer, so the int32 result is never stored and read
+    /// back twice. Each reader's table is per tensor or per channel (axis 1). Every ISA (the generic runtime too).
+    mutating func planFusedReaders() {
+        let consumers = graph.consumers, outputs = graph.outputNames
+        for (i, n) in graph.nodes.enumerated() where !absorbed.contains(i) {
+            let pool: Bool
+            switch n.op {
+            case .qadd: pool = false
+            case .qmaxPool: pool = true
+            default: continue
+            }
+            guard let out = n.outputs.first, !outputs.contains(out), let s = shapes[out], s.count >= 2,
+                  let readers = consumers[out], (1...2).contains(readers.count), Set(readers).count == readers.count,
+                  !pool || s.dropFirst(2).reduce(1, *) * bytesPerElement(out) <= Plan.fusedPoolPlaneBytes else { continue }
+            let fusible = readers.allSatisfy { r in
+                let rn = graph.nodes[r]
+                guard case .requant(let rq) = rn.op, !absorbed.contains(r), rn.inputs.first == out,
+                      !rn.inputs.dropFirst().contains(out), let pi = paramIndex[r] else { return false }
+                let axis = rq.axis < 0 ? rq.axis + s.count : rq.axis
+                return axis == 1 || paramNodes[pi].blocks.allSatisfy { $0.tables.allSatisfy { $0.count == 1 } }
+            }
+            guard fusible else { continue }
+            fusedReaders[i] = readers
+            absorbed.formUnion(readers)
+        }
+    }
+
+    func bytesPerElement(_ v: String) -> Int { dtypes[v]?.byteWidth ?? 4 }
+    func bytes(_ v: String) -> Int { (shapes[v] ?? []).reduce(1, *) * bytesPerElement(v) }
 
     static func align(_ x: Int) -> Int { (x + alignment - 1) / alignment * alignment }
 
@@ -641,8 +678,9 @@ struct Plan {
         for o in graph.outputs { lastUse[o.name] = end }
         // A residual-fused QConv's Requant output is read by its own epilogue only.
         for (c, r) in fusedRequant where fusedAdd[c] != nil { lastUse[graph.nodes[r].outputs[0]] = c }
-        // A fused QConv/QGemm output never exists.
+        // A fused QConv/QGemm output never exists, nor a QAdd's or max pool's whose readers run inside it.
         let skipped = Set(fusedRequant.keys.compactMap { graph.nodes[$0].outputs.first })
+            .union(fusedReaders.keys.compactMap { graph.nodes[$0].outputs.first })
         var live: [(offset: Int, size: Int, until: Int)] = []
         var top = 0
         func place(_ v: String, at step: Int) {
@@ -665,6 +703,8 @@ struct Plan {
                 if let a = fusedAdd[i] { place(graph.nodes[a.node].outputs[0], at: i) }
                 continue
             }
+            // The fused readers write their outputs at this step.
+            for r in fusedReaders[i] ?? [] { place(graph.nodes[r].outputs[0], at: i) }
             for o in n.outputs where !o.isEmpty && !skipped.contains(o) { place(o, at: i) }
         }
         arenaBytes = base + top

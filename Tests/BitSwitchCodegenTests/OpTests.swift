@@ -188,9 +188,60 @@ struct OpTests {
                 let dir = TempDir()
                 try emitBundle(EmitInput(graph: g, isa: isa), to: dir.file("b"))
                 let c = try String(contentsOfFile: dir.file("b/bitswitch_model.c"), encoding: .utf8)
+                // The pool's input container is the line's first one (a direct call or an ew job; a pool the Requant
+                // could not move before runs it inside, as a fused reader).
                 let pool = c.split(separator: "\n").first { $0.contains("qmaxpool__") || $0.contains("BS_EW_MAXPOOL") } ?? ""
-                #expect(pool.contains("BS_T_U8") == moved, "\(name), \(isa): the pool reads \(pool)")
+                let input = pool.range(of: "BS_T_").map { pool[$0.upperBound...].prefix(2) } ?? ""
+                #expect((input == "U8") == moved, "\(name), \(isa): the pool reads \(pool)")
             }
+        }
+    }
+
+    /// A QAdd or max pool whose int32 result only Requants read (one or two: ResNet's residual sum and stem pool) runs
+    /// them inside its job, a chunk at a time (Plan.planFusedReaders, bs_ew_run_readers): bit-exact on every ISA,
+    /// with rows longer than a chunk (4480 int32 > 4096) and tasks that end inside a row; not with another reader.
+    /// 17920 values: the Requants left on their own run as split jobs too.
+    @Test func requantReadersRunInsideQAddAndMaxPool() throws {
+        var body = Self.const_("w", "i8", [4, 2, 3, 3], Harness.randomInts(72, -128...127, seed: 41))
+        for (sfx, k, seed) in [("", 4, 42), ("2", 4, 45), ("3", 1, 48)] as [(String, Int, UInt64)] {
+            body += Self.const_("m" + sfx, "i32", [k], Harness.randomInts(k, (1 << 29)...((1 << 30) - 1), seed: seed))
+            body += Self.const_("n" + sfx, "i32", [k], Harness.randomInts(k, (sfx == "2" ? 38 : 30)...(sfx == "2" ? 40 : 32), seed: seed + 1))
+            body += Self.const_("b" + sfx, "i64", [k], Harness.randomInts(k, -(1 << 40)...(1 << 40), seed: seed + 2))
+        }
+        body += """
+          %q = ai.bitswitch.Quantize(%x) {hi = 127, lo = -128, scale = 0.01, to = "i8", zero = 0}
+          %c = ai.bitswitch.QConv(%q, %w) {group = 1, pads = [1, 1, 1, 1], w_bits = 8, w_shift = 0, x_zero = 0}
+          %a = ai.bitswitch.Requant(%c, %m, %n, %b) {axis = 1, hi = 2147483647, lo = -2147483648, to = "i32", zero = 0}
+          %s = ai.bitswitch.QAdd(%a, %c) {a_zero = 0, b_zero = 0, hi = 2147483647, lo = -2147483648, m_a = 536870912, m_b = 247259807, n = 29, to = "i32", zero = 0}
+          %r1 = ai.bitswitch.Requant(%s, %m2, %n2, %b2) {axis = 1, hi = 255, lo = 0, to = "u8", zero = 3}
+          %r2 = ai.bitswitch.Requant(%s, %m3, %n3, %b3) {axis = 1, hi = 2147483647, lo = 0, to = "i32", zero = 0}
+          %p = ai.bitswitch.QMaxPool(%c) {kernel_shape = [3, 3], pads = [1, 1, 1, 1], strides = [2, 2]}
+          %p1 = ai.bitswitch.Requant(%p, %m2, %n2, %b2) {axis = 1, hi = 255, lo = 0, to = "u8", zero = 3}
+          %p2 = ai.bitswitch.Requant(%p, %m3, %n3, %b3) {axis = 1, hi = 2147483647, lo = 0, to = "i32", zero = 0}
+          %t = ai.bitswitch.QAdd(%c, %a) {a_zero = 0, b_zero = 0, hi = 2147483647, lo = -2147483648, m_a = 536870912, m_b = 247259807, n = 29, to = "i32", zero = 0}
+          %t1 = ai.bitswitch.Requant(%t, %m2, %n2, %b2) {axis = 1, hi = 255, lo = 0, to = "u8", zero = 3}
+          %y1 = ai.bitswitch.Dequantize(%r1) {scale = 0.03125, zero = 3}
+          %y2 = ai.bitswitch.Dequantize(%r2) {scale = 0.00001, zero = 0}
+          %y3 = ai.bitswitch.Dequantize(%p1) {scale = 0.03125, zero = 3}
+          %y4 = ai.bitswitch.Dequantize(%p2) {scale = 0.00001, zero = 0}
+          %y5 = ai.bitswitch.Dequantize(%t1) {scale = 0.03125, zero = 3}
+          %y6 = ai.bitswitch.Dequantize(%t) {scale = 0.00001, zero = 0}
+
+        """
+        let g = try Self.graph(input: "f32[N,2,70,64]", body, outputs: ["y1", "y2", "y3", "y4", "y5", "y6"])
+        var isas: [KernelISA] = [.generic]
+        if Harness.hasAVX2("fused Requant readers") { isas.append(.avx2) }
+        if Harness.hasVNNI("fused Requant readers") { isas.append(.avx512vnni) }
+        for isa in isas {
+            do { try Harness.expectBitExact(g, samples: 2, scale: 1.5, isa: isa) } catch { Issue.record("\(isa): \(error)") }
+            let dir = TempDir()
+            try emitBundle(EmitInput(graph: g, isa: isa), to: dir.file("b"))
+            let c = try String(contentsOfFile: dir.file("b/bitswitch_model.c"), encoding: .utf8)
+            let forward = c.components(separatedBy: "static void bs_forward(bs_ctx *ctx, int skip_input_quantize) {").last ?? ""
+            let requants = forward.components(separatedBy: "\n").filter { $0.contains("(Requant) */") }
+            // a and t1 run on their own (t has a Dequantize reader too); r1, r2, p1, p2 inside the QAdd s and the pool.
+            #expect(requants.count == 2, "\(isa): Requants outside a fused job: \(requants)")
+            #expect(forward.components(separatedBy: ", 2, {{&").count - 1 == 2, "\(isa): two jobs with two fused readers each")
         }
     }
 

@@ -239,12 +239,14 @@ void bs_qmm_run__generic(const bs_qmm_job *j, int32_t task) {
 }
 
 /* Rows [r0, r1) of x viewed as [outer * channels rows][inner]. */
+static void bs_requant_span(const void *x, int32_t xt, void *y, int32_t yt, size_t yi, size_t n, const bs_requant_params *rq,
+                            size_t c) {
+    for (size_t e = 0; e < n; e++) bs_store(y, yt, yi + e, bs_requant_one(bs_load(x, xt, e), rq, c));
+}
 static void bs_requant_rows(const void *x, int32_t xt, void *y, int32_t yt, size_t channels, size_t inner,
                             const bs_requant_params *rq, size_t r0, size_t r1) {
-    for (size_t r = r0; r < r1; r++) {
-        size_t c = r % channels, i = r * inner;
-        for (size_t e = 0; e < inner; e++, i++) bs_store(y, yt, i, bs_requant_one(bs_load(x, xt, i), rq, c));
-    }
+    for (size_t r = r0; r < r1; r++)
+        bs_requant_span((const unsigned char *)x + r * inner * bs_esize(xt), xt, y, yt, r * inner, inner, rq, r % channels);
 }
 void bs_requant__generic(const void *x, int32_t xt, void *y, int32_t yt, size_t outer, size_t channels, size_t inner,
                          const bs_requant_params *rq) {
@@ -343,13 +345,49 @@ void bs_ew_task_range__generic(const bs_ew_job *j, int32_t task, size_t *u0, siz
     *u0 = (size_t)task * upt;
     *u1 = *u0 + upt > units ? units : *u0 + upt;
 }
+void bs_ew_run_readers(const bs_ew_job *j, size_t u0, size_t u1, const bs_ew_ops *ops) {
+    _Alignas(64) unsigned char buf[BS_EW_CHUNK_BYTES];
+    size_t es = bs_esize(j->yt);
+    if (j->kind == BS_EW_MAXPOOL) {   /* a plane (one channel) at a time */
+        const bs_window *g = j->win;
+        size_t in = (size_t)g->d * g->h * g->w * bs_esize(j->xt), out = (size_t)g->od * g->oh * g->ow;
+        for (size_t p = u0; p < u1; p++) {
+            ops->maxpool_planes(g, 0, 1, (const unsigned char *)j->x + p * in, j->xt, buf);
+            for (int32_t r = 0; r < j->nreaders; r++)
+                ops->requant_span(buf, j->yt, j->readers[r].y, j->readers[r].yt, p * out, out, j->readers[r].rq, p % j->rchannels);
+        }
+        return;
+    }
+    /* QAdd: chunks of elements within one row (channel) of the readers' view */
+    size_t as = bs_esize(j->xt), bsz = bs_esize(j->bt), cap = BS_EW_CHUNK_BYTES / es;
+    for (size_t i = u0; i < u1;) {
+        size_t end = (i / j->rinner + 1) * j->rinner;
+        if (end > u1) end = u1;
+        if (end - i > cap) end = i + cap;
+        ops->qadd_range((const unsigned char *)j->x + i * as, j->xt, (const unsigned char *)j->b + i * bsz, j->bt, buf, j->yt,
+                        j->qadd, 0, end - i);
+        for (int32_t r = 0; r < j->nreaders; r++)
+            ops->requant_span(buf, j->yt, j->readers[r].y, j->readers[r].yt, i, end - i, j->readers[r].rq, i / j->rinner % j->rchannels);
+        i = end;
+    }
+}
+
+static void bs_maxpool_planes(const bs_window *g, size_t p0, size_t p1, const void *x, int32_t xt, void *y) {
+    bs_pool(g, p0, p1, 0, 0, 0, x, xt, y);
+}
+
 void bs_ew_run__generic(const bs_ew_job *j, int32_t task) {
     size_t u0, u1;
     bs_ew_task_range__generic(j, task, &u0, &u1);
+    if (j->nreaders > 0) {
+        static const bs_ew_ops ops = {bs_requant_span, bs_qadd_range, bs_maxpool_planes};
+        bs_ew_run_readers(j, u0, u1, &ops);
+        return;
+    }
     switch (j->kind) {
     case BS_EW_REQUANT: bs_requant_rows(j->x, j->xt, j->y, j->yt, j->channels, j->inner, j->rq, u0, u1); break;
     case BS_EW_QADD: bs_qadd_range(j->x, j->xt, j->b, j->bt, j->y, j->yt, j->qadd, u0, u1); break;
-    case BS_EW_MAXPOOL: bs_pool(j->win, u0, u1, 0, 0, 0, j->x, j->xt, j->y); break;
+    case BS_EW_MAXPOOL: bs_maxpool_planes(j->win, u0, u1, j->x, j->xt, j->y); break;
     default: bs_pool(j->win, u0, u1, 1, j->count_include_pad, j->zero, j->x, j->xt, j->y); break;
     }
 }

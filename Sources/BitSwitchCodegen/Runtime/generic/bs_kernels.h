@@ -13,6 +13,7 @@ extern "C" {
 
 /* Element containers of integer tensors. */
 enum { BS_T_I8 = 0, BS_T_U8 = 1, BS_T_I32 = 2 };
+static inline size_t bs_esize(int32_t t) { return t == BS_T_I32 ? 4 : 1; }   /* bytes per element */
 
 /* A conv or pool window over up to 3 spatial dims (1-D and 2-D use leading extents of 1). */
 typedef struct bs_window {
@@ -118,6 +119,12 @@ void bs_qavgpool__generic(const bs_window *g, size_t planes, int32_t count_inclu
  * pool: bs_ew_tasks__generic(j) tasks, run each once in any order, concurrently; the same results as the calls above.
  * Fields a kind does not use are ignored. */
 enum { BS_EW_REQUANT = 0, BS_EW_QADD = 1, BS_EW_MAXPOOL = 2, BS_EW_AVGPOOL = 3 };
+/* A Requant that reads a QAdd's or max pool's result, applied inside that job (bs_ew_job.readers). */
+typedef struct bs_ew_reader {
+    const bs_requant_params *rq;
+    void *y;
+    int32_t yt;
+} bs_ew_reader;
 typedef struct bs_ew_job {
     int32_t kind;
     const void *x;
@@ -133,11 +140,28 @@ typedef struct bs_ew_job {
     const bs_window *win;
     int32_t count_include_pad;
     int64_t zero;                /* avgpool */
+    /* QAdd, max pool: nreaders (1 or 2) Requants of the result, fused. The result is made a chunk at a time in a
+     * buffer of BS_EW_CHUNK_BYTES (a max pool: a whole output plane, which must fit) and requantized from there into
+     * each reader's output; y is not written. rchannels, rinner: the readers' channel view of the result, rows of
+     * rinner elements of channel (row % rchannels). Three passes over memory become one, bit-exact. */
+    int32_t nreaders;
+    bs_ew_reader readers[2];
+    size_t rchannels, rinner;
 } bs_ew_job;
+#define BS_EW_CHUNK_BYTES 16384
 int32_t bs_ew_tasks__generic(const bs_ew_job *j);
 void bs_ew_run__generic(const bs_ew_job *j, int32_t task);
 /* The units (rows, elements or planes) [*u0, *u1) task `task` of bs_ew_run__generic covers (fast variants split alike). */
 void bs_ew_task_range__generic(const bs_ew_job *j, int32_t task, size_t *u0, size_t *u1);
+/* A job with fused readers over units [u0, u1), with one ISA's kernels: n values of container xt at x requantized
+ * into y[yi .. yi + n) as channel c; QAdd elements [i0, i1); max pool planes [p0, p1). */
+typedef struct bs_ew_ops {
+    void (*requant_span)(const void *x, int32_t xt, void *y, int32_t yt, size_t yi, size_t n, const bs_requant_params *rq, size_t c);
+    void (*qadd_range)(const void *a, int32_t at, const void *b, int32_t bt, void *y, int32_t yt, const bs_qadd_params *p,
+                       size_t i0, size_t i1);
+    void (*maxpool_planes)(const bs_window *g, size_t p0, size_t p1, const void *x, int32_t xt, void *y);
+} bs_ew_ops;
+void bs_ew_run_readers(const bs_ew_job *j, size_t u0, size_t u1, const bs_ew_ops *ops);
 
 /* Data movement. */
 void bs_copy_rows__generic(void *dst, size_t dst_stride, const void *src, size_t src_stride, size_t row_bytes,

@@ -973,23 +973,27 @@ static inline __m256i bs_load8_i32(const void *x, int32_t xt, size_t i, size_t c
 
 /* ---- Requant (rows [r0, r1) of x viewed as [outer * channels][inner]) and QAdd (elements [i0, i1)), 8 per step,
  * the int64 arithmetic of the reference in 64-bit lanes ---- */
-static void bs_requant_rows_avx2(const void *x, int32_t xt, void *y, int32_t yt, size_t channels, size_t inner,
-                                 const bs_requant_params *rq, size_t r0, size_t r1) {
+/* n values of x (container xt) requantized as channel c into y[yi .. yi + n). */
+static void bs_requant_span_avx2(const void *x, int32_t xt, void *y, int32_t yt, size_t yi, size_t n,
+                                 const bs_requant_params *rq, size_t c) {
     bs_avx2_job j;   /* the conv epilogue's view: output y of container yt, per-channel tables rq */
     memset(&j, 0, sizeof j);
     j.rq = rq; j.yt = yt; j.y = y;
-    for (size_t r = r0; r < r1; r++) {
-        size_t c = r % channels, i = r * inner;
-        bs_epi ep;
-        bs_epi_setup(&j, c, &ep);
-        size_t e = 0;
-        for (; e + 16 <= inner; e += 16)
-            bs_epi_apply2(&j, &ep, bs_load8_i32(x, xt, i + e, 8), bs_load8_i32(x, xt, i + e + 8, 8), 0, c, i + e, 1, 8, 8);
-        for (; e < inner; e += 8) {
-            size_t count = inner - e < 8 ? inner - e : 8;
-            bs_epi_apply(&j, &ep, bs_load8_i32(x, xt, i + e, count), 0, c, i + e, 1, count);
-        }
+    bs_epi ep;
+    bs_epi_setup(&j, c, &ep);
+    size_t e = 0;
+    for (; e + 16 <= n; e += 16)
+        bs_epi_apply2(&j, &ep, bs_load8_i32(x, xt, e, 8), bs_load8_i32(x, xt, e + 8, 8), 0, c, yi + e, 1, 8, 8);
+    for (; e < n; e += 8) {
+        size_t count = n - e < 8 ? n - e : 8;
+        bs_epi_apply(&j, &ep, bs_load8_i32(x, xt, e, count), 0, c, yi + e, 1, count);
     }
+}
+
+static void bs_requant_rows_avx2(const void *x, int32_t xt, void *y, int32_t yt, size_t channels, size_t inner,
+                                 const bs_requant_params *rq, size_t r0, size_t r1) {
+    for (size_t r = r0; r < r1; r++)
+        bs_requant_span_avx2((const unsigned char *)x + r * inner * bs_esize(xt), xt, y, yt, r * inner, inner, rq, r % channels);
 }
 
 void bs_requant__avx2(const void *x, int32_t xt, void *y, int32_t yt, size_t outer, size_t channels, size_t inner,
@@ -1279,6 +1283,11 @@ void bs_qmaxpool__avx2(const bs_window *g, size_t planes, const void *x, int32_t
 void bs_ew_run__avx2(const bs_ew_job *j, int32_t task) {
     size_t u0, u1;
     bs_ew_task_range__generic(j, task, &u0, &u1);
+    if (j->nreaders > 0) {
+        static const bs_ew_ops ops = {bs_requant_span_avx2, bs_qadd_range_avx2, bs_maxpool_planes_avx2};
+        bs_ew_run_readers(j, u0, u1, &ops);
+        return;
+    }
     switch (j->kind) {
     case BS_EW_REQUANT: bs_requant_rows_avx2(j->x, j->xt, j->y, j->yt, j->channels, j->inner, j->rq, u0, u1); break;
     case BS_EW_QADD: bs_qadd_range_avx2(j->x, j->xt, j->b, j->bt, j->y, j->yt, j->qadd, u0, u1); break;

@@ -335,8 +335,9 @@ typedef struct bs_vgeo {
     size_t tmp_bytes, ilv_bytes;      /* gathered rows [groups*kg*4][npad]; interleaved, per group */
     int32_t uz;                       /* the u8 value of x_zero */
     int32_t fallback;
-    size_t tpt;                       /* tiles (of BS_VTILE blocks) per GEMM task: several at small k, so that a channel's
-                                       * epilogue set-up serves more outputs */
+    size_t tpt;                       /* tiles (of BS_VTILE blocks) per GEMM task: several, so that a channel's epilogue
+                                       * set-up serves more outputs (at k >= 256 too: 4 instead of 1 made ResNet-18 2 %
+                                       * faster, its 56x56 convs' set-up per tile weighing as much as their epilogue) */
     size_t cbpt;                      /* channel blocks (of 4) per GEMM task: BS_VCB_PER_TASK, fewer (and tpt fewer) when
                                        * the job's thread hint asks for more tasks than that gives */
     /* The direct path (bs_vdirect_fits): no gathered rows. Stage 0 writes each group's input, 4 channels per 32-bit
@@ -422,7 +423,7 @@ static void bs_vgeometry(const bs_avx2_job *j, bs_vgeo *o) {
     int64_t uz = j->xt == BS_T_U8 ? xz : xz + 128;
     o->uz = (int32_t)uz;
     o->fallback = uz < 0 || uz > 255 || h->mode != 1;
-    o->tpt = h->kg >= 64 ? 1 : (64 / (size_t)h->kg > 16 ? 16 : 64 / (size_t)h->kg);
+    o->tpt = h->kg >= 64 ? 4 : (64 / (size_t)h->kg > 16 ? 16 : 64 / (size_t)h->kg);
     if (!o->fallback && j->conv) bs_vdirect_fits(j, h, o);
     if (o->direct) bs_vbsr_fits(j, h, o);
     /* the thread hint: at least 4 GEMM tasks per thread where the work allows (fewer tiles per task first, then fewer
@@ -1591,27 +1592,30 @@ static inline __m512i bs_vload16_i32(const void *x, int32_t t, size_t i, __mmask
     }
 }
 
-void bs_requant__avx512vnni(const void *x, int32_t xt, void *y, int32_t yt, size_t outer, size_t channels, size_t inner,
-                            const bs_requant_params *rq) {
+/* n values of x (container xt) requantized as channel c into y[yi .. yi + n), 16 per step. */
+static void bs_vrequant_span(const void *x, int32_t xt, void *y, int32_t yt, size_t yi, size_t n, const bs_requant_params *rq,
+                             size_t c) {
     bs_avx2_job j;   /* the conv epilogue's view: output y of container yt, per-channel tables rq */
     memset(&j, 0, sizeof j);
     j.rq = rq; j.yt = yt; j.y = y;
-    size_t i = 0;
-    for (size_t o = 0; o < outer; o++)
-        for (size_t c = 0; c < channels; c++) {
-            bs_vepi ep;
-            bs_vepi_setup(&j, c, 0, &ep);
-            for (size_t e = 0; e < inner; e += 16, i += 16) {
-                size_t count = inner - e < 16 ? inner - e : 16;
-                __mmask16 mk = (__mmask16)(count >= 16 ? 0xFFFFu : ((1u << count) - 1u));
-                bs_vstore16(&j, bs_vepi_apply(&j, &ep, bs_vload16_i32(x, xt, i, mk)), i, 1, 0, (int32_t)count);
-                if (count < 16) i -= 16 - count;
-            }
-        }
+    bs_vepi ep;
+    bs_vepi_setup(&j, c, 0, &ep);
+    for (size_t e = 0; e < n; e += 16) {
+        size_t count = n - e < 16 ? n - e : 16;
+        __mmask16 mk = (__mmask16)(count >= 16 ? 0xFFFFu : ((1u << count) - 1u));
+        bs_vstore16(&j, bs_vepi_apply(&j, &ep, bs_vload16_i32(x, xt, e, mk)), yi + e, 1, 0, (int32_t)count);
+    }
 }
 
-void bs_qadd__avx512vnni(const void *a, int32_t at, const void *b, int32_t bt, void *y, int32_t yt, size_t count,
-                         const bs_qadd_params *p) {
+void bs_requant__avx512vnni(const void *x, int32_t xt, void *y, int32_t yt, size_t outer, size_t channels, size_t inner,
+                            const bs_requant_params *rq) {
+    for (size_t r = 0; r < outer * channels; r++)
+        bs_vrequant_span((const unsigned char *)x + r * inner * bs_esize(xt), xt, y, yt, r * inner, inner, rq, r % channels);
+}
+
+/* QAdd of elements [i0, i1), 16 per step in two halves of 64-bit lanes. */
+static void bs_vqadd_range(const void *a, int32_t at, const void *b, int32_t bt, void *y, int32_t yt, const bs_qadd_params *p,
+                           size_t i0, size_t i1) {
 #if defined(__AVX512DQ__)
     if (p->lo <= p->hi && p->n < 64) {
         int64_t cmin = yt == BS_T_I8 ? INT8_MIN : (yt == BS_T_U8 ? 0 : INT32_MIN);
@@ -1620,8 +1624,8 @@ void bs_qadd__avx512vnni(const void *a, int32_t at, const void *b, int32_t bt, v
         const __m512i AZ = _mm512_set1_epi64(p->a_zero), BZ = _mm512_set1_epi64(p->b_zero), Z = _mm512_set1_epi64(p->zero);
         const __m512i MA = _mm512_set1_epi64(p->m_a), MB = _mm512_set1_epi64(p->m_b), one = _mm512_set1_epi64(1);
         const __m128i sh = _mm_cvtsi32_si128((int)p->n), sh1 = _mm_cvtsi32_si128((int)p->n - 1);
-        for (size_t i = 0; i < count; i += 16) {
-            size_t n16 = count - i < 16 ? count - i : 16;
+        for (size_t i = i0; i < i1; i += 16) {
+            size_t n16 = i1 - i < 16 ? i1 - i : 16;
             __mmask16 mk = (__mmask16)(n16 >= 16 ? 0xFFFFu : ((1u << n16) - 1u));
             __m512i va32 = bs_vload16_i32(a, at, i, mk), vb32 = bs_vload16_i32(b, bt, i, mk);
             __m512i r[2];
@@ -1645,7 +1649,42 @@ void bs_qadd__avx512vnni(const void *a, int32_t at, const void *b, int32_t bt, v
         return;
     }
 #endif
-    bs_qadd__generic(a, at, b, bt, y, yt, count, p);   /* shifts >= 64, lo > hi: never produced by the lowering */
+    /* shifts >= 64, lo > hi: never produced by the lowering */
+    bs_qadd__generic((const unsigned char *)a + i0 * bs_esize(at), at, (const unsigned char *)b + i0 * bs_esize(bt), bt,
+                     (unsigned char *)y + i0 * bs_esize(yt), yt, i1 - i0, p);
+}
+
+void bs_qadd__avx512vnni(const void *a, int32_t at, const void *b, int32_t bt, void *y, int32_t yt, size_t count,
+                         const bs_qadd_params *p) {
+    bs_vqadd_range(a, at, b, bt, y, yt, p, 0, count);
+}
+
+/* Planes [p0, p1) of a max pool through the AVX2 one (separable; its stride-2 paths beat the gathers below). */
+static void bs_vmaxpool_planes(const bs_window *g, size_t p0, size_t p1, const void *x, int32_t xt, void *y) {
+    size_t es = bs_esize(xt), in = (size_t)g->d * g->h * g->w * es, out = (size_t)g->od * g->oh * g->ow * es;
+    bs_qmaxpool__avx2(g, p1 - p0, (const unsigned char *)x + p0 * in, xt, (unsigned char *)y + p0 * out);
+}
+
+/* bs_ew_run__generic's tasks with the 16-lane Requant and QAdd (the epilogue's int32 Requant: fewer instructions
+ * than the AVX2 file's 64-bit lanes) and the AVX2 max pool. */
+void bs_ew_run__avx512vnni(const bs_ew_job *j, int32_t task) {
+    size_t u0, u1;
+    bs_ew_task_range__generic(j, task, &u0, &u1);
+    if (j->nreaders > 0) {
+        static const bs_ew_ops ops = {bs_vrequant_span, bs_vqadd_range, bs_vmaxpool_planes};
+        bs_ew_run_readers(j, u0, u1, &ops);
+        return;
+    }
+    switch (j->kind) {
+    case BS_EW_REQUANT:
+        for (size_t r = u0; r < u1; r++)
+            bs_vrequant_span((const unsigned char *)j->x + r * j->inner * bs_esize(j->xt), j->xt, j->y, j->yt, r * j->inner, j->inner,
+                             j->rq, r % j->channels);
+        break;
+    case BS_EW_QADD: bs_vqadd_range(j->x, j->xt, j->b, j->bt, j->y, j->yt, j->qadd, u0, u1); break;
+    case BS_EW_MAXPOOL: bs_vmaxpool_planes(j->win, u0, u1, j->x, j->xt, j->y); break;
+    default: bs_ew_run__generic(j, task); break;
+    }
 }
 
 /* ---- QMaxPool: 16 outputs of one output row at a time, max over the window's valid taps (masked loads; a

@@ -102,8 +102,10 @@ void bs_requant__avx512vnni(const void *x, int32_t xt, void *y, int32_t yt, size
 void bs_qadd__avx512vnni(const void *a, int32_t at, const void *b, int32_t bt, void *y, int32_t yt, size_t count,
                          const bs_qadd_params *p);
 /* QMaxPool (bs_qmaxpool__generic's arguments), 16 outputs per step; 8-bit inputs with a column stride > 1 take the AVX2
- * one (bs_qmaxpool__avx2: whole rows, then the even bytes). Big ones run as ew jobs on the AVX2 file's kernels. */
+ * one (bs_qmaxpool__avx2: whole rows, then the even bytes). */
 void bs_qmaxpool__avx512vnni(const bs_window *g, size_t planes, const void *x, int32_t xt, void *y);
+/* bs_ew_run__generic's tasks (bs_ew_tasks__generic) with the Requant and QAdd above and the AVX2 max pool. */
+void bs_ew_run__avx512vnni(const bs_ew_job *j, int32_t task);
 
 /* Split form for a thread pool (the bs_avx2_job of bs_kernels_avx2.h, weights packed for this ISA): count the
  * tasks, run each task index once (any thread, any order; tasks of one stage may run concurrently, stage s+1
