@@ -336,8 +336,9 @@ typedef struct bs_vgeo {
     int32_t uz;                       /* the u8 value of x_zero */
     int32_t fallback;
     size_t tpt;                       /* tiles (of BS_VTILE blocks) per GEMM task: several, so that a channel's epilogue
-                                       * set-up serves more outputs (at k >= 256 too: 4 instead of 1 made ResNet-18 2 %
-                                       * faster, its 56x56 convs' set-up per tile weighing as much as their epilogue) */
+                                       * set-up serves more outputs; 4 from 16 k-groups up (1 before: 4 made ResNet-18
+                                       * 5 % and ResNet-20 5 % faster, its stem's GEMM 10 %; the set-up per tile had
+                                       * weighed as much as the epilogue) */
     size_t cbpt;                      /* channel blocks (of 4) per GEMM task: BS_VCB_PER_TASK, fewer (and tpt fewer) when
                                        * the job's thread hint asks for more tasks than that gives */
     /* The direct path (bs_vdirect_fits): no gathered rows. Stage 0 writes each group's input, 4 channels per 32-bit
@@ -423,7 +424,7 @@ static void bs_vgeometry(const bs_avx2_job *j, bs_vgeo *o) {
     int64_t uz = j->xt == BS_T_U8 ? xz : xz + 128;
     o->uz = (int32_t)uz;
     o->fallback = uz < 0 || uz > 255 || h->mode != 1;
-    o->tpt = h->kg >= 64 ? 4 : (64 / (size_t)h->kg > 16 ? 16 : 64 / (size_t)h->kg);
+    o->tpt = h->kg >= 16 ? 4 : (64 / (size_t)h->kg > 16 ? 16 : 64 / (size_t)h->kg);
     if (!o->fallback && j->conv) bs_vdirect_fits(j, h, o);
     if (o->direct) bs_vbsr_fits(j, h, o);
     /* the thread hint: at least 4 GEMM tasks per thread where the work allows (fewer tiles per task first, then fewer
