@@ -26,6 +26,7 @@ struct KernelTests {
 #define K(n) n##__avx2
 #define KS(n) bs_avx2_##n
 #endif
+#define EW_RUN(j, t) K(bs_ew_run)(j, t)   /* the split form of the elementwise ops (x86 only) */
 #if defined(BS_TEST_VNNI)   /* conv weights in tap-major order (as the generated code stores them) where 4 | input channels per group */
 #define PACK_ROWS(q8, pw, g, mg, k, kmajor, shift, bits, rows, taps) vnni_pack(q8, pw, g, mg, k, kmajor, shift, bits, taps, rows)
 #elif defined(BS_TEST_NEON)
@@ -336,7 +337,7 @@ int main(int argc, char **argv) {
     return 0;
 #else
     /* the vectorized Requant and QAdd against the generic ones: every container pair, tails, extreme parameters;
-     * AVX2: also the split form (bs_ew_run__avx2, tasks in reverse order) */
+     * also the split form (bs_ew_run, tasks in reverse order), and Requants fused into a QAdd (bs_ew_run_readers) */
     for (int t = 0; t < cases; t++) {
         size_t outer = (size_t)ri(1, 3), ch = (size_t)ri(1, 9), inner = (size_t)(ri(0, 7) == 0 ? ri(900, 4000) : ri(1, 70)), n = outer * ch * inner;
         int32_t xt = (int32_t)ri(0, 2), bt = (int32_t)ri(0, 2), yt = (int32_t)ri(0, 2);
@@ -363,15 +364,13 @@ int main(int argc, char **argv) {
         bs_requant__generic(xa, xt, y0, yt, outer, ch, inner, &rq);
         K(bs_requant)(xa, xt, y1, yt, outer, ch, inner, &rq);
         if (memcmp(y0, y1, n * 4)) { printf("MISMATCH requant case %d xt=%d yt=%d\n", t, xt, yt); return 1; }
-#ifndef BS_TEST_VNNI
         {
             bs_ew_job ej; memset(&ej, 0, sizeof ej);
             ej.kind = BS_EW_REQUANT; ej.x = xa; ej.xt = xt; ej.y = y1; ej.yt = yt; ej.outer = outer; ej.channels = ch; ej.inner = inner; ej.rq = &rq;
             memset(y1, 0x11, n * 4);
-            for (int32_t tk = bs_ew_tasks__generic(&ej) - 1; tk >= 0; tk--) bs_ew_run__avx2(&ej, tk);
+            for (int32_t tk = bs_ew_tasks__generic(&ej) - 1; tk >= 0; tk--) EW_RUN(&ej, tk);
             if (memcmp(y0, y1, n * 4)) { printf("MISMATCH split requant case %d xt=%d yt=%d\n", t, xt, yt); return 1; }
         }
-#endif
         bs_qadd_params qa = {ri(1, 1 << 20), ri(1, 1 << 20), ri(10, 30), ri(-128, 255), ri(-128, 255), ri(-10, 10),
                              yt == BS_T_U8 ? 0 : -128, yt == BS_T_U8 ? 255 : 127};
         if (ri(0, 3) == 0) {   /* multipliers near 2^31: sums of products near and past 2^62 (AVX2's int32-lane bound) */
@@ -384,15 +383,27 @@ int main(int argc, char **argv) {
         bs_qadd__generic(xa, xt, xb, bt, y0, yt, n, &qa);
         K(bs_qadd)(xa, xt, xb, bt, y1, yt, n, &qa);
         if (memcmp(y0, y1, n * 4)) { printf("MISMATCH qadd case %d at=%d bt=%d yt=%d\n", t, xt, bt, yt); return 1; }
-#ifndef BS_TEST_VNNI
         {
             bs_ew_job ej; memset(&ej, 0, sizeof ej);
             ej.kind = BS_EW_QADD; ej.x = xa; ej.xt = xt; ej.b = xb; ej.bt = bt; ej.y = y1; ej.yt = yt; ej.count = n; ej.qadd = &qa;
             memset(y1, 0x22, n * 4);
-            for (int32_t tk = bs_ew_tasks__generic(&ej) - 1; tk >= 0; tk--) bs_ew_run__avx2(&ej, tk);
+            for (int32_t tk = bs_ew_tasks__generic(&ej) - 1; tk >= 0; tk--) EW_RUN(&ej, tk);
             if (memcmp(y0, y1, n * 4)) { printf("MISMATCH split qadd case %d at=%d bt=%d yt=%d\n", t, xt, bt, yt); return 1; }
+            /* the Requant above as two fused readers of the QAdd (into containers zt and yt), against the two passes */
+            int32_t zt = (int32_t)ri(0, 2);
+            unsigned char *z0 = al(n * 4), *z1 = al(n * 4), *z2 = al(n * 4), *z3 = al(n * 4);
+            memset(z0, 0x55, n * 4); memset(z1, 0x55, n * 4); memset(z2, 0x66, n * 4); memset(z3, 0x66, n * 4);
+            bs_requant__generic(y0, yt, z0, zt, outer, ch, inner, &rq);
+            bs_requant__generic(y0, yt, z2, yt, outer, ch, inner, &rq);
+            ej.y = NULL; ej.nreaders = 2; ej.rchannels = ch; ej.rinner = inner;
+            ej.readers[0] = (bs_ew_reader){&rq, z1, zt}; ej.readers[1] = (bs_ew_reader){&rq, z3, yt};
+            for (int32_t tk = bs_ew_tasks__generic(&ej) - 1; tk >= 0; tk--) EW_RUN(&ej, tk);
+            if (memcmp(z0, z1, n * 4) || memcmp(z2, z3, n * 4)) { printf("MISMATCH qadd readers case %d yt=%d zt=%d\n", t, yt, zt); return 1; }
+            memset(z1, 0x55, n * 4); memset(z3, 0x66, n * 4);
+            for (int32_t tk = bs_ew_tasks__generic(&ej) - 1; tk >= 0; tk--) bs_ew_run__generic(&ej, tk);
+            if (memcmp(z0, z1, n * 4) || memcmp(z2, z3, n * 4)) { printf("MISMATCH generic qadd readers case %d\n", t); return 1; }
+            free(z0); free(z1); free(z2); free(z3);
         }
-#endif
         (void)xs; (void)bs; (void)ys;
         free(xa); free(xb); free(y0); free(y1); free(rm); free(rn); free(rb);
     }
@@ -424,15 +435,27 @@ int main(int argc, char **argv) {
         bs_qmaxpool__generic(&g, planes, px, xt, y0);
         K(bs_qmaxpool)(&g, planes, px, xt, y1);
         if (memcmp(y0, y1, nout * es)) { printf("MISMATCH maxpool case %d xt=%d\n", t, xt); return 1; }
-#ifndef BS_TEST_VNNI
         {
             bs_ew_job ej; memset(&ej, 0, sizeof ej);
             ej.kind = BS_EW_MAXPOOL; ej.x = px; ej.xt = xt; ej.y = y1; ej.yt = xt; ej.count = planes; ej.win = &g;
             memset(y1, 0x33, nout * es);
-            for (int32_t tk = bs_ew_tasks__generic(&ej) - 1; tk >= 0; tk--) bs_ew_run__avx2(&ej, tk);
+            for (int32_t tk = bs_ew_tasks__generic(&ej) - 1; tk >= 0; tk--) EW_RUN(&ej, tk);
             if (memcmp(y0, y1, nout * es)) { printf("MISMATCH split maxpool case %d xt=%d\n", t, xt); return 1; }
+            /* a per-channel Requant (channel = plane % ch) fused into the pool, against the two passes */
+            size_t ch = (size_t)ri(1, 4), opl = nout / planes;
+            int32_t zt = (int32_t)ri(0, 2), *rm = al(4 * ch), *rn = al(4 * ch);
+            int64_t *rb = al(8 * ch);
+            for (size_t i = 0; i < ch; i++) { rm[i] = (int32_t)ri(1, 1 << 30); rn[i] = (int32_t)ri(xt == BS_T_I32 ? 28 : 20, xt == BS_T_I32 ? 40 : 30); rb[i] = ri(-((int64_t)1 << 30), (int64_t)1 << 30); }
+            bs_requant_params rq = {rm, rn, rb, (int32_t)ch, ri(-5, 5), zt == BS_T_U8 ? 0 : -128, zt == BS_T_U8 ? 255 : 127};
+            if (planes % ch) ch = 1, rq.count = 1;
+            unsigned char *z0 = al(nout * 4), *z1 = al(nout * 4);
+            memset(z0, 0x77, nout * 4); memset(z1, 0x77, nout * 4);
+            bs_requant__generic(y0, xt, z0, zt, planes / ch, ch, opl, &rq);
+            ej.y = NULL; ej.nreaders = 1; ej.rchannels = ch; ej.rinner = opl; ej.readers[0] = (bs_ew_reader){&rq, z1, zt};
+            for (int32_t tk = bs_ew_tasks__generic(&ej) - 1; tk >= 0; tk--) EW_RUN(&ej, tk);
+            if (memcmp(z0, z1, nout * 4)) { printf("MISMATCH maxpool readers case %d xt=%d zt=%d\n", t, xt, zt); return 1; }
+            free(z0); free(z1); free(rm); free(rn); free(rb);
         }
-#endif
         free(px); free(y0); free(y1);
     }
     printf("ok %d maxpool cases\n", cases);
