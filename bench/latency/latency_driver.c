@@ -20,7 +20,8 @@
  *
  * Build: cc -std=c11 -O2 -o latency_driver latency_driver.c -ldl
  * Usage: latency_driver LIB.so [--threads 1] [--warmup 3] [--budget 2.0] [--min-runs 5] [--max-runs 1000]
- *                              [--switches 50] [--layers 0]
+ *                              [--switches 50] [--layers 0] [--only PROFILE]
+ * --only PROFILE: time that profile alone (e.g. under perf).
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -117,6 +118,7 @@ int main(int argc, char **argv) {
         return 1;
     }
     int warmup = 3, min_runs = 5, max_runs = 1000, switches = 50, threads = 1, layers = 0;
+    const char *only = NULL;
     double budget = 2.0;
     for (int i = 2; i < argc; i++) {
         if (i + 1 >= argc) { fprintf(stderr, "latency_driver: %s needs a value\n", argv[i]); return 1; }
@@ -127,6 +129,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--max-runs")) max_runs = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--switches")) switches = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--layers")) layers = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--only")) only = argv[++i];
         else { fprintf(stderr, "latency_driver: unknown option %s\n", argv[i]); return 1; }
     }
     if (warmup < 1 || min_runs < 1 || max_runs < min_runs || switches < 1 || !(budget > 0)) {
@@ -168,6 +171,7 @@ int main(int argc, char **argv) {
     printf("{\"kind\": \"model\", \"arena_bytes\": %zu, \"ctx_bytes\": %zu, \"input\": %zu, \"output\": %zu, "
            "\"profiles\": %d, \"threads\": %d}\n", arena_size(), ctx_size(), ni, no, np, thread_count(ctx));
     for (int p = 0; p < np; p++) {
+        if (only && strcmp(only, profile_name(p))) continue;
         if ((rc = set_profile(ctx, p))) { fprintf(stderr, "latency_driver: bs_set_profile(%d) = %d\n", p, rc); return 1; }
         double t0 = now();
         for (int i = 0; i < warmup; i++)
