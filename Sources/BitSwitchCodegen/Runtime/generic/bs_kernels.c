@@ -358,10 +358,13 @@ void bs_ew_run_readers(const bs_ew_job *j, size_t u0, size_t u1, const bs_ew_ops
         }
         return;
     }
-    /* QAdd: chunks of elements within one row (channel) of the readers' view */
+    /* QAdd: chunks of elements within one row (channel) of the readers' view, unless every reader's table is per
+     * tensor (ResNet's: the sum has one scale; rows of 64 elements had cost a set-up each) */
     size_t as = bs_esize(j->xt), bsz = bs_esize(j->bt), cap = BS_EW_CHUNK_BYTES / es;
+    int rows = 0;
+    for (int32_t r = 0; r < j->nreaders; r++) rows |= j->readers[r].rq->count != 1;
     for (size_t i = u0; i < u1;) {
-        size_t end = (i / j->rinner + 1) * j->rinner;
+        size_t end = rows ? (i / j->rinner + 1) * j->rinner : u1;
         if (end > u1) end = u1;
         if (end - i > cap) end = i + cap;
         ops->qadd_range((const unsigned char *)j->x + i * as, j->xt, (const unsigned char *)j->b + i * bsz, j->bt, buf, j->yt,
