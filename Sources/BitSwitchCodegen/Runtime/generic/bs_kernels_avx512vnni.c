@@ -1608,6 +1608,21 @@ static inline __m512i bs_vload16_i32(const void *x, int32_t t, size_t i, __mmask
     }
 }
 
+/* Whole steps of 16 int32 values into y + yi (container yt), the epilogue mode a constant (its branches fold); returns
+ * the values done. */
+static inline __attribute__((always_inline)) size_t bs_vrequant_i32(const bs_avx2_job *j, const bs_vepi *ep, const int32_t *x,
+                                                                   size_t yi, size_t n, int32_t mode) {
+    size_t e = 0;
+    if (j->yt == BS_T_I32)
+        for (; e + 16 <= n; e += 16)
+            _mm512_storeu_si512((void *)((int32_t *)j->y + yi + e), bs_vepi_apply_mode(j, ep, _mm512_loadu_si512((const void *)(x + e)), mode));
+    else
+        for (; e + 16 <= n; e += 16)
+            _mm_storeu_si128((__m128i *)((unsigned char *)j->y + yi + e),
+                             _mm512_cvtepi32_epi8(bs_vepi_apply_mode(j, ep, _mm512_loadu_si512((const void *)(x + e)), mode)));
+    return e;
+}
+
 /* n values of x (container xt) requantized as channel c into y[yi .. yi + n), 16 per step. */
 static void bs_vrequant_span(const void *x, int32_t xt, void *y, int32_t yt, size_t yi, size_t n, const bs_requant_params *rq,
                              size_t c) {
@@ -1616,7 +1631,10 @@ static void bs_vrequant_span(const void *x, int32_t xt, void *y, int32_t yt, siz
     j.rq = rq; j.yt = yt; j.y = y;
     bs_vepi ep;
     bs_vepi_setup(&j, c, 0, &ep);
-    for (size_t e = 0; e < n; e += 16) {
+    size_t e = 0;
+    if (xt == BS_T_I32 && ep.mode == 4) e = bs_vrequant_i32(&j, &ep, (const int32_t *)x, yi, n, 4);
+    else if (xt == BS_T_I32 && ep.mode == 5) e = bs_vrequant_i32(&j, &ep, (const int32_t *)x, yi, n, 5);
+    for (; e < n; e += 16) {
         size_t count = n - e < 16 ? n - e : 16;
         __mmask16 mk = (__mmask16)(count >= 16 ? 0xFFFFu : ((1u << count) - 1u));
         bs_vstore16(&j, bs_vepi_apply(&j, &ep, bs_vload16_i32(x, xt, e, mk)), yi + e, 1, 0, (int32_t)count);
@@ -1640,7 +1658,29 @@ static void bs_vqadd_range(const void *a, int32_t at, const void *b, int32_t bt,
         const __m512i AZ = _mm512_set1_epi64(p->a_zero), BZ = _mm512_set1_epi64(p->b_zero), Z = _mm512_set1_epi64(p->zero);
         const __m512i MA = _mm512_set1_epi64(p->m_a), MB = _mm512_set1_epi64(p->m_b), one = _mm512_set1_epi64(1);
         const __m128i sh = _mm_cvtsi32_si128((int)p->n), sh1 = _mm_cvtsi32_si128((int)p->n - 1);
-        for (size_t i = i0; i < i1; i += 16) {
+        int64_t amin = at == BS_T_I8 ? INT8_MIN : (at == BS_T_U8 ? 0 : INT32_MIN), amax = at == BS_T_I8 ? INT8_MAX : (at == BS_T_U8 ? UINT8_MAX : INT32_MAX);
+        int64_t bmin = bt == BS_T_I8 ? INT8_MIN : (bt == BS_T_U8 ? 0 : INT32_MIN), bmax = bt == BS_T_I8 ? INT8_MAX : (bt == BS_T_U8 ? UINT8_MAX : INT32_MAX);
+        size_t i = i0;
+        /* x - zero and both multipliers within int32 (every QAdd the lowering makes): vpmuldq on the even and the odd
+         * 32-bit lanes, no widening shuffles (the sum of two such products cannot wrap) */
+        if (p->m_a >= INT32_MIN && p->m_a <= INT32_MAX && p->m_b >= INT32_MIN && p->m_b <= INT32_MAX
+            && amin - p->a_zero >= INT32_MIN && amax - p->a_zero <= INT32_MAX && bmin - p->b_zero >= INT32_MIN && bmax - p->b_zero <= INT32_MAX) {
+            const __m512i AZ32 = _mm512_set1_epi32((int32_t)p->a_zero), BZ32 = _mm512_set1_epi32((int32_t)p->b_zero);
+            for (; i + 16 <= i1; i += 16) {
+                __m512i da = _mm512_sub_epi32(bs_vload16_i32(a, at, i, 0xFFFF), AZ32), db = _mm512_sub_epi32(bs_vload16_i32(b, bt, i, 0xFFFF), BZ32);
+                __m512i v[2];
+                v[0] = _mm512_add_epi64(_mm512_mul_epi32(da, MA), _mm512_mul_epi32(db, MB));
+                v[1] = _mm512_add_epi64(_mm512_mul_epi32(_mm512_srli_epi64(da, 32), MA), _mm512_mul_epi32(_mm512_srli_epi64(db, 32), MB));
+                for (int h = 0; h < 2; h++) {
+                    if (p->n > 0) v[h] = _mm512_add_epi64(_mm512_sra_epi64(v[h], sh), _mm512_and_si512(_mm512_srl_epi64(v[h], sh1), one));
+                    v[h] = _mm512_min_epi64(_mm512_max_epi64(_mm512_add_epi64(v[h], Z), LO), HI);
+                }
+                __m512i r32 = _mm512_mask_blend_epi32((__mmask16)0xAAAA, v[0], _mm512_slli_epi64(v[1], 32));   /* in int32 range */
+                if (yt == BS_T_I32) _mm512_storeu_si512((void *)((int32_t *)y + i), r32);
+                else _mm_storeu_si128((__m128i *)((unsigned char *)y + i), _mm512_cvtepi32_epi8(r32));
+            }
+        }
+        for (; i < i1; i += 16) {
             size_t n16 = i1 - i < 16 ? i1 - i : 16;
             __mmask16 mk = (__mmask16)(n16 >= 16 ? 0xFFFFu : ((1u << n16) - 1u));
             __m512i va32 = bs_vload16_i32(a, at, i, mk), vb32 = bs_vload16_i32(b, bt, i, mk);
