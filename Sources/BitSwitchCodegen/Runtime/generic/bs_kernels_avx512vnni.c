@@ -647,6 +647,7 @@ static void bs_vfill_quad(const bs_avx2_job *j, const bs_vgeo *o, unsigned char 
     const __m128i vpad = _mm_set1_epi8((char)(padu ^ flip)), vflip = _mm_set1_epi8((char)flip);
     const __m256i vpad2 = _mm256_set1_epi8((char)(padu ^ flip));
     const __m512i vpadw = _mm512_set1_epi8((char)padu);
+    const uint32_t padw = 0x01010101u * padu;   /* one word of padding */
     __m512i vmin = vpadw, vmax = vpadw;   /* over every stored word (the bit-serial path's range) */
     if (w->sh == 1 && w->sw == 1 && w->ph == 0 && w->pw == 0 && pwq == (size_t)w->w && o->slot[0] == 0) {
         /* the plane's rows are the input's, back to back (1 x 1 convs, unpadded stride-1 ones): the 4 channels'
@@ -698,6 +699,25 @@ static void bs_vfill_quad(const bs_avx2_job *j, const bs_vgeo *o, unsigned char 
                 unsigned char *d = pl + r * pwq * 4;   /* 16 words per step: the last step's spill is rewritten next */
                 int rowok = ih >= 0 && ih < w->h;
                 const uint8_t *xr = xq + (size_t)(rowok ? ih : 0) * w->w;
+                if (w->sw == 1 && rowok && hi - lo >= 16) {
+                    /* column stride 1: the padding words, then the row's columns 16 at a time with plain loads from
+                     * its first one (the last step overlapping the one before), not 16-word steps from the padded
+                     * plane's first word, half of which straddle the padding (masked loads) on narrow rows */
+                    for (int64_t c = 0; c < lo; c++) memcpy(d + 4 * c, &padw, 4);
+                    for (int64_t c = hi; c < (int64_t)pwq; c++) memcpy(d + 4 * c, &padw, 4);
+                    for (int64_t c = lo;; c += 16) {
+                        if (c + 16 > hi) c = hi - 16;
+                        const uint8_t *src = xr + iw0 + c;
+                        __m512i q = bs_vilv4x16(_mm_xor_si128(_mm_loadu_si128((const __m128i *)src), vflip),
+                                                _mm_xor_si128(_mm_loadu_si128((const __m128i *)(src + in_count)), vflip),
+                                                _mm_xor_si128(_mm_loadu_si128((const __m128i *)(src + 2 * in_count)), vflip),
+                                                _mm_xor_si128(_mm_loadu_si128((const __m128i *)(src + 3 * in_count)), vflip));
+                        vmin = _mm512_min_epu8(vmin, q); vmax = _mm512_max_epu8(vmax, q);
+                        _mm512_storeu_si512((void *)(d + 4 * c), q);
+                        if (c + 16 >= hi) break;
+                    }
+                    continue;
+                }
                 for (size_t c = 0; c < pwq; c += 16) {
                     int64_t vlo = lo > (int64_t)c ? lo : (int64_t)c, vhi = hi < (int64_t)c + 16 ? hi : (int64_t)c + 16;
                     uint32_t valid = rowok && vhi > vlo ? ((1u << (vhi - vlo)) - 1u) << (vlo - (int64_t)c) : 0;
