@@ -380,19 +380,14 @@ static void bs_maxpool_planes(const bs_window *g, size_t p0, size_t p1, const vo
 }
 
 void bs_ew_run__generic(const bs_ew_job *j, int32_t task) {
-    size_t u0, u1;
-    bs_ew_task_range__generic(j, task, &u0, &u1);
-    if (j->nreaders > 0) {
-        static const bs_ew_ops ops = {bs_requant_span, bs_qadd_range, bs_maxpool_planes};
-        bs_ew_run_readers(j, u0, u1, &ops);
+    static const bs_ew_ops ops = {bs_requant_span, bs_qadd_range, bs_maxpool_planes};
+    if (j->kind == BS_EW_AVGPOOL && j->nreaders == 0) {
+        size_t u0, u1;
+        bs_ew_task_range__generic(j, task, &u0, &u1);
+        bs_pool(j->win, u0, u1, 1, j->count_include_pad, j->zero, j->x, j->xt, j->y);
         return;
     }
-    switch (j->kind) {
-    case BS_EW_REQUANT: bs_requant_rows(j->x, j->xt, j->y, j->yt, j->channels, j->inner, j->rq, u0, u1); break;
-    case BS_EW_QADD: bs_qadd_range(j->x, j->xt, j->b, j->bt, j->y, j->yt, j->qadd, u0, u1); break;
-    case BS_EW_MAXPOOL: bs_maxpool_planes(j->win, u0, u1, j->x, j->xt, j->y); break;
-    default: bs_pool(j->win, u0, u1, 1, j->count_include_pad, j->zero, j->x, j->xt, j->y); break;
-    }
+    bs_ew_run_with(j, task, &ops);
 }
 
 void bs_copy_rows__generic(void *dst, size_t dst_stride, const void *src, size_t src_stride, size_t row_bytes,

@@ -153,15 +153,30 @@ int32_t bs_ew_tasks__generic(const bs_ew_job *j);
 void bs_ew_run__generic(const bs_ew_job *j, int32_t task);
 /* The units (rows, elements or planes) [*u0, *u1) task `task` of bs_ew_run__generic covers (fast variants split alike). */
 void bs_ew_task_range__generic(const bs_ew_job *j, int32_t task, size_t *u0, size_t *u1);
-/* A job with fused readers over units [u0, u1), with one ISA's kernels: n values of container xt at x requantized
- * into y[yi .. yi + n) as channel c; QAdd elements [i0, i1); max pool planes [p0, p1). */
+/* bs_ew_run__generic's task with one ISA's kernels (each ISA's bs_ew_run is this with its own): n values of
+ * container xt at x requantized into y[yi .. yi + n) as channel c; QAdd elements [i0, i1); max pool planes [p0, p1). */
 typedef struct bs_ew_ops {
     void (*requant_span)(const void *x, int32_t xt, void *y, int32_t yt, size_t yi, size_t n, const bs_requant_params *rq, size_t c);
     void (*qadd_range)(const void *a, int32_t at, const void *b, int32_t bt, void *y, int32_t yt, const bs_qadd_params *p,
                        size_t i0, size_t i1);
     void (*maxpool_planes)(const bs_window *g, size_t p0, size_t p1, const void *x, int32_t xt, void *y);
 } bs_ew_ops;
-void bs_ew_run_readers(const bs_ew_job *j, size_t u0, size_t u1, const bs_ew_ops *ops);
+void bs_ew_run_readers(const bs_ew_job *j, size_t u0, size_t u1, const bs_ew_ops *ops);   /* units [u0, u1), nreaders > 0 */
+static inline void bs_ew_run_with(const bs_ew_job *j, int32_t task, const bs_ew_ops *ops) {
+    size_t u0, u1;
+    if (j->kind == BS_EW_AVGPOOL && j->nreaders == 0) { bs_ew_run__generic(j, task); return; }
+    bs_ew_task_range__generic(j, task, &u0, &u1);
+    if (j->nreaders > 0) { bs_ew_run_readers(j, u0, u1, ops); return; }
+    switch (j->kind) {
+    case BS_EW_REQUANT:
+        for (size_t r = u0; r < u1; r++)
+            ops->requant_span((const unsigned char *)j->x + r * j->inner * bs_esize(j->xt), j->xt, j->y, j->yt, r * j->inner,
+                              j->inner, j->rq, r % j->channels);
+        break;
+    case BS_EW_QADD: ops->qadd_range(j->x, j->xt, j->b, j->bt, j->y, j->yt, j->qadd, u0, u1); break;
+    default: ops->maxpool_planes(j->win, u0, u1, j->x, j->xt, j->y); break;
+    }
+}
 
 /* Data movement. */
 void bs_copy_rows__generic(void *dst, size_t dst_stride, const void *src, size_t src_stride, size_t row_bytes,

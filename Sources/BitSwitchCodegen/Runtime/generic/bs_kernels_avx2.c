@@ -1281,19 +1281,8 @@ void bs_qmaxpool__avx2(const bs_window *g, size_t planes, const void *x, int32_t
 }
 
 void bs_ew_run__avx2(const bs_ew_job *j, int32_t task) {
-    size_t u0, u1;
-    bs_ew_task_range__generic(j, task, &u0, &u1);
-    if (j->nreaders > 0) {
-        static const bs_ew_ops ops = {bs_requant_span_avx2, bs_qadd_range_avx2, bs_maxpool_planes_avx2};
-        bs_ew_run_readers(j, u0, u1, &ops);
-        return;
-    }
-    switch (j->kind) {
-    case BS_EW_REQUANT: bs_requant_rows_avx2(j->x, j->xt, j->y, j->yt, j->channels, j->inner, j->rq, u0, u1); break;
-    case BS_EW_QADD: bs_qadd_range_avx2(j->x, j->xt, j->b, j->bt, j->y, j->yt, j->qadd, u0, u1); break;
-    case BS_EW_MAXPOOL: bs_maxpool_planes_avx2(j->win, u0, u1, j->x, j->xt, j->y); break;
-    default: bs_ew_run__generic(j, task); break;
-    }
+    static const bs_ew_ops ops = {bs_requant_span_avx2, bs_qadd_range_avx2, bs_maxpool_planes_avx2};
+    bs_ew_run_with(j, task, &ops);
 }
 
 /* ---- the GEMM micro-kernels: 16 pixels (two blocks) x 4 output channels ---- */

@@ -1808,23 +1808,8 @@ static void bs_vmaxpool_planes(const bs_window *g, size_t p0, size_t p1, const v
 /* bs_ew_run__generic's tasks with the 16-lane Requant and QAdd (the epilogue's int32 Requant: fewer instructions
  * than the AVX2 file's 64-bit lanes) and the AVX2 max pool. */
 void bs_ew_run__avx512vnni(const bs_ew_job *j, int32_t task) {
-    size_t u0, u1;
-    bs_ew_task_range__generic(j, task, &u0, &u1);
-    if (j->nreaders > 0) {
-        static const bs_ew_ops ops = {bs_vrequant_span, bs_vqadd_range, bs_vmaxpool_planes};
-        bs_ew_run_readers(j, u0, u1, &ops);
-        return;
-    }
-    switch (j->kind) {
-    case BS_EW_REQUANT:
-        for (size_t r = u0; r < u1; r++)
-            bs_vrequant_span((const unsigned char *)j->x + r * j->inner * bs_esize(j->xt), j->xt, j->y, j->yt, r * j->inner, j->inner,
-                             j->rq, r % j->channels);
-        break;
-    case BS_EW_QADD: bs_vqadd_range(j->x, j->xt, j->b, j->bt, j->y, j->yt, j->qadd, u0, u1); break;
-    case BS_EW_MAXPOOL: bs_vmaxpool_planes(j->win, u0, u1, j->x, j->xt, j->y); break;
-    default: bs_ew_run__generic(j, task); break;
-    }
+    static const bs_ew_ops ops = {bs_vrequant_span, bs_vqadd_range, bs_vmaxpool_planes};
+    bs_ew_run_with(j, task, &ops);
 }
 
 /* ---- QMaxPool: 16 outputs of one output row at a time, max over the window's valid taps (masked loads; a
