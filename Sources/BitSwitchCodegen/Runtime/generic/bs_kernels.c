@@ -238,7 +238,8 @@ void bs_qmm_run__generic(const bs_qmm_job *j, int32_t task) {
     }
 }
 
-/* Rows [r0, r1) of x viewed as [outer * channels rows][inner]. */
+/* n values of x (container xt) requantized as channel c into y[yi .. yi + n); rows [r0, r1) of x viewed as
+ * [outer * channels rows][inner]. */
 static void bs_requant_span(const void *x, int32_t xt, void *y, int32_t yt, size_t yi, size_t n, const bs_requant_params *rq,
                             size_t c) {
     for (size_t e = 0; e < n; e++) bs_store(y, yt, yi + e, bs_requant_one(bs_load(x, xt, e), rq, c));
