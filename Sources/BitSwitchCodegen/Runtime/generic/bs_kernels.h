@@ -50,6 +50,17 @@ typedef struct bs_qadd_params {
     int64_t m_a, m_b, n, a_zero, b_zero, zero, lo, hi;
 } bs_qadd_params;
 
+/* The range of a container. */
+static inline int64_t bs_cmin(int32_t t) { return t == BS_T_I8 ? INT8_MIN : (t == BS_T_U8 ? 0 : INT32_MIN); }
+static inline int64_t bs_cmax(int32_t t) { return t == BS_T_I8 ? INT8_MAX : (t == BS_T_U8 ? UINT8_MAX : INT32_MAX); }
+/* Every x - zero of both containers and both multipliers fit int32 (every QAdd the lowering makes): a vector QAdd may
+ * subtract in 32-bit lanes and multiply by vpmuldq exactly (two such products sum without wrapping). */
+static inline int bs_qadd_fits_i32(const bs_qadd_params *p, int32_t at, int32_t bt) {
+    return p->m_a >= INT32_MIN && p->m_a <= INT32_MAX && p->m_b >= INT32_MIN && p->m_b <= INT32_MAX
+        && p->a_zero >= bs_cmax(at) - INT32_MAX && p->a_zero <= bs_cmin(at) - INT32_MIN
+        && p->b_zero >= bs_cmax(bt) - INT32_MAX && p->b_zero <= bs_cmin(bt) - INT32_MIN;
+}
+
 typedef struct bs_quantize_params {
     float scale;
     int64_t zero, lo, hi;

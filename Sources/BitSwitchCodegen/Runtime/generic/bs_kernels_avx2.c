@@ -838,8 +838,6 @@ static inline void bs_store8(__m256i r32, void *y, int32_t t, size_t off, size_t
     for (size_t i = 0; i < count; i++) yb[off + i * pstride] = b8[i];
 }
 
-static inline int64_t bs_cmin(int32_t t) { return t == BS_T_I8 ? INT8_MIN : (t == BS_T_U8 ? 0 : INT32_MIN); }
-static inline int64_t bs_cmax(int32_t t) { return t == BS_T_I8 ? INT8_MAX : (t == BS_T_U8 ? UINT8_MAX : INT32_MAX); }
 
 /* ---- the epilogue of one output channel, set up once (bs_epi_setup) and applied to 8 accumulators at a time
  * (bs_epi_apply; 8 pixels or rows). Kinds: 0 = int32 accumulators out (no Requant), 1 / 2 = the int32-lane Requant
@@ -1009,9 +1007,7 @@ typedef struct bs_qadd_c {
 } bs_qadd_c;
 
 static inline void bs_qadd_setup(const bs_qadd_params *p, int32_t at, int32_t bt, int32_t yt, bs_qadd_c *q) {
-    q->ok = p->lo <= p->hi && p->n < 64 && p->m_a >= INT32_MIN && p->m_a <= INT32_MAX && p->m_b >= INT32_MIN && p->m_b <= INT32_MAX
-            && p->a_zero >= bs_cmax(at) - INT32_MAX && p->a_zero <= bs_cmin(at) - INT32_MIN
-            && p->b_zero >= bs_cmax(bt) - INT32_MAX && p->b_zero <= bs_cmin(bt) - INT32_MIN;
+    q->ok = p->lo <= p->hi && p->n < 64 && bs_qadd_fits_i32(p, at, bt);
     q->n = (int32_t)p->n;
     q->AZ = _mm256_set1_epi32((int32_t)p->a_zero); q->BZ = _mm256_set1_epi32((int32_t)p->b_zero);
     q->MA = _mm256_set1_epi64x(p->m_a); q->MB = _mm256_set1_epi64x(p->m_b); q->Z = _mm256_set1_epi64x(p->zero);

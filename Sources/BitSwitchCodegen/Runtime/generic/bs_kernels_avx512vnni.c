@@ -1672,19 +1672,14 @@ static void bs_vqadd_range(const void *a, int32_t at, const void *b, int32_t bt,
                            size_t i0, size_t i1) {
 #if defined(__AVX512DQ__)
     if (p->lo <= p->hi && p->n < 64) {
-        int64_t cmin = yt == BS_T_I8 ? INT8_MIN : (yt == BS_T_U8 ? 0 : INT32_MIN);
-        int64_t cmax = yt == BS_T_I8 ? INT8_MAX : (yt == BS_T_U8 ? UINT8_MAX : INT32_MAX);
-        const __m512i LO = _mm512_set1_epi64(bs_clamp64a(p->lo, cmin, cmax)), HI = _mm512_set1_epi64(bs_clamp64a(p->hi, cmin, cmax));
+        const __m512i LO = _mm512_set1_epi64(bs_clamp64a(p->lo, bs_cmin(yt), bs_cmax(yt)));
+        const __m512i HI = _mm512_set1_epi64(bs_clamp64a(p->hi, bs_cmin(yt), bs_cmax(yt)));
         const __m512i AZ = _mm512_set1_epi64(p->a_zero), BZ = _mm512_set1_epi64(p->b_zero), Z = _mm512_set1_epi64(p->zero);
         const __m512i MA = _mm512_set1_epi64(p->m_a), MB = _mm512_set1_epi64(p->m_b), one = _mm512_set1_epi64(1);
         const __m128i sh = _mm_cvtsi32_si128((int)p->n), sh1 = _mm_cvtsi32_si128((int)p->n - 1);
-        int64_t amin = at == BS_T_I8 ? INT8_MIN : (at == BS_T_U8 ? 0 : INT32_MIN), amax = at == BS_T_I8 ? INT8_MAX : (at == BS_T_U8 ? UINT8_MAX : INT32_MAX);
-        int64_t bmin = bt == BS_T_I8 ? INT8_MIN : (bt == BS_T_U8 ? 0 : INT32_MIN), bmax = bt == BS_T_I8 ? INT8_MAX : (bt == BS_T_U8 ? UINT8_MAX : INT32_MAX);
         size_t i = i0;
-        /* x - zero and both multipliers within int32 (every QAdd the lowering makes): vpmuldq on the even and the odd
-         * 32-bit lanes, no widening shuffles (the sum of two such products cannot wrap) */
-        if (p->m_a >= INT32_MIN && p->m_a <= INT32_MAX && p->m_b >= INT32_MIN && p->m_b <= INT32_MAX
-            && amin - p->a_zero >= INT32_MIN && amax - p->a_zero <= INT32_MAX && bmin - p->b_zero >= INT32_MIN && bmax - p->b_zero <= INT32_MAX) {
+        /* vpmuldq on the even and the odd 32-bit lanes, no widening shuffles */
+        if (bs_qadd_fits_i32(p, at, bt)) {
             const __m512i AZ32 = _mm512_set1_epi32((int32_t)p->a_zero), BZ32 = _mm512_set1_epi32((int32_t)p->b_zero);
             for (; i + 16 <= i1; i += 16) {
                 __m512i da = _mm512_sub_epi32(bs_vload16_i32(a, at, i, 0xFFFF), AZ32), db = _mm512_sub_epi32(bs_vload16_i32(b, bt, i, 0xFFFF), BZ32);
