@@ -355,14 +355,14 @@ struct CWriter {
         if plan.isa == .avx512vnni {   // regions with room for the bit-serial kernels' bit planes
             s += "static const int32_t bs_region_bsr[\(max(1, plan.regions.count))] = {\(plan.regions.isEmpty ? "0" : plan.regions.indices.map { plan.bitSerialRegions.contains($0) ? "1" : "0" }.joined(separator: ", "))};\n"
         }
-        s += "typedef struct { int32_t pnode; const int8_t *q8; size_t count; const int32_t *regions; const bs_qmm_params *params; int32_t groups, mg, k, kmajor; size_t rows; int32_t taps; } bs_wnode;\n"
+        s += "typedef struct { int32_t pnode; const int8_t *q8; size_t count; const int32_t *regions; const bs_qmm_params *params; int32_t groups, mg, k, kmajor; size_t rows; int32_t taps, pflags; } bs_wnode;\n"
         let wnodes = plan.weightOffsets.keys.sorted()
         for i in wnodes {
             let r = plan.blockRegions[i] ?? [0]
             s += "static const int32_t \(nodeID(i))_regions[\(r.count)] = {\(r.map(String.init).joined(separator: ", "))};\n"
         }
         s += "static const bs_wnode bs_wnodes[\(max(1, wnodes.count))] = {\n"
-        if wnodes.isEmpty { s += "    {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},\n" }
+        if wnodes.isEmpty { s += "    {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},\n" }
         for i in wnodes {
             let n = g.nodes[i]
             s += "    {\(plan.paramIndex[i] ?? 0), \(weightName[n.inputs[1]] ?? "0"), "
@@ -372,7 +372,9 @@ struct CWriter {
             // weights are stored tap-major (VNNI bundles); else 0.
             var rows = 0
             if case .qgemm = n.op { rows = d?.n ?? 0 }
-            s += "\(CSyntax.size(rows)), \(plan.tapMajorWeights[n.inputs[1]] ?? 0)},\n"
+            // VNNI pack flags: 2 = BS_VPACK_C16, the channels-in-lanes layout (Plan.channelLanes).
+            let pflags = plan.channelLanes(i) ? 2 : 0
+            s += "\(CSyntax.size(rows)), \(plan.tapMajorWeights[n.inputs[1]] ?? 0), \(pflags)},\n"
         }
         s += "};\n"
         // A switch's weight tasks, largest first: the pool's threads take them in this order, so the big layers
@@ -456,7 +458,7 @@ struct CWriter {
                     ? (plan.isa == .avx2
                         ? "bs_qs8_pack_weights_rows__avx2(wn->q8, dst, wn->groups, wn->mg, wn->k, wn->kmajor, p->w_shift, p->w_bits, wn->rows);"
                         : plan.isa == .avx512vnni
-                        ? "if (wn->rows) bs_qs8_pack_weights_rows__avx512vnni(wn->q8, dst, wn->groups, wn->mg, wn->k, wn->kmajor, p->w_shift, p->w_bits, wn->rows); else bs_qs8_pack_weights__avx512vnni(wn->q8, dst, wn->groups, wn->mg, wn->k, wn->kmajor, p->w_shift, p->w_bits, wn->taps, bs_region_bsr[r]);"
+                        ? "if (wn->rows) bs_qs8_pack_weights_rows__avx512vnni(wn->q8, dst, wn->groups, wn->mg, wn->k, wn->kmajor, p->w_shift, p->w_bits, wn->rows); else bs_qs8_pack_weights__avx512vnni(wn->q8, dst, wn->groups, wn->mg, wn->k, wn->kmajor, p->w_shift, p->w_bits, wn->taps, bs_region_bsr[r] | wn->pflags);"
                         : "bs_qs8_pack_weights__\(plan.isa.kernelSuffix)(wn->q8, dst, wn->groups, wn->mg, wn->k, wn->kmajor, p->w_shift, p->w_bits);")
                     : "bs_qs8_shift_weights__generic(wn->q8, (int8_t *)dst, wn->count, p->w_shift, p->w_bits);")
                 ctx->rstate[r][0] = p->w_shift;

@@ -590,6 +590,23 @@ struct Plan {
         tapMajorWeights = taps.filter { !refused.contains($0.key) }
     }
 
+    /// VNNI bundles: whether conv node i's weights are packed for the channels-in-lanes kernel (BS_VPACK_C16; the
+    /// pack takes it where 16 divides the output channels per group). That kernel computes only real output pixels,
+    /// 16 channels per vector, and pays a transpose per output in its epilogue; the pixel-lane kernel computes a
+    /// plane's junk columns and a 16-pixel block's tail lanes. Measured on the Zen 4 (per-layer timers, 2026-12-02):
+    /// every 3 x 3 conv of ResNet-18 and ResNet-20 as fast or faster (7 x 7 planes 0.83x, 14 x 14 0.91x, ResNet-20's
+    /// 16-channel ones 0.78x); 1 x 1 convs slower where k is small or the lanes are full (MobileNetV2's expand convs
+    /// 1.2-1.6x), faster on 7 x 7 planes from k = 320 on (0.85-0.93x); ResNet-18's stem (3 input channels: the
+    /// gathered path, not the direct one) 1 % slower in the whole model. So: convs of more than one kernel tap and
+    /// 4 | input channels per group (the direct path's), and 1 x 1 convs of k >= 256 whose 16-pixel blocks are less
+    /// than 85 % full.
+    func channelLanes(_ i: Int) -> Bool {
+        guard isa == .avx512vnni, case .qconv = graph.nodes[i].op, let d = matmulDims(i),
+              let ws = graph.initializers[graph.nodes[i].inputs[1]]?.shape, d.n > 0 else { return false }
+        if ws.dropFirst(2).reduce(1, *) > 1 { return ws[1] % 4 == 0 }
+        return d.k >= 256 && Double(d.n) < 0.85 * Double((d.n + 15) / 16 * 16)
+    }
+
     /// The bytes a conv's bit planes for the bit-serial w2a2 kernels take past its packed weights
     /// (bs_qs8_packed_bsr_size__avx512vnni, the same formula): AVX-512 VNNI bundles, one group, at least 48 input
     /// channels (a multiple of 4), at least 4 k-words (taps x chunks of 64 input channels), tap-major weights or a

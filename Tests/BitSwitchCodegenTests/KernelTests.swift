@@ -43,15 +43,17 @@ static uint64_t rnd(void) { st += 0x9E3779B97F4A7C15ull; uint64_t z = st; z = (z
 static int64_t ri(int64_t lo, int64_t hi) { return lo + (int64_t)(rnd() % (uint64_t)(hi - lo + 1)); }
 static void *al(size_t n) { void *p = NULL; if (posix_memalign(&p, 64, n ? n : 64)) exit(3); memset(p, 0xA5, n ? n : 64); return p; }
 #ifdef BS_TEST_VNNI
+static int c16_case;   /* this case's conv weights packed with BS_VPACK_C16 (taken where 16 | mg: the channels-in-lanes kernel) */
 static void vnni_pack(const int8_t *q8, void *pw, int32_t g, int32_t mg, int32_t k, int32_t kmajor, int32_t shift, int32_t bits, int32_t taps, size_t rows) {
     if (rows) bs_qs8_pack_weights_rows__avx512vnni(q8, pw, g, mg, k, kmajor, shift, bits, rows);   /* gemm: the batch-1 layout for 1..4 rows */
     else if (taps > 1 && k % (4 * taps) == 0) {
         size_t n = (size_t)g * mg * k;
         int8_t *t = al(n);
         bs_qs8_tap_major__avx512vnni(q8, t, n, taps);
-        bs_qs8_pack_weights__avx512vnni(t, pw, g, mg, k, kmajor, shift, bits, taps, 1);
+        bs_qs8_pack_weights__avx512vnni(t, pw, g, mg, k, kmajor, shift, bits, taps, BS_VPACK_BSR_ROOM | (c16_case ? BS_VPACK_C16 : 0));
         free(t);
-    } else bs_qs8_pack_weights__avx512vnni(q8, pw, g, mg, k, kmajor, shift, bits, 0, 1);   /* room for bit planes: see psize */
+    } else bs_qs8_pack_weights__avx512vnni(q8, pw, g, mg, k, kmajor, shift, bits, 0,   /* room for bit planes: see psize */
+                                           BS_VPACK_BSR_ROOM | (c16_case ? BS_VPACK_C16 : 0));
 }
 #endif
 
@@ -61,7 +63,7 @@ int main(int argc, char **argv) {
     long vbsr = 0, vbsr_taps = 0, vbsr_s2 = 0, vbsr_big = 0, vbsr_out = 0;   /* the VNNI checker's bit-serial convs; ones not taking it */
     (void)vbsr; (void)vbsr_taps; (void)vbsr_s2; (void)vbsr_big; (void)vbsr_out;
 #ifdef BS_TEST_VNNI
-    long vdw = 0, vdw_two = 0, vdw_wide = 0, vdw_s8 = 0;
+    long vdw = 0, vdw_two = 0, vdw_wide = 0, vdw_s8 = 0, vc16_direct = 0, vc16_ilv = 0, vc16_tasks = 0;
 #endif
     long distinct_cases = 0, paths[4] = {0}, direct_dw = 0, vdirect = 0, vdirect_taps = 0, vdirect_s2 = 0, lowact = 0, gemv = 0, plane = 0, plane_strided = 0, plane_rows = 0, plane_straddle = 0, plane_s2 = 0, fused_cases = 0, ilv_split = 0, gemm_multi = 0;
     (void)plane_s2; (void)ilv_split; (void)gemm_multi;   /* counted for the AVX2 checker only */
@@ -89,6 +91,9 @@ int main(int argc, char **argv) {
             if (ri(0, 1)) cg = (cg + 3) / 4 * 4;   /* the direct path's channel quads */
 #endif
             mg = dw ? (int32_t)ri(1, 2) : (int32_t)ri(1, 37);
+#ifdef BS_TEST_VNNI
+            if (!dw && ri(0, 1)) mg = 16 * (int32_t)ri(1, 5);   /* the channels-in-lanes kernel's vectors of 16 channels */
+#endif
             s.c = cg * groups; s.m = mg * groups; s.group = groups;
             g->d = 1; g->od = 1; g->kd = 1; g->sd = 1; g->pd = 0; g->ped = 0; g->dd = 1;
             g->h = dims == 1 ? 1 : (int32_t)ri(1, 20); g->w = (int32_t)ri(1, 30);
@@ -186,6 +191,9 @@ int main(int argc, char **argv) {
         }
 #endif
         void *pw = al(psize);
+#ifdef BS_TEST_VNNI
+        c16_case = !is_gemm && ri(0, 1);
+#endif
         PACK_ROWS(q8, pw, groups, mg, kk, is_gemm && !trans_b, shift, bits, is_gemm ? rows : 0, is_gemm ? 0 : s.win.kh * s.win.kw);
 #if !defined(BS_TEST_NEON)
         gemv += ((const int32_t *)pw)[0] >= 3;   /* the packed header's mode: the AVX2 batch-1 layout (VNNI bundles use it too) */
@@ -275,6 +283,10 @@ int main(int argc, char **argv) {
 #endif
         for (int32_t sg = 0; sg < KS(stages)(&j); sg++) for (int32_t tk = KS(tasks)(&j, sg) - 1; tk >= 0; tk--) KS(run)(&j, sg, tk);
 #ifdef BS_TEST_VNNI
+        if (bs_avx512vnni_channel_lanes(&j)) {
+            if (bs_avx512vnni_direct(&j)) vc16_direct++; else vc16_ilv++;
+            vc16_tasks += KS(tasks)(&j, 1) > 1;
+        }
         if (bs_avx512vnni_bitserial(&j)) { vbsr++; vbsr_taps += s.win.kh * s.win.kw > 1; vbsr_s2 += s.win.sh == 2 || s.win.sw == 2; vbsr_big += s.win.h >= 30; }
         else if (bsr_case && !is_gemm && bits <= 2 && bs_avx512vnni_direct(&j)) vbsr_out++;
 #endif
@@ -310,6 +322,8 @@ int main(int argc, char **argv) {
 #ifdef BS_TEST_VNNI
     printf("%ld VNNI direct-path convs: %ld of several taps, %ld strided\n", vdirect, vdirect_taps, vdirect_s2);
     if (vdirect < cases / 10 || vdirect_taps < cases / 20 || vdirect_s2 < cases / 50) { printf("too few VNNI direct-path convs\n"); return 1; }
+    printf("%ld channels-in-lanes convs on the direct path, %ld on the interleaved copy, %ld of several tasks\n", vc16_direct, vc16_ilv, vc16_tasks);
+    if (vc16_direct < cases / 40 || vc16_ilv < cases / 100 || vc16_tasks < cases / 100) { printf("too few channels-in-lanes convs\n"); return 1; }
 #if defined(__AVX512VBMI__) && !defined(BS_NO_VDW)
     printf("%ld depthwise convs on the vpermb kernel: %ld two rows per vector, %ld of kernels wider than 4, %ld of int8 input\n", vdw, vdw_two, vdw_wide, vdw_s8);
     if (vdw < cases / 20 || vdw_two < cases / 200 || vdw_wide < cases / 200 || vdw_s8 < cases / 100) { printf("too few vpermb depthwise convs\n"); return 1; }

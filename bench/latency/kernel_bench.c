@@ -253,10 +253,11 @@ int main(int argc, char **argv) {
         /* C_in = C_out, H = W, kernel (3 or 1) */
         int shapes[][3] = {{64, 56, 3}, {128, 28, 3}, {256, 14, 3}, {512, 7, 3}, {64, 56, 1}, {256, 14, 1}, {512, 7, 1}};
         enum { NSHAPES = sizeof shapes / sizeof shapes[0] };
-        double rate[NSHAPES][3];   /* MACs / s: whole op, GEMM stage, GEMM stage counting its computed MACs */
+        double rate[NSHAPES][4];   /* MACs / s: whole op, GEMM stage, GEMM stage counting its computed MACs; the pixel-lane
+                                    * kernel's GEMM stage (S8C4 weights; 0: the same kernel as the columns before) */
         double rate2[NSHAPES][2];  /* the bit-serial w2a2 path: whole op, GEMM stage (0: not taken) */
-        printf("| conv | M | N | K | whole op GMAC/s | %% of peak | GEMM stage GMAC/s | %% of peak | GEMM stage, computed MACs: %% of peak |\n"
-               "|---|--:|--:|--:|--:|--:|--:|--:|--:|\n");
+        printf("| conv | M | N | K | whole op GMAC/s | %% of peak | GEMM stage GMAC/s | %% of peak | GEMM stage, computed MACs: %% of peak | pixel-lane kernel's GEMM stage: %% of peak |\n"
+               "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n");
         for (int si = 0; si < NSHAPES; si++) {
             int C = shapes[si][0], H = shapes[si][1], KS = shapes[si][2], pad = KS / 2;
             bs_conv_shape s;
@@ -281,7 +282,8 @@ int main(int argc, char **argv) {
                 memcpy(q8, t, (size_t)M * K);
                 free(t);
             }
-            bs_qs8_pack_weights__avx512vnni(q8, pw, 1, M, K, 0, 0, 8, KS * KS, 0);
+            /* the layout the generated code packs a conv of several taps in: C16, the channels-in-lanes kernel */
+            bs_qs8_pack_weights__avx512vnni(q8, pw, 1, M, K, 0, 0, 8, KS * KS, KS > 1 ? BS_VPACK_C16 : 0);
             bs_qmm_params p = {0, 0, 8};
             bs_avx2_job j;
             memset(&j, 0, sizeof j);
@@ -305,8 +307,26 @@ int main(int argc, char **argv) {
             }
             /* the direct path computes H x (H + KS - 1) virtual pixels (the junk columns of each row are computed and
              * not stored): the MACs the micro-kernel executes, against the useful ones of the columns before */
-            double computed = bs_avx512vnni_direct(&j) ? (double)M * K * H * (H + KS - 1) : macs;
-            rate[si][0] = macs / best_all; rate[si][1] = macs / best_gemm; rate[si][2] = computed / best_gemm;
+            double computed = bs_avx512vnni_direct(&j) && !bs_avx512vnni_channel_lanes(&j) ? (double)M * K * H * (H + KS - 1) : macs;
+            rate[si][0] = macs / best_all; rate[si][1] = macs / best_gemm; rate[si][2] = computed / best_gemm; rate[si][3] = 0;
+            if (bs_avx512vnni_channel_lanes(&j)) {   /* the pixel-lane kernel on the same conv (S8C4 weights), for comparison */
+                void *ps = al(bs_qs8_packed_weights_size__avx512vnni(1, M, K));
+                bs_qs8_pack_weights__avx512vnni(q8, ps, 1, M, K, 0, 0, 8, KS * KS, 0);
+                bs_avx2_job js = j;
+                js.packed = ps; js.vgeo_set = 0;
+                double best_s = 1e30;
+                for (int r = 0; r < 41; r++) {
+                    int32_t ns = bs_avx512vnni_stages(&js);
+                    for (int32_t st = 0; st < ns - 1; st++) for (int32_t tk = 0; tk < bs_avx512vnni_tasks(&js, st); tk++) bs_avx512vnni_run(&js, st, tk);
+                    int32_t nt = bs_avx512vnni_tasks(&js, ns - 1);
+                    double t0 = now();
+                    for (int32_t tk = 0; tk < nt; tk++) bs_avx512vnni_run(&js, ns - 1, tk);
+                    double t = now() - t0;
+                    if (t < best_s) best_s = t;
+                }
+                rate[si][3] = macs / best_s;
+                free(ps);
+            }
             /* w2a2: 2-bit weights (their bit planes packed) and activations 0..3, the same conv, alternating with int8 */
             void *pw2 = al(bs_qs8_packed_weights_size__avx512vnni(1, M, K) + bs_qs8_packed_bsr_size__avx512vnni(1, M, K, KS * KS));
             bs_qs8_pack_weights__avx512vnni(q8, pw2, 1, M, K, 0, 6, 2, KS * KS, 1);
@@ -334,10 +354,14 @@ int main(int argc, char **argv) {
             free(x); free(q8); free(pw); free(scratch); free(m); free(n); free(b); free(y); free(pw2); free(x2);
         }
         for (int si = 0; si < NSHAPES; si++)
-            printf("| %dx%d | %d | %d | %d | %.1f | %.0f %% | %.1f | %.0f %% | %.0f %% |\n", shapes[si][2], shapes[si][2],
+        {
+            char ps[32] = "(the same)";
+            if (rate[si][3] > 0) snprintf(ps, sizeof ps, "%.0f %%", 100 * rate[si][3] / peak);
+            printf("| %dx%d | %d | %d | %d | %.1f | %.0f %% | %.1f | %.0f %% | %.0f %% | %s |\n", shapes[si][2], shapes[si][2],
                    shapes[si][0], shapes[si][1] * shapes[si][1], shapes[si][0] * shapes[si][2] * shapes[si][2],
                    rate[si][0] / 1e9, 100 * rate[si][0] / peak, rate[si][1] / 1e9, 100 * rate[si][1] / peak,
-                   100 * rate[si][2] / peak);
+                   100 * rate[si][2] / peak, ps);
+        }
         printf("(%% of the peak seen over the whole run, its trials interleaved with the kernels': %.1f GMAC/s)\n", peak / 1e9);
         printf("\nw2a2 through the bit-serial kernels (bs_qu2s2_conv_b1p_popcnt_16x4c64__avx512vnni: AND + VPOPCNTQ on bit planes), "
                "2-bit MACs per second, and the speed-up over the int8 rows above:\n"

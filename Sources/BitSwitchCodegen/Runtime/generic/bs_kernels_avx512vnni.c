@@ -7,11 +7,13 @@
 #include <string.h>
 
 /* The packed weights: the AVX2 kernels' header (64 bytes) with mode S8C4 (1), then int32 wsum[groups*mg4], then per
- * group and per block of 4 output channels kg = ceil(k/4) groups of [4 channels][4 k] signed bytes. */
+ * group and per block of 4 output channels kg = ceil(k/4) groups of [4 channels][4 k] signed bytes (S8C4) or, with
+ * c16 set, per group and block of 16 output channels kg groups of [16 channels][4 k] (C16: the same bytes, reordered). */
 typedef struct bs_vpacked {
     int32_t mode, groups, mg, k, kg, mg4, bits, shift;
     int32_t taps;   /* > 0: k in tap-major order (the stored weights' own: Plan.tapMajor, bs_qs8_tap_major__avx512vnni) */
     int32_t bsr_T, bsr_nch;   /* bsr_nch > 0: the bit planes of the bit-serial kernels follow (bs_vbsr_pack) */
+    int32_t c16;   /* 1: the data in the C16 layout (bs_vpack_c16) instead of S8C4 */
 } bs_vpacked;
 
 #define BS_VA64(x) (((size_t)(x) + 63) & ~(size_t)63)
@@ -21,6 +23,9 @@ typedef struct bs_vpacked {
 #define BS_VFILL_BYTES 8192
 #define BS_VCB_PER_TASK 16
 #define BS_VTILE 4
+/* Output pixels per task of the channels-in-lanes GEMM (its accumulators are kept per task: 64 channels x this many
+ * pixels of int32 on the stack). */
+#define BS_VC16_TPX 128
 /* The bit-serial w2a2 path (bs_vbsr_*): AND + VPOPCNTQ on bit planes of 64 input channels, for convs of at least
  * BS_VBSR_MINC input channels (one group) whose weights have 1 or 2 bits and whose activations span at most 4 values. */
 #if defined(__AVX512VPOPCNTDQ__) && defined(__AVX512VBMI__)
@@ -131,15 +136,52 @@ static inline __m512i bs_vshift_clamp64(__m512i x, int32_t shift, int32_t bits, 
     return _mm512_min_epi8(_mm512_max_epi8(x, lo), hi);
 }
 
-/* The S8C4 data and sums of channel blocks [cb0, cb1) of group g of row-major q8 [groups*mg, k] (the header set):
- * 64 k of the block's 4 rows at a time, shifted and clamped, a 4 x 16 dword transpose into 16 k-groups of
- * [4 channels][4 k], the sums by vpdpbusd with ones. The data go to their place in h by non-temporal stores (the
- * caller fences), or, when `to` is not NULL, to `to` (block cb0 first) through the caches, for a caller that reads
- * them back. */
-static void bs_vpack_blocks(const int8_t *q8, bs_vpacked *h, int32_t g, int32_t cb0, int32_t cb1, unsigned char *to) {
-    int32_t mg = h->mg, k = h->k, kg = h->kg, mg4 = h->mg4, ncb = mg4 / 4, shift = h->shift, bits = h->bits;
+/* 64 k from kc on of 4 weight rows (NULL: a row past mg, zeros), shifted and clamped, as 16 k-groups of [4 channels]
+ * [4 k]: out[i] holds k-groups 4 i .. 4 i + 3, one per 128-bit lane (a 4 x 16 dword transpose); lanes past k are 0. */
+static inline void bs_vpack_kchunk(const int8_t *const row[4], int32_t kc, int32_t k, int32_t shift, int32_t bits,
+                                   __m512i LO, __m512i HI, __m512i out[4]) {
+    __mmask64 ld = kc + 64 <= k ? ~(__mmask64)0 : (((__mmask64)1 << (k - kc)) - 1);
+    __m512i r[4];
+    for (int i = 0; i < 4; i++)
+        r[i] = row[i] ? bs_vshift_clamp64(_mm512_maskz_loadu_epi8(ld, (const void *)(row[i] + kc)), shift, bits, LO, HI)
+                      : _mm512_setzero_si512();
+    /* lanes past k: shifted zeros, clamped: 0 */
+    __m512i t0 = _mm512_unpacklo_epi32(r[0], r[1]), t1 = _mm512_unpackhi_epi32(r[0], r[1]);
+    __m512i t2 = _mm512_unpacklo_epi32(r[2], r[3]), t3 = _mm512_unpackhi_epi32(r[2], r[3]);
+    __m512i u0 = _mm512_unpacklo_epi64(t0, t2), u1 = _mm512_unpackhi_epi64(t0, t2);   /* k-groups 4L, 4L + 1 of lane L */
+    __m512i u2 = _mm512_unpacklo_epi64(t1, t3), u3 = _mm512_unpackhi_epi64(t1, t3);   /* 4L + 2, 4L + 3 */
+    __m512i v0 = _mm512_shuffle_i64x2(u0, u1, 0x44), v1 = _mm512_shuffle_i64x2(u2, u3, 0x44);
+    __m512i v2 = _mm512_shuffle_i64x2(u0, u1, 0xEE), v3 = _mm512_shuffle_i64x2(u2, u3, 0xEE);
+    out[0] = _mm512_shuffle_i64x2(v0, v1, 0x88); out[1] = _mm512_shuffle_i64x2(v0, v1, 0xDD);
+    out[2] = _mm512_shuffle_i64x2(v2, v3, 0x88); out[3] = _mm512_shuffle_i64x2(v2, v3, 0xDD);
+}
+
+/* The 4 rows of channel block cb of group g (NULL past mg). */
+static inline void bs_vpack_rows(const int8_t *q8, const bs_vpacked *h, int32_t g, int32_t cb, const int8_t *row[4]) {
+    for (int32_t c4 = 0; c4 < 4; c4++)
+        row[c4] = cb * 4 + c4 < h->mg ? q8 + ((size_t)g * h->mg + (size_t)cb * 4 + c4) * (size_t)h->k : NULL;
+}
+
+/* wsum of channel block cb of group g from the vpdpbusd sums with ones (dword lane j: channel j % 4). */
+static inline void bs_vpack_sums(bs_vpacked *h, int32_t g, int32_t cb, __m512i sums) {
     int32_t *wsum = (int32_t *)(void *)((unsigned char *)h + 64);
-    unsigned char *wp = (unsigned char *)h + 64 + BS_VA64((size_t)h->groups * mg4 * 4);
+    __m256i s8 = _mm256_add_epi32(_mm512_castsi512_si256(sums), _mm512_extracti64x4_epi64(sums, 1));
+    __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(s8), _mm256_extracti128_si256(s8, 1));
+    _mm_storeu_si128((__m128i *)(void *)(wsum + (size_t)g * h->mg4 + (size_t)cb * 4), s4);
+}
+
+static inline void bs_vstore64(unsigned char *d, __m512i v, int stream) {
+    if (stream) _mm512_stream_si512((void *)d, v);
+    else _mm512_storeu_si512((void *)d, v);
+}
+
+/* The S8C4 data and sums of channel blocks [cb0, cb1) of group g of row-major q8 [groups*mg, k] (the header set):
+ * 64 k of the block's 4 rows at a time (bs_vpack_kchunk), the sums by vpdpbusd with ones. The data go to their place
+ * in h by non-temporal stores (the caller fences), or, when `to` is not NULL, to `to` (block cb0 first) through the
+ * caches, for a caller that reads them back. */
+static void bs_vpack_blocks(const int8_t *q8, bs_vpacked *h, int32_t g, int32_t cb0, int32_t cb1, unsigned char *to) {
+    int32_t k = h->k, kg = h->kg, ncb = h->mg4 / 4, bits = h->bits;
+    unsigned char *wp = (unsigned char *)h + 64 + BS_VA64((size_t)h->groups * h->mg4 * 4);
     const __m512i LO = _mm512_set1_epi8((char)-(1 << (bits - 1))), HI = _mm512_set1_epi8((char)((1 << (bits - 1)) - 1));
     const __m512i ones = _mm512_set1_epi8(1);
     size_t bb = (size_t)kg * 16;
@@ -147,40 +189,57 @@ static void bs_vpack_blocks(const int8_t *q8, bs_vpacked *h, int32_t g, int32_t 
         unsigned char *base = to ? to + (size_t)(cb - cb0) * bb : wp + ((size_t)g * ncb + cb) * bb;
         int stream = !to && ((uintptr_t)base & 63) == 0 && (bb & 63) == 0;
         const int8_t *row[4];
-        for (int32_t c4 = 0; c4 < 4; c4++)
-            row[c4] = cb * 4 + c4 < mg ? q8 + ((size_t)g * mg + (size_t)cb * 4 + c4) * (size_t)k : NULL;
+        bs_vpack_rows(q8, h, g, cb, row);
         __m512i sums = _mm512_setzero_si512();
         for (int32_t kc = 0; kc < k; kc += 64) {
-            __mmask64 ld = kc + 64 <= k ? ~(__mmask64)0 : (((__mmask64)1 << (k - kc)) - 1);
-            __m512i r[4];
-            for (int i = 0; i < 4; i++)
-                r[i] = row[i] ? bs_vshift_clamp64(_mm512_maskz_loadu_epi8(ld, (const void *)(row[i] + kc)), shift, bits, LO, HI)
-                              : _mm512_setzero_si512();
-            /* lanes past k: shifted zeros, clamped: 0 */
-            __m512i t0 = _mm512_unpacklo_epi32(r[0], r[1]), t1 = _mm512_unpackhi_epi32(r[0], r[1]);
-            __m512i t2 = _mm512_unpacklo_epi32(r[2], r[3]), t3 = _mm512_unpackhi_epi32(r[2], r[3]);
-            __m512i u0 = _mm512_unpacklo_epi64(t0, t2), u1 = _mm512_unpackhi_epi64(t0, t2);   /* k-groups 4L, 4L + 1 of lane L */
-            __m512i u2 = _mm512_unpacklo_epi64(t1, t3), u3 = _mm512_unpackhi_epi64(t1, t3);   /* 4L + 2, 4L + 3 */
-            __m512i v0 = _mm512_shuffle_i64x2(u0, u1, 0x44), v1 = _mm512_shuffle_i64x2(u2, u3, 0x44);
-            __m512i v2 = _mm512_shuffle_i64x2(u0, u1, 0xEE), v3 = _mm512_shuffle_i64x2(u2, u3, 0xEE);
-            __m512i out[4] = {_mm512_shuffle_i64x2(v0, v1, 0x88), _mm512_shuffle_i64x2(v0, v1, 0xDD),
-                              _mm512_shuffle_i64x2(v2, v3, 0x88), _mm512_shuffle_i64x2(v2, v3, 0xDD)};   /* k-groups 4i .. 4i + 3 */
+            __m512i out[4];
+            bs_vpack_kchunk(row, kc, k, h->shift, bits, LO, HI, out);
             int32_t q0 = kc / 4, left = kg - q0;   /* k-groups of this step still in the block */
             for (int i = 0; i < 4; i++) {
                 sums = _mm512_dpbusd_epi32(sums, ones, out[i]);
                 unsigned char *d = base + (size_t)(q0 + 4 * i) * 16;
-                if (left >= 4 * i + 4) {
-                    if (stream) _mm512_stream_si512((void *)d, out[i]);
-                    else _mm512_storeu_si512((void *)d, out[i]);
-                } else if (left > 4 * i) {
-                    _mm512_mask_storeu_epi8((void *)d, ((__mmask64)1 << (16 * (left - 4 * i))) - 1, out[i]);
+                if (left >= 4 * i + 4) bs_vstore64(d, out[i], stream);
+                else if (left > 4 * i) _mm512_mask_storeu_epi8((void *)d, ((__mmask64)1 << (16 * (left - 4 * i))) - 1, out[i]);
+            }
+        }
+        bs_vpack_sums(h, g, cb, sums);
+    }
+}
+
+/* The C16 layout (h->c16; 16 | mg): per group and block of 16 output channels, kg groups of [16 channels][4 k], so
+ * that the channels-in-lanes kernel loads a k-group's 16 channels as one vector. Its 4 channel blocks of 4 made as
+ * by bs_vpack_blocks, then their 128-bit lanes (one k-group of 4 channels each) transposed 4 x 4; non-temporal
+ * stores (the caller fences). */
+static void bs_vpack_c16(const int8_t *q8, bs_vpacked *h, int32_t g) {
+    int32_t k = h->k, kg = h->kg, bits = h->bits, n16 = h->mg / 16;
+    unsigned char *wp = (unsigned char *)h + 64 + BS_VA64((size_t)h->groups * h->mg4 * 4);
+    const __m512i LO = _mm512_set1_epi8((char)-(1 << (bits - 1))), HI = _mm512_set1_epi8((char)((1 << (bits - 1)) - 1));
+    const __m512i ones = _mm512_set1_epi8(1);
+    size_t bb = (size_t)kg * 64;
+    for (int32_t cv = 0; cv < n16; cv++) {
+        unsigned char *base = wp + ((size_t)g * n16 + cv) * bb;
+        int stream = ((uintptr_t)base & 63) == 0;
+        const int8_t *row[4][4];
+        __m512i sums[4];
+        for (int s = 0; s < 4; s++) { bs_vpack_rows(q8, h, g, cv * 4 + s, row[s]); sums[s] = _mm512_setzero_si512(); }
+        for (int32_t kc = 0; kc < k; kc += 64) {
+            __m512i o[4][4];
+            for (int s = 0; s < 4; s++) {
+                bs_vpack_kchunk(row[s], kc, k, h->shift, bits, LO, HI, o[s]);
+                for (int i = 0; i < 4; i++) sums[s] = _mm512_dpbusd_epi32(sums[s], ones, o[s][i]);
+            }
+            for (int i = 0; i < 4; i++) {
+                __m512i t0 = _mm512_shuffle_i64x2(o[0][i], o[1][i], 0x44), t1 = _mm512_shuffle_i64x2(o[2][i], o[3][i], 0x44);
+                __m512i t2 = _mm512_shuffle_i64x2(o[0][i], o[1][i], 0xEE), t3 = _mm512_shuffle_i64x2(o[2][i], o[3][i], 0xEE);
+                __m512i d[4] = {_mm512_shuffle_i64x2(t0, t1, 0x88), _mm512_shuffle_i64x2(t0, t1, 0xDD),
+                                _mm512_shuffle_i64x2(t2, t3, 0x88), _mm512_shuffle_i64x2(t2, t3, 0xDD)};   /* k-groups 4i .. 4i + 3 */
+                for (int l = 0; l < 4; l++) {
+                    int32_t q = kc / 4 + 4 * i + l;
+                    if (q < kg) bs_vstore64(base + (size_t)q * 64, d[l], stream);
                 }
             }
         }
-        /* dword lane j of the sums holds channel j % 4 */
-        __m256i s8 = _mm256_add_epi32(_mm512_castsi512_si256(sums), _mm512_extracti64x4_epi64(sums, 1));
-        __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(s8), _mm256_extracti128_si256(s8, 1));
-        _mm_storeu_si128((__m128i *)(void *)(wsum + (size_t)g * mg4 + (size_t)cb * 4), s4);
+        for (int s = 0; s < 4; s++) bs_vpack_sums(h, g, cv * 4 + s, sums[s]);
     }
 }
 
@@ -266,13 +325,13 @@ static void bs_vbsr_pack(bs_vpacked *h, int32_t T, int32_t cb0, int32_t cb1, con
 }
 
 void bs_qs8_pack_weights__avx512vnni(const int8_t *q8, void *packed, int32_t groups, int32_t mg, int32_t k,
-                                     int32_t kmajor, int32_t shift, int32_t bits, int32_t taps, int32_t bsr_room) {
+                                     int32_t kmajor, int32_t shift, int32_t bits, int32_t taps, int32_t flags) {
     /* vpdpbusd multiplies u8 by s8 without saturating: the S8C4 layout holds every bit-width, 8 included. The k
      * order is the stored weights' own: the header records a tap-major one (4 input channels of one tap per 32-bit
      * lane: the direct path). */
     bs_vpacked *h = (bs_vpacked *)packed;
     int32_t tm = !kmajor && taps > 1 && k % (4 * taps) == 0;
-    if (BS_VBSR && bsr_room && bits <= 2 && !kmajor && (taps <= 1 || tm) && bs_qs8_packed_bsr_size__avx512vnni(groups, mg, k, taps)) {
+    if (BS_VBSR && (flags & BS_VPACK_BSR_ROOM) && bits <= 2 && !kmajor && (taps <= 1 || tm) && bs_qs8_packed_bsr_size__avx512vnni(groups, mg, k, taps)) {
         /* the bit planes up to 4 channel blocks at a time, from their S8C4 bytes just made in a buffer (in L1 / L2), which
          * then streams to its place; blocks too long for it are made in place through the caches */
         _Alignas(64) unsigned char buf[32768];
@@ -288,15 +347,21 @@ void bs_qs8_pack_weights__avx512vnni(const int8_t *q8, void *packed, int32_t gro
             bs_vbsr_pack(h, taps > 1 ? taps : 1, cb, cb1, to);
             if (to == buf) bs_vstream_copy(dst, buf, (size_t)(cb1 - cb) * bb);
         }
+        h->c16 = 0;
         _mm_sfence();   /* the streamed data and planes are visible before the pool's completion count says so */
         return;
     }
     if (kmajor) bs_qs8_pack_weights_layout__avx2(q8, packed, groups, mg, k, kmajor, shift, bits, 1);
     else {
         bs_qs8_pack_header__avx2(packed, groups, mg, k, shift, bits, 1);
-        for (int32_t g = 0; g < groups; g++) bs_vpack_blocks(q8, h, g, 0, h->mg4 / 4, NULL);
+        h->c16 = (flags & BS_VPACK_C16) && mg % 16 == 0;
+        for (int32_t g = 0; g < groups; g++) {
+            if (h->c16) bs_vpack_c16(q8, h, g);
+            else bs_vpack_blocks(q8, h, g, 0, h->mg4 / 4, NULL);
+        }
         _mm_sfence();   /* the streamed data are visible before the pool's completion count says so */
     }
+    if (kmajor) h->c16 = 0;
     if (tm) h->taps = taps;
     h->bsr_T = 0; h->bsr_nch = 0;
 }
@@ -315,17 +380,19 @@ static inline size_t bs_vpacked_k(const bs_vpacked *h, size_t kk) {
     return ((ic / 4) * T + tap) * 4 + ic % 4;
 }
 
+/* The byte of channel c (of group g) at packed k position kp, from the data's start. */
+static inline size_t bs_vweight_at(const bs_vpacked *h, int32_t g, int32_t c, size_t kp) {
+    if (h->c16) return (((size_t)g * (h->mg / 16) + (size_t)c / 16) * h->kg + kp / 4) * 64 + (size_t)(c % 16) * 4 + kp % 4;
+    return (((size_t)g * (h->mg4 / 4) + (size_t)c / 4) * h->kg + kp / 4) * 16 + (size_t)(c % 4) * 4 + kp % 4;
+}
+
 /* Plain [groups*mg, k] shifted weights from the packed form (the fallback path of unusual zero points). */
 static void bs_vunpack_weights(const bs_vpacked *h, int8_t *w) {
-    const unsigned char *wp = (const unsigned char *)h + 64 + BS_VA64((size_t)h->groups * h->mg4 * 4);
+    const int8_t *wp = (const int8_t *)h + 64 + BS_VA64((size_t)h->groups * h->mg4 * 4);
     for (int32_t g = 0; g < h->groups; g++)
-        for (int32_t c = 0; c < h->mg; c++) {
-            const int8_t *base = (const int8_t *)wp + ((size_t)g * (h->mg4 / 4) + c / 4) * (size_t)h->kg * 16;
-            for (int32_t kk = 0; kk < h->k; kk++) {
-                size_t kp = bs_vpacked_k(h, (size_t)kk);
-                w[((size_t)g * h->mg + c) * h->k + kk] = base[kp / 4 * 16 + (size_t)(c % 4) * 4 + kp % 4];
-            }
-        }
+        for (int32_t c = 0; c < h->mg; c++)
+            for (int32_t kk = 0; kk < h->k; kk++)
+                w[((size_t)g * h->mg + c) * h->k + kk] = wp[bs_vweight_at(h, g, c, bs_vpacked_k(h, (size_t)kk))];
 }
 
 /* ---- geometry of one job ---- */
@@ -357,6 +424,10 @@ typedef struct bs_vgeo {
      * activations span at most 4 values (every task works that out from the same min / max). */
     int32_t bsr;
     size_t nch, bat, bbytes;
+    /* The channels-in-lanes GEMM (C16 weights, convs): a stage-1 task computes vpt vectors of 16 channels for tpx
+     * output pixels (bs_vc16_task). */
+    int32_t c16;
+    size_t vpt, tpx;
 } bs_vgeo;
 
 /* The direct path takes 2-D (or 1-D) convs of stride 1 or 2 whose k-groups are 4 input channels at one tap (4 | cg;
@@ -425,8 +496,19 @@ static void bs_vgeometry(const bs_avx2_job *j, bs_vgeo *o) {
     o->uz = (int32_t)uz;
     o->fallback = uz < 0 || uz > 255 || h->mode != 1;
     o->tpt = h->kg >= 16 ? 4 : (64 / (size_t)h->kg > 16 ? 16 : 64 / (size_t)h->kg);
+    if (h->c16 && !j->conv) o->fallback = 1;   /* C16 is packed for convs only */
     if (!o->fallback && j->conv) bs_vdirect_fits(j, h, o);
     if (o->direct) bs_vbsr_fits(j, h, o);
+    o->c16 = h->c16 && !o->fallback;
+    if (o->c16) {   /* the thread hint: fewer pixels per task, then fewer channel vectors */
+        size_t n16 = (size_t)o->mg / 16, want = 4 * (size_t)(j->threads > 1 ? j->threads : 1);
+        o->vpt = 4; o->tpx = BS_VC16_TPX;
+        while (j->threads > 1 && (size_t)o->groups * ((o->n + o->tpx - 1) / o->tpx) * ((n16 + o->vpt - 1) / o->vpt) < want) {
+            if (o->tpx > 32) o->tpx /= 2;
+            else if (o->vpt > 1) o->vpt /= 2;
+            else break;
+        }
+    }
     /* the thread hint: at least 4 GEMM tasks per thread where the work allows (fewer tiles per task first, then fewer
      * channel blocks); which task computes an output does not change its value */
     o->cbpt = BS_VCB_PER_TASK;
@@ -1131,6 +1213,93 @@ BS_VKERNEL(bs_qu8s8_conv_c4p_rq64_32x4c4__avx512vnni, 2, (ptrdiff_t)voff[q], _mm
 BS_VKERNEL(bs_qu8s8_conv_c4p_rq64_16x4c4__avx512vnni, 1, (ptrdiff_t)voff[q], _mm512_loadu_si512)
 #undef BS_VKERNEL
 
+/* ---- the channels-in-lanes micro-kernel (C16 weights): NR consecutive output pixels (1..7) x V vectors of 16
+ * output channels (1, 2 or 4: up to 7 x 64), k in groups of 4. Per k-group, the V weight vectors are loaded and each
+ * pixel's 4 activation bytes broadcast (28 accumulators at 7 x 64: 28 vpdpbusd per 4 vector loads and 7 broadcasts).
+ * Every lane is an output: where the pixel-lane kernel computes a plane's junk columns and tail lanes (ResNet-18's
+ * 7 x 7 layers: 64 lanes for 49 pixels), this one does not. a: the first pixel's k-group 0; its k-group q at
+ * QOFF(q) from it (the direct path: voff[q]; the interleaved copy: q * 64), the next pixel 4 bytes on. w: vector 0's
+ * k-group 0 ([16 channels][4 k] per k-group), vector v at v * wstride. Accumulators go to out[i * 64 + v * 16]. ---- */
+#define BS_C16_PX(i)                                                                                                \
+    if (NR > i) {                                                                                                   \
+        const __m512i x = _mm512_set1_epi32(*(const int32_t *)(const void *)(ap + 4 * i));                          \
+        c0##i = _mm512_dpbusd_epi32(c0##i, x, w0);                                                                  \
+        if (V > 1) c1##i = _mm512_dpbusd_epi32(c1##i, x, w1);                                                      \
+        if (V > 2) { c2##i = _mm512_dpbusd_epi32(c2##i, x, w2); c3##i = _mm512_dpbusd_epi32(c3##i, x, w3); }        \
+    }
+#define BS_C16_ST(i)                                                                                                \
+    if (NR > i) {                                                                                                   \
+        _mm512_storeu_si512((void *)(out + i * 64), c0##i);                                                         \
+        if (V > 1) _mm512_storeu_si512((void *)(out + i * 64 + 16), c1##i);                                         \
+        if (V > 2) { _mm512_storeu_si512((void *)(out + i * 64 + 32), c2##i); _mm512_storeu_si512((void *)(out + i * 64 + 48), c3##i); } \
+    }
+static inline __attribute__((always_inline)) void bs_vc16_kernel(const unsigned char *a, const int32_t *voff, int32_t direct,
+                                                                 const unsigned char *w, size_t wstride, int32_t kg,
+                                                                 int32_t V, int32_t NR, int32_t *out) {
+    const __m512i z = _mm512_setzero_si512();
+    __m512i c00 = z, c01 = z, c02 = z, c03 = z, c04 = z, c05 = z, c06 = z, c10 = z, c11 = z, c12 = z, c13 = z, c14 = z, c15 = z, c16 = z;
+    __m512i c20 = z, c21 = z, c22 = z, c23 = z, c24 = z, c25 = z, c26 = z, c30 = z, c31 = z, c32 = z, c33 = z, c34 = z, c35 = z, c36 = z;
+    for (int32_t q = 0; q < kg; q++) {
+        const unsigned char *ap = a + (direct ? (ptrdiff_t)voff[q] : (ptrdiff_t)q * 64);
+        const unsigned char *wq = w + (size_t)q * 64;
+        const __m512i w0 = _mm512_load_si512((const void *)wq);
+        const __m512i w1 = V > 1 ? _mm512_load_si512((const void *)(wq + wstride)) : z;
+        const __m512i w2 = V > 2 ? _mm512_load_si512((const void *)(wq + 2 * wstride)) : z;
+        const __m512i w3 = V > 2 ? _mm512_load_si512((const void *)(wq + 3 * wstride)) : z;
+        BS_C16_PX(0) BS_C16_PX(1) BS_C16_PX(2) BS_C16_PX(3) BS_C16_PX(4) BS_C16_PX(5) BS_C16_PX(6)
+    }
+    BS_C16_ST(0) BS_C16_ST(1) BS_C16_ST(2) BS_C16_ST(3) BS_C16_ST(4) BS_C16_ST(5) BS_C16_ST(6)
+}
+#undef BS_C16_PX
+#undef BS_C16_ST
+/* One function per tile (each loop alone in its function: inlined into one, GCC spilled the accumulators), the
+ * direct path's (c4p: offsets voff) and the interleaved copy's (gemm: k-group q at q * 64), in tables by
+ * [vectors 1, 2, 4 -> 0, 1, 2][pixels - 1]. */
+typedef void (*bs_vc16_fn)(const unsigned char *a, const int32_t *voff, const unsigned char *w, size_t wstride, int32_t kg, int32_t *out);
+#define BS_C16_FN(NAME, V, NR, DIRECT)                                                                              \
+static __attribute__((noinline)) void NAME(const unsigned char *a, const int32_t *voff, const unsigned char *w,      \
+                                           size_t wstride, int32_t kg, int32_t *out) {                              \
+    bs_vc16_kernel(a, voff, DIRECT, w, wstride, kg, V, NR, out);                                                    \
+}
+#define BS_C16_FNS(V, C)                                                                                            \
+    BS_C16_FN(bs_qu8s8_conv_c4p_1x##C##c4__avx512vnni, V, 1, 1) BS_C16_FN(bs_qu8s8_conv_c4p_2x##C##c4__avx512vnni, V, 2, 1) \
+    BS_C16_FN(bs_qu8s8_conv_c4p_3x##C##c4__avx512vnni, V, 3, 1) BS_C16_FN(bs_qu8s8_conv_c4p_4x##C##c4__avx512vnni, V, 4, 1) \
+    BS_C16_FN(bs_qu8s8_conv_c4p_5x##C##c4__avx512vnni, V, 5, 1) BS_C16_FN(bs_qu8s8_conv_c4p_6x##C##c4__avx512vnni, V, 6, 1) \
+    BS_C16_FN(bs_qu8s8_conv_c4p_7x##C##c4__avx512vnni, V, 7, 1)                                                  \
+    BS_C16_FN(bs_qu8s8_gemm_1x##C##c4__avx512vnni, V, 1, 0) BS_C16_FN(bs_qu8s8_gemm_2x##C##c4__avx512vnni, V, 2, 0) \
+    BS_C16_FN(bs_qu8s8_gemm_3x##C##c4__avx512vnni, V, 3, 0) BS_C16_FN(bs_qu8s8_gemm_4x##C##c4__avx512vnni, V, 4, 0) \
+    BS_C16_FN(bs_qu8s8_gemm_5x##C##c4__avx512vnni, V, 5, 0) BS_C16_FN(bs_qu8s8_gemm_6x##C##c4__avx512vnni, V, 6, 0) \
+    BS_C16_FN(bs_qu8s8_gemm_7x##C##c4__avx512vnni, V, 7, 0)
+BS_C16_FNS(1, 16)
+BS_C16_FNS(2, 32)
+BS_C16_FNS(4, 64)
+#define BS_C16_ROW(P, C) {bs_qu8s8_##P##_1x##C##c4__avx512vnni, bs_qu8s8_##P##_2x##C##c4__avx512vnni, bs_qu8s8_##P##_3x##C##c4__avx512vnni, \
+    bs_qu8s8_##P##_4x##C##c4__avx512vnni, bs_qu8s8_##P##_5x##C##c4__avx512vnni, bs_qu8s8_##P##_6x##C##c4__avx512vnni, bs_qu8s8_##P##_7x##C##c4__avx512vnni}
+static const bs_vc16_fn bs_vc16_direct[3][7] = {BS_C16_ROW(conv_c4p, 16), BS_C16_ROW(conv_c4p, 32), BS_C16_ROW(conv_c4p, 64)};
+static const bs_vc16_fn bs_vc16_gemm[3][7] = {BS_C16_ROW(gemm, 16), BS_C16_ROW(gemm, 32), BS_C16_ROW(gemm, 64)};
+#undef BS_C16_ROW
+#undef BS_C16_FNS
+#undef BS_C16_FN
+
+/* A 16 x 16 transpose of int32: r[i] lane j -> r[j] lane i (4 x 4 dword transposes within 128-bit lanes, then of the
+ * lanes). */
+static inline void bs_vtranspose16(__m512i r[16]) {
+    __m512i s[16];
+    for (int g = 0; g < 4; g++) {
+        __m512i t0 = _mm512_unpacklo_epi32(r[4 * g], r[4 * g + 1]), t1 = _mm512_unpackhi_epi32(r[4 * g], r[4 * g + 1]);
+        __m512i t2 = _mm512_unpacklo_epi32(r[4 * g + 2], r[4 * g + 3]), t3 = _mm512_unpackhi_epi32(r[4 * g + 2], r[4 * g + 3]);
+        s[4 * g] = _mm512_unpacklo_epi64(t0, t2); s[4 * g + 1] = _mm512_unpackhi_epi64(t0, t2);
+        s[4 * g + 2] = _mm512_unpacklo_epi64(t1, t3); s[4 * g + 3] = _mm512_unpackhi_epi64(t1, t3);
+    }
+    /* s[4 g + m], 128-bit lane L: rows 4 g .. 4 g + 3 of column 4 L + m */
+    for (int m = 0; m < 4; m++) {
+        __m512i x0 = _mm512_shuffle_i32x4(s[m], s[4 + m], 0x44), x1 = _mm512_shuffle_i32x4(s[8 + m], s[12 + m], 0x44);
+        __m512i x2 = _mm512_shuffle_i32x4(s[m], s[4 + m], 0xEE), x3 = _mm512_shuffle_i32x4(s[8 + m], s[12 + m], 0xEE);
+        r[m] = _mm512_shuffle_i32x4(x0, x1, 0x88); r[4 + m] = _mm512_shuffle_i32x4(x0, x1, 0xDD);
+        r[8 + m] = _mm512_shuffle_i32x4(x2, x3, 0x88); r[12 + m] = _mm512_shuffle_i32x4(x2, x3, 0xDD);
+    }
+}
+
 /* The depthwise kernel's row epilogue (its accumulators come from bs_dwconv_run_with__avx2): 16 lanes at a time. */
 static void bs_vdw_row_epilogue(const bs_avx2_job *j, const int32_t *acc, size_t c, size_t off, size_t count) {
     bs_vepi e;
@@ -1404,6 +1573,13 @@ int32_t bs_avx512vnni_direct(const bs_avx2_job *j) {
     return !o.fallback && o.direct;
 }
 
+int32_t bs_avx512vnni_channel_lanes(const bs_avx2_job *j) {
+    if (!j->conv || bs_dwconv_tasks__avx2(j) || bs_vgemv(j)) return 0;
+    bs_vgeo o;
+    bs_vgeometry(j, &o);
+    return o.c16;
+}
+
 int32_t bs_avx512vnni_stages(bs_avx2_job *j) {
     j->vgeo_set = 0;
     if (bs_vgemv(j)) return bs_avx2_stages(j);
@@ -1457,7 +1633,9 @@ int32_t bs_avx512vnni_tasks(const bs_avx2_job *j, int32_t stage) {
 #endif
     switch (stage) {
     case 0: return (int32_t)((size_t)o->groups * (o->direct ? bs_vcdiv(o->cqn, o->qpt) : bs_vcdiv((size_t)o->kg, BS_VKG_PER_TASK)));
-    default: return (int32_t)((size_t)o->groups * bs_vcdiv(tiles, o->tpt) * bs_vcdiv((size_t)o->mg4 / 4, o->cbpt));
+    default:
+        if (o->c16) return (int32_t)((size_t)o->groups * bs_vcdiv(o->n, o->tpx) * bs_vcdiv((size_t)o->mg / 16, o->vpt));
+        return (int32_t)((size_t)o->groups * bs_vcdiv(tiles, o->tpt) * bs_vcdiv((size_t)o->mg4 / 4, o->cbpt));
     }
 }
 
@@ -1479,6 +1657,65 @@ static void bs_vfallback(const bs_avx2_job *j) {
         } else {
             if (j->xt == BS_T_U8) bs_qu8_gemm__generic(j->rows, j->k, j->m, 1, (const uint8_t *)j->x, w, j->p, (int32_t *)j->y);
             else bs_qs8_gemm__generic(j->rows, j->k, j->m, 1, (const int8_t *)j->x, w, j->p, (int32_t *)j->y);
+        }
+    }
+}
+
+/* One stage-1 task of the channels-in-lanes GEMM: channel vectors [v0, v1) of group g for output pixels [p0, p1).
+ * The pixels go in runs whose activations are 4 bytes apart (the direct path: a plane row's output columns, or all
+ * of them when the plane has no junk columns; the interleaved copy: a 16-pixel block), each run in tiles of at most
+ * 7 pixels of near-equal size; the accumulators of the task's pixels [pixel][64 channels] on the stack, then per
+ * 16 channels and 16 pixels a transpose and the epilogue of the pixel-lane kernels (the same per-channel Requant:
+ * bs_vepi_apply), so that the outputs are stored as 16 contiguous pixels of one channel. */
+static void bs_vc16_task(const bs_avx2_job *j, const bs_vlayout *l, const int32_t *voff, int32_t task) {
+    const bs_vgeo *o = &l->o;
+    const bs_vpacked *h = (const bs_vpacked *)j->packed;
+    const int32_t *wsum = (const int32_t *)((const unsigned char *)h + 64);
+    const unsigned char *wp = (const unsigned char *)h + 64 + BS_VA64((size_t)h->groups * h->mg4 * 4);
+    size_t n16 = (size_t)o->mg / 16, nvt = bs_vcdiv(n16, o->vpt), npt = bs_vcdiv(o->n, o->tpx);
+    size_t g = (size_t)task / (npt * nvt), pt = (size_t)task / nvt % npt, vt = (size_t)task % nvt;
+    size_t p0 = pt * o->tpx, p1 = p0 + o->tpx < o->n ? p0 + o->tpx : o->n, v0 = vt * o->vpt, v1 = v0 + o->vpt < n16 ? v0 + o->vpt : n16;
+    size_t kg = (size_t)o->kg, wstride = kg * 64, ow = (size_t)j->conv->win.ow;
+    const unsigned char *w = wp + (g * n16 + v0) * wstride;
+    _Alignas(64) int32_t acc[BS_VC16_TPX * 64];
+    /* the direct path's runs: plane rows (junk columns) or the whole range; the interleaved copy's: 16-pixel blocks */
+    int rows = o->direct && o->pwq != ow;
+    for (size_t p = p0; p < p1;) {
+        size_t end = o->direct ? (rows ? (p / ow + 1) * ow : p1) : (p / 16 + 1) * 16;
+        if (end > p1) end = p1;
+        size_t len = end - p, nt = (len + 6) / 7;
+        const unsigned char *a = o->direct ? l->tmp + g * o->gbytes + (rows ? (p / ow * o->pwq + p % ow) : p) * 4
+                                           : l->ilv + g * o->ilv_bytes + p / 16 * (kg * 64) + p % 16 * 4;
+        for (size_t t = 0; t < nt; t++) {
+            int32_t nr = (int32_t)(len / nt + (t < len % nt));
+            int32_t *out = acc + (p - p0) * 64;
+            for (size_t v = v0; v < v1;) {   /* 4, 2 or 1 vectors at a time */
+                int32_t vi = v1 - v >= 4 ? 2 : v1 - v >= 2 ? 1 : 0;
+                (o->direct ? bs_vc16_direct : bs_vc16_gemm)[vi][nr - 1](a, voff, w + (v - v0) * wstride, wstride, (int32_t)kg, out + (v - v0) * 16);
+                v += (size_t)1 << vi;
+            }
+            a += (size_t)nr * 4; p += (size_t)nr;
+        }
+    }
+    int bytes_out = j->rq && (j->yt == BS_T_U8 || j->yt == BS_T_I8);
+    for (size_t v = v0; v < v1; v++) {
+        bs_vepi ep[16];
+        for (int32_t c = 0; c < 16; c++) {
+            size_t oc = g * (size_t)o->mg + v * 16 + (size_t)c;
+            bs_vepi_setup(j, oc, (int32_t)((uint32_t)o->uz * (uint32_t)wsum[g * (size_t)o->mg4 + v * 16 + (size_t)c]), &ep[c]);
+        }
+        for (size_t pb = p0; pb < p1; pb += 16) {
+            int32_t cnt = (int32_t)(p1 - pb < 16 ? p1 - pb : 16);
+            __m512i r[16];
+            for (int32_t i = 0; i < 16; i++)
+                r[i] = i < cnt ? _mm512_load_si512((const void *)(acc + (pb - p0 + (size_t)i) * 64 + (v - v0) * 16)) : _mm512_setzero_si512();
+            bs_vtranspose16(r);
+            for (int32_t c = 0; c < 16; c++) {
+                size_t at = (g * (size_t)o->mg + v * 16 + (size_t)c) * o->n + pb;
+                __m512i r32 = bs_vepi_apply(j, &ep[c], r[c]);
+                if (bytes_out && cnt == 16) _mm_storeu_si128((__m128i *)((unsigned char *)j->y + at), _mm512_cvtepi32_epi8(r32));
+                else bs_vstore16(j, r32, at, 1, 0, cnt);
+            }
         }
     }
 }
@@ -1535,6 +1772,9 @@ void bs_avx512vnni_run(const bs_avx2_job *j, int32_t stage, int32_t task) {
             for (size_t i = 0; i < 4; i++) { bs_vgather_row(j, o, &kp, &sp, buf + i * o->npad); bs_vkpos_next(j, &kp); }
             bs_vinterleave(o, buf, l.ilv + g * o->ilv_bytes, q);
         }
+        return;
+    } else if (o->c16) {
+        bs_vc16_task(j, &l, voff, task);
         return;
     } else {   /* stage 1: GEMM of one group, a range of tiles, a range of channel blocks */
         size_t cbt = bs_vcdiv(ncb, o->cbpt), tct = bs_vcdiv(tiles, o->tpt), rest;

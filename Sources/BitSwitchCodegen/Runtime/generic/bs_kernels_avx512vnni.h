@@ -8,6 +8,9 @@
  *                                           pixels x 4 broadcast output channels = 16 accumulators. Tails of
  *                                           fewer pixel blocks use the same code with 48, 32 or 16 pixels.
  *   bs_qu8s8_conv_c4p_rq64_64x4c4__avx512vnni  the same on the direct path's phase planes (c4p: 4 channels per lane)
+ *   bs_qu8s8_conv_c4p_7x64c4__avx512vnni   channels in lanes (C16 weights): 7 pixels x 4 zmm of 16 output channels = 28
+ *                                           accumulators, each pixel's 4 activation bytes broadcast; N x C for 1..7
+ *                                           pixels and 16, 32, 64 channels; bs_qu8s8_gemm_NxCc4 on the interleaved copy
  *   bs_qu2s2_conv_b1p_popcnt_16x4c64__avx512vnni  bit-serial w2a2 (b1p: 1-bit planes; c64: 64 input channels per
  *                                           64-bit word): AND + VPOPCNTQ, 16 pixels x 4 channels, for convs whose
  *                                           weights have 1-2 bits and whose activations span 4 values in the call
@@ -52,14 +55,19 @@ size_t bs_gemm_scratch_size__avx512vnni(size_t rows, size_t k, size_t m);
  * channels per group), as the direct path needs them and as the generated code stores them; 0: k = input channel x
  * taps + tap (gemm: plain). */
 void bs_qs8_pack_weights__avx512vnni(const int8_t *q8, void *packed, int32_t groups, int32_t mg, int32_t k,
-                                     int32_t kmajor, int32_t shift, int32_t bits, int32_t taps, int32_t bsr_room);
+                                     int32_t kmajor, int32_t shift, int32_t bits, int32_t taps, int32_t flags);
+/* flags: BS_VPACK_BSR_ROOM, the region has the bytes of bs_qs8_packed_bsr_size__avx512vnni past the packed weights
+ * (1- and 2-bit weights then get bit planes); BS_VPACK_C16, conv weights: where 16 | mg (and no bit planes are made),
+ * the C16 layout for the channels-in-lanes kernel (the same size). */
+#define BS_VPACK_BSR_ROOM 1
+#define BS_VPACK_C16 2
 /* A gemm of `rows` rows: 1..4 (batch-1 fully connected layers, memory-bound) get the AVX2 batch-1 layout (2 or 4
  * weights per byte at 4 or 2 bits) within the bytes above, and run on the AVX2 batch-1 kernels; else as above. */
 void bs_qs8_pack_weights_rows__avx512vnni(const int8_t *q8, void *packed, int32_t groups, int32_t mg, int32_t k,
                                           int32_t kmajor, int32_t shift, int32_t bits, size_t rows);
 /* The bytes past bs_qs8_packed_weights_size__avx512vnni that the bit planes of the bit-serial w2a2 kernels take
  * (convs of one group, at least 48 input channels, a multiple of 4; `taps` kernel taps, 0 or 1 for 1 x 1); 0: the
- * conv does not take them. A pack with bsr_room != 0 (the region has these bytes) and 1 or 2 weight bits writes them. */
+ * conv does not take them. A pack with BS_VPACK_BSR_ROOM (the region has these bytes) and 1 or 2 weight bits writes them. */
 size_t bs_qs8_packed_bsr_size__avx512vnni(int32_t groups, int32_t mg, int32_t k, int32_t taps);
 /* 1 if the last run of the staged conv job took the bit-serial kernels (its weights' bit planes packed, its
  * activations within 4 consecutive values): for tests and benchmarks. */
@@ -73,6 +81,8 @@ void bs_qs8_tap_major__avx512vnni(const int8_t *q8, int8_t *out, size_t count, i
 int32_t bs_avx512vnni_depthwise_vpermb(const bs_avx2_job *j);
 /* 1 if the conv job runs the direct path (no gathered rows: bs_kernels_avx512vnni.c, "the direct path"). */
 int32_t bs_avx512vnni_direct(const bs_avx2_job *j);
+/* 1 if the conv job runs the channels-in-lanes GEMM (its weights packed C16, its zero point within the u8 view). */
+int32_t bs_avx512vnni_channel_lanes(const bs_avx2_job *j);
 
 /* Whole-op entry points (one thread); same arguments as the __avx2 ones, weights packed by the function above. */
 void bs_qs8_conv_requant__avx512vnni(const bs_conv_shape *s, const int8_t *x, const void *packed,
