@@ -136,24 +136,28 @@ static inline __m512i bs_vshift_clamp64(__m512i x, int32_t shift, int32_t bits, 
     return _mm512_min_epi8(_mm512_max_epi8(x, lo), hi);
 }
 
-/* 64 k from kc on of 4 weight rows (NULL: a row past mg, zeros), shifted and clamped, as 16 k-groups of [4 channels]
- * [4 k]: out[i] holds k-groups 4 i .. 4 i + 3, one per 128-bit lane (a 4 x 16 dword transpose); lanes past k are 0. */
-static inline void bs_vpack_kchunk(const int8_t *const row[4], int32_t kc, int32_t k, int32_t shift, int32_t bits,
-                                   __m512i LO, __m512i HI, __m512i out[4]) {
-    __mmask64 ld = kc + 64 <= k ? ~(__mmask64)0 : (((__mmask64)1 << (k - kc)) - 1);
-    __m512i r[4];
-    for (int i = 0; i < 4; i++)
-        r[i] = row[i] ? bs_vshift_clamp64(_mm512_maskz_loadu_epi8(ld, (const void *)(row[i] + kc)), shift, bits, LO, HI)
-                      : _mm512_setzero_si512();
-    /* lanes past k: shifted zeros, clamped: 0 */
+/* A 4 x 16 dword transpose: out[i], 128-bit lane L = dword 4 i + L of r[0], r[1], r[2], r[3]. */
+static inline void bs_vtranspose4x16(const __m512i r[4], __m512i out[4]) {
     __m512i t0 = _mm512_unpacklo_epi32(r[0], r[1]), t1 = _mm512_unpackhi_epi32(r[0], r[1]);
     __m512i t2 = _mm512_unpacklo_epi32(r[2], r[3]), t3 = _mm512_unpackhi_epi32(r[2], r[3]);
-    __m512i u0 = _mm512_unpacklo_epi64(t0, t2), u1 = _mm512_unpackhi_epi64(t0, t2);   /* k-groups 4L, 4L + 1 of lane L */
+    __m512i u0 = _mm512_unpacklo_epi64(t0, t2), u1 = _mm512_unpackhi_epi64(t0, t2);   /* dwords 4L, 4L + 1 of lane L */
     __m512i u2 = _mm512_unpacklo_epi64(t1, t3), u3 = _mm512_unpackhi_epi64(t1, t3);   /* 4L + 2, 4L + 3 */
     __m512i v0 = _mm512_shuffle_i64x2(u0, u1, 0x44), v1 = _mm512_shuffle_i64x2(u2, u3, 0x44);
     __m512i v2 = _mm512_shuffle_i64x2(u0, u1, 0xEE), v3 = _mm512_shuffle_i64x2(u2, u3, 0xEE);
     out[0] = _mm512_shuffle_i64x2(v0, v1, 0x88); out[1] = _mm512_shuffle_i64x2(v0, v1, 0xDD);
     out[2] = _mm512_shuffle_i64x2(v2, v3, 0x88); out[3] = _mm512_shuffle_i64x2(v2, v3, 0xDD);
+}
+
+/* 64 k from kc on of 4 weight rows (NULL: a row past mg, zeros), shifted and clamped, as 16 k-groups of [4 channels]
+ * [4 k]: out[i] holds k-groups 4 i .. 4 i + 3, one per 128-bit lane (bs_vtranspose4x16); lanes past k are 0. */
+static inline void bs_vpack_kchunk(const int8_t *const row[4], int32_t kc, int32_t k, int32_t shift, int32_t bits,
+                                   __m512i LO, __m512i HI, __m512i out[4]) {
+    __mmask64 ld = kc + 64 <= k ? ~(__mmask64)0 : (((__mmask64)1 << (k - kc)) - 1);
+    __m512i r[4];
+    for (int i = 0; i < 4; i++)   /* lanes past k: shifted zeros, clamped: 0 */
+        r[i] = row[i] ? bs_vshift_clamp64(_mm512_maskz_loadu_epi8(ld, (const void *)(row[i] + kc)), shift, bits, LO, HI)
+                      : _mm512_setzero_si512();
+    bs_vtranspose4x16(r, out);
 }
 
 /* The 4 rows of channel block cb of group g (NULL past mg). */
@@ -1061,6 +1065,19 @@ typedef struct bs_vepi {
     int32_t mode;
 } bs_vepi;
 
+/* Channel q's Requant in the int32 form of the epilogue (modes 4, 5): u = acc m + B, B = bias + 2^(n-1) + zero 2^n,
+ * never wraps int64, and the result is clamp(floor(u / 2^n), clo, chi), [clo, chi] = [lo, hi] clamped to the container
+ * yt (clamping to [lo, hi] then to the container is clamping to [C(lo), C(hi)]: C monotonic, lo <= hi). 0 if the
+ * channel takes another form (B, clo, chi then set for the int64 modes, clo and chi only). */
+static inline int bs_vepi_int32_form(const bs_requant_params *rq, size_t q, int32_t yt, int64_t *B, int64_t *clo, int64_t *chi) {
+    int32_t n = rq->n[q];
+    int64_t bias = rq->bias[q], zero = rq->zero, lim = (int64_t)1 << 60;
+    *clo = bs_clamp64a(rq->lo, bs_cmin(yt), bs_cmax(yt)); *chi = bs_clamp64a(rq->hi, bs_cmin(yt), bs_cmax(yt));
+    if (rq->lo > rq->hi || !(n >= 1 && n <= 59 && bias > -lim && bias < lim && zero > -(lim >> n) && zero < (lim >> n))) return 0;
+    *B = bias + ((int64_t)1 << (n - 1)) + zero * ((int64_t)1 << n);
+    return 1;
+}
+
 static inline void bs_vepi_setup(const bs_avx2_job *j, size_t c, int32_t corr, bs_vepi *e) {
     const bs_requant_params *rq = j->rq;
     /* each field set once (no memset: the depthwise kernel sets up every channel of its small planes) */
@@ -1071,17 +1088,13 @@ static inline void bs_vepi_setup(const bs_avx2_job *j, size_t c, int32_t corr, b
     e->sh = e->sh1 = e->sl = _mm_setzero_si128();
     if (!rq) { e->mode = 0; return; }
     size_t q = rq->count == 1 ? 0 : c;
-    int32_t n = rq->n[q], t = j->yt;
+    int32_t n = rq->n[q];
     if (rq->lo > rq->hi || n >= 64) { e->mode = 3; return; }   /* never produced by the lowering */
-    int64_t cmin = t == BS_T_I8 ? INT8_MIN : (t == BS_T_U8 ? 0 : INT32_MIN);
-    int64_t cmax = t == BS_T_I8 ? INT8_MAX : (t == BS_T_U8 ? UINT8_MAX : INT32_MAX);
-    /* clamp to [lo, hi] then to the container = clamp to [C(lo), C(hi)] (C monotonic, lo <= hi) */
-    int64_t clo = bs_clamp64a(rq->lo, cmin, cmax), chi = bs_clamp64a(rq->hi, cmin, cmax);
-    int64_t bias = rq->bias[q], zero = rq->zero, lim = (int64_t)1 << 60;
+    int64_t clo, chi, B, bias = rq->bias[q], zero = rq->zero;
     e->M = _mm512_set1_epi64(rq->m[q]);
-    if (n >= 1 && n <= 59 && bias > -lim && bias < lim && zero > -(lim >> n) && zero < (lim >> n)) {
+    if (bs_vepi_int32_form(rq, q, j->yt, &B, &clo, &chi)) {
         /* u = acc m + bias + 2^(n-1) + zero 2^n never wraps; floor(u / 2^n) from its high (H) and low (L) dwords */
-        e->B = _mm512_set1_epi64(bias + ((int64_t)1 << (n - 1)) + zero * ((int64_t)1 << n));
+        e->B = _mm512_set1_epi64(B);
         e->LO = _mm512_set1_epi32((int32_t)clo); e->HI = _mm512_set1_epi32((int32_t)chi);
         e->sh = _mm_cvtsi32_si128(n >= 32 ? n - 32 : n); e->sl = _mm_cvtsi32_si128(n >= 32 ? 0 : 32 - n);
         e->sh1 = _mm_cvtsi32_si128(n - 1);
@@ -1661,6 +1674,39 @@ static void bs_vfallback(const bs_avx2_job *j) {
     }
 }
 
+/* The channels-in-lanes epilogue of 16 channels that all take the int32 form (bs_vepi_int32_form): the Requant in
+ * their own lanes (per-lane multipliers, B, shifts by vpsravq, bounds), so that a vector of 16 accumulators needs no
+ * per-channel set-up and no mode; floor(u / 2^n) of the int32 form is u >> n in 64-bit lanes (u never wraps there). */
+typedef struct bs_vlanes { __m512i corr, Me, Mo, Be, Bo, Ne, No, LOe, HIe, LOo, HIo; } bs_vlanes;
+
+static int bs_vlanes_setup(const bs_avx2_job *j, size_t c0, const int32_t corr[16], bs_vlanes *L) {
+    const bs_requant_params *rq = j->rq;
+    _Alignas(64) int64_t v[10][8];   /* Me, Mo, Be, Bo, Ne, No, LOe, LOo, HIe, HIo: even and odd channels */
+    for (int32_t i = 0; i < 16; i++) {
+        size_t q = rq->count == 1 ? 0 : c0 + (size_t)i;
+        int64_t B, lo, hi;
+        if (!bs_vepi_int32_form(rq, q, j->yt, &B, &lo, &hi)) return 0;
+        int32_t o = i & 1, l = i >> 1;
+        v[o][l] = rq->m[q]; v[2 + o][l] = B; v[4 + o][l] = rq->n[q]; v[6 + o][l] = lo; v[8 + o][l] = hi;
+    }
+    L->corr = _mm512_loadu_si512((const void *)corr);
+    L->Me = _mm512_load_si512((const void *)v[0]); L->Mo = _mm512_load_si512((const void *)v[1]);
+    L->Be = _mm512_load_si512((const void *)v[2]); L->Bo = _mm512_load_si512((const void *)v[3]);
+    L->Ne = _mm512_load_si512((const void *)v[4]); L->No = _mm512_load_si512((const void *)v[5]);
+    L->LOe = _mm512_load_si512((const void *)v[6]); L->LOo = _mm512_load_si512((const void *)v[7]);
+    L->HIe = _mm512_load_si512((const void *)v[8]); L->HIo = _mm512_load_si512((const void *)v[9]);
+    return 1;
+}
+
+static inline __m512i bs_vlanes_apply(const bs_vlanes *L, __m512i acc) {
+    acc = _mm512_sub_epi32(acc, L->corr);
+    __m512i v0 = _mm512_add_epi64(_mm512_mul_epi32(acc, L->Me), L->Be);   /* even channels (low dwords) */
+    __m512i v1 = _mm512_add_epi64(_mm512_mul_epi32(_mm512_srli_epi64(acc, 32), L->Mo), L->Bo);
+    v0 = _mm512_min_epi64(_mm512_max_epi64(_mm512_srav_epi64(v0, L->Ne), L->LOe), L->HIe);
+    v1 = _mm512_min_epi64(_mm512_max_epi64(_mm512_srav_epi64(v1, L->No), L->LOo), L->HIo);
+    return _mm512_mask_blend_epi32((__mmask16)0xAAAA, v0, _mm512_slli_epi64(v1, 32));
+}
+
 /* One stage-1 task of the channels-in-lanes GEMM: channel vectors [v0, v1) of group g for output pixels [p0, p1).
  * The pixels go in runs whose activations are 4 bytes apart (the direct path: a plane row's output columns, or all
  * of them when the plane has no junk columns; the interleaved copy: a 16-pixel block), each run in tiles of at most
@@ -1699,6 +1745,32 @@ static void bs_vc16_task(const bs_avx2_job *j, const bs_vlayout *l, const int32_
     }
     int bytes_out = j->rq && (j->yt == BS_T_U8 || j->yt == BS_T_I8);
     for (size_t v = v0; v < v1; v++) {
+        size_t c0 = g * (size_t)o->mg + v * 16;
+        /* no Requant, or every channel in the int32 form: the epilogue in the accumulators' own lanes, then the
+         * transpose (else the per-channel epilogue below, after it) */
+        _Alignas(64) int32_t corr[16];
+        for (int32_t c = 0; c < 16; c++) corr[c] = (int32_t)((uint32_t)o->uz * (uint32_t)wsum[g * (size_t)o->mg4 + v * 16 + (size_t)c]);
+        bs_vlanes L;
+        memset(&L, 0, sizeof L);   /* (without a Requant it stays unused) */
+        if (!j->rq || bs_vlanes_setup(j, c0, corr, &L)) {
+            const __m512i cv = _mm512_load_si512((const void *)corr);
+            for (size_t pb = p0; pb < p1; pb += 16) {
+                int32_t cnt = (int32_t)(p1 - pb < 16 ? p1 - pb : 16);
+                __m512i r[16];
+                for (int32_t i = 0; i < 16; i++) {
+                    __m512i a = i < cnt ? _mm512_load_si512((const void *)(acc + (pb - p0 + (size_t)i) * 64 + (v - v0) * 16)) : _mm512_setzero_si512();
+                    r[i] = j->rq ? bs_vlanes_apply(&L, a) : _mm512_sub_epi32(a, cv);
+                }
+                bs_vtranspose16(r);
+                __mmask16 mk = (__mmask16)((1u << cnt) - 1u);
+                for (int32_t c = 0; c < 16; c++) {
+                    size_t at = (c0 + (size_t)c) * o->n + pb;
+                    if (bytes_out) _mm_mask_storeu_epi8((unsigned char *)j->y + at, mk, _mm512_cvtepi32_epi8(r[c]));
+                    else _mm512_mask_storeu_epi32((int32_t *)j->y + at, mk, r[c]);
+                }
+            }
+            continue;
+        }
         bs_vepi ep[16];
         for (int32_t c = 0; c < 16; c++) {
             size_t oc = g * (size_t)o->mg + v * 16 + (size_t)c;
