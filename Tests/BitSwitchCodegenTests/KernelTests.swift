@@ -60,8 +60,8 @@ static void vnni_pack(const int8_t *q8, void *pw, int32_t g, int32_t mg, int32_t
 int main(int argc, char **argv) {
     st = argc > 1 ? strtoull(argv[1], 0, 10) : 1;
     int cases = argc > 2 ? atoi(argv[2]) : 200;
-    long vbsr = 0, vbsr_taps = 0, vbsr_s2 = 0, vbsr_big = 0, vbsr_out = 0;   /* the VNNI checker's bit-serial convs; ones not taking it */
-    (void)vbsr; (void)vbsr_taps; (void)vbsr_s2; (void)vbsr_big; (void)vbsr_out;
+    long vbsr = 0, vbsr_taps = 0, vbsr_s2 = 0, vbsr_big = 0, vbsr_out = 0, vbsr_lanes = 0;   /* the VNNI checker's bit-serial convs; ones not taking it */
+    (void)vbsr; (void)vbsr_taps; (void)vbsr_s2; (void)vbsr_big; (void)vbsr_out; (void)vbsr_lanes;
 #ifdef BS_TEST_VNNI
     long vdw = 0, vdw_two = 0, vdw_wide = 0, vdw_s8 = 0, vc16_direct = 0, vc16_ilv = 0, vc16_tasks = 0;
 #endif
@@ -133,7 +133,7 @@ int main(int argc, char **argv) {
 #ifdef BS_TEST_VNNI
             if (ri(0, 4) == 0) {   /* the bit-serial w2a2 path: one group, 48..256 input channels, stride 1 or 2 */
                 bsr_case = 1;
-                groups = 1; cg = 4 * (int32_t)ri(12, 64); mg = (int32_t)ri(1, 37);
+                groups = 1; cg = 4 * (int32_t)ri(12, 64); mg = ri(0, 1) ? 16 * (int32_t)ri(1, 3) : (int32_t)ri(1, 37);   /* 16 | mg: channels in lanes */
                 s.c = cg; s.m = mg; s.group = 1;
                 int32_t kd = (int32_t)ri(1, 3);
                 g->h = kd == 1 ? 1 : (int32_t)ri(1, 12); g->w = (int32_t)ri(1, 24);
@@ -287,7 +287,7 @@ int main(int argc, char **argv) {
             if (bs_avx512vnni_direct(&j)) vc16_direct++; else vc16_ilv++;
             vc16_tasks += KS(tasks)(&j, 1) > 1;
         }
-        if (bs_avx512vnni_bitserial(&j)) { vbsr++; vbsr_taps += s.win.kh * s.win.kw > 1; vbsr_s2 += s.win.sh == 2 || s.win.sw == 2; vbsr_big += s.win.h >= 30; }
+        if (bs_avx512vnni_bitserial(&j)) { vbsr++; vbsr_taps += s.win.kh * s.win.kw > 1; vbsr_s2 += s.win.sh == 2 || s.win.sw == 2; vbsr_big += s.win.h >= 30; vbsr_lanes += mg % 16 == 0; }
         else if (bsr_case && !is_gemm && bits <= 2 && bs_avx512vnni_direct(&j)) vbsr_out++;
 #endif
 #if !defined(BS_TEST_VNNI) && !defined(BS_TEST_NEON)
@@ -331,8 +331,8 @@ int main(int argc, char **argv) {
     if (vdw) { printf("the vpermb depthwise kernel ran without VBMI\n"); return 1; }
 #endif
 #if defined(__AVX512VPOPCNTDQ__) && defined(__AVX512VBMI__)
-    printf("%ld bit-serial w2a2 convs: %ld of several taps, %ld strided, %ld of 30+ rows; %ld 2-bit direct-path convs on the int8 kernels (activations over more than 4 values, or under 4 k-words)\n", vbsr, vbsr_taps, vbsr_s2, vbsr_big, vbsr_out);
-    if (vbsr < cases / 40 || vbsr_taps < cases / 80 || vbsr_s2 < cases / 200 || vbsr_big < cases / 400 || vbsr_out < cases / 400) { printf("too few bit-serial convs\n"); return 1; }
+    printf("%ld bit-serial w2a2 convs: %ld of several taps, %ld strided, %ld of 30+ rows, %ld with channels in lanes; %ld 2-bit direct-path convs on the int8 kernels (activations over more than 4 values, or under 4 k-words)\n", vbsr, vbsr_taps, vbsr_s2, vbsr_big, vbsr_lanes, vbsr_out);
+    if (vbsr < cases / 40 || vbsr_taps < cases / 80 || vbsr_s2 < cases / 200 || vbsr_big < cases / 400 || vbsr_out < cases / 400 || vbsr_lanes < cases / 100) { printf("too few bit-serial convs\n"); return 1; }
 #endif
 #endif
 #if !defined(BS_TEST_NEON)

@@ -429,8 +429,9 @@ typedef struct bs_vgeo {
     int32_t bsr;
     size_t nch, bat, bbytes;
     /* The channels-in-lanes GEMM (C16 weights, convs): a stage-1 task computes vpt vectors of 16 channels for tpx
-     * output pixels (bs_vc16_task). */
+     * output pixels (bs_vlanes_task). */
     int32_t c16;
+    int32_t bsrl;   /* the bit-serial path in the same task layout (bs_vlanes_task with the 8-channel popcount kernels) */
     size_t vpt, tpx;
 } bs_vgeo;
 
@@ -504,7 +505,8 @@ static void bs_vgeometry(const bs_avx2_job *j, bs_vgeo *o) {
     if (!o->fallback && j->conv) bs_vdirect_fits(j, h, o);
     if (o->direct) bs_vbsr_fits(j, h, o);
     o->c16 = h->c16 && !o->fallback;
-    if (o->c16) {   /* the thread hint: fewer pixels per task, then fewer channel vectors */
+    o->bsrl = o->bsr && o->mg % 16 == 0;
+    if (o->c16 || o->bsrl) {   /* the thread hint: fewer pixels per task, then fewer channel vectors */
         size_t n16 = (size_t)o->mg / 16, want = 4 * (size_t)(j->threads > 1 ? j->threads : 1);
         o->vpt = 4; o->tpx = BS_VC16_TPX;
         while (j->threads > 1 && (size_t)o->groups * ((o->n + o->tpx - 1) / o->tpx) * ((n16 + o->vpt - 1) / o->vpt) < want) {
@@ -989,6 +991,56 @@ static inline void bs_qu2s2_conv_b1p_popcnt_16x4c64__avx512vnni(const unsigned c
         : [a] "r"(a), [ps] "r"(pstride), [out] "r"(acc)
         : "zmm0", "zmm1", "zmm2", "zmm3", "zmm4", "zmm5", "zmm6", "zmm7", "zmm8", "zmm9", "zmm10", "zmm11", "zmm12", "zmm13", "zmm14", "zmm15", "zmm16", "zmm17", "zmm18", "zmm19", "zmm20", "zmm21", "zmm22", "zmm23", "zmm24", "zmm25", "zmm26", "zmm27", "zmm28", "zmm29", "zmm30", "zmm31", "cc", "memory");
 }
+
+/* ---- the bit-serial kernel with channels in lanes: NR consecutive virtual pixels (1..7) x 8 output channels (one
+ * 64-bit lane each), one k-word per step, the same three sums per (pixel, channel) as above: per k-word the two
+ * blocks' [4 channels][2 planes] words made into the 8 channels' w0 and w1 vectors (two vpermt2q), each pixel's u0
+ * and u1 words broadcast: 4 NR AND + VPOPCNTQ + add for NR x 512 2-bit MACs, every lane a real output (the pixel-lane
+ * kernel above computes the junk columns of a plane's rows). a: the first pixel's plane-0 word of k-word 0 (plane 1
+ * at pstride), k-word q at voffb[q], the next pixel 8 bytes on; wa, wb: the two channel blocks' words. Results
+ * (int32) to out[i * 64 + 0..7]. ---- */
+#define BS_B8_PX(i)                                                                                                 \
+    if (NR > i) {                                                                                                   \
+        const __m512i u0 = _mm512_set1_epi64(*(const long long *)(const void *)(ap + 8 * i));                       \
+        const __m512i u1 = _mm512_set1_epi64(*(const long long *)(const void *)(ap + pstride + 8 * i));             \
+        s1##i = _mm512_add_epi64(s1##i, _mm512_popcnt_epi64(_mm512_and_si512(u0, w0)));                             \
+        s2##i = _mm512_add_epi64(s2##i, _mm512_popcnt_epi64(_mm512_and_si512(u1, w0)));                             \
+        s2##i = _mm512_sub_epi64(s2##i, _mm512_popcnt_epi64(_mm512_and_si512(u0, w1)));                             \
+        s4##i = _mm512_add_epi64(s4##i, _mm512_popcnt_epi64(_mm512_and_si512(u1, w1)));                             \
+    }
+#define BS_B8_ST(i)                                                                                                 \
+    if (NR > i)                                                                                                     \
+        _mm256_storeu_si256((__m256i *)(void *)(out + i * 64), _mm512_cvtepi64_epi32(_mm512_sub_epi64(              \
+            _mm512_add_epi64(s1##i, _mm512_slli_epi64(s2##i, 1)), _mm512_slli_epi64(s4##i, 2))));
+static inline __attribute__((always_inline)) void bs_vb8_kernel(const unsigned char *a, size_t pstride, const int32_t *voffb,
+                                                                const uint64_t *wa, const uint64_t *wb, int32_t nq,
+                                                                int32_t NR, int32_t *out) {
+    const __m512i z = _mm512_setzero_si512();
+    const __m512i i0 = _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14), i1 = _mm512_setr_epi64(1, 3, 5, 7, 9, 11, 13, 15);
+    __m512i s10 = z, s11 = z, s12 = z, s13 = z, s14 = z, s15 = z, s16 = z, s20 = z, s21 = z, s22 = z, s23 = z, s24 = z, s25 = z, s26 = z;
+    __m512i s40 = z, s41 = z, s42 = z, s43 = z, s44 = z, s45 = z, s46 = z;
+    for (int32_t q = 0; q < nq; q++) {
+        const unsigned char *ap = a + voffb[q];
+        const __m512i A = _mm512_loadu_si512((const void *)(wa + (size_t)q * 8)), B = _mm512_loadu_si512((const void *)(wb + (size_t)q * 8));
+        const __m512i w0 = _mm512_permutex2var_epi64(A, i0, B), w1 = _mm512_permutex2var_epi64(A, i1, B);
+        BS_B8_PX(0) BS_B8_PX(1) BS_B8_PX(2) BS_B8_PX(3) BS_B8_PX(4) BS_B8_PX(5) BS_B8_PX(6)
+    }
+    BS_B8_ST(0) BS_B8_ST(1) BS_B8_ST(2) BS_B8_ST(3) BS_B8_ST(4) BS_B8_ST(5) BS_B8_ST(6)
+}
+#undef BS_B8_PX
+#undef BS_B8_ST
+typedef void (*bs_vb8_fn)(const unsigned char *a, size_t pstride, const int32_t *voffb, const uint64_t *wa, const uint64_t *wb,
+                          int32_t nq, int32_t *out);
+#define BS_B8_FN(NR)                                                                                                \
+static __attribute__((noinline)) void bs_qu2s2_conv_b1p_popcnt_##NR##x8c64__avx512vnni(const unsigned char *a, size_t pstride, \
+        const int32_t *voffb, const uint64_t *wa, const uint64_t *wb, int32_t nq, int32_t *out) {                   \
+    bs_vb8_kernel(a, pstride, voffb, wa, wb, nq, NR, out);                                                          \
+}
+BS_B8_FN(1) BS_B8_FN(2) BS_B8_FN(3) BS_B8_FN(4) BS_B8_FN(5) BS_B8_FN(6) BS_B8_FN(7)
+#undef BS_B8_FN
+static const bs_vb8_fn bs_vb8[7] = {bs_qu2s2_conv_b1p_popcnt_1x8c64__avx512vnni, bs_qu2s2_conv_b1p_popcnt_2x8c64__avx512vnni,
+    bs_qu2s2_conv_b1p_popcnt_3x8c64__avx512vnni, bs_qu2s2_conv_b1p_popcnt_4x8c64__avx512vnni, bs_qu2s2_conv_b1p_popcnt_5x8c64__avx512vnni,
+    bs_qu2s2_conv_b1p_popcnt_6x8c64__avx512vnni, bs_qu2s2_conv_b1p_popcnt_7x8c64__avx512vnni};
 #endif
 
 /* The byte offset of k-group q (quad cq, tap) from a virtual pixel's word in the group's planes. */
@@ -1610,6 +1662,19 @@ static unsigned char *bs_vbsr_mm(const bs_vgeo *o, unsigned char *tmp) {
 }
 #endif
 
+/* Whether the bit-serial GEMM stage of the job runs in the channels-in-lanes layout: bs_vgeo.bsrl and the activations
+ * (recorded by stage 0) within 4 values. */
+static int bs_vbsr_lanes(const bs_avx2_job *j, const bs_vgeo *o) {
+#if BS_VBSR
+    int32_t base;
+    unsigned char *tmp = (unsigned char *)(((uintptr_t)j->scratch + 63) & ~(uintptr_t)63);
+    return o->bsrl && !o->fallback && bs_vbsr_range(o, bs_vbsr_mm(o, tmp), &base);
+#else
+    (void)j; (void)o;
+    return 0;
+#endif
+}
+
 int32_t bs_avx512vnni_depthwise_vpermb(const bs_avx2_job *j) {
 #if BS_VDW
     if (!j->conv || j->vgeo_set || !bs_dwconv_tasks__avx2(j) || !bs_vdw_ok(j)) return 0;
@@ -1647,7 +1712,7 @@ int32_t bs_avx512vnni_tasks(const bs_avx2_job *j, int32_t stage) {
     switch (stage) {
     case 0: return (int32_t)((size_t)o->groups * (o->direct ? bs_vcdiv(o->cqn, o->qpt) : bs_vcdiv((size_t)o->kg, BS_VKG_PER_TASK)));
     default:
-        if (o->c16) return (int32_t)((size_t)o->groups * bs_vcdiv(o->n, o->tpx) * bs_vcdiv((size_t)o->mg / 16, o->vpt));
+        if (o->c16 || bs_vbsr_lanes(j, o)) return (int32_t)((size_t)o->groups * bs_vcdiv(o->n, o->tpx) * bs_vcdiv((size_t)o->mg / 16, o->vpt));
         return (int32_t)((size_t)o->groups * bs_vcdiv(tiles, o->tpt) * bs_vcdiv((size_t)o->mg4 / 4, o->cbpt));
     }
 }
@@ -1708,12 +1773,14 @@ static inline __m512i bs_vlanes_apply(const bs_vlanes *L, __m512i acc) {
 }
 
 /* One stage-1 task of the channels-in-lanes GEMM: channel vectors [v0, v1) of group g for output pixels [p0, p1).
- * The pixels go in runs whose activations are 4 bytes apart (the direct path: a plane row's output columns, or all
+ * The pixels go in runs whose activations are one word apart (the direct path: a plane row's output columns, or all
  * of them when the plane has no junk columns; the interleaved copy: a 16-pixel block), each run in tiles of at most
  * 7 pixels of near-equal size; the accumulators of the task's pixels [pixel][64 channels] on the stack, then per
- * 16 channels and 16 pixels a transpose and the epilogue of the pixel-lane kernels (the same per-channel Requant:
- * bs_vepi_apply), so that the outputs are stored as 16 contiguous pixels of one channel. */
-static void bs_vc16_task(const bs_avx2_job *j, const bs_vlayout *l, const int32_t *voff, int32_t task) {
+ * 16 channels and 16 pixels the epilogue in the accumulators' lanes (bs_vlanes_apply) or the per-channel one
+ * (bs_vepi_apply) and a transpose, so that the outputs are stored as 16 contiguous pixels of one channel. With voffb
+ * not NULL (bs_vgeo.bsrl: the activations within base .. base + 3) the bit-serial kernels run on the bit planes
+ * (S8C4 weights and their bit planes; 8 channels per call) instead of the int8 ones on C16 weights. */
+static void bs_vlanes_task(const bs_avx2_job *j, const bs_vlayout *l, const int32_t *voff, const int32_t *voffb, int32_t base, int32_t task) {
     const bs_vgeo *o = &l->o;
     const bs_vpacked *h = (const bs_vpacked *)j->packed;
     const int32_t *wsum = (const int32_t *)((const unsigned char *)h + 64);
@@ -1726,21 +1793,33 @@ static void bs_vc16_task(const bs_avx2_job *j, const bs_vlayout *l, const int32_
     _Alignas(64) int32_t acc[BS_VC16_TPX * 64];
     /* the direct path's runs: plane rows (junk columns) or the whole range; the interleaved copy's: 16-pixel blocks */
     int rows = o->direct && o->pwq != ow;
+    size_t ps = voffb ? 8 : 4;   /* bytes per pixel: a bit-plane word, or a quad plane's 4 channels */
+#if BS_VBSR
+    size_t nq = voffb ? o->nch * (kg / o->cqn) : 0;   /* bit-serial k-words */
+    const uint64_t *bw = (const uint64_t *)(const void *)(wp + BS_VA64((size_t)h->groups * h->mg4 * h->kg * 4));
+#endif
     for (size_t p = p0; p < p1;) {
         size_t end = o->direct ? (rows ? (p / ow + 1) * ow : p1) : (p / 16 + 1) * 16;
         if (end > p1) end = p1;
-        size_t len = end - p, nt = (len + 6) / 7;
-        const unsigned char *a = o->direct ? l->tmp + g * o->gbytes + (rows ? (p / ow * o->pwq + p % ow) : p) * 4
-                                           : l->ilv + g * o->ilv_bytes + p / 16 * (kg * 64) + p % 16 * 4;
+        size_t len = end - p, nt = (len + 6) / 7, vp = rows ? p / ow * o->pwq + p % ow : p;
+        const unsigned char *a = voffb ? l->tmp + o->bat + vp * 8
+                               : o->direct ? l->tmp + g * o->gbytes + vp * 4
+                               : l->ilv + g * o->ilv_bytes + p / 16 * (kg * 64) + p % 16 * 4;
         for (size_t t = 0; t < nt; t++) {
             int32_t nr = (int32_t)(len / nt + (t < len % nt));
             int32_t *out = acc + (p - p0) * 64;
+#if BS_VBSR
+            if (voffb) {   /* 8 channels (two blocks of 4) per call */
+                for (size_t cb = v0 * 4; cb < v1 * 4; cb += 2)
+                    bs_vb8[nr - 1](a, o->lp * 8, voffb, bw + cb * nq * 8, bw + (cb + 1) * nq * 8, (int32_t)nq, out + (cb - v0 * 4) * 4);
+            } else
+#endif
             for (size_t v = v0; v < v1;) {   /* 4, 2 or 1 vectors at a time */
                 int32_t vi = v1 - v >= 4 ? 2 : v1 - v >= 2 ? 1 : 0;
                 (o->direct ? bs_vc16_direct : bs_vc16_gemm)[vi][nr - 1](a, voff, w + (v - v0) * wstride, wstride, (int32_t)kg, out + (v - v0) * 16);
                 v += (size_t)1 << vi;
             }
-            a += (size_t)nr * 4; p += (size_t)nr;
+            a += (size_t)nr * ps; p += (size_t)nr;
         }
     }
     int bytes_out = j->rq && (j->yt == BS_T_U8 || j->yt == BS_T_I8);
@@ -1748,8 +1827,8 @@ static void bs_vc16_task(const bs_avx2_job *j, const bs_vlayout *l, const int32_
         size_t c0 = g * (size_t)o->mg + v * 16;
         /* no Requant, or every channel in the int32 form: the epilogue in the accumulators' own lanes, then the
          * transpose (else the per-channel epilogue below, after it) */
-        _Alignas(64) int32_t corr[16];
-        for (int32_t c = 0; c < 16; c++) corr[c] = (int32_t)((uint32_t)o->uz * (uint32_t)wsum[g * (size_t)o->mg4 + v * 16 + (size_t)c]);
+        _Alignas(64) int32_t corr[16];   /* bit-serial: the accumulators hold sum (u - base) w_b */
+        for (int32_t c = 0; c < 16; c++) corr[c] = (int32_t)((uint32_t)(o->uz - base) * (uint32_t)wsum[g * (size_t)o->mg4 + v * 16 + (size_t)c]);
         bs_vlanes L;
         memset(&L, 0, sizeof L);   /* (without a Requant it stays unused) */
         if (!j->rq || bs_vlanes_setup(j, c0, corr, &L)) {
@@ -1774,7 +1853,7 @@ static void bs_vc16_task(const bs_avx2_job *j, const bs_vlayout *l, const int32_
         bs_vepi ep[16];
         for (int32_t c = 0; c < 16; c++) {
             size_t oc = g * (size_t)o->mg + v * 16 + (size_t)c;
-            bs_vepi_setup(j, oc, (int32_t)((uint32_t)o->uz * (uint32_t)wsum[g * (size_t)o->mg4 + v * 16 + (size_t)c]), &ep[c]);
+            bs_vepi_setup(j, oc, corr[c], &ep[c]);
         }
         for (size_t pb = p0; pb < p1; pb += 16) {
             int32_t cnt = (int32_t)(p1 - pb < 16 ? p1 - pb : 16);
@@ -1846,8 +1925,13 @@ void bs_avx512vnni_run(const bs_avx2_job *j, int32_t stage, int32_t task) {
         }
         return;
     } else if (o->c16) {
-        bs_vc16_task(j, &l, voff, task);
+        bs_vlanes_task(j, &l, voff, NULL, 0, task);
         return;
+#if BS_VBSR
+    } else if (bsr_on && o->bsrl) {
+        bs_vlanes_task(j, &l, NULL, voffb, base, task);
+        return;
+#endif
     } else {   /* stage 1: GEMM of one group, a range of tiles, a range of channel blocks */
         size_t cbt = bs_vcdiv(ncb, o->cbpt), tct = bs_vcdiv(tiles, o->tpt), rest;
         g = (size_t)task / (tct * cbt); rest = (size_t)task % (tct * cbt); tl = rest / cbt * o->tpt;
