@@ -15,6 +15,8 @@
  *                                           64-bit word): AND + VPOPCNTQ, 16 pixels x 4 channels, for convs whose
  *                                           weights have 1-2 bits and whose activations span 4 values in the call
  *                                           (checked per call; else the int8 kernel). Needs VPOPCNTDQ and VBMI.
+ *   bs_qu2s2_conv_b1p_popcnt_7x8c64__avx512vnni  the same with channels in lanes (16 | output channels): 7 pixels x
+ *                                           8 channels' 64-bit words, the pixel's bit-plane words broadcast
  * Signed (i8) activations are offset by +128; the per-channel sum of the shifted weights, computed when a profile
  * packs them, corrects the offset: sum (x - xz) w = sum u w - uz sum w, u = x (u8) or x + 128 (i8), uz = xz (+128).
  * The epilogue is vectorized in 64-bit lanes (vpmuldq, vpsraq, vpmaxsq / vpminsq) and bit-exact with the
