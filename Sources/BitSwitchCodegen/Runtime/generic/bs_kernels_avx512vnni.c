@@ -136,6 +136,14 @@ static inline __m512i bs_vshift_clamp64(__m512i x, int32_t shift, int32_t bits, 
     return _mm512_min_epi8(_mm512_max_epi8(x, lo), hi);
 }
 
+/* A 4 x 4 transpose of 128-bit lanes: out[L], lane i = lane L of a[i]. */
+static inline void bs_vlanes4x4(__m512i a0, __m512i a1, __m512i a2, __m512i a3, __m512i out[4]) {
+    __m512i t0 = _mm512_shuffle_i64x2(a0, a1, 0x44), t1 = _mm512_shuffle_i64x2(a2, a3, 0x44);
+    __m512i t2 = _mm512_shuffle_i64x2(a0, a1, 0xEE), t3 = _mm512_shuffle_i64x2(a2, a3, 0xEE);
+    out[0] = _mm512_shuffle_i64x2(t0, t1, 0x88); out[1] = _mm512_shuffle_i64x2(t0, t1, 0xDD);
+    out[2] = _mm512_shuffle_i64x2(t2, t3, 0x88); out[3] = _mm512_shuffle_i64x2(t2, t3, 0xDD);
+}
+
 /* A 4 x 16 dword transpose: out[i], 128-bit lane L = dword 4 i + L of r[0], r[1], r[2], r[3]. */
 static inline void bs_vtranspose4x16(const __m512i r[4], __m512i out[4]) {
     __m512i t0 = _mm512_unpacklo_epi32(r[0], r[1]), t1 = _mm512_unpackhi_epi32(r[0], r[1]);
@@ -233,10 +241,8 @@ static void bs_vpack_c16(const int8_t *q8, bs_vpacked *h, int32_t g) {
                 for (int i = 0; i < 4; i++) sums[s] = _mm512_dpbusd_epi32(sums[s], ones, o[s][i]);
             }
             for (int i = 0; i < 4; i++) {
-                __m512i t0 = _mm512_shuffle_i64x2(o[0][i], o[1][i], 0x44), t1 = _mm512_shuffle_i64x2(o[2][i], o[3][i], 0x44);
-                __m512i t2 = _mm512_shuffle_i64x2(o[0][i], o[1][i], 0xEE), t3 = _mm512_shuffle_i64x2(o[2][i], o[3][i], 0xEE);
-                __m512i d[4] = {_mm512_shuffle_i64x2(t0, t1, 0x88), _mm512_shuffle_i64x2(t0, t1, 0xDD),
-                                _mm512_shuffle_i64x2(t2, t3, 0x88), _mm512_shuffle_i64x2(t2, t3, 0xDD)};   /* k-groups 4i .. 4i + 3 */
+                __m512i d[4];   /* k-groups 4i .. 4i + 3 */
+                bs_vlanes4x4(o[0][i], o[1][i], o[2][i], o[3][i], d);
                 for (int l = 0; l < 4; l++) {
                     int32_t q = kc / 4 + 4 * i + l;
                     if (q < kg) bs_vstore64(base + (size_t)q * 64, d[l], stream);
@@ -1358,10 +1364,9 @@ static inline void bs_vtranspose16(__m512i r[16]) {
     }
     /* s[4 g + m], 128-bit lane L: rows 4 g .. 4 g + 3 of column 4 L + m */
     for (int m = 0; m < 4; m++) {
-        __m512i x0 = _mm512_shuffle_i32x4(s[m], s[4 + m], 0x44), x1 = _mm512_shuffle_i32x4(s[8 + m], s[12 + m], 0x44);
-        __m512i x2 = _mm512_shuffle_i32x4(s[m], s[4 + m], 0xEE), x3 = _mm512_shuffle_i32x4(s[8 + m], s[12 + m], 0xEE);
-        r[m] = _mm512_shuffle_i32x4(x0, x1, 0x88); r[4 + m] = _mm512_shuffle_i32x4(x0, x1, 0xDD);
-        r[8 + m] = _mm512_shuffle_i32x4(x2, x3, 0x88); r[12 + m] = _mm512_shuffle_i32x4(x2, x3, 0xDD);
+        __m512i d[4];
+        bs_vlanes4x4(s[m], s[4 + m], s[8 + m], s[12 + m], d);
+        r[m] = d[0]; r[4 + m] = d[1]; r[8 + m] = d[2]; r[12 + m] = d[3];
     }
 }
 
@@ -1826,7 +1831,8 @@ static void bs_vlanes_task(const bs_avx2_job *j, const bs_vlayout *l, const int3
     for (size_t v = v0; v < v1; v++) {
         size_t c0 = g * (size_t)o->mg + v * 16;
         /* no Requant, or every channel in the int32 form: the epilogue in the accumulators' own lanes, then the
-         * transpose (else the per-channel epilogue below, after it) */
+         * transpose (else the per-channel epilogue below, after it; one loop for both, with the form a flag, made
+         * ResNet-20 1.4 % slower) */
         _Alignas(64) int32_t corr[16];   /* bit-serial: the accumulators hold sum (u - base) w_b */
         for (int32_t c = 0; c < 16; c++) corr[c] = (int32_t)((uint32_t)(o->uz - base) * (uint32_t)wsum[g * (size_t)o->mg4 + v * 16 + (size_t)c]);
         bs_vlanes L;
