@@ -120,21 +120,54 @@ void bs_qs8_pack_weights_rows__avx512vnni(const int8_t *q8, void *packed, int32_
 /* A gemm whose weights have the AVX2 batch-1 layout (header modes 3..5): the AVX2 family runs it. */
 static int bs_vgemv(const bs_avx2_job *j) { return !j->conv && ((const int32_t *)j->packed)[0] >= 3; }
 
-/* w_b = clamp(rshr(q, shift), lo, hi) on 64 signed bytes: bs_shift_clamp32 of the AVX2 kernels (which says why it
+/* w_b = clamp(rshr(q, shift), lo, hi) on 64 signed bytes, its constants made once per pack (bs_vshifter_make).
+ * rshr(q, s) = (q >> s) + bit s - 1 of q, exactly (no overflow: |q >> s| < 128). With GFNI both terms are one
+ * gf2p8affineqb each (an arithmetic shift of a byte, like any map of bits to bits, is a bit matrix); without it, bs_shift_clamp32 of the AVX2 kernels (which says why it
  * is exact), 64 bytes at a time. */
-static inline __m512i bs_vshift_clamp64(__m512i x, int32_t shift, int32_t bits, __m512i lo, __m512i hi) {
+typedef struct { __m512i lo, hi, sra, rnd; int32_t shift, bits, mode; } bs_vshifter;
+
+/* mode: 0 no shift (a clamp), 1 the GFNI shift where rshr(-128, s) = -2^(7 - s) >= lo (a min is the clamp), 2 any
+ * other; the pack loops are instantiated per mode (a constant in each), with no branch per vector. */
+static inline bs_vshifter bs_vshifter_make(int32_t shift, int32_t bits) {
+    bs_vshifter v;
+    v.lo = _mm512_set1_epi8((char)-(1 << (bits - 1))); v.hi = _mm512_set1_epi8((char)((1 << (bits - 1)) - 1));
+    v.shift = shift; v.bits = bits;
+    uint64_t sra = 0, rnd = 0;
+    if (shift > 0 && shift < 8) {
+        /* gf2p8affineqb: result bit i = parity(matrix byte 7 - i AND x) */
+        for (int i = 0; i < 8; i++) sra |= (uint64_t)(1u << (i + shift < 7 ? i + shift : 7)) << (8 * (7 - i));
+        rnd = (uint64_t)(1u << (shift - 1)) << 56;
+    }
+    v.sra = _mm512_set1_epi64((long long)sra); v.rnd = _mm512_set1_epi64((long long)rnd);
+#if defined(__GFNI__)
+    v.mode = shift == 0 ? 0 : (shift < 8 && bits >= 8 - shift ? 1 : 2);
+#else
+    v.mode = shift == 0 ? 0 : 2;
+#endif
+    return v;
+}
+
+static inline __attribute__((always_inline)) __m512i bs_vshift_clamp64(__m512i x, const bs_vshifter *v, int mode) {
+    if (mode == 0) return _mm512_min_epi8(_mm512_max_epi8(x, v->lo), v->hi);
+#if defined(__GFNI__)
+    if (mode == 1) return _mm512_min_epi8(_mm512_add_epi8(_mm512_gf2p8affine_epi64_epi8(x, v->sra, 0), _mm512_gf2p8affine_epi64_epi8(x, v->rnd, 0)), v->hi);
+#endif
+    int32_t shift = v->shift;
     if (shift >= 8) return _mm512_setzero_si512();
     if (shift > 0) {
         const __m512i m = _mm512_set1_epi8((char)(0x80 >> shift));
         __m512i t = _mm512_adds_epi8(x, _mm512_set1_epi8((char)(1 << (shift - 1))));
         t = _mm512_and_si512(_mm512_srl_epi16(t, _mm_cvtsi32_si128(shift)), _mm512_set1_epi8((char)(0xFF >> shift)));
         t = _mm512_sub_epi8(_mm512_xor_si512(t, m), m);
-        if (bits > 8 - shift)
+        if (v->bits > 8 - shift)
             t = _mm512_mask_add_epi8(t, _mm512_cmpgt_epi8_mask(x, _mm512_set1_epi8((char)(127 - (1 << (shift - 1))))), t, _mm512_set1_epi8(1));
         x = t;
     }
-    return _mm512_min_epi8(_mm512_max_epi8(x, lo), hi);
+    return _mm512_min_epi8(_mm512_max_epi8(x, v->lo), v->hi);
 }
+
+/* Calls F(..., mode) with the shifter's mode as a constant. */
+#define BS_VSHIFT_DISPATCH(mode, call) do { switch (mode) { case 0: call(0); break; case 1: call(1); break; default: call(2); } } while (0)
 
 /* A 4 x 4 transpose of 128-bit lanes: out[L], lane i = lane L of a[i]. */
 static inline void bs_vlanes4x4(__m512i a0, __m512i a1, __m512i a2, __m512i a3, __m512i out[4]) {
@@ -144,28 +177,33 @@ static inline void bs_vlanes4x4(__m512i a0, __m512i a1, __m512i a2, __m512i a3, 
     out[2] = _mm512_shuffle_i64x2(t2, t3, 0x88); out[3] = _mm512_shuffle_i64x2(t2, t3, 0xDD);
 }
 
-/* A 4 x 16 dword transpose: out[i], 128-bit lane L = dword 4 i + L of r[0], r[1], r[2], r[3]. */
-static inline void bs_vtranspose4x16(const __m512i r[4], __m512i out[4]) {
-    __m512i t0 = _mm512_unpacklo_epi32(r[0], r[1]), t1 = _mm512_unpackhi_epi32(r[0], r[1]);
-    __m512i t2 = _mm512_unpacklo_epi32(r[2], r[3]), t3 = _mm512_unpackhi_epi32(r[2], r[3]);
-    __m512i u0 = _mm512_unpacklo_epi64(t0, t2), u1 = _mm512_unpackhi_epi64(t0, t2);   /* dwords 4L, 4L + 1 of lane L */
-    __m512i u2 = _mm512_unpacklo_epi64(t1, t3), u3 = _mm512_unpackhi_epi64(t1, t3);   /* 4L + 2, 4L + 3 */
-    __m512i v0 = _mm512_shuffle_i64x2(u0, u1, 0x44), v1 = _mm512_shuffle_i64x2(u2, u3, 0x44);
-    __m512i v2 = _mm512_shuffle_i64x2(u0, u1, 0xEE), v3 = _mm512_shuffle_i64x2(u2, u3, 0xEE);
-    out[0] = _mm512_shuffle_i64x2(v0, v1, 0x88); out[1] = _mm512_shuffle_i64x2(v0, v1, 0xDD);
-    out[2] = _mm512_shuffle_i64x2(v2, v3, 0x88); out[3] = _mm512_shuffle_i64x2(v2, v3, 0xDD);
+/* 16 bytes at off of each of 4 rows, row i in 128-bit lane i: 4 broadcast loads merged by masks (load-port work, no
+ * shuffle). bs_vrows16: rows may be NULL (zeros) and bytes past k are 0. */
+static inline __attribute__((always_inline)) __m512i bs_vrows16_full(const int8_t *const row[4], int32_t off) {
+    __m512i v = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(const void *)(row[0] + off)));
+    v = _mm512_mask_broadcast_i32x4(v, 0x00F0, _mm_loadu_si128((const __m128i *)(const void *)(row[1] + off)));
+    v = _mm512_mask_broadcast_i32x4(v, 0x0F00, _mm_loadu_si128((const __m128i *)(const void *)(row[2] + off)));
+    return _mm512_mask_broadcast_i32x4(v, 0xF000, _mm_loadu_si128((const __m128i *)(const void *)(row[3] + off)));
+}
+
+static inline __attribute__((always_inline)) __m512i bs_vrows16(const int8_t *const row[4], int32_t off, int32_t k) {
+    if (off + 16 <= k && row[3]) return bs_vrows16_full(row, off);   /* rows are NULL only at the end of a block */
+    __m512i v = _mm512_setzero_si512();
+    __mmask16 ld = off >= k ? 0 : (off + 16 <= k ? 0xFFFF : (__mmask16)((1u << (k - off)) - 1));
+    for (int i = 0; i < 4; i++)
+        if (row[i]) v = _mm512_mask_broadcast_i32x4(v, (__mmask16)(0xFu << (4 * i)), _mm_maskz_loadu_epi8(ld, (const void *)(row[i] + (off < k ? off : 0))));
+    return v;
 }
 
 /* 64 k from kc on of 4 weight rows (NULL: a row past mg, zeros), shifted and clamped, as 16 k-groups of [4 channels]
- * [4 k]: out[i] holds k-groups 4 i .. 4 i + 3, one per 128-bit lane (bs_vtranspose4x16); lanes past k are 0. */
-static inline void bs_vpack_kchunk(const int8_t *const row[4], int32_t kc, int32_t k, int32_t shift, int32_t bits,
-                                   __m512i LO, __m512i HI, __m512i out[4]) {
-    __mmask64 ld = kc + 64 <= k ? ~(__mmask64)0 : (((__mmask64)1 << (k - kc)) - 1);
-    __m512i r[4];
-    for (int i = 0; i < 4; i++)   /* lanes past k: shifted zeros, clamped: 0 */
-        r[i] = row[i] ? bs_vshift_clamp64(_mm512_maskz_loadu_epi8(ld, (const void *)(row[i] + kc)), shift, bits, LO, HI)
-                      : _mm512_setzero_si512();
-    bs_vtranspose4x16(r, out);
+ * [4 k]: out[i] holds k-groups 4 i .. 4 i + 3, one per 128-bit lane; lanes past k are 0. out[i] is the 16 bytes at
+ * kc + 16 i of the 4 rows (bs_vrows16: row c in lane c, its k-group q in dword q), a 4 x 4 dword transpose by one
+ * vpermd: dword 4 q + c = dword 4 c + q. */
+static inline __attribute__((always_inline)) void bs_vpack_kchunk(const int8_t *const row[4], int32_t kc, int32_t k,
+                                                                  const bs_vshifter *sh, int mode, int full, __m512i out[4]) {
+    const __m512i tr = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    for (int i = 0; i < 4; i++)   /* shifted zeros, clamped: 0 */
+        out[i] = _mm512_permutexvar_epi32(tr, bs_vshift_clamp64(full ? bs_vrows16_full(row, kc + 16 * i) : bs_vrows16(row, kc + 16 * i, k), sh, mode));
 }
 
 /* The 4 rows of channel block cb of group g (NULL past mg). */
@@ -190,67 +228,95 @@ static inline void bs_vstore64(unsigned char *d, __m512i v, int stream) {
 /* The S8C4 data and sums of channel blocks [cb0, cb1) of group g of row-major q8 [groups*mg, k] (the header set):
  * 64 k of the block's 4 rows at a time (bs_vpack_kchunk), the sums by vpdpbusd with ones. The data go to their place
  * in h by non-temporal stores (the caller fences), or, when `to` is not NULL, to `to` (block cb0 first) through the
- * caches, for a caller that reads them back. */
-static void bs_vpack_blocks(const int8_t *q8, bs_vpacked *h, int32_t g, int32_t cb0, int32_t cb1, unsigned char *to) {
-    int32_t k = h->k, kg = h->kg, ncb = h->mg4 / 4, bits = h->bits;
+ * caches, for a caller that reads them back, and then also to their place by non-temporal stores when `also` is set
+ * (64-byte aligned, 64 | the block's bytes). Whole 64-k chunks of whole blocks take a loop with no test per vector. */
+static inline __attribute__((always_inline)) void bs_vpack_blocks_m(const int8_t *q8, bs_vpacked *h, int32_t g, int32_t cb0,
+                                                                    int32_t cb1, unsigned char *to, int also,
+                                                                    const bs_vshifter *sh, int mode) {
+    int32_t k = h->k, kg = h->kg, ncb = h->mg4 / 4;
     unsigned char *wp = (unsigned char *)h + 64 + BS_VA64((size_t)h->groups * h->mg4 * 4);
-    const __m512i LO = _mm512_set1_epi8((char)-(1 << (bits - 1))), HI = _mm512_set1_epi8((char)((1 << (bits - 1)) - 1));
     const __m512i ones = _mm512_set1_epi8(1);
     size_t bb = (size_t)kg * 16;
     for (int32_t cb = cb0; cb < cb1; cb++) {
-        unsigned char *base = to ? to + (size_t)(cb - cb0) * bb : wp + ((size_t)g * ncb + cb) * bb;
+        unsigned char *place = wp + ((size_t)g * ncb + cb) * bb, *base = to ? to + (size_t)(cb - cb0) * bb : place;
         int stream = !to && ((uintptr_t)base & 63) == 0 && (bb & 63) == 0;
         const int8_t *row[4];
         bs_vpack_rows(q8, h, g, cb, row);
         __m512i sums = _mm512_setzero_si512();
-        for (int32_t kc = 0; kc < k; kc += 64) {
+        int32_t kc = 0;
+        if (row[3]) {
+            for (; kc + 64 <= k; kc += 64) {
+                __m512i out[4];
+                bs_vpack_kchunk(row, kc, k, sh, mode, 1, out);
+                for (int i = 0; i < 4; i++) sums = _mm512_dpbusd_epi32(sums, ones, out[i]);
+                if (stream) for (int i = 0; i < 4; i++) _mm512_stream_si512((void *)(base + (size_t)kc * 4 + 64 * i), out[i]);
+                else for (int i = 0; i < 4; i++) _mm512_storeu_si512((void *)(base + (size_t)kc * 4 + 64 * i), out[i]);
+                if (also) for (int i = 0; i < 4; i++) _mm512_stream_si512((void *)(place + (size_t)kc * 4 + 64 * i), out[i]);
+            }
+        }
+        for (; kc < k; kc += 64) {
             __m512i out[4];
-            bs_vpack_kchunk(row, kc, k, h->shift, bits, LO, HI, out);
+            bs_vpack_kchunk(row, kc, k, sh, mode, 0, out);
             int32_t q0 = kc / 4, left = kg - q0;   /* k-groups of this step still in the block */
             for (int i = 0; i < 4; i++) {
                 sums = _mm512_dpbusd_epi32(sums, ones, out[i]);
                 unsigned char *d = base + (size_t)(q0 + 4 * i) * 16;
                 if (left >= 4 * i + 4) bs_vstore64(d, out[i], stream);
                 else if (left > 4 * i) _mm512_mask_storeu_epi8((void *)d, ((__mmask64)1 << (16 * (left - 4 * i))) - 1, out[i]);
+                if (also && left >= 4 * i + 4) _mm512_stream_si512((void *)(place + (size_t)(q0 + 4 * i) * 16), out[i]);
             }
         }
         bs_vpack_sums(h, g, cb, sums);
     }
 }
 
+static void bs_vpack_blocks(const int8_t *q8, bs_vpacked *h, int32_t g, int32_t cb0, int32_t cb1, unsigned char *to, int also) {
+    const bs_vshifter sh = bs_vshifter_make(h->shift, h->bits);
+#define BS_VPB(m) bs_vpack_blocks_m(q8, h, g, cb0, cb1, to, also, &sh, m)
+    BS_VSHIFT_DISPATCH(sh.mode, BS_VPB);
+#undef BS_VPB
+}
+
 /* The C16 layout (h->c16; 16 | mg): per group and block of 16 output channels, kg groups of [16 channels][4 k], so
- * that the channels-in-lanes kernel loads a k-group's 16 channels as one vector. Its 4 channel blocks of 4 made as
- * by bs_vpack_blocks, then their 128-bit lanes (one k-group of 4 channels each) transposed 4 x 4; non-temporal
- * stores (the caller fences). */
-static void bs_vpack_c16(const int8_t *q8, bs_vpacked *h, int32_t g) {
-    int32_t k = h->k, kg = h->kg, bits = h->bits, n16 = h->mg / 16;
+ * that the channels-in-lanes kernel loads a k-group's 16 channels as one vector. 16 k at a time: w[j] holds the 16
+ * bytes of channel 4 L + j in lane L (bs_vrows16), and a 4 x 4 dword transpose in each lane (unpacks) makes the 4
+ * k-groups' vectors, dword 4 L + j = channel 4 L + j; their sums by vpdpbusd with ones, already in channel order.
+ * Non-temporal stores (the caller fences). */
+static inline __attribute__((always_inline)) void bs_vpack_c16_m(const int8_t *q8, bs_vpacked *h, int32_t g, const bs_vshifter *sh, int mode) {
+    int32_t k = h->k, kg = h->kg, n16 = h->mg / 16;
     unsigned char *wp = (unsigned char *)h + 64 + BS_VA64((size_t)h->groups * h->mg4 * 4);
-    const __m512i LO = _mm512_set1_epi8((char)-(1 << (bits - 1))), HI = _mm512_set1_epi8((char)((1 << (bits - 1)) - 1));
+    int32_t *wsum = (int32_t *)(void *)((unsigned char *)h + 64);
     const __m512i ones = _mm512_set1_epi8(1);
     size_t bb = (size_t)kg * 64;
     for (int32_t cv = 0; cv < n16; cv++) {
         unsigned char *base = wp + ((size_t)g * n16 + cv) * bb;
         int stream = ((uintptr_t)base & 63) == 0;
-        const int8_t *row[4][4];
-        __m512i sums[4];
-        for (int s = 0; s < 4; s++) { bs_vpack_rows(q8, h, g, cv * 4 + s, row[s]); sums[s] = _mm512_setzero_si512(); }
-        for (int32_t kc = 0; kc < k; kc += 64) {
-            __m512i o[4][4];
-            for (int s = 0; s < 4; s++) {
-                bs_vpack_kchunk(row[s], kc, k, h->shift, bits, LO, HI, o[s]);
-                for (int i = 0; i < 4; i++) sums[s] = _mm512_dpbusd_epi32(sums[s], ones, o[s][i]);
-            }
-            for (int i = 0; i < 4; i++) {
-                __m512i d[4];   /* k-groups 4i .. 4i + 3 */
-                bs_vlanes4x4(o[0][i], o[1][i], o[2][i], o[3][i], d);
-                for (int l = 0; l < 4; l++) {
-                    int32_t q = kc / 4 + 4 * i + l;
-                    if (q < kg) bs_vstore64(base + (size_t)q * 64, d[l], stream);
-                }
+        const int8_t *row[4][4];   /* row[j][L]: channel 4 L + j */
+        for (int32_t c = 0; c < 16; c++) row[c % 4][c / 4] = q8 + ((size_t)g * h->mg + (size_t)cv * 16 + c) * (size_t)k;
+        __m512i sums = _mm512_setzero_si512();
+        for (int32_t kc = 0; kc < k; kc += 16) {
+            __m512i w[4];
+            if (kc + 16 <= k) for (int j = 0; j < 4; j++) w[j] = bs_vshift_clamp64(bs_vrows16_full(row[j], kc), sh, mode);
+            else for (int j = 0; j < 4; j++) w[j] = bs_vshift_clamp64(bs_vrows16(row[j], kc, k), sh, mode);
+            __m512i t0 = _mm512_unpacklo_epi32(w[0], w[1]), t1 = _mm512_unpackhi_epi32(w[0], w[1]);
+            __m512i t2 = _mm512_unpacklo_epi32(w[2], w[3]), t3 = _mm512_unpackhi_epi32(w[2], w[3]);
+            __m512i d[4] = {_mm512_unpacklo_epi64(t0, t2), _mm512_unpackhi_epi64(t0, t2),
+                            _mm512_unpacklo_epi64(t1, t3), _mm512_unpackhi_epi64(t1, t3)};   /* k-groups kc / 4 + l */
+            int32_t nq = kg - kc / 4 < 4 ? kg - kc / 4 : 4;
+            for (int l = 0; l < nq; l++) {
+                sums = _mm512_dpbusd_epi32(sums, ones, d[l]);
+                bs_vstore64(base + ((size_t)kc / 4 + (size_t)l) * 64, d[l], stream);
             }
         }
-        for (int s = 0; s < 4; s++) bs_vpack_sums(h, g, cv * 4 + s, sums[s]);
+        _mm512_storeu_si512((void *)(wsum + (size_t)g * h->mg4 + (size_t)cv * 16), sums);
     }
+}
+
+static void bs_vpack_c16(const int8_t *q8, bs_vpacked *h, int32_t g) {
+    const bs_vshifter sh = bs_vshifter_make(h->shift, h->bits);
+#define BS_VPC(m) bs_vpack_c16_m(q8, h, g, &sh, m)
+    BS_VSHIFT_DISPATCH(sh.mode, BS_VPC);
+#undef BS_VPC
 }
 
 /* Copies n bytes (a multiple of 16) from the 64-byte aligned src to the 16-byte aligned dst, by non-temporal stores
@@ -353,9 +419,10 @@ void bs_qs8_pack_weights__avx512vnni(const int8_t *q8, void *packed, int32_t gro
         for (int32_t cb = 0, ncb = h->mg4 / 4; cb < ncb; cb += step) {
             int32_t cb1 = cb + step < ncb ? cb + step : ncb;
             unsigned char *dst = wp + (size_t)cb * bb, *to = bb <= sizeof buf ? buf : dst;
-            bs_vpack_blocks(q8, h, 0, cb, cb1, to);
+            int also = to == buf && ((uintptr_t)dst & 63) == 0 && (bb & 63) == 0;   /* streamed to dst as made */
+            bs_vpack_blocks(q8, h, 0, cb, cb1, to, also);
             bs_vbsr_pack(h, taps > 1 ? taps : 1, cb, cb1, to);
-            if (to == buf) bs_vstream_copy(dst, buf, (size_t)(cb1 - cb) * bb);
+            if (to == buf && !also) bs_vstream_copy(dst, buf, (size_t)(cb1 - cb) * bb);
         }
         h->c16 = 0;
         _mm_sfence();   /* the streamed data and planes are visible before the pool's completion count says so */
@@ -367,7 +434,7 @@ void bs_qs8_pack_weights__avx512vnni(const int8_t *q8, void *packed, int32_t gro
         h->c16 = (flags & BS_VPACK_C16) && mg % 16 == 0;
         for (int32_t g = 0; g < groups; g++) {
             if (h->c16) bs_vpack_c16(q8, h, g);
-            else bs_vpack_blocks(q8, h, g, 0, h->mg4 / 4, NULL);
+            else bs_vpack_blocks(q8, h, g, 0, h->mg4 / 4, NULL, 0);
         }
         _mm_sfence();   /* the streamed data are visible before the pool's completion count says so */
     }
