@@ -65,11 +65,16 @@ static inline void bs_vnibble_index(__m512i *pc, __m512i *pd) {
 }
 
 static inline __m512i bs_vnibbles(__m512i x) {
-    const __m512i m4 = _mm512_set1_epi16(0x000F), qidx = _mm512_setr_epi64(0, 4, 1, 5, 2, 6, 3, 7);
-    __m512i t4 = _mm512_srli_epi16(x, 4), t8 = _mm512_srli_epi16(x, 8);
-    __m512i lo = _mm512_ternarylogic_epi32(x, t4, m4, 0xE4), hi = _mm512_ternarylogic_epi32(t4, t8, m4, 0xE4);   /* m4 ? a : b */
-    __m512i w = _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi16_epi8(lo)), _mm512_cvtepi16_epi8(hi), 1);
-    return _mm512_permutexvar_epi64(qidx, w);   /* [p0 p2 p4 p6 p1 p3 p5 p7] -> [p0 .. p7] */
+    /* each byte pair's low nibbles (lo) and high nibbles (hi) into one byte by vpmaddubsw with [1, 16], then the
+     * bytes of qword p = 2 b + h (its byte j: word 8 b + j of lo or hi) by one vpermt2b */
+    static const unsigned char ix[64] = {0, 2, 4, 6, 8, 10, 12, 14, 64, 66, 68, 70, 72, 74, 76, 78,
+                                         16, 18, 20, 22, 24, 26, 28, 30, 80, 82, 84, 86, 88, 90, 92, 94,
+                                         32, 34, 36, 38, 40, 42, 44, 46, 96, 98, 100, 102, 104, 106, 108, 110,
+                                         48, 50, 52, 54, 56, 58, 60, 62, 112, 114, 116, 118, 120, 122, 124, 126};
+    const __m512i m4 = _mm512_set1_epi8(0x0F), mul = _mm512_set1_epi16(0x1001);
+    __m512i lo = _mm512_maddubs_epi16(_mm512_and_si512(x, m4), mul);
+    __m512i hi = _mm512_maddubs_epi16(_mm512_and_si512(_mm512_srli_epi16(x, 4), m4), mul);
+    return _mm512_permutex2var_epi8(lo, _mm512_loadu_si512((const void *)ix), hi);
 }
 
 /* The bit-0 and bit-1 masks of 16 vectors of 64 bytes z[0..15] (only bits 0 and 1 of each byte matter), as vectors:
