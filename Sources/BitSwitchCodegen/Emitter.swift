@@ -602,11 +602,16 @@ struct CWriter {
     /// for them cost several µs when a worker has gone to sleep: the digits and MNIST-1D CNNs (layers of 0.05 to
     /// 0.3 M MACs, 10 to 15 µs a run) ran up to 2x slower on 2 threads than on 1 before this bound.
     static let parallelMACs = 1 << 19
+    /// Depthwise convs (one output channel per group) are split from this many outputs on, whatever their MACs: their
+    /// kernels run 10-20x fewer MACs per second than a GEMM's (a 3 x 3 one is bound by its per-output requantization),
+    /// so MobileNetV2's 960-channel 7 x 7 ones (0.42 M MACs, 50 µs on the Zen 4) had run on one thread.
+    static let parallelDepthwiseOutputs = 16384
 
     /// The pool a conv / gemm node's call runs on: the context's, or NULL (the calling thread) when it is small.
     func pool(_ i: Int) -> String {
         guard let d = plan.matmulDims(i) else { return "(bs_pool *)ctx->pool" }
-        return d.groups * d.mg * d.k * d.n >= Self.parallelMACs ? "(bs_pool *)ctx->pool" : "NULL"
+        let depthwise = d.mg == 1 && d.groups > 1 && d.groups * d.n >= Self.parallelDepthwiseOutputs
+        return depthwise || d.groups * d.mg * d.k * d.n >= Self.parallelMACs ? "(bs_pool *)ctx->pool" : "NULL"
     }
 
     func window(_ inSpatial: [Int], _ outSpatial: [Int], _ w: WindowGeometry) -> String {
