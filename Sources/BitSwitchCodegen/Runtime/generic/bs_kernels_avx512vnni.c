@@ -1187,11 +1187,11 @@ static void bs_vinterleave(const bs_vgeo *o, const unsigned char *rows, unsigned
  * once per channel and task: done per 16 outputs, its scalar clamps and broadcasts had cost more than the vector
  * work at small k (MobileNetV2's 16 -> 96 expand conv). ---- */
 typedef struct bs_vepi {
-    __m512i corr, M, B, Z, LO, HI;   /* modes 4, 5: B = bias + 2^(n-1) + zero 2^n; LO, HI in 32-bit lanes */
-    __m128i sh, sh1, sl;
+    __m512i corr, M, B, Z, LO, HI;   /* modes 4, 5: B = bias + 2^(n-1) + zero 2^n; LO, HI in 32-bit (4) or 64-bit (5) lanes */
+    __m128i sh, sh1;
     size_t c;
     /* 0: no Requant (acc - corr); int64 lanes: 1 (n > 0 rounds), 2 (n == 0); 3: the scalar order; the int32 path of
-     * the AVX2 epilogue (bs_epi_setup there, which says why it is exact): 4 (n >= 32), 5 (n < 32) */
+     * int32 form (bs_vepi_int32_form): 4 (n >= 32), 5 (n < 32) */
     int32_t mode;
 } bs_vepi;
 
@@ -1215,7 +1215,7 @@ static inline void bs_vepi_setup(const bs_avx2_job *j, size_t c, int32_t corr, b
     e->corr = _mm512_set1_epi32(corr);
     e->c = c;
     e->M = e->B = e->Z = e->LO = e->HI = z;
-    e->sh = e->sh1 = e->sl = _mm_setzero_si128();
+    e->sh = e->sh1 = _mm_setzero_si128();
     if (!rq) { e->mode = 0; return; }
     size_t q = rq->count == 1 ? 0 : c;
     int32_t n = rq->n[q];
@@ -1223,11 +1223,12 @@ static inline void bs_vepi_setup(const bs_avx2_job *j, size_t c, int32_t corr, b
     int64_t clo, chi, B, bias = rq->bias[q], zero = rq->zero;
     e->M = _mm512_set1_epi64(rq->m[q]);
     if (bs_vepi_int32_form(rq, q, j->yt, &B, &clo, &chi)) {
-        /* u = acc m + bias + 2^(n-1) + zero 2^n never wraps; floor(u / 2^n) from its high (H) and low (L) dwords */
+        /* u = acc m + bias + 2^(n-1) + zero 2^n never wraps; floor(u / 2^n): n >= 32, its high dword shifted by
+         * n - 32 (mode 4, bounds in 32-bit lanes); else u >> n in its 64-bit lane, clamped there (mode 5) */
         e->B = _mm512_set1_epi64(B);
-        e->LO = _mm512_set1_epi32((int32_t)clo); e->HI = _mm512_set1_epi32((int32_t)chi);
-        e->sh = _mm_cvtsi32_si128(n >= 32 ? n - 32 : n); e->sl = _mm_cvtsi32_si128(n >= 32 ? 0 : 32 - n);
-        e->sh1 = _mm_cvtsi32_si128(n - 1);
+        if (n >= 32) { e->LO = _mm512_set1_epi32((int32_t)clo); e->HI = _mm512_set1_epi32((int32_t)chi); }
+        else { e->LO = _mm512_set1_epi64(clo); e->HI = _mm512_set1_epi64(chi); }
+        e->sh = _mm_cvtsi32_si128(n >= 32 ? n - 32 : n);
         e->mode = n >= 32 ? 4 : 5;
         return;
     }
@@ -1253,15 +1254,15 @@ static inline __attribute__((always_inline)) __m512i bs_vepi_apply_mode(const bs
     }
     __m512i v0 = _mm512_add_epi64(_mm512_mul_epi32(acc, e->M), e->B);
     __m512i v1 = _mm512_add_epi64(_mm512_mul_epi32(_mm512_srli_epi64(acc, 32), e->M), e->B);
-    if (mode >= 4) {
-        __m512i H = _mm512_mask_blend_epi32((__mmask16)0xAAAA, _mm512_srli_epi64(v0, 32), v1), r;
-        if (mode == 4) return _mm512_min_epi32(_mm512_max_epi32(_mm512_sra_epi32(H, e->sh), e->LO), e->HI);
-        __m512i L = _mm512_mask_blend_epi32((__mmask16)0xAAAA, v0, _mm512_slli_epi64(v1, 32));
-        r = _mm512_or_si512(_mm512_sll_epi32(H, e->sl), _mm512_srl_epi32(L, e->sh));
-        r = _mm512_min_epi32(_mm512_max_epi32(r, e->LO), e->HI);
-        __m512i tt = _mm512_sra_epi32(H, e->sh1);   /* 0 or -1: the value fits int32; else beyond, clamped */
-        r = _mm512_mask_mov_epi32(r, _mm512_cmpgt_epi32_mask(tt, _mm512_setzero_si512()), e->HI);
-        return _mm512_mask_mov_epi32(r, _mm512_cmplt_epi32_mask(tt, _mm512_set1_epi32(-1)), e->LO);
+    if (mode == 4) {
+        __m512i H = _mm512_mask_blend_epi32((__mmask16)0xAAAA, _mm512_srli_epi64(v0, 32), v1);
+        return _mm512_min_epi32(_mm512_max_epi32(_mm512_sra_epi32(H, e->sh), e->LO), e->HI);
+    }
+    if (mode == 5) {   /* 14 operations (the 32-bit halves' way, with its overflow tests, had 19: 2-bit profiles,
+                        * whose larger multipliers give n < 32, ran MobileNetV2 1.3x slower than 8-bit ones) */
+        v0 = _mm512_min_epi64(_mm512_max_epi64(_mm512_sra_epi64(v0, e->sh), e->LO), e->HI);
+        v1 = _mm512_min_epi64(_mm512_max_epi64(_mm512_sra_epi64(v1, e->sh), e->LO), e->HI);
+        return _mm512_mask_blend_epi32((__mmask16)0xAAAA, v0, _mm512_slli_epi64(v1, 32));
     }
     if (mode == 1) {
         const __m512i one = _mm512_set1_epi64(1);
@@ -2040,6 +2041,8 @@ void bs_avx512vnni_run(const bs_avx2_job *j, int32_t stage, int32_t task) {
             size_t c = cb * 4 + (size_t)c4;   /* bit-serial: the accumulators hold sum (u - base) w_b */
             bs_vepi_setup(j, g * o->mg + c, (int32_t)((uint32_t)(o->uz - base) * (uint32_t)wsum[g * o->mg4 + c]), &ep[c4]);
         }
+        int32_t mode4 = ep[0].mode;   /* the channels' common epilogue mode, -1 if they differ */
+        for (int32_t c4 = 1; c4 < nc; c4++) if (ep[c4].mode != mode4) mode4 = -1;
         for (size_t t = tl; t < tl1; t++) {
             size_t b0 = t * BS_VTILE, nbk = o->nb - b0 < BS_VTILE ? o->nb - b0 : BS_VTILE;
             __m512i acc[16];
@@ -2072,11 +2075,16 @@ void bs_avx512vnni_run(const bs_avx2_job *j, int32_t stage, int32_t task) {
                 size_t p0 = (b0 + bi) * 16;
                 const bs_vruns *rr = junk ? &runs[(t - tl) * BS_VTILE + bi] : NULL;
                 if (!rr && bytes_out && p0 + 16 <= o->n) {   /* 16 whole bytes per channel: plain stores */
-                    for (int32_t c4 = 0; c4 < nc; c4++) {
-                        size_t oc = g * o->mg + cb * 4 + (size_t)c4;
-                        _mm_storeu_si128((__m128i *)((unsigned char *)j->y + oc * cstride + p0),
-                                         _mm512_cvtepi32_epi8(bs_vepi_apply(j, &ep[c4], acc[bi * 4 + (size_t)c4])));
-                    }
+                    unsigned char *yb = (unsigned char *)j->y + (g * o->mg + cb * 4) * cstride + p0;
+#define BS_VEPI_BYTES(MODE)                                                                                           \
+                    for (int32_t c4 = 0; c4 < nc; c4++)                                                               \
+                        _mm_storeu_si128((__m128i *)(yb + (size_t)c4 * cstride),                                      \
+                                         _mm512_cvtepi32_epi8(bs_vepi_apply_mode(j, &ep[c4], acc[bi * 4 + (size_t)c4], MODE)));
+                    /* the block's 4 channels in one int32 form (the usual case): the mode a constant, no branch per vector */
+                    if (mode4 == 4) { BS_VEPI_BYTES(4) }
+                    else if (mode4 == 5) { BS_VEPI_BYTES(5) }
+                    else { BS_VEPI_BYTES(ep[c4].mode) }
+#undef BS_VEPI_BYTES
                     continue;
                 }
                 for (int32_t c4 = 0; c4 < nc; c4++) {
