@@ -1594,36 +1594,38 @@ static inline __attribute__((always_inline)) void bs_vdw_channel(const bs_avx2_j
     }
 }
 
-/* 3 x 3, stride 1, dilation 1, rows of more than 8 outputs (the common depthwise layer): BS_VDW_ROWS output rows at
- * a time, which read BS_VDW_ROWS + 2 input rows, each loaded and permuted once (4 loads and vpermb for 2 rows instead
- * of 6), and the rows' accumulators are independent chains in one loop body, whose latencies (3 vpdpbusd, the
- * Requant) overlap: MobileNetV2's depthwise layers 15 % faster (56 x 56: 20 %; per-layer timers, Zen 4). 4 rows were
- * another 3 % faster on 56 x 56 and 112 x 112 planes and 5 % slower on 14 x 14 ones. */
+/* 3 x 3, stride SH (1 or 2), dilation 1, rows of more than 8 outputs (the common depthwise layers): BS_VDW_ROWS
+ * output rows at a time, which read (BS_VDW_ROWS - 1) SH + 3 input rows, each loaded and permuted once (4 loads and
+ * vpermb for 2 rows instead of 6 at stride 1, 5 at stride 2), and the rows' accumulators are independent chains in
+ * one loop body, whose latencies (3 vpdpbusd, the Requant) overlap: MobileNetV2's stride-1 depthwise layers 15 %
+ * faster (56 x 56: 20 %; per-layer timers, Zen 4). 4 rows were another 3 % faster on 56 x 56 and 112 x 112 planes and
+ * 5 % slower on 14 x 14 ones. */
 #define BS_VDW_ROWS 2
 static inline __attribute__((always_inline)) void bs_vdw_channel_rows(const bs_avx2_job *j, const bs_vdw *d, const bs_vepi *e,
-                                                                      const int32_t *wd, int32_t MODE, const unsigned char *xc,
-                                                                      void *yc) {
-    enum { R = BS_VDW_ROWS };
+                                                                      const int32_t *wd, int32_t SH, int32_t MODE,
+                                                                      const unsigned char *xc, void *yc) {
+    enum { R = BS_VDW_ROWS, NI = (BS_VDW_ROWS - 1) * 2 + 3 };   /* NI: input rows at stride 2 (at most) */
+    const int32_t ni = (R - 1) * SH + 3;
     const int64_t H = d->H, W = d->W, OH = d->OH, OW = d->OW, ph = d->ph;
     const int32_t i32 = d->i32, mode = MODE >= 0 ? MODE : e->mode;
     const __m512i FLIP = d->FLIP, RAW = _mm512_xor_si512(d->XZ, FLIP), I0 = d->IDX[0];
     const __m512i W0 = _mm512_set1_epi32(wd[0]), W1 = _mm512_set1_epi32(wd[1]), W2 = _mm512_set1_epi32(wd[2]);
     for (int64_t oh = 0; oh < OH; oh += R) {
         int32_t nr = OH - oh < R ? (int32_t)(OH - oh) : R;
-        const unsigned char *rp[R + 2];
-        for (int32_t r = 0; r < R + 2; r++) {
-            int64_t ih = oh - ph + r;
-            rp[r] = ih >= 0 && ih < H && r < nr + 2 ? xc + ih * W : d->pad;
+        const unsigned char *rp[NI];
+        for (int32_t r = 0; r < ni; r++) {
+            int64_t ih = oh * SH - ph + r;
+            rp[r] = ih >= 0 && ih < H ? xc + ih * W : d->pad;
         }
         for (int64_t ow0 = 0, b = 0; ow0 < OW; ow0 += 16, b++) {
             const __mmask64 mk = d->mk[b];
             const int64_t col0 = d->col0[b];
-            __m512i t[R + 2], res[R];
-            for (int32_t r = 0; r < R + 2; r++)
+            __m512i t[NI], res[R];
+            for (int32_t r = 0; r < ni; r++)
                 t[r] = _mm512_permutexvar_epi8(I0, _mm512_xor_si512(_mm512_mask_loadu_epi8(RAW, mk, (const void *)(rp[r] + col0)), FLIP));
             for (int32_t r = 0; r < R; r++)
                 res[r] = bs_vepi_apply_mode(j, e, _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(),
-                                            t[r], W0), t[r + 1], W1), t[r + 2], W2), mode);
+                                            t[r * SH], W0), t[r * SH + 1], W1), t[r * SH + 2], W2), mode);
             size_t off = (size_t)(oh * OW + ow0);
             __mmask16 sm = (__mmask16)((1u << (OW - ow0 < 16 ? OW - ow0 : 16)) - 1);
             for (int32_t r = 0; r < nr; r++) {
@@ -1644,7 +1646,7 @@ static void bs_vdw_run(const bs_avx2_job *j, int32_t task) {
     int32_t xzu = j->p->x_zero + (u8 ? 0 : 128);
     bs_vdw d;
     d.H = g->h; d.W = g->w; d.OH = g->oh; d.OW = g->ow; d.sh = g->sh; d.ph = g->ph; d.dh = g->dh;
-    int32_t G = (kw + 3) / 4, two = g->ow <= 8, rows = !two && g->sh == 1 && g->dh == 1;
+    int32_t G = (kw + 3) / 4, two = g->ow <= 8, rows = !two && (g->sh == 1 || g->sh == 2) && g->dh == 1;
     d.i32 = !j->rq || j->yt == BS_T_I32;
     d.XZ = _mm512_set1_epi8((char)xzu);
     d.FLIP = _mm512_set1_epi8(u8 ? 0 : (char)0x80);
@@ -1711,9 +1713,15 @@ static void bs_vdw_run(const bs_avx2_job *j, int32_t task) {
                 else if (e.mode == 4) bs_vdw_channel(j, &d, &e, wd, 3, 1, 1, 4, xc, yc);
                 else bs_vdw_channel(j, &d, &e, wd, 3, 1, 1, -1, xc, yc);
             } else if (rows) {
-                if (e.mode == 5) bs_vdw_channel_rows(j, &d, &e, wd, 5, xc, yc);
-                else if (e.mode == 4) bs_vdw_channel_rows(j, &d, &e, wd, 4, xc, yc);
-                else bs_vdw_channel_rows(j, &d, &e, wd, -1, xc, yc);
+                if (g->sh == 2) {
+                    if (e.mode == 5) bs_vdw_channel_rows(j, &d, &e, wd, 2, 5, xc, yc);
+                    else if (e.mode == 4) bs_vdw_channel_rows(j, &d, &e, wd, 2, 4, xc, yc);
+                    else bs_vdw_channel_rows(j, &d, &e, wd, 2, -1, xc, yc);
+                } else {
+                    if (e.mode == 5) bs_vdw_channel_rows(j, &d, &e, wd, 1, 5, xc, yc);
+                    else if (e.mode == 4) bs_vdw_channel_rows(j, &d, &e, wd, 1, 4, xc, yc);
+                    else bs_vdw_channel_rows(j, &d, &e, wd, 1, -1, xc, yc);
+                }
             } else {
                 if (e.mode == 5) bs_vdw_channel(j, &d, &e, wd, 3, 1, 0, 5, xc, yc);
                 else if (e.mode == 4) bs_vdw_channel(j, &d, &e, wd, 3, 1, 0, 4, xc, yc);
