@@ -1636,6 +1636,46 @@ static inline __attribute__((always_inline)) void bs_vdw_channel_rows(const bs_a
     }
 }
 
+/* 3 x 3, stride SH (1 or 2), dilation 1, rows of at most 8 outputs (7 x 7 and 14 x 14 planes): two vectors of two
+ * output rows each (bs_vdw_channel's TWO layout: vpermi2b over both rows' windows, outputs compressed) per step, their
+ * 3 SH + 3 input rows each loaded once and their accumulator chains independent; a row pair past the plane is
+ * computed from the padding row and not stored. */
+static inline __attribute__((always_inline)) void bs_vdw_channel_two_rows(const bs_avx2_job *j, const bs_vdw *d, const bs_vepi *e,
+                                                                          const int32_t *wd, int32_t SH, int32_t MODE,
+                                                                          const unsigned char *xc, void *yc) {
+    enum { NI = 3 * 2 + 3 };
+    const int64_t H = d->H, W = d->W, OH = d->OH, OW = d->OW, ph = d->ph;
+    const int32_t i32 = d->i32, mode = MODE >= 0 ? MODE : e->mode, ni = 3 * SH + 3;
+    const __m512i FLIP = d->FLIP, RAW = _mm512_xor_si512(d->XZ, FLIP), I0 = d->IDX[0];
+    const __m512i W0 = _mm512_set1_epi32(wd[0]), W1 = _mm512_set1_epi32(wd[1]), W2 = _mm512_set1_epi32(wd[2]);
+    const __mmask64 mk = d->mk[0];
+    const int64_t col0 = d->col0[0];
+    const __mmask16 m = (__mmask16)((1u << OW) - 1);
+    for (int64_t oh = 0; oh < OH; oh += 4) {
+        __m512i v[NI];
+        for (int32_t r = 0; r < ni; r++) {
+            int64_t ih = oh * SH - ph + r;
+            v[r] = _mm512_xor_si512(_mm512_mask_loadu_epi8(RAW, mk, (const void *)((ih >= 0 && ih < H ? xc + ih * W : d->pad) + col0)), FLIP);
+        }
+        __m512i res[2];
+        for (int32_t p = 0; p < 2; p++) {   /* output rows oh + 2 p, oh + 2 p + 1 */
+            const __m512i *a = v + 2 * p * SH, *b = v + (2 * p + 1) * SH;
+            __m512i acc = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_permutex2var_epi8(a[0], I0, b[0]), W0);
+            acc = _mm512_dpbusd_epi32(acc, _mm512_permutex2var_epi8(a[1], I0, b[1]), W1);
+            acc = _mm512_dpbusd_epi32(acc, _mm512_permutex2var_epi8(a[2], I0, b[2]), W2);
+            res[p] = bs_vepi_apply_mode(j, e, acc, mode);
+        }
+        for (int32_t p = 0; p < 2 && oh + 2 * p < OH; p++) {
+            int32_t second = oh + 2 * p + 1 < OH, n = second ? 2 * (int32_t)OW : (int32_t)OW;
+            __m512i r = _mm512_maskz_compress_epi32((__mmask16)(m | (second ? m << 8 : 0)), res[p]);
+            size_t off = (size_t)((oh + 2 * p) * OW);
+            __mmask16 sm = (__mmask16)((1u << n) - 1);
+            if (i32) _mm512_mask_storeu_epi32((int32_t *)yc + off, sm, r);
+            else _mm_mask_storeu_epi8((unsigned char *)yc + off, sm, _mm512_cvtepi32_epi8(r));
+        }
+    }
+}
+
 static void bs_vdw_run(const bs_avx2_job *j, int32_t task) {
     const bs_window *g = &j->conv->win;
     const bs_vpacked *h = (const bs_vpacked *)j->packed;
@@ -1646,7 +1686,7 @@ static void bs_vdw_run(const bs_avx2_job *j, int32_t task) {
     int32_t xzu = j->p->x_zero + (u8 ? 0 : 128);
     bs_vdw d;
     d.H = g->h; d.W = g->w; d.OH = g->oh; d.OW = g->ow; d.sh = g->sh; d.ph = g->ph; d.dh = g->dh;
-    int32_t G = (kw + 3) / 4, two = g->ow <= 8, rows = !two && (g->sh == 1 || g->sh == 2) && g->dh == 1;
+    int32_t G = (kw + 3) / 4, two = g->ow <= 8, rows = (g->sh == 1 || g->sh == 2) && g->dh == 1;
     d.i32 = !j->rq || j->yt == BS_T_I32;
     d.XZ = _mm512_set1_epi8((char)xzu);
     d.FLIP = _mm512_set1_epi8(u8 ? 0 : (char)0x80);
@@ -1708,7 +1748,17 @@ static void bs_vdw_run(const bs_avx2_job *j, int32_t task) {
         const unsigned char *xc = (const unsigned char *)j->x + (size_t)c * in_plane;
         void *yc = (unsigned char *)j->y + (size_t)c * out_plane * ysz;
         if (kh == 3 && G == 1) {
-            if (two) {
+            if (two && rows) {
+                if (g->sh == 2) {
+                    if (e.mode == 5) bs_vdw_channel_two_rows(j, &d, &e, wd, 2, 5, xc, yc);
+                    else if (e.mode == 4) bs_vdw_channel_two_rows(j, &d, &e, wd, 2, 4, xc, yc);
+                    else bs_vdw_channel_two_rows(j, &d, &e, wd, 2, -1, xc, yc);
+                } else {
+                    if (e.mode == 5) bs_vdw_channel_two_rows(j, &d, &e, wd, 1, 5, xc, yc);
+                    else if (e.mode == 4) bs_vdw_channel_two_rows(j, &d, &e, wd, 1, 4, xc, yc);
+                    else bs_vdw_channel_two_rows(j, &d, &e, wd, 1, -1, xc, yc);
+                }
+            } else if (two) {
                 if (e.mode == 5) bs_vdw_channel(j, &d, &e, wd, 3, 1, 1, 5, xc, yc);
                 else if (e.mode == 4) bs_vdw_channel(j, &d, &e, wd, 3, 1, 1, 4, xc, yc);
                 else bs_vdw_channel(j, &d, &e, wd, 3, 1, 1, -1, xc, yc);
