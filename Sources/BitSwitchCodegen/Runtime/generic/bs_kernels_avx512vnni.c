@@ -2173,6 +2173,23 @@ void bs_avx512vnni_run(const bs_avx2_job *j, int32_t stage, int32_t task) {
                 default: bs_qu8s8_gemm_rq64_16x4c4__avx512vnni(a, bstride, NULL, w, o->kg, acc); break;
                 }
             }
+            if (!junk && bytes_out && nbk == BS_VTILE && (b0 + BS_VTILE) * 16 <= o->n && mode4 >= 4) {
+                /* a whole tile of byte outputs: each channel's 64 pixels as one 64-byte store (four 16-byte ones to
+                 * the same line had cost more: the output planes are written a line at a time) */
+                unsigned char *yb = (unsigned char *)j->y + (g * o->mg + cb * 4) * cstride + b0 * 16;
+#define BS_VEPI_LINE(MODE)                                                                                            \
+                for (int32_t c4 = 0; c4 < nc; c4++) {                                                                 \
+                    __m512i r0 = bs_vepi_apply_mode(j, &ep[c4], acc[c4], MODE), r1 = bs_vepi_apply_mode(j, &ep[c4], acc[4 + c4], MODE); \
+                    __m512i r2 = bs_vepi_apply_mode(j, &ep[c4], acc[8 + c4], MODE), r3 = bs_vepi_apply_mode(j, &ep[c4], acc[12 + c4], MODE); \
+                    __m512i l = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_inserti128_si256(_mm256_castsi128_si256(      \
+                        _mm512_cvtepi32_epi8(r0)), _mm512_cvtepi32_epi8(r1), 1)), _mm256_inserti128_si256(                  \
+                        _mm256_castsi128_si256(_mm512_cvtepi32_epi8(r2)), _mm512_cvtepi32_epi8(r3), 1), 1);                 \
+                    _mm512_storeu_si512((void *)(yb + (size_t)c4 * cstride), l);                                       \
+                }
+                if (mode4 == 4) { BS_VEPI_LINE(4) } else { BS_VEPI_LINE(5) }
+#undef BS_VEPI_LINE
+                continue;
+            }
             for (size_t bi = 0; bi < nbk; bi++) {
                 size_t p0 = (b0 + bi) * 16;
                 const bs_vruns *rr = junk ? &runs[(t - tl) * BS_VTILE + bi] : NULL;
