@@ -1747,36 +1747,18 @@ static void bs_vdw_run(const bs_avx2_job *j, int32_t task) {
         bs_vepi_setup(j, (size_t)c, (int32_t)((uint32_t)xzu * (uint32_t)sum), &e);
         const unsigned char *xc = (const unsigned char *)j->x + (size_t)c * in_plane;
         void *yc = (unsigned char *)j->y + (size_t)c * out_plane * ysz;
-        if (kh == 3 && G == 1) {
-            if (two && rows) {
-                if (g->sh == 2) {
-                    if (e.mode == 5) bs_vdw_channel_two_rows(j, &d, &e, wd, 2, 5, xc, yc);
-                    else if (e.mode == 4) bs_vdw_channel_two_rows(j, &d, &e, wd, 2, 4, xc, yc);
-                    else bs_vdw_channel_two_rows(j, &d, &e, wd, 2, -1, xc, yc);
-                } else {
-                    if (e.mode == 5) bs_vdw_channel_two_rows(j, &d, &e, wd, 1, 5, xc, yc);
-                    else if (e.mode == 4) bs_vdw_channel_two_rows(j, &d, &e, wd, 1, 4, xc, yc);
-                    else bs_vdw_channel_two_rows(j, &d, &e, wd, 1, -1, xc, yc);
-                }
-            } else if (two) {
-                if (e.mode == 5) bs_vdw_channel(j, &d, &e, wd, 3, 1, 1, 5, xc, yc);
-                else if (e.mode == 4) bs_vdw_channel(j, &d, &e, wd, 3, 1, 1, 4, xc, yc);
-                else bs_vdw_channel(j, &d, &e, wd, 3, 1, 1, -1, xc, yc);
-            } else if (rows) {
-                if (g->sh == 2) {
-                    if (e.mode == 5) bs_vdw_channel_rows(j, &d, &e, wd, 2, 5, xc, yc);
-                    else if (e.mode == 4) bs_vdw_channel_rows(j, &d, &e, wd, 2, 4, xc, yc);
-                    else bs_vdw_channel_rows(j, &d, &e, wd, 2, -1, xc, yc);
-                } else {
-                    if (e.mode == 5) bs_vdw_channel_rows(j, &d, &e, wd, 1, 5, xc, yc);
-                    else if (e.mode == 4) bs_vdw_channel_rows(j, &d, &e, wd, 1, 4, xc, yc);
-                    else bs_vdw_channel_rows(j, &d, &e, wd, 1, -1, xc, yc);
-                }
-            } else {
-                if (e.mode == 5) bs_vdw_channel(j, &d, &e, wd, 3, 1, 0, 5, xc, yc);
-                else if (e.mode == 4) bs_vdw_channel(j, &d, &e, wd, 3, 1, 0, 4, xc, yc);
-                else bs_vdw_channel(j, &d, &e, wd, 3, 1, 0, -1, xc, yc);
-            }
+        if (kh == 3 && G == 1) {   /* instances with the stride and the Requant's mode constant */
+#define BS_VDW_MODES(F, SH) do { if (e.mode == 5) F(j, &d, &e, wd, SH, 5, xc, yc); else if (e.mode == 4) F(j, &d, &e, wd, SH, 4, xc, yc); \
+                                 else F(j, &d, &e, wd, SH, -1, xc, yc); } while (0)
+#define BS_VDW_STRIDES(F) do { if (g->sh == 2) BS_VDW_MODES(F, 2); else BS_VDW_MODES(F, 1); } while (0)
+#define BS_VDW_CH3(j, d, e, wd, TWO, M, xc, yc) bs_vdw_channel(j, d, e, wd, 3, 1, TWO, M, xc, yc)
+            if (two && rows) BS_VDW_STRIDES(bs_vdw_channel_two_rows);
+            else if (two) BS_VDW_MODES(BS_VDW_CH3, 1);
+            else if (rows) BS_VDW_STRIDES(bs_vdw_channel_rows);
+            else BS_VDW_MODES(BS_VDW_CH3, 0);
+#undef BS_VDW_MODES
+#undef BS_VDW_STRIDES
+#undef BS_VDW_CH3
         } else {
             bs_vdw_channel(j, &d, &e, wd, kh, G, two, -1, xc, yc);
         }
