@@ -127,8 +127,8 @@ static int bs_vgemv(const bs_avx2_job *j) { return !j->conv && ((const int32_t *
 
 /* w_b = clamp(rshr(q, shift), lo, hi) on 64 signed bytes, its constants made once per pack (bs_vshifter_make).
  * rshr(q, s) = (q >> s) + bit s - 1 of q, exactly (no overflow: |q >> s| < 128). With GFNI both terms are one
- * gf2p8affineqb each (an arithmetic shift of a byte, like any map of bits to bits, is a bit matrix); without it, bs_shift_clamp32 of the AVX2 kernels (which says why it
- * is exact), 64 bytes at a time. */
+ * gf2p8affineqb each (an arithmetic shift of a byte, like any map of bits to bits, is a bit matrix); without it,
+ * bs_shift_clamp32 of the AVX2 kernels (which says why it is exact), 64 bytes at a time. */
 typedef struct { __m512i lo, hi, sra, rnd; int32_t shift, bits, mode; } bs_vshifter;
 
 /* mode: 0 no shift (a clamp), 1 the GFNI shift where rshr(-128, s) = -2^(7 - s) >= lo (a min is the clamp), 2 any
