@@ -268,6 +268,7 @@ static inline __attribute__((always_inline)) void bs_vpack_blocks_m(const int8_t
                 unsigned char *d = base + (size_t)(q0 + 4 * i) * 16;
                 if (left >= 4 * i + 4) bs_vstore64(d, out[i], stream);
                 else if (left > 4 * i) _mm512_mask_storeu_epi8((void *)d, ((__mmask64)1 << (16 * (left - 4 * i))) - 1, out[i]);
+                /* also: 64 | bb, so kg is a multiple of 4 and no vector is partly in the block */
                 if (also && left >= 4 * i + 4) _mm512_stream_si512((void *)(place + (size_t)(q0 + 4 * i) * 16), out[i]);
             }
         }
