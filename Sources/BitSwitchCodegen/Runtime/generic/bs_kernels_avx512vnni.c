@@ -1544,6 +1544,19 @@ typedef struct bs_vdw {
     int64_t col0[BS_DW_MAXW / 16];
 } bs_vdw;
 
+/* Input row ih of channel plane xc (the padding row outside the plane); its 64 bytes from col0 (mask mk: the padding
+ * outside the row) in their u8 view; the store of n (mask sm) results of a row at yc + off. Every 3 x 3 instance's. */
+static inline const unsigned char *bs_vdw_rowptr(const unsigned char *xc, int64_t ih, int64_t H, int64_t W, const unsigned char *pad) {
+    return ih >= 0 && ih < H ? xc + ih * W : pad;
+}
+static inline __m512i bs_vdw_load(__m512i RAW, __m512i FLIP, __mmask64 mk, const unsigned char *p) {
+    return _mm512_xor_si512(_mm512_mask_loadu_epi8(RAW, mk, (const void *)p), FLIP);
+}
+static inline void bs_vdw_store(int32_t i32, void *yc, size_t off, __mmask16 sm, __m512i res) {
+    if (i32) _mm512_mask_storeu_epi32((int32_t *)yc + off, sm, res);
+    else _mm_mask_storeu_epi8((unsigned char *)yc + off, sm, _mm512_cvtepi32_epi8(res));
+}
+
 /* One channel. KH, G, TWO and the Requant's epilogue mode (MODE >= 0) are constants in the 3 x 3 instances (weights
  * and indices in registers, the row loop unrolled, the epilogue's branches folded); the job's in the general one. */
 static inline __attribute__((always_inline)) void bs_vdw_channel(const bs_avx2_job *j, const bs_vdw *d, const bs_vepi *e,
@@ -1561,8 +1574,8 @@ static inline __attribute__((always_inline)) void bs_vdw_channel(const bs_avx2_j
         int32_t second = TWO && oh + 1 < OH;
         for (int32_t r = 0; r < KH; r++) {
             int64_t ih = oh * sh - ph + r * dh, ih1 = ih + sh;
-            rp[0][r] = ih >= 0 && ih < H ? xc + ih * W : pad;
-            if (TWO) rp[1][r] = second && ih1 >= 0 && ih1 < H ? xc + ih1 * W : pad;
+            rp[0][r] = bs_vdw_rowptr(xc, ih, H, W, pad);
+            if (TWO) rp[1][r] = second ? bs_vdw_rowptr(xc, ih1, H, W, pad) : pad;
         }
         int32_t nout = TWO ? (second ? 2 * (int32_t)OW : (int32_t)OW) : 16;
         for (int64_t ow0 = 0, b = 0; ow0 < OW; ow0 += 16, b++) {
@@ -1570,8 +1583,8 @@ static inline __attribute__((always_inline)) void bs_vdw_channel(const bs_avx2_j
             const int64_t col0 = d->col0[b];
             __m512i acc = _mm512_setzero_si512();
             for (int32_t r = 0; r < KH; r++) {
-                __m512i v = _mm512_xor_si512(_mm512_mask_loadu_epi8(RAW, mk, (const void *)(rp[0][r] + col0)), FLIP), v1 = v;
-                if (TWO) v1 = _mm512_xor_si512(_mm512_mask_loadu_epi8(RAW, mk, (const void *)(rp[1][r] + col0)), FLIP);
+                __m512i v = bs_vdw_load(RAW, FLIP, mk, rp[0][r] + col0), v1 = v;
+                if (TWO) v1 = bs_vdw_load(RAW, FLIP, mk, rp[1][r] + col0);
                 for (int32_t q = 0; q < G; q++) {
                     __m512i ix = q < 4 ? I[q] : d->IDX[q];
                     __m512i t = TWO ? _mm512_permutex2var_epi8(v, ix, v1) : _mm512_permutexvar_epi8(ix, v);
@@ -1588,9 +1601,7 @@ static inline __attribute__((always_inline)) void bs_vdw_channel(const bs_avx2_j
                 off += (size_t)ow0;
                 if (OW - ow0 < 16) n = (int32_t)(OW - ow0);
             }
-            __mmask16 sm = (__mmask16)((1u << n) - 1);
-            if (i32) _mm512_mask_storeu_epi32((int32_t *)yc + off, sm, res);
-            else _mm_mask_storeu_epi8((unsigned char *)yc + off, sm, _mm512_cvtepi32_epi8(res));
+            bs_vdw_store(i32, yc, off, (__mmask16)((1u << n) - 1), res);
         }
     }
 }
@@ -1614,25 +1625,19 @@ static inline __attribute__((always_inline)) void bs_vdw_channel_rows(const bs_a
     for (int64_t oh = 0; oh < OH; oh += R) {
         int32_t nr = OH - oh < R ? (int32_t)(OH - oh) : R;
         const unsigned char *rp[NI];
-        for (int32_t r = 0; r < ni; r++) {
-            int64_t ih = oh * SH - ph + r;
-            rp[r] = ih >= 0 && ih < H ? xc + ih * W : d->pad;
-        }
+        for (int32_t r = 0; r < ni; r++) rp[r] = bs_vdw_rowptr(xc, oh * SH - ph + r, H, W, d->pad);
         for (int64_t ow0 = 0, b = 0; ow0 < OW; ow0 += 16, b++) {
             const __mmask64 mk = d->mk[b];
             const int64_t col0 = d->col0[b];
             __m512i t[NI], res[R];
             for (int32_t r = 0; r < ni; r++)
-                t[r] = _mm512_permutexvar_epi8(I0, _mm512_xor_si512(_mm512_mask_loadu_epi8(RAW, mk, (const void *)(rp[r] + col0)), FLIP));
+                t[r] = _mm512_permutexvar_epi8(I0, bs_vdw_load(RAW, FLIP, mk, rp[r] + col0));
             for (int32_t r = 0; r < R; r++)
                 res[r] = bs_vepi_apply_mode(j, e, _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(),
                                             t[r * SH], W0), t[r * SH + 1], W1), t[r * SH + 2], W2), mode);
             size_t off = (size_t)(oh * OW + ow0);
             __mmask16 sm = (__mmask16)((1u << (OW - ow0 < 16 ? OW - ow0 : 16)) - 1);
-            for (int32_t r = 0; r < nr; r++) {
-                if (i32) _mm512_mask_storeu_epi32((int32_t *)yc + off + (size_t)r * OW, sm, res[r]);
-                else _mm_mask_storeu_epi8((unsigned char *)yc + off + (size_t)r * OW, sm, _mm512_cvtepi32_epi8(res[r]));
-            }
+            for (int32_t r = 0; r < nr; r++) bs_vdw_store(i32, yc, off + (size_t)r * OW, sm, res[r]);
         }
     }
 }
@@ -1654,10 +1659,7 @@ static inline __attribute__((always_inline)) void bs_vdw_channel_two_rows(const 
     const __mmask16 m = (__mmask16)((1u << OW) - 1);
     for (int64_t oh = 0; oh < OH; oh += 4) {
         __m512i v[NI];
-        for (int32_t r = 0; r < ni; r++) {
-            int64_t ih = oh * SH - ph + r;
-            v[r] = _mm512_xor_si512(_mm512_mask_loadu_epi8(RAW, mk, (const void *)((ih >= 0 && ih < H ? xc + ih * W : d->pad) + col0)), FLIP);
-        }
+        for (int32_t r = 0; r < ni; r++) v[r] = bs_vdw_load(RAW, FLIP, mk, bs_vdw_rowptr(xc, oh * SH - ph + r, H, W, d->pad) + col0);
         __m512i res[2];
         for (int32_t p = 0; p < 2; p++) {   /* output rows oh + 2 p, oh + 2 p + 1 */
             const __m512i *a = v + 2 * p * SH, *b = v + (2 * p + 1) * SH;
@@ -1669,10 +1671,7 @@ static inline __attribute__((always_inline)) void bs_vdw_channel_two_rows(const 
         for (int32_t p = 0; p < 2 && oh + 2 * p < OH; p++) {
             int32_t second = oh + 2 * p + 1 < OH, n = second ? 2 * (int32_t)OW : (int32_t)OW;
             __m512i r = _mm512_maskz_compress_epi32((__mmask16)(m | (second ? m << 8 : 0)), res[p]);
-            size_t off = (size_t)((oh + 2 * p) * OW);
-            __mmask16 sm = (__mmask16)((1u << n) - 1);
-            if (i32) _mm512_mask_storeu_epi32((int32_t *)yc + off, sm, r);
-            else _mm_mask_storeu_epi8((unsigned char *)yc + off, sm, _mm512_cvtepi32_epi8(r));
+            bs_vdw_store(i32, yc, (size_t)((oh + 2 * p) * OW), (__mmask16)((1u << n) - 1), r);
         }
     }
 }
