@@ -42,6 +42,17 @@ static uint64_t st;
 static uint64_t rnd(void) { st += 0x9E3779B97F4A7C15ull; uint64_t z = st; z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull; z = (z ^ (z >> 27)) * 0x94D049BB133111EBull; return z ^ (z >> 31); }
 static int64_t ri(int64_t lo, int64_t hi) { return lo + (int64_t)(rnd() % (uint64_t)(hi - lo + 1)); }
 static void *al(size_t n) { void *p = NULL; if (posix_memalign(&p, 64, n ? n : 64)) exit(3); memset(p, 0xA5, n ? n : 64); return p; }
+/* A 2-bit activation's Requant (at most 4 values: the VNNI epilogue's thresholds form); a quarter of them with steps
+ * outside int32 (taken by every accumulator, or by none) and constant channels. m, n, bias: rq's count entries. */
+static void narrow_requant(bs_requant_params *rq, int32_t *m, int32_t *n, int64_t *bias, int32_t yt) {
+    rq->lo = yt == BS_T_U8 ? ri(0, 20) : ri(-10, 10); rq->hi = rq->lo + ri(0, 3);
+    if (ri(0, 3)) return;
+    for (int32_t i = 0; i < rq->count; i++) {
+        m[i] = ri(0, 2) == 0 ? 0 : (int32_t)ri(-(1 << 20), 1 << 20); n[i] = (int32_t)ri(1, 20);
+        bias[i] = (ri(0, 1) ? 1 : -1) * ri((int64_t)1 << 40, (int64_t)1 << 59);
+        if (!m[i]) bias[i] = (rq->lo - rq->zero + ri(-1, 4)) * ((int64_t)1 << n[i]) + ri(-((int64_t)1 << (n[i] - 1)), (int64_t)1 << (n[i] - 1));
+    }
+}
 #ifdef BS_TEST_VNNI
 static int c16_case;   /* this case's conv weights packed with BS_VPACK_C16 (taken where 16 | mg: the channels-in-lanes kernel) */
 static void vnni_pack(const int8_t *q8, void *pw, int32_t g, int32_t mg, int32_t k, int32_t kmajor, int32_t shift, int32_t bits, int32_t taps, size_t rows) {
@@ -221,6 +232,7 @@ int main(int argc, char **argv) {
         rq.lo = yt == BS_T_U8 ? 0 : (yt == BS_T_I8 ? -128 : -(1 << 20));
         rq.hi = yt == BS_T_U8 ? 255 : (yt == BS_T_I8 ? 127 : 1 << 20);
         if (extreme && ri(0, 1)) { rq.lo = ri(-300, 300); rq.hi = ri(-300, 300); rq.zero = (int64_t)rnd(); }
+        if (!extreme && yt != BS_T_I32 && ri(0, 3) == 0) narrow_requant(&rq, rm, rn, rb, yt);
         size_t esz = yt == BS_T_I32 ? 4 : 1;
         unsigned char *y0 = al(ycount * esz), *y1 = al(ycount * esz), *y2 = al(ycount * esz);
         memset(y0, 0, ycount * esz); memset(y1, 0x5a, ycount * esz); memset(y2, 0x3c, ycount * esz);
@@ -374,6 +386,7 @@ int main(int argc, char **argv) {
         bs_requant_params rq = {rm, rn, rb, cnt, ri(-5, 30), yt == BS_T_U8 ? 0 : -128, yt == BS_T_U8 ? 255 : 127};
         if (extreme && ri(0, 1)) { rq.lo = ri(-300, 300); rq.hi = ri(-300, 300); rq.zero = (int64_t)rnd(); }
         if (yt == BS_T_I32 && ri(0, 1)) { rq.lo = ri(0, 1) ? INT32_MIN : -((int64_t)1 << 40); rq.hi = ri(0, 1) ? INT32_MAX : (int64_t)1 << 40; }
+        if (!extreme && yt != BS_T_I32 && ri(0, 3) == 0) narrow_requant(&rq, rm, rn, rb, yt);
         memset(y0, 0x11, n * 4); memset(y1, 0x11, n * 4);
         bs_requant__generic(xa, xt, y0, yt, outer, ch, inner, &rq);
         K(bs_requant)(xa, xt, y1, yt, outer, ch, inner, &rq);
@@ -589,7 +602,8 @@ int main(int argc, char **argv) {
             #expect(rc == 0, "compile \(extra): \(err)")
             return rc == 0
         }
-        guard try compile("kc", gfni ? ["-mgfni"] : []) else { return }
+        // BS_VTHR_MIN_OUT=1: the small test shapes take the epilogue's thresholds form too (its default gate: 128 outputs)
+        guard try compile("kc", (gfni ? ["-mgfni"] : []) + ["-DBS_VTHR_MIN_OUT=1"]) else { return }
         for seed in 1...3 {
             let (r, out, e) = try NativeBuildTests.run(["./kc", "\(seed)", "1500"], cwd: b)
             #expect(r == 0 && out.hasPrefix("ok 1500 cases") && out.contains("ok 1500 requant and qadd cases") && out.contains("ok 1500 maxpool cases"), "seed \(seed): \(out)\(e)")

@@ -1188,12 +1188,16 @@ static void bs_vinterleave(const bs_vgeo *o, const unsigned char *rows, unsigned
  * once per channel and task: done per 16 outputs, its scalar clamps and broadcasts had cost more than the vector
  * work at small k (MobileNetV2's 16 -> 96 expand conv). ---- */
 typedef struct bs_vepi {
-    __m512i corr, M, B, Z, LO, HI;   /* modes 4, 5: B = bias + 2^(n-1) + zero 2^n; LO, HI in 32-bit (4) or 64-bit (5) lanes */
+    /* modes 4, 5: B = bias + 2^(n-1) + zero 2^n; LO, HI in 32-bit (4) or 64-bit (5) lanes. Mode 6 (bs_vepi_thresholds)
+     * keeps its steps U0, U1, U2 in M, B, Z and the result is LO + HI [acc > M] + HI [acc > B] + HI [acc > Z] (named
+     * fields, not a union: GCC kept a union's struct in memory, the depthwise loop ran 1-3 % slower) */
+    __m512i corr, M, B, Z, LO, HI;
     __m128i sh, sh1;
     size_t c;
     /* 0: no Requant (acc - corr); int64 lanes: 1 (n > 0 rounds), 2 (n == 0); 3: the scalar order; the int32 path of
-     * int32 form (bs_vepi_int32_form): 4 (n >= 32), 5 (n < 32) */
+     * int32 form (bs_vepi_int32_form): 4 (n >= 32), 5 (n < 32); 6: the int32 form's result counted off thresholds */
     int32_t mode;
+    int32_t span;   /* modes 4, 5: chi - clo, the values the result spans less one (at most 3: mode 6 may apply) */
 } bs_vepi;
 
 /* Channel q's Requant in the int32 form of the epilogue (modes 4, 5): u = acc m + B, B = bias + 2^(n-1) + zero 2^n,
@@ -1231,12 +1235,68 @@ static inline void bs_vepi_setup(const bs_avx2_job *j, size_t c, int32_t corr, b
         else { e->LO = _mm512_set1_epi64(clo); e->HI = _mm512_set1_epi64(chi); }
         e->sh = _mm_cvtsi32_si128(n >= 32 ? n - 32 : n);
         e->mode = n >= 32 ? 4 : 5;
+        e->span = chi - clo > 3 ? 4 : (int32_t)(chi - clo);
         return;
     }
     e->LO = _mm512_set1_epi64(clo); e->HI = _mm512_set1_epi64(chi);
     e->B = _mm512_set1_epi64(bias); e->Z = _mm512_set1_epi64(zero);
     e->sh = _mm_cvtsi32_si128(n); e->sh1 = _mm_cvtsi32_si128(n > 0 ? n - 1 : 0);
     e->mode = n > 0 ? 1 : 2;
+}
+
+/* floor(a / b), b != 0, a / b not INT64_MIN / -1. */
+static inline int64_t bs_floordiv64(int64_t a, int64_t b) {
+    int64_t q = a / b;
+    return (a % b != 0 && ((a < 0) != (b < 0))) ? q - 1 : q;
+}
+
+/* Epilogues whose task serves fewer outputs per channel keep modes 4 / 5: the thresholds' set-up (three divisions)
+ * would cost more than it saves. */
+#ifndef BS_VTHR_MIN_OUT
+#define BS_VTHR_MIN_OUT 128
+#endif
+
+/* The int32 form (modes 4, 5) as thresholds (mode 6) where its result spans at most 4 values, as a 2-bit activation's
+ * does: y(a) = clamp(floor((a m + B) / 2^n), clo, chi) is monotonic in a (the form never wraps), so it is y(INT32_MIN)
+ * plus (m > 0) or minus (m < 0) the count of the at most chi - clo steps that a is past, each one compare and one
+ * masked add: 7 vector operations instead of 11 or 14. Step v (clo < v <= chi), m > 0: y(a) >= v iff a m >= v 2^n - B,
+ * iff a > ceil((v 2^n - B) / m) - 1; m < 0: y(a) >= v iff a <= floor((v 2^n - B) / m), so y = chi - #{v : a > that}.
+ * A step outside int32 is never taken (U = INT32_MAX) or always (folded into y0). Byte containers and n <= 52: then
+ * |v 2^n| < 2^61 and |B| < 2^62, so the arithmetic stays in int64. */
+static inline void bs_vepi_thresholds_set(const bs_avx2_job *j, bs_vepi *e) {
+    if ((e->mode != 4 && e->mode != 5) || e->span > 3) return;
+    const bs_requant_params *rq = j->rq;
+    size_t q = rq->count == 1 ? 0 : e->c;
+    int64_t B, clo, chi;
+    if ((j->yt != BS_T_U8 && j->yt != BS_T_I8) || rq->n[q] > 52) return;
+    if (!bs_vepi_int32_form(rq, q, j->yt, &B, &clo, &chi) || chi - clo > 3) return;
+    int32_t n = rq->n[q], m = rq->m[q], d = m > 0 ? 1 : -1;
+    int64_t y0 = m > 0 ? clo : chi, u[3] = {INT32_MAX, INT32_MAX, INT32_MAX};
+    if (m == 0) {   /* constant: clamp(floor(B / 2^n)) */
+        int64_t f = bs_floordiv64(B, (int64_t)1 << n);
+        y0 = f < clo ? clo : (f > chi ? chi : (int64_t)f);
+    } else
+        for (int64_t v = clo + 1, i = 0; v <= chi; v++, i++) {
+            int64_t r = v * ((int64_t)1 << n) - B, t = m > 0 ? -bs_floordiv64(-r, m) - 1 : bs_floordiv64(r, m);   /* a > t */
+            if (t < INT32_MIN) y0 += d;   /* every int32 a is past it */
+            else if (t < INT32_MAX) u[i] = (int64_t)t;
+        }
+    e->M = _mm512_set1_epi32((int32_t)u[0]); e->B = _mm512_set1_epi32((int32_t)u[1]); e->Z = _mm512_set1_epi32((int32_t)u[2]);
+    e->LO = _mm512_set1_epi32((int32_t)y0); e->HI = _mm512_set1_epi32(d);
+    e->mode = 6;
+}
+
+/* The thresholds form where it applies (nout: the outputs the set-up serves). */
+static inline void bs_vepi_thresholds(const bs_avx2_job *j, bs_vepi *e, size_t nout) {
+    if (nout >= BS_VTHR_MIN_OUT) bs_vepi_thresholds_set(j, e);
+}
+
+/* Whether a job's epilogues may take the thresholds form at all: the Requant's [lo, hi] in a byte container spans
+ * at most 4 values (a per-job property: lo and hi are the Requant's, not a channel's). */
+static inline int bs_vthr_job(const bs_avx2_job *j, size_t nout) {
+    if (!j->rq || (j->yt != BS_T_U8 && j->yt != BS_T_I8) || j->rq->lo > j->rq->hi || nout < BS_VTHR_MIN_OUT) return 0;
+    int64_t clo = bs_clamp64a(j->rq->lo, bs_cmin(j->yt), bs_cmax(j->yt)), chi = bs_clamp64a(j->rq->hi, bs_cmin(j->yt), bs_cmax(j->yt));
+    return chi - clo <= 3;
 }
 
 /* bs_vepi_apply with the mode given (a constant in a caller specialized on it: its branches fold). */
@@ -1252,6 +1312,11 @@ static inline __attribute__((always_inline)) __m512i bs_vepi_apply_mode(const bs
                              : t == BS_T_U8 ? bs_clamp64a(v, 0, UINT8_MAX) : bs_clamp64a(v, INT32_MIN, INT32_MAX));
         }
         return _mm512_loadu_si512((const void *)res);
+    }
+    if (mode == 6) {   /* LO + HI [acc > M] + HI [acc > B] + HI [acc > Z] */
+        __m512i y = _mm512_mask_add_epi32(e->LO, _mm512_cmpgt_epi32_mask(acc, e->M), e->LO, e->HI);
+        y = _mm512_mask_add_epi32(y, _mm512_cmpgt_epi32_mask(acc, e->B), y, e->HI);
+        return _mm512_mask_add_epi32(y, _mm512_cmpgt_epi32_mask(acc, e->Z), y, e->HI);
     }
     __m512i v0 = _mm512_add_epi64(_mm512_mul_epi32(acc, e->M), e->B);
     __m512i v1 = _mm512_add_epi64(_mm512_mul_epi32(_mm512_srli_epi64(acc, 32), e->M), e->B);
@@ -1676,7 +1741,10 @@ static inline __attribute__((always_inline)) void bs_vdw_channel_two_rows(const 
     }
 }
 
-static void bs_vdw_run(const bs_avx2_job *j, int32_t task) {
+/* A depthwise task, instantiated with and without the Requant's thresholds form (THR; bs_vthr_job): the 8-bit convs'
+ * instance has neither its set-up nor its mode-6 channel kernels (in the same loop they had made it 3-10 % slower,
+ * a call out of the loop to them 13-60 %: GCC then spills the loop's vectors). */
+static inline __attribute__((always_inline)) void bs_vdw_task(const bs_avx2_job *j, int32_t task, int32_t THR) {
     const bs_window *g = &j->conv->win;
     const bs_vpacked *h = (const bs_vpacked *)j->packed;
     const int8_t *wpk = (const int8_t *)h + 64 + BS_VA64((size_t)h->groups * h->mg4 * 4);
@@ -1745,11 +1813,12 @@ static void bs_vdw_run(const bs_avx2_job *j, int32_t task) {
         }
         bs_vepi e;
         bs_vepi_setup(j, (size_t)c, (int32_t)((uint32_t)xzu * (uint32_t)sum), &e);
+        if (THR) bs_vepi_thresholds_set(j, &e);
         const unsigned char *xc = (const unsigned char *)j->x + (size_t)c * in_plane;
         void *yc = (unsigned char *)j->y + (size_t)c * out_plane * ysz;
         if (kh == 3 && G == 1) {   /* instances with the stride and the Requant's mode constant */
 #define BS_VDW_MODES(F, SH) do { if (e.mode == 5) F(j, &d, &e, wd, SH, 5, xc, yc); else if (e.mode == 4) F(j, &d, &e, wd, SH, 4, xc, yc); \
-                                 else F(j, &d, &e, wd, SH, -1, xc, yc); } while (0)
+                                 else if (THR && e.mode == 6) F(j, &d, &e, wd, SH, 6, xc, yc); else F(j, &d, &e, wd, SH, -1, xc, yc); } while (0)
 #define BS_VDW_STRIDES(F) do { if (g->sh == 2) BS_VDW_MODES(F, 2); else BS_VDW_MODES(F, 1); } while (0)
 #define BS_VDW_CH3(j, d, e, wd, TWO, M, xc, yc) bs_vdw_channel(j, d, e, wd, 3, 1, TWO, M, xc, yc)
             if (two && rows) BS_VDW_STRIDES(bs_vdw_channel_two_rows);
@@ -1763,6 +1832,14 @@ static void bs_vdw_run(const bs_avx2_job *j, int32_t task) {
             bs_vdw_channel(j, &d, &e, wd, kh, G, two, -1, xc, yc);
         }
     }
+}
+
+static __attribute__((noinline)) void bs_vdw_task_thr(const bs_avx2_job *j, int32_t task) { bs_vdw_task(j, task, 1); }
+static __attribute__((noinline)) void bs_vdw_task_plain(const bs_avx2_job *j, int32_t task) { bs_vdw_task(j, task, 0); }
+
+static void bs_vdw_run(const bs_avx2_job *j, int32_t task) {
+    if (bs_vthr_job(j, (size_t)j->conv->win.oh * (size_t)j->conv->win.ow)) bs_vdw_task_thr(j, task);
+    else bs_vdw_task_plain(j, task);
 }
 #else
 #define BS_VDW 0
@@ -2117,6 +2194,7 @@ void bs_avx512vnni_run(const bs_avx2_job *j, int32_t stage, int32_t task) {
         for (size_t t = tl; t < tl1; t++)
             for (size_t bi = 0; bi < BS_VTILE && (t * BS_VTILE + bi) < o->nb; bi++)
                 bs_vdirect_runs(j, o, (t * BS_VTILE + bi) * 16, &runs[(t - tl) * BS_VTILE + bi]);
+    int thr = bs_vthr_job(j, (tl1 - tl) * BS_VTILE * 16);   /* the Requant's thresholds form (2-bit outputs) */
     for (size_t cb = cb0; cb < cb1; cb++) {
         const unsigned char *w = wp + (g * ncb + cb) * (size_t)o->kg * 16;
         bs_vepi ep[4];
@@ -2124,6 +2202,7 @@ void bs_avx512vnni_run(const bs_avx2_job *j, int32_t stage, int32_t task) {
         for (int32_t c4 = 0; c4 < nc; c4++) {
             size_t c = cb * 4 + (size_t)c4;   /* bit-serial: the accumulators hold sum (u - base) w_b */
             bs_vepi_setup(j, g * o->mg + c, (int32_t)((uint32_t)(o->uz - base) * (uint32_t)wsum[g * o->mg4 + c]), &ep[c4]);
+            if (thr) bs_vepi_thresholds_set(j, &ep[c4]);
         }
         int32_t mode4 = ep[0].mode;   /* the channels' common epilogue mode, -1 if they differ */
         for (int32_t c4 = 1; c4 < nc; c4++) if (ep[c4].mode != mode4) mode4 = -1;
@@ -2168,7 +2247,7 @@ void bs_avx512vnni_run(const bs_avx2_job *j, int32_t stage, int32_t task) {
                         _mm256_castsi128_si256(_mm512_cvtepi32_epi8(r2)), _mm512_cvtepi32_epi8(r3), 1), 1);                 \
                     _mm512_storeu_si512((void *)(yb + (size_t)c4 * cstride), l);                                       \
                 }
-                if (mode4 == 4) { BS_VEPI_LINE(4) } else { BS_VEPI_LINE(5) }
+                if (mode4 == 4) { BS_VEPI_LINE(4) } else if (!thr || mode4 == 5) { BS_VEPI_LINE(5) } else { BS_VEPI_LINE(6) }
 #undef BS_VEPI_LINE
                 continue;
             }
@@ -2184,6 +2263,7 @@ void bs_avx512vnni_run(const bs_avx2_job *j, int32_t stage, int32_t task) {
                     /* the block's 4 channels in one int32 form (the usual case): the mode a constant, no branch per vector */
                     if (mode4 == 4) { BS_VEPI_BYTES(4) }
                     else if (mode4 == 5) { BS_VEPI_BYTES(5) }
+                    else if (thr && mode4 == 6) { BS_VEPI_BYTES(6) }
                     else { BS_VEPI_BYTES(ep[c4].mode) }
 #undef BS_VEPI_BYTES
                     continue;
@@ -2234,9 +2314,11 @@ static void bs_vrequant_span(const void *x, int32_t xt, void *y, int32_t yt, siz
     j.rq = rq; j.yt = yt; j.y = y;
     bs_vepi ep;
     bs_vepi_setup(&j, c, 0, &ep);
+    bs_vepi_thresholds(&j, &ep, n);
     size_t e = 0;
     if (xt == BS_T_I32 && ep.mode == 4) e = bs_vrequant_i32(&j, &ep, (const int32_t *)x, yi, n, 4);
     else if (xt == BS_T_I32 && ep.mode == 5) e = bs_vrequant_i32(&j, &ep, (const int32_t *)x, yi, n, 5);
+    else if (xt == BS_T_I32 && ep.mode == 6) e = bs_vrequant_i32(&j, &ep, (const int32_t *)x, yi, n, 6);
     for (; e < n; e += 16) {
         size_t count = n - e < 16 ? n - e : 16;
         __mmask16 mk = (__mmask16)(count >= 16 ? 0xFFFFu : ((1u << count) - 1u));
