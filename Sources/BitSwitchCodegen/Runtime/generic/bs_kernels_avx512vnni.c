@@ -1197,7 +1197,6 @@ typedef struct bs_vepi {
     /* 0: no Requant (acc - corr); int64 lanes: 1 (n > 0 rounds), 2 (n == 0); 3: the scalar order; the int32 path of
      * int32 form (bs_vepi_int32_form): 4 (n >= 32), 5 (n < 32); 6: the int32 form's result counted off thresholds */
     int32_t mode;
-    int32_t span;   /* modes 4, 5: chi - clo, the values the result spans less one (at most 3: mode 6 may apply) */
 } bs_vepi;
 
 /* Channel q's Requant in the int32 form of the epilogue (modes 4, 5): u = acc m + B, B = bias + 2^(n-1) + zero 2^n,
@@ -1235,7 +1234,6 @@ static inline void bs_vepi_setup(const bs_avx2_job *j, size_t c, int32_t corr, b
         else { e->LO = _mm512_set1_epi64(clo); e->HI = _mm512_set1_epi64(chi); }
         e->sh = _mm_cvtsi32_si128(n >= 32 ? n - 32 : n);
         e->mode = n >= 32 ? 4 : 5;
-        e->span = chi - clo > 3 ? 4 : (int32_t)(chi - clo);
         return;
     }
     e->LO = _mm512_set1_epi64(clo); e->HI = _mm512_set1_epi64(chi);
@@ -1262,9 +1260,9 @@ static inline int64_t bs_floordiv64(int64_t a, int64_t b) {
  * masked add: 7 vector operations instead of 11 or 14. Step v (clo < v <= chi), m > 0: y(a) >= v iff a m >= v 2^n - B,
  * iff a > ceil((v 2^n - B) / m) - 1; m < 0: y(a) >= v iff a <= floor((v 2^n - B) / m), so y = chi - #{v : a > that}.
  * A step outside int32 is never taken (U = INT32_MAX) or always (folded into y0). Byte containers and n <= 52: then
- * |v 2^n| < 2^61 and |B| < 2^62, so the arithmetic stays in int64. */
+ * |v 2^n| < 2^61 and |B| < 2^62, so the arithmetic stays in int64. Callers take it for jobs bs_vthr_job admits. */
 static inline void bs_vepi_thresholds_set(const bs_avx2_job *j, bs_vepi *e) {
-    if ((e->mode != 4 && e->mode != 5) || e->span > 3) return;
+    if (e->mode != 4 && e->mode != 5) return;
     const bs_requant_params *rq = j->rq;
     size_t q = rq->count == 1 ? 0 : e->c;
     int64_t B, clo, chi;
@@ -1279,20 +1277,16 @@ static inline void bs_vepi_thresholds_set(const bs_avx2_job *j, bs_vepi *e) {
         for (int64_t v = clo + 1, i = 0; v <= chi; v++, i++) {
             int64_t r = v * ((int64_t)1 << n) - B, t = m > 0 ? -bs_floordiv64(-r, m) - 1 : bs_floordiv64(r, m);   /* a > t */
             if (t < INT32_MIN) y0 += d;   /* every int32 a is past it */
-            else if (t < INT32_MAX) u[i] = (int64_t)t;
+            else if (t < INT32_MAX) u[i] = t;
         }
     e->M = _mm512_set1_epi32((int32_t)u[0]); e->B = _mm512_set1_epi32((int32_t)u[1]); e->Z = _mm512_set1_epi32((int32_t)u[2]);
     e->LO = _mm512_set1_epi32((int32_t)y0); e->HI = _mm512_set1_epi32(d);
     e->mode = 6;
 }
 
-/* The thresholds form where it applies (nout: the outputs the set-up serves). */
-static inline void bs_vepi_thresholds(const bs_avx2_job *j, bs_vepi *e, size_t nout) {
-    if (nout >= BS_VTHR_MIN_OUT) bs_vepi_thresholds_set(j, e);
-}
-
 /* Whether a job's epilogues may take the thresholds form at all: the Requant's [lo, hi] in a byte container spans
- * at most 4 values (a per-job property: lo and hi are the Requant's, not a channel's). */
+ * at most 4 values (a per-job property: lo and hi are the Requant's, not a channel's) and a channel's set-up serves
+ * nout >= BS_VTHR_MIN_OUT outputs. */
 static inline int bs_vthr_job(const bs_avx2_job *j, size_t nout) {
     if (!j->rq || (j->yt != BS_T_U8 && j->yt != BS_T_I8) || j->rq->lo > j->rq->hi || nout < BS_VTHR_MIN_OUT) return 0;
     int64_t clo = bs_clamp64a(j->rq->lo, bs_cmin(j->yt), bs_cmax(j->yt)), chi = bs_clamp64a(j->rq->hi, bs_cmin(j->yt), bs_cmax(j->yt));
@@ -2314,7 +2308,7 @@ static void bs_vrequant_span(const void *x, int32_t xt, void *y, int32_t yt, siz
     j.rq = rq; j.yt = yt; j.y = y;
     bs_vepi ep;
     bs_vepi_setup(&j, c, 0, &ep);
-    bs_vepi_thresholds(&j, &ep, n);
+    if (bs_vthr_job(&j, n)) bs_vepi_thresholds_set(&j, &ep);
     size_t e = 0;
     if (xt == BS_T_I32 && ep.mode == 4) e = bs_vrequant_i32(&j, &ep, (const int32_t *)x, yi, n, 4);
     else if (xt == BS_T_I32 && ep.mode == 5) e = bs_vrequant_i32(&j, &ep, (const int32_t *)x, yi, n, 5);
